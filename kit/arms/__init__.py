@@ -1,0 +1,8 @@
+"""Arms: the ways of answering a task. See :mod:`kit.arms.base` for the contract."""
+
+from kit.arms.base import Arm, Completion, Request, get_arm, register_arm, registered_backends
+
+# Each module registers its backend(s) on import; heavy libraries are imported inside factories.
+BUILTIN_MODULES: tuple[str, ...] = ("kit.arms.llama_cpp",)
+
+__all__ = ["Arm", "Completion", "Request", "get_arm", "register_arm", "registered_backends", "BUILTIN_MODULES"]

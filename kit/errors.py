@@ -1,0 +1,61 @@
+"""Errors the kit raises. Every message says what went wrong, where, and how to fix it.
+
+Library code raises these; only the CLI and the notebooks turn them into messages.
+
+>>> str(TaskError("column 'text' missing", where="datasets/x.yaml", fix="add the column"))
+"datasets/x.yaml: column 'text' missing. Fix: add the column"
+"""
+
+from __future__ import annotations
+
+
+class KitError(Exception):
+    """Base of every error the kit raises on purpose."""
+
+    def __init__(self, problem: str, *, where: str | None = None, fix: str | None = None) -> None:
+        self.problem = problem
+        self.where = where
+        self.fix = fix
+        super().__init__(self._compose())
+
+    def _compose(self) -> str:
+        text = f"{self.where}: {self.problem}" if self.where else self.problem
+        if self.fix:
+            text += f". Fix: {self.fix}"
+        return text
+
+
+class TaskError(KitError):
+    """A task file or its data is invalid."""
+
+
+class ModelError(KitError):
+    """A model cannot be found, fetched, verified or loaded."""
+
+
+class ArmError(KitError):
+    """An arm spec is unknown or an arm cannot be set up."""
+
+
+class MissingDependency(ArmError):
+    """An optional package is needed; the message names the pip install that fixes it."""
+
+    def __init__(self, package: str, *, extra: str | None = None, purpose: str = "") -> None:
+        cmd = f"pip install 'kit[{extra}]'" if extra else f"pip install {package}"
+        super().__init__(f"the package '{package}' is needed{' ' + purpose if purpose else ''}", fix=f"run `{cmd}`")
+
+
+class StoreError(KitError):
+    """The response store cannot be opened or is inconsistent."""
+
+
+class BudgetExceeded(KitError):
+    """A spending cap (--max-cost / --max-calls) stopped a run before it was exceeded."""
+
+
+class ConfigError(KitError):
+    """A parameter or option has an invalid value."""
+
+
+class ReportError(KitError):
+    """A notebook of the report pipeline failed."""

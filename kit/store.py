@@ -1,0 +1,193 @@
+"""The response store: SQLite in WAL mode, one row per answered prompt, numbered migrations.
+
+Every response is written the moment it completes. A response whose task, item, model identity,
+parameters, prompt and epoch match a stored one (without error) is served from the store instead of
+calling the model again.
+
+>>> with Store(":memory:") as store:
+...     store.schema_version()
+2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from kit.errors import StoreError
+
+# Append only: a schema change is a new entry. user_version records how many have been applied.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE runs (
+        run_id TEXT PRIMARY KEY, task TEXT NOT NULL, arm TEXT NOT NULL, identity TEXT NOT NULL,
+        started_at TEXT NOT NULL, finished_at TEXT, status TEXT NOT NULL, hardware TEXT, kit_version TEXT,
+        options TEXT, n_items INTEGER, new_calls INTEGER, cached INTEGER, errors INTEGER, message TEXT
+    );
+    CREATE TABLE responses (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        cache_key TEXT NOT NULL UNIQUE,
+        run_id TEXT NOT NULL REFERENCES runs(run_id),
+        task TEXT NOT NULL, item_id TEXT NOT NULL, arm TEXT NOT NULL,
+        model_identity TEXT NOT NULL, params TEXT NOT NULL, prompt_hash TEXT NOT NULL, epoch INTEGER NOT NULL,
+        output TEXT, answer TEXT, parse_error INTEGER NOT NULL DEFAULT 0,
+        prompt_tokens INTEGER, completion_tokens INTEGER, latency_s REAL, ttft_s REAL, confidence REAL,
+        error TEXT, created_at TEXT NOT NULL
+    );
+    CREATE INDEX responses_task_arm ON responses(task, arm, item_id, epoch);
+    """,
+    """
+    ALTER TABLE responses ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE responses ADD COLUMN extra TEXT;
+    """,
+)
+
+RESPONSE_COLUMNS = (
+    "run_id", "task", "item_id", "arm", "model_identity", "params", "prompt_hash", "epoch", "output", "answer",
+    "parse_error", "prompt_tokens", "completion_tokens", "latency_s", "ttft_s", "confidence", "error",
+    "created_at", "extra",
+)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def cache_key(*, task: str, item_id: str, identity: dict[str, Any], prompt_hash: str, epoch: int) -> str:
+    blob = json.dumps([task, item_id, identity, prompt_hash, epoch], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+class Store:
+    """A SQLite response store. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open the store: {exc}", where=self.path,
+                             fix="pass another --store PATH, or move the damaged file away") from None
+
+    def _migrate(self) -> None:
+        version = self.schema_version()
+        if version > len(MIGRATIONS):
+            raise StoreError(f"store schema {version} is newer than this kit ({len(MIGRATIONS)})",
+                             where=self.path, fix="upgrade the kit (pip install -U -e .)")
+        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN")
+            for statement in filter(str.strip, sql.split(";")):
+                self.db.execute(statement)
+            self.db.execute(f"PRAGMA user_version = {number}")
+            self.db.execute("COMMIT")
+
+    def schema_version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # runs ------------------------------------------------------------------------------------------
+    def start_run(self, *, task: str, arm: str, identity: dict[str, Any], hardware: dict[str, Any] | None,
+                  options: dict[str, Any] | None, kit_version: str) -> str:
+        run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+        self.db.execute(
+            "INSERT INTO runs(run_id, task, arm, identity, started_at, status, hardware, kit_version, options)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (run_id, task, arm, _dumps(identity), now(), "running", _dumps(hardware), kit_version, _dumps(options)),
+        )
+        return run_id
+
+    def finish_run(self, run_id: str, *, status: str, n_items: int, new_calls: int, cached: int, errors: int,
+                   message: str | None = None) -> None:
+        self.db.execute(
+            "UPDATE runs SET finished_at=?, status=?, n_items=?, new_calls=?, cached=?, errors=?, message=?"
+            " WHERE run_id=?",
+            (now(), status, n_items, new_calls, cached, errors, message, run_id),
+        )
+
+    def runs(self, *, task: str | None = None) -> pd.DataFrame:
+        sql, args = "SELECT * FROM runs", ()
+        if task:
+            sql, args = sql + " WHERE task=?", (task,)
+        return pd.read_sql_query(sql + " ORDER BY started_at", self.db, params=args)
+
+    # responses -------------------------------------------------------------------------------------
+    def cached(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Stored responses without error for these cache keys."""
+        keys = list(keys)
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            rows = self.db.execute(
+                f"SELECT * FROM responses WHERE error IS NULL AND cache_key IN ({','.join('?' * len(chunk))})", chunk
+            ).fetchall()
+            found.update({row["cache_key"]: dict(row) for row in rows})
+        return found
+
+    def write(self, key: str, row: dict[str, Any]) -> None:
+        """Insert one response now (a retried error is replaced and its attempt counted)."""
+        values = {c: row.get(c) for c in RESPONSE_COLUMNS}
+        values["answer"] = _dumps(values["answer"])
+        values["params"] = _dumps(values["params"])
+        values["model_identity"] = str(values["model_identity"])
+        values["extra"] = _dumps(values["extra"]) if values["extra"] else None
+        values["created_at"] = values["created_at"] or now()
+        cols = ", ".join(values)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in values)
+        self.db.execute(
+            f"INSERT INTO responses(cache_key, {cols}) VALUES (?, {','.join('?' * len(values))})"
+            f" ON CONFLICT(cache_key) DO UPDATE SET {updates}, attempts = attempts + 1",
+            (key, *values.values()),
+        )
+
+    def responses(self, *, task: str, arms: Iterable[str] | None = None, epoch: int | None = None,
+                  item_ids: Iterable[str] | None = None) -> pd.DataFrame:
+        """The latest response per (arm, item, epoch) of a task, answers decoded from JSON."""
+        sql = "SELECT * FROM responses WHERE task=?"
+        args: list[Any] = [task]
+        if arms is not None:
+            arms = list(arms)
+            sql += f" AND arm IN ({','.join('?' * len(arms))})"
+            args += arms
+        if epoch is not None:
+            sql += " AND epoch=?"
+            args.append(epoch)
+        frame = pd.read_sql_query(sql + " ORDER BY created_at, id", self.db, params=args)
+        if item_ids is not None:
+            frame = frame[frame["item_id"].isin(set(item_ids))]
+        frame = frame.drop_duplicates(["arm", "item_id", "epoch"], keep="last").reset_index(drop=True)
+        frame["answer"] = frame["answer"].map(_loads)
+        frame["parse_error"] = frame["parse_error"].astype(bool)
+        return frame
+
+    def arms(self, *, task: str) -> list[str]:
+        rows = self.db.execute("SELECT DISTINCT arm FROM responses WHERE task=? ORDER BY arm", (task,)).fetchall()
+        return [r[0] for r in rows]
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
+
+
+def _loads(value: str | None) -> Any:
+    return None if value is None else json.loads(value)
