@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kit.errors import ModelError
+from kit.paths import kit_home
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -96,11 +97,6 @@ class CatalogEntry:
 
 
 # ---------------------------------------------------------------- paths and the lock file
-
-
-def kit_home() -> Path:
-    """The kit's own cache dir: ``$KIT_HOME`` or ``~/.cache/kit``."""
-    return Path(os.environ.get("KIT_HOME") or Path.home() / ".cache" / "kit").expanduser()
 
 
 def hub_cache_dir() -> Path:
@@ -319,8 +315,11 @@ def _assemble_gemma(entry: CatalogEntry) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        g.assemble(tmp, overwrite=True)
+        g.assemble(tmp, overwrite=True)  # raises ValueError unless the result matches g.EXPECTED_SHA256
         os.replace(tmp, target)
+        st = target.stat()  # record the hash assemble() just checked, so it is not read again
+        _update_lock(files={str(target.resolve()): {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                    "sha256": g.EXPECTED_SHA256, "at": time.time()}})
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"assembling '{entry.id}' failed ({exc})",
