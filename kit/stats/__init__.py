@@ -1,0 +1,32 @@
+"""Paired statistics for comparing arms on the same items, as tidy tables.
+
+Every comparison is paired: the same items went through every arm. Errors and unparseable answers
+count as wrong and are never dropped. Every table carries a ``statement`` column in plain words,
+with the assumptions behind it.
+
+>>> import pandas as pd
+>>> df = pd.DataFrame({"arm": ["api"] * 3 + ["local"] * 3, "item_id": [1, 2, 3] * 2,
+...                    "correct": [True, True, False, True, False, False]})
+>>> metric_table(df)["accuracy"].round(3).tolist()
+[0.667, 0.333]
+"""
+
+from kit.stats._data import check_scores, pair_arms
+from kit.stats.agreement import agreement, kappa_se
+from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, paired_bootstrap, vectorised_metric
+from kit.stats.cli import register_cli
+from kit.stats.compare import compare_arms
+from kit.stats.intervals import accuracy_ci, wilson_interval
+from kit.stats.latency import latency_summary, latency_test
+from kit.stats.paired import holm, mcnemar, non_inferiority, tango_bound, tango_z
+from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
+                             sample_size_noninferiority)
+from kit.stats.tables import epoch_variation, errors_table, metric_table
+
+__all__ = [
+    "MACRO_F1", "MEAN", "Metric", "accuracy_ci", "agreement", "check_scores", "compare_arms", "epoch_variation",
+    "errors_table", "holm", "kappa_se", "latency_summary", "latency_test", "mcnemar", "metric_from_function",
+    "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap", "power_difference", "power_noninferiority",
+    "register_cli", "sample_size_difference", "sample_size_noninferiority", "tango_bound", "tango_z",
+    "vectorised_metric", "wilson_interval",
+]

@@ -1,0 +1,108 @@
+"""Agreement between two arms when there are no gold labels (the API's answers as the reference).
+
+Agreement rate with a Wilson interval; Cohen's kappa with the large-sample standard error of
+Fleiss, Cohen & Everitt (1969); per class, the specific agreement ``2 n_kk / (n_k. + n_.k)`` and a
+one-class-versus-rest kappa. Unparseable answers form their own class, ``(unparsed)``: they are
+counted, never dropped.
+
+>>> agreement(["a", "b", "a", "a"], ["a", "b", "b", "a"])[["level", "agreement"]].to_dict("records")[0]
+{'level': 'overall', 'agreement': 0.75}
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import ConfigError
+from kit.stats._data import check_level, pct, z_of
+from kit.stats.intervals import wilson_interval
+
+UNPARSED = "(unparsed)"
+OTHER = "(other)"
+
+
+def _key(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return UNPARSED
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+
+
+def kappa_se(table: np.ndarray) -> tuple[float, float]:
+    """Cohen's kappa and its large-sample standard error (Fleiss, Cohen & Everitt 1969)."""
+    n = table.sum()
+    p = table / n
+    rows, cols = p.sum(axis=1), p.sum(axis=0)
+    po, pe = np.trace(p), float(rows @ cols)
+    if pe >= 1.0:
+        return float("nan"), float("nan")
+    kappa = (po - pe) / (1 - pe)
+    diag = np.diag(p) * (1 - (rows + cols) * (1 - kappa)) ** 2
+    off = p * (cols[:, None] + rows[None, :]) ** 2
+    np.fill_diagonal(off, 0.0)
+    var = (diag.sum() + (1 - kappa) ** 2 * off.sum() - (kappa - pe * (1 - kappa)) ** 2) / ((1 - pe) ** 2 * n)
+    return float(kappa), float(np.sqrt(max(var, 0.0)))
+
+
+def agreement(a_answers: Any, b_answers: Any, *, labels: Sequence[Any] | None = None,
+              ci: float = 0.95) -> pd.DataFrame:
+    """Agreement rate and Cohen's kappa of two arms' answers on the same items, overall and per class.
+
+    ``labels`` fixes the classes (answers outside them become ``(other)``). Rows: ``level`` =
+    "overall" then one per class. Columns: level, n, n_a, n_b, agreement, agreement_ci_low,
+    agreement_ci_high, kappa, kappa_se, kappa_ci_low, kappa_ci_high, statement. Per class,
+    ``agreement`` is the specific agreement and ``kappa`` the class-versus-rest kappa.
+
+    >>> float(agreement(["x", "y"], ["x", "y"])["kappa"].iloc[0])
+    1.0
+    """
+    where = "kit.stats.agreement"
+    ci = check_level(ci, "ci", where=where)
+    a = [_key(v) for v in np.asarray(a_answers, dtype=object).ravel()]
+    b = [_key(v) for v in np.asarray(b_answers, dtype=object).ravel()]
+    if len(a) != len(b) or not a:
+        raise ConfigError(f"got {len(a)} and {len(b)} answers", where=where,
+                          fix="pass both arms' answers on the same items, in the same order")
+    if labels is not None:
+        allowed = {_key(v) for v in labels} | {UNPARSED}
+        a, b = [v if v in allowed else OTHER for v in a], [v if v in allowed else OTHER for v in b]
+        classes = list(dict.fromkeys([_key(v) for v in labels] + sorted(set(a) | set(b) - {_key(v) for v in labels})))
+    else:
+        classes = sorted(set(a) | set(b))
+    pos = {c: i for i, c in enumerate(classes)}
+    table = np.zeros((len(classes), len(classes)))
+    np.add.at(table, ([pos[v] for v in a], [pos[v] for v in b]), 1)
+    n = int(table.sum())
+    z = z_of((1 + ci) / 2)
+    agree = int(np.trace(table))
+    lo, hi = wilson_interval(agree, n, ci)
+    kappa, se = kappa_se(table)
+    rows = [{"level": "overall", "n": n, "n_a": n, "n_b": n, "agreement": agree / n, "agreement_ci_low": lo,
+             "agreement_ci_high": hi, "kappa": kappa, "kappa_se": se, "kappa_ci_low": kappa - z * se,
+             "kappa_ci_high": kappa + z * se, "statement": _words(agree / n, lo, hi, kappa, kappa - z * se,
+                                                                   kappa + z * se, n, ci)}]
+    for c, i in pos.items():
+        in_a, in_b, both = table[i].sum(), table[:, i].sum(), table[i, i]
+        two = np.array([[both, in_a - both], [in_b - both, n - in_a - in_b + both]])
+        k, s = kappa_se(two)
+        rows.append({"level": c, "n": n, "n_a": int(in_a), "n_b": int(in_b),
+                     "agreement": 2 * both / (in_a + in_b) if in_a + in_b else float("nan"),
+                     "agreement_ci_low": float("nan"), "agreement_ci_high": float("nan"),
+                     "kappa": k, "kappa_se": s, "kappa_ci_low": k - z * s, "kappa_ci_high": k + z * s,
+                     "statement": f"Class {c}: A said it {int(in_a)} times, B {int(in_b)} times, both on "
+                                  f"{int(both)} items (specific agreement {pct(2 * both / (in_a + in_b)) if in_a + in_b else 'n/a'})."})
+    return pd.DataFrame(rows)
+
+
+def _words(rate: float, lo: float, hi: float, kappa: float, klo: float, khi: float, n: int, ci: float) -> str:
+    lvl = f"{100 * ci:g}%"
+    if not np.isfinite(kappa):
+        kap = "Kappa is undefined: both arms gave one and the same class throughout."
+    else:
+        kap = f"Cohen's kappa {kappa:.2f} ({lvl} CI {klo:.2f} to {khi:.2f}) corrects for agreement expected by chance."
+    return (f"The arms gave the same answer on {pct(rate)} of {n} items ({lvl} CI {pct(lo)} to {pct(hi)}). {kap} "
+            "Without gold labels this measures agreement with the reference arm, not correctness; unparseable "
+            "answers count as their own class.")

@@ -1,0 +1,149 @@
+"""Per-arm tables: metric with interval, errors and unparseable answers, variation across epochs.
+
+>>> df = pd.DataFrame({"arm": ["a", "a", "b", "b"], "item_id": [1, 2, 1, 2], "correct": [1, 0, 0, 0],
+...                    "error": [None, None, "timeout", None]})
+>>> errors_table(df)[["arm", "n_errors", "treated_as"]].values.tolist()
+[['a', 0, 'wrong'], ['b', 1, 'wrong']]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import pandas as pd
+
+from kit.errors import ConfigError
+from kit.stats._data import check_level, check_scores, pair_arms, pct, pts
+from kit.stats.intervals import mean_ci
+from kit.stats.paired import non_inferiority
+
+
+def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
+    """Per arm: accuracy and mean score with Wilson intervals, over items (epochs averaged per item).
+
+    Columns: arm, n_items, n_epochs, accuracy, accuracy_ci_low, accuracy_ci_high, mean_score,
+    score_ci_low, score_ci_high, n_errors, n_parse_errors, ci_method, statement.
+
+    >>> df = pd.DataFrame({"arm": "a", "item_id": range(10), "correct": [1] * 8 + [0] * 2})
+    >>> round(metric_table(df)["accuracy_ci_high"].item(), 4)
+    0.9433
+    """
+    ci = check_level(ci, "ci", where="kit.stats.metric_table")
+    df = check_scores(scores_df, where="kit.stats.metric_table")
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        acc = g.groupby("item_id")["correct"].mean().to_numpy(dtype=float)
+        score = g.groupby("item_id")["score"].mean().to_numpy(dtype=float)
+        a, alo, ahi = mean_ci(acc, ci)
+        s, slo, shi = mean_ci(score, ci)
+        n_epochs = int(g["epoch"].nunique())
+        words = (f"{arm}: accuracy {pct(a)} ({100 * ci:g}% CI {pct(alo)} to {pct(ahi)}) on {acc.size} items"
+                 + (f", each averaged over {n_epochs} epochs (the interval treats each item's average as one "
+                    "result, which is conservative)" if n_epochs > 1 else "")
+                 + f". Errors ({int(g['error'].notna().sum())}) and unparseable answers "
+                   f"({int(g['parse_error'].sum())}) count as wrong.")
+        rows.append({"arm": arm, "n_items": int(acc.size), "n_epochs": n_epochs, "accuracy": a,
+                     "accuracy_ci_low": alo, "accuracy_ci_high": ahi, "mean_score": s, "score_ci_low": slo,
+                     "score_ci_high": shi, "n_errors": int(g["error"].notna().sum()),
+                     "n_parse_errors": int(g["parse_error"].sum()), "ci_method": "wilson", "statement": words})
+    return pd.DataFrame(rows)
+
+
+def errors_table(scores_df: pd.DataFrame) -> pd.DataFrame:
+    """Per arm: errors, unparseable answers and items never answered, all counted as wrong.
+
+    Columns: arm, n_rows, n_items, n_errors, n_parse_errors, n_failed, failed_rate,
+    n_missing_items, treated_as, top_error, statement.
+    """
+    df = check_scores(scores_df, where="kit.stats.errors_table")
+    all_items = set(df["item_id"])
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        err = g["error"].notna()
+        failed = err | g["parse_error"]
+        missing = len(all_items - set(g["item_id"]))
+        top = g.loc[err, "error"].astype(str).value_counts()
+        top_error = (top.index[0][:80] if len(top) else None)
+        words = (f"{arm}: {int(err.sum())} call errors and {int(g['parse_error'].sum())} unparseable answers in "
+                 f"{len(g)} answers ({pct(failed.mean())}); they count as wrong answers and stay in every "
+                 "comparison." + (f" {missing} item(s) answered by other arms were never answered by this one "
+                                  "and count as wrong in comparisons." if missing else ""))
+        rows.append({"arm": arm, "n_rows": len(g), "n_items": int(g["item_id"].nunique()),
+                     "n_errors": int(err.sum()), "n_parse_errors": int(g["parse_error"].sum()),
+                     "n_failed": int(failed.sum()), "failed_rate": float(failed.mean()), "n_missing_items": missing,
+                     "treated_as": "wrong", "top_error": top_error, "statement": words})
+    return pd.DataFrame(rows)
+
+
+def _epoch_conclusions(df: pd.DataFrame, arm: str, reference: str, *, value: str, margin: float,
+                       alpha: float) -> tuple[dict[int, str], str]:
+    ref_epochs = set(df.loc[df["arm"] == reference, "epoch"])
+    out = {}
+    for e in sorted(df.loc[df["arm"] == arm, "epoch"].unique()):
+        ref_rows = df[(df["arm"] == reference) & ((df["epoch"] == e) if e in ref_epochs else True)]
+        sub = pd.concat([df[(df["arm"] == arm) & (df["epoch"] == e)], ref_rows])
+        wide = pair_arms(sub, arms=[arm, reference], value=value, epochs="mean")
+        out[int(e)] = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)["conclusion"].item()
+    wide = pair_arms(df, arms=[arm, reference], value=value, epochs="mean")
+    pooled = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)["conclusion"].item()
+    return out, pooled
+
+
+def epoch_variation(scores_df: pd.DataFrame, *, reference: str | None = None,
+                    value: Literal["score", "correct"] = "score", margin: float = 0.02,
+                    alpha: float = 0.05) -> pd.DataFrame:
+    """Between-epoch variation of each arm's metric and whether the verdict changes across epochs.
+
+    With ``reference``, each candidate epoch is tested for non-inferiority against the reference's
+    same epoch (or its per-item average when it ran fewer epochs). Columns: arm, n_epochs, n_items,
+    value_mean, value_sd, value_min, value_max, value_range, values_by_epoch, item_flip_rate,
+    conclusions_by_epoch, conclusion_pooled, conclusion_changes, statement.
+
+    >>> df = pd.DataFrame({"arm": "a", "item_id": [1, 2, 1, 2], "epoch": [0, 0, 1, 1], "correct": [1, 0, 1, 1]})
+    >>> epoch_variation(df)[["value_min", "value_max", "item_flip_rate"]].iloc[0].tolist()
+    [0.5, 1.0, 0.5]
+    """
+    where = "kit.stats.epoch_variation"
+    df = check_scores(scores_df, where=where)
+    if reference is not None and reference not in set(df["arm"]):
+        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where,
+                          fix=f"choose among {sorted(set(df['arm']))}")
+    rows = []
+    for arm, g in df.groupby("arm", sort=False):
+        by_epoch = g.groupby("epoch")[value].mean().astype(float)
+        per_item = g.groupby("item_id")["correct"].agg(["nunique", "size"])
+        multi = per_item[per_item["size"] > 1]
+        flip = float((multi["nunique"] > 1).mean()) if len(multi) else float("nan")
+        row: dict[str, Any] = {
+            "arm": arm, "n_epochs": int(by_epoch.size), "n_items": int(g["item_id"].nunique()),
+            "value_mean": float(by_epoch.mean()), "value_sd": float(by_epoch.std(ddof=1)) if by_epoch.size > 1 else float("nan"),
+            "value_min": float(by_epoch.min()), "value_max": float(by_epoch.max()),
+            "value_range": float(by_epoch.max() - by_epoch.min()),
+            "values_by_epoch": ", ".join(f"{int(e)}: {v:.4f}" for e, v in by_epoch.items()),
+            "item_flip_rate": flip, "conclusions_by_epoch": None, "conclusion_pooled": None, "conclusion_changes": None,
+        }
+        if by_epoch.size == 1:
+            words = (f"{arm}: one epoch only, so run-to-run variation is not measured. If the arm samples "
+                     "(temperature above 0), run more epochs before trusting a close verdict.")
+        else:
+            words = (f"{arm}: over {by_epoch.size} epochs the {value} ranges from {pct(row['value_min'])} to "
+                     f"{pct(row['value_max'])} (sd {pts(row['value_sd'], sign=False)}); {pct(flip)} of items "
+                     "flip between right and wrong from one epoch to another.")
+        if reference is not None and arm != reference:
+            per, pooled = _epoch_conclusions(df, arm, reference, value=value, margin=margin, alpha=alpha)
+            changes = len(set(per.values())) > 1
+            row.update({"conclusions_by_epoch": ", ".join(f"{e}: {c}" for e, c in per.items()),
+                        "conclusion_pooled": pooled, "conclusion_changes": changes})
+            if changes:
+                words += (f" Against {reference} the verdict changes between epochs ({row['conclusions_by_epoch']}): "
+                          f"a single run would not have been reliable; the pooled verdict, averaging each item "
+                          f"over epochs, is {pooled}.")
+            elif len(per) > 1:
+                common = next(iter(per.values()))
+                words += (f" Against {reference} every epoch gives the same verdict ({common})"
+                          + (f"; pooling the epochs per item gives {pooled}." if pooled != common else "."))
+            else:
+                words += f" Verdict against {reference}: {pooled}."
+        row["statement"] = words
+        rows.append(row)
+    return pd.DataFrame(rows)
