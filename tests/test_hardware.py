@@ -24,7 +24,8 @@ def test_fingerprint_is_json_and_matches_the_machine():
     assert set(fp) == {"cpu", "ram_bytes", "gpus", "llama_cpp", "packages", "os", "python"}
     assert fp["cpu"]["logical_cores"] == os.cpu_count() and fp["cpu"]["model"]
     if os.path.exists("/proc/meminfo"):  # independent: the kernel's MemTotal (kB)
-        kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+        with open("/proc/meminfo") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("MemTotal:"))
         assert fp["ram_bytes"] == kb * 1024
     assert fp["llama_cpp"]["version"] == llama_cpp.__version__ == metadata.version("llama-cpp-python")
     assert "CPU" in fp["llama_cpp"]["system_info"]

