@@ -16,7 +16,7 @@ over a horizon — never from an invented price per token.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
 
@@ -240,7 +240,7 @@ class CostOption:
     latencies: np.ndarray | None = None
     concurrency: int = 1
     deployment: LocalDeployment | None = None
-    parts: tuple[tuple["CostOption", float], ...] = ()
+    parts: tuple[tuple[CostOption, float], ...] = ()
     basis: str = ""
 
     def point(self) -> Any:
@@ -504,3 +504,25 @@ def cost_curve(options: Sequence[CostOption], *, volumes: Sequence[float] | None
         frames.append(pd.DataFrame({"volume": vols, "option": opt.name, "kind": opt.kind,
                                     "monthly_cost": opt.monthly(vols), "cost_low": lo, "cost_high": hi}))
     return pd.concat(frames, ignore_index=True)
+
+
+def _cmd_price(args) -> int:
+    from kit.cli import print_table
+
+    rows = []
+    for model in args.models:
+        p = model_price(model)
+        rows.append({"model": model, "input_per_m": p.input_per_m if p else None,
+                     "output_per_m": p.output_per_m if p else None,
+                     "cached_input_per_m": p.cached_input_per_m if p else None,
+                     "source": p.source if p else "unknown: set a price override"})
+    print_table(rows, as_json=args.json)
+    return 0 if all(r["input_per_m"] is not None for r in rows) else 1
+
+
+def register_cli(sub) -> None:
+    """``kit price MODEL...``: USD per million tokens from the offline genai-prices snapshot."""
+    p = sub.add_parser("price", help="hosted model prices per million tokens (offline genai-prices snapshot)")
+    p.add_argument("models", nargs="+", help="e.g. gpt-4o-mini openai:gpt-4o-mini claude-3-5-haiku-latest")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_price)

@@ -259,7 +259,7 @@ def pii_share(flags: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
         raise ConfigError("no items were scanned", where="kit.privacy.pii_share", fix="scan the task's items first")
     rows = []
     for kind in ("any",) + KINDS:
-        hit = flags["has_pii"] if kind == "any" else flags["kinds"].str.split(",").apply(lambda ks: kind in ks)
+        hit = flags["has_pii"] if kind == "any" else flags["kinds"].str.split(",").apply(lambda ks, k=kind: k in ks)
         k = int(hit.sum())
         if kind != "any" and k == 0:
             continue
@@ -340,7 +340,7 @@ def route_private(scores: pd.DataFrame, *, flags: pd.DataFrame, hosted_arm: str,
 
 
 def private_cost_option(name: str, scores: pd.DataFrame, *, flags: pd.DataFrame, hosted_arm: str, local_arm: str,
-                        pricing: "ApiPricing", deployment: "LocalDeployment", concurrency: int = 1) -> "CostOption":
+                        pricing: ApiPricing, deployment: LocalDeployment, concurrency: int = 1) -> CostOption:
     """Cost of the privacy rule: the API bills the unflagged items' tokens, the local machine answers the
     flagged share (its throughput measured on all of its items)."""
     from kit.cost import api_option, hybrid_option, local_option
@@ -355,3 +355,24 @@ def private_cost_option(name: str, scores: pd.DataFrame, *, flags: pd.DataFrame,
         parts.append((api_option(f"{name}: API", hosted[~is_pii], pricing=pricing, arm=hosted_arm), 1 - share))
     return hybrid_option(name, parts, basis=f"{share:.1%} of items carry personal data and stay on {local_arm}; "
                                             f"the rest go to {hosted_arm}")
+
+
+def _cmd_scan(args) -> int:
+    from kit.cli import print_table
+    from kit.tasks import load_task
+
+    flags = scan_items(load_task(args.task), region=args.region)
+    print_table(pii_share(flags).drop(columns="statement"), as_json=args.json)
+    if args.items and not args.json:
+        print_table(flags[flags["has_pii"]])
+    return 0
+
+
+def register_cli(sub) -> None:
+    """``kit privacy --task NAME [--region US] [--items]``: the share of a task's items that carry personal data."""
+    p = sub.add_parser("privacy", help="scan a task's items for personal data (share of traffic, per kind)")
+    p.add_argument("--task", required=True, help="task name (see `kit tasks`) or path of a task YAML")
+    p.add_argument("--region", default="US", help="default country for phone numbers without +code (e.g. GB)")
+    p.add_argument("--items", action="store_true", help="also list the flagged items (matches redacted)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_scan)

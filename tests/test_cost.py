@@ -174,3 +174,19 @@ def test_invalid_inputs_raise_kit_errors_with_fixes():
         measured_throughput(pd.concat([_local_scores(), _local_scores(arm="other")]))
     with pytest.raises(ConfigError, match="no measured latencies"):
         local_option("x", _local_scores().assign(latency_s=None), deployment=LocalDeployment(price_per_hour=1))
+
+
+def test_cli_price(capsys):
+    import argparse
+    import json as _json
+
+    from kit.cost import register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["price", "openai:gpt-4o-mini", "--json"])
+    assert args.func(args) == 0
+    row = _json.loads(capsys.readouterr().out)[0]
+    assert (row["input_per_m"], row["output_per_m"]) == (0.15, 0.6)
+    args = parser.parse_args(["price", "no-such-model"])
+    assert args.func(args) == 1 and "unknown" in capsys.readouterr().out

@@ -233,3 +233,16 @@ def test_quality_and_cost_recomputed_under_the_privacy_rule(pii_task, store):
     api_per_item = ((sent["prompt_tokens"] * 1.0 + sent["completion_tokens"] * 2.0) / 1e6).mean()
     expected = 1000 * 0.6 * api_per_item + 1000 * 0.4 * (3.6 / 3600 * 0.2)  # local: 5 items/s at $3.6/h
     assert float(opt.monthly(1000)) == pytest.approx(expected)
+
+
+def test_cli_privacy_scan(capsys):
+    import argparse
+
+    from kit.privacy import register_cli
+
+    parser = argparse.ArgumentParser()
+    register_cli(parser.add_subparsers())
+    args = parser.parse_args(["privacy", "--task", "hhs-breach-triage", "--items"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert "any" in out and "hhs-0094" in out and "Dr. S." in out and "Saran" not in out
