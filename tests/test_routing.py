@@ -115,3 +115,39 @@ def test_too_few_items_is_inconclusive_and_recommends_nothing():
 def test_unknown_arm_is_refused():
     with pytest.raises(ConfigError, match="not in the score table"):
         sweep_cascade(tiny(), local_arm="nope", hosted_arm=API, pricing=PRICING, deployment=GPU, volume=1)
+
+
+# -- from a real store: the embedded llama.cpp model first, a hosted arm of the kit's contract behind it ----
+
+def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
+    from kit.arms.base import Arm, Completion
+    from kit.runner import run_arm
+    from kit.scoring import score_responses
+
+    gold = {i.id: i.gold for i in snips.items}
+
+    class Oracle(Arm):
+        """A hosted arm of the kit's contract that answers each item's gold label."""
+
+        spec, hosted = "oracle:gold", True
+
+        def complete(self, request):
+            return Completion(text=gold[request.item_id], prompt_tokens=400, completion_tokens=3, latency_s=1.0)
+
+        def identity(self):
+            return {"model": "oracle"}
+
+    items = snips.test[:8]
+    run_arm(snips, smol_arm, store=store, items=items)
+    run_arm(snips, Oracle(), store=store, items=items)
+    scores = score_responses(snips, store.responses(task=snips.name))
+    local_rows = scores[scores["arm"] == smol_arm.spec]
+    assert local_rows["confidence"].between(0, 1).all()  # llama.cpp gives the chosen label's probability
+    sweep = sweep_cascade(scores, local_arm=smol_arm.spec, hosted_arm="oracle:gold", pricing=PRICING,
+                          deployment=GPU, volume=10_000)
+    assert sweep.iloc[0]["policy"] == "all API" and sweep.iloc[0]["accuracy"] == 1.0
+    assert sweep.iloc[-1]["policy"] == "all local"
+    assert sweep.iloc[-1]["accuracy"] == pytest.approx(local_rows["correct"].mean())
+    assert (sweep["p95_latency_s"] > 0).all() and sweep["share_local"].is_monotonic_increasing
+    choice = choose_threshold(sweep)
+    assert choice.tau is None and choice.conclusion in ("inconclusive", "inferior")  # 8 items prove nothing
