@@ -506,7 +506,7 @@ def cost_curve(options: Sequence[CostOption], *, volumes: Sequence[float] | None
     return pd.concat(frames, ignore_index=True)
 
 
-def _cmd_price(args) -> int:
+def _cmd_price(args: Any) -> int:
     from kit.cli import print_table
 
     rows = []
@@ -520,7 +520,7 @@ def _cmd_price(args) -> int:
     return 0 if all(r["input_per_m"] is not None for r in rows) else 1
 
 
-def register_cli(sub) -> None:
+def register_cli(sub: Any) -> None:
     """``kit price MODEL...``: USD per million tokens from the offline genai-prices snapshot."""
     p = sub.add_parser("price", help="hosted model prices per million tokens (offline genai-prices snapshot)")
     p.add_argument("models", nargs="+", help="e.g. gpt-4o-mini openai:gpt-4o-mini claude-3-5-haiku-latest")

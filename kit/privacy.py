@@ -31,7 +31,7 @@ import ipaddress
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import TYPE_CHECKING, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
 
 import pandas as pd
 
@@ -357,7 +357,7 @@ def private_cost_option(name: str, scores: pd.DataFrame, *, flags: pd.DataFrame,
                                             f"the rest go to {hosted_arm}")
 
 
-def _cmd_scan(args) -> int:
+def _cmd_scan(args: Any) -> int:
     from kit.cli import print_table
     from kit.tasks import load_task
 
@@ -368,7 +368,7 @@ def _cmd_scan(args) -> int:
     return 0
 
 
-def register_cli(sub) -> None:
+def register_cli(sub: Any) -> None:
     """``kit privacy --task NAME [--region US] [--items]``: the share of a task's items that carry personal data."""
     p = sub.add_parser("privacy", help="scan a task's items for personal data (share of traffic, per kind)")
     p.add_argument("--task", required=True, help="task name (see `kit tasks`) or path of a task YAML")
