@@ -16,7 +16,7 @@ import pandas as pd
 
 from kit.errors import ConfigError, KitError
 
-COMMAND_MODULES: tuple[str, ...] = ("kit.cli",)
+COMMAND_MODULES: tuple[str, ...] = ("kit.cli", "kit.models", "kit.serve", "kit.stats", "kit.finetune", "kit.cost", "kit.privacy")
 
 
 def print_table(rows: list[dict[str, Any]] | pd.DataFrame, *, as_json: bool = False) -> None:
@@ -58,18 +58,24 @@ def arm_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from kit.arms import get_arm
+    from kit.budget import make_budget
     from kit.paths import default_store
-    from kit.runner import Budget, run_arm
+    from kit.runner import run_arm
     from kit.scoring import metrics, score_responses
     from kit.store import Store
     from kit.tasks import load_task
 
     task = load_task(args.task)
-    budget = Budget(max_calls=args.max_calls) if args.max_calls is not None else None
-    with Store(args.store or default_store()) as store, get_arm(args.arm, **arm_options(args)) as arm:
+    options = arm_options(args)
+    options.update({k: getattr(args, k) for k in ("rpm", "tpm") if getattr(args, k, None) is not None})
+    chosen = task.test[: args.limit] if args.limit else task.test
+    with Store(args.store or default_store()) as store, get_arm(args.arm, **options) as arm:
+        budget = make_budget(arm, max_calls=args.max_calls, max_cost=args.max_cost)
         print(f"{arm.describe()} · task {task.name} · store {store.path}", file=sys.stderr)
+        if hasattr(arm, "coverage_note"):
+            print(arm.coverage_note(task, items=chosen), file=sys.stderr)
         summary = run_arm(task, arm, store=store, limit=args.limit, epoch=args.epoch, budget=budget, progress=True)
-        ids = [i.id for i in (task.test[: args.limit] if args.limit else task.test)]
+        ids = [i.id for i in chosen]
         scores = score_responses(task, store.responses(task=task.name, arms=[arm.spec], epoch=args.epoch,
                                                        item_ids=ids))
     table = metrics(task, scores)
@@ -113,6 +119,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)")
     p.add_argument("--api-key-env", dest="api_key_env", help="environment variable that holds the API key")
     p.add_argument("--max-calls", type=int, help="stop before making more than N new calls")
+    p.add_argument("--max-cost", type=float, metavar="USD",
+                   help="stop before the estimated spend (prices x measured tokens) would pass USD")
+    p.add_argument("--rpm", type=float, help="at most this many requests per minute (API arms)")
+    p.add_argument("--tpm", type=float, help="at most this many tokens per minute (API arms)")
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="any other arm option")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
@@ -137,14 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: answers so far are kept in the store; run again to continue", file=sys.stderr)
         return 130
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

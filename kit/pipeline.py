@@ -93,7 +93,7 @@ def models_stage(*, local_model: str, run_dir: str | Path, pull: bool = True) ->
     for model in dict.fromkeys([local_model, STANDIN_MODEL]):
         mf = resolve_model(model, pull=pull)
         info = read_gguf_info(mf.path)
-        rows.append({"model": mf.id, "quantisation": mf.quant or info.file_type, "architecture": info.architecture,
+        rows.append({"model": mf.id, "quantisation": mf.quant or info.quant, "architecture": info.architecture,
                      "parameters": info.parameter_count, "context_length": info.context_length,
                      "size_mb": round(mf.size / 1e6, 1), "sha256": mf.sha256})
     table = pd.DataFrame(rows)
@@ -152,7 +152,9 @@ def plan_arms(*, local_model: str, api_arm: str = "auto", api_base_url: str | No
     api = choose_api_arm(api_arm)
     plans: list[ArmPlan] = []
     if api == STANDIN:
-        plans.append(ArmPlan(role="api", spec=f"openai:{STANDIN_MODEL}", options={"concurrency": 1},
+        # logprobs off: llama.cpp's server computes them over Gemma's 262k-token vocabulary (8x slower)
+        plans.append(ArmPlan(role="api", spec=f"openai:{STANDIN_MODEL}",
+                             options={"concurrency": 1, "logprobs": False},
                              label="Hosted API — stand-in (Gemma 3 270M on a loopback llama.cpp server)",
                              standin=True, hosted=True, pricing_model="gpt-4o-mini"))
     else:

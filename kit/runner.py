@@ -11,6 +11,7 @@ any point — even by SIGKILL — continues where it stopped.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
@@ -98,7 +99,7 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
     todo = [(item, req, key) for item, req, key in zip(chosen, requests, keys) if key not in hits]
     status = "finished"
     try:
-        asyncio.run(_answer(task, arm, todo, store=store, run_id=run_id, epoch=epoch, identity=identity,
+        _run_to_end(_answer(task, arm, todo, store=store, run_id=run_id, epoch=epoch, identity=identity,
                             budget=budget, withhold=withhold, summary=summary, progress=progress))
         if summary.stopped:
             status = "stopped"
@@ -109,6 +110,17 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
         store.finish_run(run_id, status=status, n_items=len(chosen), new_calls=summary.new_calls,
                          cached=summary.cached, errors=summary.errors, message=summary.stopped)
     return summary
+
+
+def _run_to_end(coro: Any) -> None:
+    """Run a coroutine to its end, also from inside a running event loop (Jupyter): then in a thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        asyncio.run(coro)
+        return
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, coro).result()
 
 
 async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *, store: Store, run_id: str,

@@ -73,7 +73,8 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            # one connection, used by one thread at a time (the runner may write from its event-loop thread)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             self.db.row_factory = sqlite3.Row
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -176,8 +177,12 @@ class Store:
         if item_ids is not None:
             frame = frame[frame["item_id"].isin(set(item_ids))]
         frame = frame.drop_duplicates(["arm", "item_id", "epoch"], keep="last").reset_index(drop=True)
-        frame["answer"] = frame["answer"].map(_loads)
+        # a list, not .map: pandas 3 would turn the None of a missing answer back into NaN
+        frame["answer"] = pd.Series([_loads(v) for v in frame["answer"].astype(object)], index=frame.index,
+                                    dtype=object)
         frame["parse_error"] = frame["parse_error"].astype(bool)
+        for column in ("output", "error", "extra", "answer"):
+            frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
         return frame
 
     def arms(self, *, task: str) -> list[str]:
@@ -189,5 +194,6 @@ def _dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value, sort_keys=True, default=str, ensure_ascii=False)
 
 
-def _loads(value: str | None) -> Any:
-    return None if value is None else json.loads(value)
+def _loads(value: str | float | None) -> Any:
+    # pandas 3 reads a TEXT column holding NULLs as its string dtype, with NaN (a float) for NULL
+    return None if value is None or isinstance(value, float) else json.loads(value)
