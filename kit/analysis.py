@@ -87,3 +87,105 @@ def quality_overview(run_dir: str | Path) -> pd.DataFrame:
                            conclusion=c["conclusion_adjusted"], items_needed=c["n_needed"])
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+# stage 5: economics -------------------------------------------------------------------------------------
+OPTION_OF_ROLE = {"api": "hosted API", "local": "local base model", "finetuned": "local fine-tuned"}
+
+
+def deployment_for(role: str, *, run_dir: str | Path, price_per_hour: float, utilisation: float,
+                   always_on: bool, setup_hours: float, ops_hours_per_month: float, hourly_rate: float) -> Any:
+    """The LocalDeployment of a local option; the fine-tune's measured training time is its one-time cost."""
+    from kit.cost import LocalDeployment
+    from kit.pipeline import load_json
+
+    trained = load_json(run_dir, "finetune", {"enabled": False})
+    hours = trained["train_seconds"] / 3600 if role == "finetuned" and trained.get("enabled") else 0.0
+    return LocalDeployment(price_per_hour=price_per_hour, utilisation=utilisation, always_on=always_on,
+                           setup_hours=setup_hours, ops_hours_per_month=ops_hours_per_month,
+                           hourly_rate=hourly_rate, finetune_gpu_hours=hours)
+
+
+def economics_stage(*, run_dir: str | Path, monthly_volume: float, api_pricing_model: str,
+                    local_price_per_hour: float, local_utilisation: float = 0.6, local_always_on: bool = False,
+                    setup_hours: float = 8, ops_hours_per_month: float = 2, hourly_rate: float = 100,
+                    privacy_required: bool = False, margin: float = 0.02, alpha: float = 0.05) -> dict[str, Any]:
+    """Per task: cost at volume, break-even with its band, cost curve, PII share, and the cascade sweep."""
+    from kit import cost, privacy, routing
+
+    pricing = cost.ApiPricing(model=api_pricing_model)
+    plans = {p.role: p for p in load_plans(run_dir)}
+    out: dict[str, Any] = {}
+    for name in run_tasks(run_dir):
+        scores = scores_for(name, run_dir)
+        present = set(scores["arm"])
+        deps = {role: deployment_for(role, run_dir=run_dir, price_per_hour=local_price_per_hour,
+                                     utilisation=local_utilisation, always_on=local_always_on,
+                                     setup_hours=setup_hours, ops_hours_per_month=ops_hours_per_month,
+                                     hourly_rate=hourly_rate) for role in ("local", "finetuned")}
+        options = []
+        for role, plan in plans.items():
+            if plan.spec not in present:
+                continue
+            label = OPTION_OF_ROLE[role]
+            options.append(cost.api_option(label, scores, pricing=pricing, arm=plan.spec) if role == "api"
+                           else cost.local_option(label, scores, deployment=deps[role], arm=plan.spec))
+        accuracy = {OPTION_OF_ROLE[r]: float(scores.loc[scores["arm"] == p.spec, "score"].mean())
+                    for r, p in plans.items() if p.spec in present}
+        flags = privacy.scan_items([load_task(name).item(i) for i in scores["item_id"].unique()])
+        local_role = "finetuned" if "finetuned" in plans and plans["finetuned"].spec in present else "local"
+        sweep = routing.sweep_cascade(
+            scores, local_arm=plans[local_role].spec, hosted_arm=plans["api"].spec, pricing=pricing,
+            deployment=deps[local_role], volume=monthly_volume, margin=margin, alpha=alpha,
+            keep_local=list(flags.loc[flags["has_pii"], "item_id"]) if privacy_required else ())
+        choice = routing.choose_threshold(sweep)
+        tables = {"costs": cost.cost_table(options, volume=monthly_volume, accuracy=accuracy),
+                  "break_even": cost.break_even(options), "cost_curve": cost.cost_curve(options),
+                  "pii": privacy.pii_share(flags), "pii_items": flags, "cascade": sweep}
+        for key, table in tables.items():
+            save_table(run_dir, f"{key}_{name}", table)
+        save_json(run_dir, f"cascade_choice_{name}", {**choice.__dict__, "local_option": OPTION_OF_ROLE[local_role]})
+        out[name] = {**tables, "choice": choice}
+    save_json(run_dir, "economics_params", {"monthly_volume": monthly_volume, "api_pricing_model": api_pricing_model,
+                                            "local_price_per_hour": local_price_per_hour,
+                                            "local_utilisation": local_utilisation, "local_always_on": local_always_on,
+                                            "setup_hours": setup_hours, "ops_hours_per_month": ops_hours_per_month,
+                                            "hourly_rate": hourly_rate, "privacy_required": privacy_required})
+    return out
+
+
+# stage 6: the decision ------------------------------------------------------------------------------------
+def decision_stage(*, run_dir: str | Path, monthly_volume: float, margin: float = 0.02,
+                   privacy_required: bool = False, latency_target_s: float | None = None,
+                   budget_per_month: float | None = None, ops_capacity: float | None = None) -> dict[str, Any]:
+    """Per task: the rule-based Decision over the measured facts and the user's constraints."""
+    from kit import decision
+    from kit.pipeline import load_json
+    from kit.routing import CascadeChoice
+
+    plans = load_plans(run_dir)
+    econ = load_json(run_dir, "economics_params")
+    constraints = decision.Constraints(privacy_required=privacy_required, monthly_volume=monthly_volume,
+                                       latency_target_s=latency_target_s, budget_per_month=budget_per_month,
+                                       margin=margin, ops_capacity=ops_capacity)
+    out = {}
+    for name in run_tasks(run_dir):
+        scores = scores_for(name, run_dir)
+        present = set(scores["arm"])
+        arms = {OPTION_OF_ROLE[p.role]: p.spec for p in plans if p.spec in present}
+        choice = load_json(run_dir, f"cascade_choice_{name}")
+        local_option = choice.pop("local_option")
+        facts = decision.facts_from_tables(
+            task=name, volume=monthly_volume, arms=arms, scores=scores,
+            comparison=load_table(run_dir, f"compare_{name}"), costs=load_table(run_dir, f"costs_{name}"),
+            latency=load_table(run_dir, f"latency_{name}"), pii=load_table(run_dir, f"pii_{name}"),
+            cascade=CascadeChoice(**choice), cascade_local=local_option, cascade_keeps_pii_local=privacy_required,
+            ops_hours={o: econ["ops_hours_per_month"] for o in arms if o != "hosted API"},
+            api_is_stand_in=any(p.standin for p in plans))
+        made = decision.decide(facts, constraints)
+        save_json(run_dir, f"decision_{name}", {"recommended": made.recommended, "verdict": made.verdict,
+                                                "rule": made.rule, "conclusion": made.conclusion,
+                                                "reasons": made.reasons, "caveats": made.caveats})
+        save_table(run_dir, f"checks_{name}", made.checks)
+        out[name] = made
+    return out

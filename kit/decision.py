@@ -244,7 +244,9 @@ def decide(facts: Facts, constraints: Constraints) -> Decision:
             verdict = verdict[:-1] + f" — but it misses your limits: {missed}."
         return Decision(f.option, verdict, rule_override or rule, concl, reasons, caveats, checks)
     # the API is excluded by a hard limit and nothing left is shown non-inferior
-    best = pool.sort_values(["quality", "monthly_cost"], ascending=[False, True]).iloc[0]
+    measured = pool[pool["quality"].notna()]  # a hybrid without a threshold has no quality to offer
+    best = (measured if not measured.empty else pool).sort_values(["quality", "monthly_cost"],
+                                                                  ascending=[False, True]).iloc[0]
     f = facts.options[best["option"]]
     concl = f.conclusion or "inconclusive"
     why = checks.set_index("option").loc[API, "excluded_by"]

@@ -37,6 +37,9 @@ BASE_INF_25 = opt(BASE, q=0.70, concl="inferior", cost=25.0)
 HYBRID_NI_150 = opt(HYBRID, q=0.965, concl="non-inferior", cost=150.0, share=0.7, p95=1.9)
 
 CASES = [
+    ("API out, hybrid without a threshold is not chosen",
+     facts(API_400, BASE_INF_25, OptionFacts(option=HYBRID, n_items=1000, conclusion="inconclusive"), pii=0.12),
+     Constraints(privacy_required=True, monthly_volume=VOL), BASE, "api-excluded-unproven", "inferior"),
     # id, facts, constraints, expected option, rule, conclusion
     ("seed: fine-tuned matches API at a tenth of the cost", facts(API_400, TUNED_NI_31, BASE_INF_25),
      Constraints(monthly_volume=VOL), TUNED, "cheapest-proven", "non-inferior"),
