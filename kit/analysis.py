@@ -189,3 +189,29 @@ def decision_stage(*, run_dir: str | Path, monthly_volume: float, margin: float 
         save_table(run_dir, f"checks_{name}", made.checks)
         out[name] = made
     return out
+
+
+# views over every task ------------------------------------------------------------------------------------
+def tables(run_dir: str | Path, kind: str, columns: list[str] | None = None) -> pd.DataFrame:
+    """One stage table for every task, stacked with a ``task`` column first."""
+    frames = []
+    for name in run_tasks(run_dir):
+        table = load_table(run_dir, f"{kind}_{name}")
+        table = table[[c for c in columns if c in table.columns]] if columns else table
+        frames.append(table.assign(task=name)[["task", *table.columns]])
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def statements(run_dir: str | Path, kind: str) -> pd.DataFrame:
+    """The plain-words ``statement`` column of a stage table, per task."""
+    table = tables(run_dir, kind)
+    keep = [c for c in ("task", "arm", "option_a", "option_b", "statement") if c in table.columns]
+    return table[keep].style.hide(axis="index") if not table.empty else table
+
+
+def cascade_statements(run_dir: str | Path) -> pd.DataFrame:
+    from kit.pipeline import load_json
+
+    rows = [{"task": name, "statement": load_json(run_dir, f"cascade_choice_{name}")["statement"]}
+            for name in run_tasks(run_dir)]
+    return pd.DataFrame(rows)

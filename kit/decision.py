@@ -126,6 +126,8 @@ def _checks(facts: Facts, c: Constraints) -> pd.DataFrame:
         hard, soft = [], []
         if f is not None:
             hosted = name in (API, HYBRID)
+            if f.quality is None:
+                hard.append("no quality measured (for a hybrid: no threshold passed the test)")
             if c.data_residency and hosted:
                 hard.append("data may not leave the machine")
             if c.privacy_required and name == API and (facts.pii_share is None or facts.pii_share > 0):

@@ -85,17 +85,89 @@ def cost_plot(curve: pd.DataFrame, *, volume: float | None = None, ax: plt.Axes 
 
 
 def cascade_plot(sweep: pd.DataFrame, *, chosen: float | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """Quality against cost as the escalation threshold τ moves; the chosen τ marked."""
+    """Quality against cost per 1,000 items as the escalation threshold τ moves; the chosen τ marked."""
     ax = _axes(ax, (7, 3.4))
-    ax.plot(sweep["cost_per_1k"], sweep["quality"], marker="o", ms=3, color=ROLE_COLOURS["hybrid"])
-    ax.fill_between(sweep["cost_per_1k"], sweep["quality_ci_low"], sweep["quality_ci_high"], alpha=0.15,
-                    color=ROLE_COLOURS["hybrid"])
-    if chosen is not None and (sweep["tau"] == chosen).any():
-        row = sweep[sweep["tau"] == chosen].iloc[0]
-        ax.scatter([row["cost_per_1k"]], [row["quality"]], s=90, color="black", zorder=3)
-        ax.annotate(f"τ = {chosen:.2f}, {row['share_local']:.0%} local", (row["cost_per_1k"], row["quality"]),
+    data = sweep.assign(cost_1k=sweep["cost_per_item"] * 1000).sort_values("cost_1k")
+    colour = ROLE_COLOURS["hybrid"]
+    ax.plot(data["cost_1k"], data["accuracy"], marker="o", ms=3, color=colour)
+    ax.fill_between(data["cost_1k"], data["ci_low"], data["ci_high"], alpha=0.15, color=colour)
+    for policy in ("all API", "all local"):
+        end = data[data["policy"] == policy]
+        if not end.empty:
+            ax.annotate(policy, (end["cost_1k"].iloc[0], end["accuracy"].iloc[0]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")
+    if chosen is not None and (data["tau"] == chosen).any():
+        row = data[data["tau"] == chosen].iloc[0]
+        ax.scatter([row["cost_1k"]], [row["accuracy"]], s=90, color="black", zorder=3)
+        ax.annotate(f"τ = {chosen:.2f}, {row['share_local']:.0%} local", (row["cost_1k"], row["accuracy"]),
                     xytext=(8, -12), textcoords="offset points", fontsize=8)
-    ax.set_xlabel("USD per 1,000 items")
-    ax.set_ylabel("quality")
+    ax.set_xlabel("USD per 1,000 items at your volume")
+    ax.set_ylabel("quality (95% CI)")
     ax.set_title("local first, escalate below τ", fontsize=9)
     return ax
+
+
+# one panel per task, from a report run's folder -------------------------------------------------------------
+def _grid(n: int, *, width: float = 7, height: float = 3, cols: int = 1) -> tuple[plt.Figure, list[plt.Axes]]:
+    rows = max(1, -(-n // cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), layout="constrained", squeeze=False)
+    return fig, list(axes.ravel())
+
+
+def metric_grid(overview: pd.DataFrame) -> plt.Figure:
+    tasks = list(dict.fromkeys(overview["task"]))
+    fig, axes = _grid(len(tasks), height=0.8 + 0.6 * overview.groupby("task").size().max())
+    for task, ax in zip(tasks, axes):
+        metric_plot(overview, task=task, ax=ax)
+    return fig
+
+
+def discordance_grid(run_dir: str) -> plt.Figure:
+    from kit.analysis import reference_arm, run_tasks
+    from kit.pipeline import scores_for
+
+    ref = reference_arm(run_dir)
+    pairs = [(t, arm, scores) for t in run_tasks(run_dir) for scores in [scores_for(t, run_dir)]
+             for arm in dict.fromkeys(scores["arm"]) if arm != ref]
+    fig, axes = _grid(len(pairs), width=3.6, height=3.0, cols=min(3, max(1, len(pairs))))
+    for (task, arm, scores), ax in zip(pairs, axes):
+        discordance_plot(scores, reference=ref, candidate=arm, ax=ax)
+        ax.set_title(f"{task}", fontsize=9)
+    return fig
+
+
+def latency_grid(run_dir: str) -> plt.Figure:
+    from kit.analysis import run_tasks
+    from kit.pipeline import scores_for
+
+    tasks = run_tasks(run_dir)
+    fig, axes = _grid(len(tasks), height=2.4)
+    for task, ax in zip(tasks, axes):
+        latency_plot(scores_for(task, run_dir), ax=ax)
+        ax.set_title(task, fontsize=9)
+    return fig
+
+
+def cost_grid(run_dir: str, *, volume: float | None = None) -> plt.Figure:
+    from kit.analysis import run_tasks
+    from kit.pipeline import load_table
+
+    tasks = run_tasks(run_dir)
+    fig, axes = _grid(len(tasks), height=3.4)
+    for task, ax in zip(tasks, axes):
+        cost_plot(load_table(run_dir, f"cost_curve_{task}"), volume=volume, ax=ax)
+        ax.set_title(task, fontsize=9)
+    return fig
+
+
+def cascade_grid(run_dir: str) -> plt.Figure:
+    from kit.analysis import run_tasks
+    from kit.pipeline import load_json, load_table
+
+    tasks = run_tasks(run_dir)
+    fig, axes = _grid(len(tasks), height=3.2)
+    for task, ax in zip(tasks, axes):
+        cascade_plot(load_table(run_dir, f"cascade_{task}"), chosen=load_json(run_dir, f"cascade_choice_{task}")["tau"],
+                     ax=ax)
+        ax.set_title(task, fontsize=9)
+    return fig

@@ -37,6 +37,11 @@ BASE_INF_25 = opt(BASE, q=0.70, concl="inferior", cost=25.0)
 HYBRID_NI_150 = opt(HYBRID, q=0.965, concl="non-inferior", cost=150.0, share=0.7, p95=1.9)
 
 CASES = [
+    ("hybrid without a threshold is never chosen, even when the limits exclude the rest",
+     facts(API_400, opt(BASE, q=0.7, concl="inferior", cost=600.0, p95=12.0),
+           OptionFacts(option=HYBRID, n_items=1000, conclusion="inconclusive")),
+     Constraints(monthly_volume=VOL, latency_target_s=2.0, budget_per_month=500), API, "api-only-feasible",
+     "reference"),
     ("API out, hybrid without a threshold is not chosen",
      facts(API_400, BASE_INF_25, OptionFacts(option=HYBRID, n_items=1000, conclusion="inconclusive"), pii=0.12),
      Constraints(privacy_required=True, monthly_volume=VOL), BASE, "api-excluded-unproven", "inferior"),

@@ -1,0 +1,278 @@
+"""The OpenAI-compatible arm: ``openai:MODEL`` through the official ``openai`` SDK (AsyncOpenAI).
+
+The same arm serves OpenAI, Mistral's API, vLLM, llama.cpp's server and Ollama (``--base-url``). It
+streams, to measure time to first token; reads token usage from the final chunk
+(``stream_options.include_usage``) and counts when the server sends none; asks for logprobs and turns
+those of the answer's tokens into ``confidence = exp(sum logprobs)``. Labels and JSON schemas go out as
+``response_format`` (``json_schema``, else llama.cpp's ``json_object`` + schema); a parameter the
+endpoint rejects is dropped for the rest of the run and the kit's parsing takes over. An unparseable
+answer is kept as text: the runner records it as a parse error, scored wrong.
+
+>>> arm = get_arm("openai:gpt-4o-mini")                                   # doctest: +SKIP
+>>> arm = get_arm("openai:gemma-3-270m", base_url="http://127.0.0.1:8080/v1")  # the stand-in  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from kit.arms._hosted import HostedArm, HostedOptions, estimate_tokens
+from kit.arms.base import Completion, Request, register_arm
+from kit.errors import MissingDependency
+from kit.retry import Fault, IncompleteStream, Outcome, classify, with_retries
+
+# Optional request features, in the order they are given up when an endpoint rejects them by name.
+FEATURES: dict[str, tuple[str, ...]] = {
+    "json_schema": ("response_format", "json_schema"),
+    "json_object": ("response_format", "json_object"),
+    "logprobs": ("logprobs", "top_logprobs"),
+    "stream_options": ("stream_options", "include_usage"),
+    "seed": ("seed",),
+}
+ANSWER_KEY = "answer"
+
+
+@dataclass(frozen=True)
+class OpenAIOptions(HostedOptions):
+    seed: int | None = 0
+    logprobs: bool = True
+    stream: bool = True
+
+
+class OpenAICompatArm(HostedArm):
+    """A chat model behind an OpenAI-compatible endpoint."""
+
+    backend = "openai"
+    default_url = "https://api.openai.com/v1"
+    default_key_env = "OPENAI_API_KEY"
+    options_class = OpenAIOptions
+
+    def __init__(self, model: str, **options: Any) -> None:
+        try:
+            import openai  # noqa: F401
+        except ImportError:
+            raise MissingDependency("openai", purpose="for openai: arms") from None
+        super().__init__(model, **options)
+        self._off: set[str] = set()
+        self._max_tokens_name = "max_tokens"
+
+    def _default_key_env(self) -> str:
+        host = (urlsplit(self.base_url).hostname or "").lower()
+        return "MISTRAL_API_KEY" if host == "mistral.ai" or host.endswith(".mistral.ai") else "OPENAI_API_KEY"
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "seed": self.options.seed}
+
+    def _make_client(self) -> Any:
+        from openai import AsyncOpenAI
+
+        return AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.options.timeout)
+
+    # what to send ----------------------------------------------------------------------------------
+    def _plan(self, request: Request) -> list[str]:
+        """The optional features this request will carry, given what the endpoint has rejected so far."""
+        wanted: list[str] = []
+        if self.options.structured == "auto" and (request.choices or request.json_schema is not None):
+            fmt = next((f for f in ("json_schema", "json_object") if f not in self._off), None)
+            if fmt:
+                wanted.append(fmt)
+        if self.options.logprobs:
+            wanted.append("logprobs")
+        if self.options.stream:
+            wanted.append("stream_options")
+        if self.options.seed is not None:
+            wanted.append("seed")
+        return [f for f in wanted if f not in self._off]
+
+    def _params(self, request: Request, plan: list[str]) -> dict[str, Any]:
+        params: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in request.messages],
+                                  "temperature": self.options.temperature, self._max_tokens_name: request.max_tokens}
+        schema = _answer_schema(request)
+        if "json_schema" in plan:
+            params["response_format"] = {"type": "json_schema",
+                                         "json_schema": {"name": "answer", "strict": True, "schema": _strict(schema)}}
+        elif "json_object" in plan:
+            params["response_format"] = {"type": "json_object", "schema": schema}
+        if "logprobs" in plan:
+            params.update(logprobs=True, top_logprobs=1)
+        if self.options.stream:
+            params["stream"] = True
+            if "stream_options" in plan:
+                params["stream_options"] = {"include_usage": True}
+        if "seed" in plan:
+            params["seed"] = self.options.seed
+        return params
+
+    # calling ---------------------------------------------------------------------------------------
+    async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
+        dropped: list[str] = []
+        while True:
+            plan = self._plan(request)
+            outcome = await with_retries(lambda: self._timed(request, plan), policy=self._policy,
+                                         classify=lambda exc: self._classify(exc, plan))
+            if outcome.value is not None or outcome.fault is None or not self._rejected(outcome.fault):
+                break
+            drop = self._named(outcome.fault.reason, plan)
+            if drop is None:
+                break
+            if drop == "max_tokens":
+                self._max_tokens_name = "max_completion_tokens"
+            else:
+                self._off.add(drop)
+            dropped.append(drop)
+        notes: dict[str, Any] = {"structured": next((f for f in plan if f in ("json_schema", "json_object")), None)}
+        if dropped:
+            notes["dropped_params"] = dropped
+        return outcome, notes
+
+    def _classify(self, exc: BaseException, plan: list[str]) -> Fault:
+        fault = classify(exc)
+        if fault.status is not None and fault.status >= 500 and self._named(fault.reason, plan):
+            # llama.cpp's server answers a rejected parameter with 500 and a validation message
+            return Fault(retry=False, reason=fault.reason, status=400, retry_after=None)
+        return fault
+
+    @staticmethod
+    def _rejected(fault: Fault) -> bool:
+        return fault.status in (400, 422)
+
+    def _named(self, reason: str, plan: list[str]) -> str | None:
+        text = reason.lower()
+        if "max_completion_tokens" in text and self._max_tokens_name == "max_tokens":
+            return "max_tokens"
+        for feature in plan:
+            if any(word in text for word in FEATURES[feature]):
+                return feature
+        return None
+
+    async def _attempt(self, request: Request, plan: list[str]) -> Completion:
+        client = self._client()
+        params = self._params(request, plan)
+        start = time.perf_counter()
+        if not self.options.stream:
+            resp = await client.chat.completions.create(**params)
+            choice = resp.choices[0]
+            lps = [(t.token, t.logprob) for t in (choice.logprobs.content or [])] if choice.logprobs else []
+            return self._finish(request, plan, text=choice.message.content or "", logprobs=lps,
+                                usage=resp.usage, model=resp.model, finish=choice.finish_reason,
+                                start=start, ttft=None, chunks=0)
+        stream = await client.chat.completions.create(**params)
+        pieces: list[str] = []
+        lps: list[tuple[str, float]] = []
+        usage = model = finish = ttft = None
+        chunks = 0
+        try:
+            async for chunk in stream:
+                usage = chunk.usage or usage
+                model = model or chunk.model
+                if not chunk.choices:
+                    continue
+                choice = chunk.choices[0]
+                content = choice.delta.content if choice.delta is not None else None
+                if content:
+                    if ttft is None:
+                        ttft = time.perf_counter() - start
+                    pieces.append(content)
+                    chunks += 1
+                if choice.logprobs is not None and choice.logprobs.content:
+                    lps.extend((t.token, t.logprob) for t in choice.logprobs.content)
+                finish = choice.finish_reason or finish
+        finally:
+            await stream.close()
+        if finish is None:
+            raise IncompleteStream("the stream ended before the server finished the answer")
+        return self._finish(request, plan, text="".join(pieces), logprobs=lps, usage=usage, model=model,
+                            finish=finish, start=start, ttft=ttft, chunks=chunks)
+
+    def _finish(self, request: Request, plan: list[str], *, text: str, logprobs: list[tuple[str, float]],
+                usage: Any, model: str | None, finish: str | None, start: float, ttft: float | None,
+                chunks: int) -> Completion:
+        latency = time.perf_counter() - start
+        extra: dict[str, Any] = {"finish_reason": finish}
+        raw, answer, span = text, text, None
+        if request.choices:
+            answer, span = _unwrap_choice(text, request.choices)
+            if answer != text:
+                extra["raw_output"] = text
+        if usage is not None and getattr(usage, "completion_tokens", None) is not None:
+            prompt_tokens, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+            extra["usage"] = "server"
+        else:
+            prompt_tokens = estimate_tokens(request)
+            completion_tokens = len(logprobs) or chunks or (len(text) // 4 if text else 0)
+            extra["usage"] = "counted"  # output counted from the stream, prompt estimated (~4 chars/token)
+        confidence = _confidence(logprobs, raw, span) if span is not None else None
+        return Completion(text=answer, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          latency_s=latency, ttft_s=ttft, confidence=confidence, model=model, extra=extra)
+
+
+def _answer_schema(request: Request) -> dict[str, Any]:
+    """The JSON schema sent for a request: labels as an enum under ``answer``, or the task's own schema."""
+    if request.choices:
+        return {"type": "object", "properties": {ANSWER_KEY: {"type": "string", "enum": list(request.choices)}},
+                "required": [ANSWER_KEY]}
+    return copy.deepcopy(request.json_schema or {})
+
+
+def _strict(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's strict mode: every object closed (``additionalProperties: false``) with all keys required."""
+    out = copy.deepcopy(schema)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and isinstance(node.get("properties"), dict):
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(out)
+    return out
+
+
+def _unwrap_choice(text: str, choices: tuple[str, ...]) -> tuple[str, tuple[int, int] | None]:
+    """The label an answer names and its character span in ``text`` (for logprobs).
+
+    ``{"answer": "x"}`` (the enum envelope) gives ``x``; a bare label gives itself; anything else is
+    returned unchanged for the task's parser, with no span.
+    """
+    match = re.search(r'"%s"\s*:\s*"((?:[^"\\]|\\.)*)"' % ANSWER_KEY, text)
+    if match:
+        try:
+            value = json.loads(f'"{match.group(1)}"')
+        except json.JSONDecodeError:
+            value = match.group(1)
+        return value, (match.start(1), match.end(1))
+    stripped = text.strip()
+    bare = stripped.rstrip(".")
+    if bare in choices:
+        begin = text.find(bare)
+        return text, (begin, begin + len(bare))
+    return text, None
+
+
+def _confidence(logprobs: list[tuple[str, float]], text: str, span: tuple[int, int]) -> float | None:
+    """exp(sum of the logprobs of the tokens that overlap ``span``); None when tokens and text disagree."""
+    if not logprobs or "".join(tok for tok, _ in logprobs) != text:
+        return None
+    pos, total, used = 0, 0.0, False
+    for token, logprob in logprobs:
+        end = pos + len(token)
+        if end > span[0] and pos < span[1] and logprob is not None:
+            total += logprob
+            used = True
+        pos = end
+    return math.exp(total) if used else None
+
+
+register_arm("openai", OpenAICompatArm)
