@@ -16,7 +16,7 @@ import pandas as pd
 
 from kit.errors import ConfigError, KitError
 
-COMMAND_MODULES: tuple[str, ...] = ("kit.cli", "kit.models", "kit.serve", "kit.stats", "kit.finetune", "kit.cost", "kit.privacy")
+COMMAND_MODULES: tuple[str, ...] = ("kit.cli", "kit.models", "kit.serve", "kit.stats", "kit.finetune", "kit.cost", "kit.privacy", "kit.report")
 
 
 def print_table(rows: list[dict[str, Any]] | pd.DataFrame, *, as_json: bool = False) -> None:

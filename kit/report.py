@@ -63,7 +63,8 @@ def declared_parameters(notebook: Path) -> set[str]:
 
 def run_pipeline(*, params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
                  run_dir: str | Path | None = None, notebooks: tuple[str, ...] = NOTEBOOKS,
-                 on_progress: Callable[[str], None] | None = None, kernel_name: str | None = None) -> Path:
+                 on_progress: Callable[[str], None] | None = None, kernel_name: str | None = None,
+                 out_dir: str | Path | None = None) -> Path:
     """Execute the notebooks in order and render the report; return the HTML file's path."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -96,31 +97,54 @@ def run_pipeline(*, params_file: str | Path | None = None, overrides: dict[str, 
         say(f"[{number}/{len(notebooks)}] {name} done in {time.perf_counter() - start:.1f} s")
     if REPORT_NOTEBOOK not in notebooks:
         return folder
-    out = reports_dir() / f"decision-report-{stamp}.html"
+    out = Path(out_dir or reports_dir()) / f"decision-report-{stamp}.html"
     render_html(folder / REPORT_NOTEBOOK, out)
     return out
 
 
 def render_html(notebook: Path, out: Path) -> Path:
-    """One self-contained HTML file: code hidden, images embedded, no script or style from the network."""
+    """One self-contained HTML file: code hidden, images embedded, no scripts, nothing from the network."""
     import nbformat
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(template_name="lab", exclude_input=True, exclude_input_prompt=True,
                             exclude_output_prompt=True, embed_images=True)
-    exporter.require_js_url = ""
-    exporter.mathjax_url = ""
-    exporter.jquery_url = ""
-    exporter.widget_renderer_url = ""
-    exporter.mermaid_js_url = ""
     body, _ = exporter.from_notebook_node(nbformat.read(notebook, as_version=4))
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(_strip_remote_scripts(body), encoding="utf-8")
+    out.write_text(_strip_scripts(body), encoding="utf-8")
     return out
 
 
-def _strip_remote_scripts(html: str) -> str:
-    """Drop the template's <script src=…> tags that would reach the network; the report needs none."""
+def _strip_scripts(html: str) -> str:
+    """Drop every <script> the template adds (loaders for widgets, MathJax, Mermaid): the report needs
+    none, and a page without scripts cannot run one. Model output is escaped text, so it is untouched."""
     import re
 
-    return re.sub(r'<script[^>]*\bsrc="(?:https?:)?//[^"]*"[^>]*>\s*</script>', "", html)
+    return re.sub(r"<script\b[^>]*>.*?</script>", "", html, flags=re.DOTALL | re.IGNORECASE)
+
+
+def _value(text: str) -> object:
+    """A -p value as YAML reads it (numbers, booleans, lists), else the text itself."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def cmd_report(args: Any) -> int:
+    import sys
+
+    overrides = {key: _value(value) for key, value in (args.parameter or [])}
+    html = run_pipeline(params_file=args.params, overrides=overrides, run_dir=args.run_dir,
+                        on_progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+    print(html)
+    return 0
+
+
+def register_cli(sub: Any) -> None:
+    p = sub.add_parser("report", help="run the notebooks and render the HTML decision report")
+    p.add_argument("--params", help="parameter file (default notebooks/params/default.yaml)")
+    p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
+                   help="override one parameter, e.g. -p monthly_volume 500000 (values read as YAML)")
+    p.add_argument("--run-dir", dest="run_dir", help="folder for the executed notebooks (default runs/report-STAMP)")
+    p.set_defaults(func=cmd_report)
