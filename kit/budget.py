@@ -14,7 +14,7 @@ run on this machine (llama.cpp, the loopback stand-in, replay) cost nothing per 
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from kit.arms.base import Arm, Completion, Request
 from kit.errors import BudgetExceeded, ConfigError

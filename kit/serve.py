@@ -15,6 +15,7 @@ import argparse
 import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -22,8 +23,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Iterator
 
 from kit.errors import ArmError
 
@@ -44,6 +45,28 @@ GEMMA3_TEMPLATE = (
     "{% else %}<start_of_turn>{{ role }}\n{{ prefix if loop.first else '' }}{{ m['content'] | trim }}"
     "<end_of_turn>\n{% endif %}{% endfor %}"
 )
+
+
+def standin_caption() -> str:
+    """The words every view of stand-in results carries: what it is, and the one line to a real API.
+
+    >>> standin_caption()
+    'a stand-in for a hosted API (a local model served on 127.0.0.1). To use a real one: export OPENAI_API_KEY=...; kit run --arm openai:gpt-4o-mini ...'
+    """
+    return f"a stand-in for a hosted API (a local model served on 127.0.0.1). To use a real one: {SWITCH_TO_REAL}"
+
+
+def standin_arm_options(*, confidence: bool = False) -> dict[str, object]:
+    """Arm options that suit the stand-in (``get_arm("openai:gemma-3-270m", base_url=url, **options)``).
+
+    One request at a time (llama-cpp-python's server answers one by one, so more in flight only wait,
+    and could pass the timeout); logprobs only when ``confidence`` is wanted: for them
+    llama-cpp-python sorts Gemma's whole 262k-token vocabulary per generated token, about 10x slower.
+
+    >>> standin_arm_options()
+    {'concurrency': 1, 'timeout': 300.0, 'logprobs': False}
+    """
+    return {"concurrency": 1, "timeout": 300.0, "logprobs": confidence}
 
 
 def free_port() -> int:
@@ -74,6 +97,22 @@ def standin_command(model: str = "gemma-3-270m", *, port: int, n_ctx: int = 2048
     return cmd
 
 
+def _death_signal() -> Callable[[], None] | None:
+    """For the child, before exec (Linux): ask for SIGTERM when the parent dies, so no server outlives kit.
+
+    prctl is looked up here, in the parent, so the child runs no imports between fork and exec.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return lambda: prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+
+
 def _template_config(path: Path) -> Path | None:
     """A tokenizer_config.json with Gemma 3's chat template for a gemma3 GGUF that carries none."""
     from kit.gguf_info import read_gguf_info
@@ -99,14 +138,14 @@ class StandinServer:
         self.base_url = f"http://{HOST}:{self.port}/v1"
         self._cmd = standin_command(model, port=self.port, n_ctx=n_ctx, n_threads=n_threads)
         self._timeout = startup_timeout
-        self._log = tempfile.NamedTemporaryFile(prefix="kit-serve-", suffix=".log", delete=False)
+        self._log = tempfile.NamedTemporaryFile(prefix="kit-serve-", suffix=".log", delete=False)  # noqa: SIM115
         self.log_path = Path(self._log.name)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
         """Start the server and wait until ``/v1/models`` answers; return ``base_url``."""
         self.process = subprocess.Popen(self._cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL)
+                                        stdin=subprocess.DEVNULL, preexec_fn=_death_signal())  # noqa: PLW1509
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -123,7 +162,8 @@ class StandinServer:
 
     def _answers(self) -> bool:
         try:
-            with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as resp:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
+            with opener.open(f"{self.base_url}/models", timeout=2) as resp:
                 return resp.status == 200
         except (urllib.error.URLError, OSError):
             return False
@@ -167,6 +207,11 @@ def standin_server(model: str = "gemma-3-270m", port: int | None = None, *, n_ct
 
 def _cli_serve(args: argparse.Namespace) -> int:
     server = StandinServer(args.model, port=args.port, n_ctx=args.n_ctx, n_threads=args.n_threads)
+
+    def on_term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     try:
         url = server.start()
         print(f"serving {args.model} at {url} — {STANDIN_NOTE}\n"

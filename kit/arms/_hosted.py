@@ -8,16 +8,27 @@ port, so a stand-in server that picks a fresh port every run is still served fro
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import ipaddress
 import os
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import urlsplit
 
 from kit.arms.base import Arm, Completion, Request
 from kit.errors import ArmError
-from kit.retry import Fault, Outcome, RateLimiter, RetryPolicy, classify, redact, with_retries
+from kit.retry import (
+    Fault,
+    Outcome,
+    RateLimiter,
+    RetryPolicy,
+    classify,
+    redact,
+    with_retries,
+)
 
 LOOPBACK_KEY = "sk-no-key-needed-on-loopback"
 
@@ -101,6 +112,14 @@ def estimate_tokens(request: Request) -> int:
     return chars // 4 + 4 * len(request.messages) + 2
 
 
+async def _close_at_loop_end(client: Any) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await client.close()
+
+
 class HostedArm(Arm):
     """Base of the OpenAI-compatible and Anthropic arms: keys, identity, limiter, retries, errors."""
 
@@ -124,6 +143,7 @@ class HostedArm(Arm):
         self._limiter = RateLimiter(rpm=self.options.rpm, tpm=self.options.tpm)
         self._client_obj: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
+        self._keeper: Any = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"<{type(self).__name__} {self.spec} at {endpoint_identity(self.base_url)}>"
@@ -146,28 +166,38 @@ class HostedArm(Arm):
 
     def describe(self) -> str:
         if self.loopback:
-            from kit.serve import SWITCH_TO_REAL
+            from kit.serve import standin_caption
 
-            return (f"{self.model} at {self.base_url} — a stand-in for a hosted API (served on this machine). "
-                    f"To use a real one: {SWITCH_TO_REAL}")
+            return f"{self.model} at {self.base_url} — {standin_caption()}"
         return f"{self.model} through the {self.backend} API at {urlsplit(self.base_url).hostname} (hosted)"
 
     # clients: one per event loop (each run_arm has its own loop) ---------------------------------
-    def _client(self) -> Any:
+    async def _client(self) -> Any:
+        """This loop's SDK client. It is closed inside its own loop when the loop shuts down: a keeper
+        async generator is finalised by ``asyncio.run``'s ``shutdown_asyncgens`` and closes it there."""
         loop = asyncio.get_running_loop()
         if self._client_obj is None or self._client_loop is not loop:
-            self._client_obj, self._client_loop = self._make_client(), loop
+            client = self._make_client()
+            self._client_obj, self._client_loop = client, loop
+            self._keeper = _close_at_loop_end(client)
+            await self._keeper.__anext__()
         return self._client_obj
 
     def _make_client(self) -> Any:
         raise NotImplementedError
 
     def close(self) -> None:
-        self._client_obj = self._client_loop = None
+        self._client_obj = self._client_loop = self._keeper = None
 
     # answering -------------------------------------------------------------------------------------
     def complete(self, request: Request) -> Completion:
-        return asyncio.run(self.acomplete(request))
+        """Blocking call; from inside a running event loop (Jupyter) it runs in a helper thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.acomplete(request))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self.acomplete(request)).result()
 
     async def acomplete(self, request: Request) -> Completion:
         estimate = estimate_tokens(request) + request.max_tokens

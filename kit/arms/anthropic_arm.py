@@ -18,7 +18,7 @@ from typing import Any
 from kit.arms._hosted import HostedArm, HostedOptions, estimate_tokens
 from kit.arms.base import Completion, Request, register_arm
 from kit.errors import MissingDependency
-from kit.retry import Outcome, IncompleteStream, classify, with_retries
+from kit.retry import IncompleteStream, Outcome, classify, with_retries
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,14 @@ class AnthropicArm(HostedArm):
         }
         if system:
             params["system"] = system
+        # sent as extra body fields: SDK versions differ in which of these they take as arguments
+        extra: dict[str, Any] = {}
         if self.options.temperature is not None:
-            params["extra_body"] = {"temperature": self.options.temperature}
+            extra["temperature"] = self.options.temperature
         if structured:
-            params["output_config"] = {"format": {"type": "json_schema", "schema": request.json_schema}}
+            extra["output_config"] = {"format": {"type": "json_schema", "schema": request.json_schema}}
+        if extra:
+            params["extra_body"] = extra
         return params
 
     async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
@@ -76,7 +80,7 @@ class AnthropicArm(HostedArm):
         return outcome, notes
 
     async def _attempt(self, request: Request, structured: bool) -> Completion:
-        client = self._client()
+        client = await self._client()
         start = time.perf_counter()
         stream = await client.messages.create(**self._params(request, structured))
         pieces: list[str] = []

@@ -115,8 +115,8 @@ class OpenAICompatArm(HostedArm):
         dropped: list[str] = []
         while True:
             plan = self._plan(request)
-            outcome = await with_retries(lambda: self._timed(request, plan), policy=self._policy,
-                                         classify=lambda exc: self._classify(exc, plan))
+            outcome = await with_retries(lambda plan=plan: self._timed(request, plan), policy=self._policy,
+                                         classify=lambda exc, plan=plan: self._classify(exc, plan))
             if outcome.value is not None or outcome.fault is None or not self._rejected(outcome.fault):
                 break
             drop = self._named(outcome.fault.reason, plan)
@@ -153,7 +153,7 @@ class OpenAICompatArm(HostedArm):
         return None
 
     async def _attempt(self, request: Request, plan: list[str]) -> Completion:
-        client = self._client()
+        client = await self._client()
         params = self._params(request, plan)
         start = time.perf_counter()
         if not self.options.stream:
@@ -246,7 +246,7 @@ def _unwrap_choice(text: str, choices: tuple[str, ...]) -> tuple[str, tuple[int,
     ``{"answer": "x"}`` (the enum envelope) gives ``x``; a bare label gives itself; anything else is
     returned unchanged for the task's parser, with no span.
     """
-    match = re.search(r'"%s"\s*:\s*"((?:[^"\\]|\\.)*)"' % ANSWER_KEY, text)
+    match = re.search(rf'"{ANSWER_KEY}"\s*:\s*"((?:[^"\\]|\\.)*)"', text)
     if match:
         try:
             value = json.loads(f'"{match.group(1)}"')

@@ -17,8 +17,9 @@ import csv
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from kit.arms.base import Arm, Completion, Request, register_arm
 from kit.errors import ArmError
