@@ -152,9 +152,9 @@ def plan_arms(*, local_model: str, api_arm: str = "auto", api_base_url: str | No
     api = choose_api_arm(api_arm)
     plans: list[ArmPlan] = []
     if api == STANDIN:
-        # logprobs off: llama.cpp's server computes them over Gemma's 262k-token vocabulary (8x slower)
-        plans.append(ArmPlan(role="api", spec=f"openai:{STANDIN_MODEL}",
-                             options={"concurrency": 1, "logprobs": False},
+        from kit.serve import standin_arm_options
+
+        plans.append(ArmPlan(role="api", spec=f"openai:{STANDIN_MODEL}", options=standin_arm_options(),
                              label="Hosted API — stand-in (Gemma 3 270M on a loopback llama.cpp server)",
                              standin=True, hosted=True, pricing_model="gpt-4o-mini"))
     else:
@@ -204,7 +204,7 @@ def run_stage(*, tasks: list[str], limit: dict[str, int | None] | int | None, pl
     """Every task through every planned arm (served from the store when already answered)."""
     from kit.arms import get_arm
     from kit.paths import default_store
-    from kit.privacy import privacy_hook
+    from kit.privacy import withhold_pii
     from kit.runner import run_arm
     from kit.store import Store
     from kit.tasks import load_task
@@ -220,7 +220,8 @@ def run_stage(*, tasks: list[str], limit: dict[str, int | None] | int | None, pl
                         continue
                     task = load_task(name)
                     n = limit.get(name) if isinstance(limit, dict) else limit
-                    hook = privacy_hook(arm, privacy_required=privacy_required)
+                    # the stand-in plays the hosted API, so it obeys the privacy rule as one would
+                    hook = withhold_pii(task=task) if privacy_required and plan.hosted else None
                     s = run_arm(task, arm, store=db, limit=n, withhold=hook, progress=True)
                     rows.append({"task": name, "role": plan.role, "arm": plan.spec, "items": s.items,
                                  "new_calls": s.new_calls, "from_store": s.cached, "errors": s.errors,

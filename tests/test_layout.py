@@ -23,6 +23,8 @@ def test_environment_yml_installs_this_checkout_with_pyproject_extras():
     makefile = (ROOT / "Makefile").read_text()
     make_extras = set(re.search(r"EXTRAS \?= (.*)", makefile).group(1).split(","))
     assert extras == make_extras, "environment.yml and `make setup` install the same extras"
+    torch_pin = re.search(r"TORCH  \?= (\S+)", makefile).group(1)
+    assert torch_pin in pip_lines, "the same PyTorch build"
 
 
 def test_ci_runs_the_readme_test_command():
