@@ -101,51 +101,73 @@ def finetune(task: Task | str, *, base: str = DEFAULT_BASE, max_steps: int = DEF
     >>> r.adapter_path.endswith(".lora.gguf"), len(r.losses)           # doctest: +SKIP
     (True, 40)
     """
-    from kit.gguf_info import read_gguf_info
-    from kit.models import file_sha256, resolve_model
-    from kit.paths import runs_dir
+    from kit.models import file_sha256
     from kit.tasks import load_task
 
     task = load_task(task) if isinstance(task, str) else task
+    plan = _plan(task, base=base, max_steps=max_steps, out_dir=out_dir, lr=lr, rank=rank, alpha=alpha,
+                 batch_size=batch_size, seed=seed, targets=targets, device=device, quantize=quantize,
+                 hf_weights=hf_weights)
+    if not force:
+        cached = _cached(plan.adapter, plan.manifest)
+        if cached is not None:
+            return cached
+    result = _train_and_export(task, base=base, model_file=plan.model_file, arch=plan.arch, hyper=plan.hyper,
+                               adapter=plan.adapter, progress=progress)
+    result.update({"manifest_path": str(plan.manifest),
+                   "extra": {**result.get("extra", {}), "data_sha256": plan.data_hash, "cache_key": plan.key}})
+    out = FinetuneResult(**result)
+    if file_sha256(plan.adapter) != out.adapter_sha256:
+        raise ConfigError("the adapter changed on disk while it was written", where=str(plan.adapter), fix="run again")
+    _write_json(plan.manifest, out.to_dict())
+    return out
+
+
+@dataclass(frozen=True)
+class _Plan:
+    model_file: Any
+    arch: str
+    hyper: dict[str, Any]
+    data_hash: str
+    key: str
+    adapter: Path
+    manifest: Path
+
+
+def _plan(task: Task, *, base: str, max_steps: int, out_dir: str | Path | None, lr: float, rank: int, alpha: float,
+          batch_size: int, seed: int, targets: tuple[str, ...], device: str, quantize: str,
+          hf_weights: str | None) -> _Plan:
+    """Check the options and work out everything that names the adapter: the cache key and the file paths."""
+    from kit.gguf_info import read_gguf_info
+    from kit.models import resolve_model
+    from kit.paths import runs_dir
+
     _check_options(max_steps=max_steps, lr=lr, rank=rank, alpha=alpha, batch_size=batch_size, device=device,
                    quantize=quantize, targets=targets)
     _check_split(task)
     model_file = resolve_model(base)
-    header = read_gguf_info(model_file.path)
-    hyper = {"max_steps": max_steps, "lr": lr, "rank": rank, "alpha": float(alpha), "dropout": 0.0,
-             "batch_size": batch_size, "seed": seed, "targets": list(targets), "optimizer": "adamw",
-             "schedule": "linear warm-up (10% of steps, at most 10) then linear decay", "grad_clip": 1.0,
-             "loss": "answer tokens only", "hf_weights": hf_weights}
-    data_hash = training_data_hash(task)
-    key = hashlib.sha256(json.dumps({"format": FORMAT, "task": task.name, "data": data_hash,
-                                     "base": model_file.sha256, "hyper": hyper}, sort_keys=True).encode()).hexdigest()
-    folder = Path(out_dir) if out_dir is not None else runs_dir() / "adapters"
-    stem = f"{_slug(task.name)}.{_slug(base)}.{key[:12]}"
-    adapter, manifest = folder / f"{stem}.lora.gguf", folder / f"{stem}.json"
-    if not force:
-        cached = _cached(adapter, manifest)
-        if cached is not None:
-            return cached
-
     dev = _pick_device(device)
     quant = ("4bit" if dev == "cuda" and model_file.size > LARGE_BASE_BYTES else "none") if quantize == "auto" \
         else quantize
     if quant == "4bit" and dev != "cuda":
         raise ConfigError("4-bit QLoRA needs a CUDA GPU", where="finetune",
                           fix="run on a machine with CUDA, or pass quantize='none' (--quantize none) for the CPU")
-    result = _train_and_export(task, base=base, model_file=model_file, arch=header.architecture, hyper=hyper,
-                               device=dev, quant=quant, adapter=adapter, progress=progress)
-    result.update({"manifest_path": str(manifest), "extra": {**result.get("extra", {}), "data_sha256": data_hash,
-                                                            "cache_key": key, "quantize": quant}})
-    out = FinetuneResult(**result)
-    if file_sha256(adapter) != out.adapter_sha256:
-        raise ConfigError("the adapter changed on disk while it was written", where=str(adapter), fix="run again")
-    _write_json(manifest, out.to_dict())
-    return out
+    hyper = {"max_steps": max_steps, "lr": lr, "rank": rank, "alpha": float(alpha), "dropout": 0.0,
+             "batch_size": batch_size, "seed": seed, "targets": list(targets), "optimizer": "adamw",
+             "schedule": "linear warm-up (10% of steps, at most 10) then linear decay", "grad_clip": 1.0,
+             "loss": "answer tokens only", "hf_weights": hf_weights, "device": dev, "quantize": quant,
+             "precision": "float32" if dev == "cpu" else ("nf4 base, bf16 compute" if quant == "4bit" else "bfloat16")}
+    data_hash = training_data_hash(task)
+    key = hashlib.sha256(json.dumps({"format": FORMAT, "task": task.name, "data": data_hash,
+                                     "base": model_file.sha256, "hyper": hyper}, sort_keys=True).encode()).hexdigest()
+    folder = Path(out_dir) if out_dir is not None else runs_dir() / "adapters"
+    stem = f"{_slug(task.name)}.{_slug(base)}.{key[:12]}"
+    return _Plan(model_file=model_file, arch=read_gguf_info(model_file.path).architecture, hyper=hyper,
+                 data_hash=data_hash, key=key, adapter=folder / f"{stem}.lora.gguf", manifest=folder / f"{stem}.json")
 
 
-def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hyper: dict[str, Any], device: str,
-                      quant: str, adapter: Path, progress: bool) -> dict[str, Any]:
+def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hyper: dict[str, Any], adapter: Path,
+                      progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
     from kit import __version__
@@ -153,10 +175,12 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
     from kit.lora_gguf import adapter_tensors, write_adapter
     from kit.lora_train import build_examples, load_base, require_training_stack, train
 
+    device, quant = hyper["device"], hyper["quantize"]
     torch, _, peft = require_training_stack(quantize=quant == "4bit")
     model, tokenizer, info = load_base(model_file.path, device=device, quantize=quant, hf_weights=hyper["hf_weights"])
     if quant == "4bit":
-        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+        model = peft.prepare_model_for_kbit_training(model, use_gradient_checkpointing=True,
+                                                     gradient_checkpointing_kwargs={"use_reentrant": False})
     torch.manual_seed(hyper["seed"])
     config = peft.LoraConfig(r=hyper["rank"], lora_alpha=hyper["alpha"], lora_dropout=0.0, bias="none",
                              target_modules=hyper["targets"], task_type="CAUSAL_LM")
@@ -175,7 +199,7 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
                     seed=hyper["seed"], device=device, pad_id=pad, share_prefix=quant != "4bit", on_step=on_step)
     finally:
         bar.close()
-    state = peft.get_peft_model_state_dict(model)
+    state = peft.get_peft_model_state_dict(model, save_embedding_layers=False)
     tensors = adapter_tensors(state, arch=arch, n_heads=info["n_heads"], n_kv_heads=info["n_kv_heads"])
     losses = run["losses"]
     sha = write_adapter(adapter, tensors, arch=arch, alpha=hyper["alpha"], metadata={

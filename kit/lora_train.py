@@ -75,7 +75,10 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
         kwargs["device_map"] = {"": device}
     else:
         kwargs["dtype"] = torch.bfloat16
-    model = transformers.AutoModelForCausalLM.from_pretrained(**source, **kwargs)
+    if quantize == "4bit" and not hf_weights:
+        model = _load_gguf_4bit(transformers, torch, folder, name, kwargs)
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(**source, **kwargs)
     if quantize != "4bit":
         model.to(device)
     cfg = model.config
@@ -83,6 +86,27 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
                                                                          or cfg.num_attention_heads),
             "model_type": str(cfg.model_type)}
     return model, tokenizer, info
+
+
+def _load_gguf_4bit(transformers: Any, torch: Any, folder: str, name: str, kwargs: dict[str, Any]) -> Any:
+    """transformers will not quantise while reading a GGUF: dequantise it to bf16, save it as safetensors
+    in a scratch folder (``$KIT_HOME/tmp``, removed afterwards), and load that in 4-bit."""
+    import gc
+    import tempfile
+
+    from kit.paths import kit_home
+
+    scratch = kit_home() / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="gguf-bf16-", dir=scratch) as tmp:
+        plain = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+        plain.hf_quantizer = None  # the weights are plain tensors now; the GGUF marker only blocks saving
+        if hasattr(plain.config, "quantization_config"):
+            del plain.config.quantization_config
+        plain.save_pretrained(tmp)
+        del plain
+        gc.collect()
+        return transformers.AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
 
 
 def build_examples(task: Any, tokenizer: Any) -> list[Example]:
