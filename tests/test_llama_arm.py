@@ -54,7 +54,7 @@ def test_prompt_too_long_is_an_error_not_a_crash(snips):
 def test_identity_holds_hash_and_generation_parameters(smol_arm):
     ident = smol_arm.identity()
     assert len(ident["sha256"]) == 64 and ident["quant"] == "Q4_1"
-    assert ident["temperature"] == 0.0 and ident["seed"] == 0
+    assert ident["temperature"] == 0.0 and ident["seed"] == 0 and ident["n_gpu_layers"] == 0
     assert "smollm2" in smol_arm.describe()
 
 

@@ -86,6 +86,7 @@ class LlamaCppArm(Arm):
         ident: dict[str, Any] = {
             "backend": "llama_cpp", "model": self.model.id, "sha256": self.model.sha256, "quant": self.model.quant,
             "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed, "chat_template": self._template_name,
+            "n_gpu_layers": o.n_gpu_layers,  # GPU kernels round differently: a few answers change
         }
         if o.lora_path:
             ident["lora_sha256"] = o.lora_sha256 or _sha256(o.lora_path)
