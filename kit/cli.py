@@ -60,6 +60,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from kit.arms import get_arm
     from kit.budget import make_budget
     from kit.paths import default_store
+    from kit.privacy import privacy_hook
     from kit.runner import run_arm
     from kit.scoring import metrics, score_responses
     from kit.store import Store
@@ -74,13 +75,15 @@ def cmd_run(args: argparse.Namespace) -> None:
         print(f"{arm.describe()} · task {task.name} · store {store.path}", file=sys.stderr)
         if hasattr(arm, "coverage_note"):
             print(arm.coverage_note(task, items=chosen), file=sys.stderr)
-        summary = run_arm(task, arm, store=store, limit=args.limit, epoch=args.epoch, budget=budget, progress=True)
+        withhold = privacy_hook(arm, privacy_required=args.privacy_required, region=args.region, task=task)
+        summary = run_arm(task, arm, store=store, limit=args.limit, epoch=args.epoch, budget=budget,
+                          withhold=withhold, progress=True)
         ids = [i.id for i in chosen]
         scores = score_responses(task, store.responses(task=task.name, arms=[arm.spec], epoch=args.epoch,
                                                        item_ids=ids))
     table = metrics(task, scores)
     row = {"task": task.name, "arm": arm.spec, "items": summary.items, "new_calls": summary.new_calls,
-           "from_store": summary.cached, "errors": summary.errors}
+           "from_store": summary.cached, "errors": summary.errors, "withheld": summary.withheld}
     if not table.empty:
         row.update({m: table.iloc[0][m] for m in task.metrics})
     print_table([row], as_json=args.json)
@@ -119,6 +122,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)")
     p.add_argument("--api-key-env", dest="api_key_env", help="environment variable that holds the API key")
     p.add_argument("--max-calls", type=int, help="stop before making more than N new calls")
+    p.add_argument("--privacy-required", action="store_true",
+                   help="never send items with personal data to a hosted arm (they are withheld and recorded)")
+    p.add_argument("--region", default="US", help="phone-number region for the personal-data scan (default US)")
     p.add_argument("--max-cost", type=float, metavar="USD",
                    help="stop before the estimated spend (prices x measured tokens) would pass USD")
     p.add_argument("--rpm", type=float, help="at most this many requests per minute (API arms)")
