@@ -26,15 +26,23 @@ import os
 import re
 import sys
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kit.errors import ConfigError
 from kit.tasks import Task
 
-__all__ = ["DEFAULT_BASE", "DEFAULT_STEPS", "DEFAULT_TARGETS", "FinetuneResult", "finetune", "load_result",
-           "training_data_hash", "register_cli"]
+__all__ = [
+    "DEFAULT_BASE",
+    "DEFAULT_STEPS",
+    "DEFAULT_TARGETS",
+    "FinetuneResult",
+    "finetune",
+    "load_result",
+    "register_cli",
+    "training_data_hash",
+]
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 DEFAULT_STEPS = 40
@@ -211,7 +219,7 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
         "steps": len(losses), "final_loss": round(sum(losses[-5:]) / len(losses[-5:]), 6), "losses": losses,
         "n_train_items": len(examples), "train_item_ids": [e.item_id for e in examples], "hyperparameters": hyper,
         "hardware": fingerprint(), "device": device,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "extra": {"shared_prefix_tokens": run["shared_prefix_tokens"], "arch": arch, "tensors": len(tensors),
                   "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))},
     }
@@ -294,7 +302,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
 def cmd_finetune(args: argparse.Namespace) -> None:
     result = finetune(args.task, base=args.base, max_steps=args.max_steps, out_dir=args.out, lr=args.lr,
                       rank=args.rank, alpha=args.alpha, batch_size=args.batch_size, seed=args.seed,
-                      device=args.device, quantize=args.quantize, progress=not args.quiet, force=args.force)
+                      device=args.device, quantize=args.quantize, hf_weights=args.hf_weights, progress=not args.quiet,
+                      force=args.force)
     how = "reused the cached adapter" if result.reused else f"trained {result.steps} steps"
     print(f"{how} in {result.train_seconds:.1f} s on {result.device}; final loss {result.final_loss:.4f}; "
           f"{result.n_train_items} train items; sha256 {result.adapter_sha256}", file=sys.stderr)
@@ -317,6 +326,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--quantize", default="auto", choices=("auto", "none", "4bit"),
                    help="4bit = QLoRA with bitsandbytes (CUDA); auto picks it for large bases on a GPU")
+    p.add_argument("--hf-weights", dest="hf_weights", help="hub id or folder to read the base weights from instead "
+                   "of dequantising the GGUF (e.g. the upstream repo of a 7B model on a GPU)")
     p.add_argument("--force", action="store_true", help="train again even if a matching adapter is cached")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_finetune)

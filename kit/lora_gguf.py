@@ -18,14 +18,15 @@ output rows of the update ``B A``, so it gets the same reordering; ``A`` is unch
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from kit.errors import ModelError
 
-__all__ = ["LLAMA_CPP_NAMES", "ROPE_REORDERED", "rope_row_order", "adapter_tensors", "write_adapter", "read_adapter"]
+__all__ = ["LLAMA_CPP_NAMES", "ROPE_REORDERED", "adapter_tensors", "read_adapter", "rope_row_order", "write_adapter"]
 
 # Hugging Face module name -> llama.cpp tensor name inside ``blk.N.``.
 LLAMA_CPP_NAMES: dict[str, str] = {

@@ -14,10 +14,10 @@ same loss as running each sequence in full, at a fraction of the cost.
 from __future__ import annotations
 
 import math
-import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from kit.errors import ConfigError, KitError, MissingDependency
 
@@ -181,8 +181,6 @@ def train(model: Any, examples: Sequence[Example], *, steps: int, batch_size: in
     import numpy as np
     import torch
 
-    if device == "cpu" and not os.environ.get("OMP_NUM_THREADS"):
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     params = [p for p in model.parameters() if p.requires_grad]

@@ -142,12 +142,12 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(hf_base, small_snips):
 def test_training_changes_adapter_and_outputs_and_llama_cpp_follows(hf_base, small_snips, snips, tmp_path):
     """A few steps on 8 items change the LoRA weights and the model's logits; the exported adapter changes
     llama.cpp's logits the same way (and only with llama.cpp's q/k row order)."""
+    import peft
+
     from kit.arms import get_arm
     from kit.lora_gguf import adapter_tensors, write_adapter
     from kit.lora_train import build_examples, train
     from kit.prompts import build_request
-
-    import peft
 
     model, tok, info = hf_base
     lora = _peft(model, QK)
@@ -221,8 +221,9 @@ def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_sn
     from kit.finetune import DEFAULT_TARGETS, _plan
 
     def plan(task=snips, **change):
-        options = dict(base=BASE, max_steps=40, out_dir=tmp_path, lr=1e-3, rank=8, alpha=16, batch_size=8, seed=0,
-                       targets=DEFAULT_TARGETS, device="cpu", quantize="auto", hf_weights=None)
+        options = {"base": BASE, "max_steps": 40, "out_dir": tmp_path, "lr": 1e-3, "rank": 8, "alpha": 16,
+                   "batch_size": 8, "seed": 0, "targets": DEFAULT_TARGETS, "device": "cpu", "quantize": "auto",
+                   "hf_weights": None}
         return _plan(task, **{**options, **change})
 
     first = plan()
@@ -256,7 +257,8 @@ def test_finetune_cli_cache_and_lora_arm_in_store(small_snips, snips, tmp_path, 
     assert result.train_item_ids == [i.id for i in small_snips.train]
     assert result.hardware["cpu"]["logical_cores"] >= 1 and result.train_seconds > 0
     assert result.hyperparameters["rank"] == 8 and result.device == "cpu"
-    manifest = json.loads(open(result.manifest_path, encoding="utf-8").read())
+    with open(result.manifest_path, encoding="utf-8") as fh:
+        manifest = json.load(fh)
     assert manifest["adapter_sha256"] == result.adapter_sha256 and manifest["losses"] == result.losses
     assert load_result(result.manifest_path).arm_spec == result.arm_spec
 
