@@ -304,8 +304,9 @@ def cmd_finetune(args: argparse.Namespace) -> None:
                       rank=args.rank, alpha=args.alpha, batch_size=args.batch_size, seed=args.seed,
                       device=args.device, quantize=args.quantize, hf_weights=args.hf_weights, progress=not args.quiet,
                       force=args.force)
-    how = "reused the cached adapter" if result.reused else f"trained {result.steps} steps"
-    print(f"{how} in {result.train_seconds:.1f} s on {result.device}; final loss {result.final_loss:.4f}; "
+    how = "reused the cached adapter (trained" if result.reused else "trained"
+    print(f"{how} {result.steps} steps in {result.train_seconds:.1f} s on {result.device}"
+          f"{')' if result.reused else ''}; final loss {result.final_loss:.4f}; "
           f"{result.n_train_items} train items; sha256 {result.adapter_sha256}", file=sys.stderr)
     print(f"arm: {result.arm_spec}", file=sys.stderr)
     print(result.adapter_path)
