@@ -117,3 +117,19 @@ def test_notebooks_are_committed_clean_and_thin():
             nodes = {type(n).__name__ for n in ast.walk(ast.parse(cell.source))}
             assert not nodes & LOOPS_AND_DEFINITIONS, (name, nodes & LOOPS_AND_DEFINITIONS)
             assert len(cell.source.splitlines()) <= 12, name
+
+
+def test_notebook_defaults_match_the_default_parameter_file():
+    """JupyterLab runs the notebooks with their own defaults: they must be the report's defaults."""
+    import papermill
+    import yaml
+
+    defaults = yaml.safe_load((ROOT / "notebooks" / "params" / "default.yaml").read_text())
+    for name in NOTEBOOKS:
+        for param, info in papermill.inspect_notebook(str(ROOT / "notebooks" / name)).items():
+            if param == "run_dir":
+                continue
+            value = ast.literal_eval(info["default"])
+            expected = defaults[param]
+            assert value == expected or (value == "" and expected in ("", None)), (name, param, value, expected)
+            assert info["help"], f"{name}: parameter {param} has no comment"
