@@ -104,6 +104,8 @@ def sweep_cascade(scores: pd.DataFrame, *, local_arm: str, hosted_arm: str, pric
         ni = non_inferiority(value, pairs["api_score"].to_numpy(), margin=margin, alpha=alpha).iloc[0]
         acc = accuracy_ci(value, ci=ci).iloc[0]
         passed = ni["conclusion"] in ("non-inferior", "superior")
+        if esc.all():  # API-only is the reference itself: it starts the sequence, it cannot end it
+            passed = True
         still_passing = still_passing and passed
         share_esc = float(esc.mean())
         parts = [(local_opt, 1.0)]

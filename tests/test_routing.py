@@ -151,3 +151,21 @@ def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
     assert (sweep["p95_latency_s"] > 0).all() and sweep["share_local"].is_monotonic_increasing
     choice = choose_threshold(sweep)
     assert choice.tau is None and choice.conclusion in ("inconclusive", "inferior")  # 8 items prove nothing
+
+
+def test_api_only_row_does_not_stop_the_sequence_when_local_is_better():
+    # 100 items: API-only against itself cannot be shown non-inferior at 2 points (too few items), but
+    # it is the reference, not a candidate; a clearly better local model must still be recommended.
+    rng = np.random.default_rng(3)
+    scores = synth(n=100, seed=3)
+    local = scores["arm"] == LOCAL
+    scores.loc[local, "correct"] = rng.random(100) < 0.95
+    scores.loc[~local, "correct"] = rng.random(100) < 0.5
+    scores["score"] = scores["correct"].astype(float)
+    sweep = sweep_cascade(scores, local_arm=LOCAL, hosted_arm=API, pricing=PRICING, deployment=GPU,
+                          volume=1_000_000, margin=0.02)
+    api_only = sweep[sweep["policy"] == "all API"].iloc[0]
+    assert api_only["conclusion"] == "inconclusive"  # the reference compared with itself, 100 items
+    choice = choose_threshold(sweep)
+    assert choice.tau is not None and choice.conclusion == "superior"
+    assert choice.share_local > 0.9
