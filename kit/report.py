@@ -87,6 +87,7 @@ def run_pipeline(*, params_file: str | Path | None = None, overrides: dict[str, 
             papermill.execute_notebook(
                 str(source), str(folder / name), parameters={k: v for k, v in params.items() if k in wanted},
                 cwd=str(notebooks_dir()), progress_bar=False, kernel_name=kernel_name,
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's TCP transport notice
             )
         except PapermillExecutionError as exc:
             raise ReportError(
