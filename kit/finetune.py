@@ -77,8 +77,16 @@ class FinetuneResult:
 
     @property
     def arm_spec(self) -> str:
-        """The arm that runs this adapter on llama.cpp: ``lora:BASE+ADAPTER``."""
-        return f"lora:{self.base}+{self.adapter_path}"
+        """The arm that runs this adapter on llama.cpp: ``lora:BASE+ADAPTER`` (ADAPTER relative to the
+        project root when it lies inside it, so the spec does not depend on where the checkout is)."""
+        from kit.paths import project_root
+
+        path = Path(self.adapter_path)
+        try:
+            path = path.resolve().relative_to(project_root())
+        except ValueError:
+            pass
+        return f"lora:{self.base}+{path}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,12 @@ def parse_lora_spec(name: str) -> tuple[str, Path]:
         raise ArmError(f"lora arm '{name}' is not BASE+ADAPTER", where=f"lora:{name}",
                        fix="write lora:BASE_ID+PATH_TO_ADAPTER.gguf, e.g. "
                            "lora:smollm2-135m-instruct+runs/adapters/my.lora.gguf")
-    return base.strip(), Path(adapter.strip()).expanduser()
+    path = Path(adapter.strip()).expanduser()
+    if not path.is_absolute() and not path.exists():
+        from kit.paths import project_root
+
+        path = project_root() / path  # specs name adapters relative to the project root
+    return base.strip(), path
 
 
 class LoraArm(LlamaCppArm):
