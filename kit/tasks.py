@@ -7,10 +7,7 @@
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +17,7 @@ import yaml
 
 from kit.errors import TaskError
 from kit.paths import datasets_dir
+from kit.records import read_records
 from kit.tasktypes import FIELD_TYPES, TASK_TYPES, Classification, Extraction, Field
 
 REQUIRED_KEYS = ("name", "type", "data", "instruction")
@@ -121,7 +119,9 @@ def _build(spec: dict[str, Any], path: Path) -> Task:
     where = str(path)
     columns = {"id": "id", "text": "text", "label": "label", **(spec.get("columns") or {})}
     data_path = (path.parent / str(spec["data"])).resolve()
-    rows = _read_rows(data_path)
+    if not data_path.is_file():
+        raise TaskError("data file not found", where=str(data_path), fix="put the file there or correct `data:`")
+    rows = read_records(data_path, error=TaskError, kind="data file")
     kind = str(spec["type"])
     if kind not in TASK_TYPES:
         raise TaskError(f"unknown task type '{kind}'", where=where, fix=f"use one of {sorted(TASK_TYPES)}")
@@ -181,37 +181,6 @@ def _make_type(kind: str, spec: dict, rows: list, columns: dict, where: str) -> 
     if not fields:
         raise TaskError("an extraction task needs `fields:`", where=where, fix="declare each field and its type")
     return Extraction(fields=tuple(fields))
-
-
-def _read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs from a CSV or JSONL file; clear errors for missing or non-UTF-8 files."""
-    if not path.is_file():
-        raise TaskError("data file not found", where=str(path), fix="put the file there or correct `data:`")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise TaskError(
-            f"not UTF-8 at line {line} (byte {exc.start})", where=str(path), fix="re-save the file as UTF-8"
-        ) from None
-    if path.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise TaskError(f"invalid JSON: {exc.msg}", where=f"{path}:{n}", fix="one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise TaskError("a line is not a JSON object", where=f"{path}:{n}", fix="one JSON object per line")
-            rows.append((n, obj))
-        return rows
-    if path.suffix == ".csv":
-        reader = csv.DictReader(io.StringIO(text, newline=""))
-        return [(reader.line_num, dict(row)) for row in reader]
-    raise TaskError(f"unsupported data format '{path.suffix}'", where=str(path), fix="use .csv or .jsonl")
 
 
 def _make_items(rows: list, ttype: Any, columns: dict, path: Path) -> list[Item]:

@@ -102,3 +102,10 @@ def test_replay_cli_reports_coverage(task_dir, tmp_path, capsys):
     assert "replay: 4 of 6 items answered; 2 missing from the file" in err
     summary = json.loads(out)[0]
     assert summary["errors"] == 2 and summary["accuracy"] == pytest.approx(4 / 6)
+
+
+def test_replay_file_not_utf8_is_a_clear_error(tmp_path):
+    bad = tmp_path / "out.jsonl"
+    bad.write_bytes(b'{"item_id": "r1", "output": "ok"}\n{"item_id": "r2", "output": "caf\xe9"}\n')
+    with pytest.raises(ArmError, match=r"not UTF-8 at line 2.*re-save the file as UTF-8"):
+        get_arm(f"replay:{bad}")

@@ -13,7 +13,6 @@ the file and ids in the file that the task does not have.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
@@ -23,6 +22,7 @@ from typing import Any
 
 from kit.arms.base import Arm, Completion, Request, register_arm
 from kit.errors import ArmError
+from kit.records import read_records
 
 NUMBERS = {"latency_s": float, "ttft_s": float, "prompt_tokens": int, "completion_tokens": int, "confidence": float}
 NOT_IN_FILE = "not in replay file"
@@ -45,7 +45,7 @@ class ReplayArm(Arm):
                            fix="give a JSONL or CSV file with columns item_id (or id) and output")
         data = self.path.read_bytes()
         self.sha256 = hashlib.sha256(data).hexdigest()
-        self.rows = _read(self.path, data.decode("utf-8-sig"))
+        self.rows = _read(self.path)
         models = sorted({r["model"] for r in self.rows.values() if r.get("model")})
         self.models = models
 
@@ -98,28 +98,11 @@ class ReplayArm(Arm):
         return self.complete(request)
 
 
-def _read(path: Path, text: str) -> dict[str, dict[str, Any]]:
-    records: list[tuple[str, dict[str, Any]]] = []
-    if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ArmError(f"line {number} is not JSON ({exc.msg})", where=str(path),
-                               fix="write one JSON object per line") from None
-            if not isinstance(obj, dict):
-                raise ArmError(f"line {number} is not a JSON object", where=str(path), fix="write one object per line")
-            records.append((f"line {number}", obj))
-    elif path.suffix.lower() in (".csv", ".tsv"):
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if path.suffix.lower() == ".tsv" else ",")
-        records = [(f"row {n}", row) for n, row in enumerate(reader, start=2)]
-    else:
-        raise ArmError(f"unknown replay file type '{path.suffix}'", where=str(path), fix="use .jsonl or .csv")
+def _read(path: Path) -> dict[str, dict[str, Any]]:
     rows: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
-    for where, rec in records:
+    for number, rec in read_records(path, error=ArmError, kind="replay file"):
+        where = f"line {number}"
         rows_id = _id(rec, where, path)
         if rows_id in seen:
             raise ArmError(f"item id '{rows_id}' appears twice ({seen[rows_id]} and {where})", where=str(path),
