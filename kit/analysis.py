@@ -113,8 +113,10 @@ def economics_stage(*, run_dir: str | Path, monthly_volume: float, api_pricing_m
     """Per task: cost at volume, break-even with its band, cost curve, PII share, and the cascade sweep."""
     from kit import cost, privacy, routing
 
-    pricing = cost.ApiPricing(model=api_pricing_model)
     plans = {p.role: p for p in load_plans(run_dir)}
+    # a real API is priced as itself; the stand-in's tokens are priced as api_pricing_model
+    api = plans["api"]
+    pricing = cost.ApiPricing(model=api_pricing_model if api.standin else api.pricing_model or api_pricing_model)
     out: dict[str, Any] = {}
     for name in run_tasks(run_dir):
         scores = scores_for(name, run_dir)
