@@ -2,7 +2,7 @@
 
 A loopback server (tests/servers.py, in its own process as a remote API would be) answers every chat
 completion after a fixed 200 ms, streamed.
-Items go through the real path: kit.runner.run_arm -> the openai arm (AsyncOpenAI, streaming) -> the
+Items go through the real path: kit.run.runner.run_arm -> the openai arm (AsyncOpenAI, streaming) -> the
 SQLite store. Prints items per second at each concurrency and their ratio; exits 1 below the goal.
 
     python bench/bench_api_concurrency.py [--items 48] [--delay 0.2]
@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from kit.arms import get_arm
-from kit.runner import run_arm
-from kit.store import Store
+from kit.run.runner import run_arm
+from kit.run.store import Store
 from kit.tasks import load_task
 
 GOAL = 6.0

@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 def main(argv: list[str] | None = None) -> int:
     from kit.arms import get_arm
     from kit.finetune import DEFAULT_LR, finetune
-    from kit.hardware import cpu_info
-    from kit.runner import run_arm
-    from kit.scoring import score_responses
+    from kit.models.hardware import cpu_info
+    from kit.run.runner import run_arm
+    from kit.tasks.scoring import score_responses
     from kit.stats import accuracy_ci, mcnemar, paired_bootstrap
-    from kit.store import Store
+    from kit.run.store import Store
     from kit.tasks import load_task
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

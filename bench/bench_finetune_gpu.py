@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from kit.finetune import finetune
-    from kit.lora_gguf import read_adapter
+    from kit.finetune.gguf_export import read_adapter
     from kit.tasks import load_task
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

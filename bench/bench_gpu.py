@@ -1,14 +1,14 @@
 """The kit's llama.cpp arm with all layers on the GPU (n_gpu_layers=-1) against the CPU (n_gpu_layers=0).
 
 Runs the SNIPS task's first N test items, then a few HHS extraction items (where generation dominates),
-through ``get_arm("llama_cpp:<model>", n_gpu_layers=L)`` and ``kit.runner.run_arm`` with a temporary
+through ``get_arm("llama_cpp:<model>", n_gpu_layers=L)`` and ``kit.run.runner.run_arm`` with a temporary
 store, for L = 0 and L = -1, and prints items/s, tokens/s (prompt + completion tokens per second) and
 the GPU/CPU ratio, plus how many answers the two agree on.
 
     python bench/bench_gpu.py --model smollm2-135m-instruct --items 200 --extract-items 8
 
 On a machine without GPU offload (no GPU, or llama-cpp-python built without CUDA/Metal) it prints the
-CPU figures, says why the GPU side was skipped (``kit.hardware``), and exits 0. ``--json PATH`` also
+CPU figures, says why the GPU side was skipped (``kit.models.hardware``), and exits 0. ``--json PATH`` also
 writes every figure and the machine's fingerprint to PATH.
 """
 
@@ -23,9 +23,9 @@ from typing import Any
 
 from kit.arms import get_arm
 from kit.errors import KitError
-from kit.hardware import check_gpu_offload, cpu_info, gpus, llama_cpp_info
-from kit.runner import run_arm
-from kit.store import Store
+from kit.models.hardware import check_gpu_offload, cpu_info, gpus, llama_cpp_info
+from kit.run.runner import run_arm
+from kit.run.store import Store
 from kit.tasks import load_task
 
 LAYERS = (0, -1)

@@ -22,9 +22,9 @@ from llama_cpp import Llama, LlamaGrammar
 
 from kit.arms import get_arm
 from kit.models import resolve_model
-from kit.prompts import build_request
-from kit.runner import run_arm
-from kit.store import Store
+from kit.tasks.prompts import build_request
+from kit.run.runner import run_arm
+from kit.run.store import Store
 from kit.tasks import load_task
 
 MODEL = "smollm2-135m-instruct"

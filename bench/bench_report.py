@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from kit.report import run_pipeline
+from kit.report.render import run_pipeline
 
 
 def timed(params: str | None, store: Path, run_dir: Path, out: Path) -> float:

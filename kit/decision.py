@@ -276,14 +276,14 @@ def facts_from_tables(*, task: str, volume: float, arms: Mapping[str, str], scor
 
     - ``arms``: option name -> arm spec for the measured arms, e.g. ``{"hosted API": "openai:gpt-4o-mini",
       "local base model": "llama_cpp:smollm2-135m-instruct"}``.
-    - ``scores``: the per-item score table (kit.scoring), for item counts and error rates.
+    - ``scores``: the per-item score table (kit.tasks.scoring), for item counts and error rates.
     - ``comparison``: ``kit.stats.compare_arms(scores, reference=arms["hosted API"], margin=...)``
       (Holm-adjusted conclusions are used); None when there is no API arm.
-    - ``costs``: ``kit.cost.cost_table([...], volume=volume)`` whose ``option`` names are the option names
+    - ``costs``: ``kit.economics.cost_table([...], volume=volume)`` whose ``option`` names are the option names
       (the hybrid's cost comes from the cascade).
     - ``latency``: ``kit.stats.latency_summary(scores)`` (p95 per arm).
     - ``pii``: ``kit.privacy.pii_share(kit.privacy.scan_items(task))``; None when no scan was run.
-    - ``cascade``: ``kit.routing.choose_threshold(sweep)`` (a CascadeChoice) of a sweep whose local arm is
+    - ``cascade``: ``kit.cascade.choose_threshold(sweep)`` (a CascadeChoice) of a sweep whose local arm is
       the ``cascade_local`` option; ``cascade_keeps_pii_local=True`` when the sweep was run with
       ``keep_local`` = the flagged items. A choice without τ enters as a hybrid that does not qualify.
     - ``ops_hours``: option -> ops hours a month (the LocalDeployment's ``ops_hours_per_month``).

@@ -47,6 +47,13 @@ def read_records(path: Path, *, error: type[KitError] = KitError,
             rows.append((n, obj))
         return rows
     if suffix in DELIMITERS:
+        # long texts (contracts, reports) are normal: lift the csv module's 131,072-character field limit
+        csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
         reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=DELIMITERS[suffix])
-        return [(reader.line_num, dict(row)) for row in reader]
+        try:
+            return [(reader.line_num, dict(row)) for row in reader]
+        except csv.Error as exc:
+            raise error(f"unreadable CSV at line {reader.line_num}: {exc}", where=str(path),
+                        fix="check the quoting of that row (a field with a comma or newline needs double quotes)"
+                        ) from None
     raise error(f"unknown {kind} type '{path.suffix}'", where=str(path), fix="use .jsonl or .csv")

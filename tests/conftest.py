@@ -37,7 +37,7 @@ def hhs():
 
 @pytest.fixture
 def store(tmp_path):
-    from kit.store import Store
+    from kit.run.store import Store
 
     with Store(tmp_path / "kit.sqlite") as s:
         yield s

@@ -26,13 +26,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import AnthropicServer, OpenAIServer, last_user
 
 from kit.arms import get_arm
-from kit.arms._hosted import endpoint_identity
-from kit.budget import CostBudget, make_budget
+from kit.arms.hosted import endpoint_identity
+from kit.run.budget import CostBudget, make_budget
 from kit.cli import main
 from kit.errors import ArmError, ConfigError
-from kit.retry import RateLimiter, RetryPolicy, retry_after_seconds
-from kit.runner import Budget, run_arm
-from kit.store import Store
+from kit.arms.retry import RateLimiter, RetryPolicy, retry_after_seconds
+from kit.run.budget import Budget
+from kit.run.runner import run_arm
+from kit.run.store import Store
 from kit.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def mini(task_dir):
 
 @pytest.fixture(scope="session")
 def llama_server():
-    from kit.serve import standin_server
+    from kit.report.standin import standin_server
 
     with standin_server("gemma-3-270m", n_ctx=1024) as url:
         yield url
@@ -62,7 +63,8 @@ def _number(body: dict) -> str:
 def test_openai_arm_against_llama_cpp_server(llama_server, mini, store, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # loopback goes without a key
     arm = get_arm("openai:gemma-3-270m", base_url=llama_server, concurrency=2)
-    assert "stand-in for a hosted API" in arm.describe() and "OPENAI_API_KEY" in arm.describe()
+    # a loopback endpoint is described as what it is; only the report knows which one is the stand-in
+    assert "on this machine" in arm.describe() and "stand-in" not in arm.describe()
     assert arm.hosted is False
     summary = run_arm(mini, arm, store=store, limit=3, max_tokens=24)
     assert (summary.new_calls, summary.errors) == (3, 0)
@@ -92,7 +94,7 @@ def test_openai_arm_json_schema_extraction_on_llama_server(llama_server, tmp_pat
         "instruction: 'How many boxes? Answer as JSON with the field count. {text}'\n"
         "split: {test_fraction: 0.5, seed: 1}\n")
     task = load_task(tmp_path / "ex.yaml")
-    from kit.serve import standin_arm_options
+    from kit.report.standin import standin_arm_options
 
     arm = get_arm("openai:gemma-3-270m", base_url=llama_server, **standin_arm_options())
     summary = run_arm(task, arm, store=store, limit=2, max_tokens=24)
@@ -230,7 +232,7 @@ def test_rejected_parameters_are_dropped_and_remembered(mini, store):
 
 
 def test_unparseable_answer_is_recorded_and_scored_wrong(mini, store):
-    from kit.scoring import score_responses
+    from kit.tasks.scoring import score_responses
 
     with OpenAIServer(answer=lambda body: "I would rather not say") as srv:
         arm = get_arm("openai:fake", base_url=srv.base_url, structured="off")
@@ -329,7 +331,7 @@ def test_planted_key_never_reaches_store_logs_or_output(task_dir, tmp_path, monk
 
 
 def test_redact():
-    from kit.retry import redact
+    from kit.arms.retry import redact
 
     key = "sk-echoed-Hh3kLm9PqR5tUv7W"
     assert redact(f"Incorrect API key provided: {key}", (key,)) == "Incorrect API key provided: [redacted]"
@@ -447,7 +449,7 @@ def test_retry_after_and_backoff():
 
 
 def test_kit_serve_runs_on_loopback_and_stops_cleanly():
-    from kit.serve import free_port, standin_command
+    from kit.report.standin import free_port, standin_command
 
     cmd = standin_command("gemma-3-270m", port=12345)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"

@@ -1,4 +1,4 @@
-"""Tests for kit.cost. Prices come from the genai-prices snapshot (offline)."""
+"""Tests for kit.economics. Prices come from the genai-prices snapshot (offline)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.cost import (ApiPricing, LocalDeployment, ModelPrice, api_item_costs, api_option, break_even,
+from kit.economics import (ApiPricing, LocalDeployment, ModelPrice, api_item_costs, api_option, break_even,
                       clear_price_overrides, cost_curve, cost_table, hybrid_option, local_option, measured_throughput,
                       model_price, price_per_million, set_price_override)
 from kit.errors import ConfigError
@@ -180,7 +180,7 @@ def test_cli_price(capsys):
     import argparse
     import json as _json
 
-    from kit.cost import register_cli
+    from kit.cli.price import register_cli
 
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.cost import ApiPricing, LocalDeployment, ModelPrice, api_option, cost_table, local_option
+from kit.economics import ApiPricing, LocalDeployment, ModelPrice, api_option, cost_table, local_option
 from kit.decision import (API, BASE, HYBRID, TUNED, Constraints, Facts, OptionFacts, decide, facts_from_tables)
 from kit.errors import ConfigError
 from kit.privacy import pii_share, scan_items
-from kit.routing import choose_threshold, sweep_cascade
+from kit.cascade import choose_threshold, sweep_cascade
 from kit.stats import compare_arms, latency_summary
 
 VOL = 200_000

@@ -23,7 +23,7 @@ QK = ("q_proj", "k_proj")
 @pytest.fixture(scope="module")
 def hf_base():
     """The base model and tokenizer as transformers reads them from the embedded GGUF (loaded once)."""
-    from kit.lora_train import load_base
+    from kit.finetune.train import load_base
     from kit.models import resolve_model
 
     model, tok, info = load_base(resolve_model(BASE).path, device="cpu", quantize="none")
@@ -55,7 +55,7 @@ def _next_logits(model, tok, messages):
 
 
 def test_rope_row_order_matches_llama_cpp_permute():
-    from kit.lora_gguf import rope_row_order
+    from kit.finetune.gguf_export import rope_row_order
 
     # Reference: llama.cpp convert_hf_to_gguf.py LlamaModel.permute, written as a reshape:
     # rows (heads, 2, d/2) -> (heads, d/2, 2)
@@ -73,7 +73,7 @@ def test_rope_row_order_matches_llama_cpp_permute():
 
 
 def test_adapter_file_roundtrip(tmp_path):
-    from kit.lora_gguf import adapter_tensors, read_adapter, write_adapter
+    from kit.finetune.gguf_export import adapter_tensors, read_adapter, write_adapter
     from kit.models import file_sha256
 
     rng = np.random.default_rng(1)
@@ -100,8 +100,8 @@ def test_adapter_file_roundtrip(tmp_path):
 
 def test_prompt_tokens_match_llama_cpp(hf_base, small_snips, smol_arm):
     """Training sees exactly the tokens the llama.cpp arm evaluates, and the answer as it scores labels."""
-    from kit.lora_train import build_examples
-    from kit.prompts import build_request
+    from kit.finetune.train import build_examples
+    from kit.tasks.prompts import build_request
 
     _, tok, _ = hf_base
     examples = build_examples(small_snips, tok)
@@ -115,7 +115,7 @@ def test_prompt_tokens_match_llama_cpp(hf_base, small_snips, smol_arm):
 def test_shared_prefix_gives_the_same_loss_and_gradients(hf_base, small_snips):
     import torch
 
-    from kit.lora_train import batch_loss, build_examples, shared_prefix
+    from kit.finetune.train import batch_loss, build_examples, shared_prefix
 
     model, tok, _ = hf_base
     lora = _peft(model, ("q_proj", "v_proj"))
@@ -145,9 +145,9 @@ def test_training_changes_adapter_and_outputs_and_llama_cpp_follows(hf_base, sma
     import peft
 
     from kit.arms import get_arm
-    from kit.lora_gguf import adapter_tensors, write_adapter
-    from kit.lora_train import build_examples, train
-    from kit.prompts import build_request
+    from kit.finetune.gguf_export import adapter_tensors, write_adapter
+    from kit.finetune.train import build_examples, train
+    from kit.tasks.prompts import build_request
 
     model, tok, info = hf_base
     lora = _peft(model, QK)
@@ -195,7 +195,7 @@ def test_training_changes_adapter_and_outputs_and_llama_cpp_follows(hf_base, sma
 
 
 def test_missing_stack_names_the_install(monkeypatch):
-    from kit.lora_train import require_training_stack
+    from kit.finetune.train import require_training_stack
 
     monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
     with pytest.raises(MissingDependency) as info:
@@ -218,7 +218,7 @@ def test_option_errors(snips, tmp_path):
 
 
 def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_snips, tmp_path):
-    from kit.finetune import DEFAULT_TARGETS, _plan
+    from kit.finetune.adapters import DEFAULT_TARGETS, _plan
 
     def plan(task=snips, **change):
         options = {"base": BASE, "max_steps": 40, "out_dir": tmp_path, "lr": 1e-3, "rank": 8, "alpha": 16,
@@ -247,9 +247,10 @@ def test_lora_spec_errors(tmp_path):
 def test_finetune_cli_cache_and_lora_arm_in_store(small_snips, snips, tmp_path, capsys, store, monkeypatch):
     """finetune() on 8 items for 3 steps, exported, cached; the lora arm runs test items only."""
     from kit.arms import get_arm
-    from kit.finetune import finetune, load_result, register_cli
+    from kit.cli.finetune import register_cli
+    from kit.finetune import finetune, load_result
     from kit.models import file_sha256
-    from kit.runner import run_arm
+    from kit.run.runner import run_arm
 
     result = finetune(small_snips, max_steps=3, lr=5e-3, out_dir=tmp_path, progress=False)
     assert result.steps == 3 and len(result.losses) == 3 and not result.reused

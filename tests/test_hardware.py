@@ -17,7 +17,7 @@ from kit.errors import ModelError
 def test_fingerprint_is_json_and_matches_the_machine():
     import llama_cpp
 
-    from kit.hardware import fingerprint
+    from kit.models.hardware import fingerprint
 
     fp = fingerprint()
     assert json.loads(json.dumps(fp)) == fp  # stored as JSON with every run
@@ -36,7 +36,7 @@ def test_fingerprint_is_json_and_matches_the_machine():
 
 
 def test_gpus_come_from_nvidia_smi_when_present():
-    from kit.hardware import gpus
+    from kit.models.hardware import gpus
 
     found = gpus()
     if shutil.which("nvidia-smi") is None:
@@ -49,7 +49,7 @@ def test_gpus_come_from_nvidia_smi_when_present():
 
 
 def test_cpu_only_runs_never_need_a_gpu_build():
-    from kit.hardware import check_gpu_offload
+    from kit.models.hardware import check_gpu_offload
 
     check_gpu_offload(0)  # raises nothing, whatever the build
 
@@ -58,7 +58,7 @@ def test_cpu_only_runs_never_need_a_gpu_build():
 def test_gpu_offload_on_a_build_without_it_names_the_reinstall_command(layers):
     import llama_cpp
 
-    from kit.hardware import check_gpu_offload
+    from kit.models.hardware import check_gpu_offload
 
     if llama_cpp.llama_supports_gpu_offload():  # a CUDA/Metal build: offload is honoured, nothing to say
         check_gpu_offload(layers)
@@ -76,7 +76,7 @@ def test_gpu_offload_on_a_build_without_it_names_the_reinstall_command(layers):
 
 
 def test_reinstall_command_matches_the_platform():
-    from kit.hardware import CUDA_REINSTALL, METAL_REINSTALL, reinstall_command
+    from kit.models.hardware import CUDA_REINSTALL, METAL_REINSTALL, reinstall_command
 
     assert reinstall_command() == (METAL_REINSTALL if sys.platform == "darwin" else CUDA_REINSTALL)
     assert METAL_REINSTALL.startswith('CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir')

@@ -8,7 +8,7 @@ import pytest
 
 from kit.arms import get_arm
 from kit.errors import ArmError
-from kit.prompts import build_request
+from kit.tasks.prompts import build_request
 
 
 def test_classification_always_parses_with_label_probabilities(smol_arm, snips):

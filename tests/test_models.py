@@ -116,7 +116,7 @@ def test_unknown_id_suggests_the_nearest_ids():
 
 
 def test_embedded_smollm2_resolves_with_its_hash_and_memory_estimate(home):
-    from kit.gguf_info import read_gguf_info
+    from kit.models.gguf import read_gguf_info
     from kit.models import get_entry, resolve_model
 
     mf = resolve_model("smollm2-135m-instruct")
@@ -154,7 +154,7 @@ def gemma_file(tmp_path_factory) -> Path:
 
 
 def test_embedded_gemma_is_assembled_once_into_kit_home(gemma_file):
-    from kit.gguf_info import read_gguf_info
+    from kit.models.gguf import read_gguf_info
     from kit.models import get_entry
 
     info = read_gguf_info(gemma_file)
@@ -214,7 +214,7 @@ def test_truncated_and_non_gguf_files_are_refused_clearly(tmp_path, home):
 def test_header_reader_agrees_with_gguf_ggufreader(which, tmp_path):
     from gguf import GGUFReader
 
-    from kit.gguf_info import read_gguf_info
+    from kit.models.gguf import read_gguf_info
     from kit.models import resolve_model
 
     path = resolve_model("smollm2-135m-instruct").path if which == "smollm2" else write_gguf(tmp_path / "t.gguf")
@@ -251,7 +251,7 @@ def test_metadata_agrees_with_llama_cpp(home):
 
 
 def test_an_architecture_llama_cpp_cannot_load_is_a_clear_error(tmp_path):
-    from kit.gguf_info import check_loadable
+    from kit.models.gguf import check_loadable
     from kit.models import resolve_model
 
     check_loadable(resolve_model("smollm2-135m-instruct").path)  # a known architecture passes
@@ -398,12 +398,12 @@ def test_lock_pin_keeps_the_pulled_version_until_update(hub, home, tiny, tmp_pat
 def test_cli_pull_list_info_in_a_fresh_process(hub, home):
     """The real command line in a subprocess, HF_ENDPOINT set before huggingface_hub is imported; serves the
     embedded SmolLM2 file (98 MB) as a hub file, then llama.cpp loads what was pulled."""
-    from kit.gguf_info import check_loadable
+    from kit.models.gguf import check_loadable
     from kit.models import resolve_model
 
     smol = resolve_model("smollm2-135m-instruct")
     hub.add_file(HUB_REPO, HUB_FILE, smol.path.read_bytes())
-    code = ("import sys, argparse; from kit.models import register_cli; p = argparse.ArgumentParser(); "
+    code = ("import sys, argparse; from kit.cli.models import register_cli; p = argparse.ArgumentParser(); "
             "register_cli(p.add_subparsers()); a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
@@ -421,7 +421,7 @@ def test_cli_pull_list_info_in_a_fresh_process(hub, home):
 
 
 def test_register_cli_adds_models_commands(home, capsys):
-    from kit.models import register_cli
+    from kit.cli.models import register_cli
 
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())

@@ -9,12 +9,12 @@ import pandas as pd
 import pytest
 
 from kit.arms.base import Arm, Completion, Request
-from kit.cost import ApiPricing, LocalDeployment, ModelPrice
+from kit.economics import ApiPricing, LocalDeployment, ModelPrice
 from kit.errors import ConfigError
 from kit.privacy import (find_pii, pii_share, privacy_hook, private_cost_option, route_private, scan_items,
                          withhold_pii)
-from kit.runner import run_arm
-from kit.scoring import score_responses
+from kit.run.runner import run_arm
+from kit.tasks.scoring import score_responses
 from kit.stats import non_inferiority
 from kit.tasks import Item, load_task
 
@@ -238,7 +238,7 @@ def test_quality_and_cost_recomputed_under_the_privacy_rule(pii_task, store):
 def test_cli_privacy_scan(capsys):
     import argparse
 
-    from kit.privacy import register_cli
+    from kit.cli.privacy import register_cli
 
     parser = argparse.ArgumentParser()
     register_cli(parser.add_subparsers())

@@ -11,8 +11,8 @@ import pytest
 from kit.arms import get_arm
 from kit.cli import main
 from kit.errors import ArmError
-from kit.runner import run_arm
-from kit.scoring import metrics, score_responses
+from kit.run.runner import run_arm
+from kit.tasks.scoring import metrics, score_responses
 from kit.tasks import load_task
 
 

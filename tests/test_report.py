@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 from kit.errors import ReportError
-from kit.report import NOTEBOOKS, run_pipeline
+from kit.report.render import NOTEBOOKS, run_pipeline
 
 from conftest import ROOT
 

@@ -1,4 +1,4 @@
-"""Tests for kit.routing: the local-first cascade simulated from stored per-item scores."""
+"""Tests for kit.cascade: the local-first cascade simulated from stored per-item scores."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.cost import ApiPricing, LocalDeployment, ModelPrice
+from kit.economics import ApiPricing, LocalDeployment, ModelPrice
 from kit.errors import ConfigError
-from kit.routing import cascade_scores, choose_threshold, default_thresholds, escalated, sweep_cascade
+from kit.cascade import cascade_scores, choose_threshold, default_thresholds, escalated, sweep_cascade
 from kit.stats import non_inferiority
 
 LOCAL, API = "llama_cpp:ft", "openai:gpt-4o-mini"
@@ -121,8 +121,8 @@ def test_unknown_arm_is_refused():
 
 def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
     from kit.arms.base import Arm, Completion
-    from kit.runner import run_arm
-    from kit.scoring import score_responses
+    from kit.run.runner import run_arm
+    from kit.tasks.scoring import score_responses
 
     gold = {i.id: i.gold for i in snips.items}
 

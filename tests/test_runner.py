@@ -10,8 +10,9 @@ import subprocess
 import sys
 import time
 
-from kit.runner import Budget, run_arm
-from kit.scoring import metrics, score_responses
+from kit.run.budget import Budget
+from kit.run.runner import run_arm
+from kit.tasks.scoring import metrics, score_responses
 
 from conftest import EMBEDDED, ROOT
 

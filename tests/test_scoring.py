@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score
 
-from kit.scoring import macro_f1, metrics, score_responses
+from kit.tasks.scoring import macro_f1, metrics, score_responses
 
 
 def _responses(task, answers, arm="x:y", errors=None):
@@ -55,12 +55,12 @@ def test_extraction_field_scores(hhs):
     exact, partial, missing = (f.iloc[0] for f in frames)
     assert exact["correct"] and exact["score"] == 1.0
     # set F1 of {Theft, Loss} vs {Theft} = 2*1/(2+1); location 0; integer 0 → mean over three fields
-    assert partial["field_breach_type"] == pytest.approx(2 / 3)
-    assert partial["field_location"] == 0 and partial["field_individuals_affected"] == 0
+    assert partial["part_breach_type"] == pytest.approx(2 / 3)
+    assert partial["part_location"] == 0 and partial["part_individuals_affected"] == 0
     assert partial["score"] == pytest.approx((2 / 3) / 3) and not partial["correct"]
     assert missing["score"] == 0 and not missing["correct"]
     table = metrics(hhs, pd.concat(frames))
-    assert set(table.columns) >= {"exact_match", "field_f1", "breach_type", "location", "individuals_affected"}
+    assert set(table.columns) >= {"exact_match", "field_score", "breach_type", "location", "individuals_affected"}
 
 
 def test_parsers_are_robust(snips, hhs):

@@ -15,11 +15,12 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 from statsmodels.stats.weightstats import ttost_paired
 
+from kit.cli.stats import register_cli
 from kit.errors import ConfigError, KitError
 from kit.stats import (
     MACRO_F1, accuracy_ci, agreement, compare_arms, epoch_variation, errors_table, holm, latency_summary,
     latency_test, mcnemar, metric_from_function, metric_table, non_inferiority, pair_arms, paired_bootstrap,
-    power_difference, power_noninferiority, register_cli, sample_size_difference, sample_size_noninferiority,
+    power_difference, power_noninferiority, sample_size_difference, sample_size_noninferiority,
     tango_bound, tango_z, vectorised_metric,
 )
 
@@ -35,7 +36,7 @@ def paired_correct(n: int, p_both: float, p10: float, p01: float, seed: int) -> 
 
 
 def score_table(arms: dict[str, np.ndarray], *, epochs: int = 1, seed: int = 0) -> pd.DataFrame:
-    """A score table shaped like kit.scoring's output."""
+    """A score table shaped like kit.tasks.scoring's output."""
     rng = np.random.default_rng(seed)
     rows = []
     for arm, correct in arms.items():

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from kit.errors import StoreError
-from kit.store import MIGRATIONS, Store, cache_key
+from kit.run.store import MIGRATIONS, Store, cache_key
 
 
 def _row(item="a", error=None, output="x", arm="t:a"):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from kit.errors import TaskError
-from kit.prompts import build_request, prompt_hash
+from kit.tasks.prompts import build_request, prompt_hash
 from kit.tasks import list_tasks, load_task
 
 

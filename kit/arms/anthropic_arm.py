@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kit.arms._hosted import HostedArm, HostedOptions, estimate_tokens
+from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
 from kit.arms.base import Completion, Request, register_arm
 from kit.errors import MissingDependency
-from kit.retry import IncompleteStream, Outcome, classify, with_retries
+from kit.arms.retry import IncompleteStream, Outcome, classify, with_retries
 
 
 @dataclass(frozen=True)

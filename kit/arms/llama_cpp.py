@@ -54,7 +54,7 @@ class LlamaCppArm(Arm):
             import llama_cpp
         except ImportError:
             raise MissingDependency("llama-cpp-python", purpose="for the llama_cpp arm") from None
-        from kit.hardware import check_gpu_offload
+        from kit.models.hardware import check_gpu_offload
         from kit.models import resolve_model
 
         unknown = set(options) - set(LlamaOptions.__dataclass_fields__)

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from kit.arms._hosted import HostedArm, HostedOptions, estimate_tokens
+from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
 from kit.arms.base import Completion, Request, register_arm
 from kit.errors import MissingDependency
-from kit.retry import Fault, IncompleteStream, Outcome, classify, with_retries
+from kit.arms.retry import Fault, IncompleteStream, Outcome, classify, with_retries
 
 # Optional request features, in the order they are given up when an endpoint rejects them by name.
 FEATURES: dict[str, tuple[str, ...]] = {

@@ -14,7 +14,6 @@ with the assumptions behind it.
 from kit.stats._data import check_scores, pair_arms
 from kit.stats.agreement import agreement, kappa_se
 from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, paired_bootstrap, vectorised_metric
-from kit.stats.cli import register_cli
 from kit.stats.compare import compare_arms
 from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
@@ -27,6 +26,6 @@ __all__ = [
     "MACRO_F1", "MEAN", "Metric", "accuracy_ci", "agreement", "check_scores", "compare_arms", "epoch_variation",
     "errors_table", "holm", "kappa_se", "latency_summary", "latency_test", "mcnemar", "metric_from_function",
     "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap", "power_difference", "power_noninferiority",
-    "register_cli", "sample_size_difference", "sample_size_noninferiority", "tango_bound", "tango_z",
+    "sample_size_difference", "sample_size_noninferiority", "tango_bound", "tango_z",
     "vectorised_metric", "wilson_interval",
 ]

@@ -74,11 +74,11 @@ def check_scores(scores_df: pd.DataFrame, *, where: str = "scores") -> pd.DataFr
     """Validate a per-item score table and fill defaults (epoch 0, score = correct, no errors)."""
     if not isinstance(scores_df, pd.DataFrame):
         raise ConfigError("a score table must be a pandas DataFrame", where=where,
-                          fix="pass the table returned by kit.scoring")
+                          fix="pass the table returned by kit.tasks.scoring")
     missing = [c for c in REQUIRED if c not in scores_df.columns]
     if missing:
         raise ConfigError(f"score table lacks columns {missing}", where=where,
-                          fix="pass the per-item table from kit.scoring (arm, item_id, epoch, correct, score, ...)")
+                          fix="pass the per-item table from kit.tasks.scoring (arm, item_id, epoch, correct, score, ...)")
     if scores_df.empty:
         raise ConfigError("score table is empty", where=where, fix="score at least one item per arm")
     df = scores_df.copy()

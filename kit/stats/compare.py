@@ -21,6 +21,7 @@ from kit.stats.paired import conclude, mcnemar, non_inferiority
 from kit.stats.paired import holm as holm_adjust
 from kit.stats.power import sample_size_noninferiority
 
+PASSING = ("non-inferior", "superior", "equivalent")  # conclusions that meet the quality bar
 P_COLUMNS = ("p_noninferiority", "p_superiority", "p_inferiority", "p_equivalence", "p_above_margin")
 
 
@@ -105,7 +106,8 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     candidate_value, candidate_ci_low, candidate_ci_high, reference_value, reference_ci_low,
     reference_ci_high, difference, diff_ci_low, diff_ci_high, b10, b01, mcnemar_p, mcnemar_mid_p,
     margin, lower_bound, upper_bound, p_noninferiority, p_superiority, p_inferiority, p_equivalence,
-    p_above_margin, conclusion, <each p>_adj, adjustment, conclusion_adjusted, survives_adjustment,
+    p_above_margin, conclusion, <each p>_adj, adjustment, conclusion_adjusted, survives_adjustment, qualifies
+    (meets the quality bar after the correction), better (superior after the correction),
     n_needed (items for ``power`` to show non-inferiority, Nam 1997, from the observed difference and
     discordance), enough_items, statement.
     """
@@ -130,6 +132,8 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     out["conclusion_adjusted"] = [
         conclude({c: r[f"{c}_adj"] for c in P_COLUMNS}, alpha, equivalence=equivalence) for _, r in out.iterrows()]
     out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
+    out["qualifies"] = out["conclusion_adjusted"].isin(PASSING)
+    out["better"] = out["conclusion_adjusted"] == "superior"
     tail = ["n_needed", "enough_items"]
     out = out[[c for c in out.columns if c not in tail] + tail]
     out["statement"] = [_statement(r, alpha=alpha, ci=ci, k=len(candidates), adjustment=adjustment,

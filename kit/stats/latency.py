@@ -55,7 +55,7 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
     ci = check_level(ci, "ci", where=where)
     df = check_scores(scores_df, where=where)
     if "latency_s" not in df.columns:
-        raise ConfigError("score table lacks 'latency_s'", where=where, fix="pass the table from kit.scoring")
+        raise ConfigError("score table lacks 'latency_s'", where=where, fix="pass the table from kit.tasks.scoring")
     for col in ("ttft_s", "completion_tokens"):
         if col not in df.columns:
             df[col] = np.nan

@@ -1,0 +1,34 @@
+"""What every command shares: printing tables, reading ``-o KEY=VALUE`` options."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Sequence
+
+import pandas as pd
+
+from kit.errors import ConfigError
+
+
+def print_table(rows: list[dict[str, Any]] | pd.DataFrame, *, as_json: bool = False) -> None:
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows)
+    if as_json:
+        print(json.dumps(json.loads(frame.to_json(orient="records")), indent=2))
+    elif frame.empty:
+        print("(nothing to show)")
+    else:
+        print(frame.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+
+
+def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs to a dict, values read as JSON when they parse (numbers, true/false)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"option '{pair}' is not KEY=VALUE", fix="write e.g. -o n_ctx=2048")
+        try:
+            options[key.replace("-", "_")] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.replace("-", "_")] = value
+    return options

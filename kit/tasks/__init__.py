@@ -1,0 +1,9 @@
+"""Tasks: a YAML file in ``datasets/`` next to its data, loaded into items with a type that reads gold
+answers, constrains, parses and scores answers.
+
+>>> task = load_task("snips-intents")          # doctest: +SKIP
+"""
+
+from kit.tasks.loading import Item, Task, list_tasks, load_task, task_files
+
+__all__ = ["Item", "Task", "list_tasks", "load_task", "task_files"]

@@ -1,0 +1,138 @@
+"""Classification: one label from a fixed set per item.
+
+>>> t = Classification(labels=("a_b", "c"))
+>>> t.parse("  A_B.\\n")
+'a_b'
+>>> t.score("a_b", "a_b").correct
+True
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from kit.errors import TaskError
+from kit.tasks.types import (Baseline, Columns, Constraint, ItemScore, TaskType, norm_text,
+                             register_task_type)
+
+if TYPE_CHECKING:
+    from kit.tasks.loading import Item
+
+
+def macro_f1(answers: Sequence[Any], golds: Sequence[Any], labels: Sequence[str] | None = None) -> float:
+    """Macro-averaged F1 over the labels seen in gold or answers (or the given labels that occur).
+
+    >>> round(macro_f1(["a", "b", "a"], ["a", "b", "b"]), 4)
+    0.6667
+    """
+    answers, golds = list(answers), list(golds)
+    present = set(golds) | {a for a in answers if a is not None}
+    use = [label for label in (labels or sorted(present, key=str)) if label in present]
+    f1s = []
+    for label in use:
+        tp = sum(a == label and g == label for a, g in zip(answers, golds))
+        fp = sum(a == label and g != label for a, g in zip(answers, golds))
+        fn = sum(a != label and g == label for a, g in zip(answers, golds))
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0)
+    return float(np.mean(f1s)) if f1s else 0.0
+
+
+@register_task_type
+@dataclass(frozen=True)
+class Classification(TaskType):
+    """One label from a fixed set per item."""
+
+    labels: tuple[str, ...]
+    kind: ClassVar[str] = "classification"
+    metrics: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1")
+
+    @classmethod
+    def from_spec(cls, spec: Mapping[str, Any], rows: Sequence[tuple[int, dict[str, Any]]], columns: Columns,
+                  where: str) -> Classification:
+        declared = spec.get("labels")
+        if declared is None:
+            labels = sorted({str(r[columns.label]).strip() for _, r in rows if columns.label in r} - {""})
+            if not labels:
+                raise TaskError(f"no labels: the data has no '{columns.label}' column and the task declares no "
+                                "`labels:`", where=where,
+                                fix="list the labels under `labels:` (needed for an unlabelled task), or map the "
+                                    "label column under `columns: {label: ...}`")
+        elif isinstance(declared, (list, tuple)) and declared:
+            if any(isinstance(label, bool) for label in declared):
+                raise TaskError("a label in `labels:` was read as true/false", where=where,
+                                fix="quote labels such as 'yes', 'no', 'on', 'off' in the YAML")
+            if any(not isinstance(label, (str, int, float)) for label in declared):
+                raise TaskError("`labels:` must be a list of plain labels", where=where,
+                                fix="write e.g. labels: [billing, bug, other]")
+            labels = [str(label).strip() for label in declared]
+            if len(set(labels)) != len(labels):
+                raise TaskError(f"`labels:` repeats a label: {labels}", where=where, fix="list each label once")
+        else:
+            raise TaskError(f"`labels:` must be a list of at least one label, got {declared!r}", where=where,
+                            fix="write e.g. labels: [positive, negative] (a single string is not a list)")
+        return cls(labels=tuple(labels))
+
+    def has_gold(self, row: Mapping[str, Any], columns: Columns) -> bool:
+        return columns.label in row
+
+    def gold(self, row: Mapping[str, Any], columns: Columns, where: str) -> str:
+        value = row.get(columns.label)
+        if value is None or str(value).strip() == "":
+            raise TaskError(f"empty label in column '{columns.label}'", where=where,
+                            fix="give every row a label, or run the task unlabelled (drop the column; the "
+                                "reference option's answers then become the bar)")
+        value = str(value).strip()
+        if value not in self.labels:
+            raise TaskError(f"label '{value}' is not in the label set {list(self.labels)}", where=where,
+                            fix="correct the row or add the label to `labels:` in the task YAML")
+        return value
+
+    def constraint(self) -> Constraint:
+        return Constraint(choices=self.labels)
+
+    def render(self, answer: str) -> str:
+        return str(answer)
+
+    def prompt_vars(self) -> dict[str, str]:
+        return {"labels": ", ".join(self.labels)}
+
+    def parse(self, text: str) -> str | None:
+        """The label the text names, or None when it names none (or several equally)."""
+        norm = norm_text(text)
+        by_norm = {norm_text(label): label for label in self.labels}
+        if norm in by_norm:
+            return by_norm[norm]
+        found = [label for key, label in by_norm.items() if re.search(rf"\b{re.escape(key)}\b", norm)]
+        longest = max((len(norm_text(f)) for f in found), default=0)
+        best = [f for f in found if len(norm_text(f)) == longest]
+        return best[0] if len(best) == 1 else None
+
+    def score(self, answer: Any, gold: str) -> ItemScore:
+        correct = answer is not None and answer == gold
+        return ItemScore(correct=bool(correct), score=float(correct))
+
+    def stratum(self, gold: Any) -> Any:
+        return gold
+
+    def summarise(self, rows: pd.DataFrame) -> dict[str, float]:
+        return {"accuracy": float(rows["correct"].mean()),
+                "macro_f1": macro_f1(rows["answer"], rows["gold"], self.labels)}
+
+    def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
+        """The majority class (the train split's most common label; the test split's when there is no train
+        split) and chance (a uniformly random label, at its expected score 1/k per item)."""
+        source = [i.gold for i in (train or test) if i.gold is not None]
+        if not source or any(i.gold is None for i in test):
+            return []
+        majority = Counter(source).most_common(1)[0][0]
+        chance = 1.0 / len(self.labels)
+        return [Baseline("majority class", f"always '{majority}'", tuple(self.score(majority, i.gold) for i in test)),
+                Baseline("chance", f"a random label of {len(self.labels)}",
+                         tuple(ItemScore(correct=False, score=chance) for _ in test), paired=False)]

@@ -1,0 +1,242 @@
+"""Loading tasks: one YAML file in ``datasets/`` next to its data (CSV or JSONL), validated item by item.
+
+Every problem is a TaskError that names the file (and row) and the fix; a broken task file never stops
+other tasks from listing.
+
+>>> task = load_task("snips-intents")          # doctest: +SKIP
+>>> len(task.test), task.type.labels[:2]        # doctest: +SKIP
+(347, ('add_to_playlist', 'book_restaurant'))
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from kit.errors import TaskError
+from kit.paths import datasets_dir
+from kit.records import read_records
+from kit.tasks.types import Columns, TaskType, get_task_type
+
+REQUIRED_KEYS = ("name", "type", "data", "instruction")
+KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "labels", "fields", "shots", "split",
+                        "references", "rubric", "judge", "metric", "max_tokens"})
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    text: str
+    gold: Any  # None when the task is unlabelled
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    path: Path
+    data_path: Path
+    type: TaskType
+    instruction: str
+    system: str | None
+    shots: int
+    items: tuple[Item, ...]
+    train: tuple[Item, ...]
+    test: tuple[Item, ...]
+    split_seed: int
+    description: str = ""
+    labelled: bool = True  # False: no gold answers; the reference option's answers are the bar
+    spec: Mapping[str, Any] | None = None  # the YAML as read, for types that need more keys
+
+    @property
+    def kind(self) -> str:
+        return self.type.kind
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.type.metrics
+
+    def item(self, item_id: str) -> Item:
+        return self._by_id()[item_id]
+
+    def _by_id(self) -> dict[str, Item]:
+        return {i.id: i for i in self.items}
+
+    def shot_items(self) -> tuple[Item, ...]:
+        """The k-shot examples: drawn once, seeded, from the train split (never from the test split)."""
+        if self.shots <= 0 or not self.train or not self.labelled:
+            return ()
+        rng = np.random.default_rng(self.split_seed + 1)
+        pick = rng.choice(len(self.train), size=min(self.shots, len(self.train)), replace=False)
+        return tuple(self.train[i] for i in sorted(pick))
+
+
+def task_files(folder: Path | None = None) -> list[Path]:
+    return sorted((folder or datasets_dir()).glob("*.yaml"))
+
+
+def load_task(name_or_path: str | Path, *, folder: Path | None = None, ignore_labels: bool = False) -> Task:
+    """Load and validate a task by name (``snips-intents``) or by the path of its YAML file.
+
+    ``ignore_labels`` loads a labelled task as if it had no gold answers (the reference's answers become
+    the bar), to try the unlabelled workflow on real data.
+    """
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        candidates = {p.stem: p for p in task_files(folder)}
+        candidates.update({_peek_name(p): p for p in task_files(folder)})
+        if str(name_or_path) not in candidates:
+            near = difflib.get_close_matches(str(name_or_path), list(candidates), n=3)
+            raise TaskError(f"no task named '{name_or_path}'", where=str(folder or datasets_dir()),
+                            fix=(f"did you mean {', '.join(near)}? " if near else "")
+                            + "run `kit tasks` to list tasks, or pass the path of a task YAML")
+        path = candidates[str(name_or_path)]
+    if not path.is_file():
+        raise TaskError("task file not found", where=str(path), fix="check the path")
+    return _build(_read_yaml(path), path, ignore_labels=ignore_labels)
+
+
+def _peek_name(path: Path) -> str:
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return str(spec.get("name", path.stem)) if isinstance(spec, dict) else path.stem
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return path.stem
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TaskError(f"not UTF-8 (byte {exc.start})", where=str(path), fix="save the file as UTF-8") from None
+    except yaml.YAMLError as exc:
+        raise TaskError(f"invalid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
+    if not isinstance(spec, dict):
+        raise TaskError("a task file must be a YAML mapping", where=str(path), fix="see README, 'Add your own task'")
+    missing = [k for k in REQUIRED_KEYS if k not in spec]
+    if missing:
+        raise TaskError(f"missing keys {missing}", where=str(path), fix="see README, 'Add your own task'")
+    unknown = sorted(set(map(str, spec)) - KNOWN_KEYS)
+    if unknown:
+        near = {k: difflib.get_close_matches(k, sorted(KNOWN_KEYS), n=1) for k in unknown}
+        hint = "; ".join(f"'{k}' → '{v[0]}'?" for k, v in near.items() if v)
+        raise TaskError(f"unknown keys {unknown}", where=str(path),
+                        fix=(hint + " " if hint else "") + f"known keys: {', '.join(sorted(KNOWN_KEYS))}")
+    return spec
+
+
+def _columns(spec: dict[str, Any], where: str) -> Columns:
+    given = spec.get("columns") or {}
+    if not isinstance(given, Mapping):
+        raise TaskError(f"`columns:` must map roles to column names, got {given!r}", where=where,
+                        fix="write e.g. columns: {id: ticket_id, text: body, label: team}")
+    known = {f.name for f in fields(Columns)}
+    unknown = sorted(set(map(str, given)) - known)
+    if unknown:
+        raise TaskError(f"`columns:` has unknown roles {unknown}", where=where, fix=f"use {sorted(known)}")
+    return Columns(**{str(k): str(v) for k, v in given.items()})
+
+
+def _int(spec: dict[str, Any], key: str, default: int, where: str, *, low: int = 0) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise TaskError(f"`{key}:` must be a whole number of at least {low}, got {value!r}", where=where,
+                        fix=f"write e.g. {key}: {default}")
+    return value
+
+
+def _split_options(spec: dict[str, Any], where: str) -> tuple[float, int, bool]:
+    split = spec.get("split") or {}
+    if not isinstance(split, Mapping):
+        raise TaskError(f"`split:` must be a mapping, got {split!r}", where=where,
+                        fix="write e.g. split: {test_fraction: 0.5, seed: 13, stratify: true}")
+    fraction = split.get("test_fraction", 0.5)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+        raise TaskError(f"split.test_fraction must be a number in (0, 1], got {fraction!r}", where=where,
+                        fix="write e.g. test_fraction: 0.5")
+    seed = _int(split, "seed", 13, where)
+    return float(fraction), seed, bool(split.get("stratify", False))
+
+
+def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> Task:
+    where = str(path)
+    columns = _columns(spec, where)
+    shots = _int(spec, "shots", 0, where)
+    fraction, seed, stratify = _split_options(spec, where)
+    data_path = (path.parent / str(spec["data"])).resolve()
+    if not data_path.is_file():
+        raise TaskError("data file not found", where=str(data_path), fix="put the file there or correct `data:`")
+    rows = read_records(data_path, error=TaskError, kind="data file")
+    if not rows:
+        raise TaskError("no rows", where=str(data_path), fix="add data rows")
+    for col in (columns.id, columns.text):
+        if col not in rows[0][1]:
+            raise TaskError(f"column '{col}' missing (has {sorted(rows[0][1])})", where=str(data_path),
+                            fix="rename the column or map it under `columns:` in the task YAML")
+    ttype = get_task_type(str(spec["type"])).from_spec(spec, rows, columns, where)
+    labelled = not ignore_labels and ttype.has_gold(rows[0][1], columns)
+    items = _make_items(rows, ttype, columns, data_path, labelled=labelled)
+    instruction = spec["instruction"]
+    if not isinstance(instruction, str) or "{text}" not in instruction:
+        raise TaskError("instruction has no {text} placeholder", where=where, fix="put {text} where the item goes")
+    train, test = _split(items, fraction, seed, stratify and labelled, ttype)
+    return Task(name=str(spec["name"]), path=path, data_path=data_path, type=ttype, instruction=instruction,
+                system=spec.get("system"), shots=shots, items=tuple(items), train=train, test=test, split_seed=seed,
+                description=str(spec.get("description", "")), labelled=labelled, spec=spec)
+
+
+def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, labelled: bool) -> list[Item]:
+    items, seen = [], {}
+    for line, row in rows:
+        where = f"{path}:{line}"
+        item_id = str(row.get(columns.id, "") or "").strip()
+        if not item_id:
+            raise TaskError("empty id", where=where, fix="give every row a unique id")
+        if item_id in seen:
+            raise TaskError(f"duplicate id '{item_id}' (first at line {seen[item_id]})", where=where,
+                            fix="make ids unique")
+        seen[item_id] = line
+        text = row.get(columns.text)
+        if text is None or not str(text).strip():
+            raise TaskError(f"empty text for id '{item_id}'", where=where, fix="fill in the text or drop the row")
+        gold = ttype.gold(row, columns, where) if labelled else None
+        items.append(Item(id=item_id, text=str(text), gold=gold))
+    return items
+
+
+def _split(items: list[Item], test_fraction: float, seed: int, stratify: bool,
+           ttype: TaskType) -> tuple[tuple[Item, ...], tuple[Item, ...]]:
+    """Seeded train/test split; the test split is returned in a seeded order so ``--limit N`` is a fair sample."""
+    rng = np.random.default_rng(seed)
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(ttype.stratum(item.gold) if stratify else None, []).append(i)
+    test_idx: list[int] = []
+    for key in sorted(groups, key=str):
+        idx = rng.permutation(groups[key])
+        test_idx.extend(idx[: int(round(len(idx) * test_fraction))].tolist())
+    test_set = set(test_idx)
+    order = rng.permutation(len(items))
+    test = tuple(items[i] for i in order if i in test_set)
+    train = tuple(items[i] for i in order if i not in test_set)
+    return train, test
+
+
+def list_tasks(folder: Path | None = None) -> list[dict[str, Any]]:
+    """One row per task file: name, type, items, train, test — or the error that stops it loading."""
+    rows = []
+    for path in task_files(folder):
+        try:
+            t = load_task(path)
+            rows.append({"task": t.name, "type": t.kind + ("" if t.labelled else " (unlabelled)"),
+                         "items": len(t.items), "train": len(t.train), "test": len(t.test), "file": path.name,
+                         "error": ""})
+        except TaskError as exc:
+            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "test": 0, "file": path.name,
+                         "error": str(exc)})
+    return rows

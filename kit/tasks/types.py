@@ -1,0 +1,160 @@
+"""The task-type contract and its registry.
+
+A task names its type in YAML (``type: classification``). The type reads gold answers from data rows,
+says how answers are constrained and rendered, parses an arm's text into an answer, scores it against the
+gold answer, summarises an arm's scores into the type's metrics, gives trivial baselines, and compares
+candidates with a reference using the paired tests that fit its scores. A scorer never knows which arm
+produced an answer; a task never knows which arm runs it.
+
+>>> sorted(task_types())
+['classification', 'extraction']
+>>> get_task_type("clasification")
+Traceback (most recent call last):
+...
+kit.errors.TaskError: unknown task type 'clasification'. Fix: did you mean 'classification'? Use one of ['classification', 'extraction']
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import pandas as pd
+
+from kit.errors import TaskError
+
+if TYPE_CHECKING:
+    from kit.tasks.loading import Item
+
+# Each module registers its type on import.
+BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which data columns hold the id, the text and (for one-label tasks) the gold label."""
+
+    id: str = "id"
+    text: str = "text"
+    label: str = "label"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """How an answer is constrained: one of ``choices``, a JSON object of ``json_schema``, or free text."""
+
+    choices: tuple[str, ...] | None = None
+    json_schema: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class ItemScore:
+    """One answer's score: ``correct`` (all right), ``score`` in [0, 1], and named ``parts`` (per field)."""
+
+    correct: bool
+    score: float
+    parts: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A trivial way of answering that every option must beat.
+
+    ``paired``: the scores are a real answer's per item (paired tests apply); otherwise they are expected
+    values (a random guess), compared through their mean.
+    """
+
+    name: str
+    answer: str
+    scores: tuple[ItemScore, ...]
+    paired: bool = True
+
+
+def norm_text(text: str) -> str:
+    """Lower case, runs of space/underscore/hyphen as one space, outer punctuation dropped.
+
+    >>> norm_text("  Get_Weather. ")
+    'get weather'
+    """
+    return re.sub(r"[\s_\-]+", " ", str(text).strip().lower()).strip(" .,:;\"'`")
+
+
+class TaskType(ABC):
+    """What every task type implements. Subclasses are frozen dataclasses registered by ``kind``."""
+
+    kind: ClassVar[str]
+    metrics: ClassVar[tuple[str, ...]]  # the names summarise() returns, the first one is the headline
+
+    @classmethod
+    @abstractmethod
+    def from_spec(cls, spec: Mapping[str, Any], rows: Sequence[tuple[int, dict[str, Any]]], columns: Columns,
+                  where: str) -> TaskType:
+        """Build the type from the task YAML (``spec``) and the data rows; TaskError names the fix."""
+
+    @abstractmethod
+    def has_gold(self, row: Mapping[str, Any], columns: Columns) -> bool:
+        """Whether the data carries gold answers (False for every row of an unlabelled task)."""
+
+    @abstractmethod
+    def gold(self, row: Mapping[str, Any], columns: Columns, where: str) -> Any:
+        """The row's gold answer; TaskError when it is malformed."""
+
+    def prompt_vars(self) -> dict[str, str]:
+        """Placeholders the instruction may use besides ``{text}`` (``{labels}``, ``{fields}``)."""
+        return {}
+
+    def constraint(self) -> Constraint:
+        return Constraint()
+
+    @abstractmethod
+    def render(self, answer: Any) -> str:
+        """An answer as the text an arm would give (k-shot turns, fine-tuning targets)."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Any:
+        """The answer an arm's text holds, or None when it holds none."""
+
+    @abstractmethod
+    def score(self, answer: Any, gold: Any) -> ItemScore:
+        """Score one answer (None: no answer) against the gold answer."""
+
+    def stratum(self, gold: Any) -> Any:
+        """The group an item falls in for a stratified split (None: no stratification)."""
+        return None
+
+    def summarise(self, rows: pd.DataFrame) -> dict[str, float]:
+        """The type's metrics for one arm's scored rows (columns answer, gold, correct, score, part_*)."""
+        return {self.metrics[0]: float(rows["score"].mean())}
+
+    def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
+        """Trivial answers every option must beat, scored on the test items. None by default."""
+        return []
+
+
+_REGISTRY: dict[str, type[TaskType]] = {}
+
+
+def register_task_type(cls: type[TaskType]) -> type[TaskType]:
+    """Make ``type: <cls.kind>`` in a task file build ``cls``. Usable as a class decorator."""
+    _REGISTRY[cls.kind] = cls
+    return cls
+
+
+def task_types() -> dict[str, type[TaskType]]:
+    for module in BUILTIN_MODULES:
+        importlib.import_module(module)
+    return dict(_REGISTRY)
+
+
+def get_task_type(kind: str) -> type[TaskType]:
+    known = task_types()
+    if kind not in known:
+        near = difflib.get_close_matches(kind, list(known), n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise TaskError(f"unknown task type '{kind}'", fix=f"{hint}Use one of {sorted(known)}")
+    return known[kind]
