@@ -148,18 +148,21 @@ class CascadeChoice:
 
 
 def choose_threshold(sweep: pd.DataFrame) -> CascadeChoice:
-    """The cheapest τ that passed the fixed-sequence non-inferiority test (ties: the one keeping more local).
+    """The cheapest τ that passed the fixed-sequence non-inferiority test (ties: the one keeping more local),
+    among thresholds that both keep some traffic self-hosted and escalate some.
 
     With none passing, the conclusion is the one for the most-escalating cascade ("inconclusive" or
     "inferior") and no τ is recommended.
     """
-    passed = sweep[sweep["in_sequence"] & sweep["policy"].ne("all API")]
+    # a threshold that escalates nothing is the self-hosted option itself, one that escalates all is the API
+    passed = sweep[sweep["in_sequence"] & sweep["policy"].eq("cascade")]
     if passed.empty:
-        cascades = sweep[sweep["policy"] != "all API"]
+        cascades = sweep[sweep["policy"] == "cascade"]
         first = cascades.iloc[0] if not cascades.empty else None
         verdict = first["conclusion"] if first is not None and first["conclusion"] in ("inferior", "inconclusive") \
             else "inconclusive"
-        why = ("there is no threshold that keeps any item local" if first is None else
+        why = ("no threshold both keeps items self-hosted and escalates some (the confidences do not separate "
+               "them)" if first is None else
                f"no threshold keeps traffic local while being shown non-inferior to API-only; the most "
                f"escalating one (τ={first['tau']:.3g}, {first['share_local']:.0%} local) is {verdict} "
                f"(lower bound {100 * first['lower_bound']:+.1f} points, margin {100 * _margin(sweep):.1f})")

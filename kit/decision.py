@@ -1,326 +1,489 @@
-"""Decision: the seeds' checklist and decision matrix as explicit rules over measured facts and your constraints.
+"""The verdict for one task over any number of options: explicit rules over measured facts and your limits.
 
-The options are "hosted API", "local base model", "local fine-tuned" and "hybrid" (local first,
-escalating to the API). The rules, in order:
+The options are a reference (an API, or recorded API outputs), any number of candidates, and the hybrids
+(cascades) whose threshold passed. The rules, in order:
 
-1. Only measured options are candidates (a missing arm is a caveat, never a guess).
-2. Hard limits. ``data_residency``: no item may leave the machine, so the API and the hybrid are out.
-   ``privacy_required``: items with personal data must never reach a hosted API, so API-only is out
-   when the scan flagged any item (or when no scan was run), and a hybrid only stays in when it keeps
-   flagged items local.
-3. Soft limits: p95 latency above ``latency_target_s``, monthly cost above ``budget_per_month``, or
-   local ops hours above ``ops_capacity`` (hours a month the team can spend) exclude an option. If
-   they exclude every option, they are set aside and the verdict says which are missed
-   (rule "constraints-unmet").
-4. Quality bar: an option qualifies when the paired test shows it non-inferior (or superior) to the
-   hosted API at ``margin`` (kit.stats; for the hybrid, the cascade's fixed-sequence test). The API
-   is the reference and qualifies by definition. Nothing is called non-inferior without that test.
-5. Choice: the cheapest qualifying option at your monthly volume — "cheapest-proven" when it is not
-   the API, "api-cheapest" when the API is cheapest, "api-only-proven" when cheaper options exist
-   but their quality is inconclusive or inferior. If the API is excluded (privacy, residency or a
-   limit) and nothing qualifies, the best-quality remaining option is named and the verdict says its
-   quality is not shown ("api-excluded-unproven"); without an API arm nothing can be tested ("no-api-baseline"); with
-   no option left at all: "nothing-feasible".
+1. Only measured options count; a missing one is a caveat, never a guess.
+2. Hard limits. ``data_residency``: nothing may leave the organisation, so third-party options and hybrids
+   are out. ``privacy_required``: items with personal data may not reach a third party, so third-party
+   options are out when the scan flagged any item (or none was run); a hybrid stays in only when it keeps
+   those items on the self-hosted side.
+3. The trivial baseline is the floor: an option not significantly better than the majority-class answer
+   (and chance) is never recommended. When no option is, the verdict says that no option does the task yet.
+4. Soft limits carry their uncertainty: an option misses the latency target only when the low end of its
+   p95 interval is above it, the budget only when the low end of its cost band is above it; within the noise
+   it is *borderline* and stays in (said so). When every option misses a limit, they are ranked by how far
+   they miss (relative to the limit) and then by quality — never simply the cheapest.
+5. Quality bar: the reference meets it by definition; a candidate when the paired test (Holm across all
+   candidates) shows it non-inferior or better at the margin — or, for an unlabelled task, that it agrees with
+   the reference on at least the target share. When the reference itself is below the floor, its
+   non-inferiority means nothing and the floor is the bar.
+6. Choice among the options within the limits that meet the bar. Quality gains count: with no cost per error
+   given, the cheapest of the options not significantly worse than the best one (correctness tasks); with a
+   cost per error, the lowest running cost + errors × cost per error. Whatever the rule, a dearer option that
+   is significantly better than the pick is named with the price of its gain, and the runner-up is named.
 
->>> decide(facts, Constraints(privacy_required=True, monthly_volume=200_000)).verdict   # doctest: +SKIP
+>>> decide(facts, Constraints(monthly_volume=200_000)).verdict          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Mapping
+from enum import Enum
 
 import pandas as pd
 
 from kit.errors import ConfigError
 
-API, BASE, TUNED, HYBRID = "hosted API", "local base model", "local fine-tuned", "hybrid"
-OPTIONS = (API, BASE, TUNED, HYBRID)
-PASSING = ("non-inferior", "superior")
-MIN_ITEMS = 100  # below this a caveat is always given, whatever the sample-size estimate says
+
+class Role(str, Enum):
+    REFERENCE = "reference"
+    CANDIDATE = "candidate"
+    HYBRID = "hybrid"
 
 
 @dataclass(frozen=True)
-class Constraints:
-    """What the user requires. ``ops_capacity``: hours a month the team can spend running a local model
-    (None: not limiting). ``margin``: the largest quality loss against the API you accept (0.02 = 2 points)."""
+class Interval:
+    """A measured value with its interval (``low``/``high`` None when there is none)."""
 
-    privacy_required: bool = False
-    monthly_volume: float = 10_000
-    latency_target_s: float | None = None
-    budget_per_month: float | None = None
-    margin: float = 0.02
-    ops_capacity: float | None = None
-    data_residency: bool = False
+    value: float
+    low: float | None = None
+    high: float | None = None
+
+    @property
+    def lowest(self) -> float:
+        return self.value if self.low is None or not math.isfinite(self.low) else min(self.low, self.value)
+
+    @property
+    def highest(self) -> float:
+        return self.value if self.high is None or not math.isfinite(self.high) else max(self.high, self.value)
 
 
 @dataclass(frozen=True)
 class OptionFacts:
-    """What was measured for one option. ``conclusion``: its non-inferiority result against the API
-    (None for the API itself, or when untested); ``monthly_cost`` at the facts' volume."""
+    """What was measured for one option on one task.
 
-    option: str
-    arm: str | None = None
+    ``conclusion``/``qualifies``/``better``: the comparison with the reference after Holm. ``floor``: None when
+    the task has no trivial baseline, "" when the option is significantly better than it, else why not.
+    """
+
+    name: str
+    role: Role = Role.CANDIDATE
+    third_party: bool = False
     n_items: int = 0
-    quality: float | None = None
-    ci_low: float | None = None
-    ci_high: float | None = None
-    conclusion: str | None = None
+    quality: Interval | None = None
+    conclusion: str = "reference"
+    qualifies: bool = False
+    better: bool = False
     lower_bound: float | None = None
     n_needed: float | None = None
-    monthly_cost: float | None = None
-    p95_latency_s: float | None = None
+    floor: str | None = None
+    monthly_cost: Interval | None = None
+    p95_s: Interval | None = None
     error_rate: float = 0.0
-    ops_hours_per_month: float = 0.0
+    ops_hours: float = 0.0
     share_local: float | None = None
     keeps_pii_local: bool = False
+    cost_basis: str = ""
+
+    @property
+    def measured(self) -> bool:
+        return self.quality is not None
+
+
+@dataclass(frozen=True)
+class PairFacts:
+    """A paired two-sided comparison: ``a`` minus ``b`` and its p-value (Holm across the pairs tested)."""
+
+    a: str
+    b: str
+    difference: float
+    p_value: float
 
 
 @dataclass(frozen=True)
 class Facts:
-    """Everything the rules look at. Build it with :func:`facts_from_tables` from the kit's tables."""
+    """Everything the rules look at for one task."""
 
     task: str
     volume: float
-    options: Mapping[str, OptionFacts]
+    options: tuple[OptionFacts, ...]
+    pairs: tuple[PairFacts, ...] = ()
+    metric: str = "accuracy"
+    labelled: bool = True
     pii_share: float | None = None
-    api_is_stand_in: bool = False
+    reference_is_standin: bool = False
+    floor_text: str = ""  # the best trivial baseline, in words: "always 'ham' (70.0%)"
     notes: tuple[str, ...] = ()
+
+    @property
+    def reference(self) -> OptionFacts | None:
+        return next((o for o in self.options if o.role is Role.REFERENCE), None)
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Your limits. ``ops_capacity``: hours a month the team can spend running self-hosted models (None: not
+    limiting). ``margin``: the largest quality loss against the reference you accept (0.02 = 2 points).
+    ``cost_per_error``: USD one wrong answer costs you (None: not given — quality first)."""
+
+    monthly_volume: float = 100_000
+    privacy_required: bool = False
+    data_residency: bool = False
+    latency_target_s: float | None = None
+    budget_per_month: float | None = None
+    ops_capacity: float | None = None
+    margin: float = 0.02
+    alpha: float = 0.05
+    cost_per_error: float | None = None
 
 
 @dataclass
 class Decision:
-    recommended: str
+    """The verdict for one task. ``recommended`` is None when no option can be recommended."""
+
+    task: str
+    recommended: str | None
     verdict: str
     rule: str
-    conclusion: str  # the test result behind the choice: "reference", "non-inferior", "superior", "inconclusive", ...
+    runner_up: str | None = None
+    trade: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
-    checks: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)
 
-    def markdown(self) -> str:
-        """The verdict, reasons and caveats as Markdown for the report."""
-        rule = f"Rule: `{self.rule}`; test result behind it: {self.conclusion}."
-        lines = [f"**{self.recommended}** — {self.verdict}", "", rule, ""]
-        lines += ["Reasons:"] + [f"- {r}" for r in self.reasons] if self.reasons else []
-        lines += ["", "Caveats:"] + [f"- {c}" for c in self.caveats] if self.caveats else []
-        return "\n".join(lines)
+    def to_dict(self) -> dict[str, object]:
+        return {"task": self.task, "recommended": self.recommended, "verdict": self.verdict, "rule": self.rule,
+                "runner_up": self.runner_up, "trade": self.trade, "reasons": self.reasons, "caveats": self.caveats}
 
 
-def _money(x: float | None) -> str:
-    return "cost unknown" if x is None or not math.isfinite(x) else f"${x:,.0f}/month"
+# ----------------------------------------------------------------------------------------- wording
+def money(x: float | None) -> str:
+    """>>> money(1234.5)
+    '$1,234/month'"""
+    if x is None or not math.isfinite(x):
+        return "cost unknown"
+    return f"${x:,.0f}/month" if abs(x) >= 10 else f"${x:,.2f}/month"
 
 
-def _q(f: OptionFacts) -> str:
-    if f.quality is None:
-        return "quality not measured"
-    ci = f" (95% CI {f.ci_low:.1%}–{f.ci_high:.1%})" if f.ci_low is not None and f.ci_high is not None else ""
-    return f"{f.quality:.1%}{ci}"
+def _pct(x: float | None) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _checks(facts: Facts, c: Constraints) -> pd.DataFrame:
-    rows = []
-    for name in OPTIONS:
-        f = facts.options.get(name)
-        hard, soft = [], []
-        if f is not None:
-            hosted = name in (API, HYBRID)
-            if f.quality is None:
-                hard.append("no quality measured (for a hybrid: no threshold passed the test)")
-            if c.data_residency and hosted:
-                hard.append("data may not leave the machine")
-            if c.privacy_required and name == API and (facts.pii_share is None or facts.pii_share > 0):
-                hard.append("items with personal data would be sent to the API" if facts.pii_share
-                            else "no privacy scan was run")
-            if c.privacy_required and name == HYBRID and not f.keeps_pii_local and (facts.pii_share or 0) > 0:
-                hard.append("the cascade would escalate items with personal data")
-            if c.latency_target_s is not None and f.p95_latency_s is not None and f.p95_latency_s > c.latency_target_s:
-                soft.append(f"p95 latency {f.p95_latency_s:.2f} s > target {c.latency_target_s:g} s")
-            if c.budget_per_month is not None and f.monthly_cost is not None and f.monthly_cost > c.budget_per_month:
-                soft.append(f"{_money(f.monthly_cost)} > budget {_money(c.budget_per_month)}")
-            if c.ops_capacity is not None and name != API and f.ops_hours_per_month > c.ops_capacity:
-                soft.append(f"needs {f.ops_hours_per_month:g} ops hours/month > capacity {c.ops_capacity:g}")
-        rows.append({"option": name, "measured": f is not None, "hard_ok": not hard, "soft_ok": not soft,
-                     "qualifies": f is not None and (name == API or f.conclusion in PASSING),
-                     "conclusion": "reference" if name == API and f is not None else (f.conclusion if f else None),
-                     "quality": f.quality if f else None,
-                     "monthly_cost": f.monthly_cost if f and f.monthly_cost is not None else math.inf,
-                     "excluded_by": "; ".join(hard + soft)})
-    return pd.DataFrame(rows)
+def _q(o: OptionFacts) -> str:
+    if o.quality is None:
+        return "not measured"
+    q = o.quality
+    ci = f" (95% CI {_pct(q.low)}–{_pct(q.high)})" if q.low is not None and q.high is not None else ""
+    return f"{_pct(q.value)}{ci}"
 
 
-def _caveats(facts: Facts, c: Constraints) -> list[str]:
+def _p(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def _per_error(extra_cost: float, gain: float, volume: float) -> str:
+    """USD per avoided error at which a dearer, better option pays off."""
+    value = extra_cost / (gain * volume)
+    return f"${value:.2g}" if value < 0.01 else f"${value:,.2f}"
+
+
+# ----------------------------------------------------------------------------------------- checks
+@dataclass
+class _Check:
+    facts: OptionFacts
+    hard: list[str] = field(default_factory=list)
+    soft: list[str] = field(default_factory=list)
+    borderline: list[str] = field(default_factory=list)
+    excess: float = 0.0  # how far the soft limits are missed, summed relative to each limit
+    bar: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+    @property
+    def quality(self) -> float:
+        return self.facts.quality.value if self.facts.quality is not None else -1.0
+
+    @property
+    def cost(self) -> float:
+        c = self.facts.monthly_cost
+        return c.value if c is not None and math.isfinite(c.value) else math.inf
+
+
+def _limit(label: str, measured: Interval | None, limit: float | None, unit: str, check: _Check) -> None:
+    if limit is None or measured is None or not math.isfinite(measured.value):
+        return
+    shown = f"{measured.value:.2f} s" if unit == "s" else money(measured.value)
+    shown_limit = f"{limit:g} s" if unit == "s" else money(limit)
+    if measured.lowest > limit:
+        check.soft.append(f"{label} {shown} > {shown_limit}" + (" (even the low end of its interval)"
+                                                                 if measured.low is not None else ""))
+        check.excess += (measured.lowest - limit) / max(limit, 1e-9)
+    elif measured.value > limit or measured.highest > limit:
+        side = "above" if measured.value > limit else "within"
+        check.borderline.append(f"{label} {shown} is {side} {shown_limit} but within the noise of it")
+
+
+def _checks(facts: Facts, c: Constraints) -> list[_Check]:
     out = []
-    missing = [o for o in OPTIONS if o not in facts.options]
-    if missing:
-        out.append(f"Not measured: {', '.join(missing)}; the decision only weighs the options that were run.")
-    if facts.api_is_stand_in and API in facts.options:
-        out.append("The 'hosted API' arm is a local stand-in (an OpenAI-compatible server on this machine), not a "
-                   "hosted model: its quality and latency are not the real API's, so the comparison shows how the "
-                   "verdict is reached, not what the real API would do.")
-    for f in facts.options.values():
-        if f.option != API and f.n_items < MIN_ITEMS:
-            out.append(f"Only {f.n_items} items for {f.option}: too few to show small differences.")
-        elif f.n_needed is not None and math.isfinite(f.n_needed) and f.n_needed > f.n_items and f.option != API:
-            out.append(f"{f.option}: about {f.n_needed:,.0f} items would be needed to show non-inferiority at "
-                       f"the {100 * c.margin:g}-point margin; {f.n_items} were run.")
-        if f.error_rate > 0.05:
-            out.append(f"{f.option}: {f.error_rate:.0%} of calls failed or gave no parseable answer (counted as wrong).")
-    if c.privacy_required and facts.pii_share == 0:
-        out.append("The scan found no personal data, but it does not detect bare names, addresses or medical "
-                   "facts; check a sample by hand before sending data to a hosted API.")
-    if HYBRID in facts.options:
-        out.append("The cascade threshold was chosen on the same items it was tested on; confirm it on fresh items.")
-    out.extend(facts.notes)
+    pii = facts.pii_share
+    for o in facts.options:
+        if not o.measured:
+            continue
+        k = _Check(o)
+        if c.data_residency and (o.third_party or o.role is Role.HYBRID):
+            k.hard.append("data may not leave your organisation")
+        if c.privacy_required and o.third_party and (pii is None or pii > 0):
+            k.hard.append("items with personal data would reach a third party" if pii else
+                          "no personal-data scan was run")
+        if c.privacy_required and o.role is Role.HYBRID and not o.keeps_pii_local and (pii is None or pii > 0):
+            k.hard.append("the cascade would escalate items with personal data")
+        _limit("p95 latency", o.p95_s, c.latency_target_s, "s", k)
+        _limit("monthly cost", o.monthly_cost, c.budget_per_month, "usd", k)
+        if c.ops_capacity is not None and not o.third_party and o.ops_hours > c.ops_capacity:
+            k.soft.append(f"needs {o.ops_hours:g} ops hours/month > capacity {c.ops_capacity:g}")
+            k.excess += (o.ops_hours - c.ops_capacity) / max(c.ops_capacity, 1e-9)
+        out.append(k)
     return out
 
 
-def decide(facts: Facts, constraints: Constraints) -> Decision:
-    """Apply the rules (module docstring) and say which option to choose, why, and what to watch."""
-    c = constraints
+def _floor_fails(o: OptionFacts) -> bool:
+    return o.floor not in (None, "")
+
+
+def _significantly_better(facts: Facts, a: str, b: str, alpha: float) -> PairFacts | None:
+    """The pair showing ``a`` significantly better than ``b``, if the tests show it."""
+    for p in facts.pairs:
+        if {p.a, p.b} == {a, b}:
+            diff = p.difference if p.a == a else -p.difference
+            if diff > 0 and p.p_value < alpha:
+                return PairFacts(a, b, diff, p.p_value)
+    return None
+
+
+# ----------------------------------------------------------------------------------------- the rules
+def decide(facts: Facts, c: Constraints) -> Decision:
+    """Apply the rules (module docstring): which option to choose, why, what the runner-up and the quality
+    trade are, and what to watch."""
     if not math.isclose(facts.volume, c.monthly_volume, rel_tol=1e-9):
         raise ConfigError(f"facts were costed at {facts.volume:,.0f} items/month but the constraints say "
                           f"{c.monthly_volume:,.0f}", where="kit.decision.decide",
                           fix="build the cost table at the constraints' monthly_volume")
     checks = _checks(facts, c)
-    reasons = [f"{r.option} excluded: {r.excluded_by}." for r in checks.itertuples() if r.measured and r.excluded_by]
-    caveats = _caveats(facts, c)
-    hard = checks[checks["measured"] & checks["hard_ok"]]
-    if hard.empty:
-        pick = BASE if c.data_residency or c.privacy_required else API
-        why = "no measured option meets the hard limits (data residency / privacy)"
-        return Decision(pick, f"Nothing measured can be recommended: {why}; measure a local arm ({pick}) first.",
-                        "nothing-feasible", "inconclusive", reasons + [why.capitalize() + "."], caveats, checks)
-    pool, rule_override = hard[hard["soft_ok"]], None
-    if pool.empty:
-        pool, rule_override = hard, "constraints-unmet"
-        reasons.append("No option meets the latency, budget and ops limits together; they are set aside below.")
-    api = facts.options.get(API)
+    ref = facts.reference
+    caveats = _caveats(facts, c, checks)
+    reasons = [f"{k.name} is out: {'; '.join(k.hard)}." for k in checks if k.hard]
     volume = f"{c.monthly_volume:,.0f} items/month"
-    if api is None:
-        best = pool.sort_values(["quality", "monthly_cost"], ascending=[False, True]).iloc[0]
-        f = facts.options[best["option"]]
-        verdict = (f"Choose {f.option} ({_q(f)}, {_money(f.monthly_cost)} at {volume}); no hosted API arm was "
-                   f"measured, so whether it matches the API is untested (inconclusive).")
-        return Decision(f.option, verdict, rule_override or "no-api-baseline", "inconclusive",
-                        reasons + ["Without an API arm there is no reference to test non-inferiority against."],
-                        caveats, checks)
-    proven = pool[pool["qualifies"]]
-    if not proven.empty:
-        best = proven.sort_values(["monthly_cost", "option"]).iloc[0]
-        f = facts.options[best["option"]]
-        cheaper = pool[(pool["monthly_cost"] < best["monthly_cost"]) & ~pool["qualifies"]]
-        if f.option != API:
-            rule, concl = "cheapest-proven", str(f.conclusion)
-            local = f" keeping {f.share_local:.0%} of traffic local," if f.option == HYBRID and f.share_local else ""
-            verdict = (f"Choose {f.option}: {_q(f)} is {f.conclusion} to the hosted API's {_q(api)} at a "
-                       f"{100 * c.margin:g}-point margin,{local} at {_money(f.monthly_cost)} against "
-                       f"{_money(api.monthly_cost)} for the API at {volume}.")
-            reasons.append(f"{f.option} passed the non-inferiority test (lower bound "
-                           f"{100 * (f.lower_bound or 0):+.1f} points) and is the cheapest option that did.")
-        elif len(pool) == 1:
-            rule, concl = "api-only-feasible", "reference"
-            verdict = (f"Choose the hosted API: it is the only measured option within your limits, at "
-                       f"{_money(api.monthly_cost)} for {volume} and quality {_q(api)}.")
-            reasons.append("Every other measured option is excluded by a limit (see above).")
-        elif cheaper.empty:
-            rule, concl = "api-cheapest", "reference"
-            others = ", ".join(f"{r.option} {_money(r.monthly_cost)}" for r in pool.itertuples() if r.option != API)
-            verdict = (f"Choose the hosted API: at {volume} it costs {_money(api.monthly_cost)}, no more than the "
-                       f"other options ({others}), and it is the quality reference at {_q(api)}.")
-            reasons.append("The API is the cheapest option that meets every limit.")
+    if ref is None or not ref.measured:
+        return _finish(facts, checks, None, "no-reference", "The reference option was not measured, so no "
+                       "candidate can be tested against it: run the reference on the same items first.",
+                       reasons, caveats, c)
+
+    # the floor
+    floored = [k for k in checks if _floor_fails(k.facts)]
+    reasons += [f"{k.name} is below the floor: {k.facts.floor}." for k in floored]
+    ref_below_floor = _floor_fails(ref)
+    eligible = [k for k in checks if not k.hard and not _floor_fails(k.facts)]
+    if not eligible:
+        if any(not k.hard for k in checks):  # what the limits allow is all below the floor
+            best = max((k for k in checks if not k.hard), key=lambda k: k.quality)
+            verdict = (f"No option does this task yet: the best, {best.name} at {_q(best.facts)}, is not "
+                       f"significantly better than the trivial baseline ({facts.floor_text}). Try more "
+                       f"examples in the prompt (shots), a fine-tune, or a bigger model before choosing.")
+            return _finish(facts, checks, None, "below-baseline", verdict, reasons, caveats, c)
+        return _finish(facts, checks, None, "nothing-feasible",
+                       "Nothing measured can be recommended: no option meets the hard limits (data residency, "
+                       "privacy) and the trivial baseline; measure a self-hosted option that keeps data inside.",
+                       reasons, caveats, c)
+
+    # the quality bar
+    for k in eligible:
+        if k.facts.role is Role.REFERENCE:
+            k.bar = True
+        elif facts.labelled and ref_below_floor:
+            k.bar = not _floor_fails(k.facts)
         else:
-            rule, concl = "api-only-proven", "reference"
-            r = facts.options[cheaper.sort_values("monthly_cost").iloc[0]["option"]]
-            need = (f"; about {r.n_needed:,.0f} items would be needed" if r.n_needed and math.isfinite(r.n_needed)
-                    and r.n_needed > r.n_items else "")
-            verdict = (f"Choose the hosted API ({_money(api.monthly_cost)} at {volume}): {r.option} would cost "
-                       f"{_money(r.monthly_cost)} but its quality, {_q(r)} against {api.quality:.1%}, is "
-                       f"{r.conclusion or 'untested'} at the {100 * c.margin:g}-point margin on {r.n_items:,} "
-                       f"items{need}.")
-            reasons.append("Cheaper options are not shown non-inferior: "
-                           + ", ".join(f"{o} ({facts.options[o].conclusion})" for o in cheaper["option"]) + ".")
-        missed = checks.set_index("option").loc[f.option, "excluded_by"]
-        if rule_override and missed:
-            verdict = verdict[:-1] + f" — but it misses your limits: {missed}."
-        return Decision(f.option, verdict, rule_override or rule, concl, reasons, caveats, checks)
-    # the API is excluded by a hard limit and nothing left is shown non-inferior
-    measured = pool[pool["quality"].notna()]  # a hybrid without a threshold has no quality to offer
-    best = (measured if not measured.empty else pool).sort_values(["quality", "monthly_cost"],
-                                                                  ascending=[False, True]).iloc[0]
-    f = facts.options[best["option"]]
-    concl = f.conclusion or "inconclusive"
-    why = checks.set_index("option").loc[API, "excluded_by"]
-    loss = ("the loss exceeds the margin" if concl == "inferior" else "a loss larger than the margin is not ruled out")
-    verdict = (f"Choose {f.option} because the API is ruled out ({why}); its quality {_q(f)} against the API's "
-               f"{api.quality:.1%} is {concl} at the {100 * c.margin:g}-point margin, so {loss}; "
-               f"{_money(f.monthly_cost)} at {volume}.")
-    reasons.append(f"No remaining option is shown non-inferior; {f.option} has the best measured quality.")
-    return Decision(f.option, verdict, rule_override or "api-excluded-unproven", concl, reasons, caveats, checks)
+            k.bar = k.facts.qualifies
+    if ref_below_floor:
+        reasons.append(f"The reference {ref.name} is not better than the trivial baseline, so being as good as it "
+                       "means nothing: the floor is the quality bar.")
+
+    within = [k for k in eligible if not k.soft]
+    for k in eligible:
+        if k.soft:
+            reasons.append(f"{k.name} misses your limits: {'; '.join(k.soft)}.")
+    if not within:
+        order = sorted(eligible, key=lambda k: (len(k.soft), not k.bar, round(k.excess, 2), -k.quality, k.cost))
+        pick = order[0]
+        verdict = (f"Every option misses a limit. {pick.name} misses least ({'; '.join(pick.soft)}) at "
+                   f"{_q(pick.facts)}, {money(pick.cost)} for {volume}"
+                   + ("" if pick.bar else ", but it does not meet the quality bar") + ". Options are ranked by "
+                   "how far they miss your limits, then by quality; relax a limit or change the setup.")
+        return _finish(facts, checks, pick.name, "constraints-unmet", verdict, reasons, caveats, c,
+                       order=[k.name for k in order])
+
+    proven = [k for k in within if k.bar]
+    if not proven:
+        best = max(within, key=lambda k: (k.quality, -k.cost))
+        why = "; ".join(next(k.hard + k.soft for k in checks if k.facts.role is Role.REFERENCE) or
+                        ["it is below the floor"])
+        loss = ("its loss exceeds the margin" if best.facts.conclusion == "inferior" else
+                "a loss larger than the margin is not ruled out")
+        verdict = (f"Choose {best.name} because the reference {ref.name} is ruled out ({why}); its quality "
+                   f"{_q(best.facts)} against the reference's {_pct(ref.quality.value)} is "
+                   f"{best.facts.conclusion} at the {100 * c.margin:g}-point margin, so {loss}; "
+                   f"{money(best.cost)} for {volume}.")
+        reasons.append("No remaining option is shown to meet the quality bar; this one has the best quality.")
+        order = sorted(within, key=lambda k: (-k.quality, k.cost))
+        return _finish(facts, checks, best.name, "reference-excluded-unproven", verdict, reasons, caveats, c,
+                       order=[k.name for k in order])
+
+    order, rule, basis = _order(facts, proven, c)
+    pick = order[0]
+    verdict = _verdict(facts, pick, ref, within, c, basis)
+    rest = sorted((k for k in within if k not in proven), key=lambda k: (-k.quality, k.cost))
+    return _finish(facts, checks, pick.name, rule, verdict, reasons, caveats, c,
+                   order=[k.name for k in order + rest])
 
 
-def _row(table: pd.DataFrame | None, key: str, value: str) -> dict | None:
-    if table is None or table.empty or key not in table.columns:
-        return None
-    hit = table[table[key] == value]
-    return hit.iloc[0].to_dict() if not hit.empty else None
+def _order(facts: Facts, proven: list[_Check], c: Constraints) -> tuple[list[_Check], str, str]:
+    """The qualifying options in the order of the choice, the rule's name, and the basis in words."""
+    if c.cost_per_error is not None:
+        def total(k: _Check) -> float:
+            return k.cost + c.monthly_volume * (1 - max(k.quality, 0.0)) * c.cost_per_error
+        order = sorted(proven, key=lambda k: (total(k), -k.quality))
+        return order, "least-total-cost", (f"running cost plus errors at ${c.cost_per_error:g} each "
+                                           f"(lowest total {money(total(order[0]))})")
+    if not facts.labelled:
+        return sorted(proven, key=lambda k: (k.cost, -k.quality)), "cheapest-agreeing", "the cheapest that agrees"
+    best = max(proven, key=lambda k: (k.quality, -k.cost))
+    top = [k for k in proven if k is best or not _significantly_better(facts, best.name, k.name, c.alpha)]
+    others = [k for k in proven if k not in top]
+    order = sorted(top, key=lambda k: (k.cost, -k.quality)) + sorted(others, key=lambda k: (-k.quality, k.cost))
+    rule = "cheapest-proven" if len(top) > 1 or order[0] is not best else "best-quality"
+    return order, rule, "the cheapest of the options not significantly worse than the best"
 
 
-def facts_from_tables(*, task: str, volume: float, arms: Mapping[str, str], scores: pd.DataFrame,
-                      comparison: pd.DataFrame | None, costs: pd.DataFrame, latency: pd.DataFrame,
-                      pii: pd.DataFrame | None = None, cascade: object | None = None,
-                      cascade_local: str = TUNED, cascade_keeps_pii_local: bool = False, ops_hours: Mapping[str, float] | None = None,
-                      api_is_stand_in: bool = False) -> Facts:
-    """Assemble :class:`Facts` from the kit's tables — what the report notebook does.
+def _verdict(facts: Facts, pick: _Check, ref: OptionFacts, within: list[_Check], c: Constraints,
+             basis: str) -> str:
+    volume = f"{c.monthly_volume:,.0f} items/month"
+    o = pick.facts
+    if o.role is Role.REFERENCE:
+        head = f"Choose {o.name}, the reference: {_q(o)} at {money(pick.cost)} for {volume}"
+    else:
+        test = ("agrees with" if not facts.labelled else
+                "beats the trivial baseline, unlike" if _floor_fails(ref) else f"is {o.conclusion} to")
+        local = (f", keeping {o.share_local:.0%} of traffic self-hosted" if o.role is Role.HYBRID and
+                 o.share_local is not None else "")
+        head = (f"Choose {o.name}: {_q(o)} {test} the reference {ref.name}'s {_pct(ref.quality.value)}"
+                + (f" at a {100 * c.margin:g}-point margin" if facts.labelled and not _floor_fails(ref) else "")
+                + f"{local}, at {money(pick.cost)} against {money(ref.monthly_cost.value if ref.monthly_cost else None)}"
+                  f" for the reference, at {volume}")
+    cheaper_unproven = [k for k in within if k.cost < pick.cost and not k.bar]
+    tail = ""
+    if o.role is Role.REFERENCE and cheaper_unproven:
+        k = min(cheaper_unproven, key=lambda k: k.cost)
+        need = (f"; about {k.facts.n_needed:,.0f} items would be needed" if k.facts.n_needed is not None and
+                math.isfinite(k.facts.n_needed) and k.facts.n_needed > k.facts.n_items else
+                "; no number of items would show it at the observed difference" if k.facts.n_needed is not None
+                and not math.isfinite(k.facts.n_needed) else "")
+        tail = (f". {k.name} would cost {money(k.cost)} but its quality ({_q(k.facts)}) is "
+                f"{k.facts.conclusion} against the reference on {k.facts.n_items:,} items{need}")
+    borderline = f" — borderline: {'; '.join(pick.borderline)}" if pick.borderline else ""
+    return f"{head} ({basis}){tail}{borderline}."
 
-    - ``arms``: option name -> arm spec for the measured arms, e.g. ``{"hosted API": "openai:gpt-4o-mini",
-      "local base model": "llama_cpp:smollm2-135m-instruct"}``.
-    - ``scores``: the per-item score table (kit.tasks.scoring), for item counts and error rates.
-    - ``comparison``: ``kit.stats.compare_arms(scores, reference=arms["hosted API"], margin=...)``
-      (Holm-adjusted conclusions are used); None when there is no API arm.
-    - ``costs``: ``kit.economics.cost_table([...], volume=volume)`` whose ``option`` names are the option names
-      (the hybrid's cost comes from the cascade).
-    - ``latency``: ``kit.stats.latency_summary(scores)`` (p95 per arm).
-    - ``pii``: ``kit.privacy.pii_share(kit.privacy.scan_items(task))``; None when no scan was run.
-    - ``cascade``: ``kit.cascade.choose_threshold(sweep)`` (a CascadeChoice) of a sweep whose local arm is
-      the ``cascade_local`` option; ``cascade_keeps_pii_local=True`` when the sweep was run with
-      ``keep_local`` = the flagged items. A choice without τ enters as a hybrid that does not qualify.
-    - ``ops_hours``: option -> ops hours a month (the LocalDeployment's ``ops_hours_per_month``).
-    """
-    options: dict[str, OptionFacts] = {}
-    for name, arm in arms.items():
-        if name not in OPTIONS or name == HYBRID:
-            raise ConfigError(f"unknown option {name!r}", where="kit.decision.facts_from_tables",
-                              fix=f"use {OPTIONS[:3]} for arms; the hybrid comes from `cascade`")
-        rows = scores[scores["arm"] == arm]
-        if rows.empty:
+
+def _trade(facts: Facts, pick: str, checks: list[_Check], c: Constraints) -> list[str]:
+    """What quality would cost or save around the pick: dearer options significantly better, cheaper ones
+    significantly worse (the three nearest in cost each way)."""
+    by = {k.name: k for k in checks if not k.hard}
+    if pick not in by or not facts.labelled:
+        return []
+    p = by[pick]
+    out = []
+    dearer = sorted((k for k in by.values() if k.cost > p.cost and k is not p), key=lambda k: k.cost)
+    for k in dearer:
+        pair = _significantly_better(facts, k.name, pick, c.alpha)
+        if pair is not None and math.isfinite(k.cost) and math.isfinite(p.cost):
+            extra = k.cost - p.cost
+            out.append(f"{k.name} is {100 * pair.difference:+.1f} points better than {pick} ({_p(pair.p_value)}) "
+                       f"and costs {money(extra)} more: it pays off if a wrong answer costs you more than "
+                       f"{_per_error(extra, pair.difference, c.monthly_volume)}.")
+    cheaper = sorted((k for k in by.values() if k.cost < p.cost), key=lambda k: -k.cost)
+    for k in cheaper:
+        pair = _significantly_better(facts, pick, k.name, c.alpha)
+        if pair is not None and math.isfinite(p.cost):
+            saving = p.cost - k.cost
+            out.append(f"{k.name} would save {money(saving)} but is {100 * pair.difference:.1f} points worse "
+                       f"({_p(pair.p_value)}): {pick} is worth it if a wrong answer costs you more than "
+                       f"{_per_error(saving, pair.difference, c.monthly_volume)}.")
+    return out[:6]
+
+
+def _finish(facts: Facts, checks: list[_Check], pick: str | None, rule: str, verdict: str, reasons: list[str],
+            caveats: list[str], c: Constraints, order: list[str] | None = None) -> Decision:
+    order = order or []
+    ranked = order + sorted((k.name for k in checks if k.name not in order),
+                            key=lambda n: -next(k.quality for k in checks if k.name == n))
+    runner_up = next((n for n in order if n != pick), None) if pick else None
+    rows = []
+    for rank, name in enumerate(ranked, start=1):
+        k = next(k for k in checks if k.name == name)
+        status = ("recommended" if name == pick else "runner-up" if name == runner_up else
+                  "excluded" if k.hard else "below the floor" if _floor_fails(k.facts) else
+                  "misses limits" if k.soft else "meets the bar" if k.bar else "quality not shown")
+        why = "; ".join(k.hard + ([k.facts.floor] if _floor_fails(k.facts) else []) + k.soft + k.borderline)
+        rows.append({"rank": rank, "option": name, "status": status, "quality": k.facts.quality.value,
+                     "vs reference": k.facts.conclusion, "monthly_cost": k.cost if math.isfinite(k.cost) else None,
+                     "p95_s": k.facts.p95_s.value if k.facts.p95_s else None, "why": why})
+    for o in facts.options:
+        if not o.measured:
+            rows.append({"rank": None, "option": o.name, "status": "not measured", "quality": None,
+                         "vs reference": None, "monthly_cost": None, "p95_s": None,
+                         "why": "no answers were measured"})
+    trade = _trade(facts, pick, checks, c) if pick else []
+    if runner_up and pick:
+        verdict += f" Runner-up: {runner_up}."
+    return Decision(task=facts.task, recommended=pick, verdict=verdict, rule=rule, runner_up=runner_up, trade=trade,
+                    reasons=reasons, caveats=caveats, ranking=pd.DataFrame(rows))
+
+
+def _caveats(facts: Facts, c: Constraints, checks: list[_Check]) -> list[str]:
+    out = []
+    missing = [o.name for o in facts.options if not o.measured]
+    if missing:
+        out.append(f"Not measured: {', '.join(missing)}; the decision weighs only the options that ran.")
+    if facts.reference_is_standin:
+        out.append("The reference is a local stand-in for a hosted API (an OpenAI-compatible server on this "
+                   "machine): its quality and latency are not a real API's, so the report shows how the verdict is "
+                   "reached, not what the real API would do.")
+    if not facts.labelled:
+        out.append(f"This task has no gold answers: quality means agreement with the reference "
+                   f"{facts.reference.name if facts.reference else ''}, not correctness. Read the disagreements.")
+    for o in facts.options:
+        if not o.measured or o.role is Role.REFERENCE:
             continue
-        failed = rows["error"].notna() | rows.get("parse_error", pd.Series(False, index=rows.index)).astype(bool)
-        cmp_row = _row(comparison, "arm", arm) if name != API else None
-        lat, cost = _row(latency, "arm", arm), _row(costs, "option", name)
-        quality = float(rows["score"].astype(float).mean())
-        ci = (cmp_row["candidate_ci_low"], cmp_row["candidate_ci_high"]) if cmp_row else (None, None)
-        if name == API and comparison is not None and not comparison.empty:
-            ci = (float(comparison["reference_ci_low"].iloc[0]), float(comparison["reference_ci_high"].iloc[0]))
-        options[name] = OptionFacts(
-            option=name, arm=arm, n_items=int(rows["item_id"].nunique()), quality=quality, ci_low=ci[0],
-            ci_high=ci[1], conclusion=(cmp_row.get("conclusion_adjusted", cmp_row["conclusion"]) if cmp_row else None),
-            lower_bound=cmp_row["lower_bound"] if cmp_row else None,
-            n_needed=cmp_row["n_needed"] if cmp_row else None,
-            monthly_cost=cost["monthly_cost"] if cost else None, p95_latency_s=lat["p95_s"] if lat else None,
-            error_rate=float(failed.mean()), ops_hours_per_month=float((ops_hours or {}).get(name, 0.0)),
-            share_local=0.0 if name == API else 1.0)
-    local = options.get(cascade_local)
-    if cascade is not None and local is not None:
-        tau = getattr(cascade, "tau", None)
-        options[HYBRID] = OptionFacts(
-            option=HYBRID, arm=f"{local.arm} first, {arms.get(API)} below τ={tau:.3g}" if tau is not None else None,
-            n_items=local.n_items, quality=cascade.accuracy, ci_low=cascade.ci_low, ci_high=cascade.ci_high,
-            conclusion=cascade.conclusion, monthly_cost=cascade.monthly_cost, p95_latency_s=cascade.p95_latency_s,
-            share_local=cascade.share_local, ops_hours_per_month=local.ops_hours_per_month,
-            keeps_pii_local=cascade_keeps_pii_local)
-    share = None
-    if pii is not None and not pii.empty:
-        share = float(pii.loc[pii["kind"] == "any", "share"].iloc[0])
-    return Facts(task=task, volume=float(volume), options=options, pii_share=share, api_is_stand_in=api_is_stand_in)
+        if o.n_items < 100:
+            out.append(f"Only {o.n_items} items for {o.name}: too few to show small differences.")
+        elif o.n_needed is not None and math.isfinite(o.n_needed) and o.n_needed > o.n_items:
+            out.append(f"{o.name}: about {o.n_needed:,.0f} items would be needed to show non-inferiority at the "
+                       f"{100 * c.margin:g}-point margin; {o.n_items:,} were run.")
+        elif o.n_needed is not None and not math.isfinite(o.n_needed) and not o.qualifies:
+            out.append(f"{o.name}: at the observed difference, no number of items would show non-inferiority at "
+                       f"the {100 * c.margin:g}-point margin.")
+    for o in facts.options:
+        if o.measured and o.error_rate > 0.05:
+            out.append(f"{o.name}: {o.error_rate:.0%} of calls failed or gave no parseable answer (counted wrong).")
+    for k in checks:
+        if k.borderline:
+            out.append(f"{k.name}: {'; '.join(k.borderline)}.")
+    if c.privacy_required and facts.pii_share == 0:
+        out.append("The scan found no personal data, but it does not detect bare names, addresses or medical facts; "
+                   "check a sample by hand before sending data to a third party.")
+    if any(o.role is Role.HYBRID for o in facts.options):
+        out.append("Cascade thresholds were chosen on the same items they were tested on; confirm on fresh items.")
+    out.extend(facts.notes)
+    return out

@@ -320,6 +320,9 @@ def test_sample_size_from_data_says_when_too_few():
     assert non_inferiority(cand, ref, margin=0.02)["conclusion"].item() == "inconclusive"
     bad = sample_size_noninferiority(p10=0.02, p01=0.08, margin=0.02).iloc[0]
     assert np.isinf(bad["n_required"]) and "no number of items" in bad["statement"]
+    # at the margin itself (float noise above it): unreachable in words, never a 35-digit number
+    edge = sample_size_noninferiority(p10=0.03, p01=0.05 - 1e-15, margin=0.02).iloc[0]
+    assert np.isinf(edge["n_required"]) and "no number of items" in edge["statement"]
     assert np.isinf(sample_size_difference(p10=0.05, p01=0.05)["n_required"].item())
 
 

@@ -20,7 +20,7 @@ def _value(text: str) -> object:
 
 def cmd_report(args: argparse.Namespace) -> int:
     overrides = {key: _value(value) for key, value in (args.parameter or [])}
-    html = run_pipeline(params_file=args.params, overrides=overrides, run_dir=args.run_dir,
+    html = run_pipeline(experiment=args.experiment, overrides=overrides, run_dir=args.run_dir,
                         on_progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(html)
     return 0
@@ -28,8 +28,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="run the notebooks and render the HTML decision report")
-    p.add_argument("--params", help="parameter file (default notebooks/params/default.yaml)")
+    p.add_argument("--experiment", "--params", dest="experiment", metavar="FILE",
+                   help="experiment file: tasks, options, limits (default notebooks/params/default.yaml)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="override one parameter, e.g. -p monthly_volume 500000 (values read as YAML)")
+                   help="override one top-level key, e.g. -p monthly_volume 500000 (values read as YAML)")
     p.add_argument("--run-dir", dest="run_dir", help="folder for the executed notebooks (default runs/report-STAMP)")
     p.set_defaults(func=cmd_report)

@@ -5,7 +5,7 @@ options from measured throughput and what their machine costs (:mod:`kit.economi
 volumes come with a Monte Carlo band (:mod:`kit.economics.breakeven`).
 """
 
-from kit.economics.breakeven import break_even, cost_curve
+from kit.economics.breakeven import break_even, cost_curve, monthly_band
 from kit.economics.options import (HOURS_PER_MONTH, ApiPricing, CostOption, LocalDeployment, api_item_costs,
                                    api_option, cost_table, hybrid_option, local_option, measured_throughput)
 from kit.economics.prices import (ModelPrice, clear_price_overrides, model_price, price_per_million,
@@ -13,4 +13,4 @@ from kit.economics.prices import (ModelPrice, clear_price_overrides, model_price
 
 __all__ = ["HOURS_PER_MONTH", "ApiPricing", "CostOption", "LocalDeployment", "ModelPrice", "api_item_costs",
            "api_option", "break_even", "clear_price_overrides", "cost_curve", "cost_table", "hybrid_option",
-           "local_option", "measured_throughput", "model_price", "price_per_million", "set_price_override"]
+           "local_option", "measured_throughput", "model_price", "monthly_band", "price_per_million", "set_price_override"]

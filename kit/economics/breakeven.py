@@ -73,8 +73,8 @@ def break_even(options: Sequence[CostOption], *, max_volume: float = 1e10, n_dra
                 words = (f"{cheaper_low} is cheaper below about {point:,.0f} items/month and {other} above "
                          f"({100 * ci:g}% band {lo:,.0f} to {hi:,.0f}; {ok.size / n_draws:.0%} of draws cross).")
             else:
-                words = (f"{cheaper_low} is cheaper at every volume up to {max_volume:,.0f} items/month "
-                         f"({ok.size / n_draws:.0%} of draws cross).")
+                words = (f"{cheaper_low} is cheaper than {other} at every volume up to {max_volume:,.0f} "
+                         f"items/month ({ok.size / n_draws:.0%} of draws cross).")
             rows.append({"option_a": a.name, "option_b": b.name, "break_even_volume": point, "low": float(lo),
                          "high": float(hi), "ci_level": ci, "share_of_draws_crossing": ok.size / n_draws,
                          "cheaper_below": cheaper_low, "cheaper_above": other if np.isfinite(point) else cheaper_low,
@@ -97,3 +97,17 @@ def cost_curve(options: Sequence[CostOption], *, volumes: Sequence[float] | None
         frames.append(pd.DataFrame({"volume": vols, "option": opt.name, "kind": opt.kind,
                                     "monthly_cost": opt.monthly(vols), "cost_low": lo, "cost_high": hi}))
     return pd.concat(frames, ignore_index=True)
+
+
+def monthly_band(option: CostOption, volume: float, *, n_draws: int = 2000, seed: int = 0,
+                 ci: float = 0.9) -> tuple[float, float]:
+    """The ``ci`` band of an option's monthly cost at ``volume``, from bootstrap draws of its measurements
+    (token lengths, latencies) — the uncertainty a budget check must allow for.
+
+    >>> api = CostOption("api", "api", item_costs=np.array([0.001, 0.003]))
+    >>> [round(x) for x in monthly_band(api, 100_000)]
+    [100, 300]
+    """
+    draws = option.monthly(np.asarray([float(volume)])[None, :], _col(option.sample(n_draws, seed=seed)))
+    low, high = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2])
+    return float(low), float(high)

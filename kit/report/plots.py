@@ -1,173 +1,172 @@
-"""Plots for the report. Each takes a tidy table and ``ax=None`` and returns the Axes.
+"""Plots for the report, readable at eight options. Each plot function takes a tidy table and ``ax=None`` and
+returns the Axes; the ``*_grid`` functions draw one panel per task from a run folder.
 
->>> ax = metric_plot(quality_overview(run_dir), task="snips-intents")   # doctest: +SKIP
+Colours say where an option runs: third-party (blue), self-hosted (orange), hybrid (purple); trivial
+baselines are grey dashed lines.
+
+>>> ax = quality_plot(metrics_table, where={"API": "third-party"})     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import matplotlib.pyplot as plt
+import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
-import seaborn as sns
 
-ROLE_COLOURS = {"api": "#4C72B0", "local": "#DD8452", "finetuned": "#55A868", "hybrid": "#8172B3"}
+from kit.report.rundir import Doc, RunFolder, Table
+
+COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", "baseline": "#8C8C8C"}
 
 
-def _axes(ax: plt.Axes | None, size: tuple[float, float] = (7, 3)) -> plt.Axes:
+def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> plt.Axes:
     if ax is None:
         _, ax = plt.subplots(figsize=size, layout="constrained")
     return ax
 
 
-def metric_plot(overview: pd.DataFrame, *, task: str, ax: plt.Axes | None = None) -> plt.Axes:
-    """The task's metric per option, with its 95% confidence interval."""
-    rows = overview[overview["task"] == task].reset_index(drop=True)
-    ax = _axes(ax, (7, 0.6 + 0.55 * len(rows)))
-    y = np.arange(len(rows))
-    colours = [ROLE_COLOURS.get(r, "grey") for r in rows["option"]]
-    ax.errorbar(rows["value"], y, xerr=[rows["value"] - rows["ci_low"], rows["ci_high"] - rows["value"]],
-                fmt="none", ecolor="black", capsize=4, lw=1)
-    ax.scatter(rows["value"], y, c=colours, s=70, zorder=3)
-    ax.set_yticks(y, [f"{o}\n{a[:48]}" for o, a in zip(rows["option"], rows["arm"])], fontsize=8)
+def _legend(ax: plt.Axes, kinds: set[str]) -> None:
+    handles = [plt.Line2D([], [], marker="o", ls="", color=COLOURS[k], label=k) for k in COLOURS if k in kinds]
+    if handles:
+        ax.legend(handles=handles, fontsize=8, loc="lower right")
+
+
+def quality_plot(metrics: pd.DataFrame, *, where: Mapping[str, str], reference: str | None = None,
+                 ax: plt.Axes | None = None) -> plt.Axes:
+    """Each option's quality with its 95% interval, best on top; trivial baselines as dashed lines."""
+    options = metrics[metrics["kind"] == "option"].sort_values("mean_score")
+    ax = _axes(ax, (7, 0.9 + 0.42 * len(options)))
+    y = np.arange(len(options))
+    colours = [COLOURS.get(where.get(a, "self-hosted"), "grey") for a in options["arm"]]
+    ax.hlines(y, options["score_ci_low"], options["score_ci_high"], color="black", lw=1)
+    ax.scatter(options["mean_score"], y, c=colours, s=60, zorder=3)
+    labels = [f"{a} (reference)" if a == reference else str(a) for a in options["arm"]]
+    ax.set_yticks(y, labels, fontsize=8)
+    for b in metrics[metrics["kind"] == "baseline"].itertuples():
+        ax.axvline(b.mean_score, color=COLOURS["baseline"], ls="--", lw=1)
+        ax.annotate(str(b.arm), (b.mean_score, len(options) - 0.4), fontsize=7, color=COLOURS["baseline"],
+                    rotation=90, va="top", ha="right")
     ax.set_xlim(0, 1)
-    ax.set_xlabel(f"{rows['metric'].iloc[0]} (95% CI)" if len(rows) else "")
-    ax.set_title(task)
-    ax.invert_yaxis()
+    ax.set_xlabel("quality (95% CI)")
+    _legend(ax, {where.get(a, "self-hosted") for a in options["arm"]})
     return ax
 
 
-def discordance_plot(scores: pd.DataFrame, *, reference: str, candidate: str, ax: plt.Axes | None = None) -> plt.Axes:
-    """The paired 2×2 table: items both got right, only one got right, both got wrong."""
-    wide = scores.pivot_table(index="item_id", columns="arm", values="correct", aggfunc="mean") >= 0.5
-    wide = wide[[reference, candidate]].dropna()
-    table = pd.crosstab(wide[candidate].map({True: "right", False: "wrong"}),
-                        wide[reference].map({True: "right", False: "wrong"})).reindex(
-        index=["right", "wrong"], columns=["right", "wrong"], fill_value=0)
-    ax = _axes(ax, (3.4, 2.8))
-    sns.heatmap(table, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax)
-    ax.set_xlabel(f"reference: {reference[:30]}")
-    ax.set_ylabel(f"{candidate[:30]}")
-    ax.set_title("paired answers (off-diagonal: discordant)", fontsize=9)
-    return ax
-
-
-def latency_plot(scores: pd.DataFrame, *, ax: plt.Axes | None = None) -> plt.Axes:
-    """Per-item latency of each arm (log scale), with each arm's p95 marked."""
+def latency_plot(scores: pd.DataFrame, *, target: float | None = None, ax: plt.Axes | None = None) -> plt.Axes:
+    """Per-item latency of each option (log scale) with its p95 marked; the target as a red line."""
     data = scores.dropna(subset=["latency_s"])
-    ax = _axes(ax, (7, 0.8 + 0.5 * data["arm"].nunique()))
-    order = list(dict.fromkeys(data["arm"]))
-    sns.stripplot(data=data, x="latency_s", y="arm", order=order, ax=ax, size=3, alpha=0.5, jitter=0.25)
+    data = data[data["latency_s"] > 0]
+    order = list(data.groupby("arm")["latency_s"].median().sort_values().index)
+    ax = _axes(ax, (7, 0.9 + 0.42 * len(order)))
+    rng = np.random.default_rng(0)
     for i, arm in enumerate(order):
-        p95 = np.quantile(data.loc[data["arm"] == arm, "latency_s"], 0.95)
+        values = data.loc[data["arm"] == arm, "latency_s"].to_numpy()
+        ax.scatter(values, i + rng.uniform(-0.25, 0.25, values.size), s=6, alpha=0.4, color="#4C72B0")
+        p95 = np.quantile(values, 0.95)
         ax.plot([p95, p95], [i - 0.35, i + 0.35], color="black", lw=2)
+    if target:
+        ax.axvline(target, color="#C44E52", ls="--", lw=1)
+        ax.annotate("target", (target, len(order) - 0.5), fontsize=7, color="#C44E52", rotation=90, va="top")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("seconds per item (bar: p95)")
-    ax.set_ylabel("")
-    ax.set_yticks(range(len(order)), [a[:48] for a in order], fontsize=8)
+    ax.set_yticks(range(len(order)), order, fontsize=8)
     return ax
 
 
-def cost_plot(curve: pd.DataFrame, *, volume: float | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """Monthly cost of each option against volume, with its uncertainty band; the user's volume marked."""
+def cost_plot(curve: pd.DataFrame, *, volume: float | None = None, budget: float | None = None,
+              ax: plt.Axes | None = None) -> plt.Axes:
+    """Monthly cost of each option against volume with its band; your volume and budget marked."""
     ax = _axes(ax, (7, 3.6))
-    for option, rows in curve.groupby("option", sort=False):
-        line, = ax.plot(rows["volume"], rows["monthly_cost"], label=option)
-        ax.fill_between(rows["volume"], rows["cost_low"], rows["cost_high"], alpha=0.2, color=line.get_color())
+    cmap = plt.get_cmap("tab10")
+    for i, (option, rows) in enumerate(curve.groupby("option", sort=False)):
+        colour = cmap(i % 10)
+        ax.plot(rows["volume"], rows["monthly_cost"], label=option, color=colour, lw=1.5)
+        ax.fill_between(rows["volume"], rows["cost_low"], rows["cost_high"], alpha=0.15, color=colour)
     if volume:
         ax.axvline(volume, color="black", ls="--", lw=1)
-        ax.annotate("your volume", (volume, ax.get_ylim()[0]), rotation=90, fontsize=8, va="bottom", ha="right")
+        ax.annotate("your volume", (volume, ax.get_ylim()[0]), rotation=90, fontsize=7, va="bottom", ha="right")
+    if budget:
+        ax.axhline(budget, color="#C44E52", ls=":", lw=1)
+        ax.annotate("budget", (ax.get_xlim()[0], budget), fontsize=7, color="#C44E52", va="bottom")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("items per month")
     ax.set_ylabel("USD per month")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     return ax
 
 
-def cascade_plot(sweep: pd.DataFrame, *, chosen: float | None = None, ax: plt.Axes | None = None) -> plt.Axes:
-    """Quality against cost per 1,000 items as the escalation threshold τ moves; the chosen τ marked."""
+def cascade_plot(sweep: pd.DataFrame, *, choices: Mapping[str, Mapping], ax: plt.Axes | None = None) -> plt.Axes:
+    """Quality against cost per 1,000 items as the threshold τ moves, one line per self-hosted candidate."""
     ax = _axes(ax, (7, 3.4))
-    data = sweep.assign(cost_1k=sweep["cost_per_item"] * 1000).sort_values("cost_1k")
-    colour = ROLE_COLOURS["hybrid"]
-    ax.plot(data["cost_1k"], data["accuracy"], marker="o", ms=3, color=colour)
-    ax.fill_between(data["cost_1k"], data["ci_low"], data["ci_high"], alpha=0.15, color=colour)
-    for policy in ("all API", "all local"):
-        end = data[data["policy"] == policy]
-        if not end.empty:
-            ax.annotate(policy, (end["cost_1k"].iloc[0], end["accuracy"].iloc[0]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")
-    if chosen is not None and (data["tau"] == chosen).any():
-        row = data[data["tau"] == chosen].iloc[0]
-        ax.scatter([row["cost_1k"]], [row["accuracy"]], s=90, color="black", zorder=3)
-        ax.annotate(f"τ = {chosen:.2f}, {row['share_local']:.0%} local", (row["cost_1k"], row["accuracy"]),
-                    xytext=(8, -12), textcoords="offset points", fontsize=8)
+    cmap = plt.get_cmap("tab10")
+    for i, (candidate, rows) in enumerate(sweep.groupby("candidate", sort=False)):
+        data = rows.assign(cost_1k=rows["cost_per_item"] * 1000).sort_values("cost_1k")
+        ax.plot(data["cost_1k"], data["accuracy"], marker="o", ms=2, color=cmap(i % 10), label=f"{candidate} first")
+        tau = choices.get(candidate, {}).get("tau")
+        if tau is not None and (data["tau"] == tau).any():
+            row = data[data["tau"] == tau].iloc[0]
+            ax.scatter([row["cost_1k"]], [row["accuracy"]], s=80, color="black", zorder=3)
+            ax.annotate(f"τ={tau:.2f}, {row['share_local']:.0%} self-hosted", (row["cost_1k"], row["accuracy"]),
+                        xytext=(6, -10), textcoords="offset points", fontsize=7)
     ax.set_xlabel("USD per 1,000 items at your volume")
-    ax.set_ylabel("quality (95% CI)")
-    ax.set_title("local first, escalate below τ", fontsize=9)
+    ax.set_ylabel("quality")
+    ax.legend(fontsize=7)
     return ax
 
 
-# one panel per task, from a report run's folder -------------------------------------------------------------
-def _grid(n: int, *, width: float = 7, height: float = 3, cols: int = 1) -> tuple[plt.Figure, list[plt.Axes]]:
-    rows = max(1, -(-n // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), layout="constrained", squeeze=False)
+# ------------------------------------------------------------------------------------ one panel per task
+def _grid(n: int, *, height: float, width: float = 7.5) -> tuple[plt.Figure, list[plt.Axes]]:
+    fig, axes = plt.subplots(max(1, n), 1, figsize=(width, height * max(1, n)), layout="constrained", squeeze=False)
     return fig, list(axes.ravel())
 
 
-def metric_grid(overview: pd.DataFrame) -> plt.Figure:
-    tasks = list(dict.fromkeys(overview["task"]))
-    fig, axes = _grid(len(tasks), height=0.8 + 0.6 * overview.groupby("task").size().max())
+def quality_grid(folder: RunFolder) -> plt.Figure:
+    exp = folder.experiment()
+    where = {o.name: o.where.value for o in exp.options}
+    tasks = folder.tasks()
+    n = max(len(exp.options), 2)
+    fig, axes = _grid(len(tasks), height=1.0 + 0.42 * n)
     for task, ax in zip(tasks, axes):
-        metric_plot(overview, task=task, ax=ax)
-    return fig
-
-
-def discordance_grid(run_dir: str) -> plt.Figure:
-    from kit.report.analysis import reference_arm, run_tasks
-    from kit.report.stages import scores_for
-
-    ref = reference_arm(run_dir)
-    pairs = [(t, arm, scores) for t in run_tasks(run_dir) for scores in [scores_for(t, run_dir)]
-             for arm in dict.fromkeys(scores["arm"]) if arm != ref]
-    fig, axes = _grid(len(pairs), width=3.6, height=3.0, cols=min(3, max(1, len(pairs))))
-    for (task, arm, scores), ax in zip(pairs, axes):
-        discordance_plot(scores, reference=ref, candidate=arm, ax=ax)
-        ax.set_title(f"{task}", fontsize=9)
-    return fig
-
-
-def latency_grid(run_dir: str) -> plt.Figure:
-    from kit.report.analysis import run_tasks
-    from kit.report.stages import scores_for
-
-    tasks = run_tasks(run_dir)
-    fig, axes = _grid(len(tasks), height=2.4)
-    for task, ax in zip(tasks, axes):
-        latency_plot(scores_for(task, run_dir), ax=ax)
+        quality_plot(folder.table(Table.METRICS, task=task), where=where, reference=exp.reference_name, ax=ax)
         ax.set_title(task, fontsize=9)
     return fig
 
 
-def cost_grid(run_dir: str, *, volume: float | None = None) -> plt.Figure:
-    from kit.report.analysis import run_tasks
-    from kit.report.stages import load_table
+def latency_grid(folder: RunFolder) -> plt.Figure:
+    exp = folder.experiment()
+    tasks = folder.tasks()
+    fig, axes = _grid(len(tasks), height=1.0 + 0.42 * max(len(exp.options), 2))
+    for task, ax in zip(tasks, axes):
+        latency_plot(folder.table(Table.SCORES, task=task), target=exp.latency_target_s, ax=ax)
+        ax.set_title(task, fontsize=9)
+    return fig
 
-    tasks = run_tasks(run_dir)
+
+def cost_grid(folder: RunFolder) -> plt.Figure:
+    exp = folder.experiment()
+    tasks = folder.tasks()
+    fig, axes = _grid(len(tasks), height=3.6, width=9)
+    for task, ax in zip(tasks, axes):
+        curve = folder.table(Table.COST_CURVE, task=task)
+        if curve.empty:
+            ax.set_axis_off()
+            continue
+        cost_plot(curve, volume=exp.monthly_volume, budget=exp.budget_per_month, ax=ax)
+        ax.set_title(task, fontsize=9)
+    return fig
+
+
+def cascade_grid(folder: RunFolder) -> plt.Figure | None:
+    tasks = [t for t in folder.tasks() if not folder.table(Table.CASCADE, task=t).empty]
+    if not tasks:
+        return None
     fig, axes = _grid(len(tasks), height=3.4)
     for task, ax in zip(tasks, axes):
-        cost_plot(load_table(run_dir, f"cost_curve_{task}"), volume=volume, ax=ax)
-        ax.set_title(task, fontsize=9)
-    return fig
-
-
-def cascade_grid(run_dir: str) -> plt.Figure:
-    from kit.report.analysis import run_tasks
-    from kit.report.stages import load_json, load_table
-
-    tasks = run_tasks(run_dir)
-    fig, axes = _grid(len(tasks), height=3.2)
-    for task, ax in zip(tasks, axes):
-        cascade_plot(load_table(run_dir, f"cascade_{task}"), chosen=load_json(run_dir, f"cascade_choice_{task}")["tau"],
-                     ax=ax)
+        cascade_plot(folder.table(Table.CASCADE, task=task), choices=folder.doc(Doc.CASCADES, task=task), ax=ax)
         ax.set_title(task, fontsize=9)
     return fig

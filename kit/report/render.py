@@ -4,7 +4,7 @@ Each notebook is executed into the run's folder (``runs/report-<stamp>/``) with 
 declares in its ``parameters`` cell, taken from a parameter file and overrides. A failing notebook is
 saved with its outputs before the error is raised; the error names the notebook and the cell.
 
->>> html = run_pipeline(params_file="notebooks/params/default.yaml")   # doctest: +SKIP
+>>> html = run_pipeline(experiment="notebooks/params/default.yaml")   # doctest: +SKIP
 >>> html.name                                                           # doctest: +SKIP
 'decision-report-20261123T120000.html'
 """
@@ -18,15 +18,15 @@ from typing import Any, Callable
 
 import yaml
 
-from kit.errors import ConfigError, ReportError
+from kit.errors import ReportError
 from kit.paths import project_root, reports_dir, runs_dir
 
 NOTEBOOKS: tuple[str, ...] = (
-    "01_models.ipynb",
+    "01_prepare.ipynb",
     "02_finetune.ipynb",
-    "03_run_arms.ipynb",
-    "04_compare.ipynb",
-    "05_economics.ipynb",
+    "03_answers.ipynb",
+    "04_quality.ipynb",
+    "05_costs.ipynb",
     "06_report.ipynb",
 )
 REPORT_NOTEBOOK = NOTEBOOKS[-1]
@@ -36,23 +36,8 @@ def notebooks_dir() -> Path:
     return project_root() / "notebooks"
 
 
-def default_params_file() -> Path:
+def default_experiment_file() -> Path:
     return notebooks_dir() / "params" / "default.yaml"
-
-
-def load_params(params_file: str | Path | None = None, *, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Parameters from a YAML file (default: ``notebooks/params/default.yaml``) with overrides on top."""
-    path = Path(params_file) if params_file else default_params_file()
-    if not path.is_file():
-        raise ConfigError("parameter file not found", where=str(path),
-                          fix="pass --params with an existing YAML file, e.g. notebooks/params/default.yaml")
-    try:
-        params = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
-    if not isinstance(params, dict):
-        raise ConfigError("a parameter file must be a YAML mapping", where=str(path), fix="write KEY: VALUE lines")
-    return {**params, **(overrides or {})}
 
 
 def declared_parameters(notebook: Path) -> set[str]:
@@ -61,31 +46,49 @@ def declared_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def run_pipeline(*, params_file: str | Path | None = None, overrides: dict[str, Any] | None = None,
+def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, Any] | None = None,
                  run_dir: str | Path | None = None, notebooks: tuple[str, ...] = NOTEBOOKS,
                  on_progress: Callable[[str], None] | None = None, kernel_name: str | None = None,
                  out_dir: str | Path | None = None) -> Path:
-    """Execute the notebooks in order and render the report; return the HTML file's path."""
+    """Check the experiment, execute the notebooks in order and render the report; return the HTML file's path.
+
+    ``experiment`` is a YAML file (default ``notebooks/params/default.yaml``); ``overrides`` replace its
+    top-level keys. The experiment is checked before any notebook starts, so a wrong option name, price or
+    machine fails in a second with the file and the fix.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    params = load_params(params_file, overrides=overrides)
+    from kit.report.experiment import Experiment, read_experiment_file
+
+    source = Path(experiment) if experiment else default_experiment_file()
+    params = read_experiment_file(source, overrides=overrides)
+    Experiment.from_mapping(params, source=str(source))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = Path(run_dir) if run_dir else runs_dir() / f"report-{stamp}"
     folder.mkdir(parents=True, exist_ok=True)
-    params = {**params, "run_dir": str(folder.resolve())}
-    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=True), encoding="utf-8")
+    params = {**params, "run_dir": str(folder.resolve()), "experiment_file": str(source)}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     say = on_progress or (lambda _msg: None)
+    declared = {}
+    for name in notebooks:
+        path = notebooks_dir() / name
+        if not path.is_file():
+            raise ReportError("notebook not found", where=str(path), fix="restore it from the repository")
+        declared[name] = declared_parameters(path)
+    unread = sorted(set(params) - set().union(*declared.values()))
+    if unread:  # papermill would drop them without a word
+        raise ReportError(f"no notebook reads the parameters {unread}", where=str(notebooks_dir()),
+                          fix="declare them in the parameters cell of notebooks/01_prepare.ipynb (papermill cannot "
+                              "read a line whose annotation has '|' or whose comment has '=')")
     for number, name in enumerate(notebooks, start=1):
-        source = notebooks_dir() / name
-        if not source.is_file():
-            raise ReportError("notebook not found", where=str(source), fix="restore it from the repository")
-        wanted = declared_parameters(source)
+        path = notebooks_dir() / name
+        wanted = declared[name]
         start = time.perf_counter()
         say(f"[{number}/{len(notebooks)}] {name} …")
         try:
             papermill.execute_notebook(
-                str(source), str(folder / name), parameters={k: v for k, v in params.items() if k in wanted},
+                str(path), str(folder / name), parameters={k: v for k, v in params.items() if k in wanted},
                 cwd=str(notebooks_dir()), progress_bar=False, kernel_name=kernel_name,
                 extra_arguments=["--IPKernelApp.log_level=ERROR"],  # not the kernel's TCP transport notice
             )

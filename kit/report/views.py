@@ -1,158 +1,308 @@
-"""What the decision report shows: the headline, key numbers, options, examples, caveats, manifest.
+"""What the decision report shows, built from the run folder: the verdicts, one summary of every option on
+every task, the options and how they ran, per-task tables, examples, caveats and the manifest.
 
-Every string that comes from data (model output, item text, names) reaches the page through a pandas
-table, which escapes it, or through :func:`esc` — never as raw HTML. A ``<script>`` in a model's answer
-is shown as text and never runs.
+Every string that comes from data (model output, item text, option and task names) reaches the page through
+:func:`kit.report.format.show` (escaped cells and headers) or :func:`kit.report.format.esc` — never as raw HTML.
 
->>> esc("<script>alert(1)</script>")
-'&lt;script&gt;alert(1)&lt;/script&gt;'
+>>> print(headline(RunFolder("runs/report-x")))       # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import html
 import platform
+import re
 import subprocess
 from importlib import metadata
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
+from pandas.io.formats.style import Styler
 
 from kit import __version__
-from kit.report.analysis import OPTION_OF_ROLE, run_tasks
-from kit.report.stages import load_json, load_plans, load_table, scores_for
+from kit.report.format import ITEMS, P_VALUE, PCT, POINTS, SECONDS, USD, esc, interval, show
+from kit.report.rundir import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
             "anthropic", "huggingface_hub", "genai-prices", "torch", "transformers", "peft")
 
 
-def esc(text: Any) -> str:
-    """Text made safe for Markdown/HTML: ``<``, ``>``, ``&`` and quotes escaped, Markdown stars neutral."""
-    return html.escape(str(text)).replace("*", "&#42;").replace("_", "&#95;")
-
-
-def headline(run_dir: str | Path) -> str:
-    """The verdict per task, as Markdown: the recommended option, then its one-sentence verdict."""
+# -------------------------------------------------------------------------------------------- the verdict
+def headline(folder: RunFolder) -> str:
+    """The verdict per task as Markdown: the recommended option, its sentence, the quality trade."""
     lines = []
-    for name in run_tasks(run_dir):
-        d = load_json(run_dir, f"decision_{name}")
-        lines.append(f"### {esc(name)}: **{esc(d['recommended'])}**\n\n{esc(d['verdict'])}\n")
+    for task in folder.tasks():
+        d = folder.doc(Doc.DECISION, task=task)
+        pick = d["recommended"] or "no option recommended"
+        lines.append(f"### {esc(task)}: **{esc(pick)}**\n\n{esc(d['verdict'])}\n")
+        lines += [f"- {esc(t)}" for t in d["trade"]]
+        lines.append("")
     return "\n".join(lines)
 
 
-def key_numbers(run_dir: str | Path) -> pd.DataFrame:
-    """Per task and option: quality with CI, the paired conclusion, monthly cost and p95 latency."""
-    roles = {p.spec: OPTION_OF_ROLE[p.role] for p in load_plans(run_dir)}
+def summary(folder: RunFolder) -> Styler:
+    """Every option on every task: quality with its interval, the test against the reference, USD a month at
+    your volume, p95 latency, and where the verdict ranks it."""
     rows = []
-    for name in run_tasks(run_dir):
-        metrics = load_table(run_dir, f"metrics_{name}").set_index("arm")
-        compare = load_table(run_dir, f"compare_{name}").set_index("arm")
-        costs = load_table(run_dir, f"costs_{name}").set_index("option")
-        latency = load_table(run_dir, f"latency_{name}").set_index("arm")
-        for arm, m in metrics.iterrows():
-            option = roles.get(arm, arm)
+    for task in folder.tasks():
+        metrics = folder.table(Table.METRICS, task=task)
+        ranking = folder.table(Table.RANKING, task=task).set_index("option")
+        costs = folder.table(Table.COSTS, task=task).set_index("option")
+        latency = folder.table(Table.LATENCY, task=task).set_index("arm")
+        for m in metrics.to_dict("records"):
+            name = m["arm"]
+            is_option = m["kind"] == "option"
             rows.append({
-                "task": name, "option": option, "quality": f"{m['mean_score']:.1%}",
-                "95% CI": f"{m['score_ci_low']:.1%} – {m['score_ci_high']:.1%}", "items": int(m["n_items"]),
-                "vs API": compare.loc[arm, "conclusion_adjusted"] if arm in compare.index else "reference",
-                "USD / month": f"{costs.loc[option, 'monthly_cost']:,.0f}" if option in costs.index else "",
-                "p95 latency (s)": f"{latency.loc[arm, 'p95_s']:.2f}" if arm in latency.index else "",
+                "task": task, "option": name if is_option else f"baseline: {name}",
+                "quality": m["mean_score"], "low": m["score_ci_low"], "high": m["score_ci_high"],
+                "vs reference": ranking.loc[name, "vs reference"] if name in ranking.index else "",
+                "USD / month": costs.loc[name, "monthly_cost"] if name in costs.index else None,
+                "p95": latency.loc[name, "p95_s"] if name in latency.index else None,
+                "verdict": ranking.loc[name, "status"] if name in ranking.index else "",
             })
-        choice = load_json(run_dir, f"cascade_choice_{name}")
-        if choice.get("tau") is not None:
-            rows.append({"task": name, "option": f"hybrid (τ={choice['tau']:.2f}, {choice['share_local']:.0%} local)",
-                         "quality": f"{choice['accuracy']:.1%}",
-                         "95% CI": f"{choice['ci_low']:.1%} – {choice['ci_high']:.1%}", "items": "",
-                         "vs API": choice["conclusion"], "USD / month": f"{choice['monthly_cost']:,.0f}",
-                         "p95 latency (s)": f"{choice['p95_latency_s']:.2f}"})
-    return pd.DataFrame(rows)
+        for name, r in ranking.iterrows():
+            if "⇢" in str(name):
+                rows.append({"task": task, "option": name, "quality": r["quality"], "low": None, "high": None,
+                             "vs reference": r["vs reference"], "USD / month": r["monthly_cost"], "p95": r["p95_s"],
+                             "verdict": r["status"]})
+    frame = pd.DataFrame(rows)
+    frame["95% CI"] = interval(frame, "low", "high")
+    return show(frame, {"quality": PCT, "USD / month": USD, "p95": SECONDS},
+                columns={"task": "task", "option": "option", "quality": "quality", "95% CI": "95% CI",
+                         "vs reference": "vs reference", "USD / month": "USD / month", "p95": "p95 latency",
+                         "verdict": "verdict"})
 
 
-def options_table(run_dir: str | Path) -> pd.DataFrame:
-    """The options compared and how they ran: model, quantisation and sha256, or the API and its endpoint."""
-    runs = load_table(run_dir, "runs").drop_duplicates("arm").set_index("arm")
-    models = load_table(run_dir, "models").set_index("model")
+def options_table(folder: RunFolder) -> Styler:
+    """The options compared: what answers, where it runs, what it costs, and the models' sha256."""
+    exp = folder.experiment()
+    models = folder.table(Table.MODELS)
     rows = []
-    for plan in load_plans(run_dir):
-        model = plan.spec.split(":", 1)[1].split("+")[0]
-        info = models.loc[model] if model in models.index else None
-        rows.append({"option": OPTION_OF_ROLE[plan.role], "arm": plan.spec,
-                     "how it ran": runs.loc[plan.spec, "describe"] if plan.spec in runs.index else "not run",
-                     "quantisation": info["quantisation"] if info is not None and not plan.standin else "",
-                     "sha256": info["sha256"] if info is not None else ""})
-    return pd.DataFrame(rows)
+    for o in exp.options:
+        if o.self_hosted and o.machine is not None:
+            m = o.machine
+            cost = (f"machine '{m.name}' at ${m.price_per_hour:g}/hour, {m.utilisation:.0%} utilised"
+                    + (", always on" if m.always_on else ", on demand")
+                    + (f", {m.setup_hours:g} h setup, {m.ops_hours_per_month:g} h/month ops" if m.setup_hours or
+                       m.ops_hours_per_month else ""))
+        else:
+            cost = o.price.describe() if o.price else ""
+        model = models[models["used by"].str.split(", ").map(lambda names, n=o.name: n in names)]
+        rows.append({"option": o.name + (" (reference)" if o.name == exp.reference_name else ""),
+                     "what answers": o.what() + (f" — {o.description}" if o.description else ""),
+                     "runs": o.where.value, "cost": cost,
+                     "model": ", ".join(f"{r['model']} {r['quantisation'] or ''} sha256 {r['sha256'][:12]}…"
+                                        for r in model.to_dict("records"))})
+    return show(pd.DataFrame(rows))
 
 
-def examples_table(run_dir: str | Path, *, task: str, n: int = 8) -> pd.DataFrame:
-    """A few items with every option's raw output, items where the options disagree first."""
-    from kit.tasks import load_task
+def runs(folder: RunFolder) -> Styler:
+    frame = pd.DataFrame([{"task": r.task, "option": r.option, "items": r.items, "new calls": r.new_calls,
+                           "from store": r.from_store, "errors": r.errors, "withheld": r.withheld,
+                           "stopped": r.stopped or ""} for r in folder.runs()])
+    return show(frame)
 
-    scores = scores_for(task, run_dir)
-    from kit.run.store import Store
 
-    with Store(load_json(run_dir, "store")["path"]) as db:
-        raw = db.responses(task=task, arms=list(scores["arm"].unique()), epoch=0)
+def finetunes(folder: RunFolder) -> Styler:
+    trained = folder.doc(Doc.FINETUNES, default={})
+    rows = [{"option": o, "task": t, "base": d["base"], "steps": d["steps"], "train items": d["n_train_items"],
+             "final loss": d["final_loss"], "training time": d["train_seconds"], "device": d["device"],
+             "reused": "yes" if d["reused"] else "no", "adapter sha256": d["adapter_sha256"][:16] + "…"}
+            for o, by_task in trained.items() for t, d in by_task.items()]
+    return show(pd.DataFrame(rows), {"training time": SECONDS}) if rows else show(pd.DataFrame(
+        [{"fine-tuning": "no fine-tune option in this experiment"}]))
+
+
+# ------------------------------------------------------------- per task, stacked with the task first
+def _stack(folder: RunFolder, frame_of: Callable[[RunFolder, str], pd.DataFrame]) -> pd.DataFrame:
+    frames = [frame_of(folder, task).assign(task=task) for task in folder.tasks()]
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    return out[["task", *[c for c in out.columns if c != "task"]]]
+
+
+def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
+    m = folder.table(Table.METRICS, task=task)
+    m["95% CI"] = interval(m, "score_ci_low", "score_ci_high")
+    m["name"] = [n if k == "option" else f"baseline: {n}" for n, k in zip(m["arm"], m["kind"])]
+    return m
+
+
+def quality(folder: RunFolder) -> Styler:
+    """Each task's metric per option and per trivial baseline, with intervals and failures."""
+    return show(_stack(folder, _quality), {"mean_score": PCT},
+                columns={"task": "task", "name": "option", "mean_score": "quality", "95% CI": "95% CI",
+                         "n_items": "items", "n_errors": "errors", "n_parse_errors": "unparseable"})
+
+
+def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
+    c = folder.table(Table.COMPARE, task=task)
+    if not c.empty:
+        c["difference CI"] = interval(c, "diff_ci_low", "diff_ci_high", POINTS)
+    return c
+
+
+def comparison(folder: RunFolder) -> Styler:
+    """Each candidate against the reference: the difference with its interval, the bound, the conclusion."""
+    return show(_stack(folder, _comparison), {"difference": POINTS, "lower_bound": POINTS, "n_needed": ITEMS},
+                columns={"task": "task", "arm": "candidate", "n_items": "items", "difference": "difference",
+                         "difference CI": "95% CI", "lower_bound": "lower bound",
+                         "conclusion_adjusted": "conclusion", "n_needed": "items needed"})
+
+
+def statements(folder: RunFolder, kind: Table) -> str:
+    """A table's plain-words ``statement`` column for every task, as a Markdown list (escaped)."""
+    lines = []
+    for task in folder.tasks():
+        table = folder.table(kind, task=task)
+        if not table.empty and "statement" in table.columns:
+            lines += [f"- *{esc(task)}*: {esc(s)}" for s in table["statement"]]
+    return "\n".join(lines) or "- nothing to say"
+
+
+def _floor(folder: RunFolder, task: str) -> pd.DataFrame:
+    f = folder.table(Table.FLOOR, task=task)
+    if not f.empty:
+        f["clears it"] = f["passes"].map({True: "yes", False: "no"})
+    return f
+
+
+def floor(folder: RunFolder) -> Styler:
+    """Each option against the trivial baselines: does it clear the floor?"""
+    f = _stack(folder, _floor)
+    if f.empty:
+        return show(pd.DataFrame([{"floor": "no task here has a trivial baseline (no gold labels, or free text)"}]))
+    return show(f, {"candidate_mean": PCT, "baseline_mean": PCT, "p_value": P_VALUE},
+                columns={"task": "task", "arm": "option", "baseline": "baseline", "answer": "answers",
+                         "candidate_mean": "score", "baseline_mean": "baseline score", "p_value": "p (one-sided)",
+                         "clears it": "clears it"})
+
+
+def _latency(folder: RunFolder, task: str) -> pd.DataFrame:
+    t = folder.table(Table.LATENCY, task=task)
+    t["p95 CI"] = interval(t, "p95_ci_low", "p95_ci_high", SECONDS)
+    return t
+
+
+def latency(folder: RunFolder) -> Styler:
+    return show(_stack(folder, _latency), {"p50_s": SECONDS, "p95_s": SECONDS, "mean_ttft_s": SECONDS},
+                columns={"task": "task", "arm": "option", "n": "items", "p50_s": "p50", "p95_s": "p95",
+                         "p95 CI": "p95 95% CI", "mean_ttft_s": "time to first token"})
+
+
+def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
+    c = folder.table(Table.COSTS, task=task)
+    if "cost_low" in c.columns:
+        c["90% band"] = interval(c, "cost_low", "cost_high", USD)
+    return c
+
+
+def costs(folder: RunFolder) -> Styler:
+    return show(_stack(folder, _costs), {"monthly_cost": USD, "cost_per_1k_correct": USD},
+                columns={"task": "task", "option": "option", "where": "runs", "monthly_cost": "USD / month",
+                         "90% band": "90% band", "cost_per_1k_correct": "USD / 1,000 correct",
+                         "basis": "how it is priced", "measured_on": "throughput measured on"})
+
+
+def break_even(folder: RunFolder) -> str:
+    """Where the reference's cost line crosses each other option's (every pair is in the run folder)."""
+    ref = folder.experiment().reference_name
+    lines = []
+    for task in folder.tasks():
+        b = folder.table(Table.BREAK_EVEN, task=task)
+        if not b.empty:
+            rows = b[(b["option_a"] == ref) | (b["option_b"] == ref)]
+            lines += [f"- *{esc(task)}*: {esc(s)}" for s in rows["statement"]]
+    return "\n".join(lines) or "- only one option was priced"
+
+
+def cascades(folder: RunFolder) -> str:
+    lines = []
+    for task in folder.tasks():
+        for c, v in folder.doc(Doc.CASCADES, task=task, default={}).items():
+            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['reference'])} below τ**: {esc(v['statement'])}")
+    return "\n".join(lines) or ("- no self-hosted candidate gives confidences (or the reference is self-hosted): "
+                                "no cascade was simulated")
+
+
+def personal_data(folder: RunFolder) -> Styler:
+    return show(_stack(folder, lambda f, t: f.table(Table.PII, task=t)), {"share": PCT, "ci_low": PCT, "ci_high": PCT},
+                columns={"task": "task", "kind": "kind", "n_items": "items", "n_flagged": "flagged", "share": "share",
+                         "ci_low": "95% CI low", "ci_high": "95% CI high"})
+
+
+def ranking(folder: RunFolder) -> Styler:
+    """The options in each verdict's order, with why each stands where it does."""
+    return show(_stack(folder, lambda f, t: f.table(Table.RANKING, task=t)),
+                {"quality": PCT, "monthly_cost": USD, "p95_s": SECONDS, "rank": ITEMS},
+                columns={"task": "task", "rank": "rank", "option": "option", "status": "status", "quality": "quality",
+                         "vs reference": "vs reference", "monthly_cost": "USD / month", "p95_s": "p95", "why": "why"})
+
+
+def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
+    from kit.report.quality import responses, task_of
+
+    scores = folder.table(Table.SCORES, task=task)
+    raw = responses(folder, task)
     outputs = raw.pivot_table(index="item_id", columns="arm", values="output", aggfunc="first")
     correct = scores.pivot_table(index="item_id", columns="arm", values="correct", aggfunc="first")
     order = correct.astype(float).std(axis=1).sort_values(ascending=False).index[:n]
-    t = load_task(task)
+    t = task_of(folder, task)
     rows = []
     for item_id in order:
         item = t.item(item_id)
-        row = {"item": item_id, "text": _clip(item.text, 160), "gold": _clip(t.type.render(item.gold), 80)}
+        gold = t.type.render(item.gold) if item.gold is not None else "(no gold answer)"
         for arm in outputs.columns:
-            row[f"{arm[:40]}"] = _clip(outputs.loc[item_id, arm], 80) + (" ✓" if correct.loc[item_id, arm] else " ✗")
-        rows.append(row)
+            rows.append({"item": item_id, "text": _clip(item.text, 140), "gold": _clip(gold, 60), "option": arm,
+                         "answer": _clip(outputs.loc[item_id, arm], 80),
+                         "right": "✓" if correct.loc[item_id, arm] else "✗"})
     return pd.DataFrame(rows)
 
 
+def examples(folder: RunFolder) -> Styler:
+    """A few items per task with every option's answer, the items the options disagree on most first."""
+    return show(_stack(folder, _examples))
+
+
 def _clip(text: Any, n: int) -> str:
-    text = "" if text is None else str(text).replace("\n", " ")
+    text = "" if text is None or (isinstance(text, float) and text != text) else str(text)
+    text = re.sub(r"[\x00-\x1f\x7f]+", " ", text)  # control characters (some data sets carry them) as a space
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def caveats(run_dir: str | Path) -> list[str]:
+# ------------------------------------------------------------------------------------------- the whole run
+def caveats(folder: RunFolder) -> str:
     seen: dict[str, None] = {}
-    for name in run_tasks(run_dir):
-        for c in load_json(run_dir, f"decision_{name}")["caveats"]:
+    for task in folder.tasks():
+        for c in folder.doc(Doc.DECISION, task=task)["caveats"]:
             seen.setdefault(c)
-    return list(seen)
+    return "\n".join(f"- {esc(c)}" for c in seen) or "- none"
 
 
-def caveats_markdown(run_dir: str | Path) -> str:
-    return "\n".join(f"- {esc(c)}" for c in caveats(run_dir)) or "- none"
-
-
-def manifest(run_dir: str | Path) -> pd.DataFrame:
-    """What exactly ran: commit, versions, model hashes, parameters, hardware, run ids, timestamps."""
-    hw = load_json(run_dir, "hardware")
-    runs = load_table(run_dir, "runs")
+def manifest(folder: RunFolder) -> Styler:
+    """What exactly ran: commit, versions, model hashes, parameters, hardware, run ids."""
+    hw = folder.doc(Doc.HARDWARE)
+    exp = folder.experiment()
     rows: list[tuple[str, Any]] = [("kit version", __version__), ("git commit", _git_commit()),
-                                   ("python", platform.python_version()), ("os", platform.platform())]
+                                   ("python", platform.python_version()), ("os", platform.platform()),
+                                   ("experiment", Path(exp.source).name)]
     rows += [(f"package {p}", _version(p)) for p in PACKAGES]
-    rows += [(f"model {m['model']} sha256", m["sha256"]) for m in load_table(run_dir, "models").to_dict("records")]
-    tuned = load_json(run_dir, "finetune", {"enabled": False})
-    if tuned.get("enabled"):
-        rows.append(("LoRA adapter sha256", tuned["adapter_sha256"]))
-        rows.append(("LoRA training seconds", round(tuned["train_seconds"], 1)))
-    rows += [(f"parameter {k}", v) for k, v in sorted(_params(run_dir).items())]
+    rows += [(f"model {m['model']} sha256", m["sha256"]) for m in folder.table(Table.MODELS).to_dict("records")]
+    for option, by_task in folder.doc(Doc.FINETUNES, default={}).items():
+        rows += [(f"LoRA adapter {option} · {t} sha256", d["adapter_sha256"]) for t, d in by_task.items()]
+    skip = {"options", "source", "tasks"}
+    rows += [(f"parameter {k}", v) for k, v in sorted(exp.to_dict().items()) if k not in skip]
+    rows += [(f"items of {t}", n if n is not None else "all") for t, n in exp.tasks.items()]
     rows += [("cpu", f"{hw['cpu'].get('model')} ({hw['cpu'].get('logical_cores')} cores)"),
-             ("ram GB", round(hw["ram_bytes"] / 1e9, 1)), ("gpus", ", ".join(g.get("name", "?") for g in hw["gpus"])
-                                                          or "none"),
+             ("ram GB", round(hw["ram_bytes"] / 1e9, 1)),
+             ("gpus", ", ".join(g.get("name", "?") for g in hw["gpus"]) or "none"),
              ("llama.cpp system info", hw["llama_cpp"].get("system_info", ""))]
-    rows += [(f"run {r['task']} · {r['arm']}", r["run_id"]) for r in runs.to_dict("records")]
-    rows.append(("report folder", Path(run_dir).name))
-    return pd.DataFrame(rows, columns=["what", "value"]).astype({"value": str})
-
-
-def _params(run_dir: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(run_dir) / "params.yaml"
-    data = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    data.pop("run_dir", None)
-    return data
+    rows += [(f"run {r.task} · {r.option}", r.run_id) for r in folder.runs()]
+    rows.append(("report folder", folder.path.name))
+    return show(pd.DataFrame([(k, str(v)) for k, v in rows], columns=["what", "value"]))
 
 
 def _version(package: str) -> str:

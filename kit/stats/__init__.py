@@ -18,14 +18,15 @@ from kit.stats.compare import compare_arms
 from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
 from kit.stats.paired import holm, mcnemar, non_inferiority, tango_bound, tango_z
+from kit.stats.pairs import beats_baseline, pairwise
 from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
                              sample_size_noninferiority)
 from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
-    "MACRO_F1", "MEAN", "Metric", "accuracy_ci", "agreement", "check_scores", "compare_arms", "epoch_variation",
+    "MACRO_F1", "MEAN", "Metric", "accuracy_ci", "agreement", "beats_baseline", "check_scores", "compare_arms", "epoch_variation",
     "errors_table", "holm", "kappa_se", "latency_summary", "latency_test", "mcnemar", "metric_from_function",
-    "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap", "power_difference", "power_noninferiority",
+    "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority",
     "sample_size_difference", "sample_size_noninferiority", "tango_bound", "tango_z",
     "vectorised_metric", "wilson_interval",
 ]

@@ -99,6 +99,9 @@ def _table(n_req: float, n_have: int | None, p10: float, p01: float, extra: dict
     return pd.DataFrame([row])
 
 
+UNREACHABLE_ITEMS = 10_000_000  # beyond this a required sample size is reported as unreachable, in words
+
+
 def sample_size_noninferiority(candidate: Any = None, reference: Any = None, *, p10: float | None = None,
                                p01: float | None = None, difference: float | None = None,
                                margin: float = 0.02, alpha: float = 0.05, power: float = 0.80) -> pd.DataFrame:
@@ -116,12 +119,15 @@ def sample_size_noninferiority(candidate: Any = None, reference: Any = None, *, 
     p10, p01, n_have = _discordance(candidate, reference, p10, p01, difference, where=where)
     delta = p10 - p01
     s0, s1 = _sigmas(p10, p01, -margin)
-    if delta + margin <= 0:
+    n_req = math.inf
+    if delta + margin > 1e-9:
+        n_req = float(math.ceil(((z_of(1 - alpha) * s0 + z_of(power) * s1) / (delta + margin)) ** 2))
+    if n_req > UNREACHABLE_ITEMS:  # a difference at the margin itself: no sample a team could collect
         n_req = math.inf
         words = (f"Non-inferiority at {pts(margin, sign=False)} cannot be shown if the true difference is "
-                 f"{pts(delta)}: it is already at or below -{pts(margin, sign=False)}, so no number of items suffices.")
+                 f"{pts(delta)}: it is at (or below) -{pts(margin, sign=False)}, so no number of items a team "
+                 f"could collect suffices (more than {UNREACHABLE_ITEMS:,}).")
     else:
-        n_req = float(math.ceil(((z_of(1 - alpha) * s0 + z_of(power) * s1) / (delta + margin)) ** 2))
         words = (f"To show non-inferiority at a margin of {pts(margin, sign=False)} with {100 * power:g}% power "
                  f"(one-sided alpha {alpha:g}), about {int(n_req):,} paired items are needed, assuming a true "
                  f"difference of {pts(delta)} and that {100 * (p10 + p01):.1f}% of items are answered right by "

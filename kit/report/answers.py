@@ -1,0 +1,92 @@
+"""Stage 3 of a report run: every option answers the same test items of every task it applies to.
+
+Each answer goes to the store the moment it arrives; the run folder records which questions each option was
+asked (the store's cache keys), so later stages read exactly those answers. The stand-in server is started
+for the stage when an option is the stand-in, and each model is loaded once per experiment (a fine-tune once
+per task: its adapter differs).
+
+>>> answer_stage(RunFolder("runs/report-x"))                  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pandas as pd
+
+from kit.report.experiment import STANDIN_MODEL, Experiment, Option
+from kit.report.prepare import load_tasks
+from kit.report.rundir import Doc, RunFolder, RunRecord
+
+
+@contextlib.contextmanager
+def _standin(exp: Experiment) -> Iterator[str | None]:
+    """The stand-in server's base URL for the duration of the stage (None when no option is the stand-in)."""
+    if not any(o.standin for o in exp.options):
+        yield None
+        return
+    from kit.report.standin import standin_server
+
+    with standin_server(STANDIN_MODEL) as url:
+        yield url
+
+
+def arm_for(option: Option, *, task: str, folder: RunFolder, standin_url: str | None) -> tuple[str, dict[str, Any]]:
+    """The arm spec and options that answer ``task`` for ``option``."""
+    if option.standin:
+        from kit.report.standin import standin_arm_options
+
+        return f"openai:{STANDIN_MODEL}", {**standin_arm_options(), "base_url": standin_url, **option.arm_options}
+    if option.finetune is not None:
+        trained = folder.doc(Doc.FINETUNES)[option.name][task]
+        return trained["arm_spec"], {"lora_sha256": trained["adapter_sha256"], **option.arm_options}
+    return str(option.arm), dict(option.arm_options)
+
+
+def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
+    """Every option through every task it applies to; returns one row per (task, option)."""
+    from kit.arms import get_arm
+    from kit.paths import default_store
+    from kit.privacy import withhold_pii
+    from kit.run.runner import run_arm
+    from kit.run.store import Store
+
+    exp = folder.experiment()
+    tasks = load_tasks(exp)
+    records: list[RunRecord] = []
+    with Store(exp.store or default_store()) as store, _standin(exp) as url:
+        for option in exp.options:
+            names = [t for t in exp.tasks if option.applies_to(t)]
+            arm = None
+            try:
+                for name in names:
+                    spec, arm_options = arm_for(option, task=name, folder=folder, standin_url=url)
+                    if arm is None or arm.spec != spec:
+                        if arm is not None:
+                            arm.close()
+                        arm = get_arm(spec, **arm_options)
+                    task = tasks[name]
+                    # a third-party option (and the stand-in, which plays one) obeys the privacy rule
+                    hook = withhold_pii(task=task) if exp.privacy_required and not option.self_hosted else None
+                    summary = run_arm(task, arm, store=store, limit=exp.tasks[name], withhold=hook,
+                                      progress=progress, max_tokens=exp.max_tokens, label=option.name)
+                    records.append(RunRecord(task=name, option=option.name, arm=spec, run_id=summary.run_id,
+                                             items=summary.items, new_calls=summary.new_calls,
+                                             from_store=summary.cached, errors=summary.errors,
+                                             withheld=summary.withheld, describe=arm.describe(), keys=summary.keys,
+                                             stopped=summary.stopped))
+            finally:
+                if arm is not None:
+                    arm.close()
+    folder.save_runs(records)
+    folder.save_doc(Doc.STORE, {"path": str(exp.store or default_store())})
+    return runs_table(records)
+
+
+def runs_table(records: list[RunRecord]) -> pd.DataFrame:
+    """What each option did on each task: items, new calls, answers served from the store, errors, withheld."""
+    return pd.DataFrame([{"task": r.task, "option": r.option, "items": r.items, "new calls": r.new_calls,
+                          "from store": r.from_store, "errors": r.errors, "withheld": r.withheld,
+                          "stopped": r.stopped or ""} for r in records])

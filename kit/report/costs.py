@@ -1,0 +1,138 @@
+"""Stage 5 of a report run: what each option costs at your volume, personal data in the traffic, and cascades.
+
+Third-party options are priced from the tokens each item used and their declared price; self-hosted options
+from the throughput measured for them on this machine and their declared machine (its price per hour,
+utilisation, always-on, setup and ops hours, and — for a fine-tune — the measured training time as a
+one-time cost). Each cost carries a band from resampling the measured items. Every self-hosted candidate
+that gives confidences is simulated as a cascade in front of the reference.
+
+>>> costs_stage(RunFolder("runs/report-x"))           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import pandas as pd
+
+from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, api_option, break_even, cost_curve,
+                           cost_table, local_option, monthly_band)
+from kit.errors import ConfigError
+from kit.report.experiment import Experiment, Option
+from kit.report.quality import task_of
+from kit.report.rundir import Doc, RunFolder, Table
+
+
+def pricing_of(option: Option) -> ApiPricing:
+    """How a third-party option is billed (the stand-in: as the model it stands in for)."""
+    price = option.price
+    if price is None:
+        raise ConfigError(f"option {option.name!r} has no price", where="kit.report.costs",
+                          fix="declare price: {model: ...} for a third-party option")
+    if price.input_per_m is not None:
+        return ApiPricing(model=option.name, price=ModelPrice(price.input_per_m, float(price.output_per_m or 0.0)),
+                          cached_share=0.0)
+    return ApiPricing(model=str(price.model), cached_share=price.cached_share)
+
+
+def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0) -> LocalDeployment:
+    """What running a self-hosted option costs besides its throughput."""
+    m = option.machine
+    if m is None:
+        raise ConfigError(f"option {option.name!r} has no machine", where="kit.report.costs",
+                          fix="declare machine: NAME for a self-hosted option")
+    return LocalDeployment(price_per_hour=m.price_per_hour, utilisation=m.utilisation, always_on=m.always_on,
+                           setup_hours=m.setup_hours, ops_hours_per_month=m.ops_hours_per_month,
+                           hourly_rate=exp.hourly_rate, finetune_gpu_hours=train_seconds / 3600,
+                           horizon_months=exp.horizon_months)
+
+
+def _train_seconds(folder: RunFolder, option: Option, task: str) -> float:
+    if option.finetune is None:
+        return 0.0
+    return float(folder.doc(Doc.FINETUNES, default={}).get(option.name, {}).get(task, {}).get("train_seconds", 0.0))
+
+
+def cost_option(option: Option, scores: pd.DataFrame, *, folder: RunFolder, task: str) -> CostOption:
+    exp = folder.experiment()
+    if not option.self_hosted:
+        return api_option(option.name, scores, pricing=pricing_of(option), arm=option.name)
+    concurrency = int(option.arm_options.get("concurrency", 1))
+    return local_option(option.name, scores, arm=option.name, concurrency=concurrency,
+                        deployment=deployment_of(option, exp, train_seconds=_train_seconds(folder, option, task)))
+
+
+def _machine_words(hardware: dict[str, Any]) -> str:
+    cpu = hardware.get("cpu", {})
+    gpus = ", ".join(g.get("name", "?") for g in hardware.get("gpus", [])) or "no GPU"
+    return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
+
+
+def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[str, CostOption],
+              keep_local: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """A cascade per self-hosted candidate with confidences: it first, the reference below the threshold."""
+    from kit.cascade import choose_threshold, sweep_cascade
+
+    exp = folder.experiment()
+    ref = exp.reference
+    if ref.self_hosted:
+        return pd.DataFrame(), {}
+    sweeps, choices = [], {}
+    for o in exp.candidates:
+        rows = scores[scores["arm"] == o.name]
+        if not o.self_hosted or o.name not in options or rows.empty or rows["confidence"].isna().all():
+            continue
+        sweep = sweep_cascade(scores, local_arm=o.name, hosted_arm=ref.name, pricing=pricing_of(ref),
+                              deployment=deployment_of(o, exp, train_seconds=_train_seconds(folder, o, task)),
+                              volume=exp.monthly_volume, margin=exp.margin, alpha=exp.alpha, keep_local=keep_local,
+                              concurrency=int(o.arm_options.get("concurrency", 1)))
+        sweeps.append(sweep.assign(candidate=o.name))
+        choices[o.name] = {**asdict(choose_threshold(sweep)), "reference": ref.name}
+    return (pd.concat(sweeps, ignore_index=True) if sweeps else pd.DataFrame()), choices
+
+
+def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
+    """Per task: the cost table at your volume (with bands), break-even volumes, cost curves, the personal-data
+    scan, and the cascades — saved in the run folder and returned."""
+    from kit.privacy import pii_share, scan_items
+
+    exp = folder.experiment()
+    machine = _machine_words(folder.doc(Doc.HARDWARE))
+    out: dict[str, dict[str, Any]] = {}
+    for name in folder.tasks():
+        scores = folder.table(Table.SCORES, task=name)
+        task = task_of(folder, name)
+        options: dict[str, CostOption] = {}
+        extra: dict[str, dict[str, Any]] = {}
+        unpriced = []
+        for o in exp.options_for(name):
+            if o.name not in set(scores["arm"]):
+                continue
+            try:
+                options[o.name] = cost_option(o, scores, folder=folder, task=name)
+            except ConfigError as exc:  # e.g. recorded outputs without latencies: no throughput to price
+                unpriced.append({"option": o.name, "where": o.where.value, "basis": f"not priced: {exc.problem}"})
+                continue
+            low, high = monthly_band(options[o.name], exp.monthly_volume)
+            extra[o.name] = {"where": o.where.value, "cost_low": low, "cost_high": high,
+                             "measured_on": machine if o.self_hosted else ""}
+        table = pd.DataFrame()
+        if options:
+            quality = scores.groupby("arm")["score"].mean().to_dict()
+            table = cost_table(list(options.values()), volume=exp.monthly_volume, accuracy=quality)
+            for column in ("where", "cost_low", "cost_high", "measured_on"):
+                table[column] = [extra[n][column] for n in table["option"]]
+        table = pd.concat([table, pd.DataFrame(unpriced)], ignore_index=True) if unpriced else table
+        flags = scan_items([task.item(i) for i in scores["item_id"].unique()])
+        keep = list(flags.loc[flags["has_pii"], "item_id"]) if exp.privacy_required else []
+        sweeps, choices = _cascades(folder, name, scores, options, keep)
+        tables = {Table.COSTS: table,
+                  Table.BREAK_EVEN: break_even(list(options.values())) if len(options) > 1 else pd.DataFrame(),
+                  Table.COST_CURVE: cost_curve(list(options.values())) if options else pd.DataFrame(),
+                  Table.PII: pii_share(flags), Table.PII_ITEMS: flags, Table.CASCADE: sweeps}
+        for kind, frame in tables.items():
+            folder.save_table(kind, frame, task=name)
+        folder.save_doc(Doc.CASCADES, choices, task=name)
+        out[name] = {**{k.value: v for k, v in tables.items()}, "cascades": choices}
+    return out

@@ -1,0 +1,114 @@
+"""Tables for people: no index column, percentages as percentages, money as money, no NaN, no 3.469447e-18 —
+and every cell and header escaped, so a name or an answer holding HTML shows as text and never runs.
+
+>>> html = show(pd.DataFrame({"option": ["<b>x</b>"], "share": [0.5]}), {"share": PCT}).to_html()
+>>> "&lt;b&gt;x&lt;/b&gt;" in html and "50.0%" in html and "<b>x" not in html
+True
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+from pandas.io.formats.style import Styler
+
+Format = Callable[[Any], str]
+MISSING = "—"
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def PCT(x: Any) -> str:  # noqa: N802 - a formatter used like a constant
+    v = _finite(x)
+    return MISSING if v is None else f"{100 * v:.1f}%"
+
+
+def POINTS(x: Any) -> str:  # noqa: N802
+    v = _finite(x)
+    return MISSING if v is None else f"{100 * v:+.1f} pts"
+
+
+def USD(x: Any) -> str:  # noqa: N802
+    v = _finite(x)
+    if v is None:
+        return MISSING
+    return f"${v:,.0f}" if abs(v) >= 100 else f"${v:,.2f}" if abs(v) >= 0.01 else f"${v:.2g}"
+
+
+def SECONDS(x: Any) -> str:  # noqa: N802
+    v = _finite(x)
+    return MISSING if v is None else f"{v:.2f} s" if v < 100 else f"{v:,.0f} s"
+
+
+def NUMBER(x: Any) -> str:  # noqa: N802
+    v = _finite(x)
+    if v is None:
+        return MISSING
+    return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
+
+
+def P_VALUE(x: Any) -> str:  # noqa: N802
+    v = _finite(x)
+    return MISSING if v is None else "< 0.001" if v < 0.001 else f"{v:.3f}"
+
+
+def ITEMS(x: Any) -> str:  # noqa: N802
+    """A number of items; an unreachable one (infinite) is said in words."""
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return MISSING
+    if math.isinf(v):
+        return "unreachable"
+    return MISSING if math.isnan(v) else f"{v:,.0f}"
+
+
+def TEXT(x: Any) -> str:  # noqa: N802
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return MISSING
+    return str(x)
+
+
+def interval(frame: pd.DataFrame, low: str, high: str, fmt: Format = PCT) -> pd.Series:
+    """Two columns as one "low – high" text column."""
+    return pd.Series([f"{fmt(a)} – {fmt(b)}" if _finite(a) is not None else MISSING
+                      for a, b in zip(frame[low], frame[high])], index=frame.index)
+
+
+def show(frame: pd.DataFrame, formats: Mapping[str, Format] | None = None, *,
+         columns: Mapping[str, str] | None = None) -> Styler:
+    """A table ready for the report: ``formats`` per column (others: numbers and text), ``columns`` renames
+    (old -> new) and picks the columns shown, in that order. Cells and headers are escaped."""
+    formats = dict(formats or {})
+    if columns:
+        frame = frame[[c for c in columns if c in frame.columns]].rename(columns=dict(columns))
+        formats = {columns.get(k, k): v for k, v in formats.items()}
+    shown = pd.DataFrame(index=frame.index)
+    for col in frame.columns:
+        fmt = formats.get(col)
+        if fmt is None:
+            fmt = NUMBER if pd.api.types.is_numeric_dtype(frame[col]) and not pd.api.types.is_bool_dtype(frame[col]) \
+                else TEXT
+        shown[col] = [html.escape(fmt(v)) for v in frame[col]]
+    shown.columns = [html.escape(str(c)) for c in shown.columns]
+    return (shown.style.hide(axis="index")
+            .set_table_styles([{"selector": "th, td", "props": [("text-align", "left"), ("vertical-align", "top")]}]))
+
+
+def esc(text: Any) -> str:
+    """Text made safe for Markdown and HTML: ``<``, ``>``, ``&`` and quotes escaped, Markdown stars neutral.
+
+    >>> esc("<script>alert(1)</script>")
+    '&lt;script&gt;alert(1)&lt;/script&gt;'
+    """
+    return html.escape(str(text)).replace("*", "&#42;").replace("_", "&#95;")

@@ -1,0 +1,110 @@
+"""Stages 1 and 2 of a report run: check the experiment against this machine, then train its fine-tunes.
+
+Everything that can fail without calling a model fails here, before anything long starts: tasks that do not
+load, fine-tunes on tasks without a train split, models that cannot be found or pulled.
+
+>>> folder = RunFolder("runs/report-x")                                    # doctest: +SKIP
+>>> prepare_stage(Experiment.load("notebooks/params/default.yaml"), folder)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kit.errors import ConfigError
+from kit.report.experiment import STANDIN_MODEL, Experiment, Option
+from kit.report.rundir import Doc, RunFolder, Table
+from kit.tasks import Task, load_task
+
+
+def load_tasks(exp: Experiment) -> dict[str, Task]:
+    """Every task of the experiment, loaded (with its labels ignored when the experiment says so)."""
+    return {name: load_task(name, ignore_labels=exp.ignore_labels) for name in exp.tasks}
+
+
+def models_of(option: Option) -> list[str]:
+    """The GGUF models an option runs on this machine (catalog ids or paths)."""
+    if option.standin:
+        return [STANDIN_MODEL]
+    if option.finetune is not None:
+        return [option.finetune.base]
+    backend, _, name = (option.arm or "").partition(":")
+    if backend == "lora":
+        return [name.partition("+")[0]]
+    return [name] if backend == "llama_cpp" else []
+
+
+def check_finetunes(exp: Experiment, tasks: dict[str, Task]) -> None:
+    """A fine-tune needs every task it applies to: in the experiment, labelled, with a train split."""
+    for o in exp.options:
+        if o.finetune is None:
+            continue
+        where = f"{exp.source}: option {o.name!r}"
+        for name in o.finetune.tasks or ():
+            if name not in tasks:
+                raise ConfigError(f"finetune.tasks names {name!r}, which is not a task of the experiment",
+                                  where=where, fix=f"use some of {list(tasks)}")
+        for name in (o.finetune.tasks or tuple(tasks)):
+            task = tasks[name]
+            if not task.labelled or not task.train:
+                raise ConfigError(f"task {name!r} has no labelled train split to fine-tune on", where=where,
+                                  fix="give the task labels and a train split (split: {test_fraction: 0.5}), or "
+                                      "list the tasks to fine-tune under finetune.tasks")
+
+
+def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> pd.DataFrame:
+    """Check the experiment, resolve ``arm: auto``, pull hub models, and record the experiment as it will run,
+    the machine's fingerprint and the models with their sha256. Returns the models table."""
+    from kit.models import resolve_model
+    from kit.models.gguf import read_gguf_info
+    from kit.models.hardware import fingerprint
+
+    exp = exp.resolved()
+    tasks = load_tasks(exp)
+    check_finetunes(exp, tasks)
+    used: dict[str, list[str]] = {}
+    for o in exp.options:
+        for model in models_of(o):
+            used.setdefault(model, []).append(o.name)
+    rows = []
+    for model, names in used.items():
+        mf = resolve_model(model, pull=pull)
+        info = read_gguf_info(mf.path)
+        rows.append({"model": mf.id, "used by": ", ".join(names), "quantisation": mf.quant or info.quant,
+                     "architecture": info.architecture, "parameters": info.parameter_count,
+                     "context_length": info.context_length, "size_mb": round(mf.size / 1e6, 1),
+                     "sha256": mf.sha256})
+    table = pd.DataFrame(rows, columns=["model", "used by", "quantisation", "architecture", "parameters",
+                                        "context_length", "size_mb", "sha256"])
+    folder.save_experiment(exp)
+    folder.save_doc(Doc.HARDWARE, fingerprint())
+    folder.save_table(Table.MODELS, table)
+    return table
+
+
+def finetune_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
+    """Train (or reuse) every fine-tune option's adapter, one per task it applies to, on that task's train split.
+
+    The manifests go into the run folder; the answer stage runs each adapter as a ``lora:`` arm.
+    """
+    from kit.finetune import finetune
+
+    exp = folder.experiment()
+    tasks = load_tasks(exp)
+    trained: dict[str, dict[str, dict]] = {}
+    rows = []
+    for o in exp.options:
+        if o.finetune is None:
+            continue
+        for name in (o.finetune.tasks or tuple(tasks)):
+            result = finetune(tasks[name], base=o.finetune.base, max_steps=o.finetune.steps, rank=o.finetune.rank,
+                              progress=progress)
+            data = {**result.to_dict(), "arm_spec": result.arm_spec}
+            data.pop("train_item_ids", None)
+            trained.setdefault(o.name, {})[name] = data
+            rows.append({"option": o.name, "task": name, "base": result.base, "steps": result.steps,
+                         "train items": result.n_train_items, "final loss": result.final_loss,
+                         "training seconds": result.train_seconds, "device": result.device,
+                         "reused": result.reused, "adapter sha256": result.adapter_sha256})
+    folder.save_doc(Doc.FINETUNES, trained)
+    return pd.DataFrame(rows)

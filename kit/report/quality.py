@@ -1,0 +1,140 @@
+"""Stage 4 of a report run: quality, compared in pairs, per task.
+
+From the answers the run folder points at (never "the latest rows" of an arm) the stage scores every item,
+then writes per task: the type's metrics with intervals (trivial baselines as extra rows), each candidate
+against the reference (the quality bar, Holm across candidates), each option against the trivial baselines
+(the floor), every pair of options (for the quality trade), latency, errors and — for labels — agreement with
+the reference.
+
+>>> tables = quality_stage(RunFolder("runs/report-x"))          # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kit import stats
+from kit.errors import ConfigError
+from kit.report.rundir import Doc, RunFolder, Table
+from kit.tasks import Task, load_task
+from kit.tasks.scoring import score_responses
+
+
+def task_of(folder: RunFolder, name: str) -> Task:
+    return load_task(name, ignore_labels=folder.experiment().ignore_labels)
+
+
+def responses(folder: RunFolder, name: str) -> pd.DataFrame:
+    """The stored answers of every option on a task, exactly the questions the run asked; ``arm`` holds the
+    option's name."""
+    from kit.run.store import Store
+
+    frames = []
+    with Store(folder.doc(Doc.STORE)["path"]) as db:
+        for record in folder.runs(task=name):
+            rows = db.rows(record.keys.values())
+            frames.append(rows.assign(arm=record.option))
+    if not frames:
+        raise ConfigError(f"no option answered task {name!r} in this run", where=str(folder.path),
+                          fix="run the answer stage (notebook 03) first")
+    return pd.concat(frames, ignore_index=True)
+
+
+def reference_answers(task: Task, answers: pd.DataFrame, reference: str) -> dict[str, Any]:
+    """Item id -> the reference's parsed answer, for items it answered (the gold of an unlabelled task)."""
+    rows = answers[(answers["arm"] == reference) & answers["error"].isna() & answers["answer"].notna()]
+    return dict(zip(rows["item_id"], rows["answer"]))
+
+
+def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
+    """Per item and option: answer, gold, correct, score, latency, tokens (``arm`` is the option's name)."""
+    exp = folder.experiment()
+    task = task_of(folder, name)
+    answers = responses(folder, name)
+    if task.labelled:
+        return score_responses(task, answers)
+    return score_responses(task, answers, gold=reference_answers(task, answers, exp.reference_name))
+
+
+def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataFrame:
+    table = stats.metric_table(scores)
+    extra = pd.DataFrame([{"arm": arm, **task.type.summarise(group)} for arm, group in scores.groupby("arm")])
+    table = table.merge(extra, on="arm", how="left", suffixes=("", "_type"))
+    table.insert(1, "kind", "option")
+    rows = []
+    for b in baselines:
+        values = np.array([s.score for s in b.scores])
+        mean, low, high = stats.intervals.mean_ci(values)
+        rows.append({"arm": f"{b.name}", "kind": "baseline", "n_items": int(values.size), "mean_score": mean,
+                     "score_ci_low": low, "score_ci_high": high, "accuracy": float(np.mean([s.correct for s in b.scores])),
+                     "statement": f"{b.name}: {b.answer} scores {100 * mean:.1f}%."})
+    return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
+
+
+def _floor(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Each option against each trivial baseline, on the items the option answered."""
+    rows = []
+    by_id = {item.id: i for i, item in enumerate(task.test)}
+    for b in task.type.baselines(task.train, task.test):
+        for arm, group in scores.groupby("arm", sort=False):
+            keep = group[group["item_id"].isin(by_id)]
+            values = keep["score"].to_numpy(dtype=float)
+            base = np.array([b.scores[by_id[i]].score for i in keep["item_id"]])
+            test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})")
+            rows.append({"arm": arm, "baseline": b.name, "answer": b.answer, **test.iloc[0].to_dict()})
+    return pd.DataFrame(rows)
+
+
+def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    wide = stats.pair_arms(scores, value="score")
+    return stats.pairwise(wide, alpha=alpha) if wide.shape[1] > 1 else pd.DataFrame()
+
+
+def _agreement(task: Task, scores: pd.DataFrame, reference: str) -> pd.DataFrame:
+    """Each candidate's agreement with the reference's answers (Cohen's kappa), for one-label tasks."""
+    labels = getattr(task.type, "labels", None)
+    if labels is None:
+        return pd.DataFrame()
+    wide = scores.pivot_table(index="item_id", columns="arm", values="answer", aggfunc="first")
+    rows = []
+    for arm in wide.columns:
+        if arm == reference or reference not in wide.columns:
+            continue
+        table = stats.agreement(wide[arm], wide[reference], labels=list(labels))
+        rows.append(table[table["level"] == "overall"].assign(arm=arm))
+    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+
+
+def compare(task: Task, scores: pd.DataFrame, *, reference: str, margin: float, alpha: float,
+            agreement_target: float) -> pd.DataFrame:
+    """Every candidate against the reference: the comparison table the decision reads."""
+    return stats.compare_arms(scores, reference=reference, margin=margin, alpha=alpha)
+
+
+def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
+    """Per task: scores, metrics (with baselines), the comparison with the reference, the floor, every pair,
+    latency, errors and agreement — saved in the run folder and returned."""
+    exp = folder.experiment()
+    out: dict[str, dict[str, pd.DataFrame]] = {}
+    for name in folder.tasks():
+        task = task_of(folder, name)
+        scores = task_scores(folder, name)
+        baselines = task.type.baselines(task.train, task.test) if task.labelled else []
+        tables = {
+            Table.SCORES: scores,
+            Table.METRICS: _metrics(task, scores, baselines),
+            Table.COMPARE: compare(task, scores, reference=exp.reference_name, margin=exp.margin, alpha=exp.alpha,
+                                   agreement_target=exp.agreement_target),
+            Table.FLOOR: _floor(task, scores, exp.alpha) if baselines else pd.DataFrame(),
+            Table.PAIRS: _pairs(scores, exp.alpha),
+            Table.LATENCY: stats.latency_summary(scores),
+            Table.ERRORS: stats.errors_table(scores),
+            Table.AGREEMENT: _agreement(task, scores, exp.reference_name) if task.labelled else pd.DataFrame(),
+        }
+        for kind, table in tables.items():
+            folder.save_table(kind, table, task=name)
+        out[name] = {k.value: v for k, v in tables.items()}
+    return out

@@ -1,0 +1,158 @@
+"""The run folder of a report: every artefact one stage leaves for the next, with its name and its type.
+
+A report run has one folder (``runs/report-<stamp>/``). :class:`RunFolder` is the only code that knows the
+artefacts' file names: stages save and load typed records and tables through it, per run or per task.
+The responses themselves stay in the store; the folder records which questions were asked (cache keys).
+
+>>> folder = RunFolder(tempfile.mkdtemp())
+>>> folder.save_table(Table.METRICS, pd.DataFrame({"arm": ["a"]}), task="t")
+>>> folder.table(Table.METRICS, task="t")["arm"].tolist()
+['a']
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from kit.errors import ConfigError
+from kit.report.experiment import Experiment
+from kit.util import atomic_write_json, atomic_write_text
+
+
+class Table(str, Enum):
+    """Per-task tables (tidy DataFrames)."""
+
+    MODELS = "models"            # per run: the GGUF models, their quantisation and sha256
+    SCORES = "scores"            # per item and option: answer, gold, correct, score, latency, tokens
+    METRICS = "metrics"          # per option (and baseline): the task type's metrics with intervals
+    COMPARE = "compare"          # per candidate against the reference: the quality bar
+    FLOOR = "floor"              # per option against the trivial baselines
+    PAIRS = "pairs"              # every pair of options: paired difference and its test
+    AGREEMENT = "agreement"      # per candidate: agreement with the reference's answers (kappa)
+    LATENCY = "latency"          # per option: p50/p95 with intervals
+    ERRORS = "errors"            # per option: failed calls and unparseable answers
+    COSTS = "costs"              # per option: monthly cost at the volume, with its band
+    BREAK_EVEN = "break_even"    # per pair of options: the volume where costs cross
+    COST_CURVE = "cost_curve"    # cost against volume for plotting
+    PII = "pii"                  # share of items with personal data, per kind
+    PII_ITEMS = "pii_items"      # which items were flagged
+    CASCADE = "cascade"          # per self-hosted candidate and threshold: the simulated cascade
+    THROUGHPUT = "throughput"    # per self-hosted option and load level: items/s against latency
+    CHECKS = "checks"            # per option: the decision's checks (limits, bar, floor)
+    RANKING = "ranking"          # the options in the decision's order, with why
+
+
+class Doc(str, Enum):
+    """Per-task or per-run records (JSON)."""
+
+    DECISION = "decision"        # per task: the verdict
+    CASCADES = "cascades"        # per task: the chosen threshold of each cascade
+    FINETUNES = "finetunes"      # per run: what was trained, per option and task
+    HARDWARE = "hardware"        # per run: the machine's fingerprint
+    SUMMARY = "summary"          # per run: the verdicts of every task in one record
+    STORE = "store"              # per run: where the answers are (the store's path)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One option answering one task: which arm, the store's run id, counts, and the questions asked."""
+
+    task: str
+    option: str
+    arm: str
+    run_id: str
+    items: int
+    new_calls: int
+    from_store: int
+    errors: int
+    withheld: int
+    describe: str
+    keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key in the store
+    stopped: str | None = None  # why the run stopped early (a spending cap, a dead endpoint)
+
+
+class RunFolder:
+    """A report run's folder. Create it with a path; every stage gets the same object."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def open(cls, run_dir: str | Path | None) -> RunFolder:
+        """The folder a notebook works in: ``run_dir`` (kit report passes it), else ``runs/interactive``."""
+        from kit.paths import runs_dir
+
+        return cls(run_dir if run_dir else runs_dir() / "interactive")
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+    # file names: the only place they are built ------------------------------------------------------
+    def _file(self, name: str, task: str | None) -> Path:
+        return (self.path / "tasks" / task / f"{name}.json") if task else self.path / f"{name}.json"
+
+    def _missing(self, name: str, task: str | None) -> ConfigError:
+        what = f"'{name}'" + (f" for task {task}" if task else "")
+        return ConfigError(f"{what} has not been computed in this run", where=str(self.path),
+                           fix="run the notebooks in order (kit report does)")
+
+    # tables ------------------------------------------------------------------------------------------
+    def save_table(self, kind: Table, frame: pd.DataFrame, *, task: str | None = None) -> None:
+        # "split" keeps the columns of an empty table
+        atomic_write_text(self._file(kind.value, task),
+                          frame.to_json(orient="split", index=False, default_handler=str))
+
+    def table(self, kind: Table, *, task: str | None = None) -> pd.DataFrame:
+        path = self._file(kind.value, task)
+        if not path.is_file():
+            raise self._missing(kind.value, task)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return pd.DataFrame(data["data"], columns=data["columns"])
+
+    def has(self, kind: Table | Doc, *, task: str | None = None) -> bool:
+        return self._file(kind.value, task).is_file()
+
+    # records -----------------------------------------------------------------------------------------
+    def save_doc(self, kind: Doc, data: Any, *, task: str | None = None) -> None:
+        atomic_write_json(self._file(kind.value, task), data)
+
+    def doc(self, kind: Doc, *, task: str | None = None, default: Any = None) -> Any:
+        path = self._file(kind.value, task)
+        if not path.is_file():
+            if default is not None:
+                return default
+            raise self._missing(kind.value, task)
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    # the experiment ------------------------------------------------------------------------------------
+    def save_experiment(self, experiment: Experiment) -> None:
+        atomic_write_json(self.path / "experiment.json", experiment.to_dict())
+
+    def experiment(self) -> Experiment:
+        path = self.path / "experiment.json"
+        if not path.is_file():
+            raise self._missing("experiment", None)
+        return Experiment.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+    # what ran ------------------------------------------------------------------------------------------
+    def save_runs(self, records: list[RunRecord]) -> None:
+        atomic_write_json(self.path / "runs.json", [asdict(r) for r in records])
+
+    def runs(self, *, task: str | None = None) -> list[RunRecord]:
+        path = self.path / "runs.json"
+        if not path.is_file():
+            raise self._missing("runs", None)
+        records = [RunRecord(**r) for r in json.loads(path.read_text(encoding="utf-8"))]
+        return [r for r in records if task is None or r.task == task]
+
+    def tasks(self) -> list[str]:
+        """The tasks this run answered, in the experiment's order."""
+        ran = {r.task for r in self.runs()}
+        return [t for t in self.experiment().tasks if t in ran]

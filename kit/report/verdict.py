@@ -1,0 +1,127 @@
+"""Stage 6 of a report run: the facts of every option on every task, and the verdict per task.
+
+:func:`facts_for` reads the tables the quality and cost stages wrote and turns them into the typed facts the
+rules of :mod:`kit.decision` look at; :func:`verdict_stage` applies the rules with the experiment's limits.
+
+>>> decisions = verdict_stage(RunFolder("runs/report-x"))        # doctest: +SKIP
+>>> decisions["snips-intents"].recommended                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, PairFacts, Role, decide
+from kit.report.experiment import Experiment
+from kit.report.quality import task_of
+from kit.report.rundir import Doc, RunFolder, Table
+
+
+def constraints_of(exp: Experiment) -> Constraints:
+    return Constraints(monthly_volume=exp.monthly_volume, privacy_required=exp.privacy_required,
+                       data_residency=exp.data_residency, latency_target_s=exp.latency_target_s,
+                       budget_per_month=exp.budget_per_month, ops_capacity=exp.ops_capacity, margin=exp.margin,
+                       alpha=exp.alpha, cost_per_error=exp.cost_per_error)
+
+
+def _num(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _row(table: pd.DataFrame, key: str, value: str) -> dict[str, Any] | None:
+    if table.empty or key not in table.columns:
+        return None
+    hit = table[table[key] == value]
+    return hit.iloc[0].to_dict() if not hit.empty else None
+
+
+def _interval(row: dict[str, Any] | None, value: str, low: str, high: str) -> Interval | None:
+    if row is None or _num(row.get(value)) is None:
+        return None
+    return Interval(float(row[value]), _num(row.get(low)), _num(row.get(high)))
+
+
+def _floor_words(floor: pd.DataFrame, option: str) -> str | None:
+    """None without baselines; "" when the option clears them all; else why it does not."""
+    if floor.empty:
+        return None
+    rows = floor[floor["arm"] == option]
+    failed = rows[~rows["passes"].astype(bool)]
+    if failed.empty:
+        return ""
+    r = failed.iloc[0]
+    return f"not significantly better than {r['answer']} ({100 * r['baseline_mean']:.1f}%, p = {r['p_value']:.2g})"
+
+
+def facts_for(folder: RunFolder, task: str) -> Facts:
+    """The typed facts of every option (and every cascade that passed) on one task."""
+    exp = folder.experiment()
+    t = task_of(folder, task)
+    metrics, compare = folder.table(Table.METRICS, task=task), folder.table(Table.COMPARE, task=task)
+    costs, latency = folder.table(Table.COSTS, task=task), folder.table(Table.LATENCY, task=task)
+    errors, floor = folder.table(Table.ERRORS, task=task), folder.table(Table.FLOOR, task=task)
+    pairs = folder.table(Table.PAIRS, task=task)
+    options = []
+    for o in exp.options_for(task):
+        m = _row(metrics[metrics["kind"] == "option"], "arm", o.name)
+        c = _row(compare, "arm", o.name)
+        cost = _row(costs, "option", o.name)
+        lat, err = _row(latency, "arm", o.name), _row(errors, "arm", o.name)
+        is_ref = o.name == exp.reference_name
+        options.append(OptionFacts(
+            name=o.name, role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
+            n_items=int(m["n_items"]) if m else 0,
+            quality=_interval(m, "mean_score", "score_ci_low", "score_ci_high"),
+            conclusion="reference" if is_ref else str(c["conclusion_adjusted"]) if c else "untested",
+            qualifies=is_ref or bool(c and c["qualifies"]), better=bool(c and c["better"]),
+            lower_bound=_num(c["lower_bound"]) if c else None,
+            n_needed=(math.inf if c and _num(c["n_needed"]) is None else _num(c["n_needed"])) if c else None,
+            floor=_floor_words(floor, o.name) if m else None,
+            monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
+            p95_s=_interval(lat, "p95_s", "p95_ci_low", "p95_ci_high"),
+            error_rate=float(err["failed_rate"]) if err else 0.0,
+            ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
+            cost_basis=str(cost.get("basis", "")) if cost else ""))
+    for candidate, choice in folder.doc(Doc.CASCADES, task=task, default={}).items():
+        if choice.get("tau") is None:
+            continue
+        options.append(OptionFacts(
+            name=f"{candidate} ⇢ {choice['reference']}", role=Role.HYBRID, third_party=False,
+            n_items=next((x.n_items for x in options if x.name == candidate), 0),
+            quality=Interval(choice["accuracy"], choice["ci_low"], choice["ci_high"]), conclusion=choice["conclusion"],
+            qualifies=True, better=choice["conclusion"] == "superior",
+            monthly_cost=Interval(choice["monthly_cost"]), p95_s=Interval(choice["p95_latency_s"]),
+            share_local=choice["share_local"], keeps_pii_local=exp.privacy_required,
+            ops_hours=exp.option(candidate).machine.ops_hours_per_month if exp.option(candidate).machine else 0.0))
+    pii = folder.table(Table.PII, task=task)
+    share = _num(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
+    best_floor = ""
+    if not floor.empty:
+        top = floor.sort_values("baseline_mean", ascending=False).iloc[0]
+        best_floor = f"{top['answer']} scores {100 * top['baseline_mean']:.1f}%"
+    return Facts(task=task, volume=exp.monthly_volume, options=tuple(options),
+                 pairs=tuple(PairFacts(r["a"], r["b"], float(r["difference"]), float(r["p_holm"]))
+                             for r in pairs.to_dict("records")) if not pairs.empty else (),
+                 metric=t.type.metrics[0] if t.labelled else "agreement with the reference", labelled=t.labelled,
+                 pii_share=share, reference_is_standin=exp.reference.standin, floor_text=best_floor)
+
+
+def verdict_stage(folder: RunFolder) -> dict[str, Decision]:
+    """Per task: the decision over every option, with its ranking — saved in the run folder and returned."""
+    exp = folder.experiment()
+    limits = constraints_of(exp)
+    out = {}
+    for task in folder.tasks():
+        made = decide(facts_for(folder, task), limits)
+        folder.save_doc(Doc.DECISION, made.to_dict(), task=task)
+        folder.save_table(Table.RANKING, made.ranking, task=task)
+        out[task] = made
+    folder.save_doc(Doc.SUMMARY, {t: d.to_dict() for t, d in out.items()})
+    return out

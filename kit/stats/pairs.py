@@ -1,0 +1,88 @@
+"""Tests between options beyond the reference: against a trivial baseline (the floor), and between every pair
+(is a dearer option significantly better than the pick?).
+
+Right/wrong results are compared with the exact McNemar (binomial) test on the discordant items; fractional
+scores with the exact sign test on the items where the two differ. A result that is a random guess's expected
+value (``chance``) is compared through a one-sided exact binomial test of the correct answers against it.
+
+>>> beats_baseline([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0])["p_value"].item()
+0.03125
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from kit.stats._data import as_pair, as_values, check_level, fmt_p, pct, pts
+from kit.stats.paired import holm
+
+
+def _binary(x: np.ndarray) -> bool:
+    return bool(np.isin(x, (0.0, 1.0)).all())
+
+
+def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired: bool = True,
+                   name: str = "the baseline") -> pd.DataFrame:
+    """One-sided test that the candidate is better than a trivial baseline.
+
+    ``paired``: the baseline's per-item results (e.g. always the majority class) — exact McNemar on
+    right/wrong, exact sign test on fractional scores. Otherwise ``baseline`` holds the per-item expected score
+    of a random guess (chance): a one-sided exact binomial test of the candidate's correct answers against it.
+    Columns: n, candidate_mean, baseline_mean, difference, wins, losses, p_value, passes, method, statement.
+    """
+    where = "kit.stats.beats_baseline"
+    alpha = check_level(alpha, "alpha", where=where)
+    cand = as_values(candidate, name="candidate", where=where)
+    base = as_values(baseline, name="baseline", where=where)
+    if cand.size != base.size:
+        base = np.full(cand.size, float(base.mean())) if not paired else as_pair(cand, base, where=where)[1]
+    if paired:
+        diff = cand - base
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        p = float(stats.binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue) if wins + losses else 1.0
+        method = "exact McNemar (one-sided)" if _binary(cand) and _binary(base) else "exact sign test (one-sided)"
+    else:
+        wins, losses = int(round(cand.sum())), int(cand.size - round(cand.sum()))
+        p = float(stats.binomtest(wins, cand.size, float(base.mean()), alternative="greater").pvalue)
+        method = "exact binomial test against the guess rate (one-sided)"
+    passes = p < alpha
+    words = (f"{pct(cand.mean())} against {name}'s {pct(base.mean())} on {cand.size} items: "
+             f"{pts(cand.mean() - base.mean())}, {fmt_p(p)} ({method}) — "
+             + ("significantly better." if passes else "not shown to be better, so it does not clear the floor."))
+    return pd.DataFrame([{"n": int(cand.size), "candidate_mean": float(cand.mean()), "baseline_mean": float(base.mean()),
+                          "difference": float(cand.mean() - base.mean()), "wins": wins, "losses": losses,
+                          "p_value": p, "passes": passes, "method": method, "statement": words}])
+
+
+def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
+    """Every pair of columns of a per-item table (one column per option): the paired difference, a two-sided
+    exact test (McNemar on right/wrong, sign test on scores) and Holm's correction across all pairs.
+
+    Columns: a, b, n, mean_a, mean_b, difference (a − b), p_value, p_holm, significant, statement.
+
+    >>> wide = pd.DataFrame({"x": [1, 1, 1, 1, 1, 1, 1, 0], "y": [0, 0, 0, 0, 0, 0, 0, 0]})
+    >>> round(pairwise(wide)["p_value"].item(), 4)
+    0.0156
+    """
+    alpha = check_level(alpha, "alpha", where="kit.stats.pairwise")
+    rows = []
+    for a, b in combinations(wide.columns, 2):
+        x, y = wide[a].to_numpy(dtype=float), wide[b].to_numpy(dtype=float)
+        diff = x - y
+        wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
+        p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
+        rows.append({"a": a, "b": b, "n": int(x.size), "mean_a": float(x.mean()), "mean_b": float(y.mean()),
+                     "difference": float(x.mean() - y.mean()), "p_value": p})
+    out = pd.DataFrame(rows, columns=["a", "b", "n", "mean_a", "mean_b", "difference", "p_value"])
+    out["p_holm"] = holm(out["p_value"]) if len(out) else []
+    out["significant"] = out["p_holm"] < alpha
+    out["statement"] = [
+        f"{r.a} {pct(r.mean_a)} vs {r.b} {pct(r.mean_b)}: {pts(r.difference)}, {fmt_p(r.p_holm)} after Holm over "
+        f"{len(out)} pairs — " + ("a real difference." if r.significant else "not shown to differ.")
+        for r in out.itertuples()]
+    return out

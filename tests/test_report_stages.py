@@ -1,0 +1,142 @@
+"""The report stages on a small project of their own: replayed outputs (a real arm) answer a real task through
+the real store; quality, costs and the verdict are computed and rendered as the report would."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.report import answers, costs, prepare, quality, verdict, views
+from kit.report.experiment import Experiment
+from kit.report.rundir import Doc, RunFolder, Table
+
+N = 120
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project with one three-label task (label 'a' is the majority) and recorded outputs of four systems."""
+    rng = np.random.default_rng(3)
+    gold = rng.choice(["a", "b", "c"], size=N, p=[0.6, 0.2, 0.2])
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g} for i, g in enumerate(gold)]
+    (tmp_path / "datasets" / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "datasets" / "tickets.yaml").write_text(
+        "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\n"
+        "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1, stratify: true}\n")
+    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+
+    def replay(name, right, latency, *, confidence=False):
+        out = []
+        for i, g in enumerate(gold):
+            wrong = [x for x in "abc" if x != g][i % 2]
+            ok = rng.random() < right if right is not None else g == "a"
+            answer = g if ok else wrong
+            if right is None:
+                answer = "a"  # always the majority class
+            row = {"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, latency / 4)),
+                   "prompt_tokens": 40, "completion_tokens": 2}
+            if confidence:
+                row["confidence"] = 0.95 if ok else 0.4
+            out.append(row)
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in out))
+        return str(path)
+
+    files = {"api": replay("api", 0.75, 0.8), "good": replay("good", 0.93, 0.3, confidence=True),
+             "majority": replay("majority", None, 0.05), "xss": replay("xss", 0.70, 0.3)}
+    return tmp_path, files
+
+
+def experiment(tmp_path, files, **changes) -> Experiment:
+    data = {
+        "tasks": {"tickets": None}, "reference": "API",
+        "options": [
+            {"name": "API", "arm": f"replay:{files['api']}", "runs": "third-party",
+             "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+            {"name": "Good", "arm": f"replay:{files['good']}", "runs": "self-hosted", "machine": "box"},
+            {"name": "Majority", "arm": f"replay:{files['majority']}", "runs": "self-hosted", "machine": "box"},
+            {"name": XSS, "arm": f"replay:{files['xss']}", "runs": "self-hosted", "machine": "box"},
+        ],
+        "machines": {"box": {"price_per_hour": 0.5, "utilisation": 0.6, "ops_hours_per_month": 2}},
+        "monthly_volume": 50000, "latency_target_s": 2.0, "store": str(tmp_path / "kit.sqlite"), **changes}
+    return Experiment.from_mapping(data, source="test.yaml")
+
+
+def run_all(tmp_path, exp) -> RunFolder:
+    folder = RunFolder(tmp_path / "run")
+    prepare.prepare_stage(exp, folder)
+    prepare.finetune_stage(folder, progress=False)
+    answers.answer_stage(folder, progress=False)
+    quality.quality_stage(folder)
+    costs.costs_stage(folder)
+    verdict.verdict_stage(folder)
+    return folder
+
+
+def test_stages_end_to_end_on_replayed_outputs(project):
+    tmp_path, files = project
+    folder = run_all(tmp_path, experiment(tmp_path, files))
+    runs = folder.runs(task="tickets")
+    assert [r.option for r in runs] == ["API", "Good", "Majority", XSS] and all(r.items == 60 for r in runs)
+
+    floor = folder.table(Table.FLOOR, task="tickets")
+    majority_row = floor[(floor["arm"] == "Majority") & (floor["baseline"] == "majority class")].iloc[0]
+    assert not majority_row["passes"] and majority_row["p_value"] == 1.0  # it *is* the majority answer
+    assert floor[(floor["arm"] == "Good")]["passes"].all()
+
+    compare = folder.table(Table.COMPARE, task="tickets").set_index("arm")
+    assert compare.loc["Good", "qualifies"] and compare.loc["Good", "conclusion_adjusted"] == "superior"
+
+    decision = folder.doc(Doc.DECISION, task="tickets")
+    assert decision["recommended"] == "Good" and decision["runner_up"]
+    ranking = folder.table(Table.RANKING, task="tickets").set_index("option")
+    assert ranking.loc["Majority", "status"] == "below the floor"
+
+    cost_table = folder.table(Table.COSTS, task="tickets").set_index("option")
+    assert cost_table.loc["Good", "cost_low"] <= cost_table.loc["Good", "monthly_cost"] <= cost_table.loc["Good",
+                                                                                                          "cost_high"]
+    assert "box" not in cost_table.loc["API", "basis"] and "$0.5/hour" in cost_table.loc["Good", "basis"]
+    # the self-hosted candidate with confidences was simulated as a cascade in front of the reference
+    assert "Good" in folder.doc(Doc.CASCADES, task="tickets")
+
+
+def test_a_rerun_is_served_from_the_store_and_reads_only_the_questions_asked(project):
+    tmp_path, files = project
+    exp = experiment(tmp_path, files)
+    run_all(tmp_path, exp)
+    folder = RunFolder(tmp_path / "run2")
+    prepare.prepare_stage(exp, folder)
+    answers.answer_stage(folder, progress=False)
+    assert all(r.new_calls == 0 and r.from_store == 60 for r in folder.runs())
+
+
+def test_every_view_escapes_names_and_has_no_nan(project):
+    tmp_path, files = project
+    folder = run_all(tmp_path, experiment(tmp_path, files))
+    html = "".join(v(folder).to_html() for v in (views.summary, views.ranking, views.options_table, views.quality,
+                                                 views.comparison, views.floor, views.latency, views.costs,
+                                                 views.personal_data, views.examples, views.runs, views.manifest))
+    text = "".join([views.headline(folder), views.caveats(folder), views.break_even(folder), views.cascades(folder),
+                    views.statements(folder, Table.COMPARE)])
+    assert XSS not in html and XSS not in text and "&lt;img src=x" in html
+    assert "NaN" not in html and "nan%" not in html and "e-1" not in html
+    assert "<th" in html and "blank level0" not in html  # no index column
+
+
+def test_unpriced_self_hosted_option_is_named_not_a_crash(project):
+    """Recorded outputs without latencies give no throughput: the cost is unknown and said so."""
+    tmp_path, files = project
+    path = tmp_path / "nolat.jsonl"
+    rows = [json.loads(line) for line in open(files["good"])]
+    path.write_text("".join(json.dumps({k: v for k, v in r.items() if k != "latency_s"}) + "\n" for r in rows))
+    exp = experiment(tmp_path, {**files, "good": str(path)})
+    folder = run_all(tmp_path, exp)
+    costs_table = folder.table(Table.COSTS, task="tickets").set_index("option")
+    assert "not priced" in costs_table.loc["Good", "basis"]
+    assert pd.isna(costs_table.loc["Good", "monthly_cost"])
