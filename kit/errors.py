@@ -37,6 +37,22 @@ class ArmError(KitError):
     """An arm spec is unknown or an arm cannot be set up."""
 
 
+class EndpointDown(ArmError):
+    """An HTTP arm's endpoint stopped answering: its connections failed ``breaker`` times in a row, or the
+    server process behind it exited. The run stops at once; answers already stored are kept, and a re-run
+    asks only the items still missing. ``url`` is the endpoint; ``exited`` is True when its process died.
+
+    >>> str(EndpointDown("3 connections in a row failed", where="openai:x", fix="start it", url="http://h/v1"))
+    'openai:x: 3 connections in a row failed. Fix: start it'
+    """
+
+    def __init__(self, problem: str, *, url: str, exited: bool = False, where: str | None = None,
+                 fix: str | None = None) -> None:
+        self.url = url
+        self.exited = exited
+        super().__init__(problem, where=where, fix=fix)
+
+
 class MissingDependency(ArmError):
     """An optional package is needed; the message names the pip install that fixes it."""
 

@@ -3,7 +3,7 @@
 ``OpenAIServer`` answers ``POST /v1/chat/completions`` (streamed SSE chunks with logprobs and an
 ``include_usage`` chunk, or one JSON body) and can inject faults per request: 429 with Retry-After,
 500, a response slower than the client's timeout, garbage JSON, a connection reset (before the
-answer, or in the middle of a stream). ``AnthropicServer`` answers ``POST /v1/messages`` with the
+answer, or in the middle of a stream), an answer with an empty ``choices`` list. ``AnthropicServer`` answers ``POST /v1/messages`` with the
 Messages API's SSE events (message_start, content_block_start/delta/stop, message_delta with usage,
 message_stop). Both record every request (path, headers, body) so tests can count calls.
 
@@ -24,7 +24,8 @@ from typing import Any
 
 Answer = Callable[[dict[str, Any]], str]
 # A fault plan: given the request body and how many times this prompt was seen (1-based), an action:
-# "ok", ("status", code, headers[, message]), ("slow", seconds), "garbage", "reset", "reset_mid_stream".
+# "ok", ("status", code, headers[, message]), ("slow", seconds), "garbage", "reset", "reset_mid_stream",
+# "no_choices" (OpenAI only: a complete answer whose choices list is empty).
 Plan = Callable[[dict[str, Any], int], Any]
 
 
@@ -122,6 +123,8 @@ def _handler(server: _Base) -> type[BaseHTTPRequestHandler]:
                 self._reset()
             elif kind == "reset_mid_stream":
                 self._safe(lambda: server.respond(self, body, cut=True))
+            elif kind == "no_choices":
+                self._safe(lambda: server.respond(self, body, empty=True))
             else:
                 if server.delay:
                     time.sleep(server.delay)
@@ -192,7 +195,7 @@ class OpenAIServer(_Base):
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def respond(self, h: Any, body: dict[str, Any], cut: bool = False) -> None:
+    def respond(self, h: Any, body: dict[str, Any], cut: bool = False, empty: bool = False) -> None:
         for name in self.reject:
             if name in body:
                 h._json(422, {"detail": [{"type": "extra_forbidden", "loc": ["body", name],
@@ -208,6 +211,15 @@ class OpenAIServer(_Base):
         lp = body.get("logprobs")
         base = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 0, "model": self.model}
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(toks), "total_tokens": prompt_tokens + len(toks)}
+        if empty:  # what a content filter sends: no choices, something else instead
+            filtered = {"prompt_filter_results": [{"prompt_index": 0, "content_filter_results": {}}]}
+            if not body.get("stream"):
+                h._json(200, {**base, "object": "chat.completion", "choices": [], "usage": usage, **filtered})
+                return
+            h.sse_start()
+            h.sse({**base, "choices": [], **filtered})
+            h.sse("[DONE]")
+            return
         if not body.get("stream"):
             message = {"role": "assistant", "content": text}
             choice = {"index": 0, "message": message, "finish_reason": "stop",

@@ -80,10 +80,12 @@ def test_openai_arm_against_llama_cpp_server(llama_server, mini, store, monkeypa
         assert extra["usage"] == "counted"  # this server sends no usage in streams: counted from the stream
         assert 0 < row["confidence"] <= 1  # exp(sum of the answer tokens' logprobs)
     assert "json_schema" in arm._off
-    # a re-run, even against another port, is served from the store: the identity has no loopback port
-    again = get_arm("openai:gemma-3-270m", base_url=llama_server.replace("127.0.0.1:", "127.0.0.1:1"))
-    assert again.identity() == arm.identity()
-    assert run_arm(mini, again, store=store, limit=3, max_tokens=24).cached == 3
+    # a re-run against the same server is served from the store; another port is another endpoint
+    assert run_arm(mini, get_arm("openai:gemma-3-270m", base_url=llama_server), store=store, limit=3,
+                   max_tokens=24).cached == 3
+    port = int(llama_server.split(":")[2].split("/")[0])
+    elsewhere = get_arm("openai:gemma-3-270m", base_url=llama_server.replace(f":{port}/", f":{port + 1}/"))
+    assert elsewhere.identity() != arm.identity()
 
 
 def test_openai_arm_json_schema_extraction_on_llama_server(llama_server, tmp_path, store):
@@ -128,7 +130,7 @@ def test_anthropic_arm_streams_messages_api(mini, store, monkeypatch):
     row = rows.iloc[0]
     assert row["prompt_tokens"] == words and row["completion_tokens"] == 1
     assert row["ttft_s"] is not None and 0 < row["ttft_s"] <= row["latency_s"]
-    assert arm.identity()["endpoint"] == "http://127.0.0.1" and arm.hosted is False
+    assert arm.identity()["endpoint"] == f"http://127.0.0.1:{srv.port}" and arm.hosted is False
 
 
 def test_anthropic_system_message_goes_to_system(monkeypatch):
@@ -359,7 +361,7 @@ def test_missing_key_is_an_error_naming_the_variable(monkeypatch, capsys, task_d
     assert code == 2 and "OPENAI_API_KEY" in err and "export OPENAI_API_KEY" in err
 
 
-def test_identity_holds_no_key_and_no_loopback_port(monkeypatch):
+def test_identity_holds_no_key_and_keeps_the_port(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-identity-check-999999")
     arm = get_arm("openai:gpt-4o-mini", seed=7)
     ident = arm.identity()
@@ -367,7 +369,7 @@ def test_identity_holds_no_key_and_no_loopback_port(monkeypatch):
                      "temperature": 0.0, "structured": "auto", "seed": 7}
     assert "sk-identity" not in repr(arm) + json.dumps(ident) + arm.describe()
     assert arm.hosted is True and "stand-in" not in arm.describe()
-    assert endpoint_identity("http://localhost:5123/v1/") == "http://localhost/v1"
+    assert endpoint_identity("http://localhost:5123/v1/") == "http://localhost:5123/v1"  # loopback keeps it too
     assert endpoint_identity("https://my.vllm:8443/v1") == "https://my.vllm:8443/v1"
 
 

@@ -63,5 +63,5 @@ def test_registry_errors_are_clear():
         get_arm("llama_cp:x")
     with pytest.raises(ArmError, match="no backend prefix"):
         get_arm("smollm2")
-    with pytest.raises(ArmError, match="unknown llama_cpp options"):
+    with pytest.raises(ArmError, match="unknown llama_cpp option n_ctxx.*did you mean n_ctx"):
         get_arm("llama_cpp:smollm2-135m-instruct", n_ctxx=3)

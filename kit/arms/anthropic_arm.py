@@ -69,14 +69,16 @@ class AnthropicArm(HostedArm):
 
     async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
         structured = self._structured_ok and request.json_schema is not None
-        outcome = await with_retries(lambda: self._timed(request, structured), policy=self._policy, classify=classify)
+        outcome = await with_retries(lambda: self._timed(request, structured), policy=self._policy, classify=classify,
+                                     breaker=self._breaker)
         notes: dict[str, Any] = {"structured": "json_schema" if structured else None}
         fault = outcome.fault
         if structured and outcome.value is None and fault is not None and fault.status in (400, 422) \
                 and any(w in fault.reason.lower() for w in ("output_config", "format", "schema")):
             self._structured_ok = False
             notes = {"structured": None, "dropped_params": ["output_config"]}
-            outcome = await with_retries(lambda: self._timed(request, False), policy=self._policy, classify=classify)
+            outcome = await with_retries(lambda: self._timed(request, False), policy=self._policy,
+                                         classify=classify, breaker=self._breaker)
         return outcome, notes
 
     async def _attempt(self, request: Request, structured: bool) -> Completion:

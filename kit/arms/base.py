@@ -10,12 +10,16 @@ arm, the Anthropic arm and the replay arm differ only inside ``complete``.
 from __future__ import annotations
 
 import asyncio
+import collections.abc
 import difflib
+import math
+import types
+import typing
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Callable
 
-from kit.errors import ArmError
+from kit.errors import ArmError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,108 @@ class Arm(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+O = typing.TypeVar("O")
+
+
+def build_options(cls: type[O], spec: str, options: dict[str, Any]) -> O:
+    """The options dataclass ``cls`` of arm ``spec`` from ``options``, every value checked by its annotation.
+
+    One rule for every arm: a name the arm does not take is an :class:`ArmError` that lists the names it
+    does take; a value of the wrong type (``n_ctx="abc"``, ``temperature=[1, 2]``) or outside its field's
+    ``metadata`` bounds (``{"min": 1}``, ``{"above": 0}``, ``{"choices": (...)}``) is a :class:`ConfigError` naming the option
+    and an example. A whole number is accepted where a number (float) is asked for.
+
+    >>> @dataclass(frozen=True)
+    ... class Opts:
+    ...     n_ctx: int = field(default=4096, metadata={"min": 1})
+    >>> build_options(Opts, "llama_cpp:x", {"n_ctx": 2048}).n_ctx
+    2048
+    >>> build_options(Opts, "llama_cpp:x", {"n_ctx": "abc"})
+    Traceback (most recent call last):
+    kit.errors.ConfigError: llama_cpp:x: option n_ctx='abc' is not a whole number. Fix: write e.g. -o n_ctx=4096
+    """
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        backend = spec.partition(":")[0]
+        near = difflib.get_close_matches(unknown[0], list(known), n=1)
+        hint = f"did you mean {near[0]}? " if near else ""
+        names = ", ".join(sorted(known)) if known else "none (everything comes from the spec)"
+        raise ArmError(f"unknown {backend} option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}", where=spec,
+                       fix=f"{hint}the options {backend} arms take: {names}")
+    hints = typing.get_type_hints(cls)
+    checked: dict[str, Any] = {}
+    for name, value in options.items():
+        f = known[name]
+        example = f.default if f.default is not MISSING and f.default is not None else None
+        fix = f"write e.g. -o {name}={_shown(example)}" if example is not None else f"see the arm's options for {name}"
+        ok, value = _fits(value, hints[name])
+        if not ok:
+            raise ConfigError(f"option {name}={value!r} is not {_describe(hints[name])}", where=spec, fix=fix)
+        low, above, choices = f.metadata.get("min"), f.metadata.get("above"), f.metadata.get("choices")
+        if low is not None and value is not None and value < low:
+            raise ConfigError(f"option {name}={value!r} must be at least {low}", where=spec, fix=fix)
+        if above is not None and value is not None and value <= above:
+            raise ConfigError(f"option {name}={value!r} must be above {above}", where=spec, fix=fix)
+        if choices is not None and value not in choices:
+            raise ConfigError(f"option {name}={value!r} is not one of {', '.join(map(repr, choices))}", where=spec,
+                              fix=f"write -o {name}={choices[0]}")
+        checked[name] = value
+    return cls(**checked)
+
+
+def _shown(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _fits(value: Any, hint: Any) -> tuple[bool, Any]:
+    """(True, the value, a whole number turned float where a float is asked) when ``value`` fits ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in args:
+            ok, out = _fits(value, arg)
+            if ok:
+                return True, out
+        return False, value
+    if hint is type(None):
+        return value is None, value
+    if hint is bool:
+        return isinstance(value, bool), value
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if hint is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return fits, float(value) if fits else value
+    if hint is str:
+        return isinstance(value, str), value
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            return False, value
+        return all(_fits(v, args[1])[0] for v in value.values()) if args else True, value
+    if origin is collections.abc.Callable or hint is collections.abc.Callable:
+        return callable(value), value
+    return isinstance(value, hint) if isinstance(hint, type) else True, value
+
+
+def _describe(hint: Any) -> str:
+    """Words for a type: ``int | None`` -> 'a whole number (or none)'."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        text = " or ".join(parts)
+        return text + (" (or none)" if type(None) in args else "")
+    words = {bool: "true or false", int: "a whole number", float: "a number", str: "text"}
+    if hint in words:
+        return words[hint]
+    if origin is dict:
+        return "a mapping of names to values"
+    if origin is collections.abc.Callable:
+        return "a function"
+    return getattr(hint, "__name__", str(hint))
 
 
 ArmFactory = Callable[..., Arm]

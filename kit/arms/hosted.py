@@ -1,8 +1,20 @@
-"""What the hosted-API arms share: keys from the environment, endpoint identity, limits, retries.
+"""What the hosted-API arms share: keys from the environment, endpoint identity, limits, retries, breaker.
 
 An API key is read from the environment only and is never part of an arm's identity, description,
-errors or store rows. Loopback endpoints (127.0.0.1, localhost, ::1) are identified without their
-port, so a stand-in server that picks a fresh port every run is still served from the store.
+errors or store rows. An endpoint is identified by its URL with its port — loopback ones too, so the
+answers of one local server are never served as another's. A server the kit started itself, whose
+model file it knows, is identified instead by what answers (``served_by``: the model's sha256 and the
+server software), so the stand-in on a fresh port every run is still served from the store.
+
+Connection failures (refused, reset, dropped) are counted over all requests of the arm; ``breaker`` of
+them in a row stop the arm with :class:`~kit.errors.EndpointDown` (nothing is stored for the items not
+answered, so a re-run asks only those). ``watch`` — a callable that returns a notice once the server
+process behind the endpoint has exited, else None — is asked at every connection failure before any
+retry, and stops the arm at the first one:
+
+>>> server = StandinServer("gemma-3-270m").start()                        # doctest: +SKIP
+>>> arm = get_arm("openai:gemma-3-270m", base_url=server.base_url, watch=server.exit_notice,
+...               served_by=server.served_by())                           # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -12,15 +24,16 @@ import contextlib
 import ipaddress
 import os
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, fields
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from kit.arms.base import Arm, Completion, Request
-from kit.errors import ArmError
+from kit.arms.base import Arm, Completion, Request, build_options
+from kit.errors import ArmError, ConfigError, EndpointDown
 from kit.util import run_sync
 from kit.arms.retry import (
+    Breaker,
     Fault,
     Outcome,
     RateLimiter,
@@ -39,29 +52,41 @@ class HostedOptions:
 
     base_url: str | None = None
     api_key_env: str | None = None
-    concurrency: int = 4
-    rpm: float | None = None
-    tpm: float | None = None
-    timeout: float = 60.0
-    max_attempts: int = 5
-    backoff_s: float = 0.5
-    temperature: float = 0.0
-    structured: str = "auto"  # "auto": constrain answers (labels, JSON schema) where the endpoint allows; "off"
-    price_in: float | None = None  # USD per million input tokens (overrides the price table)
-    price_out: float | None = None  # USD per million output tokens
+    concurrency: int = field(default=4, metadata={"min": 1})
+    rpm: float | None = field(default=None, metadata={"above": 0})
+    tpm: float | None = field(default=None, metadata={"above": 0})
+    timeout: float = field(default=60.0, metadata={"above": 0})
+    max_attempts: int = field(default=5, metadata={"min": 1})
+    backoff_s: float = field(default=0.5, metadata={"min": 0})
+    temperature: float = field(default=0.0, metadata={"min": 0})
+    # "auto": constrain answers (labels, JSON schema) where the endpoint allows; "off": never
+    structured: str = field(default="auto", metadata={"choices": ("auto", "off")})
+    price_in: float | None = field(default=None, metadata={"min": 0})  # USD per million input tokens
+    price_out: float | None = field(default=None, metadata={"min": 0})  # USD per million output tokens
+    # connection failures in a row (refused, reset) that stop the arm with EndpointDown; 0: never by count
+    breaker: int = field(default=3, metadata={"min": 0})
+    # asked at every connection failure: a notice once the server process behind the endpoint has exited
+    watch: Callable[[], str | None] | None = None
+    # what answers, for a server the kit started (model sha256, server software): replaces the URL in the identity
+    served_by: dict[str, str] | None = None
 
 
-def split_options(cls: type, spec: str, options: dict[str, Any]) -> Any:
-    """Build the options dataclass ``cls``, with a clear error for unknown names."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise ArmError(f"unknown options {unknown} for {spec}", where=spec, fix=f"use any of {sorted(known)}")
-    opts = cls(**options)
-    if opts.structured not in ("auto", "off"):
-        raise ArmError(f"structured={opts.structured!r} is not 'auto' or 'off'", where=spec,
-                       fix="write -o structured=auto (default) or -o structured=off")
-    return opts
+def check_url(url: str, *, spec: str) -> str:
+    """``url`` when it is an http(s) URL with a host and a valid port, else a ConfigError that says so.
+
+    >>> check_url("http://127.0.0.1:8080/v1", spec="openai:x")
+    'http://127.0.0.1:8080/v1'
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 — raises ValueError for a port that is not a number in 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"base_url {url!r} is not a URL ({exc})", where=spec,
+                          fix="write e.g. --base-url http://127.0.0.1:8080/v1") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"base_url {url!r} is not an http(s) URL with a host", where=spec,
+                          fix="write e.g. --base-url http://127.0.0.1:8080/v1")
+    return url
 
 
 def is_loopback(url: str) -> bool:
@@ -80,14 +105,17 @@ def is_loopback(url: str) -> bool:
 
 
 def endpoint_identity(url: str) -> str:
-    """The endpoint as stored in an identity: lower-case, no trailing slash, no port on loopback.
+    """The endpoint as stored in an identity: lower-case, no trailing slash, the port kept (loopback too:
+    two local servers on different ports are different endpoints).
 
     >>> endpoint_identity("http://127.0.0.1:41873/v1/")
-    'http://127.0.0.1/v1'
+    'http://127.0.0.1:41873/v1'
     """
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
-    netloc = host if is_loopback(url) or parts.port is None else f"{host}:{parts.port}"
+    if ":" in host:
+        host = f"[{host}]"  # IPv6
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
     return f"{parts.scheme.lower()}://{netloc}{parts.path.rstrip('/')}"
 
 
@@ -131,15 +159,16 @@ class HostedArm(Arm):
     def __init__(self, model: str, **options: Any) -> None:
         self.model = model
         self.spec = f"{self.backend}:{model}"
-        self.options = split_options(self.options_class, self.spec, options)
-        self.base_url = (self.options.base_url or self.default_url).rstrip("/")
+        self.options = build_options(self.options_class, self.spec, options)
+        self.base_url = check_url((self.options.base_url or self.default_url).rstrip("/"), spec=self.spec)
         self.loopback = is_loopback(self.base_url)
         self.hosted = not self.loopback
-        self.concurrency = max(1, int(self.options.concurrency))
+        self.concurrency = self.options.concurrency
         self.key_env = self.options.api_key_env or self._default_key_env()
         self._key = resolve_key(spec=self.spec, env=self.key_env, explicit=bool(self.options.api_key_env),
                                 loopback=self.loopback)
-        self._policy = RetryPolicy(max_attempts=max(1, int(self.options.max_attempts)), base_s=self.options.backoff_s)
+        self._policy = RetryPolicy(max_attempts=self.options.max_attempts, base_s=self.options.backoff_s)
+        self._breaker = Breaker(self.options.breaker, watch=self.options.watch)
         self._limiter = RateLimiter(rpm=self.options.rpm, tpm=self.options.tpm)
         self._client_obj: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
@@ -153,7 +182,11 @@ class HostedArm(Arm):
         return self.default_key_env
 
     def identity(self) -> dict[str, Any]:
-        return {"backend": self.backend, "model": self.model, "endpoint": endpoint_identity(self.base_url),
+        """What answers: the model at its endpoint (URL with port), or ``served_by`` when the kit started the
+        server and knows its model file, so the same server on another port is the same identity."""
+        where: dict[str, Any] = ({"served_by": dict(sorted(self.options.served_by.items()))}
+                                 if self.options.served_by else {"endpoint": endpoint_identity(self.base_url)})
+        return {"backend": self.backend, "model": self.model, **where,
                 "temperature": self.options.temperature, "structured": self.options.structured}
 
     @property
@@ -193,10 +226,15 @@ class HostedArm(Arm):
         return run_sync(self.acomplete(request))
 
     async def acomplete(self, request: Request) -> Completion:
+        """Answer one request; raises :class:`EndpointDown` once the breaker has tripped (nothing to store)."""
+        if self._breaker.tripped:
+            raise self._endpoint_down()
         estimate = estimate_tokens(request) + request.max_tokens
         await self._limiter.acquire(tokens=estimate)
         began = time.perf_counter()
         outcome, notes = await self._call(request)
+        if outcome.tripped:
+            raise self._endpoint_down()
         if outcome.value is not None:
             completion = outcome.value
         else:
@@ -215,7 +253,8 @@ class HostedArm(Arm):
 
     async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
         """Run the attempts for one request; subclasses may add fallbacks. Returns (outcome, extra notes)."""
-        outcome = await with_retries(lambda: self._timed(request, None), policy=self._policy, classify=classify)
+        outcome = await with_retries(lambda: self._timed(request, None), policy=self._policy, classify=classify,
+                                     breaker=self._breaker)
         return outcome, {}
 
     async def _timed(self, request: Request, plan: Any) -> Completion:
@@ -224,6 +263,19 @@ class HostedArm(Arm):
 
     async def _attempt(self, request: Request, plan: Any) -> Completion:
         raise NotImplementedError
+
+    def _endpoint_down(self) -> EndpointDown:
+        """The error that stops the arm once its breaker has tripped: what happened, where, and what to do."""
+        breaker = self._breaker
+        again = "run the same command again: the answers already stored are kept and only the missing items are asked"
+        if breaker.exited:
+            fix = f"restart the server (the end of its log is quoted above) and {again}"
+        elif self.loopback:
+            fix = f"start the server at {self.base_url} (or give the right --base-url) and {again}"
+        else:
+            fix = f"check the network, any proxy and the provider's status page, then {again}"
+        return EndpointDown(f"the endpoint stopped answering: {breaker.notice}", url=self.base_url,
+                            exited=breaker.exited, where=f"{self.spec} at {self.base_url}", fix=fix)
 
     def _raise_if_fatal(self, fault: Fault | None) -> None:
         """A rejected key or an unknown model would fail every item: stop the run with a clear error."""

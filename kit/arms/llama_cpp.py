@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from kit.arms.base import Arm, Completion, Request, register_arm
+from kit.arms.base import Arm, Completion, Request, build_options, register_arm
 from kit.errors import ArmError, MissingDependency
 
 CHATML = (
@@ -32,13 +32,13 @@ CHATML = (
 
 @dataclass(frozen=True)
 class LlamaOptions:
-    n_ctx: int = 4096
-    n_threads: int | None = None
-    n_gpu_layers: int = 0
-    n_batch: int = 512
+    n_ctx: int = field(default=4096, metadata={"min": 1})
+    n_threads: int | None = field(default=None, metadata={"min": 1})
+    n_gpu_layers: int = field(default=0, metadata={"min": -1})
+    n_batch: int = field(default=512, metadata={"min": 1})
     seed: int = 0
-    temperature: float = 0.0
-    top_p: float = 1.0
+    temperature: float = field(default=0.0, metadata={"min": 0})
+    top_p: float = field(default=1.0, metadata={"above": 0})
     prefix_cache: bool = True
     lora_path: str | None = None
     lora_sha256: str | None = None
@@ -57,14 +57,11 @@ class LlamaCppArm(Arm):
         from kit.models.hardware import check_gpu_offload
         from kit.models import resolve_model
 
-        unknown = set(options) - set(LlamaOptions.__dataclass_fields__)
-        if unknown:
-            raise ArmError(f"unknown llama_cpp options {sorted(unknown)}",
-                           fix=f"use any of {sorted(LlamaOptions.__dataclass_fields__)}")
-        self.options = LlamaOptions(**options)
+        if not hasattr(self, "spec"):  # a subclass (lora) names itself first
+            self.spec = f"llama_cpp:{model}"
+        self.options = build_options(LlamaOptions, self.spec, options)
         check_gpu_offload(self.options.n_gpu_layers)
         self.model = resolve_model(model)
-        self.spec = f"llama_cpp:{model}"
         self._llama_cpp = llama_cpp
         try:
             self.llm = llama_cpp.Llama(

@@ -53,8 +53,8 @@ class LoraArm(LlamaCppArm):
         if expected and expected != sha:
             raise ArmError(f"adapter sha256 {sha[:12]}… differs from the expected {str(expected)[:12]}…",
                            where=str(adapter), fix="use the adapter the manifest names, or train it again")
-        super().__init__(base, lora_path=str(adapter), lora_sha256=sha, **options)
         self.spec = f"lora:{name}"
+        super().__init__(base, lora_path=str(adapter), lora_sha256=sha, **options)
 
     def identity(self) -> dict[str, Any]:
         ident = super().identity()

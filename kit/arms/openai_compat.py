@@ -6,7 +6,9 @@ streams, to measure time to first token; reads token usage from the final chunk
 those of the answer's tokens into ``confidence = exp(sum logprobs)``. Labels and JSON schemas go out as
 ``response_format`` (``json_schema``, else llama.cpp's ``json_object`` + schema); a parameter the
 endpoint rejects is dropped for the rest of the run and the kit's parsing takes over. An unparseable
-answer is kept as text: the runner records it as a parse error, scored wrong.
+answer is kept as text: the runner records it as a parse error, scored wrong. An answer with an empty
+``choices`` list (a content filter, a broken gateway) is recorded on the item as "the endpoint answered
+with no choices", without retries.
 
 >>> arm = get_arm("openai:gpt-4o-mini")                                   # doctest: +SKIP
 >>> arm = get_arm("openai:gemma-3-270m", base_url="http://127.0.0.1:8080/v1")  # the stand-in  # doctest: +SKIP
@@ -37,6 +39,11 @@ FEATURES: dict[str, tuple[str, ...]] = {
     "seed": ("seed",),
 }
 ANSWER_KEY = "answer"
+NO_CHOICES = "the endpoint answered with no choices"
+
+
+class NoChoices(Exception):
+    """The endpoint answered, but with an empty ``choices`` list: nothing to record as the model's answer."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +123,8 @@ class OpenAICompatArm(HostedArm):
         while True:
             plan = self._plan(request)
             outcome = await with_retries(lambda plan=plan: self._timed(request, plan), policy=self._policy,
-                                         classify=lambda exc, plan=plan: self._classify(exc, plan))
+                                         classify=lambda exc, plan=plan: self._classify(exc, plan),
+                                         breaker=self._breaker)
             if outcome.value is not None or outcome.fault is None or not self._rejected(outcome.fault):
                 break
             drop = self._named(outcome.fault.reason, plan)
@@ -133,6 +141,8 @@ class OpenAICompatArm(HostedArm):
         return outcome, notes
 
     def _classify(self, exc: BaseException, plan: list[str]) -> Fault:
+        if isinstance(exc, NoChoices):  # the server answered: asking again gets the same empty list
+            return Fault(retry=False, reason=str(exc))
         fault = classify(exc)
         if fault.status is not None and fault.status >= 500 and self._named(fault.reason, plan):
             # llama.cpp's server answers a rejected parameter with 500 and a validation message
@@ -158,6 +168,8 @@ class OpenAICompatArm(HostedArm):
         start = time.perf_counter()
         if not self.options.stream:
             resp = await client.chat.completions.create(**params)
+            if not resp.choices:
+                raise NoChoices(NO_CHOICES + _finish_note(resp))
             choice = resp.choices[0]
             lps = [(t.token, t.logprob) for t in (choice.logprobs.content or [])] if choice.logprobs else []
             return self._finish(request, plan, text=choice.message.content or "", logprobs=lps,
@@ -168,12 +180,16 @@ class OpenAICompatArm(HostedArm):
         lps: list[tuple[str, float]] = []
         usage = model = finish = ttft = None
         chunks = 0
+        chose = False
+        last: Any = None
         try:
             async for chunk in stream:
+                last = chunk
                 usage = chunk.usage or usage
                 model = model or chunk.model
                 if not chunk.choices:
                     continue
+                chose = True
                 choice = chunk.choices[0]
                 content = choice.delta.content if choice.delta is not None else None
                 if content:
@@ -186,6 +202,8 @@ class OpenAICompatArm(HostedArm):
                 finish = choice.finish_reason or finish
         finally:
             await stream.close()
+        if not chose and last is not None:  # a complete stream whose chunks carried no choice at all
+            raise NoChoices(NO_CHOICES + _finish_note(last))
         if finish is None:
             raise IncompleteStream("the stream ended before the server finished the answer")
         return self._finish(request, plan, text="".join(pieces), logprobs=lps, usage=usage, model=model,
@@ -211,6 +229,13 @@ class OpenAICompatArm(HostedArm):
         confidence = _confidence(logprobs, raw, span) if span is not None else None
         return Completion(text=answer, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                           latency_s=latency, ttft_s=ttft, confidence=confidence, model=model, extra=extra)
+
+
+def _finish_note(resp: Any) -> str:
+    """What an answer without choices said instead (Azure's content filter sends prompt_filter_results)."""
+    extra = getattr(resp, "model_extra", None) or {}
+    said = sorted(k for k in extra if k not in ("usage",))
+    return f" (it sent {', '.join(said)})" if said else ""
 
 
 def _answer_schema(request: Request) -> dict[str, Any]:

@@ -17,15 +17,21 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.arms.base import Arm, Completion, Request, register_arm
+from kit.arms.base import Arm, Completion, Request, build_options, register_arm
 from kit.errors import ArmError
 from kit.records import read_records
 
 NUMBERS = {"latency_s": float, "ttft_s": float, "prompt_tokens": int, "completion_tokens": int, "confidence": float}
 NOT_IN_FILE = "not in replay file"
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """A replay arm takes no options: everything comes from the file."""
 
 
 class ReplayArm(Arm):
@@ -35,11 +41,9 @@ class ReplayArm(Arm):
     concurrency = 8
 
     def __init__(self, path: str, **options: Any) -> None:
-        if options:
-            raise ArmError(f"replay arms take no options, got {sorted(options)}", where=f"replay:{path}",
-                           fix="drop the -o options; everything comes from the file")
-        self.path = Path(path).expanduser()
         self.spec = f"replay:{path}"
+        build_options(ReplayOptions, self.spec, options)
+        self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ArmError("no such replay file", where=str(self.path),
                            fix="give a JSONL or CSV file with columns item_id (or id) and output")

@@ -6,6 +6,11 @@ fails comes back as an :class:`Outcome` with ``error`` set, so the arm records i
 run goes on. The SDKs' own retries are switched off (``max_retries=0``) so that this policy is the one
 that runs. :class:`RateLimiter` spaces requests (``rpm``) and tokens (``tpm``) over each minute.
 
+A :class:`Breaker` stops an arm whose endpoint is down instead of spending every item's retries on it:
+connection failures (refused, reset, dropped — not 429 or 5xx, which keep the policy above) are counted
+over all of the arm's requests, and ``threshold`` of them in a row trip it; a ``watch`` callable that
+reports the exit of the server process behind the endpoint trips it at the first failure.
+
 >>> policy = RetryPolicy(max_attempts=3, base_s=0.0)
 >>> asyncio.run(with_retries(lambda: asyncio.sleep(0, result="ok"), policy=policy)).value
 'ok'
@@ -53,6 +58,7 @@ class Fault:
     reason: str
     status: int | None = None
     retry_after: float | None = None
+    connection: bool = False  # the endpoint was not reached, or the connection dropped (counts for the breaker)
 
 
 @dataclass
@@ -66,6 +72,7 @@ class Outcome(Generic[T]):
     attempts: int = 0
     waited_s: float = 0.0
     faults: list[str] = field(default_factory=list)
+    tripped: bool = False  # the breaker stopped the attempts: the endpoint is down, the item is not answered
 
 
 def _class_names(exc: BaseException) -> set[str]:
@@ -118,7 +125,7 @@ def classify(exc: BaseException) -> Fault:
                                                      "RemoteProtocolError", "IncompleteStream"}:
         cause = exc.__cause__ or exc.__context__
         detail = f" ({type(cause).__name__})" if cause is not None else ""
-        return Fault(retry=True, reason=f"connection failed or dropped{detail}")
+        return Fault(retry=True, reason=f"connection failed or dropped{detail}", connection=True)
     if isinstance(exc, ValueError) or names & {"APIResponseValidationError"}:  # JSONDecodeError is a ValueError
         return Fault(retry=True, reason=f"unreadable response ({type(exc).__name__}: {str(exc)[:120]})")
     return Fault(retry=False, reason=f"{type(exc).__name__}: {str(exc)[:300]}")
@@ -142,27 +149,97 @@ class IncompleteStream(Exception):
     """A stream ended before the server said it was finished (a dropped or cut connection)."""
 
 
+Watch = Callable[[], "str | None"]
+"""Asked when a connection fails: a notice when the process behind the endpoint has exited, else None."""
+
+
+class Breaker:
+    """Trips when an endpoint is down, so an arm stops instead of retrying every item against it.
+
+    :meth:`failure` counts a connection failure (over all requests of the arm, in any order); ``threshold``
+    of them in a row trip the breaker (0: never by count). Any answer from the server — a success or an
+    HTTP status, even 429 or 500 — starts the count again (:meth:`answered`). ``watch``, when given, is
+    asked at every connection failure, before any retry: a notice from it (the server process exited)
+    trips the breaker at once. Once tripped it stays tripped; ``notice`` says why, ``exited`` whether the
+    process died.
+
+    >>> breaker = Breaker(threshold=2)
+    >>> breaker.failure("refused"); breaker.tripped
+    False
+    >>> breaker.failure("refused"); breaker.notice
+    '2 connection attempts in a row failed (last: refused)'
+    """
+
+    def __init__(self, threshold: int = 3, *, watch: Watch | None = None) -> None:
+        self.threshold, self.watch = threshold, watch
+        self.failures = 0
+        self.notice: str | None = None
+        self.exited = False
+
+    @property
+    def tripped(self) -> bool:
+        return self.notice is not None
+
+    def answered(self) -> None:
+        """The server answered (success or HTTP status): it is up."""
+        self.failures = 0
+
+    def failure(self, reason: str) -> None:
+        """A connection attempt failed (refused, reset, dropped); may trip the breaker."""
+        if self.tripped:
+            return
+        self.failures += 1
+        exited = self.watch() if self.watch is not None else None
+        if exited:
+            self.notice, self.exited = exited, True
+        elif self.threshold and self.failures >= self.threshold:
+            self.notice = f"{self.failures} connection attempts in a row failed (last: {reason})"
+
+    def attempts_for(self, fault: Fault, max_attempts: int) -> int:
+        """How many attempts an item may take: a connection failure goes on until the breaker decides, so no
+        item gives up (and is stored as an error) merely because the server was down."""
+        return max(max_attempts, self.threshold) if fault.connection and self.threshold else max_attempts
+
+
 async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPolicy,
                        classify: Callable[[BaseException], Fault] = classify,
-                       rng: random.Random | None = None) -> Outcome[T]:
-    """Call ``attempt()`` until it succeeds, a fault is not retryable, or attempts run out.
+                       rng: random.Random | None = None, breaker: Breaker | None = None) -> Outcome[T]:
+    """Call ``attempt()`` until it succeeds, a fault is not retryable, attempts run out, or ``breaker`` trips.
 
     Exceptions become ``Outcome.error`` (never raised), except cancellation and KitError-type problems
-    that ``classify`` is not asked about (BaseException that is not Exception).
+    that ``classify`` is not asked about (BaseException that is not Exception). A tripped breaker ends the
+    attempts at once with ``Outcome.tripped`` set (its notice as the error), also when another request
+    tripped it while this one waited.
     """
     outcome: Outcome[T] = Outcome()
-    for number in range(1, max(1, policy.max_attempts) + 1):
+    number = 0
+    while True:
+        if breaker is not None and breaker.tripped:
+            outcome.tripped, outcome.error = True, breaker.notice
+            return outcome
+        number += 1
         outcome.attempts = number
         try:
             outcome.value = await attempt()
             outcome.error = outcome.fault = outcome.exception = None
+            if breaker is not None:
+                breaker.answered()
             return outcome
         except Exception as exc:  # noqa: BLE001 — every fault is sorted, recorded, never lost
             fault = classify(exc)
             outcome.fault, outcome.exception = fault, exc
             outcome.faults.append(fault.reason)
             outcome.error = fault.reason
-            if not fault.retry or number >= policy.max_attempts:
+            limit = policy.max_attempts
+            if breaker is not None:
+                if fault.connection:
+                    breaker.failure(fault.reason)
+                elif fault.status is not None:
+                    breaker.answered()
+                if breaker.tripped:
+                    continue
+                limit = breaker.attempts_for(fault, limit)
+            if not fault.retry or number >= max(1, limit):
                 break
             wait = policy.backoff(number, rng)
             if fault.retry_after is not None:

@@ -1,9 +1,11 @@
-"""What every command shares: printing tables, reading ``-o KEY=VALUE`` options."""
+"""What every command shares: printing tables, reading ``-o KEY=VALUE`` options, checking numbers."""
 
 from __future__ import annotations
 
+import argparse
 import json
-from typing import Any, Sequence
+import math
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -32,3 +34,35 @@ def parse_options(pairs: Sequence[str]) -> dict[str, Any]:
         except json.JSONDecodeError:
             options[key.replace("-", "_")] = value
     return options
+
+
+def whole(least: int, *, meaning: str) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number of at least ``least``; argparse turns the error into one line.
+
+    >>> whole(1, meaning="a number of items")("50")
+    50
+    """
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number ({meaning})") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"{value} is below {least} ({meaning}, at least {least})")
+        return value
+
+    return parse
+
+
+def amount(*, meaning: str) -> Callable[[str], float]:
+    """An argparse ``type``: a finite number above zero."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number ({meaning})") from None
+        if not math.isfinite(value) or value <= 0:
+            raise argparse.ArgumentTypeError(f"{text} is not above zero ({meaning})")
+        return value
+
+    return parse

@@ -1,4 +1,5 @@
-"""``kit tasks``, ``kit run`` and ``kit results``: tasks through arms into the store, and what they scored."""
+"""``kit tasks``, ``kit run``, ``kit results`` and ``kit runs``: tasks through arms into the store, what they
+scored, and how each run went."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from kit.cli.common import parse_options, print_table
+from kit.cli.common import amount, parse_options, print_table, whole
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
@@ -72,6 +73,27 @@ def cmd_results(args: argparse.Namespace) -> None:
     print_table(table, as_json=args.json)
 
 
+def cmd_runs(args: argparse.Namespace) -> None:
+    from kit.paths import default_store
+    from kit.run.store import Store
+
+    with Store(args.store or default_store()) as store:
+        runs = store.runs(task=args.task)  # a 'running' run whose process is gone is marked interrupted here
+    runs = runs.tail(args.last) if args.last else runs
+    rows = [{"run_id": r["run_id"], "task": r["task"], "arm": r["arm"], "status": r["status"],
+             "started": str(r["started_at"])[:19].replace("T", " "), "items": _count(r["n_items"]),
+             "new_calls": _count(r["new_calls"]), "from_store": _count(r["cached"]), "errors": _count(r["errors"]),
+             "note": r["message"] if isinstance(r["message"], str) else ""} for r in runs.to_dict("records")]
+    if not args.json:
+        for row in rows:
+            row["note"] = row["note"] if len(row["note"]) <= 70 else row["note"][:69] + "…"
+    print_table(rows, as_json=args.json)
+
+
+def _count(value: Any) -> int | None:
+    return None if value is None or value != value else int(value)  # NULL comes back as None or NaN
+
+
 def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tasks", help="list tasks with their item counts")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -80,23 +102,27 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run a task's test items through one arm")
     p.add_argument("--task", required=True, help="task name (see `kit tasks`) or path of a task YAML")
     p.add_argument("--arm", required=True, help="arm spec, e.g. llama_cpp:smollm2-135m-instruct")
-    p.add_argument("--limit", type=int, help="only the first N test items")
+    p.add_argument("--limit", type=whole(1, meaning="a number of items"), help="only the first N test items")
     p.add_argument("--store", help="SQLite store (default runs/kit.sqlite)")
-    p.add_argument("--epoch", type=int, default=0, help="repeat a run deliberately under a new epoch number")
-    p.add_argument("--n-ctx", dest="n_ctx", type=int, help="llama.cpp context size")
-    p.add_argument("--threads", dest="n_threads", type=int, help="llama.cpp CPU threads")
-    p.add_argument("--n-gpu-layers", dest="n_gpu_layers", type=int, help="layers offloaded to the GPU (-1 = all)")
-    p.add_argument("--concurrency", type=int, help="requests in flight at once (API arms)")
+    p.add_argument("--epoch", type=whole(0, meaning="an epoch number"), default=0,
+                   help="repeat a run deliberately under a new epoch number")
+    p.add_argument("--n-ctx", dest="n_ctx", type=whole(1, meaning="tokens"), help="llama.cpp context size")
+    p.add_argument("--threads", dest="n_threads", type=whole(1, meaning="threads"), help="llama.cpp CPU threads")
+    p.add_argument("--n-gpu-layers", dest="n_gpu_layers", type=whole(-1, meaning="layers; -1 = all"),
+                   help="layers offloaded to the GPU (-1 = all)")
+    p.add_argument("--concurrency", type=whole(1, meaning="requests in flight"),
+                   help="requests in flight at once (API arms)")
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)")
     p.add_argument("--api-key-env", dest="api_key_env", help="environment variable that holds the API key")
-    p.add_argument("--max-calls", type=int, help="stop before making more than N new calls")
+    p.add_argument("--max-calls", type=whole(0, meaning="new calls"), help="stop before making more than N new calls")
     p.add_argument("--privacy-required", action="store_true",
                    help="never send items with personal data to a hosted arm (they are withheld and recorded)")
     p.add_argument("--region", default="US", help="phone-number region for the personal-data scan (default US)")
-    p.add_argument("--max-cost", type=float, metavar="USD",
+    p.add_argument("--max-cost", type=amount(meaning="US dollars"), metavar="USD",
                    help="stop before the estimated spend (prices x measured tokens) would pass USD")
-    p.add_argument("--rpm", type=float, help="at most this many requests per minute (API arms)")
-    p.add_argument("--tpm", type=float, help="at most this many tokens per minute (API arms)")
+    p.add_argument("--rpm", type=amount(meaning="requests per minute"),
+                   help="at most this many requests per minute (API arms)")
+    p.add_argument("--tpm", type=amount(meaning="tokens per minute"), help="at most this many tokens per minute (API arms)")
     p.add_argument("-o", "--option", action="append", metavar="KEY=VALUE", help="any other arm option")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_run)
@@ -104,6 +130,13 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("results", help="per-arm metrics of a task from the store")
     p.add_argument("--task", required=True)
     p.add_argument("--store", help="SQLite store (default runs/kit.sqlite)")
-    p.add_argument("--epoch", type=int, default=0)
+    p.add_argument("--epoch", type=whole(0, meaning="an epoch number"), default=0)
     p.add_argument("--json", action="store_true", help="a JSON list, one object per arm")
     p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("runs", help="the runs in the store: status (finished, stopped, interrupted), items, calls")
+    p.add_argument("--task", help="only this task's runs")
+    p.add_argument("--store", help="SQLite store (default runs/kit.sqlite)")
+    p.add_argument("--last", type=whole(1, meaning="a number of runs"), help="only the latest N runs")
+    p.add_argument("--json", action="store_true", help="a JSON list, one object per run, notes in full")
+    p.set_defaults(func=cmd_runs)

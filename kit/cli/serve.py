@@ -24,9 +24,9 @@ def _cli_serve(args: argparse.Namespace) -> int:
               f"  a real hosted API instead:  {SWITCH_TO_REAL}\n"
               "Ctrl-C stops it.", flush=True)
         assert server.process is not None
-        code = server.process.wait()
-        raise ArmError(f"the stand-in server stopped by itself (status {code})", where=url,
-                       fix="see its log: " + server.log_tail())
+        server.process.wait()
+        raise ArmError(server.exit_notice() or "the stand-in server stopped by itself", where=url,
+                       fix="see the end of its log above; `kit doctor` checks that llama.cpp runs on this machine")
     except KeyboardInterrupt:
         print("stand-in server stopped", file=sys.stderr)
         return 0

@@ -132,6 +132,9 @@ def make_budget(arm: Arm, *, max_calls: int | None = None, max_cost: float | Non
     """
     if max_calls is None and max_cost is None:
         return None
+    if max_calls is not None and (isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 0):
+        raise ConfigError(f"--max-calls {max_calls!r} is not a number of calls",
+                          fix="give a whole number of at least 0, e.g. --max-calls 100")
     if max_cost is None:
         return Budget(max_calls=max_calls)
     if max_cost <= 0:

@@ -2,7 +2,10 @@
 
 Responses already in the store (same task, item, model identity, parameters, prompt and epoch, no
 error) are served from it: no model call is made twice, no API call is paid twice. A run stopped at
-any point — even by SIGKILL — continues where it stopped.
+any point — even by SIGKILL — continues where it stopped. When an arm's endpoint goes down
+(:class:`~kit.errors.EndpointDown`: its breaker tripped, or its server process exited) the run stops at
+once: it is recorded as ``stopped`` with the reason, nothing is stored for the items not answered, and
+the error is raised to the caller.
 
 >>> with Store("runs/kit.sqlite") as store, get_arm("llama_cpp:smollm2-135m-instruct") as arm:  # doctest: +SKIP
 ...     summary = run_arm(load_task("snips-intents"), arm, store=store, limit=50)
@@ -17,7 +20,7 @@ from typing import Any, Callable, Iterable
 
 from kit import __version__
 from kit.arms.base import Arm, Completion, Request
-from kit.errors import BudgetExceeded, ConfigError, KitError
+from kit.errors import BudgetExceeded, ConfigError, EndpointDown, KitError
 from kit.progress import Progress
 from kit.run.budget import Budget
 from kit.tasks.prompts import build_request, prompt_hash
@@ -58,17 +61,22 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
             progress: bool = False, max_tokens: int = 256, label: str | None = None) -> RunSummary:
     """Answer the task's test items (or ``items``) with ``arm``; return counts, the run id and the cache keys.
 
-    ``limit`` takes the first N test items (N >= 1); ``label`` names the option in progress output.
+    ``limit`` takes the first N test items (N >= 1); ``epoch`` (>= 0) numbers deliberate repeats; ``label``
+    names the option in progress output. Raises :class:`EndpointDown` when the arm's endpoint goes down.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit={limit!r} is not a number of items", where=f"{arm.spec} · {task.name}",
                           fix="give a whole number of at least 1 (--limit 50), or leave it out for every test item")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise ConfigError(f"epoch={epoch!r} is not an epoch number", where=f"{arm.spec} · {task.name}",
+                          fix="give a whole number of at least 0 (0 is the first run; --epoch 1 repeats it)")
     chosen = list(items) if items is not None else list(task.test)
     chosen = chosen[:limit] if limit is not None else chosen
     identity = arm.identity()
     run_id = store.start_run(task=task.name, arm=arm.spec, identity=identity, hardware=_fingerprint(),
                              options={"limit": limit, "epoch": epoch, "max_tokens": max_tokens,
-                                      "concurrency": arm.concurrency}, kit_version=__version__)
+                                      "concurrency": arm.concurrency}, kit_version=__version__,
+                             n_items=len(chosen))
     summary = RunSummary(run_id=run_id, task=task.name, arm=arm.spec, items=len(chosen))
     requests = [build_request(task, item, max_tokens=max_tokens) for item in chosen]
     keys = [cache_key(task=task.name, item_id=r.item_id, identity=identity, prompt_hash=prompt_hash(r), epoch=epoch)
@@ -84,6 +92,9 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
                          label=label or arm.spec))
         if summary.stopped:
             status = "stopped"
+    except EndpointDown as exc:
+        status, summary.stopped = "stopped", str(exc)
+        raise
     except BaseException:
         status = "interrupted"
         raise
@@ -97,6 +108,7 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
                   epoch: int, identity: dict[str, Any], budget: Budget | None, withhold: Withhold | None,
                   summary: RunSummary, progress: bool, label: str) -> None:
     gate = asyncio.Semaphore(max(1, arm.concurrency))
+    down: list[EndpointDown] = []  # the first one stops the run; requests in flight end without a row
     bar = Progress(f"{label} · {task.name}", total=len(todo), stage="run", show=progress)
 
     def save(item: Item, request: Request, key: str, completion: Completion) -> None:
@@ -115,7 +127,7 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
 
     async def one(item: Item, request: Request, key: str) -> None:
         async with gate:
-            if summary.stopped:
+            if summary.stopped or down:
                 return
             reason = withhold(item) if withhold else None
             if reason:
@@ -130,6 +142,9 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
                     return
             try:
                 completion = await arm.acomplete(request)
+            except EndpointDown as exc:
+                down.append(exc)
+                return
             except KitError:
                 raise
             except Exception as exc:  # a backend fault on one item is recorded, and the run goes on
@@ -143,3 +158,5 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
         await asyncio.gather(*(one(*job) for job in todo))
     finally:
         bar.close()
+    if down:
+        raise down[0]

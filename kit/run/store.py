@@ -6,13 +6,15 @@ calling the model again.
 
 >>> with Store(":memory:") as store:
 ...     store.schema_version()
-2
+3
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import sqlite3
 import uuid
 from datetime import datetime, timezone
@@ -126,12 +128,14 @@ class Store:
 
     # runs ------------------------------------------------------------------------------------------
     def start_run(self, *, task: str, arm: str, identity: dict[str, Any], hardware: dict[str, Any] | None,
-                  options: dict[str, Any] | None, kit_version: str) -> str:
+                  options: dict[str, Any] | None, kit_version: str, n_items: int | None = None) -> str:
+        """Record a run as ``running``, with this process's pid and host (so a killed run can be told apart)."""
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         self.db.execute(
-            "INSERT INTO runs(run_id, task, arm, identity, started_at, status, hardware, kit_version, options)"
-            " VALUES (?,?,?,?,?,?,?,?,?)",
-            (run_id, task, arm, _dumps(identity), now(), "running", _dumps(hardware), kit_version, _dumps(options)),
+            "INSERT INTO runs(run_id, task, arm, identity, started_at, status, hardware, kit_version, options,"
+            " n_items, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (run_id, task, arm, _dumps(identity), now(), "running", _dumps(hardware), kit_version, _dumps(options),
+             n_items, os.getpid(), socket.gethostname()),
         )
         return run_id
 
@@ -144,10 +148,31 @@ class Store:
         )
 
     def runs(self, *, task: str | None = None) -> pd.DataFrame:
+        """Every run (of ``task``), oldest first. Runs whose process is gone are marked first (see :meth:`reap`)."""
+        self.reap()
         sql, args = "SELECT * FROM runs", ()
         if task:
             sql, args = sql + " WHERE task=?", (task,)
         return pd.read_sql_query(sql + " ORDER BY started_at", self.db, params=args)
+
+    def reap(self) -> list[str]:
+        """Mark as ``interrupted`` the runs still ``running`` whose process on this host is gone (killed with
+        SIGKILL, out of memory, the machine restarted), with the calls they stored; return their run ids.
+
+        Runs of other hosts are left alone: their processes cannot be seen from here.
+        """
+        host = socket.gethostname()
+        rows = self.db.execute("SELECT run_id, pid, started_at FROM runs WHERE status='running' AND host=?",
+                               (host,)).fetchall()
+        gone = [r["run_id"] for r in rows if r["pid"] is not None and not _alive(int(r["pid"]), r["started_at"])]
+        for run_id in gone:
+            self.db.execute(
+                "UPDATE runs SET status='interrupted', message=?,"
+                " new_calls=(SELECT count(*) FROM responses WHERE run_id=runs.run_id),"
+                " errors=(SELECT count(*) FROM responses WHERE run_id=runs.run_id AND error IS NOT NULL)"
+                " WHERE run_id=? AND status='running'",
+                ("its process ended without finishing the run (killed?); run it again to continue", run_id))
+        return gone
 
     # responses -------------------------------------------------------------------------------------
     def cached(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -223,6 +248,38 @@ class Store:
     def arms(self, *, task: str) -> list[str]:
         rows = self.db.execute("SELECT DISTINCT arm FROM responses WHERE task=? ORDER BY arm", (task,)).fetchall()
         return [r[0] for r in rows]
+
+
+def _alive(pid: int, started_at: str) -> bool:
+    """Whether process ``pid`` of this host still runs and is the one that started a run at ``started_at``
+    (a pid reused by a process started later does not count, where /proc tells start times)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: alive
+    began = _process_start(pid)
+    if began is None:
+        return True
+    try:
+        run_began = datetime.fromisoformat(started_at).timestamp()
+    except (TypeError, ValueError):
+        return True
+    return began <= run_began + 2.0  # /proc/stat's boot time has whole seconds
+
+
+def _process_start(pid: int) -> float | None:
+    """When process ``pid`` started (Unix time), from Linux's /proc; None elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            stat = f.read()
+        with open("/proc/stat", encoding="ascii") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, StopIteration, ValueError):
+        return None
+    ticks = float(stat.rpartition(")")[2].split()[19])  # field 22, starttime, in clock ticks since boot
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _decoded(frame: pd.DataFrame) -> pd.DataFrame:
