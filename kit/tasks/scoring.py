@@ -156,7 +156,7 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
         if item is None:
             continue
         ok = not _failed(rec)
-        answer = rec.get("answer") if ok else None
+        answer = rec.get("answer") if ok and isinstance(rec.get("answer"), str) else None  # NaN: no answer
         row = {c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
         row.update(answer=answer, gold=item.gold, error=rec.get("error") if not ok else None,
                    parse_error=bool(rec.get("parse_error", False)), judge_error=False, gap=None)
