@@ -478,3 +478,30 @@ def _verdicts(verdicts: list[dict[str, Any]], grades: dict[str, dict[str, Any]],
         rows.append(row)
     return pd.DataFrame(rows, columns=["mode", "arm", "item_id", "epoch", "grade", "value", "outcome", "orders_agree",
                                        "judge_error", "note"])
+
+
+def judge_human_agreement(verdicts: pd.DataFrame, human: pd.DataFrame, *, mode: str = "rubric",
+                          ci: float = 0.95) -> pd.DataFrame:
+    """Where people graded some answers too: how well the judge agrees with them, with CIs.
+
+    ``human`` has columns arm, item_id and grade (a rubric grade, or win/tie/loss for ``mode="pairwise"``).
+    Answers the judge graded and people graded are matched on (arm, item_id); the rest are counted in
+    ``n_unmatched``. Columns: those of :func:`kit.stats.rater_agreement` plus mode and n_unmatched.
+
+    >>> judge_human_agreement(result.verdicts, pd.read_csv("human_grades.csv"))   # doctest: +SKIP
+    """
+    from kit.stats import rater_agreement
+
+    missing = [c for c in ("arm", "item_id", "grade") if c not in human.columns]
+    if missing:
+        raise ConfigError(f"human grades lack columns {missing}", where="kit.judge.judge_human_agreement",
+                          fix="give one row per graded answer: arm, item_id, grade")
+    mine = verdicts[(verdicts["mode"] == mode) & ~verdicts["judge_error"] & (verdicts["note"] == "")]
+    column = "grade" if mode == "rubric" else "outcome"
+    judged = mine.drop_duplicates(["arm", "item_id"]).set_index(["arm", "item_id"])[column]
+    people = human.drop_duplicates(["arm", "item_id"]).set_index(["arm", "item_id"])["grade"]
+    both = judged.index.intersection(people.index)
+    table = rater_agreement(list(judged.loc[both]), list(people.loc[both]), ci=ci)
+    table.insert(0, "mode", mode)
+    table["n_unmatched"] = len(people) - len(both)
+    return table

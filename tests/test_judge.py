@@ -12,7 +12,7 @@ import pytest
 from kit import stats
 from kit.arms import get_arm
 from kit.errors import ConfigError
-from kit.judge import judge_task, same_model
+from kit.judge import judge_human_agreement, judge_task, same_model
 from kit.run.budget import Budget
 from kit.run.runner import run_arm
 from kit.tasks import load_task
@@ -89,6 +89,11 @@ def test_rubric_grades_retry_once_then_judge_error_and_resume_repeats_no_call(tm
         assert set(stored["kind"]) == {"judge"} and len(stored) == 6 and stored["error"].isna().all()
         garbled = stored[stored["parse_error"]].iloc[0]
         assert json.loads(garbled["extra"])["outputs"] == ["I cannot decide"] * 2
+
+        human = pd.DataFrame({"arm": ["api"] * 4 + ["local"] * 3, "item_id": ["t0", "t1", "t2", "t3", "t0", "t1", "t2"],
+                              "grade": [5, 5, 5, 5, 4, 3, 1]})
+        people = judge_human_agreement(result.verdicts, human).iloc[0]
+        assert people["n"] == 6 and people["n_unmatched"] == 1 and people["agreement"] == pytest.approx(5 / 6)
 
         again = judge_task(task, store, options, judge, reference="api", modes=["rubric"])
         assert srv.calls() == 7 and again.new_calls == 0 and again.cached == 6  # a resumed run repeats no call

@@ -161,3 +161,18 @@ def test_docstring_examples_run():
     for name in ("kit.stats.scores", "kit.stats.agreement_bar"):
         result = doctest.testmod(importlib.import_module(name))
         assert result.attempted > 0 and result.failed == 0, name
+
+
+def test_rater_agreement_matches_sklearn_and_scipy():
+    from sklearn.metrics import cohen_kappa_score
+
+    judge = [5, 4, 2, 1, 3, 5, 4, 4, 2, 3, 1, 5]
+    human = [5, 4, 2, 2, 3, 4, 4, 3, 2, 3, 1, 5]
+    r = stats.rater_agreement(judge, human).iloc[0]
+    assert r["kappa"] == pytest.approx(cohen_kappa_score(judge, human))  # scikit-learn 1.9
+    assert r["spearman"] == pytest.approx(sp.spearmanr(judge, human).statistic)  # scipy 1.17
+    z, se = math.atanh(r["spearman"]), 1 / math.sqrt(len(judge) - 3)  # Fisher z on the ranks
+    assert (r["spearman_ci_low"], r["spearman_ci_high"]) == pytest.approx(
+        (math.tanh(z - 1.959964 * se), math.tanh(z + 1.959964 * se)), abs=1e-5)
+    lo, hi = proportion_confint(9, 12, alpha=0.05, method="wilson")
+    assert r["agreement"] == pytest.approx(9 / 12) and (r["agreement_ci_low"], r["agreement_ci_high"]) == pytest.approx((lo, hi))

@@ -12,7 +12,7 @@ with the assumptions behind it.
 """
 
 from kit.stats._data import check_scores, pair_arms
-from kit.stats.agreement import agreement, kappa_se
+from kit.stats.agreement import agreement, kappa_se, rater_agreement
 from kit.stats.agreement_bar import agreement_bound, agreement_test, compare_agreement, items_needed_agreement
 from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, paired_bootstrap, vectorised_metric
 from kit.stats.compare import compare_arms
@@ -30,7 +30,7 @@ __all__ = [
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "mcnemar",
     "mean_difference", "metric_from_function", "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap",
-    "power_difference", "power_noninferiority", "sample_size_difference", "sample_size_noninferiority",
+    "power_difference", "power_noninferiority", "rater_agreement", "sample_size_difference", "sample_size_noninferiority",
     "sign_test", "t_interval", "t_test_items", "tango_bound", "tango_z", "vectorised_metric",
     "wilcoxon_signed_rank", "wilson_interval", "win_tie_loss",
 ]
