@@ -123,3 +123,18 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(gen)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_scoring_refuses_what_it_cannot_score(tmp_path):
+    from kit.errors import ConfigError
+
+    task = load_task("aclsum-outcomes", folder=ROOT / "datasets", ignore_labels=True)
+    with pytest.raises(ConfigError, match="needs reference answers"):
+        score_generation(task, _rows(task, ["x"] * 3))
+    judged = load_task(_task(tmp_path, ROWS, "metric: preference\njudge: pairwise\n"))
+    with pytest.raises(ConfigError, match="no verdicts"):
+        score_generation(judged, _rows(judged, ["x"] * 3))
+    verdicts = pd.DataFrame([{"mode": "pairwise", "arm": "x:y", "item_id": judged.test[0].id, "epoch": 0,
+                              "value": 1.0, "judge_error": False, "note": ""}])
+    with pytest.raises(ConfigError, match="reference="):
+        score_generation(judged, _rows(judged, ["x"] * 3), verdicts=verdicts)

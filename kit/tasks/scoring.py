@@ -144,11 +144,18 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
         raise ConfigError(f"task '{task.name}' is a {task.kind} task", where="kit.tasks.scoring.score_generation",
                           fix="use score_responses (labelled) or score_unlabelled for label and field tasks")
     headline = ttype.metric
+    where = "kit.tasks.scoring.score_generation"
+    if headline not in JUDGE_METRICS and not task.labelled:
+        raise ConfigError(f"the headline metric of '{task.name}' is {headline}, which needs reference answers, and "
+                          "the task was loaded without them", where=where,
+                          fix="load it with its references, or set metric: judge (a rubric) or metric: preference")
     if headline in JUDGE_METRICS and verdicts is None:
         raise ConfigError(f"the headline metric of '{task.name}' is the judge's ({headline}), and no verdicts were "
-                          "given", where="kit.tasks.scoring.score_generation",
-                          fix="run kit.judge.judge_task first and pass verdicts=result.verdicts")
+                          "given", where=where, fix="run kit.judge.judge_task first and pass verdicts=result.verdicts")
     judged = _verdict_lookup(verdicts)
+    if "pairwise" in judged and reference is None:
+        raise ConfigError("pairwise verdicts need the option they were taken against", where=where,
+                          fix="pass reference= the reference option's arm")
     items = {i.id: i for i in task.items}
     rows: list[dict[str, Any]] = []
     for rec in responses.to_dict("records"):
@@ -165,13 +172,13 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
         key = (rec["arm"], rec["item_id"], int(rec.get("epoch") or 0))
         for mode, metric in (("rubric", "judge"), ("pairwise", "preference")):
             if mode in judged:
-                value, error = judged[mode].get(key, (float("nan"), "not judged"))
+                value, why, judge_error = judged[mode].get(key, (float("nan"), "not judged", False))
                 if mode == "pairwise" and rec["arm"] == reference:
-                    value, error = 0.5, None
+                    value, why, judge_error = 0.5, None, False
                 row[f"part_{metric}"] = value
-                if error:
-                    row["judge_error"] = row["judge_error"] or error != "not judged"
-                    row["gap"] = row["gap"] or f"{mode}: {error}"
+                row["judge_error"] = row["judge_error"] or judge_error
+                if why:
+                    row["gap"] = row["gap"] or f"{mode}: {why}"
         value = row.get(f"part_{headline}", float("nan"))
         row["score"] = float(value)
         row["correct"] = bool(value == value and value >= ttype.pass_score and answer is not None)
@@ -184,15 +191,19 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
     return pd.DataFrame(rows).sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
 
 
-def _verdict_lookup(verdicts: pd.DataFrame | None) -> dict[str, dict[tuple[str, str, int], tuple[float, str | None]]]:
-    """mode -> (arm, item, epoch) -> (value, why there is none)."""
-    out: dict[str, dict[tuple[str, str, int], tuple[float, str | None]]] = {}
+Verdict = tuple[float, "str | None", bool]
+
+
+def _verdict_lookup(verdicts: pd.DataFrame | None) -> dict[str, dict[tuple[str, str, int], Verdict]]:
+    """mode -> (arm, item, epoch) -> (value, why there is none, whether the judge failed)."""
+    out: dict[str, dict[tuple[str, str, int], Verdict]] = {}
     if verdicts is None:
         return out
     for rec in verdicts.to_dict("records"):
         value = float(rec["value"]) if rec["value"] is not None else float("nan")
         why = None if value == value else (rec.get("note") or "no grade")
-        out.setdefault(rec["mode"], {})[(rec["arm"], rec["item_id"], int(rec["epoch"]))] = (value, why)
+        out.setdefault(rec["mode"], {})[(rec["arm"], rec["item_id"], int(rec["epoch"]))] = (
+            value, why, bool(rec.get("judge_error")))
     return out
 
 
