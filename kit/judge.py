@@ -124,7 +124,7 @@ def _consistency_words(arm: str, judge: str, agree: float, first: float, n: int)
 
 # prompts ------------------------------------------------------------------------------------------------
 def rubric_request(task: Task, item_text: str, answer: str, rubric: Rubric, *,
-                   references: Sequence[str] = (), max_tokens: int = 8) -> Request:
+                   references: Sequence[str] = (), max_tokens: int = 32) -> Request:
     """The question that asks for one answer's grade on the rubric (the grades are the choices)."""
     refs = "".join(f"\n\nReference answer:\n{r}" for r in references)
     content = (f"Grade the answer to the task below on a scale from {rubric.low} (worst) to {rubric.high} (best)."
@@ -136,7 +136,7 @@ def rubric_request(task: Task, item_text: str, answer: str, rubric: Rubric, *,
 
 
 def pairwise_request(task: Task, item_text: str, first: str, second: str, *, criteria: str = "",
-                     max_tokens: int = 8) -> Request:
+                     max_tokens: int = 32) -> Request:
     """The question that asks which of two answers is better (A is shown first); ties are allowed."""
     content = ("Which answer does the task below better? Judge correctness and faithfulness first, then "
                "clarity; do not prefer an answer for its length or its position."
@@ -233,7 +233,7 @@ def _answers(rows: pd.DataFrame, where: str) -> dict[tuple[str, int], str | None
 # the run ------------------------------------------------------------------------------------------------
 def judge_task(task: Task, store: Store, answers_by_option: Mapping[str, pd.DataFrame], judge_arm: Arm, *,
                reference: str | None = None, modes: Sequence[str] | None = None, epoch: int = 0,
-               budget: Budget | None = None, progress: bool = False, max_tokens: int = 8,
+               budget: Budget | None = None, progress: bool = False, max_tokens: int = 32,
                label: str | None = None) -> JudgeResult:
     """Have ``judge_arm`` grade every option's answers on a free-text task; every call goes through ``store``.
 
@@ -400,7 +400,14 @@ async def _ask_all(task: Task, arm: Arm, questions: list[_Question], grades: dic
                 if grade is not None or len(outputs) == 2:
                     break
                 result.retries += 1
-                completion = await call(q.request)  # one retry for a reply without a grade
+                retry = await call(q.request)  # one retry for a reply without a grade
+                if retry is None:  # the cap stopped the retry: keep the paid reply, as not yet final
+                    completion = Completion(text=completion.text, prompt_tokens=completion.prompt_tokens,
+                                            completion_tokens=completion.completion_tokens,
+                                            latency_s=completion.latency_s, error="no parsable grade; the retry "
+                                            "was stopped by the cap")
+                    break
+                completion = retry
             if completion is None:
                 return
             failed = completion.error is not None

@@ -146,6 +146,8 @@ def test_judge_calls_count_against_the_cap_and_self_preference_is_flagged(tmp_pa
         flags = result.self_preference.set_index("arm")
         assert flags.loc["api", "same_model"] and not flags.loc["local", "same_model"]
         assert "prefer their own answers" in flags.loc["api", "note"]
+        resumed = judge_task(task, store, options, judge, reference="api", modes=["rubric"])
+        assert resumed.cached == 2 and resumed.new_calls == 5 and srv.calls() == 7  # 4 questions, 1 retry
         with pytest.raises(ConfigError, match="reference option's answers"):
             judge_task(task, store, options, judge, reference="nobody", modes=["pairwise"])
     assert same_model({"model": "gemma-3-270m", "endpoint": "127.0.0.1"}, {"model": "gemma-3-270m", "sha256": "f"})
