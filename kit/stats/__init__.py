@@ -12,7 +12,8 @@ with the assumptions behind it.
 """
 
 from kit.stats._data import check_scores, pair_arms
-from kit.stats.agreement import agreement, kappa_se
+from kit.stats.agreement import agreement, kappa_se, rater_agreement
+from kit.stats.agreement_bar import agreement_bound, agreement_test, compare_agreement, items_needed_agreement
 from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, paired_bootstrap, vectorised_metric
 from kit.stats.compare import compare_arms
 from kit.stats.intervals import accuracy_ci, wilson_interval
@@ -21,12 +22,16 @@ from kit.stats.paired import holm, mcnemar, non_inferiority, tango_bound, tango_
 from kit.stats.pairs import beats_baseline, pairwise
 from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
                              sample_size_noninferiority)
+from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference, sign_test, t_interval, t_test_items,
+                              wilcoxon_signed_rank, win_tie_loss)
 from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
-    "MACRO_F1", "MEAN", "Metric", "accuracy_ci", "agreement", "beats_baseline", "check_scores", "compare_arms", "epoch_variation",
-    "errors_table", "holm", "kappa_se", "latency_summary", "latency_test", "mcnemar", "metric_from_function",
-    "metric_table", "non_inferiority", "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority",
-    "sample_size_difference", "sample_size_noninferiority", "tango_bound", "tango_z",
-    "vectorised_metric", "wilson_interval",
+    "accuracy_ci", "agreement", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
+    "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
+    "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "MACRO_F1",
+    "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",
+    "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority", "rater_agreement",
+    "sample_size_difference", "sample_size_noninferiority", "sign_test", "t_interval", "t_test_items",
+    "tango_bound", "tango_z", "vectorised_metric", "wilcoxon_signed_rank", "wilson_interval", "win_tie_loss",
 ]

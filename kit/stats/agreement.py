@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from kit.errors import ConfigError
 from kit.stats._data import check_level, pct, z_of
@@ -106,3 +107,45 @@ def _words(rate: float, lo: float, hi: float, kappa: float, klo: float, khi: flo
     return (f"The arms gave the same answer on {pct(rate)} of {n} items ({lvl} CI {pct(lo)} to {pct(hi)}). {kap} "
             "Without gold labels this measures agreement with the reference arm, not correctness; unparseable "
             "answers count as their own class.")
+
+
+def rater_agreement(judge: Any, human: Any, *, ci: float = 0.95) -> pd.DataFrame:
+    """How well a model judge's grades match human grades of the same answers (ordinal grades or outcomes).
+
+    Exact agreement with its Wilson interval, Cohen's kappa with its CI (as :func:`agreement`) and, for
+    numbers, Spearman's rho with a Fisher-z interval on the ranks. Columns: n, agreement,
+    agreement_ci_low, agreement_ci_high, kappa, kappa_ci_low, kappa_ci_high, spearman, spearman_ci_low,
+    spearman_ci_high, statement.
+
+    >>> r = rater_agreement([5, 4, 2, 1, 3, 5], [5, 4, 2, 2, 3, 4])
+    >>> round(float(r["agreement"].item()), 3), round(float(r["spearman"].item()), 3)
+    (0.667, 0.94)
+    """
+    where = "kit.stats.rater_agreement"
+    ci = check_level(ci, "ci", where=where)
+    a, b = list(np.asarray(judge, dtype=object).ravel()), list(np.asarray(human, dtype=object).ravel())
+    if len(a) != len(b) or len(a) < 3:
+        raise ConfigError(f"got {len(a)} judge and {len(b)} human grades", where=where,
+                          fix="pass at least 3 answers graded by both, in the same order")
+    numeric = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in a + b)
+    if numeric:  # 5 and 5.0 are the same grade
+        a, b = [float(v) for v in a], [float(v) for v in b]
+    overall = agreement(a, b, ci=ci).iloc[0]
+    rho = lo = hi = float("nan")
+    if numeric:
+        ra, rb = stats.rankdata(np.asarray(a, dtype=float)), stats.rankdata(np.asarray(b, dtype=float))
+        if np.ptp(ra) > 0 and np.ptp(rb) > 0:
+            res = stats.pearsonr(ra, rb)
+            rho = float(res.statistic)
+            if len(a) > 3:
+                interval = res.confidence_interval(confidence_level=ci)
+                lo, hi = float(interval.low), float(interval.high)
+    lvl = f"{100 * ci:g}%"
+    words = (f"On {len(a)} answers graded by both, the judge gave the human's grade on {pct(overall['agreement'])} "
+             f"({lvl} CI {pct(overall['agreement_ci_low'])} to {pct(overall['agreement_ci_high'])}); Cohen's kappa "
+             f"{overall['kappa']:.2f} ({overall['kappa_ci_low']:.2f} to {overall['kappa_ci_high']:.2f})"
+             + (f"; Spearman's rho {rho:.2f} ({lo:.2f} to {hi:.2f})" if np.isfinite(rho) else "") + ".")
+    return pd.DataFrame([{"n": len(a), "agreement": overall["agreement"], "agreement_ci_low": overall["agreement_ci_low"],
+                          "agreement_ci_high": overall["agreement_ci_high"], "kappa": overall["kappa"],
+                          "kappa_ci_low": overall["kappa_ci_low"], "kappa_ci_high": overall["kappa_ci_high"],
+                          "spearman": rho, "spearman_ci_low": lo, "spearman_ci_high": hi, "statement": words}])

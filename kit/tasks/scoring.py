@@ -2,6 +2,9 @@
 
 Errors and unparseable answers stay in the table as wrong (``correct=False``, ``score=0``); they are
 never dropped from the pairs. The task's type scores each answer; it never knows which arm gave it.
+An item that cannot be scored at all — the reference option gave no answer to compare with, or the
+judge gave no grade — stays in the table with ``score`` NaN and the reason in ``gap``: counted and
+reported by the comparisons, never silently left out.
 
 >>> scores = score_responses(task, store.rows(summary.keys.values()))   # doctest: +SKIP
 >>> metrics(task, scores)[["arm", "n", "accuracy"]]                     # doctest: +SKIP
@@ -14,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
+from kit.errors import ConfigError
 from kit.tasks.classification import macro_f1
+from kit.tasks.generation import JUDGE_METRICS, Generation, answer_lengths
 from kit.tasks.loading import Task
 
 SCORE_COLUMNS = (
@@ -22,7 +27,8 @@ SCORE_COLUMNS = (
     "latency_s", "ttft_s", "prompt_tokens", "completion_tokens",
 )
 
-__all__ = ["SCORE_COLUMNS", "macro_f1", "metrics", "score_responses"]
+__all__ = ["SCORE_COLUMNS", "macro_f1", "metrics", "reference_answers", "score_generation", "score_responses",
+           "score_unlabelled"]
 
 
 def _failed(rec: Mapping[str, Any]) -> bool:
@@ -59,6 +65,146 @@ def score_responses(task: Task, responses: pd.DataFrame, *, gold: Mapping[str, A
     if not rows:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
     return pd.DataFrame(rows).sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+
+
+def reference_answers(task: Task, responses: pd.DataFrame, *, reference: str) -> tuple[dict[str, Any], dict[str, str]]:
+    """The reference option's answer per item (its lowest epoch), and why an item has none (the gaps).
+
+    A gap is an item of the task the reference never answered (not in a replay file, not run), answered
+    with an error, or answered with nothing parseable.
+
+    >>> gold, gaps = reference_answers(task, rows, reference="replay:api.jsonl")   # doctest: +SKIP
+    >>> gaps                                                                       # doctest: +SKIP
+    {'snips-0042': 'error: not in replay file'}
+    """
+    mine = responses[responses["arm"] == reference]
+    if mine.empty:
+        raise ConfigError(f"no answers of the reference option {reference!r}", where=f"task {task.name}",
+                          fix=f"run it first, or choose among {sorted(set(responses['arm']))}")
+    gold: dict[str, Any] = {}
+    gaps: dict[str, str] = {}
+    for rec in mine.sort_values("epoch", kind="stable").to_dict("records"):
+        item_id = rec["item_id"]
+        if item_id in gold or item_id in gaps:
+            continue
+        if _failed(rec):
+            gaps[item_id] = f"error: {rec['error']}"
+        elif rec.get("answer") is None:
+            gaps[item_id] = "unparseable answer"
+        else:
+            gold[item_id] = rec["answer"]
+    asked = set(responses["item_id"])
+    for item in task.items:
+        if item.id in asked and item.id not in gold and item.id not in gaps:
+            gaps[item.id] = "not answered by the reference"
+    return gold, gaps
+
+
+def score_unlabelled(task: Task, responses: pd.DataFrame, *, reference: str) -> pd.DataFrame:
+    """Score every option against the reference option's answers (a task without gold labels).
+
+    ``correct`` is agreement with the reference (the same label; every field equal for extraction),
+    ``score`` the type's partial credit. Items where the reference has no answer stay in the table for
+    every option with ``score`` NaN and the reason in ``gap``.
+
+    >>> scores = score_unlabelled(task, store.rows(keys), reference="replay:api.jsonl")  # doctest: +SKIP
+    >>> scores["gap"].notna().sum()                                                        # doctest: +SKIP
+    3
+    """
+    gold, gaps = reference_answers(task, responses, reference=reference)
+    scored = score_responses(task, responses, gold=gold)
+    scored["gap"] = None
+    items = {i.id for i in task.items}
+    missing = [{c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
+               | {"answer": rec.get("answer") if not _failed(rec) else None, "gold": None, "correct": False,
+                  "score": float("nan"), "error": rec.get("error") if _failed(rec) else None,
+                  "parse_error": bool(rec.get("parse_error", False)), "gap": gaps[rec["item_id"]]}
+               for rec in responses.to_dict("records") if rec["item_id"] in gaps and rec["item_id"] in items]
+    if missing:
+        scored = pd.concat([scored, pd.DataFrame(missing)], ignore_index=True)
+    return scored.sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+
+
+def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFrame | None = None,
+                     reference: str | None = None) -> pd.DataFrame:
+    """Per-item scores of a free-text task: reference metrics, the judge's verdicts, and the headline score.
+
+    ``verdicts`` is :attr:`kit.judge.JudgeResult.verdicts` (needed when the task's headline metric is the
+    judge's); ``reference`` names the option the pairwise judge compared against (its own preference
+    is 0.5 by construction). Columns: those of :func:`score_responses` plus ``part_chrf``,
+    ``part_rouge_l`` (with references), ``part_judge`` (rubric grade scaled to [0, 1]),
+    ``part_preference`` (1 win, 0.5 tie, 0 loss against the reference), ``words`` (answer length),
+    ``judge_error`` and ``gap``. ``score`` is the headline metric; it is NaN, with the reason in ``gap``,
+    where the judge gave no grade. Empty answers count as unparseable and score 0.
+
+    >>> scores = score_generation(task, rows, verdicts=result.verdicts, reference="openai:gpt-4o-mini")  # doctest: +SKIP
+    """
+    ttype = task.type
+    if not isinstance(ttype, Generation):
+        raise ConfigError(f"task '{task.name}' is a {task.kind} task", where="kit.tasks.scoring.score_generation",
+                          fix="use score_responses (labelled) or score_unlabelled for label and field tasks")
+    headline = ttype.metric
+    where = "kit.tasks.scoring.score_generation"
+    if headline not in JUDGE_METRICS and not task.labelled:
+        raise ConfigError(f"the headline metric of '{task.name}' is {headline}, which needs reference answers, and "
+                          "the task was loaded without them", where=where,
+                          fix="load it with its references, or set metric: judge (a rubric) or metric: preference")
+    if headline in JUDGE_METRICS and verdicts is None:
+        raise ConfigError(f"the headline metric of '{task.name}' is the judge's ({headline}), and no verdicts were "
+                          "given", where=where, fix="run kit.judge.judge_task first and pass verdicts=result.verdicts")
+    judged = _verdict_lookup(verdicts)
+    if "pairwise" in judged and reference is None:
+        raise ConfigError("pairwise verdicts need the option they were taken against", where=where,
+                          fix="pass reference= the reference option's arm")
+    items = {i.id: i for i in task.items}
+    rows: list[dict[str, Any]] = []
+    for rec in responses.to_dict("records"):
+        item = items.get(rec["item_id"])
+        if item is None:
+            continue
+        ok = not _failed(rec)
+        answer = rec.get("answer") if ok and isinstance(rec.get("answer"), str) else None  # NaN: no answer
+        row = {c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
+        row.update(answer=answer, gold=item.gold, error=rec.get("error") if not ok else None,
+                   parse_error=bool(rec.get("parse_error", False)), judge_error=False, gap=None)
+        if item.gold is not None:
+            row.update({f"part_{k}": v for k, v in ttype.score(answer, item.gold).parts.items()})
+        key = (rec["arm"], rec["item_id"], int(rec.get("epoch") or 0))
+        for mode, metric in (("rubric", "judge"), ("pairwise", "preference")):
+            if mode in judged:
+                value, why, judge_error = judged[mode].get(key, (float("nan"), "not judged", False))
+                if mode == "pairwise" and rec["arm"] == reference:
+                    value, why, judge_error = 0.5, None, False
+                row[f"part_{metric}"] = value
+                row["judge_error"] = row["judge_error"] or judge_error
+                if why:
+                    row["gap"] = row["gap"] or f"{mode}: {why}"
+        value = row.get(f"part_{headline}", float("nan"))
+        row["score"] = float(value)
+        row["correct"] = bool(value == value and value >= ttype.pass_score and answer is not None)
+        if value != value and not row["gap"]:
+            row["gap"] = f"no {headline} score"
+        row["words"] = int(answer_lengths([answer])[0])
+        rows.append(row)
+    if not rows:
+        return pd.DataFrame(columns=[*SCORE_COLUMNS, "words", "judge_error", "gap"])
+    return pd.DataFrame(rows).sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+
+
+Verdict = tuple[float, "str | None", bool]
+
+
+def _verdict_lookup(verdicts: pd.DataFrame | None) -> dict[str, dict[tuple[str, str, int], Verdict]]:
+    """mode -> (arm, item, epoch) -> (value, why there is none, whether the judge failed)."""
+    out: dict[str, dict[tuple[str, str, int], Verdict]] = {}
+    if verdicts is None:
+        return out
+    for rec in verdicts.to_dict("records"):
+        value = float(rec["value"]) if rec["value"] is not None else float("nan")
+        why = None if value == value else (rec.get("note") or "no grade")
+        out.setdefault(rec["mode"], {})[(rec["arm"], rec["item_id"], int(rec["epoch"]))] = (
+            value, why, bool(rec.get("judge_error")))
+    return out
 
 
 def metrics(task: Task, scores: pd.DataFrame) -> pd.DataFrame:

@@ -7,11 +7,11 @@ candidates with a reference using the paired tests that fit its scores. A scorer
 produced an answer; a task never knows which arm runs it.
 
 >>> sorted(task_types())
-['classification', 'extraction']
+['classification', 'extraction', 'generation']
 >>> get_task_type("clasification")
 Traceback (most recent call last):
 ...
-kit.errors.TaskError: unknown task type 'clasification'. Fix: did you mean 'classification'? Use one of ['classification', 'extraction']
+kit.errors.TaskError: unknown task type 'clasification'. Fix: did you mean 'classification'? Use one of ['classification', 'extraction', 'generation']
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from kit.tasks.loading import Item
 
 # Each module registers its type on import.
-BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction")
+BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction", "kit.tasks.generation")
 
 
 @dataclass(frozen=True)

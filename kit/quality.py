@@ -1,0 +1,84 @@
+"""Quality per task, whatever its type: the one entry point the report calls for the standard comparison table.
+
+- labelled label and field tasks: right/wrong and field scores against gold answers
+  (:func:`kit.stats.compare_arms`: McNemar, Tango's non-inferiority test);
+- free-text tasks: [0, 1] scores — chrF, ROUGE-L, a judge's grade or preference
+  (:func:`kit.stats.compare_scores`: bootstrap, Wilcoxon, t-test non-inferiority, win/tie/loss);
+- unlabelled label and field tasks: agreement with the reference option's answers against a target
+  (:func:`kit.stats.compare_agreement`), with the disagreements listed for a human to read first.
+
+Every table has the standard columns (arm, reference, n_items, metric, candidate_value, ..., qualifies,
+better, n_needed, statement), Holm-adjusted across candidates.
+
+>>> table = compare_options(task, scores, reference="openai:gpt-4o-mini", margin=0.02)   # doctest: +SKIP
+>>> table[["arm", "conclusion_adjusted", "qualifies"]]                                   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from kit import stats
+from kit.errors import ConfigError
+from kit.tasks import Task
+from kit.tasks.generation import Generation
+
+METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", "judge": "judge's rubric grade (scaled)",
+                "preference": "judge's preference over the reference"}
+
+
+def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
+                    agreement_target: float = 0.95, n_resamples: int = 10_000, seed: int = 0) -> pd.DataFrame:
+    """The standard comparison table for one task: every candidate against ``reference``.
+
+    ``scores`` is the per-item table the task's scoring produced: :func:`kit.tasks.scoring.score_responses`
+    (labelled label/field tasks), :func:`~kit.tasks.scoring.score_generation` (free text) or
+    :func:`~kit.tasks.scoring.score_unlabelled` (no gold labels). ``margin`` is in the metric's units
+    (accuracy points, or score units for free text); ``agreement_target`` is the bar for unlabelled tasks.
+    A ``kind`` column says which comparison ran: "paired accuracy", "paired scores" or "agreement".
+
+    >>> compare_options(load_task("snips-intents", ignore_labels=True), score_unlabelled(...),
+    ...                 reference="replay:api.jsonl", agreement_target=0.9)     # doctest: +SKIP
+    """
+    if isinstance(task.type, Generation):
+        metric = METRIC_WORDS.get(task.type.metric, task.type.metric)
+        out = stats.compare_scores(scores, reference=reference, margin=margin, alpha=alpha, metric=metric,
+                                   n_resamples=n_resamples, seed=seed)
+        kind = "paired scores"
+    elif not task.labelled:
+        if "gap" not in scores.columns:
+            raise ConfigError(f"task '{task.name}' has no gold labels, and the scores were not taken against the "
+                              "reference", where="kit.quality.compare_options",
+                              fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
+        out = stats.compare_agreement(scores, reference=reference, target=agreement_target, alpha=alpha)
+        kind = "agreement"
+    else:
+        out = stats.compare_arms(scores, reference=reference, margin=margin, alpha=alpha, n_resamples=n_resamples,
+                                 seed=seed)
+        kind = "paired accuracy"
+    out.insert(0, "task", task.name)
+    out.insert(1, "kind", kind)
+    return out
+
+
+def disagreements(task: Task, scores: pd.DataFrame, *, reference: str) -> pd.DataFrame:
+    """Items where a candidate's answer differs from the reference's, for a human to read first.
+
+    One row per (candidate, item) that disagrees, candidates in table order, items by id: arm, item_id,
+    text, answer, reference_answer, error. Items without a reference answer (gaps) are listed at the end
+    with the reason in ``reference_answer``.
+
+    >>> disagreements(task, score_unlabelled(task, rows, reference=api), reference=api).head()   # doctest: +SKIP
+    """
+    if "gap" not in scores.columns:
+        raise ConfigError("the scores were not taken against the reference", where="kit.quality.disagreements",
+                          fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
+    texts = {i.id: i.text for i in task.items}
+    cand = scores[scores["arm"] != reference]
+    differ = cand[cand["gap"].isna() & ~cand["correct"].astype(bool)]
+    gaps = cand[cand["gap"].notna()].drop_duplicates("item_id")
+    rows = [{"arm": r["arm"], "item_id": r["item_id"], "text": texts.get(r["item_id"], ""), "answer": r["answer"],
+             "reference_answer": r["gold"], "error": r.get("error")} for _, r in differ.iterrows()]
+    rows += [{"arm": "(every option)", "item_id": r["item_id"], "text": texts.get(r["item_id"], ""), "answer": None,
+              "reference_answer": f"(none: {r['gap']})", "error": None} for _, r in gaps.iterrows()]
+    return pd.DataFrame(rows, columns=["arm", "item_id", "text", "answer", "reference_answer", "error"])

@@ -1,0 +1,310 @@
+"""Paired statistics on per-item scores in [0, 1] (free text: chrF, ROUGE-L, a judge's grade, a preference).
+
+Per candidate against the reference: the mean difference with a paired bootstrap CI, the Wilcoxon
+signed-rank test, non-inferiority on the mean at a margin in score units (a paired t-test), win/tie/loss
+rates with Wilson intervals and the exact sign test, and the items a conclusive non-inferiority test would
+need — gathered by :func:`compare_scores` into the standard comparison table (Holm across candidates).
+
+Missing rows (an option never answered an item) count as score 0, as errors do; an item whose score is
+NaN (the judge gave no grade, the reference had no answer) is a *gap*: it leaves the pair and is counted
+in ``n_gaps`` and in the statement.
+
+>>> r = win_tie_loss([0.9, 0.5, 0.2, 0.7], [0.5, 0.5, 0.5, 0.5])
+>>> r[["wins", "ties", "losses"]].to_dict("records")
+[{'wins': 2, 'ties': 1, 'losses': 1}]
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from kit.errors import ConfigError
+from kit.stats._data import as_pair, check_level, fmt_p, pts
+from kit.stats.bootstrap import paired_bootstrap
+from kit.stats.compare import P_COLUMNS, PASSING
+from kit.stats.intervals import wilson_interval
+from kit.stats.paired import conclude, holm, non_inferiority
+
+
+def t_interval(values: Any, ci: float = 0.95) -> tuple[float, float, float]:
+    """Mean of per-item scores with a t interval, clipped to [0, 1] (a point when every value is equal).
+
+    >>> [round(v, 4) for v in t_interval([0.2, 0.4, 0.6, 0.8])]
+    [0.5, 0.0891, 0.9109]
+    """
+    x = np.asarray(values, dtype=float)
+    mean = float(x.mean())
+    if x.size < 2 or float(x.std(ddof=1)) == 0.0:
+        return mean, mean, mean
+    half = float(stats.t.ppf((1 + ci) / 2, x.size - 1)) * float(x.std(ddof=1)) / math.sqrt(x.size)
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def mean_difference(candidate: Any, reference: Any, *, ci: float = 0.95, n_resamples: int = 10_000,
+                    seed: int = 0) -> pd.DataFrame:
+    """Mean score difference (candidate - reference) with a paired bootstrap CI (BCa).
+
+    Columns: n, candidate_mean, reference_mean, difference, ci_low, ci_high, method_used, statement.
+
+    >>> mean_difference([0.5, 0.7, 0.9], [0.5, 0.5, 0.5], n_resamples=500)["difference"].round(3).item()
+    0.2
+    """
+    cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where="kit.stats.mean_difference")
+    boot = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
+    words = (f"Mean score difference {pts(boot['difference'])} on {cand.size} paired items (paired bootstrap "
+             f"{100 * ci:g}% CI {pts(boot['ci_low'])} to {pts(boot['ci_high'])}).")
+    return pd.DataFrame([{"n": cand.size, "candidate_mean": float(cand.mean()), "reference_mean": float(ref.mean()),
+                          "difference": float(boot["difference"]), "ci_low": float(boot["ci_low"]),
+                          "ci_high": float(boot["ci_high"]), "method_used": boot["method_used"], "statement": words}])
+
+
+def wilcoxon_signed_rank(candidate: Any, reference: Any, *, alternative: str = "two-sided") -> pd.DataFrame:
+    """Wilcoxon signed-rank test on paired scores (zero differences dropped, as R's ``wilcox.test`` does).
+
+    ``statistic`` is the sum of the ranks of positive differences (R's V). The p-value is scipy's: exact
+    for small samples without ties, else the normal approximation with a tie correction. Columns: n,
+    n_nonzero, statistic, p_value, alternative, method, statement.
+
+    >>> wilcoxon_signed_rank([1, 2, 3], [1, 2, 3])["p_value"].item()
+    1.0
+    """
+    where = "kit.stats.wilcoxon_signed_rank"
+    if alternative not in ("two-sided", "greater", "less"):
+        raise ConfigError(f"alternative={alternative!r} is unknown", where=where, fix="use two-sided, greater or less")
+    a = np.asarray(candidate, dtype=float).ravel()
+    b = np.asarray(reference, dtype=float).ravel()
+    if a.size != b.size or a.size == 0 or np.isnan(a).any() or np.isnan(b).any():
+        raise ConfigError(f"got {a.size} and {b.size} paired values (NaN not allowed)", where=where,
+                          fix="pass both arms' scores on the same items, in the same order")
+    d = a - b
+    nz = d[d != 0]
+    if nz.size == 0:
+        return pd.DataFrame([{"n": d.size, "n_nonzero": 0, "statistic": 0.0, "p_value": 1.0, "alternative": alternative,
+                              "method": "none", "statement": f"All {d.size} items scored the same for both arms: "
+                                                             "the signed-rank test has nothing to weigh (p = 1)."}])
+    ranks = stats.rankdata(np.abs(nz))
+    v = float(ranks[nz > 0].sum())
+    res = stats.wilcoxon(nz, alternative=alternative, zero_method="wilcox")
+    ties = len(np.unique(np.abs(nz))) < nz.size
+    method = "normal approximation with tie correction" if ties or nz.size > 50 else "exact"
+    words = (f"Wilcoxon signed-rank on {nz.size} items whose scores differ ({d.size - nz.size} equal, left out): "
+             f"V = {v:g}, {fmt_p(float(res.pvalue))} ({alternative}; {method}).")
+    return pd.DataFrame([{"n": d.size, "n_nonzero": int(nz.size), "statistic": v, "p_value": float(res.pvalue),
+                          "alternative": alternative, "method": method, "statement": words}])
+
+
+def sign_test(wins: int, losses: int) -> float:
+    """Two-sided exact sign test: are wins and losses equally likely? (ties left out).
+
+    >>> round(sign_test(8, 2), 4)
+    0.1094
+    """
+    n = int(wins) + int(losses)
+    return 1.0 if n == 0 else float(stats.binomtest(int(wins), n, 0.5).pvalue)
+
+
+def win_tie_loss(candidate: Any, reference: Any, *, ci: float = 0.95, tolerance: float = 0.0) -> pd.DataFrame:
+    """Items the candidate scored higher (win), within ``tolerance`` (tie) or lower (loss) than the reference.
+
+    Rates carry Wilson intervals; ``sign_p`` is the exact two-sided sign test on wins against losses.
+    Columns: n, wins, ties, losses, win_rate, win_ci_low, win_ci_high, tie_rate, tie_ci_low, tie_ci_high,
+    loss_rate, loss_ci_low, loss_ci_high, sign_p, statement.
+
+    >>> win_tie_loss([1, 1, 0], [0, 1, 1])["sign_p"].item()
+    1.0
+    """
+    where = "kit.stats.win_tie_loss"
+    ci = check_level(ci, "ci", where=where)
+    cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where=where)
+    d = cand - ref
+    wins, losses = int((d > tolerance).sum()), int((d < -tolerance).sum())
+    ties, n = int(d.size - wins - losses), int(d.size)
+    row: dict[str, Any] = {"n": n, "wins": wins, "ties": ties, "losses": losses}
+    for name, k in (("win", wins), ("tie", ties), ("loss", losses)):
+        lo, hi = wilson_interval(k, n, ci)
+        row.update({f"{name}_rate": k / n, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
+    row["sign_p"] = sign_test(wins, losses)
+    row["statement"] = (f"Item by item the candidate scored higher on {wins}, the same on {ties} and lower on "
+                        f"{losses} of {n} items (win rate {100 * wins / n:.0f}%, {100 * ci:g}% CI "
+                        f"{100 * row['win_ci_low']:.0f}% to {100 * row['win_ci_high']:.0f}%); exact sign test on "
+                        f"wins against losses {fmt_p(row['sign_p'])}.")
+    return pd.DataFrame([row])
+
+
+def items_needed_mean(candidate: Any, reference: Any, *, margin: float, alpha: float = 0.05,
+                      power: float = 0.80) -> float:
+    """Items for a one-sided paired t-test to show non-inferiority at ``margin`` with ``power``, if the
+    observed mean difference and its spread hold (noncentral t). inf when the observed difference is at or
+    below -margin (no number of items would do); the observed n when the spread is zero.
+
+    >>> items_needed_mean([0.5] * 10, [0.5] * 10, margin=0.02)
+    10.0
+    """
+    cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where="kit.stats.items_needed_mean")
+    d = cand - ref
+    gap = float(d.mean()) + margin
+    sd = float(d.std(ddof=1)) if d.size > 1 else 0.0
+    if gap <= 0:
+        return math.inf
+    if sd == 0:
+        return float(d.size)
+    return float(t_test_items(gap / sd, alpha=alpha, power=power))
+
+
+def t_test_items(effect: float, *, alpha: float = 0.05, power: float = 0.80) -> int:
+    """Smallest n at which a one-sided one-sample (paired) t-test at ``alpha`` reaches ``power`` for a
+    standardised effect ``effect`` (mean over standard deviation), from the noncentral t distribution.
+
+    >>> t_test_items(0.5)   # G*Power 3.1, matched pairs, one tail, dz = 0.5: total sample size 27
+    27
+    """
+    if effect <= 0:
+        raise ConfigError(f"effect={effect} must be positive", where="kit.stats.t_test_items",
+                          fix="pass the expected mean difference over its standard deviation")
+
+    def achieved(n: int) -> float:
+        crit = stats.t.ppf(1 - alpha, n - 1)
+        return float(stats.nct.sf(crit, n - 1, effect * math.sqrt(n)))
+
+    low, high = 2, 4
+    while achieved(high) < power:
+        low, high = high, high * 2
+        if high > 10**9:
+            return 10**9
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (mid + 1, high) if achieved(mid) < power else (low, mid)
+    return low
+
+
+def _pair(df: pd.DataFrame, arm: str, reference: str) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """Per-item scores (epochs averaged) of two arms: absent rows count 0, NaN scores are gaps (dropped)."""
+    per = df[df["arm"].isin([arm, reference])].groupby(["item_id", "arm"])["score"].mean().unstack("arm")
+    per = per.reindex(columns=[arm, reference])
+    present = df[df["arm"].isin([arm, reference])].groupby(["item_id", "arm"]).size().unstack("arm")
+    present = present.reindex(index=per.index, columns=[arm, reference])
+    absent = present.isna()
+    gaps = per.isna() & ~absent
+    counts = {"missing_candidate": int(absent[arm].sum()), "missing_reference": int(absent[reference].sum()),
+              "gaps": int(gaps.any(axis=1).sum())}
+    keep = ~gaps.any(axis=1)
+    per = per[keep].fillna(0.0)
+    return per[arm].to_numpy(float), per[reference].to_numpy(float), counts
+
+
+def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: float, alpha: float, ci: float,
+         n_resamples: int, seed: int, power: float) -> dict[str, Any]:
+    cand, ref, counts = _pair(df, arm, reference)
+    if cand.size < 2:
+        raise ConfigError(f"{arm} and {reference} share {cand.size} scored item(s)", where="kit.stats.compare_scores",
+                          fix="score both options on at least two of the same items")
+    ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, method="t").iloc[0]
+    boot = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
+    wtl = win_tie_loss(cand, ref, ci=ci).iloc[0]
+    wil = wilcoxon_signed_rank(cand, ref).iloc[0]
+    cv, clo, chi = t_interval(cand, ci)
+    rv, rlo, rhi = t_interval(ref, ci)
+    need = items_needed_mean(cand, ref, margin=margin, alpha=alpha, power=power)
+    return {
+        "arm": arm, "reference": reference, "n_items": int(cand.size),
+        "n_missing_candidate": counts["missing_candidate"], "n_missing_reference": counts["missing_reference"],
+        "n_gaps": counts["gaps"], "metric": metric, "candidate_value": cv, "candidate_ci_low": clo,
+        "candidate_ci_high": chi, "reference_value": rv, "reference_ci_low": rlo, "reference_ci_high": rhi,
+        "difference": float(cand.mean() - ref.mean()), "diff_ci_low": float(boot["ci_low"]),
+        "diff_ci_high": float(boot["ci_high"]),
+        **{c: wtl[c] for c in ("wins", "ties", "losses", "win_rate", "win_ci_low", "win_ci_high", "tie_rate",
+                               "loss_rate", "loss_ci_low", "loss_ci_high", "sign_p")},
+        "wilcoxon_p": float(wil["p_value"]), "margin": margin, "lower_bound": float(ni["lower_bound"]),
+        "upper_bound": float(ni["upper_bound"]), **{c: float(ni[c]) for c in P_COLUMNS},
+        "conclusion": ni["conclusion"], "n_needed": need,
+        "enough_items": bool(math.isfinite(need) and cand.size >= need),
+    }
+
+
+def _statement(r: pd.Series, *, alpha: float, ci: float, k: int) -> str:
+    lvl = f"{100 * ci:g}%"
+    text = (f"{r['arm']} against {r['reference']} on {r['n_items']} paired items, {r['metric']} (0 to 1): "
+            f"{r['candidate_value']:.3f} ({lvl} CI {r['candidate_ci_low']:.3f} to {r['candidate_ci_high']:.3f}) versus "
+            f"{r['reference_value']:.3f} ({r['reference_ci_low']:.3f} to {r['reference_ci_high']:.3f}). Mean "
+            f"difference {r['difference']:+.3f} (paired bootstrap {lvl} CI {r['diff_ci_low']:+.3f} to "
+            f"{r['diff_ci_high']:+.3f}). The candidate scored higher on {r['wins']} items, the same on {r['ties']} "
+            f"and lower on {r['losses']} (sign test {fmt_p(r['sign_p'])}; Wilcoxon signed-rank "
+            f"{fmt_p(r['wilcoxon_p'])}). Margin {r['margin']:.3f} in score units: one-sided "
+            f"{100 * (1 - alpha):g}% lower bound {r['lower_bound']:+.3f} (paired t-test), so the result is "
+            f"**{r['conclusion']}**.")
+    if k > 1:
+        text += (f" With Holm's correction for {k} candidates the conclusion "
+                 + ("stands." if r["survives_adjustment"] else f"becomes **{r['conclusion_adjusted']}**."))
+    if r["conclusion_adjusted"] == "inconclusive":
+        text += (f" About {int(r['n_needed']):,} items would be needed to show non-inferiority at this margin if "
+                 "the observed difference and spread hold." if math.isfinite(r["n_needed"]) else
+                 " At the observed difference, non-inferiority at this margin cannot be shown with any number of items.")
+    if r["n_gaps"]:
+        text += f" {r['n_gaps']} item(s) could not be scored for one of the two (no judge grade, or no reference answer) and are left out of the pair."
+    missing = r["n_missing_candidate"] + r["n_missing_reference"]
+    if missing:
+        text += f" {missing} item(s) one option never answered count as score 0 for it."
+    return text + (" Assumptions: items are independent and represent the traffic the decision is about; errors "
+                   "and empty answers score 0; the t-test and its bound are large-sample approximations for scores.")
+
+
+def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
+                   metric: str = "mean score", holm_adjust: bool = True, ci: float = 0.95,
+                   n_resamples: int = 10_000, seed: int = 0, power: float = 0.80) -> pd.DataFrame:
+    """The standard comparison table for [0, 1] scores: every other arm against ``reference``, paired.
+
+    Columns: arm, reference, n_items, n_missing_candidate, n_missing_reference, n_gaps, metric,
+    candidate_value, candidate_ci_low, candidate_ci_high, reference_value, reference_ci_low,
+    reference_ci_high, difference, diff_ci_low, diff_ci_high, wins, ties, losses, win_rate, win_ci_low,
+    win_ci_high, tie_rate, loss_rate, loss_ci_low, loss_ci_high, sign_p, wilcoxon_p, margin, lower_bound,
+    upper_bound, p_noninferiority, p_superiority, p_inferiority, p_equivalence, p_above_margin, conclusion,
+    <each p>_adj, adjustment, conclusion_adjusted, survives_adjustment, qualifies, better, n_needed,
+    enough_items, statement.
+
+    >>> df = pd.DataFrame({"arm": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
+    ...                    "score": [.8, .6, .7, .9, .5, .6, .7, .6, .8, .7, .5, .4]})
+    >>> compare_scores(df, reference="api", n_resamples=500)[["arm", "wins", "losses", "conclusion"]].to_dict("records")
+    [{'arm': 'local', 'wins': 1, 'losses': 3, 'conclusion': 'inconclusive'}]
+    """
+    where = "kit.stats.compare_scores"
+    alpha = check_level(alpha, "alpha", where=where)
+    if not 0 <= margin < 1:
+        raise ConfigError(f"margin={margin!r} must be in [0, 1)", where=where, fix="pass e.g. margin=0.02 (score units)")
+    missing = [c for c in ("arm", "item_id", "score") if c not in scores_df.columns]
+    if missing:
+        raise ConfigError(f"score table lacks columns {missing}", where=where,
+                          fix="pass the per-item table from kit.tasks.scoring.score_generation")
+    df = scores_df.assign(arm=scores_df["arm"].astype(str), score=pd.to_numeric(scores_df["score"], errors="coerce"))
+    if ((df["score"] < 0) | (df["score"] > 1)).any():
+        raise ConfigError("scores outside [0, 1]", where=where, fix="scale scores to [0, 1] first")
+    arms = list(dict.fromkeys(df["arm"]))
+    if reference not in arms:
+        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where, fix=f"choose among {arms}")
+    candidates = [a for a in arms if a != reference]
+    if not candidates:
+        raise ConfigError("only the reference arm is in the score table", where=where,
+                          fix="score at least one candidate on the same items")
+    out = pd.DataFrame([_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci,
+                             n_resamples=n_resamples, seed=seed, power=power) for a in candidates])
+    for col in P_COLUMNS:
+        out[f"{col}_adj"] = holm(out[col]) if holm_adjust else out[col]
+    out["adjustment"] = "holm" if holm_adjust else "none"
+    out["conclusion_adjusted"] = [conclude({c: r[f"{c}_adj"] for c in P_COLUMNS}, alpha, equivalence=False)
+                                  for _, r in out.iterrows()]
+    out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
+    out["qualifies"] = out["conclusion_adjusted"].isin(PASSING)
+    out["better"] = out["conclusion_adjusted"] == "superior"
+    tail = ["n_needed", "enough_items"]
+    out = out[[c for c in out.columns if c not in tail] + tail]
+    out["statement"] = [_statement(r, alpha=alpha, ci=ci, k=len(candidates) if holm_adjust else 1)
+                        for _, r in out.iterrows()]
+    return out
+
+
+__all__ = ["compare_scores", "items_needed_mean", "mean_difference", "sign_test", "t_interval", "t_test_items",
+           "wilcoxon_signed_rank", "win_tie_loss"]
