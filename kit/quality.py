@@ -21,7 +21,6 @@ import pandas as pd
 from kit import stats
 from kit.errors import ConfigError
 from kit.tasks import Task
-from kit.tasks.generation import Generation
 
 METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", "judge": "judge's rubric grade (scaled)",
                 "preference": "judge's preference over the reference"}
@@ -40,7 +39,7 @@ def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin:
     >>> compare_options(load_task("snips-intents", ignore_labels=True), score_unlabelled(...),
     ...                 reference="replay:api.jsonl", agreement_target=0.9)     # doctest: +SKIP
     """
-    if isinstance(task.type, Generation):
+    if task.type.judged:
         metric = METRIC_WORDS.get(task.type.metric, task.type.metric)
         out = stats.compare_scores(scores, reference=reference, margin=margin, alpha=alpha, metric=metric,
                                    n_resamples=n_resamples, seed=seed)

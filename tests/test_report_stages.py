@@ -140,3 +140,21 @@ def test_unpriced_self_hosted_option_is_named_not_a_crash(project):
     costs_table = folder.table(Table.COSTS, task="tickets").set_index("option")
     assert "not priced" in costs_table.loc["Good", "basis"]
     assert pd.isna(costs_table.loc["Good", "monthly_cost"])
+
+
+def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
+    """Without gold labels the reference's answers are the bar: agreement against a target, the disagreements
+    listed, no trivial baseline, and the report says that quality means agreement."""
+    tmp_path, files = project
+    exp = experiment(tmp_path, files, ignore_labels=True, agreement_target=0.5)
+    folder = run_all(tmp_path, exp)
+    compare = folder.table(Table.COMPARE, task="tickets").set_index("arm")
+    assert set(compare["kind"]) == {"agreement"}
+    assert compare.loc["Good", "metric"].startswith("agreement")
+    assert folder.table(Table.FLOOR, task="tickets").empty
+    disagree = folder.table(Table.DISAGREEMENTS, task="tickets")
+    assert len(disagree) > 0 and set(disagree["arm"]) <= {"Good", "Majority", XSS}
+    decision = folder.doc(Doc.DECISION, task="tickets")
+    assert any("agreement with the reference" in c for c in decision["caveats"])
+    assert decision["recommended"] is not None
+    assert XSS not in views.disagreements(folder).to_html()

@@ -18,27 +18,28 @@ import pandas as pd
 
 from kit.report.experiment import STANDIN_MODEL, Experiment, Option
 from kit.report.prepare import load_tasks
-from kit.report.rundir import Doc, RunFolder, RunRecord
+from kit.report.rundir import Doc, RunFolder, RunRecord, Table
+from kit.report.standin import StandinServer, standin_arm_options
+from kit.run.store import Store
+from kit.tasks import Task
 
 
 @contextlib.contextmanager
-def _standin(exp: Experiment) -> Iterator[str | None]:
-    """The stand-in server's base URL for the duration of the stage (None when no option is the stand-in)."""
+def _standin(exp: Experiment) -> Iterator[StandinServer | None]:
+    """The stand-in server for the duration of the stage (None when no option is the stand-in)."""
     if not any(o.standin for o in exp.options):
         yield None
         return
-    from kit.report.standin import standin_server
-
-    with standin_server(STANDIN_MODEL) as url:
-        yield url
+    with StandinServer(STANDIN_MODEL) as server:
+        yield server
 
 
-def arm_for(option: Option, *, task: str, folder: RunFolder, standin_url: str | None) -> tuple[str, dict[str, Any]]:
-    """The arm spec and options that answer ``task`` for ``option``."""
+def arm_for(option: Option, *, task: str, folder: RunFolder,
+            standin: StandinServer | None) -> tuple[str, dict[str, Any]]:
+    """The arm spec and options that answer ``task`` for ``option``. The stand-in's arm is identified by what
+    answers (model sha256, server version), not by its port, and stops at once if its server dies."""
     if option.standin:
-        from kit.report.standin import standin_arm_options
-
-        return f"openai:{STANDIN_MODEL}", {**standin_arm_options(), "base_url": standin_url, **option.arm_options}
+        return f"openai:{STANDIN_MODEL}", {**standin_arm_options(server=standin), **option.arm_options}
     if option.finetune is not None:
         trained = folder.doc(Doc.FINETUNES)[option.name][task]
         return trained["arm_spec"], {"lora_sha256": trained["adapter_sha256"], **option.arm_options}
@@ -51,18 +52,17 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     from kit.paths import default_store
     from kit.privacy import withhold_pii
     from kit.run.runner import run_arm
-    from kit.run.store import Store
 
     exp = folder.experiment()
     tasks = load_tasks(exp)
     records: list[RunRecord] = []
-    with Store(exp.store or default_store()) as store, _standin(exp) as url:
+    with Store(exp.store or default_store()) as store, _standin(exp) as server:
         for option in exp.options:
             names = [t for t in exp.tasks if option.applies_to(t)]
             arm = None
             try:
                 for name in names:
-                    spec, arm_options = arm_for(option, task=name, folder=folder, standin_url=url)
+                    spec, arm_options = arm_for(option, task=name, folder=folder, standin=server)
                     if arm is None or arm.spec != spec:
                         if arm is not None:
                             arm.close()
@@ -71,7 +71,8 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                     # a third-party option (and the stand-in, which plays one) obeys the privacy rule
                     hook = withhold_pii(task=task) if exp.privacy_required and not option.self_hosted else None
                     summary = run_arm(task, arm, store=store, limit=exp.tasks[name], withhold=hook,
-                                      progress=progress, max_tokens=exp.max_tokens, label=option.name)
+                                      progress=progress, max_tokens=task.type.max_tokens or exp.max_tokens,
+                                      label=option.name)
                     records.append(RunRecord(task=name, option=option.name, arm=spec, run_id=summary.run_id,
                                              items=summary.items, new_calls=summary.new_calls,
                                              from_store=summary.cached, errors=summary.errors,
@@ -80,9 +81,38 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
             finally:
                 if arm is not None:
                     arm.close()
-    folder.save_runs(records)
-    folder.save_doc(Doc.STORE, {"path": str(exp.store or default_store())})
+        folder.save_runs(records)
+        folder.save_doc(Doc.STORE, {"path": str(exp.store or default_store())})
+        for name, task in tasks.items():
+            if task.type.judged and task.type.judge_modes:
+                judge_stage(folder, task, store=store, standin=server, progress=progress)
     return runs_table(records)
+
+
+def judge_option(exp: Experiment) -> Option:
+    """The option whose arm judges free text: ``judge:`` names one, else the reference judges."""
+    return exp.option(exp.judge) if exp.judge else exp.reference
+
+
+def judge_stage(folder: RunFolder, task: Task, *, store: Store, standin: StandinServer | None,
+                progress: bool = True) -> None:
+    """Have the judge grade every option's free-text answers (each call through the store, cached), and record
+    its verdicts, its consistency between the two orders, and whether it grades its own answers."""
+    from kit.arms import get_arm
+    from kit.judge import judge_task
+
+    exp = folder.experiment()
+    judge = judge_option(exp)
+    answers = {r.option: store.rows(r.keys.values()) for r in folder.runs(task=task.name)}
+    spec, arm_options = arm_for(judge, task=task.name, folder=folder, standin=standin)
+    with get_arm(spec, **arm_options) as arm:
+        result = judge_task(task, store, answers, arm, reference=exp.reference_name, progress=progress,
+                            label=f"judge {judge.name}")
+    folder.save_table(Table.VERDICTS, result.verdicts, task=task.name)
+    folder.save_table(Table.JUDGE, result.consistency(), task=task.name)
+    folder.save_doc(Doc.JUDGE, {"judge": judge.name, "new_calls": result.new_calls, "cached": result.cached,
+                                "judge_errors": result.judge_errors, "stopped": result.stopped,
+                                "self_preference": result.self_preference.to_dict("records")}, task=task.name)
 
 
 def runs_table(records: list[RunRecord]) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from kit import stats
 from kit.errors import ConfigError
 from kit.report.rundir import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
-from kit.tasks.scoring import score_responses
+from kit.quality import compare_options, disagreements
+from kit.tasks.scoring import score_task
 
 
 def task_of(folder: RunFolder, name: str) -> Task:
@@ -43,20 +44,19 @@ def responses(folder: RunFolder, name: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def reference_answers(task: Task, answers: pd.DataFrame, reference: str) -> dict[str, Any]:
-    """Item id -> the reference's parsed answer, for items it answered (the gold of an unlabelled task)."""
-    rows = answers[(answers["arm"] == reference) & answers["error"].isna() & answers["answer"].notna()]
-    return dict(zip(rows["item_id"], rows["answer"]))
-
-
 def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
-    """Per item and option: answer, gold, correct, score, latency, tokens (``arm`` is the option's name)."""
+    """Per item and option: answer, gold, correct, score, latency, tokens (``arm`` is the option's name). Free
+    text is scored with its references and the judge's verdicts; an unlabelled task against the reference's
+    answers (items the reference could not answer stay, with the reason in ``gap``)."""
     exp = folder.experiment()
     task = task_of(folder, name)
-    answers = responses(folder, name)
-    if task.labelled:
-        return score_responses(task, answers)
-    return score_responses(task, answers, gold=reference_answers(task, answers, exp.reference_name))
+    verdicts = folder.table(Table.VERDICTS, task=name) if folder.has(Table.VERDICTS, task=name) else None
+    return score_task(task, responses(folder, name), reference=exp.reference_name, verdicts=verdicts)
+
+
+def _scored(scores: pd.DataFrame) -> pd.DataFrame:
+    """The rows that carry a score (a gap — no reference answer, no judge grade — is counted, not scored)."""
+    return scores[scores["score"].notna()] if "gap" in scores.columns else scores
 
 
 def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataFrame:
@@ -108,12 +108,6 @@ def _agreement(task: Task, scores: pd.DataFrame, reference: str) -> pd.DataFrame
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
 
 
-def compare(task: Task, scores: pd.DataFrame, *, reference: str, margin: float, alpha: float,
-            agreement_target: float) -> pd.DataFrame:
-    """Every candidate against the reference: the comparison table the decision reads."""
-    return stats.compare_arms(scores, reference=reference, margin=margin, alpha=alpha)
-
-
 def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
     """Per task: scores, metrics (with baselines), the comparison with the reference, the floor, every pair,
     latency, errors and agreement — saved in the run folder and returned."""
@@ -122,17 +116,20 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
     for name in folder.tasks():
         task = task_of(folder, name)
         scores = task_scores(folder, name)
+        scored = _scored(scores)
         baselines = task.type.baselines(task.train, task.test) if task.labelled else []
         tables = {
             Table.SCORES: scores,
-            Table.METRICS: _metrics(task, scores, baselines),
-            Table.COMPARE: compare(task, scores, reference=exp.reference_name, margin=exp.margin, alpha=exp.alpha,
-                                   agreement_target=exp.agreement_target),
-            Table.FLOOR: _floor(task, scores, exp.alpha) if baselines else pd.DataFrame(),
-            Table.PAIRS: _pairs(scores, exp.alpha),
+            Table.METRICS: _metrics(task, scored, baselines),
+            Table.COMPARE: compare_options(task, scores, reference=exp.reference_name, margin=exp.margin,
+                                           alpha=exp.alpha, agreement_target=exp.agreement_target),
+            Table.FLOOR: _floor(task, scored, exp.alpha) if baselines else pd.DataFrame(),
+            Table.PAIRS: _pairs(scored, exp.alpha),
             Table.LATENCY: stats.latency_summary(scores),
             Table.ERRORS: stats.errors_table(scores),
-            Table.AGREEMENT: _agreement(task, scores, exp.reference_name) if task.labelled else pd.DataFrame(),
+            Table.AGREEMENT: _agreement(task, scored, exp.reference_name) if task.labelled else pd.DataFrame(),
+            Table.DISAGREEMENTS: (disagreements(task, scores, reference=exp.reference_name)
+                                  if not task.labelled and not task.type.judged else pd.DataFrame()),
         }
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)

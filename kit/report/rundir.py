@@ -46,6 +46,9 @@ class Table(str, Enum):
     THROUGHPUT = "throughput"    # per self-hosted option and load level: items/s against latency
     CHECKS = "checks"            # per option: the decision's checks (limits, bar, floor)
     RANKING = "ranking"          # the options in the decision's order, with why
+    VERDICTS = "verdicts"        # free text: the judge's verdict per option and item
+    JUDGE = "judge"              # free text: per candidate, how often the judge's two orders agreed
+    DISAGREEMENTS = "disagreements"  # unlabelled: items where a candidate differs from the reference
 
 
 class Doc(str, Enum):
@@ -57,6 +60,7 @@ class Doc(str, Enum):
     HARDWARE = "hardware"        # per run: the machine's fingerprint
     SUMMARY = "summary"          # per run: the verdicts of every task in one record
     STORE = "store"              # per run: where the answers are (the store's path)
+    JUDGE = "judge"              # per task (free text): who judged, calls, errors, self-preference
 
 
 @dataclass(frozen=True)

@@ -106,11 +106,31 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
     if not floor.empty:
         top = floor.sort_values("baseline_mean", ascending=False).iloc[0]
         best_floor = f"{top['answer']} scores {100 * top['baseline_mean']:.1f}%"
-    return Facts(task=task, volume=exp.monthly_volume, options=tuple(options),
+    return Facts(task=task, volume=exp.monthly_volume, options=tuple(options), notes=tuple(_judge_notes(folder, task)),
                  pairs=tuple(PairFacts(r["a"], r["b"], float(r["difference"]), float(r["p_holm"]))
                              for r in pairs.to_dict("records")) if not pairs.empty else (),
-                 metric=t.type.metrics[0] if t.labelled else "agreement with the reference", labelled=t.labelled,
+                 metric=t.type.metrics[0] if t.labelled or t.type.judged else "agreement with the reference",
+                 labelled=t.labelled or t.type.judged,
                  pii_share=share, reference_is_standin=exp.reference.standin, floor_text=best_floor)
+
+
+def _judge_notes(folder: RunFolder, task: str) -> list[str]:
+    """What the reader must know about a free-text task's judge: self-preference, failed grades, and a judge
+    whose two orders disagree (position bias)."""
+    if not folder.has(Doc.JUDGE, task=task):
+        return []
+    judge = folder.doc(Doc.JUDGE, task=task)
+    notes = [f"Free text on {task} was graded by {judge['judge']} (a model, not a person)."]
+    notes += [row["note"] for row in judge["self_preference"] if row.get("same_model")]
+    if judge["judge_errors"]:
+        notes.append(f"The judge gave no usable grade on {judge['judge_errors']} questions on {task}: they are "
+                     "counted as gaps, not dropped.")
+    consistency = folder.table(Table.JUDGE, task=task)
+    for row in consistency.to_dict("records"):
+        agree = _num(row["orders_agree"])
+        if agree is not None and agree < 0.8:
+            notes.append(row["statement"])
+    return notes
 
 
 def verdict_stage(folder: RunFolder) -> dict[str, Decision]:

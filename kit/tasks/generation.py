@@ -197,6 +197,7 @@ class Generation(TaskType):
     judge_modes: tuple[str, ...] = ()
     max_tokens: int = DEFAULT_MAX_TOKENS
     kind: ClassVar[str] = "generation"
+    judged: ClassVar[bool] = True
 
     @property
     def metrics(self) -> tuple[str, ...]:  # type: ignore[override]

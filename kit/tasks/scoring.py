@@ -219,3 +219,17 @@ def metrics(task: Task, scores: pd.DataFrame) -> pd.DataFrame:
         row["mean_latency_s"] = float(group["latency_s"].mean()) if group["latency_s"].notna().any() else None
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def score_task(task: Task, responses: pd.DataFrame, *, reference: str,
+               verdicts: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The per-item score table of any task: free text against its references and the judge's verdicts, an
+    unlabelled task against the ``reference`` option's answers, a labelled one against its gold answers.
+
+    >>> scores = score_task(task, rows, reference="API")          # doctest: +SKIP
+    """
+    if task.type.judged:
+        return score_generation(task, responses, verdicts=verdicts, reference=reference)
+    if not task.labelled:
+        return score_unlabelled(task, responses, reference=reference)
+    return score_responses(task, responses)

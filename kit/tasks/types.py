@@ -89,6 +89,8 @@ class TaskType(ABC):
 
     kind: ClassVar[str]
     metrics: ClassVar[tuple[str, ...]]  # the names summarise() returns, the first one is the headline
+    max_tokens: ClassVar[int | None] = None  # the answer length the type needs (None: the run's default)
+    judged: ClassVar[bool] = False  # True: quality is a score in [0, 1] (free text), not right/wrong
 
     @classmethod
     @abstractmethod
