@@ -20,7 +20,7 @@ Format = Callable[[Any], str]
 MISSING = "—"
 
 
-def _finite(x: Any) -> float | None:
+def finite(x: Any) -> float | None:
     try:
         value = float(x)
     except (TypeError, ValueError):
@@ -29,36 +29,36 @@ def _finite(x: Any) -> float | None:
 
 
 def PCT(x: Any) -> str:  # noqa: N802 - a formatter used like a constant
-    v = _finite(x)
+    v = finite(x)
     return MISSING if v is None else f"{100 * v:.1f}%"
 
 
 def POINTS(x: Any) -> str:  # noqa: N802
-    v = _finite(x)
+    v = finite(x)
     return MISSING if v is None else f"{100 * v:+.1f} pts"
 
 
 def USD(x: Any) -> str:  # noqa: N802
-    v = _finite(x)
+    v = finite(x)
     if v is None:
         return MISSING
     return f"${v:,.0f}" if abs(v) >= 100 else f"${v:,.2f}" if abs(v) >= 0.01 else f"${v:.2g}"
 
 
 def SECONDS(x: Any) -> str:  # noqa: N802
-    v = _finite(x)
+    v = finite(x)
     return MISSING if v is None else f"{v:.2f} s" if v < 100 else f"{v:,.0f} s"
 
 
 def NUMBER(x: Any) -> str:  # noqa: N802
-    v = _finite(x)
+    v = finite(x)
     if v is None:
         return MISSING
     return f"{v:,.0f}" if abs(v) >= 100 or float(v).is_integer() else f"{v:.3g}"
 
 
 def P_VALUE(x: Any) -> str:  # noqa: N802
-    v = _finite(x)
+    v = finite(x)
     return MISSING if v is None else "< 0.001" if v < 0.001 else f"{v:.3f}"
 
 
@@ -81,7 +81,7 @@ def TEXT(x: Any) -> str:  # noqa: N802
 
 def interval(frame: pd.DataFrame, low: str, high: str, fmt: Format = PCT) -> pd.Series:
     """Two columns as one "low – high" text column."""
-    return pd.Series([f"{fmt(a)} – {fmt(b)}" if _finite(a) is not None else MISSING
+    return pd.Series([f"{fmt(a)} – {fmt(b)}" if finite(a) is not None else MISSING
                       for a, b in zip(frame[low], frame[high])], index=frame.index)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 
 from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, PairFacts, Role, decide
 from kit.report.experiment import Experiment
+from kit.report.format import finite
 from kit.report.quality import task_of
 from kit.report.rundir import Doc, RunFolder, Table
 
@@ -27,14 +28,6 @@ def constraints_of(exp: Experiment) -> Constraints:
                        alpha=exp.alpha, cost_per_error=exp.cost_per_error)
 
 
-def _num(value: Any) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _row(table: pd.DataFrame, key: str, value: str) -> dict[str, Any] | None:
     if table.empty or key not in table.columns:
         return None
@@ -43,9 +36,9 @@ def _row(table: pd.DataFrame, key: str, value: str) -> dict[str, Any] | None:
 
 
 def _interval(row: dict[str, Any] | None, value: str, low: str, high: str) -> Interval | None:
-    if row is None or _num(row.get(value)) is None:
+    if row is None or finite(row.get(value)) is None:
         return None
-    return Interval(float(row[value]), _num(row.get(low)), _num(row.get(high)))
+    return Interval(float(row[value]), finite(row.get(low)), finite(row.get(high)))
 
 
 def _floor_words(floor: pd.DataFrame, option: str) -> str | None:
@@ -81,8 +74,8 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             quality=_interval(m, "mean_score", "score_ci_low", "score_ci_high"),
             conclusion="reference" if is_ref else str(c["conclusion_adjusted"]) if c else "untested",
             qualifies=is_ref or bool(c and c["qualifies"]), better=bool(c and c["better"]),
-            lower_bound=_num(c["lower_bound"]) if c else None,
-            n_needed=(math.inf if c and _num(c["n_needed"]) is None else _num(c["n_needed"])) if c else None,
+            lower_bound=finite(c["lower_bound"]) if c else None,
+            n_needed=(math.inf if c and finite(c["n_needed"]) is None else finite(c["n_needed"])) if c else None,
             floor=_floor_words(floor, o.name) if m else None,
             monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
             p95_s=_interval(lat, "p95_s", "p95_ci_low", "p95_ci_high"),
@@ -101,7 +94,7 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             share_local=choice["share_local"], keeps_pii_local=exp.privacy_required,
             ops_hours=exp.option(candidate).machine.ops_hours_per_month if exp.option(candidate).machine else 0.0))
     pii = folder.table(Table.PII, task=task)
-    share = _num(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
+    share = finite(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
     best_floor = ""
     if not floor.empty:
         top = floor.sort_values("baseline_mean", ascending=False).iloc[0]
@@ -127,7 +120,7 @@ def _judge_notes(folder: RunFolder, task: str) -> list[str]:
                      "counted as gaps, not dropped.")
     consistency = folder.table(Table.JUDGE, task=task)
     for row in consistency.to_dict("records"):
-        agree = _num(row["orders_agree"])
+        agree = finite(row["orders_agree"])
         if agree is not None and agree < 0.8:
             notes.append(row["statement"])
     return notes

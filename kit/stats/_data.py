@@ -148,6 +148,19 @@ def pair_arms(scores_df: pd.DataFrame, *, arms: Sequence[str] | None = None, val
     return wide
 
 
+def candidates_of(df: pd.DataFrame, reference: str, *, where: str) -> list[str]:
+    """The arms of a score table other than ``reference``; clear errors when the reference is missing or alone."""
+    arms = list(dict.fromkeys(df["arm"]))
+    if reference not in arms:
+        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where,
+                          fix=f"choose among {arms}")
+    candidates = [a for a in arms if a != reference]
+    if not candidates:
+        raise ConfigError("only the reference arm is in the score table", where=where,
+                          fix="score at least one candidate on the same items")
+    return candidates
+
+
 def pts(x: float, *, sign: bool = True) -> str:
     """A proportion as percentage points for a reader: 0.0123 -> '+1.2 points'."""
     if x is None or not np.isfinite(x):

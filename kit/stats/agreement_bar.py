@@ -14,12 +14,13 @@ disagreements. Quality here means agreement with the reference, not correctness.
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import check_level, fmt_p, pct, z_of
+from kit.stats._data import candidates_of, check_level, fmt_p, pct, z_of
 from kit.stats.agreement import agreement
 from kit.stats.paired import holm
 
@@ -123,13 +124,7 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
         df = df[df["epoch"] == df["epoch"].min()]
     if "score" not in df:
         df = df.assign(score=df["correct"].astype(float))
-    arms = list(dict.fromkeys(df["arm"]))
-    if reference not in arms:
-        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where, fix=f"choose among {arms}")
-    candidates = [a for a in arms if a != reference]
-    if not candidates:
-        raise ConfigError("only the reference arm is in the score table", where=where,
-                          fix="score at least one candidate against the reference")
+    candidates = candidates_of(df, reference, where=where)
     all_items = set(df["item_id"])
     rows = []
     for arm in candidates:

@@ -14,7 +14,16 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import ConfigError
-from kit.stats._data import Missing, check_level, check_scores, fmt_p, pair_arms, pct, pts
+from kit.stats._data import (
+    Missing,
+    candidates_of,
+    check_level,
+    check_scores,
+    fmt_p,
+    pair_arms,
+    pct,
+    pts,
+)
 from kit.stats.bootstrap import paired_bootstrap
 from kit.stats.intervals import mean_ci
 from kit.stats.paired import conclude, mcnemar, non_inferiority
@@ -114,14 +123,7 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     where = "kit.stats.compare_arms"
     alpha = check_level(alpha, "alpha", where=where)
     df = check_scores(scores_df, where=where)
-    arms = list(dict.fromkeys(df["arm"]))
-    if reference not in arms:
-        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where,
-                          fix=f"choose among {arms}")
-    candidates = [a for a in arms if a != reference]
-    if not candidates:
-        raise ConfigError("only the reference arm is in the score table", where=where,
-                          fix="score at least one candidate arm on the same items")
+    candidates = candidates_of(df, reference, where=where)
     out = pd.DataFrame([_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin,
                              alpha=alpha, equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed,
                              power=power) for a in candidates])

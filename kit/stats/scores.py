@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import as_pair, check_level, fmt_p, pts
+from kit.stats._data import as_pair, candidates_of, check_level, fmt_p, pts
 from kit.stats.bootstrap import paired_bootstrap
 from kit.stats.compare import P_COLUMNS, PASSING
 from kit.stats.intervals import wilson_interval
@@ -282,13 +282,7 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     df = scores_df.assign(arm=scores_df["arm"].astype(str), score=pd.to_numeric(scores_df["score"], errors="coerce"))
     if ((df["score"] < 0) | (df["score"] > 1)).any():
         raise ConfigError("scores outside [0, 1]", where=where, fix="scale scores to [0, 1] first")
-    arms = list(dict.fromkeys(df["arm"]))
-    if reference not in arms:
-        raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where, fix=f"choose among {arms}")
-    candidates = [a for a in arms if a != reference]
-    if not candidates:
-        raise ConfigError("only the reference arm is in the score table", where=where,
-                          fix="score at least one candidate on the same items")
+    candidates = candidates_of(df, reference, where=where)
     out = pd.DataFrame([_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci,
                              n_resamples=n_resamples, seed=seed, power=power) for a in candidates])
     for col in P_COLUMNS:
