@@ -178,3 +178,20 @@ def test_notebook_defaults_match_the_default_experiment():
                 continue
             assert ast.literal_eval(info["default"]) == defaults[param], (name, param)
             assert info["help"], f"{name}: parameter {param} has no comment"
+
+
+def test_free_text_slice_is_judged_scored_and_rendered(tmp_path):
+    """The judged free-text experiment on two items: the stand-in answers and judges (rubric and both orders),
+    chrF scores against the references, the comparison is on scores, and the report renders the judge."""
+    html = run_pipeline(experiment=ROOT / "notebooks" / "params" / "freetext.yaml",
+                        overrides={"tasks": {"aclsum-outcomes": 2}, "store": str(tmp_path / "kit.sqlite")},
+                        run_dir=tmp_path / "run", out_dir=tmp_path)
+    folder = RunFolder(tmp_path / "run")
+    verdicts = folder.table(Table.VERDICTS, task="aclsum-outcomes")
+    assert set(verdicts["mode"]) == {"rubric", "pairwise"} and len(verdicts) == 2 * 2 + 2
+    compare = folder.table(Table.COMPARE, task="aclsum-outcomes")
+    assert set(compare["kind"]) == {"paired scores"} and compare["metric"].iloc[0].startswith("chrF")
+    scores = folder.table(Table.SCORES, task="aclsum-outcomes")
+    assert scores["part_chrf"].between(0, 1).all()
+    text = html.read_text(encoding="utf-8")
+    assert "Free text: the judge" in text and "orders agree" in text

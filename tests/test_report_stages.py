@@ -158,3 +158,10 @@ def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
     assert any("agreement with the reference" in c for c in decision["caveats"])
     assert decision["recommended"] is not None
     assert XSS not in views.disagreements(folder).to_html()
+
+
+def test_every_artefact_has_its_own_file_name():
+    from kit.report.rundir import Doc
+
+    names = [t.value for t in Table] + [d.value for d in Doc] + ["experiment", "runs"]
+    assert len(names) == len(set(names))

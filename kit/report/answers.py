@@ -110,7 +110,7 @@ def judge_stage(folder: RunFolder, task: Task, *, store: Store, standin: Standin
                             label=f"judge {judge.name}")
     folder.save_table(Table.VERDICTS, result.verdicts, task=task.name)
     folder.save_table(Table.JUDGE, result.consistency(), task=task.name)
-    folder.save_doc(Doc.JUDGE, {"judge": judge.name, "new_calls": result.new_calls, "cached": result.cached,
+    folder.save_doc(Doc.JUDGING, {"judge": judge.name, "new_calls": result.new_calls, "cached": result.cached,
                                 "judge_errors": result.judge_errors, "stopped": result.stopped,
                                 "self_preference": result.self_preference.to_dict("records")}, task=task.name)
 

@@ -70,6 +70,7 @@ def latency_plot(scores: pd.DataFrame, *, target: float | None = None, ax: plt.A
         ax.axvline(target, color="#C44E52", ls="--", lw=1)
         ax.annotate("target", (target, len(order) - 0.5), fontsize=7, color="#C44E52", rotation=90, va="top")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _pos: f"{v:g}"))
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.set_xlabel("seconds per item (bar: p95)")

@@ -60,7 +60,7 @@ class Doc(str, Enum):
     HARDWARE = "hardware"        # per run: the machine's fingerprint
     SUMMARY = "summary"          # per run: the verdicts of every task in one record
     STORE = "store"              # per run: where the answers are (the store's path)
-    JUDGE = "judge"              # per task (free text): who judged, calls, errors, self-preference
+    JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
 
 
 @dataclass(frozen=True)

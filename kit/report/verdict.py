@@ -110,9 +110,9 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
 def _judge_notes(folder: RunFolder, task: str) -> list[str]:
     """What the reader must know about a free-text task's judge: self-preference, failed grades, and a judge
     whose two orders disagree (position bias)."""
-    if not folder.has(Doc.JUDGE, task=task):
+    if not folder.has(Doc.JUDGING, task=task):
         return []
-    judge = folder.doc(Doc.JUDGE, task=task)
+    judge = folder.doc(Doc.JUDGING, task=task)
     notes = [f"Free text on {task} was graded by {judge['judge']} (a model, not a person)."]
     notes += [row["note"] for row in judge["self_preference"] if row.get("same_model")]
     if judge["judge_errors"]:

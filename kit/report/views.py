@@ -329,9 +329,9 @@ def judge(folder: RunFolder) -> Styler:
     """Free-text tasks: who judged, and per candidate how often the judge's two orders agreed (position bias)."""
     rows = []
     for task in folder.tasks():
-        if not folder.has(Doc.JUDGE, task=task):
+        if not folder.has(Doc.JUDGING, task=task):
             continue
-        info = folder.doc(Doc.JUDGE, task=task)
+        info = folder.doc(Doc.JUDGING, task=task)
         for r in folder.table(Table.JUDGE, task=task).to_dict("records"):
             rows.append({"task": task, "judge": info["judge"], "candidate": r["arm"], "items": r["n_items"],
                          "orders agree": r["orders_agree"], "first position picked": r["first_position_share"],
@@ -346,10 +346,10 @@ def disagreements(folder: RunFolder, *, n: int = 20) -> Styler:
     """Unlabelled tasks: the items where a candidate's answer differs from the reference's, to read first."""
     frames = []
     for task in folder.tasks():
-        if folder.has(Table.DISAGREEMENTS, task=task):
-            d = folder.table(Table.DISAGREEMENTS, task=task).head(n)
+        d = folder.table(Table.DISAGREEMENTS, task=task).head(n) if folder.has(Table.DISAGREEMENTS, task=task) \
+            else pd.DataFrame()
+        if not d.empty:
             frames.append(d.assign(task=task, text=[_clip(t, 120) for t in d["text"]]))
-    frames = [f for f in frames if not f.empty]
     if not frames:
         return show(pd.DataFrame([{"disagreements": "no unlabelled task in this run (quality is correctness)"}]))
     out = pd.concat(frames, ignore_index=True)
