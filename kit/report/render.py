@@ -71,7 +71,7 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
     (folder / "experiment.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     say = on_progress or (lambda _msg: None)
     declared = {}
-    for name in notebooks:
+    for name in dict.fromkeys((*NOTEBOOKS, *notebooks)):
         path = notebooks_dir() / name
         if not path.is_file():
             raise ReportError("notebook not found", where=str(path), fix="restore it from the repository")
