@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from kit.arms import get_arm
+from kit.arms import Request, get_arm
 from kit.errors import ArmError, KitError
 from kit.run.runner import run_arm
 from kit.tasks.prompts import build_request
@@ -58,6 +58,11 @@ def test_batched_answers_agree_with_one_at_a_time(one_arm, batch_arm, snips, hhs
     assert [c.completion_tokens for c in many] == [c.completion_tokens for c in one]
     # each item's latency is its own: the time until its answer was complete, within its batch
     assert all(0 < c.ttft_s <= c.latency_s for c in many)
+    free = [Request(item_id=str(i), messages=({"role": "user", "content": text},), max_tokens=12)
+            for i, text in enumerate(["Name three colours.", "What is the capital of France?"])]
+    one = [one_arm.complete(r) for r in free]
+    many = batch_arm.complete_many(free)  # free text: no grammar, greedy
+    assert [c.text for c in many] == [c.text for c in one] and all(c.text for c in many)
 
 
 def test_a_batch_the_context_cannot_hold_is_a_clear_error(snips):
