@@ -21,7 +21,7 @@ def test_fingerprint_is_json_and_matches_the_machine():
 
     fp = fingerprint()
     assert json.loads(json.dumps(fp)) == fp  # stored as JSON with every run
-    assert set(fp) == {"cpu", "ram_bytes", "gpus", "llama_cpp", "packages", "os", "python"}
+    assert set(fp) == {"cpu", "ram_bytes", "gpus", "llama_cpp", "memory_bandwidth", "packages", "os", "python"}
     assert fp["cpu"]["logical_cores"] == os.cpu_count() and fp["cpu"]["model"]
     if os.path.exists("/proc/meminfo"):  # independent: the kernel's MemTotal (kB)
         with open("/proc/meminfo") as fh:

@@ -17,7 +17,7 @@ import types
 import typing
 from abc import ABC, abstractmethod
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from kit.errors import ArmError, ConfigError
 
@@ -61,11 +61,19 @@ class Arm(ABC):
 
     Subclasses set ``spec`` and implement :meth:`complete` (blocking) or override :meth:`acomplete`
     (non-blocking). ``hosted`` marks arms that send data off the machine (privacy rules use it).
+
+    ``concurrency`` is how many calls the runner keeps in flight; ``max_batch`` how many requests one
+    call of :meth:`acomplete_many` answers together (the llama.cpp arm decodes them in one batch). An
+    item's latency in a batch is the time from the start of that call until the item's answer was
+    complete. ``load_kind`` says what :meth:`set_load` varies for a load sweep: ``"batch"`` (requests
+    decoded together in process), ``"concurrency"`` (requests in flight to an endpoint), or None.
     """
 
     spec: str
     hosted: bool = False
     concurrency: int = 1
+    max_batch: int = 1
+    load_kind: str | None = None
 
     @abstractmethod
     def complete(self, request: Request) -> Completion:
@@ -74,6 +82,21 @@ class Arm(ABC):
     async def acomplete(self, request: Request) -> Completion:
         """Answer one request without blocking the event loop (default: ``complete`` in a thread)."""
         return await asyncio.to_thread(self.complete, request)
+
+    async def acomplete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer up to ``max_batch`` requests, in order (default: :meth:`acomplete` for each, gathered)."""
+        return list(await asyncio.gather(*(self.acomplete(r) for r in requests)))
+
+    def set_load(self, level: int) -> None:
+        """Serve ``level`` requests at once from now on: in flight (``load_kind == "concurrency"``) here;
+        arms that batch (``"batch"``) override it."""
+        if self.load_kind != "concurrency":
+            raise ArmError(f"{self.spec} cannot be run at another load", where=self.spec,
+                           fix="sweep a llama_cpp:/lora: arm (batch sizes) or an openai: endpoint (concurrency)")
+        if isinstance(level, bool) or not isinstance(level, int) or level < 1:
+            raise ArmError(f"load level {level!r} is not a number of requests", where=self.spec,
+                           fix="give a whole number of at least 1")
+        self.concurrency = level
 
     @abstractmethod
     def identity(self) -> dict[str, Any]:

@@ -7,6 +7,11 @@ always parses — and that probability is the answer's confidence. Extraction an
 under a GBNF grammar built from the task's JSON schema. The GGUF's own chat template formats prompts,
 and the shared prompt prefix (system message and k-shot turns) is reused from the KV cache.
 
+Option ``batch`` (default 1): with ``batch=N`` above 1 the arm answers up to N requests together in one
+llama.cpp context (:mod:`kit.arms.llama_batch`): the shared prefix is evaluated once for all of them,
+and every decoding step serves all unfinished items at once. Each item's latency is then the time from
+the start of its batch until its answer was complete.
+
 >>> arm = get_arm("llama_cpp:smollm2-135m-instruct")        # doctest: +SKIP
 >>> arm.complete(request).text                               # doctest: +SKIP
 'get_weather'
@@ -14,10 +19,11 @@ and the shared prompt prefix (system message and k-shot turns) is reused from th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -34,6 +40,8 @@ CHATML = (
 class LlamaOptions:
     n_ctx: int = field(default=4096, metadata={"min": 1})
     n_threads: int | None = field(default=None, metadata={"min": 1})
+    # threads for batches of tokens (prompts, batched steps); default all cores
+    n_threads_batch: int | None = field(default=None, metadata={"min": 1})
     n_gpu_layers: int = field(default=0, metadata={"min": -1})
     n_batch: int = field(default=512, metadata={"min": 1})
     seed: int = 0
@@ -42,12 +50,14 @@ class LlamaOptions:
     prefix_cache: bool = True
     lora_path: str | None = None
     lora_sha256: str | None = None
+    batch: int = field(default=1, metadata={"min": 1})  # decoded together (kit.arms.llama_batch); not identity
 
 
 class LlamaCppArm(Arm):
     """A GGUF model in process. ``model`` is a catalog id or a path to a ``.gguf`` file."""
 
     hosted = False
+    load_kind = "batch"
 
     def __init__(self, model: str, **options: Any) -> None:
         try:
@@ -60,12 +70,17 @@ class LlamaCppArm(Arm):
         if not hasattr(self, "spec"):  # a subclass (lora) names itself first
             self.spec = f"llama_cpp:{model}"
         self.options = build_options(LlamaOptions, self.spec, options)
+        batch = _check_batch(self.options.batch, where=self.spec)
         check_gpu_offload(self.options.n_gpu_layers)
         self.model = resolve_model(model)
         self._llama_cpp = llama_cpp
+        # with batch > 1 every answer comes from the batched context: this one only tokenizes, so it stays small
+        self._sequential = batch == 1
         try:
             self.llm = llama_cpp.Llama(
-                model_path=str(self.model.path), n_ctx=self.options.n_ctx, n_threads=self.options.n_threads,
+                model_path=str(self.model.path), n_threads=self.options.n_threads,
+                n_threads_batch=self.options.n_threads_batch,
+                n_ctx=self.options.n_ctx if self._sequential else min(self.options.n_ctx, 256),
                 n_gpu_layers=self.options.n_gpu_layers, n_batch=self.options.n_batch, seed=self.options.seed,
                 lora_path=self.options.lora_path, verbose=False,
             )
@@ -76,6 +91,9 @@ class LlamaCppArm(Arm):
         self._formatter = self._make_formatter()
         self._grammars: dict[str, Any] = {}
         self._label_tokens: dict[tuple[str, ...], list[list[int]]] = {}
+        self._decoder: Any = None
+        self.max_batch = 1
+        self.set_load(batch)
 
     # identity and formatting -------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -111,21 +129,135 @@ class LlamaCppArm(Arm):
         formatted = self._formatter(messages=list(request.messages))
         return self.llm.tokenize(formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True)
 
+    # load: how many requests are decoded together ---------------------------------------------
+    def set_load(self, level: int) -> None:
+        """Decode up to ``level`` requests together from now on (1: one at a time). What a load sweep varies.
+
+        >>> arm.set_load(8); arm.max_batch                             # doctest: +SKIP
+        8
+        """
+        level = _check_batch(level, where=self.spec)
+        if self._decoder is not None:
+            self._decoder.close()
+            self._decoder = None
+        if level > 1 or not self._sequential:
+            from kit.arms.llama_batch import BatchDecoder
+
+            o = self.options
+            self._decoder = BatchDecoder(self.llm, n_seq=level, n_ctx=o.n_ctx, n_batch=o.n_batch,
+                                         prefix_cache=o.prefix_cache, temperature=o.temperature, top_p=o.top_p,
+                                         seed=o.seed, joint_prompts=o.n_gpu_layers != 0)
+        self.max_batch = level
+
     # answering ---------------------------------------------------------------------------------
+    def _too_long(self, request: Request, tokens: list[int], start: float) -> Completion | None:
+        room = self.options.n_ctx - len(tokens) - (8 if request.choices else request.max_tokens)
+        if room >= 0:
+            return None
+        return Completion(prompt_tokens=len(tokens), latency_s=time.perf_counter() - start,
+                          error=f"prompt of {len(tokens)} tokens does not fit n_ctx={self.options.n_ctx}; "
+                                "raise n_ctx or shorten the prompt (fewer shots)")
+
     def complete(self, request: Request) -> Completion:
+        if self._decoder is not None:
+            return self.complete_many([request])[0]
         start = time.perf_counter()
         try:
             tokens = self.prompt_tokens(request)
-            room = self.options.n_ctx - len(tokens) - (8 if request.choices else request.max_tokens)
-            if room < 0:
-                return Completion(prompt_tokens=len(tokens), latency_s=time.perf_counter() - start,
-                                  error=f"prompt of {len(tokens)} tokens does not fit n_ctx={self.options.n_ctx}; "
-                                        "raise n_ctx or shorten the prompt (fewer shots)")
+            too_long = self._too_long(request, tokens, start)
+            if too_long is not None:
+                return too_long
             if request.choices:
                 return self._choose(tokens, request.choices, start)
             return self._generate(tokens, request, start)
         except (RuntimeError, ValueError) as exc:
             return Completion(latency_s=time.perf_counter() - start, error=f"llama.cpp: {exc}")
+
+    async def acomplete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer up to ``max_batch`` requests together (in a worker thread: the event loop stays free)."""
+        return await asyncio.to_thread(self.complete_many, list(requests))
+
+    def complete_many(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer ``requests`` together in the batched context (one at a time when ``batch`` is 1).
+
+        A prompt that does not fit n_ctx on its own is an error on that item; a group that does not fit
+        n_ctx together raises ArmError naming the n_ctx or batch that would.
+        """
+        if self._decoder is None:
+            return [self.complete(r) for r in requests]
+        start = time.perf_counter()
+        out: list[Completion | None] = [None] * len(requests)
+        labelled: dict[tuple[str, ...], list[tuple[int, list[int]]]] = {}
+        generated: list[tuple[int, list[int]]] = []
+        for i, request in enumerate(requests):
+            tokens = self.prompt_tokens(request)
+            out[i] = self._too_long(request, tokens, start)
+            if out[i] is None:
+                (labelled.setdefault(request.choices, []) if request.choices else generated).append((i, tokens))
+        for choices, jobs in labelled.items():
+            self._fill(out, jobs, start, lambda prompts, c=choices: self._choose_many(prompts, c, start))
+        if generated:
+            self._fill(out, generated, start,
+                       lambda prompts: self._generate_many(prompts, [requests[i] for i, _ in generated], start))
+        return [c if c is not None else Completion(error="llama.cpp: no answer") for c in out]
+
+    def _fill(self, out: list[Completion | None], jobs: list[tuple[int, list[int]]], start: float, run: Any) -> None:
+        try:
+            done = run([tokens for _, tokens in jobs])
+        except (RuntimeError, ValueError) as exc:  # a llama.cpp failure fails the items of that group
+            done = [Completion(latency_s=time.perf_counter() - start, error=f"llama.cpp: {exc}") for _ in jobs]
+        for (i, _), completion in zip(jobs, done):
+            out[i] = completion
+
+    def _labels(self, choices: tuple[str, ...]) -> list[list[int]]:
+        """Each label's tokens followed by end-of-sequence (the label trie's paths)."""
+        seqs = self._label_tokens.get(choices)
+        if seqs is None:
+            eos = self.llm.token_eos()
+            seqs = [self.llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) + [eos] for c in choices]
+            self._label_tokens[choices] = seqs
+        return seqs
+
+    def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        if schema is None:
+            return None
+        key = json.dumps(schema, sort_keys=True)
+        if key not in self._grammars:
+            self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
+        return self._grammars[key]
+
+    def _label_completion(self, choices: tuple[str, ...], tokens: list[int], probs: np.ndarray, *,
+                          latency: float, ttft: float | None) -> Completion:
+        best = int(np.argmax(probs))
+        return Completion(
+            text=choices[best], prompt_tokens=len(tokens), completion_tokens=len(self._labels(choices)[best]) - 1,
+            latency_s=latency, ttft_s=ttft, confidence=float(probs[best]),
+            extra={"label_probs": {c: round(float(p), 6) for c, p in zip(choices, probs)}},
+        )
+
+    def _text_completion(self, tokens: list[int], text: str, *, latency: float, ttft: float | None) -> Completion:
+        n_out = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+        return Completion(text=text, prompt_tokens=len(tokens), completion_tokens=n_out, latency_s=latency, ttft_s=ttft)
+
+    def _choose_many(self, prompts: list[list[int]], choices: tuple[str, ...], start: float) -> list[Completion]:
+        seqs = self._labels(choices)
+        depth = max(len(s) for s in seqs)
+        self._decoder.check_fits(prompts, [depth] * len(prompts), where=self.spec)
+        offset = time.perf_counter() - start
+        return [self._label_completion(choices, tokens, d.probs, latency=offset + d.latency_s, ttft=offset + d.ttft_s)
+                for tokens, d in zip(prompts, self._decoder.choose(prompts, seqs))]
+
+    def _generate_many(self, prompts: list[list[int]], requests: list[Request], start: float) -> list[Completion]:
+        limits = [r.max_tokens for r in requests]
+        self._decoder.check_fits(prompts, limits, where=self.spec)
+        grammars = [self._grammar(r.json_schema) for r in requests]
+        offset = time.perf_counter() - start
+        out = []
+        for tokens, d in zip(prompts, self._decoder.generate(prompts, grammars, limits)):
+            text = self.llm.detokenize(d.tokens, prev_tokens=tokens).decode("utf-8", errors="ignore")
+            ttft = offset + d.ttft_s if d.ttft_s is not None else None
+            out.append(self._text_completion(tokens, text, latency=offset + d.latency_s, ttft=ttft))
+        return out
 
     def _eval_at(self, pos: int, tokens: list[int]) -> np.ndarray:
         """Evaluate ``tokens`` from position ``pos`` on (earlier positions kept); the next-token logits."""
@@ -143,23 +275,14 @@ class LlamaCppArm(Arm):
         return int(mismatch[0]) if len(mismatch) else n
 
     def _choose(self, tokens: list[int], choices: tuple[str, ...], start: float) -> Completion:
-        seqs = self._label_tokens.get(choices)
-        if seqs is None:
-            eos = self.llm.token_eos()
-            seqs = [self.llm.tokenize(c.encode("utf-8"), add_bos=False, special=False) + [eos] for c in choices]
-            self._label_tokens[choices] = seqs
+        seqs = self._labels(choices)
         keep = self._cached_prefix(tokens)
         logits = self._eval_at(keep, tokens[keep:])
         ttft = time.perf_counter() - start
         probs = np.zeros(len(choices))
         self._walk(logits, base=len(tokens), depth=0, members=list(range(len(choices))), seqs=seqs,
                    mass=1.0, probs=probs)
-        best = int(np.argmax(probs))
-        return Completion(
-            text=choices[best], prompt_tokens=len(tokens), completion_tokens=len(seqs[best]) - 1,
-            latency_s=time.perf_counter() - start, ttft_s=ttft, confidence=float(probs[best]),
-            extra={"label_probs": {c: round(float(p), 6) for c, p in zip(choices, probs)}},
-        )
+        return self._label_completion(choices, tokens, probs, latency=time.perf_counter() - start, ttft=ttft)
 
     def _walk(self, logits: np.ndarray, *, base: int, depth: int, members: list[int], seqs: list[list[int]],
               mass: float, probs: np.ndarray) -> None:
@@ -178,12 +301,7 @@ class LlamaCppArm(Arm):
             self._walk(child, base=base, depth=depth + 1, members=group, seqs=seqs, mass=mass * p, probs=probs)
 
     def _generate(self, tokens: list[int], request: Request, start: float) -> Completion:
-        grammar = None
-        if request.json_schema is not None:
-            key = json.dumps(request.json_schema, sort_keys=True)
-            if key not in self._grammars:
-                self._grammars[key] = self._llama_cpp.LlamaGrammar.from_json_schema(key, verbose=False)
-            grammar = self._grammars[key]
+        grammar = self._grammar(request.json_schema)
         if not self.options.prefix_cache:
             self.llm.reset()
         ttft, pieces = None, []
@@ -195,16 +313,24 @@ class LlamaCppArm(Arm):
             if ttft is None:
                 ttft = time.perf_counter() - start
             pieces.append(chunk["choices"][0]["text"])
-        text = "".join(pieces)
-        n_out = len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
-        return Completion(text=text, prompt_tokens=len(tokens), completion_tokens=n_out,
-                          latency_s=time.perf_counter() - start, ttft_s=ttft)
+        return self._text_completion(tokens, "".join(pieces), latency=time.perf_counter() - start, ttft=ttft)
 
     def close(self) -> None:
+        decoder = getattr(self, "_decoder", None)
+        if decoder is not None:
+            decoder.close()
+            self._decoder = None
         llm = getattr(self, "llm", None)
         if llm is not None:
             llm.close()
             self.llm = None
+
+
+def _check_batch(batch: Any, *, where: str) -> int:
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ArmError(f"batch={batch!r} is not a number of requests", where=where,
+                       fix="give a whole number of at least 1 (--batch 8 or -o batch=8); 1 decodes one at a time")
+    return batch
 
 
 def _sha256(path: str) -> str:

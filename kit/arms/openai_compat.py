@@ -57,6 +57,7 @@ class OpenAICompatArm(HostedArm):
     """A chat model behind an OpenAI-compatible endpoint."""
 
     backend = "openai"
+    load_kind = "concurrency"  # a load sweep varies the requests in flight (vLLM, llama-server, Ollama, ...)
     default_url = "https://api.openai.com/v1"
     default_key_env = "OPENAI_API_KEY"
     options_class = OpenAIOptions

@@ -18,7 +18,7 @@ def cmd_tasks(args: argparse.Namespace) -> None:
 
 def arm_options(args: argparse.Namespace) -> dict[str, Any]:
     """Arm options from the named flags that were given, plus every ``-o KEY=VALUE``."""
-    named = {k: getattr(args, k) for k in ("n_ctx", "n_threads", "n_gpu_layers", "concurrency", "base_url",
+    named = {k: getattr(args, k) for k in ("n_ctx", "n_threads", "n_gpu_layers", "batch", "concurrency", "base_url",
                                            "api_key_env") if getattr(args, k, None) is not None}
     return {**named, **parse_options(args.option or [])}
 
@@ -110,6 +110,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", dest="n_threads", type=whole(1, meaning="threads"), help="llama.cpp CPU threads")
     p.add_argument("--n-gpu-layers", dest="n_gpu_layers", type=whole(-1, meaning="layers; -1 = all"),
                    help="layers offloaded to the GPU (-1 = all)")
+    p.add_argument("--batch", type=whole(1, meaning="items decoded together"),
+                   help="llama.cpp: decode N items together (each holds n_ctx / N of the context; default 1)")
     p.add_argument("--concurrency", type=whole(1, meaning="requests in flight"),
                    help="requests in flight at once (API arms)")
     p.add_argument("--base-url", dest="base_url", help="OpenAI-compatible endpoint (vLLM, Ollama, llama.cpp server)")

@@ -99,7 +99,9 @@ class CostOption:
 
     Build with :func:`api_option`, :func:`local_option` or :func:`hybrid_option`. ``item_costs``
     (API, USD per item) and ``latencies`` (local, seconds per item) are the measured per-item values;
-    a hybrid is a list of (option, share of traffic it answers).
+    a hybrid is a list of (option, share of traffic it answers). ``throughput`` (local, items/s), when
+    set, is the throughput measured at a chosen load (a load sweep's goodput) instead of
+    ``concurrency / mean(latencies)``.
     """
 
     name: str
@@ -110,12 +112,15 @@ class CostOption:
     deployment: LocalDeployment | None = None
     parts: tuple[tuple[CostOption, float], ...] = ()
     basis: str = ""
+    throughput: float | None = None
 
     def point(self) -> Any:
         """Parameters at the measured values: mean USD per item (API), items/s (local)."""
         if self.kind == "api":
             return float(self.item_costs.mean())
         if self.kind == "local":
+            if self.throughput is not None:
+                return float(self.throughput)
             return self.concurrency / float(self.latencies.mean())
         return tuple(p.point() for p, _ in self.parts)
 
@@ -130,7 +135,11 @@ class CostOption:
         values = self.item_costs if self.kind == "api" else self.latencies
         rng = np.random.default_rng([seed, values.size])
         means = values[rng.integers(0, values.size, size=(n, values.size))].mean(axis=1)
-        return means if self.kind == "api" else self.concurrency / means
+        if self.kind == "api":
+            return means
+        if self.throughput is not None:  # resampled items change the work per item by the same ratio
+            return self.throughput * float(values.mean()) / means
+        return self.concurrency / means
 
     def monthly(self, volume: Any, params: Any = None) -> np.ndarray:
         """USD per month at ``volume`` items/month (arrays broadcast against the parameters)."""
@@ -233,16 +242,36 @@ def _latencies(scores: pd.DataFrame, arm: str | None, where: str) -> np.ndarray:
 
 
 def local_option(name: str, scores: pd.DataFrame, *, deployment: LocalDeployment, arm: str | None = None,
-                 concurrency: int = 1) -> CostOption:
-    """A local option priced from measured throughput and ``deployment`` (no price per token)."""
+                 concurrency: int = 1, items_per_s: float | None = None, basis: str | None = None) -> CostOption:
+    """A local option priced from measured throughput and ``deployment`` (no price per token).
+
+    By default the throughput is ``concurrency / mean(latency)`` of the score rows (Little's law).
+    ``items_per_s`` prices it at a throughput measured at a chosen load instead — a load sweep's goodput
+    (:func:`kit.run.sweep.choose_goodput`: ``items_per_s=goodput.items_per_s, basis=goodput.basis``);
+    the rows' latencies then only carry the items' variation into the bootstrap.
+
+    >>> rows = pd.DataFrame({"arm": "a", "item_id": range(4), "latency_s": [0.5, 0.5, 1.5, 1.5]})
+    >>> local_option("local", rows, deployment=LocalDeployment(1.0), items_per_s=7.5,
+    ...              basis="at batch 8").point()
+    7.5
+    """
+    where = "kit.economics.local_option"
     if concurrency < 1:
-        raise ConfigError(f"concurrency={concurrency}", where="kit.economics.local_option", fix="pass the concurrency measured")
-    lat = _latencies(scores, arm, "kit.economics.local_option")
+        raise ConfigError(f"concurrency={concurrency}", where=where, fix="pass the concurrency measured")
+    lat = _latencies(scores, arm, where)
     mode = "always on" if deployment.always_on else "on demand"
+    tail = (f"utilisation {deployment.utilisation:.0%}, fixed ${deployment.fixed_monthly:,.2f}/month")
+    if items_per_s is None:
+        return CostOption(name, "local", latencies=lat, concurrency=concurrency, deployment=deployment,
+                          basis=f"${deployment.price_per_hour:g}/hour {mode}, {concurrency / lat.mean():.3g} items/s "
+                                f"measured at concurrency {concurrency} on {lat.size} items, {tail}")
+    if isinstance(items_per_s, bool) or not np.isfinite(items_per_s) or items_per_s <= 0:
+        raise ConfigError(f"items_per_s={items_per_s!r}", where=where,
+                          fix="pass the measured items per second (> 0), e.g. goodput.items_per_s")
     return CostOption(name, "local", latencies=lat, concurrency=concurrency, deployment=deployment,
-                      basis=f"${deployment.price_per_hour:g}/hour {mode}, {concurrency / lat.mean():.3g} items/s "
-                            f"measured at concurrency {concurrency} on {lat.size} items, utilisation "
-                            f"{deployment.utilisation:.0%}, fixed ${deployment.fixed_monthly:,.2f}/month")
+                      throughput=float(items_per_s),
+                      basis=f"${deployment.price_per_hour:g}/hour {mode}, {items_per_s:.3g} items/s "
+                            f"{basis or 'measured at a chosen load'}, {tail}")
 
 
 def hybrid_option(name: str, parts: Sequence[tuple[CostOption, float]], *, basis: str = "") -> CostOption:

@@ -45,6 +45,14 @@ class GGUFInfo:
     has_chat_template: bool
     n_tensors: int
     file_type: str = ""  # "model" or "adapter" (general.type)
+    tensor_bytes: int = 0  # every tensor's data
+    lookup_bytes: int = 0  # a token-embedding table only looked up (a separate output matrix exists)
+
+    @property
+    def decode_bytes(self) -> int:
+        """Weight bytes one decoding step reads: every tensor but a token-embedding table that is only looked
+        up (one row per token) because the model has a separate output matrix."""
+        return self.tensor_bytes - self.lookup_bytes
 
     @property
     def head_dim(self) -> int | None:
@@ -209,7 +217,14 @@ def read_gguf_info(path: str | Path) -> GGUFInfo:
         has_chat_template=bool(kv.get("tokenizer.chat_template")),
         n_tensors=len(h.tensors),
         file_type=str(kv.get("general.type") or "model"),
+        tensor_bytes=sum(nb for _, _, nb, _ in h.tensors),
+        lookup_bytes=_lookup_bytes(h.tensors),
     )
+
+
+def _lookup_bytes(tensors: list[tuple[str, int, int, int]]) -> int:
+    names = {name: nb for name, _, nb, _ in tensors}
+    return names.get("token_embd.weight", 0) if "output.weight" in names else 0
 
 
 def check_loadable(path: str | Path) -> None:

@@ -18,7 +18,8 @@ from typing import Any
 
 from kit.errors import ModelError
 
-__all__ = ["fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload", "reinstall_command"]
+__all__ = ["fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload", "reinstall_command",
+           "memory_bandwidth", "cpu_memory_bandwidth", "gpu_nominal_bandwidth"]
 
 PACKAGES = (
     "kit", "llama-cpp-python", "huggingface_hub", "gguf", "numpy", "pandas", "scipy", "statsmodels",
@@ -116,6 +117,101 @@ def llama_cpp_info() -> dict[str, Any]:
     }
 
 
+# Nominal peak memory bandwidth (bytes/s) from the vendors' datasheets, matched on the name nvidia-smi
+# gives (first match wins, so the more specific names come first).
+GPU_BANDWIDTH: tuple[tuple[str, float], ...] = (
+    ("B200", 8.0e12), ("H200", 4.8e12), ("H100 NVL", 3.9e12), ("H100 PCIe", 2.0e12), ("H100", 3.35e12),
+    ("A100 80GB PCIe", 1.935e12), ("A100-SXM4-80GB", 2.039e12), ("A100", 1.555e12),
+    ("L40S", 864e9), ("L40", 864e9), ("L4", 300e9), ("A10G", 600e9), ("A10", 600e9), ("A40", 696e9),
+    ("T4", 320e9), ("V100", 900e9), ("RTX 6000 Ada", 960e9), ("RTX A6000", 768e9),
+    ("RTX 4090", 1008e9), ("RTX 4080", 716.8e9), ("RTX 3090 Ti", 1008e9), ("RTX 3090", 936e9),
+)
+
+
+def gpu_nominal_bandwidth(name: str) -> float | None:
+    """A GPU's nominal peak memory bandwidth in bytes/s (vendor datasheet), or None for a GPU not in the table.
+
+    >>> gpu_nominal_bandwidth("NVIDIA H100 80GB HBM3")
+    3350000000000.0
+    >>> gpu_nominal_bandwidth("NVIDIA GeForce GTX 1080") is None
+    True
+    """
+    for pattern, bandwidth in GPU_BANDWIDTH:
+        if pattern.lower() in name.lower():
+            return bandwidth
+    return None
+
+
+def cpu_memory_bandwidth(*, mib: int = 256, repeats: int = 5) -> dict[str, Any]:
+    """Measure main-memory bandwidth: NumPy copies of a ``mib`` MiB array (larger than the caches), by one
+    thread and by one thread per usable core, each on its own slice; the best time of ``repeats``.
+    Bytes counted as in the STREAM benchmark's copy (read + write = 2 x the array). About a second.
+
+    >>> cpu_memory_bandwidth(mib=64, repeats=2)["bytes_per_s"] > 1e8
+    True
+    """
+    import threading
+    import time
+
+    import numpy as np
+
+    src = np.ones(mib * 2**20 // 8)
+    dst = np.zeros_like(src)
+    cores = max(1, cpu_info()["usable_cores"] or 1)
+    best: dict[int, float] = {}
+    for threads in sorted({1, cores}):
+        bounds = np.linspace(0, src.size, threads + 1).astype(int)
+        for _ in range(repeats):
+            workers = [threading.Thread(target=np.copyto, args=(dst[a:b], src[a:b]))
+                       for a, b in zip(bounds[:-1], bounds[1:])]
+            start = time.perf_counter()
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join()
+            best[threads] = min(best.get(threads, float("inf")), time.perf_counter() - start)
+    threads = min(best, key=best.get)
+    return {"bytes_per_s": 2 * src.nbytes / best[threads], "threads": threads,
+            "method": f"NumPy copy of {mib} MiB, {threads} thread(s), best of {repeats} (STREAM copy bytes)"}
+
+
+def memory_bandwidth(*, refresh: bool = False) -> dict[str, Any]:
+    """The machine's memory bandwidth: the CPU's measured (once per machine, cached in ``$KIT_HOME``) and each
+    GPU's nominal figure. Keys: cpu_bytes_per_s, cpu_source, gpus (name, bytes_per_s, source).
+
+    >>> memory_bandwidth()["cpu_bytes_per_s"] > 0                      # doctest: +SKIP
+    True
+    """
+    import json
+
+    from kit.paths import kit_home
+    from kit.util import atomic_write_json
+
+    cpu = cpu_info()
+    key = f"{cpu['model']}|{cpu['logical_cores']}|{cpu['usable_cores']}|{platform.node()}"
+    path = kit_home() / "memory_bandwidth.json"
+    cached: dict[str, Any] = {}
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    measured = cached.get(key) if not refresh else None
+    if not isinstance(measured, dict) or "bytes_per_s" not in measured:
+        measured = cpu_memory_bandwidth()
+        cached[key] = measured
+        try:
+            atomic_write_json(path, cached)
+        except OSError:
+            pass  # an unwritable cache only means measuring again next time
+    return {
+        "cpu_bytes_per_s": float(measured["bytes_per_s"]),
+        "cpu_source": f"measured on this machine: {measured['method']}",
+        "gpus": [{"name": g["name"], "bytes_per_s": gpu_nominal_bandwidth(g["name"]),
+                  "source": "nominal (vendor datasheet)" if gpu_nominal_bandwidth(g["name"]) else "unknown GPU"}
+                 for g in gpus()],
+    }
+
+
 def _versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -129,7 +225,7 @@ def _versions() -> dict[str, str | None]:
 def fingerprint() -> dict[str, Any]:
     """Everything that makes a measurement machine-specific, as a JSON-ready dict.
 
-    Keys: cpu, ram_bytes, gpus, llama_cpp, packages, os, python.
+    Keys: cpu, ram_bytes, gpus, llama_cpp, memory_bandwidth, packages, os, python.
 
     >>> fingerprint()["ram_bytes"] > 0
     True
@@ -141,6 +237,7 @@ def fingerprint() -> dict[str, Any]:
         "ram_bytes": psutil.virtual_memory().total,
         "gpus": gpus(),
         "llama_cpp": llama_cpp_info(),
+        "memory_bandwidth": memory_bandwidth(),
         "packages": _versions(),
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),

@@ -7,6 +7,10 @@ any point — even by SIGKILL — continues where it stopped. When an arm's endp
 once: it is recorded as ``stopped`` with the reason, nothing is stored for the items not answered, and
 the error is raised to the caller.
 
+Items go to the arm in groups of ``arm.max_batch`` (one call of ``acomplete_many``; 1 for every arm but
+a batched llama.cpp arm), ``arm.concurrency`` groups in flight. An item's ``latency_s`` is the time from
+the start of its group's call until that item's answer was complete.
+
 >>> with Store("runs/kit.sqlite") as store, get_arm("llama_cpp:smollm2-135m-instruct") as arm:  # doctest: +SKIP
 ...     summary = run_arm(load_task("snips-intents"), arm, store=store, limit=50)
 """
@@ -58,11 +62,14 @@ def _fingerprint() -> dict[str, Any]:
 
 def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, items: Iterable[Item] | None = None,
             epoch: int = 0, budget: Budget | None = None, withhold: Withhold | None = None,
-            progress: bool = False, max_tokens: int = 256, label: str | None = None) -> RunSummary:
+            progress: bool = False, max_tokens: int = 256, label: str | None = None,
+            kind: str = "answer", load: int | None = None) -> RunSummary:
     """Answer the task's test items (or ``items``) with ``arm``; return counts, the run id and the cache keys.
 
     ``limit`` takes the first N test items (N >= 1); ``epoch`` (>= 0) numbers deliberate repeats; ``label``
     names the option in progress output. Raises :class:`EndpointDown` when the arm's endpoint goes down.
+    ``kind``/``load`` file the rows as something other than an option's answers (``kind="sweep"``,
+    ``load=8``: a load-sweep measurement at level 8), under cache keys of their own.
     """
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit={limit!r} is not a number of items", where=f"{arm.spec} · {task.name}",
@@ -75,12 +82,12 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
     identity = arm.identity()
     run_id = store.start_run(task=task.name, arm=arm.spec, identity=identity, hardware=_fingerprint(),
                              options={"limit": limit, "epoch": epoch, "max_tokens": max_tokens,
-                                      "concurrency": arm.concurrency}, kit_version=__version__,
-                             n_items=len(chosen))
+                                      "concurrency": arm.concurrency, "batch": arm.max_batch, "kind": kind,
+                                      "load": load}, kit_version=__version__, n_items=len(chosen))
     summary = RunSummary(run_id=run_id, task=task.name, arm=arm.spec, items=len(chosen))
     requests = [build_request(task, item, max_tokens=max_tokens) for item in chosen]
-    keys = [cache_key(task=task.name, item_id=r.item_id, identity=identity, prompt_hash=prompt_hash(r), epoch=epoch)
-            for r in requests]
+    keys = [cache_key(task=task.name, item_id=r.item_id, identity=identity, prompt_hash=prompt_hash(r), epoch=epoch,
+                      kind=kind, load=load) for r in requests]
     summary.keys = {r.item_id: k for r, k in zip(requests, keys)}
     hits = store.cached(keys)
     summary.cached = sum(k in hits for k in keys)
@@ -89,7 +96,7 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
     try:
         run_sync(_answer(task, arm, todo, store=store, run_id=run_id, epoch=epoch, identity=identity,
                          budget=budget, withhold=withhold, summary=summary, progress=progress,
-                         label=label or arm.spec))
+                         label=label or arm.spec, filed={"kind": kind, "load": load}))
         if summary.stopped:
             status = "stopped"
     except EndpointDown as exc:
@@ -106,7 +113,7 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
 
 async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *, store: Store, run_id: str,
                   epoch: int, identity: dict[str, Any], budget: Budget | None, withhold: Withhold | None,
-                  summary: RunSummary, progress: bool, label: str) -> None:
+                  summary: RunSummary, progress: bool, label: str, filed: dict[str, Any]) -> None:
     gate = asyncio.Semaphore(max(1, arm.concurrency))
     down: list[EndpointDown] = []  # the first one stops the run; requests in flight end without a row
     bar = Progress(f"{label} · {task.name}", total=len(todo), stage="run", show=progress)
@@ -120,42 +127,51 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
             "parse_error": completion.error is None and answer is None, "prompt_tokens": completion.prompt_tokens,
             "completion_tokens": completion.completion_tokens, "latency_s": completion.latency_s,
             "ttft_s": completion.ttft_s, "confidence": completion.confidence, "error": completion.error,
-            "extra": completion.extra or None,
+            "extra": completion.extra or None, **filed,
         })
         summary.errors += completion.error is not None
         bar.advance()
 
-    async def one(item: Item, request: Request, key: str) -> None:
+    async def group(jobs: list[tuple[Item, Request, str]]) -> None:
         async with gate:
-            if summary.stopped or down:
+            if down:
                 return
-            reason = withhold(item) if withhold else None
-            if reason:
-                summary.withheld += 1
-                save(item, request, key, Completion(error=f"withheld: {reason}", extra={"withheld": True}))
+            ready = []
+            for item, request, key in jobs:
+                if summary.stopped:
+                    break
+                reason = withhold(item) if withhold else None
+                if reason:
+                    summary.withheld += 1
+                    save(item, request, key, Completion(error=f"withheld: {reason}", extra={"withheld": True}))
+                    continue
+                if budget is not None:
+                    try:
+                        budget.reserve(request)
+                    except BudgetExceeded as exc:
+                        summary.stopped = str(exc)
+                        break
+                ready.append((item, request, key))
+            if not ready:
                 return
-            if budget is not None:
-                try:
-                    budget.reserve(request)
-                except BudgetExceeded as exc:
-                    summary.stopped = str(exc)
-                    return
             try:
-                completion = await arm.acomplete(request)
+                completions = await arm.acomplete_many([request for _, request, _ in ready])
             except EndpointDown as exc:
                 down.append(exc)
                 return
             except KitError:
                 raise
-            except Exception as exc:  # a backend fault on one item is recorded, and the run goes on
-                completion = Completion(error=f"{type(exc).__name__}: {exc}")
-            summary.new_calls += 1
-            if budget is not None:
-                budget.record(completion)
-            save(item, request, key, completion)
+            except Exception as exc:  # a backend fault is recorded on the group's items, and the run goes on
+                completions = [Completion(error=f"{type(exc).__name__}: {exc}") for _ in ready]
+            for (item, request, key), completion in zip(ready, completions):
+                summary.new_calls += 1
+                if budget is not None:
+                    budget.record(completion)
+                save(item, request, key, completion)
 
+    size = max(1, arm.max_batch)
     try:
-        await asyncio.gather(*(one(*job) for job in todo))
+        await asyncio.gather(*(group(todo[i:i + size]) for i in range(0, len(todo), size)))
     finally:
         bar.close()
     if down:
