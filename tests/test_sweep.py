@@ -147,7 +147,7 @@ def test_level_figures_come_from_rows():
 
 
 def test_sweep_plot_draws_one_line_per_option():
-    from kit.run.sweep_plot import sweep_plot
+    from kit.report.plots import sweep_plot
 
     table = pd.DataFrame({"option": ["a"] * 3 + ["b"] * 2, "load": [1, 2, 4, 1, 2], "load_kind": "batch",
                           "items_per_s": [1.0, 1.8, 2.0, 3.0, 2.0], "p95_latency_s": [0.5, 0.8, 1.9, 0.2, 0.1],

@@ -56,6 +56,7 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     exp = folder.experiment()
     tasks = load_tasks(exp)
     records: list[RunRecord] = []
+    sweeps: dict[str, list[pd.DataFrame]] = {}
     with Store(exp.store or default_store()) as store, _standin(exp) as server:
         for option in exp.options:
             names = [t for t in exp.tasks if option.applies_to(t)]
@@ -78,15 +79,39 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                                              from_store=summary.cached, errors=summary.errors,
                                              withheld=summary.withheld, describe=arm.describe(), keys=summary.keys,
                                              stopped=summary.stopped))
+                    if exp.sweep is not None and option.self_hosted and arm.load_kind is not None \
+                            and name in exp.sweep.get("tasks", exp.tasks):
+                        sweeps.setdefault(name, []).append(load_sweep(exp, option, task, arm, store=store,
+                                                                      progress=progress))
             finally:
                 if arm is not None:
                     arm.close()
         folder.save_runs(records)
         folder.save_doc(Doc.STORE, {"path": str(exp.store or default_store())})
+        for name, tables in sweeps.items():
+            folder.save_table(Table.THROUGHPUT, pd.concat(tables, ignore_index=True), task=name)
         for name, task in tasks.items():
             if task.type.judged and task.type.judge_modes:
                 judge_stage(folder, task, store=store, standin=server, progress=progress)
     return runs_table(records)
+
+
+SWEEP_KEYS = frozenset({"tasks", "levels", "items", "max_seconds"})
+
+
+def load_sweep(exp: Experiment, option: Option, task: Task, arm: Any, *, store: Store,
+               progress: bool = True) -> pd.DataFrame:
+    """A self-hosted option's throughput at rising load on ``task`` (``sweep:`` in the experiment: levels,
+    items, max_seconds): one row per level, every figure from the store. The arm is left at load 1."""
+    from kit.run.sweep import sweep
+
+    spec = dict(exp.sweep or {})
+    result = sweep(task, arm, store=store, levels=tuple(spec.get("levels", (1, 2, 4, 8))),
+                   items=int(spec.get("items", 24)), latency_target_s=exp.latency_target_s,
+                   max_seconds=float(spec.get("max_seconds", 300)),
+                   max_tokens=task.type.max_tokens or exp.max_tokens, progress=progress, label=option.name)
+    arm.set_load(1)
+    return result.table().assign(stopped=result.stopped)
 
 
 def judge_option(exp: Experiment) -> Option:

@@ -22,6 +22,7 @@ from kit.errors import ConfigError
 from kit.report.experiment import Experiment, Option
 from kit.report.quality import task_of
 from kit.report.rundir import Doc, RunFolder, Table
+from kit.run.sweep import Goodput
 
 
 def pricing_of(option: Option) -> ApiPricing:
@@ -54,13 +55,45 @@ def _train_seconds(folder: RunFolder, option: Option, task: str) -> float:
     return float(folder.doc(Doc.FINETUNES, default={}).get(option.name, {}).get(task, {}).get("train_seconds", 0.0))
 
 
-def cost_option(option: Option, scores: pd.DataFrame, *, folder: RunFolder, task: str) -> CostOption:
+def goodput_of(folder: RunFolder, option: Option, task: str) -> Goodput | None:
+    """The load level a self-hosted option is priced at: the highest throughput of its load sweep whose p95
+    stays under the latency target (None without a sweep)."""
+    from kit.run.sweep import choose_goodput
+
+    if not folder.has(Table.THROUGHPUT, task=task):
+        return None
+    rows = folder.table(Table.THROUGHPUT, task=task)
+    rows = rows[rows["option"] == option.name]
+    return choose_goodput(rows, latency_target_s=folder.experiment().latency_target_s) if not rows.empty else None
+
+
+def cost_option(option: Option, scores: pd.DataFrame, *, folder: RunFolder, task: str,
+                goodput: Goodput | None = None) -> CostOption:
+    """What ``option`` costs on ``task``: per measured token (third-party), or by its machine at the throughput
+    measured for it — the goodput of its load sweep when it had one, else as it answered."""
     exp = folder.experiment()
     if not option.self_hosted:
         return api_option(option.name, scores, pricing=pricing_of(option), arm=option.name)
+    deployment = deployment_of(option, exp, train_seconds=_train_seconds(folder, option, task))
+    if goodput is not None and goodput.items_per_s is not None:
+        return local_option(option.name, scores, arm=option.name, deployment=deployment,
+                            items_per_s=goodput.items_per_s, basis=goodput.basis)
     concurrency = int(option.arm_options.get("concurrency", 1))
-    return local_option(option.name, scores, arm=option.name, concurrency=concurrency,
-                        deployment=deployment_of(option, exp, train_seconds=_train_seconds(folder, option, task)))
+    return local_option(option.name, scores, arm=option.name, concurrency=concurrency, deployment=deployment)
+
+
+def _ceiling(option: Option) -> str:
+    """The physical ceiling of single-stream decoding for an in-process option's model, in words."""
+    from kit.models.ceiling import decode_ceiling
+    from kit.report.prepare import models_of
+
+    models = models_of(option)
+    if not models:
+        return ""
+    try:
+        return decode_ceiling(models[0], n_gpu_layers=int(option.arm_options.get("n_gpu_layers", 0))).statement
+    except ConfigError as exc:
+        return f"no ceiling: {exc.problem}"
 
 
 def _machine_words(hardware: dict[str, Any]) -> str:
@@ -105,12 +138,16 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         task = task_of(folder, name)
         options: dict[str, CostOption] = {}
         extra: dict[str, dict[str, Any]] = {}
+        goodputs: dict[str, dict[str, Any]] = {}
         unpriced = []
         for o in exp.options_for(name):
             if o.name not in set(scores["arm"]):
                 continue
+            goodput = goodput_of(folder, o, name) if o.self_hosted else None
+            if goodput is not None:
+                goodputs[o.name] = {**asdict(goodput), "ceiling": _ceiling(o)}
             try:
-                options[o.name] = cost_option(o, scores, folder=folder, task=name)
+                options[o.name] = cost_option(o, scores, folder=folder, task=name, goodput=goodput)
             except ConfigError as exc:  # e.g. recorded outputs without latencies: no throughput to price
                 unpriced.append({"option": o.name, "where": o.where.value, "basis": f"not priced: {exc.problem}"})
                 continue
@@ -134,5 +171,6 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         for kind, frame in tables.items():
             folder.save_table(kind, frame, task=name)
         folder.save_doc(Doc.CASCADES, choices, task=name)
+        folder.save_doc(Doc.GOODPUT, goodputs, task=name)
         out[name] = {**{k.value: v for k, v in tables.items()}, "cascades": choices}
     return out

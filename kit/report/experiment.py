@@ -304,9 +304,16 @@ def _scalar(key: str, value: Any, source: str) -> Any:
                               fix="write e.g. max_tokens: 256")
         return value
     if key == "sweep":
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"`sweep:` must be a mapping, got {value!r}", where=source,
-                              fix="write e.g. sweep: {levels: [1, 2, 4, 8], items: 24}, or leave it out")
+        known = {"tasks", "levels", "items", "max_seconds"}
+        if not isinstance(value, Mapping) or set(value) - known:
+            raise ConfigError(f"`sweep:` must be a mapping of {sorted(known)}, got {value!r}", where=source,
+                              fix="write e.g. sweep: {tasks: [snips-intents], levels: [1, 2, 4, 8], items: 24}, "
+                                  "or leave it out")
+        levels = value.get("levels", [1, 2, 4, 8])
+        if not isinstance(levels, list) or not levels or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
+                                                              for v in levels):
+            raise ConfigError(f"sweep.levels must list load levels of at least 1, got {levels!r}", where=source,
+                              fix="write e.g. levels: [1, 2, 4, 8]")
         return dict(value)
     return str(value)
 

@@ -120,6 +120,46 @@ def cascade_plot(sweep: pd.DataFrame, *, choices: Mapping[str, Mapping], ax: plt
     return ax
 
 
+def sweep_plot(table: pd.DataFrame, *, latency_target_s: float | None = None, chosen: Mapping[str, int] | None = None,
+               ax: plt.Axes | None = None) -> plt.Axes:
+    """Throughput (items/s) against p95 latency as load rises, one line per option, each point labelled with
+    its load level; failed levels crossed out, the latency target dashed, each option's chosen level circled.
+
+    ``table``: rows of :meth:`kit.run.sweep.SweepResult.table` (columns option, load, load_kind,
+    items_per_s, p95_latency_s, status). ``chosen``: option -> load level (the goodput choice).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
+    for option, rows in table.groupby("option", sort=False):
+        rows = rows.sort_values("load")
+        ok = rows[rows["status"] != "failed"]
+        line, = ax.plot(ok["p95_latency_s"], ok["items_per_s"], marker="o", ms=4, label=option[:48])
+        kind = str(rows["load_kind"].iloc[0]) if "load_kind" in rows else "load"
+        for _, r in rows.iterrows():
+            ax.annotate(f"{r['load']}", (r["p95_latency_s"], r["items_per_s"]), xytext=(4, 3),
+                        textcoords="offset points", fontsize=7, color=line.get_color())
+        bad = rows[rows["status"] == "failed"]
+        if not bad.empty:
+            ax.scatter(bad["p95_latency_s"], bad["items_per_s"], marker="x", s=50, color=line.get_color(),
+                       label=f"{option[:30]}: failed under load")
+        pick = (chosen or {}).get(option)
+        if pick is not None and (rows["load"] == pick).any():
+            r = rows[rows["load"] == pick].iloc[0]
+            ax.scatter([r["p95_latency_s"]], [r["items_per_s"]], s=160, facecolors="none",
+                       edgecolors="black", zorder=3)
+            ax.annotate(f"{kind} {pick}", (r["p95_latency_s"], r["items_per_s"]), xytext=(8, -12),
+                        textcoords="offset points", fontsize=8)
+    if latency_target_s is not None:
+        ax.axvline(latency_target_s, color="black", ls="--", lw=1)
+        ax.annotate("latency target", (latency_target_s, ax.get_ylim()[0]), rotation=90, fontsize=8,
+                    va="bottom", ha="right")
+    ax.set_xlabel("p95 latency per item (s)")
+    ax.set_ylabel("items per second")
+    ax.set_title("throughput as load rises (labels: load level)", fontsize=9)
+    ax.legend(fontsize=8)
+    return ax
+
+
 # ------------------------------------------------------------------------------------ one panel per task
 def _grid(n: int, *, height: float, width: float = 7.5) -> tuple[plt.Figure, list[plt.Axes]]:
     fig, axes = plt.subplots(max(1, n), 1, figsize=(width, height * max(1, n)), layout="constrained", squeeze=False)
@@ -170,4 +210,21 @@ def cascade_grid(folder: RunFolder) -> plt.Figure | None:
     for task, ax in zip(tasks, axes):
         cascade_plot(folder.table(Table.CASCADE, task=task), choices=folder.doc(Doc.CASCADES, task=task), ax=ax)
         ax.set_title(task, fontsize=9)
+    return fig
+
+
+def throughput_grid(folder: RunFolder) -> plt.Figure | None:
+    """Items/s against p95 latency as load rises, per task that had a load sweep."""
+    tasks = [t for t in folder.tasks() if folder.has(Table.THROUGHPUT, task=t)
+             and not folder.table(Table.THROUGHPUT, task=t).empty]
+    if not tasks:
+        return None
+    exp = folder.experiment()
+    fig, axes = _grid(len(tasks), height=3.6)
+    for task, ax in zip(tasks, axes):
+        chosen = {o: g["load"] for o, g in folder.doc(Doc.GOODPUT, task=task, default={}).items()
+                  if g.get("load") is not None}
+        sweep_plot(folder.table(Table.THROUGHPUT, task=task), latency_target_s=exp.latency_target_s, chosen=chosen,
+                   ax=ax)
+        ax.set_title(f"{task}: throughput as load rises (labels: load level)", fontsize=9)
     return fig

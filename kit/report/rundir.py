@@ -43,7 +43,7 @@ class Table(str, Enum):
     PII = "pii"                  # share of items with personal data, per kind
     PII_ITEMS = "pii_items"      # which items were flagged
     CASCADE = "cascade"          # per self-hosted candidate and threshold: the simulated cascade
-    THROUGHPUT = "throughput"    # per self-hosted option and load level: items/s against latency
+    THROUGHPUT = "throughput"    # per self-hosted option and load level: items/s against latency (load sweep)
     CHECKS = "checks"            # per option: the decision's checks (limits, bar, floor)
     RANKING = "ranking"          # the options in the decision's order, with why
     VERDICTS = "verdicts"        # free text: the judge's verdict per option and item
@@ -60,6 +60,7 @@ class Doc(str, Enum):
     HARDWARE = "hardware"        # per run: the machine's fingerprint
     SUMMARY = "summary"          # per run: the verdicts of every task in one record
     STORE = "store"              # per run: where the answers are (the store's path)
+    GOODPUT = "goodput"          # per task: each swept option's chosen load level and the decoding ceiling
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
 
 

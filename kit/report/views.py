@@ -21,7 +21,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from kit import __version__
-from kit.report.format import ITEMS, P_VALUE, PCT, POINTS, SECONDS, USD, esc, interval, show
+from kit.report.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, interval, show
 from kit.report.rundir import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -355,3 +355,26 @@ def disagreements(folder: RunFolder, *, n: int = 20) -> Styler:
     out = pd.concat(frames, ignore_index=True)
     return show(out, columns={"task": "task", "arm": "option", "item_id": "item", "text": "text", "answer": "answer",
                               "reference_answer": "reference's answer"})
+
+
+def throughput(folder: RunFolder) -> Styler:
+    """Each self-hosted option's load sweep: items/s and p95 latency at every level, and why it stopped."""
+    frame = _stack(folder, lambda f, t: f.table(Table.THROUGHPUT, task=t) if f.has(Table.THROUGHPUT, task=t)
+                   else pd.DataFrame())
+    if frame.empty:
+        return show(pd.DataFrame([{"load sweep": "no load sweep in this experiment (add `sweep:`, see README)"}]))
+    return show(frame, {"items_per_s": NUMBER, "tokens_per_s": NUMBER, "p50_latency_s": SECONDS,
+                        "p95_latency_s": SECONDS, "p95_ttft_s": SECONDS},
+                columns={"task": "task", "option": "option", "load_kind": "load", "load": "level",
+                         "n_items": "items", "items_per_s": "items/s", "tokens_per_s": "tokens/s",
+                         "p50_latency_s": "p50", "p95_latency_s": "p95", "status": "status", "note": "note"})
+
+
+def goodput(folder: RunFolder) -> str:
+    """The load level each swept option is priced at, and the physical ceiling of its decoding."""
+    lines = []
+    for task in folder.tasks():
+        for option, g in folder.doc(Doc.GOODPUT, task=task, default={}).items():
+            ceiling = f" Ceiling: {g['ceiling']}." if g.get("ceiling") else ""
+            lines.append(f"- *{esc(task)}* — **{esc(option)}** priced at {esc(g['statement'])}.{esc(ceiling)}")
+    return "\n".join(lines) or "- no load sweep: self-hosted options are priced at the throughput they answered with"
