@@ -14,7 +14,8 @@ from typing import Sequence
 from kit.errors import KitError
 
 COMMAND_MODULES: tuple[str, ...] = ("kit.cli.run", "kit.cli.models", "kit.cli.serve", "kit.cli.stats",
-                                    "kit.cli.finetune", "kit.cli.price", "kit.cli.privacy", "kit.cli.report")
+                                    "kit.cli.finetune", "kit.cli.price", "kit.cli.privacy", "kit.cli.report", "kit.cli.doctor",
+                                    "kit.cli.llama")
 
 
 def build_parser() -> argparse.ArgumentParser:
