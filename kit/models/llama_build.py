@@ -293,7 +293,7 @@ def store_wheel(plan: BuildPlan, wheel: Path, *, build_seconds: float | None, lo
 def build_wheel(plan: BuildPlan, *, source: str | None = None, jobs: int | None = None) -> Path:
     """Compile the wheel for ``plan`` with pip (never from or into pip's cache) and store it in the kit's cache.
 
-    ``source`` is a local sdist to build from instead of PyPI's. Takes about 10 minutes on 2 cores.
+    ``source`` is a local sdist to build from instead of PyPI's. Takes about 20 minutes of CPU.
     """
     if plan.profile == "cuda" and shutil.which("nvcc") is None:
         raise SetupError("the cuda profile needs the CUDA toolkit's nvcc, which is not on PATH", where="nvcc",
@@ -381,8 +381,8 @@ def ensure_installed(profile: str = "auto", *, rebuild: bool = False, extra_cmak
     wheel = None if rebuild else cached_wheel(plan)
     seconds = None
     if wheel is None:
-        say(f"building {PACKAGE} {plan.version} (profile {plan.profile}) into {plan.folder} — about 10 minutes on "
-            f"2 cores; log: {plan.folder.parent / (plan.folder.name + '.build.log')}")
+        say(f"building {PACKAGE} {plan.version} (profile {plan.profile}) into {plan.folder} — about 20 minutes of "
+            f"CPU (10 on 2 idle cores); log: {plan.folder.parent / (plan.folder.name + '.build.log')}")
         say(f"CMAKE_ARGS={plan.cmake_env}")
         wheel = build_wheel(plan, source=source)
         seconds = (read_manifest(plan.folder) or {}).get("build_seconds")

@@ -151,8 +151,8 @@ def _execute(source: Path, target: Path, parameters: dict[str, Any], *, cwd: Pat
             ) from None
         except DeadKernelError:
             raise kernel_death_error(target, watch.returncode(), log) from None
-        except RuntimeError:  # jupyter_client: the kernel died before it answered at start-up
-            if watch.returncode() is None:
+        except RuntimeError as exc:  # jupyter_client: "Kernel died before replying to kernel_info" at start-up
+            if "died" not in str(exc):
                 raise
             raise kernel_death_error(target, watch.returncode(), log) from None
 
