@@ -169,16 +169,16 @@ class _KernelWatch:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env = env
         self.log_path = log
-        self._log: IO[bytes] | None = None
+        self.log_file: IO[bytes] | None = None
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> _KernelWatch:
-        self._log = self.log_path.open("ab")
+        self.log_file = self.log_path.open("ab")
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._log is not None:
-            self._log.close()
+        if self.log_file is not None:
+            self.log_file.close()
             if self.log_path.stat().st_size == 0:  # keep only a log with something in it
                 self.log_path.unlink()
 
@@ -190,7 +190,7 @@ class _KernelWatch:
         class WatchedKernelManager(AsyncKernelManager):  # type: ignore[misc]
             async def start_kernel(self, **kw: Any) -> None:
                 kw["env"] = {**os.environ, **kw.get("env", {}), **watch.env}
-                kw["stdout"] = kw["stderr"] = watch._log
+                kw["stdout"] = kw["stderr"] = watch.log_file
                 await super().start_kernel(**kw)
                 watch.process = getattr(self.provisioner, "process", None)
 
