@@ -1,25 +1,12 @@
-"""Models: the GGUF catalog, verified downloads from the hub, GGUF metadata, the machine's fingerprint, and the
-llama.cpp build the kit installs (``llama_build``, ``llama_probe``: standard library only, so they run before
-the kit's dependencies are installed).
+"""Models: the GGUF catalog, verified downloads from the hub, GGUF metadata and the machine's fingerprint, and the
+llama.cpp build the kit installs (``llama_build``, ``llama_probe``).
 
-The catalog is imported on first use of one of its names, so importing ``kit.models.llama_build`` on a bare
-Python imports nothing else.
+``make setup`` runs ``python -m kit.cli.llama`` before the kit's dependencies are installed, which imports this
+package: the catalog imports only the standard library at module level (third-party packages inside its
+functions), and ``tests/test_llama_build.py`` runs the command on a Python without site-packages to keep it so."""
 
->>> from kit.models import resolve_model
->>> resolve_model("smollm2-135m-instruct").quant
-'Q4_1'
-"""
-
-from __future__ import annotations
-
-import importlib
-from typing import Any
+from kit.models.catalog import (CatalogEntry, ModelFile, catalog, file_sha256, get_entry, hub_cache_dir, model_info,
+                                models_table, pull_model, resolve_model)
 
 __all__ = ["CatalogEntry", "ModelFile", "catalog", "file_sha256", "get_entry", "hub_cache_dir", "model_info",
            "models_table", "pull_model", "resolve_model"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in __all__:
-        return getattr(importlib.import_module("kit.models.catalog"), name)
-    raise AttributeError(f"module 'kit.models' has no attribute '{name}'")
