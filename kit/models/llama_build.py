@@ -290,7 +290,7 @@ def store_wheel(plan: BuildPlan, wheel: Path, *, build_seconds: float | None, lo
     return plan.folder / wheel.name
 
 
-def build_wheel(plan: BuildPlan, *, source: str | None = None, jobs: int | None = None) -> Path:
+def build_wheel(plan: BuildPlan, *, source: str | None = None) -> Path:
     """Compile the wheel for ``plan`` with pip (never from or into pip's cache) and store it in the kit's cache.
 
     ``source`` is a local sdist to build from instead of PyPI's. Takes about 20 minutes of CPU.
