@@ -6,7 +6,11 @@ PY     := $(VENV)/bin/python
 EXTRAS ?= test,finetune
 # The CPU build of PyTorch for fine-tuning on the CPU. On a CUDA machine: make setup TORCH=torch
 TORCH  ?= torch==2.13.0
-STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+# The llama.cpp build (README, "Setup"): auto = native (every feature of this CPU except AMX; metal on Apple
+# Silicon), portable (x86-64-v3, for images that move between machines), cuda, metal. The last choice is kept in
+# $(VENV)/.llama-profile, so `make test` after `make setup LLAMA=cuda` keeps the CUDA build.
+LLAMA  ?= $(shell cat $(VENV)/.llama-profile 2>/dev/null || echo auto)
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)-$(LLAMA)
 
 .PHONY: setup browser test report clean
 
@@ -14,11 +18,16 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip wheel
 
-# llama-cpp-python compiles from source (about 8 minutes on 2 cores) the first time; pip keeps the
-# built wheel in its cache, so later installs on the same machine reuse it.
+# llama-cpp-python is built by the kit, not by pip: once per machine and profile (about 10 minutes on 2 cores)
+# into KIT_HOME/wheels/<key>/ (~/.cache/kit), keyed by version, profile, CMake arguments, compiler and CPU, and
+# installed from there with --no-deps; --only-binary then keeps pip from ever compiling it. The probe runs one
+# tiny inference in a child process and stops the setup with the signal's name and the fix if it cannot run here.
 $(STAMP): $(PY) pyproject.toml
+	$(PY) -m kit.cli.llama install --profile $(LLAMA) --no-probe
 	$(PY) -m pip install --progress-bar off '$(TORCH)'
-	$(PY) -m pip install --progress-bar off -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --progress-bar off --only-binary llama-cpp-python -e '.[$(EXTRAS)]'
+	$(PY) -m kit.cli.llama probe
+	echo $(LLAMA) > $(VENV)/.llama-profile
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 setup: $(STAMP)

@@ -75,3 +75,7 @@ class ConfigError(KitError):
 
 class ReportError(KitError):
     """A notebook of the report pipeline failed."""
+
+
+class SetupError(KitError):
+    """This machine's setup is broken: the llama.cpp build cannot be built, installed, loaded or run here."""

@@ -67,16 +67,13 @@ def test_gpu_offload_on_a_build_without_it_names_the_reinstall_command(layers):
         check_gpu_offload(layers)
     text = str(err.value)
     assert f"n_gpu_layers={layers} asks for GPU offload" in text and "built without GPU support" in text
-    expected = (
-        'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
-        if sys.platform == "darwin"
-        else 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
-    )
-    assert f"`{expected}`" in text and "n_gpu_layers=0" in text
+    profile = "metal" if sys.platform == "darwin" else "cuda"
+    expected = f"`make setup LLAMA={profile}` (or `python -m kit.cli.llama install --profile {profile}`)"
+    assert expected in text and "n_gpu_layers=0" in text
 
 
 def test_reinstall_command_matches_the_platform():
     from kit.models.hardware import CUDA_REINSTALL, METAL_REINSTALL, reinstall_command
 
     assert reinstall_command() == (METAL_REINSTALL if sys.platform == "darwin" else CUDA_REINSTALL)
-    assert METAL_REINSTALL.startswith('CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir')
+    assert METAL_REINSTALL.startswith("`make setup LLAMA=metal`") and "--profile cuda" in CUDA_REINSTALL

@@ -10,21 +10,32 @@ import yaml
 from conftest import ROOT
 
 
-def test_environment_yml_installs_this_checkout_with_pyproject_extras():
+def test_environment_yml_sets_up_through_make_setup():
+    """conda gives the toolchain; `make setup` installs the kit, so llama-cpp-python is always built by the kit."""
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
-    env = yaml.safe_load((ROOT / "environment.yml").read_text())
-    deps = env["dependencies"]
+    text = (ROOT / "environment.yml").read_text()
+    deps = yaml.safe_load(text)["dependencies"]
     python = next(d for d in deps if isinstance(d, str) and d.startswith("python"))
     assert python.replace("python", "") == pyproject["project"]["requires-python"]
-    pip_lines = next(d["pip"] for d in deps if isinstance(d, dict))
-    editable = next(line for line in pip_lines if line.startswith("-e ."))
-    extras = set(re.search(r"\[(.*)\]", editable).group(1).split(","))
-    assert extras <= set(pyproject["project"]["optional-dependencies"])
+    assert {"pip", "make", "cmake", "cxx-compiler"} <= {d.split()[0] for d in deps if isinstance(d, str)}
+    assert not any(isinstance(d, dict) for d in deps), "no pip section: pip would compile llama-cpp-python itself"
+    assert 'make setup VENV="$CONDA_PREFIX"' in text
+
+
+def test_make_setup_builds_llama_cpp_before_pip_installs_the_kit():
+    from kit.models.llama_build import VERSION
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert f"llama-cpp-python=={VERSION}" in pyproject["project"]["dependencies"]
     makefile = (ROOT / "Makefile").read_text()
-    make_extras = set(re.search(r"EXTRAS \?= (.*)", makefile).group(1).split(","))
-    assert extras == make_extras, "environment.yml and `make setup` install the same extras"
-    torch_pin = re.search(r"TORCH  \?= (\S+)", makefile).group(1)
-    assert torch_pin in pip_lines, "the same PyTorch build"
+    recipe = makefile[makefile.index("$(STAMP): "):].split("\n\n")[0].splitlines()
+    steps = [line.strip() for line in recipe[1:]]
+    build = steps.index("$(PY) -m kit.cli.llama install --profile $(LLAMA) --no-probe")
+    kit = next(i for i, s in enumerate(steps) if "-e '.[$(EXTRAS)]'" in s)
+    assert build < kit and "--only-binary llama-cpp-python" in steps[kit]
+    assert steps[kit + 1] == "$(PY) -m kit.cli.llama probe"
+    assert re.search(r"^STAMP .*-\$\(LLAMA\)$", makefile, re.M), "another profile is another setup"
+    assert "force-reinstall" not in (ROOT / "README.md").read_text(), "GPU builds go through make setup too"
 
 
 def test_ci_runs_the_readme_test_command():

@@ -17,6 +17,7 @@ from importlib import metadata
 from typing import Any
 
 from kit.errors import ModelError
+from kit.models.llama_build import setup_command
 
 __all__ = ["fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload", "reinstall_command",
            "memory_bandwidth", "cpu_memory_bandwidth", "gpu_nominal_bandwidth"]
@@ -25,8 +26,9 @@ PACKAGES = (
     "kit", "llama-cpp-python", "huggingface_hub", "gguf", "numpy", "pandas", "scipy", "statsmodels",
     "openai", "anthropic", "torch", "transformers", "peft", "papermill",
 )
-CUDA_REINSTALL = 'CMAKE_ARGS="-DGGML_CUDA=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
-METAL_REINSTALL = 'CMAKE_ARGS="-DGGML_METAL=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+# Through the kit's build (kit.models.llama_build): its own wheel cache keyed by the flags, and the probe after it.
+CUDA_REINSTALL = setup_command("cuda")
+METAL_REINSTALL = setup_command("metal")
 
 
 def cpu_info() -> dict[str, Any]:
@@ -246,7 +248,11 @@ def fingerprint() -> dict[str, Any]:
 
 
 def reinstall_command() -> str:
-    """The pip command that rebuilds llama-cpp-python with this machine's GPU backend (Metal on macOS, else CUDA)."""
+    """The command that rebuilds llama-cpp-python with this machine's GPU backend (Metal on macOS, else CUDA).
+
+    >>> reinstall_command()            # doctest: +SKIP
+    '`make setup LLAMA=cuda` (or `python -m kit.cli.llama install --profile cuda`)'
+    """
     return METAL_REINSTALL if sys.platform == "darwin" else CUDA_REINSTALL
 
 
@@ -255,7 +261,7 @@ def check_gpu_offload(n_gpu_layers: int) -> None:
     llama-cpp-python was built without GPU offload, instead of silently running on the CPU.
 
     >>> check_gpu_offload(-1)  # doctest: +SKIP   (CPU-only build)
-    kit.errors.ModelError: n_gpu_layers=-1 asks for GPU offload, but ... Fix: CMAKE_ARGS="-DGGML_CUDA=on" pip install ...
+    kit.errors.ModelError: n_gpu_layers=-1 asks for GPU offload, but ... Fix: ... `make setup LLAMA=cuda` ...
     """
     if n_gpu_layers == 0:
         return
@@ -263,7 +269,7 @@ def check_gpu_offload(n_gpu_layers: int) -> None:
         import llama_cpp
     except ImportError as exc:
         raise ModelError("llama-cpp-python is not installed", where="llama.cpp arm",
-                         fix=f"install it with GPU support: `{reinstall_command()}`") from exc
+                         fix=f"install it with GPU support: {reinstall_command()}") from exc
     if llama_cpp.llama_supports_gpu_offload():
         return
     version = getattr(llama_cpp, "__version__", "?")
@@ -273,7 +279,7 @@ def check_gpu_offload(n_gpu_layers: int) -> None:
         f"n_gpu_layers={n_gpu_layers} asks for GPU offload, but the installed llama-cpp-python {version} was built "
         f"without GPU support and would run on the CPU{seen}",
         where="llama.cpp arm",
-        fix=f"reinstall it with the GPU backend: `{reinstall_command()}`"
-        + ("" if sys.platform == "darwin" else f" (CUDA needs the toolkit's nvcc; on a Mac: `{METAL_REINSTALL}`)")
+        fix=f"reinstall it with the GPU backend: {reinstall_command()}"
+        + ("" if sys.platform == "darwin" else f" (CUDA needs the toolkit's nvcc; on a Mac: {METAL_REINSTALL})")
         + ", or set n_gpu_layers=0 to run on the CPU",
     )

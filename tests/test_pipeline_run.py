@@ -1,0 +1,120 @@
+"""The report pipeline's notebook loop with notebooks of the test's own: a kernel that dies, and live progress.
+
+Real kernels (papermill → nbclient → jupyter_client), real signals, a real progress file written by
+``kit.progress.Progress`` inside the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from conftest import ROOT
+from kit.errors import ReportError
+from kit.progress import PROGRESS_FILE, Progress, ProgressFollower, progress_line
+from kit.report.render import run_pipeline
+
+
+def write_notebook(folder: Path, name: str, *cells: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    nb = new_notebook(cells=[new_code_cell(code) for code in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, folder / name)
+    return folder / name
+
+
+def test_kit_report_names_notebook_cell_and_sigill_when_the_kernel_dies(tmp_path):
+    notebooks = tmp_path / "notebooks"
+    write_notebook(notebooks, "boom.ipynb", "x = 1", "import os, signal\nos.kill(os.getpid(), signal.SIGILL)",
+                   "y = 2")
+    done = subprocess.run([sys.executable, "-m", "kit.cli", "report", "--notebooks", str(notebooks),
+                           "--run-dir", str(tmp_path / "run")], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode != 0
+    error = done.stderr.strip().splitlines()[-1]
+    saved = tmp_path / "run" / "boom.ipynb"
+    assert error.startswith(f"error: {saved}: notebook boom.ipynb: its kernel died with SIGILL")
+    assert "in cell 2 (`import os, signal`)" in error and "kit doctor" in error and "LLAMA=portable" in error
+    assert "Traceback" not in done.stderr and "DeadKernelError" not in done.stderr
+    assert "[check] llama.cpp answered in" in done.stderr  # the probe ran before the notebook
+    cells = nbformat.read(saved, as_version=4).cells
+    assert cells[0].execution_count == 1 and cells[2].execution_count is None  # saved up to the death
+
+
+def test_a_kernel_killed_like_the_oom_killer_does_names_memory(tmp_path):
+    write_notebook(tmp_path / "nb", "oom.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    with pytest.raises(ReportError) as err:
+        run_pipeline(notebooks=("oom.ipynb",), notebooks_folder=tmp_path / "nb", run_dir=tmp_path / "run",
+                     check_llama=False)
+    text = str(err.value)
+    assert "its kernel died with SIGKILL (Killed) in cell 1" in text and "out-of-memory killer" in text
+    assert err.value.where == str(tmp_path / "run" / "oom.ipynb")
+
+
+def test_live_progress_of_a_notebook_reaches_the_terminal(tmp_path):
+    write_notebook(tmp_path / "nb", "work.ipynb", """
+import time
+from kit.progress import Progress
+with Progress("SmolLM2 · mini", total=12, show=False) as bar:
+    for _ in range(12):
+        time.sleep(0.25)
+        bar.advance()
+with Progress("LoRA smollm2 · mini", total=3, stage="finetune", unit="step", show=False) as bar:
+    for step in range(3):
+        time.sleep(0.2)
+        bar.advance(detail=f"loss {1 / (step + 1):.4f}")
+""")
+    lines: list[str] = []
+    run_pipeline(notebooks=("work.ipynb",), notebooks_folder=tmp_path / "nb", run_dir=tmp_path / "run",
+                 check_llama=False, on_progress=lines.append)
+    assert lines[0] == "[1/1] work.ipynb …" and lines[-1].startswith("[1/1] work.ipynb done in")
+    items = [line for line in lines if "SmolLM2 · mini" in line]
+    assert re.fullmatch(r"    SmolLM2 · mini: 12/12 items · done in \d+ s \(\d+\.\d\d items/s\)", items[-1])
+    running = items[:-1]
+    assert running and all(re.search(r": \d+/12 items · \d+\.\d\d items/s · ETA \d+ s$", line) for line in running)
+    assert len(running) <= 5  # 3 s of work: one line a second at most (plus the first)
+    steps = [line for line in lines if "LoRA smollm2 · mini" in line]
+    assert steps[-1].startswith("    LoRA smollm2 · mini: 3/3 steps · loss 0.3333 · done in")
+    assert os.environ.get(PROGRESS_FILE) is None  # set for the kernel only
+    assert (tmp_path / "run" / "progress.jsonl").is_file()
+
+
+def test_progress_follower_turns_a_real_progress_file_into_lines(tmp_path, monkeypatch):
+    sink = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(PROGRESS_FILE, str(sink))
+    with Progress("arm · task", total=50, show=False) as bar:
+        for _ in range(50):
+            bar.advance()
+    with Progress("LoRA base · task", total=2, stage="finetune", unit="step", show=False) as bar:
+        bar.advance(detail="loss 2.0000")
+    events = [json.loads(line) for line in sink.read_text().splitlines()]
+    assert [e["event"] for e in events].count("advance") == 51 and events[-1]["event"] == "end"
+
+    lines: list[str] = []
+    follower = ProgressFollower(sink, lines.append, min_interval=60)
+    follower.poll()
+    assert len(lines) == 4  # per piece: its first update, then (all within the minute) only its final line
+    assert lines[0].startswith("arm · task: 1/50 items · ") and "ETA" in lines[0]
+    assert lines[1].startswith("arm · task: 50/50 items · done in 0 s (")
+    assert lines[2].startswith("LoRA base · task: 1/2 steps · loss 2.0000 · ")
+    assert lines[3].startswith("LoRA base · task: 1/2 steps · loss 2.0000 · stopped after 0 s")
+    assert lines == [progress_line(events[i]) for i in (1, 51, 53, 54)]
+
+    with sink.open("a") as out:  # a line still being written is read once it is complete
+        out.write(json.dumps({**events[1], "done": 7})[:20])
+    follower.poll()
+    assert len(lines) == 4
+    with sink.open("a") as out:
+        out.write(json.dumps({**events[1], "done": 7})[20:] + "\n")
+    follower.poll()
+    assert len(lines) == 4  # within a minute of that piece's last line: held back
+    ProgressFollower(sink, lines.append, min_interval=0).poll()
+    assert lines[-1].startswith("arm · task: 7/50 items")
