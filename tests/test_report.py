@@ -66,13 +66,12 @@ def report(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     params = slice_experiment(tmp)
     first = run_pipeline(overrides=params, run_dir=tmp / "run", out_dir=tmp / "reports")
-    # a model answered with a script: plant it in the store as SmolLM2's output, then run the stages again
-    # (every answer is served from the store, the planted one too) and render again
+    # a model answered with a script: plant it in the store as SmolLM2's output on every item (so the examples
+    # show it whichever items they pick), then run the stages again (every answer is served from the store,
+    # the planted ones too) and render again
     with sqlite3.connect(tmp / "kit.sqlite") as db:
-        item = db.execute("SELECT item_id FROM responses WHERE task='snips-intents' AND arm LIKE 'llama_cpp:smol%'"
-                          " ORDER BY item_id LIMIT 1").fetchone()[0]
-        db.execute("UPDATE responses SET output=? WHERE task='snips-intents' AND arm LIKE 'llama_cpp:smol%'"
-                   " AND item_id=?", (PLANTED, item))
+        db.execute("UPDATE responses SET output=? WHERE task='snips-intents' AND arm LIKE 'llama_cpp:smol%'",
+                   (PLANTED,))
     html = run_pipeline(overrides=params, run_dir=tmp / "run", out_dir=tmp / "reports", notebooks=NOTEBOOKS[2:])
     return {"tmp": tmp, "first": first, "html": html, "run": tmp / "run"}
 

@@ -61,12 +61,14 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
     costs, latency = folder.table(Table.COSTS, task=task), folder.table(Table.LATENCY, task=task)
     errors, floor = folder.table(Table.ERRORS, task=task), folder.table(Table.FLOOR, task=task)
     pairs = folder.table(Table.PAIRS, task=task)
+    goodputs = folder.doc(Doc.GOODPUT, task=task, default={})
     options = []
     for o in exp.options_for(task):
         m = _row(metrics[metrics["kind"] == "option"], "arm", o.name)
         c = _row(compare, "arm", o.name)
         cost = _row(costs, "option", o.name)
         lat, err = _row(latency, "arm", o.name), _row(errors, "arm", o.name)
+        served = goodputs.get(o.name) or {}
         is_ref = o.name == exp.reference_name
         options.append(OptionFacts(
             name=o.name, role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
@@ -78,7 +80,9 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             n_needed=(math.inf if c and finite(c["n_needed"]) is None else finite(c["n_needed"])) if c else None,
             floor=_floor_words(floor, o.name) if m else None,
             monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
-            p95_s=_interval(lat, "p95_s", "p95_ci_low", "p95_ci_high"),
+            # priced at a load level of its sweep, an option is served with that level's p95
+            p95_s=(Interval(float(served["p95_latency_s"])) if served.get("load") is not None
+                   else _interval(lat, "p95_s", "p95_ci_low", "p95_ci_high")),
             error_rate=float(err["failed_rate"]) if err else 0.0,
             ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
             cost_basis=str(cost.get("basis", "")) if cost else ""))

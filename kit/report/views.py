@@ -58,7 +58,8 @@ def summary(folder: RunFolder) -> Styler:
                 "quality": m["mean_score"], "low": m["score_ci_low"], "high": m["score_ci_high"],
                 "vs reference": ranking.loc[name, "vs reference"] if name in ranking.index else "",
                 "USD / month": costs.loc[name, "monthly_cost"] if name in costs.index else None,
-                "p95": latency.loc[name, "p95_s"] if name in latency.index else None,
+                "p95": (ranking.loc[name, "p95_s"] if name in ranking.index else
+                        latency.loc[name, "p95_s"] if name in latency.index else None),
                 "verdict": ranking.loc[name, "status"] if name in ranking.index else "",
             })
         for name, r in ranking.iterrows():
