@@ -5,7 +5,8 @@ Goals (2 cores, after install): the default first run under 5 minutes, a re-run 
 60 seconds. Each run gets its own store and run folder under a temporary directory; the LoRA adapter is trained
 on the first run unless one with the same data, base and settings is already cached in runs/adapters (the
 script says which). The 5-option experiment adds a second local model (Gemma 3 270M in process) and recorded
-outputs to the default three options.
+outputs to the default three options. A yardstick of the machine's speed is printed before and after the runs
+(shared cloud machines vary from day to day: compare figures only with their yardstick).
 
     .venv/bin/python bench/bench_report.py [--experiment notebooks/params/default.yaml] [--skip-five]
 """
@@ -48,11 +49,34 @@ def five_options(experiment: Path, root: Path) -> dict[str, Any]:
                          "price": {"input_per_m": 0.15, "output_per_m": 0.6}}]}
 
 
+def yardstick() -> str:
+    """How fast this machine is right now, to compare figures taken on other days or machines: a fixed pure-Python
+    loop (10 million additions) and a fixed float32 matrix product (1500^3, 10 times), best of three each."""
+    import numpy as np
+
+    def loop() -> float:
+        start, total = time.perf_counter(), 0
+        for i in range(10_000_000):
+            total += i
+        return time.perf_counter() - start
+
+    def matmul() -> float:
+        x = np.random.default_rng(0).random((1500, 1500), dtype=np.float32)
+        start = time.perf_counter()
+        for _ in range(10):
+            x @ x
+        return time.perf_counter() - start
+
+    py, mm = min(loop() for _ in range(3)), min(matmul() for _ in range(3))
+    return f"machine yardstick: Python loop {py:.2f} s, float32 matmul {10 * 2 * 1500 ** 3 / mm / 1e9:.0f} GFLOP/s"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", type=Path, default=default_experiment_file())
     parser.add_argument("--skip-five", action="store_true", help="only the default experiment")
     args = parser.parse_args()
+    print(yardstick(), flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         store = {"store": str(root / "kit.sqlite")}
@@ -72,6 +96,7 @@ def main() -> None:
             new = sum(r.new_calls for r in runs)
             print(f"5-option experiment (default store warm for 3 options): {five:6.1f} s, {len(runs)} option-task "
                   f"runs, {new} new model calls")
+    print(yardstick() + " (after the runs)")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ on 127.0.0.1, which answers one request at a time) and sweeps it at 1, 2, 4 requ
 on past the target and past levels that did not raise throughput, to draw the whole curve (part 1 ends
 where 8192 cells cannot hold 16 sequences); the target then only chooses the level. Each sweep is then run again on the same store, to show the
 re-run is served from the store. ``--threads N`` sets llama.cpp's threads in process (single tokens and
-batches alike); ``--json PATH`` writes the curves.
+batches alike); ``--json PATH`` writes the curves. On a GPU machine (a CUDA build of llama-cpp-python):
+``--n-gpu-layers -1 --n-ctx 32768 --levels 1,2,4,8,16,32 --skip-standin``.
 """
 
 from __future__ import annotations
@@ -61,17 +62,22 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="llama.cpp threads in process")
     parser.add_argument("--standin-items", type=int, default=8, help="SNIPS items per level for the stand-in")
     parser.add_argument("--skip-standin", action="store_true")
+    parser.add_argument("--n-gpu-layers", type=int, default=0, help="layers on the GPU in process (-1 = all)")
+    parser.add_argument("--n-ctx", type=int, default=8192, help="context in process, shared by a batch's sequences")
+    parser.add_argument("--levels", default="1,2,4,8,16", help="batch sizes in process, comma-separated")
     parser.add_argument("--json", help="write the curves to this file")
     args = parser.parse_args()
     task = load_task("snips-intents")
     tables = []
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "sweep.sqlite") as store:
-        with get_arm("llama_cpp:smollm2-135m-instruct", n_ctx=8192, n_threads=args.threads,
-                     n_threads_batch=args.threads) as arm:
-            table = run_twice(task, arm, store, levels=(1, 2, 4, 8, 16), items=args.items, target=args.target,
-                              label="SmolLM2-135M in process", whole_curve=True)
+        levels = tuple(int(x) for x in args.levels.split(","))
+        with get_arm("llama_cpp:smollm2-135m-instruct", n_ctx=args.n_ctx, n_threads=args.threads,
+                     n_threads_batch=args.threads, n_gpu_layers=args.n_gpu_layers) as arm:
+            where = "on the GPU" if args.n_gpu_layers else "in process"
+            table = run_twice(task, arm, store, levels=levels, items=args.items, target=args.target,
+                              label=f"SmolLM2-135M {where}", whole_curve=True)
             tables.append(table)
-            ceiling = decode_ceiling("smollm2-135m-instruct")
+            ceiling = decode_ceiling("smollm2-135m-instruct", n_gpu_layers=args.n_gpu_layers)
             print(f"ceiling: {ceiling.statement}")
         if not args.skip_standin:
             with standin_server("gemma-3-270m", n_ctx=2048) as url:

@@ -28,14 +28,15 @@ PROGRESS_FILE = "KIT_PROGRESS_FILE"
 class Progress:
     """One piece of long work: ``total`` steps of ``unit``; ``stage`` says what kind of work it is."""
 
-    def __init__(self, label: str, total: int, *, stage: str = "run", unit: str = "item", show: bool = True) -> None:
+    def __init__(self, label: str, total: int, *, stage: str = "run", unit: str = "item", show: bool = True,
+                 detail: str = "") -> None:
         from tqdm.auto import tqdm
 
         self.label, self.total, self.stage, self.unit = label, int(total), stage, unit
         self.done = 0
-        self.detail = ""
+        self.detail = detail
         self._start = time.monotonic()
-        self._bar = tqdm(total=self.total, desc=label, unit=unit, disable=not show, leave=True)
+        self._bar = tqdm(total=self.total, desc=label, unit=unit, disable=not show, leave=True, postfix=detail or None)
         self._sink = os.environ.get(PROGRESS_FILE) or None
         self._emit("start")
 
@@ -93,9 +94,15 @@ def progress_line(event: dict[str, Any]) -> str:
     >>> progress_line({"event": "end", "label": "LoRA smollm2 · snips-intents", "unit": "step", "done": 30,
     ...                "total": 30, "rate": 0.25, "eta_s": 0.0, "elapsed_s": 120.0, "detail": "loss 0.4120"})
     'LoRA smollm2 · snips-intents: 30/30 steps · loss 0.4120 · done in 2 min 00 s (0.25 steps/s)'
+    >>> progress_line({"event": "end", "label": "API · snips-intents", "done": 0, "total": 0,
+    ...                "detail": "100 from the store"})
+    'API · snips-intents: nothing to ask · 100 from the store'
     """
     unit = str(event.get("unit") or "item")
     done, total = int(event.get("done") or 0), int(event.get("total") or 0)
+    if event.get("event") == "end" and total == 0:
+        return " · ".join([f"{event.get('label', '?')}: nothing to ask", *([str(event["detail"])] if event.get("detail")
+                                                                             else [])])
     parts = [f"{event.get('label', '?')}: {done}/{total} {unit}s"]
     if event.get("detail"):
         parts.append(str(event["detail"]))

@@ -206,6 +206,8 @@ class OpenAIServer(_Base):
         schema = (rf.get("json_schema") or {}).get("schema") or rf.get("schema") or {}
         if "answer" in schema.get("properties", {}):
             text = json.dumps({"answer": text})
+        elif schema.get("type") == "string":  # a bare enum, as the arm sends labels in json_object mode
+            text = json.dumps(text)
         toks = _tokens(text)
         prompt_tokens = sum(len(str(m.get("content", "")).split()) for m in body.get("messages", []))
         lp = body.get("logprobs")

@@ -75,6 +75,7 @@ def test_openai_arm_against_llama_cpp_server(llama_server, mini, store, monkeypa
         # llama.cpp rejects response_format json_schema (with a 500); the arm falls back to its json_object+schema
         assert extra["structured"] == "json_object"
         assert row["answer"] in ("yes", "no") and not row["parse_error"]  # the enum grammar makes it parse
+        assert json.loads(extra["raw_output"]) == row["answer"]  # the labels went out as a bare JSON-string enum
         assert 0 < row["ttft_s"] <= row["latency_s"]
         assert row["completion_tokens"] > 0 and row["prompt_tokens"] > 0
         assert extra["usage"] == "counted"  # this server sends no usage in streams: counted from the stream

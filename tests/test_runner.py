@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+from kit.progress import PROGRESS_FILE, progress_line
 from kit.run.budget import Budget
 from kit.run.runner import run_arm
 from kit.tasks.scoring import metrics, score_responses
@@ -33,6 +34,19 @@ def test_second_run_is_served_from_store_and_epoch_repeats(smol_arm, snips, stor
     assert list(runs["status"]) == ["finished"] * 4 and json.loads(runs["hardware"].iloc[0])["cpu"]
     table = metrics(snips, score_responses(snips, frame))
     assert list(table["n"]) == [8, 3]
+
+
+def test_progress_says_what_came_from_the_store(smol_arm, snips, store, tmp_path, monkeypatch):
+    events_file = tmp_path / "progress.jsonl"
+    monkeypatch.setenv(PROGRESS_FILE, str(events_file))
+    run_arm(snips, smol_arm, store=store, limit=3, label="SmolLM2")
+    run_arm(snips, smol_arm, store=store, limit=5, label="SmolLM2")  # 3 from the store, 2 asked
+    run_arm(snips, smol_arm, store=store, limit=5, label="SmolLM2")  # nothing to ask
+    ends = [json.loads(line) for line in events_file.read_text().splitlines()]
+    ends = [e for e in ends if e["event"] == "end"]
+    assert [(e["done"], e["total"]) for e in ends] == [(3, 3), (2, 2), (0, 0)]
+    assert progress_line(ends[1]).startswith("SmolLM2 · snips-intents: 2/2 items · 3 from the store · done in")
+    assert progress_line(ends[2]) == "SmolLM2 · snips-intents: nothing to ask · 5 from the store"
 
 
 def test_budget_stops_before_the_cap(smol_arm, snips, store):

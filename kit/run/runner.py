@@ -116,7 +116,8 @@ async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *
                   summary: RunSummary, progress: bool, label: str, filed: dict[str, Any]) -> None:
     gate = asyncio.Semaphore(max(1, arm.concurrency))
     down: list[EndpointDown] = []  # the first one stops the run; requests in flight end without a row
-    bar = Progress(f"{label} · {task.name}", total=len(todo), stage="run", show=progress)
+    bar = Progress(f"{label} · {task.name}", total=len(todo), stage="run", show=progress,
+                   detail=f"{summary.cached} from the store" if summary.cached else "")
 
     def save(item: Item, request: Request, key: str, completion: Completion) -> None:
         answer = task.type.parse(completion.text) if completion.error is None else None

@@ -12,7 +12,7 @@ reported by the comparisons, never silently left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pandas as pd
@@ -20,7 +20,7 @@ import pandas as pd
 from kit.errors import ConfigError
 from kit.tasks.classification import macro_f1
 from kit.tasks.generation import JUDGE_METRICS, Generation, answer_lengths
-from kit.tasks.loading import Task
+from kit.tasks.loading import Item, Task
 
 SCORE_COLUMNS = (
     "arm", "item_id", "epoch", "answer", "gold", "correct", "score", "error", "parse_error", "confidence",
@@ -36,6 +36,15 @@ def _failed(rec: Mapping[str, Any]) -> bool:
     return error is not None and not (isinstance(error, float) and error != error)
 
 
+def _task_records(task: Task, responses: pd.DataFrame) -> Iterator[tuple[Item, dict[str, Any]]]:
+    """Each response row with its item; rows of items not in the task are left out."""
+    items = {i.id: i for i in task.items}
+    for rec in responses.to_dict("records"):
+        item = items.get(rec["item_id"])
+        if item is not None:
+            yield item, rec
+
+
 def score_responses(task: Task, responses: pd.DataFrame, *, gold: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """One row per (arm, item, epoch) with ``correct`` and ``score``; typed parts become ``part_<name>`` columns.
 
@@ -43,12 +52,8 @@ def score_responses(task: Task, responses: pd.DataFrame, *, gold: Mapping[str, A
     (item id -> answer) scores against other answers than the task's own — the reference option's
     answers for an unlabelled task; items it lacks are left out.
     """
-    items = {i.id: i for i in task.items}
     rows: list[dict[str, Any]] = []
-    for rec in responses.to_dict("records"):
-        item = items.get(rec["item_id"])
-        if item is None:
-            continue
+    for item, rec in _task_records(task, responses):
         want = item.gold if gold is None else gold.get(item.id)
         if want is None:
             continue
@@ -156,12 +161,8 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
     if "pairwise" in judged and reference is None:
         raise ConfigError("pairwise verdicts need the option they were taken against", where=where,
                           fix="pass reference= the reference option's arm")
-    items = {i.id: i for i in task.items}
     rows: list[dict[str, Any]] = []
-    for rec in responses.to_dict("records"):
-        item = items.get(rec["item_id"])
-        if item is None:
-            continue
+    for item, rec in _task_records(task, responses):
         ok = not _failed(rec)
         answer = rec.get("answer") if ok and isinstance(rec.get("answer"), str) else None  # NaN: no answer
         row = {c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
