@@ -124,3 +124,36 @@ def test_unquoted_boolean_labels_explained(task_dir):
     (task_dir / "mini.yaml").write_text(text)
     with pytest.raises(TaskError, match="quote labels"):
         load_task(task_dir / "mini.yaml")
+
+
+def test_kit_tasks_names_each_broken_file_and_lists_the_rest(task_dir, monkeypatch, capsys):
+    """The bad-input audit of task files: each broken one is a row with its file and fix, never a traceback that
+    hides the others; a CSV field longer than the csv module's default limit (131,072 characters) is read."""
+    from kit.cli import main
+
+    data = task_dir / "datasets"
+    data.mkdir()
+    for name in ("mini.yaml", "mini.jsonl"):
+        (data / name).write_text((task_dir / name).read_text())
+    head = "type: classification\ndata: mini.jsonl\ninstruction: 'Answer: {text}'\n"
+    broken = {
+        "shots": (head + "labels: ['yes', 'no']\nshots: many\n", "`shots:` must be a whole number"),
+        "cols": (head + "labels: ['yes', 'no']\ncolumns: [id, text]\n", "`columns:` must map roles to column names"),
+        "pos": (head + "labels: pos\n", "a single string is not a list"),
+        "fields": ("type: extraction\ndata: mini.jsonl\ninstruction: 'Answer: {text}'\nfields: [amount]\n",
+                   "`fields:` must map each field name to its type"),
+    }
+    for name, (text, _) in broken.items():
+        (data / f"{name}.yaml").write_text(f"name: {name}\n{text}")
+    with (data / "long.csv").open("w", encoding="utf-8") as fh:
+        fh.write("id,text,label\n" + f"a,{'x' * 200_000},yes\n" + "".join(f"b{i},t{i},{'no' if i % 2 else 'yes'}\n"
+                                                                           for i in range(11)))
+    (data / "long.yaml").write_text("name: long\n" + head.replace("mini.jsonl", "long.csv") + "labels: ['yes', 'no']\n")
+    monkeypatch.setenv("KIT_PROJECT", str(task_dir))
+    main(["tasks", "--json"])
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["mini"]["items"] == 12 and not rows["mini"]["error"]
+    assert rows["long"]["items"] == 12 and not rows["long"]["error"]  # the 200,000-character text was read
+    assert load_task("long", folder=data).items[0].text == "x" * 200_000
+    for name, (_, words) in broken.items():
+        assert words in rows[name]["error"] and f"{name}.yaml" in rows[name]["error"] and "Fix:" in rows[name]["error"]
