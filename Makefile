@@ -24,8 +24,7 @@ $(PY):
 # tiny inference in a child process and stops the setup with the signal's name and the fix if it cannot run here.
 $(STAMP): $(PY) pyproject.toml
 	$(PY) -m kit.cli.llama install --profile $(LLAMA) --no-probe
-	$(PY) -m pip install --progress-bar off '$(TORCH)'
-	$(PY) -m pip install --progress-bar off --only-binary llama-cpp-python -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --progress-bar off --only-binary llama-cpp-python '$(TORCH)' -e '.[$(EXTRAS)]'
 	$(PY) -m kit.cli.llama probe
 	echo $(LLAMA) > $(VENV)/.llama-profile
 	rm -f $(VENV)/.installed-*; touch $(STAMP)
