@@ -125,6 +125,8 @@ def test_every_view_escapes_names_and_has_no_nan(project):
     text = "".join([views.headline(folder), views.caveats(folder), views.break_even(folder), views.cascades(folder),
                     views.statements(folder, Table.COMPARE)])
     assert XSS not in html and XSS not in text and "&lt;img src=x" in html
+    # Markdown: two dollar signs in one line open a LaTeX span, where "p &lt; 0.001" showed as typed
+    assert "$" not in text and "&#36;" in text
     assert "NaN" not in html and "nan%" not in html and "e-1" not in html
     assert "<th" in html and "blank level0" not in html  # no index column
 

@@ -106,9 +106,13 @@ def show(frame: pd.DataFrame, formats: Mapping[str, Format] | None = None, *,
 
 
 def esc(text: Any) -> str:
-    """Text made safe for Markdown and HTML: ``<``, ``>``, ``&`` and quotes escaped, Markdown stars neutral.
+    """Text made safe for Markdown and HTML: ``<``, ``>``, ``&`` and quotes escaped, Markdown stars neutral, and
+    dollar signs too (two of them in one line, "$267/month … $0.0051", would open a LaTeX math span, where
+    entities show as typed).
 
     >>> esc("<script>alert(1)</script>")
     '&lt;script&gt;alert(1)&lt;/script&gt;'
+    >>> esc("saves $267 (p < 0.001) for $0.005")
+    'saves &#36;267 (p &lt; 0.001) for &#36;0.005'
     """
-    return html.escape(str(text)).replace("*", "&#42;").replace("_", "&#95;")
+    return html.escape(str(text)).replace("*", "&#42;").replace("_", "&#95;").replace("$", "&#36;")
