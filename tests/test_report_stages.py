@@ -127,6 +127,9 @@ def test_every_view_escapes_names_and_has_no_nan(project):
     assert XSS not in html and XSS not in text and "&lt;img src=x" in html
     # Markdown: two dollar signs in one line open a LaTeX span, where "p &lt; 0.001" showed as typed
     assert "$" not in text and "&#36;" in text
+    said = views.statements(folder, Table.COMPARE)  # the kit's own conclusions stay bold, names stay escaped
+    assert "&#42;&#42;" not in said and ("**non-inferior**" in said or "**superior**" in said or "**inferior**" in said
+                                         or "**inconclusive**" in said)
     assert "NaN" not in html and "nan%" not in html and "e-1" not in html
     assert "<th" in html and "blank level0" not in html  # no index column
 

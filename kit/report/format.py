@@ -116,3 +116,12 @@ def esc(text: Any) -> str:
     'saves &#36;267 (p &lt; 0.001) for &#36;0.005'
     """
     return html.escape(str(text)).replace("*", "&#42;").replace("_", "&#95;").replace("$", "&#36;")
+
+
+def esc_statement(text: Any) -> str:
+    """:func:`esc` for the kit's own plain-words statements, keeping their ``**bold**`` conclusions bold.
+
+    >>> esc_statement("so the result is **superior** for <b>")
+    'so the result is **superior** for &lt;b&gt;'
+    """
+    return esc(text).replace("&#42;&#42;", "**")

@@ -21,7 +21,7 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from kit import __version__
-from kit.report.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, interval, show
+from kit.report.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
 from kit.report.rundir import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -160,7 +160,7 @@ def statements(folder: RunFolder, kind: Table) -> str:
     for task in folder.tasks():
         table = folder.table(kind, task=task)
         if not table.empty and "statement" in table.columns:
-            lines += [f"- *{esc(task)}*: {esc(s)}" for s in table["statement"]]
+            lines += [f"- *{esc(task)}*: {esc_statement(s)}" for s in table["statement"]]
     return "\n".join(lines) or "- nothing to say"
 
 
