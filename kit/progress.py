@@ -101,8 +101,8 @@ def progress_line(event: dict[str, Any]) -> str:
     unit = str(event.get("unit") or "item")
     done, total = int(event.get("done") or 0), int(event.get("total") or 0)
     if event.get("event") == "end" and total == 0:
-        return " · ".join([f"{event.get('label', '?')}: nothing to ask", *([str(event["detail"])] if event.get("detail")
-                                                                             else [])])
+        detail = f" · {event['detail']}" if event.get("detail") else ""
+        return f"{event.get('label', '?')}: nothing to ask{detail}"
     parts = [f"{event.get('label', '?')}: {done}/{total} {unit}s"]
     if event.get("detail"):
         parts.append(str(event["detail"]))
