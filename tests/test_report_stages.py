@@ -116,6 +116,17 @@ def test_a_rerun_is_served_from_the_store_and_reads_only_the_questions_asked(pro
     assert all(r.new_calls == 0 and r.from_store == 60 for r in folder.runs())
 
 
+def test_baselines_are_scored_on_the_items_the_options_answered(project):
+    tmp_path, files = project
+    folder = run_all(tmp_path, experiment(tmp_path, files, tasks={"tickets": 25}))
+    metrics = folder.table(Table.METRICS, task="tickets").set_index("arm")
+    floor = folder.table(Table.FLOOR, task="tickets")
+    majority = floor[(floor["arm"] == "Good") & (floor["baseline"] == "majority class")].iloc[0]
+    assert metrics.loc["Good", "n_items"] == 25 and metrics.loc["majority class", "n_items"] == 25
+    # the summary's baseline row is the score the floor test used, not the whole test split's
+    assert metrics.loc["majority class", "mean_score"] == pytest.approx(majority["baseline_mean"])
+
+
 def test_every_view_escapes_names_and_has_no_nan(project):
     tmp_path, files = project
     folder = run_all(tmp_path, experiment(tmp_path, files))

@@ -60,16 +60,20 @@ def _scored(scores: pd.DataFrame) -> pd.DataFrame:
 
 
 def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataFrame:
+    """The type's metrics per option with intervals, and each trivial baseline on the same test items."""
     table = stats.metric_table(scores)
     extra = pd.DataFrame([{"arm": arm, **task.type.summarise(group)} for arm, group in scores.groupby("arm")])
     table = table.merge(extra, on="arm", how="left", suffixes=("", "_type"))
     table.insert(1, "kind", "option")
     rows = []
-    for b in baselines:
-        values = np.array([s.score for s in b.scores])
+    by_id = {item.id: i for i, item in enumerate(task.test)}
+    asked = [by_id[i] for i in dict.fromkeys(scores["item_id"]) if i in by_id]  # the items the options answered
+    for b in baselines if asked else []:
+        values = np.array([b.scores[j].score for j in asked])
         mean, low, high = stats.intervals.mean_ci(values)
         rows.append({"arm": f"{b.name}", "kind": "baseline", "n_items": int(values.size), "mean_score": mean,
-                     "score_ci_low": low, "score_ci_high": high, "accuracy": float(np.mean([s.correct for s in b.scores])),
+                     "score_ci_low": low, "score_ci_high": high,
+                     "accuracy": float(np.mean([b.scores[j].correct for j in asked])),
                      "statement": f"{b.name}: {b.answer} scores {100 * mean:.1f}%."})
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
 
