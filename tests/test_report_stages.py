@@ -4,6 +4,7 @@ the real store; quality, costs and the verdict are computed and rendered as the 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -125,6 +126,34 @@ def test_baselines_are_scored_on_the_items_the_options_answered(project):
     assert metrics.loc["Good", "n_items"] == 25 and metrics.loc["majority class", "n_items"] == 25
     # the summary's baseline row is the score the floor test used, not the whole test split's
     assert metrics.loc["majority class", "mean_score"] == pytest.approx(majority["baseline_mean"])
+
+
+def test_a_cascade_must_clear_the_floor_like_any_option(project):
+    """The reference always answers the majority label; the self-hosted candidate too, but for three test items it
+    gets right: their cascade is non-inferior to the reference and cheaper, and still not significantly better
+    than always answering the majority label (3 wins, 0 losses: sign test p = 0.125), so never recommended."""
+    from kit.tasks import load_task
+
+    tmp_path, files = project
+    test = load_task("tickets").test
+    wins = {i.id: i.gold for i in test if i.gold != "a"}
+    wins = dict(list(wins.items())[:3])
+    unsure = {i.id for i in test if i.gold == "a"}
+    rows = [json.loads(line) for line in Path(files["majority"]).read_text().splitlines()]
+    weak = tmp_path / "weak.jsonl"
+    weak.write_text("".join(json.dumps({**r, "output": wins.get(r["item_id"], r["output"]),
+                                        "confidence": 0.3 if r["item_id"] in unsure and n % 3 == 0 else 0.9}) + "\n"
+                            for n, r in enumerate(rows)))
+    options = [{"name": "API", "arm": f"replay:{files['majority']}", "runs": "third-party",
+                "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+               {"name": "Weak", "arm": f"replay:{weak}", "runs": "self-hosted", "machine": "box"}]
+    folder = run_all(tmp_path, experiment(tmp_path, files, options=options))
+    choice = folder.doc(Doc.CASCADES, task="tickets")["Weak"]
+    assert choice["tau"] is not None and choice["floor"], choice["statement"]  # the cascade passed its own test against the reference
+    decision = folder.doc(Doc.DECISION, task="tickets")
+    assert decision["recommended"] is None and "no option does this task yet" in decision["verdict"].lower()
+    ranking = folder.table(Table.RANKING, task="tickets").set_index("option")
+    assert ranking.loc["Weak ⇢ API", "status"] == "below the floor"
 
 
 def test_every_view_escapes_names_and_has_no_nan(project):

@@ -20,7 +20,7 @@ from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, 
                            cost_table, local_option, monthly_band)
 from kit.errors import ConfigError
 from kit.report.experiment import Experiment, Option
-from kit.report.quality import task_of
+from kit.report.quality import floor_table, task_of
 from kit.report.rundir import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
 
@@ -102,12 +102,18 @@ def _machine_words(hardware: dict[str, Any]) -> str:
     return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
 
 
+def hybrid_name(candidate: str, reference: str) -> str:
+    """What a cascade is called in tables and the verdict: the self-hosted option first, then where it escalates."""
+    return f"{candidate} ⇢ {reference}"
+
+
 def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[str, CostOption],
               keep_local: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
     """A cascade per self-hosted candidate with confidences: it first, the reference below the threshold."""
-    from kit.cascade import choose_threshold, sweep_cascade
+    from kit.cascade import cascade_scores, choose_threshold, sweep_cascade
 
     exp = folder.experiment()
+    task_obj = task_of(folder, task)
     ref = exp.reference
     if ref.self_hosted:
         return pd.DataFrame(), {}
@@ -121,7 +127,13 @@ def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[
                               volume=exp.monthly_volume, margin=exp.margin, alpha=exp.alpha, keep_local=keep_local,
                               concurrency=int(o.arm_options.get("concurrency", 1)))
         sweeps.append(sweep.assign(candidate=o.name))
-        choices[o.name] = {**asdict(choose_threshold(sweep)), "reference": ref.name}
+        choice = {**asdict(choose_threshold(sweep)), "reference": ref.name, "floor": []}
+        if choice["tau"] is not None and task_obj.labelled and task_obj.type.baselines(task_obj.train, task_obj.test):
+            # the hybrid answers as it would route: it must clear the trivial baselines like any option
+            routed = cascade_scores(scores, local_arm=o.name, hosted_arm=ref.name, tau=choice["tau"],
+                                    keep_local=keep_local, name=hybrid_name(o.name, ref.name))
+            choice["floor"] = floor_table(task_obj, routed, exp.alpha).to_dict("records")
+        choices[o.name] = choice
     return (pd.concat(sweeps, ignore_index=True) if sweeps else pd.DataFrame()), choices
 
 

@@ -78,8 +78,8 @@ def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataF
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
 
 
-def _floor(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Each option against each trivial baseline, on the items the option answered."""
+def floor_table(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Each option (each ``arm`` in ``scores``) against each trivial baseline, on the items it answered."""
     rows = []
     by_id = {item.id: i for i, item in enumerate(task.test)}
     for b in task.type.baselines(task.train, task.test):
@@ -127,7 +127,7 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
             Table.METRICS: _metrics(task, scored, baselines),
             Table.COMPARE: compare_options(task, scores, reference=exp.reference_name, margin=exp.margin,
                                            alpha=exp.alpha, agreement_target=exp.agreement_target),
-            Table.FLOOR: _floor(task, scored, exp.alpha) if baselines else pd.DataFrame(),
+            Table.FLOOR: floor_table(task, scored, exp.alpha) if baselines else pd.DataFrame(),
             Table.PAIRS: _pairs(scored, exp.alpha),
             Table.LATENCY: stats.latency_summary(scores),
             Table.ERRORS: stats.errors_table(scores),

@@ -17,6 +17,7 @@ import pandas as pd
 from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, PairFacts, Role, decide
 from kit.report.experiment import Experiment
 from kit.report.format import finite
+from kit.report.costs import hybrid_name
 from kit.report.quality import task_of
 from kit.report.rundir import Doc, RunFolder, Table
 
@@ -89,11 +90,13 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
     for candidate, choice in folder.doc(Doc.CASCADES, task=task, default={}).items():
         if choice.get("tau") is None:
             continue
+        name = hybrid_name(candidate, choice["reference"])
         options.append(OptionFacts(
-            name=f"{candidate} ⇢ {choice['reference']}", role=Role.HYBRID, third_party=False,
+            name=name, role=Role.HYBRID, third_party=False,
             n_items=next((x.n_items for x in options if x.name == candidate), 0),
             quality=Interval(choice["accuracy"], choice["ci_low"], choice["ci_high"]), conclusion=choice["conclusion"],
             qualifies=True, better=choice["conclusion"] == "superior",
+            floor=_floor_words(pd.DataFrame(choice.get("floor") or []), name) if not floor.empty else None,
             monthly_cost=Interval(choice["monthly_cost"]), p95_s=Interval(choice["p95_latency_s"]),
             share_local=choice["share_local"], keeps_pii_local=exp.privacy_required,
             ops_hours=exp.option(candidate).machine.ops_hours_per_month if exp.option(candidate).machine else 0.0))
