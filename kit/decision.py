@@ -160,8 +160,11 @@ class Decision:
 
 # ----------------------------------------------------------------------------------------- wording
 def money(x: float | None) -> str:
-    """>>> money(1234.5)
-    '$1,234/month'"""
+    """USD a month, whole dollars from $10 up.
+
+    >>> money(1234.5)
+    '$1,234/month'
+    """
     if x is None or not math.isfinite(x):
         return "cost unknown"
     return f"${x:,.0f}/month" if abs(x) >= 10 else f"${x:,.2f}/month"
@@ -184,9 +187,18 @@ def _p(p: float) -> str:
 
 
 def _per_error(extra_cost: float, gain: float, volume: float) -> str:
-    """USD per avoided error at which a dearer, better option pays off."""
+    """USD per avoided error at which a dearer, better option pays off, in plain decimals (two significant
+    digits below a cent, never e-notation).
+
+    >>> _per_error(1.57, 0.47, 100_000), _per_error(268, 0.52, 100_000), _per_error(269, 0.43, 1_000)
+    ('$0.000033', '$0.0052', '$0.63')
+    """
     value = extra_cost / (gain * volume)
-    return f"${value:.2g}" if value < 0.01 else f"${value:,.2f}"
+    if value >= 0.01:
+        return f"${value:,.2f}"
+    if value <= 0:
+        return "$0"
+    return f"${value:.{1 - math.floor(math.log10(value))}f}"
 
 
 # ----------------------------------------------------------------------------------------- checks

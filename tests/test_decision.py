@@ -97,8 +97,8 @@ def test_news_task_with_quality_worth_nothing_picks_the_cheapest_but_shows_the_t
     assert d.recommended == "Base" and d.rule == "least-total-cost"
     trade = " ".join(d.trade)
     assert "LoRA is +53.3 points better than Base (p < 0.001)" in trade and "costs $9.00/month more" in trade
-    # $9 / (0.533 x 200,000 errors avoided) = $8.4e-05 per error
-    assert "more than $8.4e-05" in trade
+    # $9 / (0.533 x 200,000 errors avoided) = $0.000084 per error (plain decimals, never e-notation)
+    assert "more than $0.000084" in trade
 
 
 def test_cost_per_error_weighs_errors():
