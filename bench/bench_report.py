@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from kit.report.render import default_experiment_file, run_pipeline
-from kit.report.rundir import Doc, RunFolder
+from kit.pipeline.folder import Doc, RunFolder
 
 
 def timed(experiment: Path, overrides: dict[str, Any], run_dir: Path, out: Path) -> float:

@@ -26,7 +26,7 @@ import pandas as pd
 
 from kit.arms import get_arm
 from kit.models.ceiling import decode_ceiling
-from kit.report.standin import standin_arm_options, standin_server
+from kit.arms.standin import standin_arm_options, standin_server
 from kit.run.store import Store
 from kit.run.sweep import choose_goodput, sweep
 from kit.tasks import load_task

@@ -47,7 +47,7 @@ def mini(task_dir):
 
 @pytest.fixture(scope="session")
 def llama_server():
-    from kit.report.standin import standin_server
+    from kit.arms.standin import standin_server
 
     with standin_server("gemma-3-270m", n_ctx=1024) as url:
         yield url
@@ -97,7 +97,7 @@ def test_openai_arm_json_schema_extraction_on_llama_server(llama_server, tmp_pat
         "instruction: 'How many boxes? Answer as JSON with the field count. {text}'\n"
         "split: {test_fraction: 0.5, seed: 1}\n")
     task = load_task(tmp_path / "ex.yaml")
-    from kit.report.standin import standin_arm_options
+    from kit.arms.standin import standin_arm_options
 
     arm = get_arm("openai:gemma-3-270m", base_url=llama_server, **standin_arm_options())
     summary = run_arm(task, arm, store=store, limit=2, max_tokens=24)
@@ -452,7 +452,7 @@ def test_retry_after_and_backoff():
 
 
 def test_kit_serve_runs_on_loopback_and_stops_cleanly():
-    from kit.report.standin import free_port, standin_command
+    from kit.arms.standin import free_port, standin_command
 
     cmd = standin_command("gemma-3-270m", port=12345)
     assert cmd[cmd.index("--host") + 1] == "127.0.0.1"

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import ROOT
 from kit.errors import ConfigError
-from kit.report.experiment import Experiment, Where
+from kit.experiment import Experiment, Where
 
 BASE = {
     "tasks": {"snips-intents": 20},
@@ -108,7 +108,7 @@ def test_bad_experiments_name_the_file_the_option_and_the_fix(change, message, f
 
 
 def test_a_finetune_on_a_task_without_a_train_split_is_refused_before_any_model(tmp_path):
-    from kit.report.prepare import check_finetunes
+    from kit.pipeline.prepare import check_finetunes
 
     rows = "".join(f'{{"id": "r{i}", "text": "t {i}", "label": "{"ab"[i % 2]}"}}\n' for i in range(6))
     (tmp_path / "d.jsonl").write_text(rows)

@@ -155,7 +155,7 @@ def test_judge_calls_count_against_the_cap_and_self_preference_is_flagged(tmp_pa
 
 
 def test_the_stand_in_judges_through_the_store(tmp_path, store):
-    from kit.report.standin import standin_arm_options, standin_server
+    from kit.arms.standin import standin_arm_options, standin_server
 
     task = _task(tmp_path)
     options = {k: v[v["item_id"].isin(["t0", "t1"])] for k, v in _options(task, store, tmp_path).items()}

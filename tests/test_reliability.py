@@ -204,7 +204,7 @@ def _served_ok(log: str) -> int:
 
 
 def test_standin_killed_mid_run_stops_at_once_and_a_restart_resumes(mini, tmp_path):
-    from kit.report.standin import StandinServer, standin_arm_options
+    from kit.arms.standin import StandinServer, standin_arm_options
 
     db = tmp_path / "kit.sqlite"
     when: dict = {}
@@ -236,7 +236,7 @@ def test_standin_killed_mid_run_stops_at_once_and_a_restart_resumes(mini, tmp_pa
 
 
 def test_standin_identity_names_what_answers_not_the_port():
-    from kit.report.standin import StandinServer
+    from kit.arms.standin import StandinServer
 
     a, b = StandinServer("gemma-3-270m"), StandinServer("gemma-3-270m")  # not started: nothing runs
     assert a.base_url != b.base_url and a.served_by() == b.served_by()
@@ -250,7 +250,7 @@ def test_standin_identity_names_what_answers_not_the_port():
 
 
 def test_describe_exit_names_the_signal_and_the_log():
-    from kit.report.standin import describe_exit
+    from kit.arms.standin import describe_exit
 
     text = describe_exit(-signal.SIGILL, what="the stand-in server", log="\n".join(f"line {i}" for i in range(20)))
     assert "killed by SIGILL" in text and "rebuild llama-cpp-python" in text

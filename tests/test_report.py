@@ -20,7 +20,7 @@ import yaml
 from conftest import ROOT
 from kit.errors import ReportError
 from kit.report.render import NOTEBOOKS, run_pipeline
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 PLANTED = '<script>document.body.insertAdjacentHTML("beforeend", "<div id=pwned>ran</div>")</script>'
 XSS_NAME = "<img src=x onerror=this.id=7>"  # an option name that would run a handler if it reached the page raw

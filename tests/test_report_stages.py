@@ -10,9 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.report import answers, costs, prepare, quality, verdict, views
-from kit.report.experiment import Experiment
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.pipeline import answers, costs, prepare, quality, verdict
+from kit.report import views
+from kit.experiment import Experiment
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 N = 120
 XSS = "<img src=x onerror=alert(1)>"
@@ -206,7 +207,7 @@ def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
 
 
 def test_every_artefact_has_its_own_file_name():
-    from kit.report.rundir import Doc
+    from kit.pipeline.folder import Doc
 
     names = [t.value for t in Table] + [d.value for d in Doc] + ["experiment", "runs"]
     assert len(names) == len(set(names))

@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 from kit.arms import get_arm
 from kit.errors import ConfigError
-from kit.quality import compare_options, disagreements
+from kit.tasks.compare import compare_options, disagreements
 from kit.run.runner import run_arm
 from kit.tasks import load_task
 from kit.tasks.scoring import score_responses, score_unlabelled

@@ -25,7 +25,7 @@ def format_checks(checks: list[Check], *, width: int = 110) -> str:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from kit.models.doctor import check_build, machine_checks, run_checks
-    from kit.report.doctor import check_standin
+    from kit.arms.standin import check_standin
 
     functions = machine_checks(gpu=args.gpu)
     if not args.no_standin:

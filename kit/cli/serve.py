@@ -7,7 +7,7 @@ import signal
 import sys
 
 from kit.errors import ArmError
-from kit.report.standin import STANDIN_NOTE, SWITCH_TO_REAL, StandinServer
+from kit.arms.standin import STANDIN_NOTE, SWITCH_TO_REAL, StandinServer
 
 
 def _cli_serve(args: argparse.Namespace) -> int:

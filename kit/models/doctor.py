@@ -3,7 +3,7 @@ GPU offload (when asked), Chromium for the report tests, disk for models, which 
 
 Each check returns a :class:`Check` row — ``ok``, ``warn`` or ``fail``, a detail and the fix — and never raises:
 a broken machine is what the doctor is for. The stand-in server's check lives with the server
-(:mod:`kit.report.doctor`); ``kit doctor`` (``kit.cli.doctor``) runs them all and prints the table.
+(:mod:`kit.arms.standin`); ``kit doctor`` (``kit.cli.doctor``) runs them all and prints the table.
 
 >>> [c.name for c in run_checks(machine_checks())]             # doctest: +SKIP
 ['llama.cpp answers', 'llama.cpp build', 'chromium', 'disk · KIT_HOME', 'disk · HF cache', 'API keys']

@@ -16,7 +16,7 @@ import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", "baseline": "#8C8C8C"}
 

@@ -81,7 +81,7 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
     (items done, rate, ETA; a fine-tune's steps and loss). A notebook whose kernel dies ends the run with a
     ReportError naming the cell, the signal and the likely fix.
     """
-    from kit.report.experiment import Experiment, read_experiment_file
+    from kit.experiment import Experiment, read_experiment_file
 
     experiment_file = Path(experiment) if experiment else default_experiment_file()
     params = read_experiment_file(experiment_file, overrides=overrides)

@@ -2,7 +2,7 @@
 every task, the options and how they ran, per-task tables, examples, caveats and the manifest.
 
 Every string that comes from data (model output, item text, option and task names) reaches the page through
-:func:`kit.report.format.show` (escaped cells and headers) or :func:`kit.report.format.esc` — never as raw HTML.
+:func:`kit.format.show` (escaped cells and headers) or :func:`kit.format.esc` — never as raw HTML.
 
 >>> print(headline(RunFolder("runs/report-x")))       # doctest: +SKIP
 """
@@ -21,8 +21,8 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from kit import __version__
-from kit.report.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
             "anthropic", "huggingface_hub", "genai-prices", "torch", "transformers", "peft")
@@ -244,7 +244,7 @@ def ranking(folder: RunFolder) -> Styler:
 
 
 def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
-    from kit.report.quality import responses, task_of
+    from kit.pipeline.quality import responses, task_of
 
     scores = folder.table(Table.SCORES, task=task)
     raw = responses(folder, task)

@@ -18,9 +18,9 @@ import pandas as pd
 
 from kit import stats
 from kit.errors import ConfigError
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
-from kit.quality import compare_options, disagreements
+from kit.tasks.compare import compare_options, disagreements
 from kit.tasks.scoring import score_task
 
 

@@ -16,10 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from kit.report.experiment import STANDIN_MODEL, Experiment, Option
-from kit.report.prepare import load_tasks
-from kit.report.rundir import Doc, RunFolder, RunRecord, Table
-from kit.report.standin import StandinServer, standin_arm_options
+from kit.experiment import STANDIN_MODEL, Experiment, Option
+from kit.pipeline.prepare import load_tasks
+from kit.pipeline.folder import Doc, RunFolder, RunRecord, Table
+from kit.arms.standin import StandinServer, standin_arm_options
 from kit.run.store import Store
 from kit.tasks import Task
 

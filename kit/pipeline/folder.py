@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from kit.errors import ConfigError
-from kit.report.experiment import Experiment
+from kit.experiment import Experiment
 from kit.util import atomic_write_json, atomic_write_text
 
 

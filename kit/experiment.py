@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from kit.arms.standin import STANDIN_MODEL
 from kit.errors import ConfigError
 
 EXAMPLE = """
@@ -38,7 +39,6 @@ machines:
 """
 
 AUTO, STANDIN = "auto", "standin"
-STANDIN_MODEL = "gemma-3-270m"
 # `arm: auto` picks the first hosted API whose key is in the environment, else the stand-in.
 KEYED_DEFAULTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("OPENAI_API_KEY", "openai:gpt-4o-mini", {}),

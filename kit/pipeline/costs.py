@@ -19,9 +19,9 @@ import pandas as pd
 from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, api_option, break_even, cost_curve,
                            cost_table, local_option, monthly_band)
 from kit.errors import ConfigError
-from kit.report.experiment import Experiment, Option
-from kit.report.quality import floor_table, task_of
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.experiment import Experiment, Option
+from kit.pipeline.quality import floor_table, task_of
+from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
 
 
@@ -29,7 +29,7 @@ def pricing_of(option: Option) -> ApiPricing:
     """How a third-party option is billed (the stand-in: as the model it stands in for)."""
     price = option.price
     if price is None:
-        raise ConfigError(f"option {option.name!r} has no price", where="kit.report.costs",
+        raise ConfigError(f"option {option.name!r} has no price", where="kit.pipeline.costs",
                           fix="declare price: {model: ...} for a third-party option")
     if price.input_per_m is not None:
         return ApiPricing(model=option.name, price=ModelPrice(price.input_per_m, float(price.output_per_m or 0.0)),
@@ -41,7 +41,7 @@ def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0
     """What running a self-hosted option costs besides its throughput."""
     m = option.machine
     if m is None:
-        raise ConfigError(f"option {option.name!r} has no machine", where="kit.report.costs",
+        raise ConfigError(f"option {option.name!r} has no machine", where="kit.pipeline.costs",
                           fix="declare machine: NAME for a self-hosted option")
     return LocalDeployment(price_per_hour=m.price_per_hour, utilisation=m.utilisation, always_on=m.always_on,
                            setup_hours=m.setup_hours, ops_hours_per_month=m.ops_hours_per_month,
@@ -85,7 +85,7 @@ def cost_option(option: Option, scores: pd.DataFrame, *, folder: RunFolder, task
 def _ceiling(option: Option) -> str:
     """The physical ceiling of single-stream decoding for an in-process option's model, in words."""
     from kit.models.ceiling import decode_ceiling
-    from kit.report.prepare import models_of
+    from kit.pipeline.prepare import models_of
 
     models = models_of(option)
     if not models:

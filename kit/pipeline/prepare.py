@@ -12,8 +12,8 @@ from __future__ import annotations
 import pandas as pd
 
 from kit.errors import ConfigError
-from kit.report.experiment import STANDIN_MODEL, Experiment, Option
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.experiment import STANDIN_MODEL, Experiment, Option
+from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
 
 

@@ -15,11 +15,11 @@ from typing import Any
 import pandas as pd
 
 from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, PairFacts, Role, decide
-from kit.report.experiment import Experiment
-from kit.report.format import finite
-from kit.report.costs import hybrid_name
-from kit.report.quality import task_of
-from kit.report.rundir import Doc, RunFolder, Table
+from kit.experiment import Experiment
+from kit.format import finite
+from kit.pipeline.costs import hybrid_name
+from kit.pipeline.quality import task_of
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 
 def constraints_of(exp: Experiment) -> Constraints:

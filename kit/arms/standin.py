@@ -33,10 +33,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ArmError
+from kit.errors import ArmError, KitError
+from kit.models.doctor import Check
 from kit.util import atomic_write_json
 
 HOST = "127.0.0.1"
+STANDIN_MODEL = "gemma-3-270m"  # the embedded model that plays the hosted API
 STANDIN_NOTE = "a stand-in for a hosted API (llama-cpp-python's OpenAI-compatible server on 127.0.0.1)"
 SWITCH_TO_REAL = "export OPENAI_API_KEY=...; kit run --arm openai:gpt-4o-mini ..."
 
@@ -300,3 +302,19 @@ def standin_server(model: str = "gemma-3-270m", port: int | None = None, *, n_ct
         yield server.start()
     finally:
         server.stop()
+
+
+def check_standin(model: str = STANDIN_MODEL, *, startup_timeout: float = 120.0) -> Check:
+    """Start the stand-in server with ``model``, wait for ``/v1/models``, stop it."""
+    start = time.perf_counter()
+    try:
+        server = StandinServer(model, startup_timeout=startup_timeout)
+    except KitError as exc:
+        return Check("stand-in server", "fail", f"cannot prepare {model}: {exc.problem}", exc.fix or "")
+    try:
+        url = server.start()
+    except KitError as exc:
+        return Check("stand-in server", "fail", exc.problem, exc.fix or "")
+    finally:
+        server.stop()
+    return Check("stand-in server", "ok", f"{model} answered at {url} after {time.perf_counter() - start:.1f} s")

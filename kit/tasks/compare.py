@@ -47,7 +47,7 @@ def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin:
     elif not task.labelled:
         if "gap" not in scores.columns:
             raise ConfigError(f"task '{task.name}' has no gold labels, and the scores were not taken against the "
-                              "reference", where="kit.quality.compare_options",
+                              "reference", where="kit.tasks.compare.compare_options",
                               fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
         out = stats.compare_agreement(scores, reference=reference, target=agreement_target, alpha=alpha)
         kind = "agreement"
@@ -70,7 +70,7 @@ def disagreements(task: Task, scores: pd.DataFrame, *, reference: str) -> pd.Dat
     >>> disagreements(task, score_unlabelled(task, rows, reference=api), reference=api).head()   # doctest: +SKIP
     """
     if "gap" not in scores.columns:
-        raise ConfigError("the scores were not taken against the reference", where="kit.quality.disagreements",
+        raise ConfigError("the scores were not taken against the reference", where="kit.tasks.compare.disagreements",
                           fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
     texts = {i.id: i.text for i in task.items}
     cand = scores[scores["arm"] != reference]
