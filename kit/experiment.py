@@ -25,6 +25,7 @@ from typing import Any
 
 import yaml
 
+from kit.arms.base import backend_of
 from kit.arms.standin import STANDIN_MODEL
 from kit.errors import ConfigError
 
@@ -46,7 +47,6 @@ KEYED_DEFAULTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("MISTRAL_API_KEY", "openai:mistral-small-latest",
      {"base_url": "https://api.mistral.ai/v1", "api_key_env": "MISTRAL_API_KEY"}),
 )
-IN_PROCESS = ("llama_cpp", "lora")  # backends that run inside this process: self-hosted by nature
 MAX_NAME = 32
 
 
@@ -428,7 +428,7 @@ def _where(value: Any, backend: str, arm: Any, where: str) -> Where:
         if value not in (None, Where.THIRD_PARTY.value):
             raise ConfigError(f"`{arm}` plays a hosted API: it runs third-party", where=where, fix="drop `runs:`")
         return Where.THIRD_PARTY
-    if backend in IN_PROCESS:
+    if arm and backend_of(str(arm)).in_process:
         if value not in (None, Where.SELF_HOSTED.value):
             raise ConfigError(f"a {backend} option runs in this process: it is self-hosted", where=where,
                               fix="drop `runs:` or write runs: self-hosted")

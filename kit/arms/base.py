@@ -222,12 +222,36 @@ def _describe(hint: Any) -> str:
 
 
 ArmFactory = Callable[..., Arm]
-_REGISTRY: dict[str, ArmFactory] = {}
 
 
-def register_arm(backend: str, factory: ArmFactory) -> None:
-    """Make ``backend:NAME`` specs resolve to ``factory(NAME, **options)``."""
-    _REGISTRY[backend] = factory
+def _no_models(name: str) -> list[str]:
+    return []
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A registered backend and what the rest of the kit may ask of it without building an arm.
+
+    ``in_process``: its model runs inside this process (self-hosted by nature). ``gives_confidence``: its answers
+    carry the chosen answer's probability (what a cascade routes on). ``models(NAME)``: the GGUF models (catalog
+    ids or paths) behind ``backend:NAME``, for the manifest's sha256 and the decoding ceiling.
+    """
+
+    name: str
+    factory: ArmFactory
+    in_process: bool = False
+    gives_confidence: bool = False
+    models: Callable[[str], list[str]] = _no_models
+
+
+_REGISTRY: dict[str, Backend] = {}
+
+
+def register_arm(backend: str, factory: ArmFactory, *, in_process: bool = False, gives_confidence: bool = False,
+                 models: Callable[[str], list[str]] = _no_models) -> None:
+    """Make ``backend:NAME`` specs resolve to ``factory(NAME, **options)``, with the backend's capabilities."""
+    _REGISTRY[backend] = Backend(backend, factory, in_process=in_process, gives_confidence=gives_confidence,
+                                 models=models)
 
 
 def registered_backends() -> list[str]:
@@ -235,10 +259,11 @@ def registered_backends() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_arm(spec: str, **options: Any) -> Arm:
-    """Build the arm a spec string names, e.g. ``llama_cpp:smollm2-135m-instruct``.
+def backend_of(spec: str) -> Backend:
+    """The registered backend a spec names, e.g. ``backend_of("lora:m+a.gguf").in_process`` is True.
 
-    Options are passed to the backend's factory (``n_ctx``, ``base_url``, ``concurrency``…).
+    >>> backend_of("llama_cpp:smollm2-135m-instruct").models("smollm2-135m-instruct")
+    ['smollm2-135m-instruct']
     """
     _load_builtin()
     backend, sep, name = spec.partition(":")
@@ -255,7 +280,15 @@ def get_arm(spec: str, **options: Any) -> Arm:
             f"unknown arm backend '{backend}' in '{spec}'",
             fix=f"{hint}known backends: {', '.join(sorted(_REGISTRY))}",
         )
-    return _REGISTRY[backend](name, **options)
+    return _REGISTRY[backend]
+
+
+def get_arm(spec: str, **options: Any) -> Arm:
+    """Build the arm a spec string names, e.g. ``llama_cpp:smollm2-135m-instruct``.
+
+    Options are passed to the backend's factory (``n_ctx``, ``base_url``, ``concurrency``…).
+    """
+    return backend_of(spec).factory(spec.partition(":")[2], **options)
 
 
 def _load_builtin() -> None:

@@ -339,4 +339,4 @@ def _sha256(path: str) -> str:
     return file_sha256(path)
 
 
-register_arm("llama_cpp", LlamaCppArm)
+register_arm("llama_cpp", LlamaCppArm, in_process=True, gives_confidence=True, models=lambda name: [name])

@@ -68,4 +68,5 @@ class LoraArm(LlamaCppArm):
                 f"(local, fine-tuned; adapter sha256 {str(self.options.lora_sha256)[:12]}…)")
 
 
-register_arm("lora", LoraArm)
+register_arm("lora", LoraArm, in_process=True, gives_confidence=True,
+             models=lambda name: [name.partition("+")[0]])

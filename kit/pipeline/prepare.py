@@ -23,15 +23,14 @@ def load_tasks(exp: Experiment) -> dict[str, Task]:
 
 
 def models_of(option: Option) -> list[str]:
-    """The GGUF models an option runs on this machine (catalog ids or paths)."""
+    """The GGUF models an option runs on this machine (catalog ids or paths), as its backend declares them."""
+    from kit.arms import backend_of
+
     if option.standin:
         return [STANDIN_MODEL]
     if option.finetune is not None:
         return [option.finetune.base]
-    backend, _, name = (option.arm or "").partition(":")
-    if backend == "lora":
-        return [name.partition("+")[0]]
-    return [name] if backend == "llama_cpp" else []
+    return backend_of(str(option.arm)).models(str(option.arm).partition(":")[2]) if option.arm else []
 
 
 def check_finetunes(exp: Experiment, tasks: dict[str, Task]) -> None:
