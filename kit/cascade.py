@@ -26,7 +26,7 @@ import pandas as pd
 
 from kit.economics import ApiPricing, LocalDeployment, api_option, hybrid_option, local_option
 from kit.errors import ConfigError
-from kit.stats import accuracy_ci, non_inferiority
+from kit.stats import Conclusion, accuracy_ci, non_inferiority
 
 SWEEP_COLUMNS = (
     "tau", "policy", "n", "n_local", "share_local", "accuracy", "ci_low", "ci_high", "api_accuracy", "difference",
@@ -103,7 +103,7 @@ def sweep_cascade(scores: pd.DataFrame, *, local_arm: str, hosted_arm: str, pric
         latency = pairs["local_latency"] + np.where(esc, pairs["api_latency"], 0.0)
         ni = non_inferiority(value, pairs["api_score"].to_numpy(), margin=margin, alpha=alpha).iloc[0]
         acc = accuracy_ci(value, ci=ci).iloc[0]
-        passed = ni["conclusion"] in ("non-inferior", "superior")
+        passed = Conclusion(ni["conclusion"]).passes
         if esc.all():  # API-only is the reference itself: it starts the sequence, it cannot end it
             passed = True
         still_passing = still_passing and passed
@@ -143,7 +143,7 @@ class CascadeChoice:
     ci_high: float | None
     monthly_cost: float | None
     p95_latency_s: float | None
-    conclusion: str
+    conclusion: Conclusion
     statement: str
 
 
@@ -159,8 +159,8 @@ def choose_threshold(sweep: pd.DataFrame) -> CascadeChoice:
     if passed.empty:
         cascades = sweep[sweep["policy"] == "cascade"]
         first = cascades.iloc[0] if not cascades.empty else None
-        verdict = first["conclusion"] if first is not None and first["conclusion"] in ("inferior", "inconclusive") \
-            else "inconclusive"
+        verdict = (Conclusion(first["conclusion"]) if first is not None and not Conclusion(first["conclusion"]).passes
+                   else Conclusion.INCONCLUSIVE)
         why = ("no threshold both keeps items self-hosted and escalates some (the confidences do not separate "
                "them)" if first is None else
                f"no threshold keeps traffic local while being shown non-inferior to API-only; the most "
@@ -175,7 +175,7 @@ def choose_threshold(sweep: pd.DataFrame) -> CascadeChoice:
              f"{best['p95_latency_s']:.2f} s. τ was picked on these items; confirm it on fresh ones.")
     return CascadeChoice(float(best["tau"]), float(best["share_local"]), float(best["accuracy"]),
                          float(best["ci_low"]), float(best["ci_high"]), float(best["monthly_cost"]),
-                         float(best["p95_latency_s"]), str(best["conclusion"]), words)
+                         float(best["p95_latency_s"]), Conclusion(best["conclusion"]), words)
 
 
 def _margin(sweep: pd.DataFrame) -> float:

@@ -29,18 +29,48 @@ The options are a reference (an API, or recorded API outputs), any number of can
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import Enum
-
-import pandas as pd
+from typing import NewType
 
 from kit.errors import ConfigError
+from kit.format import p_words, pct, per_error, usd_month
+from kit.stats.conclusions import Conclusion
+
+OptionKey = NewType("OptionKey", str)  # an option's short name: the key of every table, never an arm spec
 
 
 class Role(str, Enum):
     REFERENCE = "reference"
     CANDIDATE = "candidate"
     HYBRID = "hybrid"
+
+
+@dataclass(frozen=True)
+class Hybrid:
+    """A cascade: ``first`` answers, items whose confidence is below ``tau`` are escalated to ``escalate_to``.
+
+    >>> Hybrid(OptionKey("SmolLM2"), OptionKey("API"), 0.42).name
+    'SmolLM2 ⇢ API'
+    """
+
+    first: OptionKey
+    escalate_to: OptionKey
+    tau: float
+
+    @property
+    def name(self) -> OptionKey:
+        """What the hybrid is called in tables and the verdict: the self-hosted option first."""
+        return OptionKey(f"{self.first} ⇢ {self.escalate_to}")
+
+
+@dataclass(frozen=True)
+class Floor:
+    """An option against the trivial baselines: ``passes`` when it is significantly better than every one;
+    otherwise ``reason`` says against which it is not."""
+
+    passes: bool
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,21 +94,21 @@ class Interval:
 class OptionFacts:
     """What was measured for one option on one task.
 
-    ``conclusion``/``qualifies``/``better``: the comparison with the reference after Holm. ``floor``: None when
-    the task has no trivial baseline, "" when the option is significantly better than it, else why not.
+    ``conclusion``: the comparison with the reference after Holm (None for the reference itself and for an
+    option not tested); ``qualifies`` and ``better`` follow from it. ``floor``: None when the task has no
+    trivial baseline. ``hybrid``: set for a cascade (its role is then HYBRID).
     """
 
-    name: str
+    name: OptionKey
     role: Role = Role.CANDIDATE
     third_party: bool = False
     n_items: int = 0
     quality: Interval | None = None
-    conclusion: str = "reference"
-    qualifies: bool = False
-    better: bool = False
+    conclusion: Conclusion | None = None
     lower_bound: float | None = None
     n_needed: float | None = None
-    floor: str | None = None
+    floor: Floor | None = None
+    hybrid: Hybrid | None = None
     monthly_cost: Interval | None = None
     p95_s: Interval | None = None
     error_rate: float = 0.0
@@ -91,13 +121,32 @@ class OptionFacts:
     def measured(self) -> bool:
         return self.quality is not None
 
+    @property
+    def qualifies(self) -> bool:
+        """Meets the quality bar against the reference (the reference meets it by definition)."""
+        return self.role is Role.REFERENCE or (self.conclusion is not None and self.conclusion.passes)
+
+    @property
+    def better(self) -> bool:
+        return self.conclusion is not None and self.conclusion.better
+
+    @property
+    def below_floor(self) -> bool:
+        return self.floor is not None and not self.floor.passes
+
+    @property
+    def versus_reference(self) -> str:
+        """The comparison in words for tables: the conclusion, "reference" or "untested"."""
+        return ("reference" if self.role is Role.REFERENCE else
+                str(self.conclusion) if self.conclusion is not None else "untested")
+
 
 @dataclass(frozen=True)
 class PairFacts:
     """A paired two-sided comparison: ``a`` minus ``b`` and its p-value (Holm across the pairs tested)."""
 
-    a: str
-    b: str
+    a: OptionKey
+    b: OptionKey
     difference: float
     p_value: float
 
@@ -139,19 +188,40 @@ class Constraints:
     cost_per_error: float | None = None
 
 
+@dataclass(frozen=True)
+class Ranked:
+    """One option's place in the decision: ``rank`` None when it was not measured."""
+
+    rank: int | None
+    option: OptionKey
+    status: str
+    quality: float | None
+    vs_reference: str | None
+    monthly_cost: float | None
+    p95_s: float | None
+    why: str
+
+
 @dataclass
 class Decision:
     """The verdict for one task. ``recommended`` is None when no option can be recommended."""
 
     task: str
-    recommended: str | None
+    recommended: OptionKey | None
     verdict: str
     rule: str
-    runner_up: str | None = None
+    runner_up: OptionKey | None = None
     trade: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     caveats: list[str] = field(default_factory=list)
-    ranking: pd.DataFrame = field(default_factory=pd.DataFrame)
+    ranking: tuple[Ranked, ...] = ()
+
+    def ranking_rows(self) -> list[dict[str, object]]:
+        """The ranking as plain records (one per option, in order)."""
+        return [asdict(r) for r in self.ranking]
+
+    def status_of(self, option: str) -> str | None:
+        return next((r.status for r in self.ranking if r.option == option), None)
 
     def to_dict(self) -> dict[str, object]:
         return {"task": self.task, "recommended": self.recommended, "verdict": self.verdict, "rule": self.rule,
@@ -159,46 +229,12 @@ class Decision:
 
 
 # ----------------------------------------------------------------------------------------- wording
-def money(x: float | None) -> str:
-    """USD a month, whole dollars from $10 up.
-
-    >>> money(1234.5)
-    '$1,234/month'
-    """
-    if x is None or not math.isfinite(x):
-        return "cost unknown"
-    return f"${x:,.0f}/month" if abs(x) >= 10 else f"${x:,.2f}/month"
-
-
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
-
-
 def _q(o: OptionFacts) -> str:
     if o.quality is None:
         return "not measured"
     q = o.quality
-    ci = f" (95% CI {_pct(q.low)}–{_pct(q.high)})" if q.low is not None and q.high is not None else ""
-    return f"{_pct(q.value)}{ci}"
-
-
-def _p(p: float) -> str:
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
-def _per_error(extra_cost: float, gain: float, volume: float) -> str:
-    """USD per avoided error at which a dearer, better option pays off, in plain decimals (two significant
-    digits below a cent, never e-notation).
-
-    >>> _per_error(1.57, 0.47, 100_000), _per_error(268, 0.52, 100_000), _per_error(269, 0.43, 1_000)
-    ('$0.000033', '$0.0052', '$0.63')
-    """
-    value = extra_cost / (gain * volume)
-    if value >= 0.01:
-        return f"${value:,.2f}"
-    if value <= 0:
-        return "$0"
-    return f"${value:.{1 - math.floor(math.log10(value))}f}"
+    ci = f" (95% CI {pct(q.low)}–{pct(q.high)})" if q.low is not None and q.high is not None else ""
+    return f"{pct(q.value)}{ci}"
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -228,8 +264,8 @@ class _Check:
 def _limit(label: str, measured: Interval | None, limit: float | None, unit: str, check: _Check) -> None:
     if limit is None or measured is None or not math.isfinite(measured.value):
         return
-    shown = f"{measured.value:.2f} s" if unit == "s" else money(measured.value)
-    shown_limit = f"{limit:g} s" if unit == "s" else money(limit)
+    shown = f"{measured.value:.2f} s" if unit == "s" else usd_month(measured.value)
+    shown_limit = f"{limit:g} s" if unit == "s" else usd_month(limit)
     if measured.lowest > limit:
         check.soft.append(f"{label} {shown} > {shown_limit}" + (" (even the low end of its interval)"
                                                                  if measured.low is not None else ""))
@@ -262,10 +298,6 @@ def _checks(facts: Facts, c: Constraints) -> list[_Check]:
     return out
 
 
-def _floor_fails(o: OptionFacts) -> bool:
-    return o.floor not in (None, "")
-
-
 def _significantly_better(facts: Facts, a: str, b: str, alpha: float) -> PairFacts | None:
     """The pair showing ``a`` significantly better than ``b``, if the tests show it."""
     for p in facts.pairs:
@@ -295,10 +327,10 @@ def decide(facts: Facts, c: Constraints) -> Decision:
                        reasons, caveats, c)
 
     # the floor
-    floored = [k for k in checks if _floor_fails(k.facts)]
-    reasons += [f"{k.name} is below the floor: {k.facts.floor}." for k in floored]
-    ref_below_floor = _floor_fails(ref)
-    eligible = [k for k in checks if not k.hard and not _floor_fails(k.facts)]
+    floored = [k for k in checks if k.facts.below_floor]
+    reasons += [f"{k.name} is below the floor: {k.facts.floor.reason}." for k in floored if k.facts.floor]
+    ref_below_floor = ref.below_floor
+    eligible = [k for k in checks if not k.hard and not k.facts.below_floor]
     if not eligible:
         if any(not k.hard for k in checks):  # what the limits allow is all below the floor
             best = max((k for k in checks if not k.hard), key=lambda k: k.quality)
@@ -316,7 +348,7 @@ def decide(facts: Facts, c: Constraints) -> Decision:
         if k.facts.role is Role.REFERENCE:
             k.bar = True
         elif facts.labelled and ref_below_floor:
-            k.bar = not _floor_fails(k.facts)
+            k.bar = not k.facts.below_floor
         else:
             k.bar = k.facts.qualifies
     if ref_below_floor:
@@ -329,28 +361,35 @@ def decide(facts: Facts, c: Constraints) -> Decision:
             reasons.append(f"{k.name} misses your limits: {'; '.join(k.soft)}.")
     if not within:
         order = sorted(eligible, key=lambda k: (len(k.soft), not k.bar, round(k.excess, 2), -k.quality, k.cost))
-        pick = order[0]
-        verdict = (f"Every option misses a limit. {pick.name} misses least ({'; '.join(pick.soft)}) at "
-                   f"{_q(pick.facts)}, {money(pick.cost)} for {volume}"
-                   + ("" if pick.bar else ", but it does not meet the quality bar") + ". Options are ranked by "
-                   "how far they miss your limits, then by quality; relax a limit or change the setup.")
+        pick = next((k for k in order if k.bar), None)  # an option is chosen only when it meets the quality bar
+        if pick is None:
+            verdict = (f"No option qualifies: every option misses a limit, and none of them is shown to meet the "
+                       f"quality bar ({_bar_words(facts, c)}). The closest is {order[0].name} "
+                       f"({'; '.join(order[0].soft)}) at {_q(order[0].facts)}. Relax a limit, or measure an option "
+                       f"that can meet both.")
+            return _finish(facts, checks, None, "nothing-qualifies", verdict, reasons, caveats, c,
+                           order=[k.name for k in order])
+        verdict = (f"Every option misses a limit. {pick.name} misses least among those that meet the quality bar "
+                   f"({'; '.join(pick.soft)}) at {_q(pick.facts)}, {usd_month(pick.cost)} for {volume}. Options are "
+                   "ranked by how far they miss your limits, then by quality; relax a limit or change the setup.")
         return _finish(facts, checks, pick.name, "constraints-unmet", verdict, reasons, caveats, c,
-                       order=[k.name for k in order])
+                       order=[pick.name] + [k.name for k in order if k is not pick])
 
     proven = [k for k in within if k.bar]
     if not proven:
         best = max(within, key=lambda k: (k.quality, -k.cost))
-        why = "; ".join(next(k.hard + k.soft for k in checks if k.facts.role is Role.REFERENCE) or
+        why = "; ".join(next((k.hard + k.soft for k in checks if k.facts.role is Role.REFERENCE), []) or
                         ["it is below the floor"])
-        loss = ("its loss exceeds the margin" if best.facts.conclusion == "inferior" else
-                "a loss larger than the margin is not ruled out")
-        verdict = (f"Choose {best.name} because the reference {ref.name} is ruled out ({why}); its quality "
-                   f"{_q(best.facts)} against the reference's {_pct(ref.quality.value)} is "
-                   f"{best.facts.conclusion} at the {100 * c.margin:g}-point margin, so {loss}; "
-                   f"{money(best.cost)} for {volume}.")
-        reasons.append("No remaining option is shown to meet the quality bar; this one has the best quality.")
+        loss = ("it is shown to miss the bar" if best.facts.conclusion is not None and best.facts.conclusion.fails
+                else "it is not shown to meet the bar")
+        verdict = (f"No option qualifies: the reference {ref.name} is ruled out ({why}), and no other option is "
+                   f"shown to meet the quality bar ({_bar_words(facts, c)}). The best, {best.name} at "
+                   f"{_q(best.facts)}, is {best.facts.versus_reference} against the reference's "
+                   f"{pct(ref.quality.value)}, so {loss}. Relax the limit that excludes the reference, or measure "
+                   "more items or another option.")
+        reasons.append("No remaining option is shown to meet the quality bar, so none is recommended.")
         order = sorted(within, key=lambda k: (-k.quality, k.cost))
-        return _finish(facts, checks, best.name, "reference-excluded-unproven", verdict, reasons, caveats, c,
+        return _finish(facts, checks, None, "nothing-qualifies", verdict, reasons, caveats, c,
                        order=[k.name for k in order])
 
     order, rule, basis = _order(facts, proven, c)
@@ -361,6 +400,13 @@ def decide(facts: Facts, c: Constraints) -> Decision:
                    order=[k.name for k in order + rest])
 
 
+def _bar_words(facts: Facts, c: Constraints) -> str:
+    """The quality bar of this task, in words."""
+    if not facts.labelled:
+        return "agreement with the reference on at least the target share of items"
+    return f"non-inferior to the reference at a {100 * c.margin:g}-point margin, and above the trivial baseline"
+
+
 def _order(facts: Facts, proven: list[_Check], c: Constraints) -> tuple[list[_Check], str, str]:
     """The qualifying options in the order of the choice, the rule's name, and the basis in words."""
     if c.cost_per_error is not None:
@@ -368,7 +414,7 @@ def _order(facts: Facts, proven: list[_Check], c: Constraints) -> tuple[list[_Ch
             return k.cost + c.monthly_volume * (1 - max(k.quality, 0.0)) * c.cost_per_error
         order = sorted(proven, key=lambda k: (total(k), -k.quality))
         return order, "least-total-cost", (f"running cost plus errors at ${c.cost_per_error:g} each "
-                                           f"(lowest total {money(total(order[0]))})")
+                                           f"(lowest total {usd_month(total(order[0]))})")
     if not facts.labelled:
         return sorted(proven, key=lambda k: (k.cost, -k.quality)), "cheapest-agreeing", "the cheapest that agrees"
     best = max(proven, key=lambda k: (k.quality, -k.cost))
@@ -384,15 +430,15 @@ def _verdict(facts: Facts, pick: _Check, ref: OptionFacts, within: list[_Check],
     volume = f"{c.monthly_volume:,.0f} items/month"
     o = pick.facts
     if o.role is Role.REFERENCE:
-        head = f"Choose {o.name}, the reference: {_q(o)} at {money(pick.cost)} for {volume}"
+        head = f"Choose {o.name}, the reference: {_q(o)} at {usd_month(pick.cost)} for {volume}"
     else:
         test = ("agrees with" if not facts.labelled else
-                "beats the trivial baseline, unlike" if _floor_fails(ref) else f"is {o.conclusion} to")
+                "beats the trivial baseline, unlike" if ref.below_floor else f"is {o.conclusion} to")
         local = (f", keeping {o.share_local:.0%} of traffic self-hosted" if o.role is Role.HYBRID and
                  o.share_local is not None else "")
-        head = (f"Choose {o.name}: {_q(o)} {test} the reference {ref.name}'s {_pct(ref.quality.value)}"
-                + (f" at a {100 * c.margin:g}-point margin" if facts.labelled and not _floor_fails(ref) else "")
-                + f"{local}, at {money(pick.cost)} against {money(ref.monthly_cost.value if ref.monthly_cost else None)}"
+        head = (f"Choose {o.name}: {_q(o)} {test} the reference {ref.name}'s {pct(ref.quality.value)}"
+                + (f" at a {100 * c.margin:g}-point margin" if facts.labelled and not ref.below_floor else "")
+                + f"{local}, at {usd_month(pick.cost)} against {usd_month(ref.monthly_cost.value if ref.monthly_cost else None)}"
                   f" for the reference, at {volume}")
     cheaper_unproven = [k for k in within if k.cost < pick.cost and not k.bar]
     tail = ""
@@ -402,8 +448,8 @@ def _verdict(facts: Facts, pick: _Check, ref: OptionFacts, within: list[_Check],
                 math.isfinite(k.facts.n_needed) and k.facts.n_needed > k.facts.n_items else
                 "; no number of items would show it at the observed difference" if k.facts.n_needed is not None
                 and not math.isfinite(k.facts.n_needed) else "")
-        tail = (f". {k.name} would cost {money(k.cost)} but its quality ({_q(k.facts)}) is "
-                f"{k.facts.conclusion} against the reference on {k.facts.n_items:,} items{need}")
+        tail = (f". {k.name} would cost {usd_month(k.cost)} but its quality ({_q(k.facts)}) is "
+                f"{k.facts.versus_reference} against the reference on {k.facts.n_items:,} items{need}")
     borderline = f" — borderline: {'; '.join(pick.borderline)}" if pick.borderline else ""
     return f"{head} ({basis}){tail}{borderline}."
 
@@ -421,17 +467,17 @@ def _trade(facts: Facts, pick: str, checks: list[_Check], c: Constraints) -> lis
         pair = _significantly_better(facts, k.name, pick, c.alpha)
         if pair is not None and math.isfinite(k.cost) and math.isfinite(p.cost):
             extra = k.cost - p.cost
-            out.append(f"{k.name} is {100 * pair.difference:+.1f} points better than {pick} ({_p(pair.p_value)}) "
-                       f"and costs {money(extra)} more: it pays off if a wrong answer costs you more than "
-                       f"{_per_error(extra, pair.difference, c.monthly_volume)}.")
+            out.append(f"{k.name} is {100 * pair.difference:+.1f} points better than {pick} ({p_words(pair.p_value)}) "
+                       f"and costs {usd_month(extra)} more: it pays off if a wrong answer costs you more than "
+                       f"{per_error(extra, pair.difference, c.monthly_volume)}.")
     cheaper = sorted((k for k in by.values() if k.cost < p.cost), key=lambda k: -k.cost)
     for k in cheaper:
         pair = _significantly_better(facts, pick, k.name, c.alpha)
         if pair is not None and math.isfinite(p.cost):
             saving = p.cost - k.cost
-            out.append(f"{k.name} would save {money(saving)} but is {100 * pair.difference:.1f} points worse "
-                       f"({_p(pair.p_value)}): {pick} is worth it if a wrong answer costs you more than "
-                       f"{_per_error(saving, pair.difference, c.monthly_volume)}.")
+            out.append(f"{k.name} would save {usd_month(saving)} but is {100 * pair.difference:.1f} points worse "
+                       f"({p_words(pair.p_value)}): {pick} is worth it if a wrong answer costs you more than "
+                       f"{per_error(saving, pair.difference, c.monthly_volume)}.")
     return out[:6]
 
 
@@ -445,22 +491,24 @@ def _finish(facts: Facts, checks: list[_Check], pick: str | None, rule: str, ver
     for rank, name in enumerate(ranked, start=1):
         k = next(k for k in checks if k.name == name)
         status = ("recommended" if name == pick else "runner-up" if name == runner_up else
-                  "excluded" if k.hard else "below the floor" if _floor_fails(k.facts) else
+                  "excluded" if k.hard else "below the floor" if k.facts.below_floor else
                   "misses limits" if k.soft else "meets the bar" if k.bar else "quality not shown")
-        why = "; ".join(k.hard + ([k.facts.floor] if _floor_fails(k.facts) else []) + k.soft + k.borderline)
-        rows.append({"rank": rank, "option": name, "status": status, "quality": k.facts.quality.value,
-                     "vs reference": k.facts.conclusion, "monthly_cost": k.cost if math.isfinite(k.cost) else None,
-                     "p95_s": k.facts.p95_s.value if k.facts.p95_s else None, "why": why})
+        floor = [k.facts.floor.reason] if k.facts.floor is not None and k.facts.below_floor else []
+        rows.append(Ranked(rank=rank, option=name, status=status,
+                           quality=k.facts.quality.value if k.facts.quality else None,
+                           vs_reference=k.facts.versus_reference,
+                           monthly_cost=k.cost if math.isfinite(k.cost) else None,
+                           p95_s=k.facts.p95_s.value if k.facts.p95_s else None,
+                           why="; ".join(k.hard + floor + k.soft + k.borderline)))
     for o in facts.options:
         if not o.measured:
-            rows.append({"rank": None, "option": o.name, "status": "not measured", "quality": None,
-                         "vs reference": None, "monthly_cost": None, "p95_s": None,
-                         "why": "no answers were measured"})
+            rows.append(Ranked(rank=None, option=o.name, status="not measured", quality=None, vs_reference=None,
+                               monthly_cost=None, p95_s=None, why="no answers were measured"))
     trade = _trade(facts, pick, checks, c) if pick else []
     if runner_up and pick:
         verdict += f" Runner-up: {runner_up}."
     return Decision(task=facts.task, recommended=pick, verdict=verdict, rule=rule, runner_up=runner_up, trade=trade,
-                    reasons=reasons, caveats=caveats, ranking=pd.DataFrame(rows))
+                    reasons=reasons, caveats=caveats, ranking=tuple(rows))
 
 
 def _caveats(facts: Facts, c: Constraints, checks: list[_Check]) -> list[str]:

@@ -428,7 +428,7 @@ def _where(value: Any, backend: str, arm: Any, where: str) -> Where:
         if value not in (None, Where.THIRD_PARTY.value):
             raise ConfigError(f"`{arm}` plays a hosted API: it runs third-party", where=where, fix="drop `runs:`")
         return Where.THIRD_PARTY
-    if arm and backend_of(str(arm)).in_process:
+    if backend_of(f"{backend}:_").in_process:
         if value not in (None, Where.SELF_HOSTED.value):
             raise ConfigError(f"a {backend} option runs in this process: it is self-hosted", where=where,
                               fix="drop `runs:` or write runs: self-hosted")

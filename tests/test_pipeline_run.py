@@ -118,3 +118,47 @@ def test_progress_follower_turns_a_real_progress_file_into_lines(tmp_path, monke
     assert len(lines) == 4  # within a minute of that piece's last line: held back
     ProgressFollower(sink, lines.append, min_interval=0).poll()
     assert lines[-1].startswith("arm · task: 7/50 items")
+
+
+def test_a_failed_run_in_a_reused_folder_shows_none_of_the_earlier_runs_results(tmp_path):
+    """A run folder says where its run stands, and a failed run never sits beside an earlier run's verdict."""
+    from kit.pipeline.folder import FAILED_MARKER, RunFolder, State
+
+    run = tmp_path / "run"
+    verdict = run / "summary.json"
+    write_notebook(tmp_path / "nb", "a.ipynb", "x = 1")
+    write_notebook(tmp_path / "nb", "b.ipynb", f"open({str(verdict)!r}, 'w').write('{{\"verdict\": \"Choose X\"}}')")
+    write_notebook(tmp_path / "nb", "c.ipynb", "raise ValueError('the second run breaks here')")
+    run_pipeline(notebooks=("a.ipynb", "b.ipynb"), notebooks_folder=tmp_path / "nb", run_dir=run, check_llama=False)
+    first = RunFolder(run).status()
+    assert first.state is State.DONE and first.done == ("a.ipynb", "b.ipynb") and verdict.is_file()
+
+    with pytest.raises(ReportError, match="c.ipynb failed in cell 1"):
+        run_pipeline(notebooks=("a.ipynb", "c.ipynb"), notebooks_folder=tmp_path / "nb", run_dir=run,
+                     check_llama=False)
+    second = RunFolder(run).status()
+    assert second.state is State.FAILED and second.notebook == "c.ipynb" and second.done == ("a.ipynb",)
+    assert "ValueError" in second.error and second.words().startswith("failed at c.ipynb")
+    assert "failed at c.ipynb" in (run / FAILED_MARKER).read_text()
+    assert not verdict.exists() and not (run / "b.ipynb").exists()  # the earlier run's results are gone
+    assert (run / "a.ipynb").is_file() and (run / "c.ipynb").is_file()
+
+
+def test_a_reports_folder_that_cannot_be_written_fails_before_any_notebook(tmp_path):
+    write_notebook(tmp_path / "nb", "06_report.ipynb", "raise SystemExit('no notebook may run')")
+    blocked = tmp_path / "a-file"
+    blocked.write_text("not a folder")
+    with pytest.raises(ReportError, match="the reports folder cannot be written") as err:
+        run_pipeline(notebooks=("06_report.ipynb",), notebooks_folder=tmp_path / "nb", run_dir=tmp_path / "run",
+                     out_dir=blocked / "reports", check_llama=False)
+    assert err.value.where == str(blocked / "reports") and "writable" in err.value.fix
+    assert not (tmp_path / "run" / "06_report.ipynb").exists()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    if subprocess.run(["chattr", "+i", str(locked)], capture_output=True).returncode == 0:  # as `chattr +i reports`
+        try:
+            with pytest.raises(ReportError, match="the reports folder cannot be written"):
+                run_pipeline(notebooks=("06_report.ipynb",), notebooks_folder=tmp_path / "nb",
+                             run_dir=tmp_path / "run2", out_dir=locked, check_llama=False)
+        finally:
+            subprocess.run(["chattr", "-i", str(locked)], check=True)

@@ -11,16 +11,19 @@ that gives confidences is simulated as a cascade in front of the reference.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import pandas as pd
 
 from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, api_option, break_even, cost_curve,
                            cost_table, local_option, monthly_band)
+from kit.cascade import CascadeChoice
+from kit.decision import Floor, Hybrid, OptionKey
 from kit.errors import ConfigError
+from kit.stats import Conclusion
 from kit.experiment import Experiment, Option
-from kit.pipeline.quality import floor_table, task_of
+from kit.pipeline.quality import floor_of, floor_table, task_of
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
 
@@ -102,9 +105,27 @@ def _machine_words(hardware: dict[str, Any]) -> str:
     return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
 
 
-def hybrid_name(candidate: str, reference: str) -> str:
-    """What a cascade is called in tables and the verdict: the self-hosted option first, then where it escalates."""
-    return f"{candidate} ⇢ {reference}"
+@dataclass(frozen=True)
+class HybridResult:
+    """A cascade whose threshold passed: the hybrid, the choice behind it, and how it fares against the floor."""
+
+    hybrid: Hybrid
+    choice: CascadeChoice
+    floor: Floor | None
+
+
+def hybrids_of(folder: RunFolder, task: str) -> list[HybridResult]:
+    """The cascades of ``task`` that have a threshold, as typed records (from the cascades record)."""
+    out = []
+    for record in folder.doc(Doc.CASCADES, task=task, default={}).values():
+        choice = CascadeChoice(**{f.name: record[f.name] for f in fields(CascadeChoice)})
+        if choice.tau is None:
+            continue
+        floor = record.get("floor")
+        out.append(HybridResult(Hybrid(OptionKey(record["first"]), OptionKey(record["escalate_to"]), choice.tau),
+                                replace(choice, conclusion=Conclusion(choice.conclusion)),
+                                Floor(**floor) if floor is not None else None))
+    return out
 
 
 def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[str, CostOption],
@@ -127,13 +148,16 @@ def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[
                               volume=exp.monthly_volume, margin=exp.margin, alpha=exp.alpha, keep_local=keep_local,
                               concurrency=int(o.arm_options.get("concurrency", 1)))
         sweeps.append(sweep.assign(candidate=o.name))
-        choice = {**asdict(choose_threshold(sweep)), "reference": ref.name, "floor": []}
-        if choice["tau"] is not None and task_obj.labelled and task_obj.type.baselines(task_obj.train, task_obj.test):
+        choice = choose_threshold(sweep)
+        floor = None
+        if choice.tau is not None and task_obj.labelled and task_obj.type.baselines(task_obj.train, task_obj.test):
             # the hybrid answers as it would route: it must clear the trivial baselines like any option
-            routed = cascade_scores(scores, local_arm=o.name, hosted_arm=ref.name, tau=choice["tau"],
-                                    keep_local=keep_local, name=hybrid_name(o.name, ref.name))
-            choice["floor"] = floor_table(task_obj, routed, exp.alpha).to_dict("records")
-        choices[o.name] = choice
+            hybrid = Hybrid(OptionKey(o.name), OptionKey(ref.name), choice.tau)
+            routed = cascade_scores(scores, local_arm=o.name, hosted_arm=ref.name, tau=choice.tau,
+                                    keep_local=keep_local, name=hybrid.name)
+            floor = floor_of(floor_table(task_obj, routed, exp.alpha), hybrid.name)
+        choices[o.name] = {**asdict(choice), "first": o.name, "escalate_to": ref.name,
+                           "floor": asdict(floor) if floor is not None else None}
     return (pd.concat(sweeps, ignore_index=True) if sweeps else pd.DataFrame()), choices
 
 

@@ -13,7 +13,8 @@ The responses themselves stay in the store; the folder records which questions w
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,42 @@ class Doc(str, Enum):
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
 
 
+class State(str, Enum):
+    """Where a report run stands."""
+
+    RUNNING = "running"
+    FAILED = "failed"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class RunStatus:
+    """A run folder's status (``status.json``): running, failed at a notebook (with the error), or done.
+
+    ``notebook`` is the notebook running or failed; ``done`` the notebooks finished; ``pid`` the process of
+    ``kit report``; ``report`` the rendered HTML once done.
+    """
+
+    state: State
+    started: str
+    pid: int
+    notebook: str | None = None
+    done: tuple[str, ...] = ()
+    error: str | None = None
+    finished: str | None = None
+    report: str | None = None
+
+    def words(self) -> str:
+        if self.state is State.RUNNING:
+            return f"running {self.notebook or ''} (process {self.pid}, since {self.started})".replace("  ", " ")
+        if self.state is State.FAILED:
+            return f"failed at {self.notebook}: {self.error}"
+        return f"done at {self.finished}" + (f": {self.report}" if self.report else "")
+
+
+FAILED_MARKER = "FAILED.txt"
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """One option answering one task: which arm, the store's run id, counts, and the questions asked."""
@@ -98,6 +135,47 @@ class RunFolder:
 
     def __repr__(self) -> str:
         return f"RunFolder({str(self.path)!r})"
+
+    # status ----------------------------------------------------------------------------------------------------
+    def begin(self, *, pid: int) -> RunStatus:
+        """Start a run here: what an earlier run left (notebooks, tables, records, its verdict, a failure marker)
+        is removed first, so the folder never shows another run's results as its own. Answers stay in the store."""
+        import shutil
+
+        for path in self.path.iterdir():
+            if path.is_dir() and path.name == "tasks":
+                shutil.rmtree(path)
+            elif path.is_file() and (path.suffix in (".json", ".ipynb", ".jsonl", ".yaml", ".log")
+                                     or path.name == FAILED_MARKER):
+                path.unlink()
+        return self._set(RunStatus(State.RUNNING, started=_now(), pid=pid))
+
+    def running(self, notebook: str) -> RunStatus:
+        return self._set(replace(self.status(), notebook=notebook))
+
+    def finished(self, notebook: str) -> RunStatus:
+        s = self.status()
+        return self._set(replace(s, notebook=None, done=(*s.done, notebook)))
+
+    def fail(self, notebook: str | None, error: str) -> RunStatus:
+        """Record the failure in the status and in a marker file (``FAILED.txt``) beside the outputs."""
+        atomic_write_text(self.path / FAILED_MARKER, f"This run failed at {notebook or 'its start'}:\n{error}\n")
+        return self._set(replace(self.status(), state=State.FAILED, notebook=notebook, error=error,
+                                 finished=_now()))
+
+    def done(self, *, report: str | None = None) -> RunStatus:
+        return self._set(replace(self.status(), state=State.DONE, notebook=None, finished=_now(), report=report))
+
+    def status(self) -> RunStatus:
+        path = self.path / "status.json"
+        if not path.is_file():
+            raise self._missing("status", None)
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return RunStatus(**{**data, "state": State(data["state"]), "done": tuple(data["done"])})
+
+    def _set(self, status: RunStatus) -> RunStatus:
+        atomic_write_json(self.path / "status.json", {**asdict(status), "state": status.state.value})
+        return status
 
     # file names: the only place they are built ------------------------------------------------------
     def _file(self, name: str, task: str | None) -> Path:
@@ -161,3 +239,7 @@ class RunFolder:
         """The tasks this run answered, in the experiment's order."""
         ran = {r.task for r in self.runs()}
         return [t for t in self.experiment().tasks if t in ran]
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

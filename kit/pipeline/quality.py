@@ -17,7 +17,9 @@ import numpy as np
 import pandas as pd
 
 from kit import stats
+from kit.decision import Floor
 from kit.errors import ConfigError
+from kit.format import p_words, pct
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
 from kit.tasks.compare import compare_options, disagreements
@@ -51,7 +53,19 @@ def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
     exp = folder.experiment()
     task = task_of(folder, name)
     verdicts = folder.table(Table.VERDICTS, task=name) if folder.has(Table.VERDICTS, task=name) else None
-    return score_task(task, responses(folder, name), reference=exp.reference_name, verdicts=verdicts)
+    rows = responses(folder, name)
+    scores = score_task(task, rows, reference=exp.reference_name, verdicts=verdicts)
+    return scores.merge(warmups(rows), on=["arm", "item_id", "epoch"], how="left").assign(
+        warmup=lambda s: s["warmup"].fillna(False).astype(bool))
+
+
+def warmups(rows: pd.DataFrame) -> pd.DataFrame:
+    """Which stored answers were their run's first call — the one that paid for loading the model or opening the
+    connection: per option, the first answer each run stored (of those this report reads). Columns: arm, item_id, epoch,
+    warmup."""
+    first = rows.sort_values("id").groupby(["arm", "run_id"], sort=False).head(1).index  # id: the order stored
+    return rows.assign(warmup=rows.index.isin(first))[["arm", "item_id", "epoch", "warmup"]].drop_duplicates(
+        ["arm", "item_id", "epoch"])
 
 
 def _scored(scores: pd.DataFrame) -> pd.DataFrame:
@@ -90,6 +104,19 @@ def floor_table(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
             test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})")
             rows.append({"arm": arm, "baseline": b.name, "answer": b.answer, **test.iloc[0].to_dict()})
     return pd.DataFrame(rows)
+
+
+def floor_of(floor: pd.DataFrame, option: str) -> Floor | None:
+    """An option against the trivial baselines, from a floor table: None when there are no baselines."""
+    if floor.empty:
+        return None
+    rows = floor[floor["arm"] == option]
+    failed = rows[~rows["passes"].astype(bool)]
+    if failed.empty:
+        return Floor(passes=True)
+    r = failed.iloc[0]
+    return Floor(passes=False, reason=f"not significantly better than {r['answer']} "
+                                      f"({pct(r['baseline_mean'])}, {p_words(r['p_value'])})")
 
 
 def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:

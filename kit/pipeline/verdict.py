@@ -10,16 +10,21 @@ rules of :mod:`kit.decision` look at; :func:`verdict_stage` applies the rules wi
 from __future__ import annotations
 
 import math
+from dataclasses import fields
 from typing import Any
 
 import pandas as pd
 
-from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, PairFacts, Role, decide
+from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, OptionKey, PairFacts, Ranked, Role, decide
 from kit.experiment import Experiment
-from kit.format import finite
-from kit.pipeline.costs import hybrid_name
-from kit.pipeline.quality import task_of
+from kit.format import finite, pct
+from kit.pipeline.costs import hybrids_of
+from kit.pipeline.quality import floor_of, task_of
+from kit.stats import Conclusion
 from kit.pipeline.folder import Doc, RunFolder, Table
+
+
+RANKING_COLUMNS = [f.name for f in fields(Ranked)]
 
 
 def constraints_of(exp: Experiment) -> Constraints:
@@ -42,18 +47,6 @@ def _interval(row: dict[str, Any] | None, value: str, low: str, high: str) -> In
     return Interval(float(row[value]), finite(row.get(low)), finite(row.get(high)))
 
 
-def _floor_words(floor: pd.DataFrame, option: str) -> str | None:
-    """None without baselines; "" when the option clears them all; else why it does not."""
-    if floor.empty:
-        return None
-    rows = floor[floor["arm"] == option]
-    failed = rows[~rows["passes"].astype(bool)]
-    if failed.empty:
-        return ""
-    r = failed.iloc[0]
-    return f"not significantly better than {r['answer']} ({100 * r['baseline_mean']:.1f}%, p = {r['p_value']:.2g})"
-
-
 def facts_for(folder: RunFolder, task: str) -> Facts:
     """The typed facts of every option (and every cascade that passed) on one task."""
     exp = folder.experiment()
@@ -72,14 +65,13 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
         served = goodputs.get(o.name) or {}
         is_ref = o.name == exp.reference_name
         options.append(OptionFacts(
-            name=o.name, role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
+            name=OptionKey(o.name), role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
             n_items=int(m["n_items"]) if m else 0,
             quality=_interval(m, "mean_score", "score_ci_low", "score_ci_high"),
-            conclusion="reference" if is_ref else str(c["conclusion_adjusted"]) if c else "untested",
-            qualifies=is_ref or bool(c and c["qualifies"]), better=bool(c and c["better"]),
+            conclusion=Conclusion(c["conclusion_adjusted"]) if c and not is_ref else None,
             lower_bound=finite(c["lower_bound"]) if c else None,
             n_needed=(math.inf if c and finite(c["n_needed"]) is None else finite(c["n_needed"])) if c else None,
-            floor=_floor_words(floor, o.name) if m else None,
+            floor=floor_of(floor, o.name) if m else None,
             monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
             # priced at a load level of its sweep, an option is served with that level's p95
             p95_s=(Interval(float(served["p95_latency_s"])) if served.get("load") is not None
@@ -87,27 +79,24 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             error_rate=float(err["failed_rate"]) if err else 0.0,
             ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
             cost_basis=str(cost.get("basis", "")) if cost else ""))
-    for candidate, choice in folder.doc(Doc.CASCADES, task=task, default={}).items():
-        if choice.get("tau") is None:
-            continue
-        name = hybrid_name(candidate, choice["reference"])
+    for h in hybrids_of(folder, task):
+        first = exp.option(h.hybrid.first)
         options.append(OptionFacts(
-            name=name, role=Role.HYBRID, third_party=False,
-            n_items=next((x.n_items for x in options if x.name == candidate), 0),
-            quality=Interval(choice["accuracy"], choice["ci_low"], choice["ci_high"]), conclusion=choice["conclusion"],
-            qualifies=True, better=choice["conclusion"] == "superior",
-            floor=_floor_words(pd.DataFrame(choice.get("floor") or []), name) if not floor.empty else None,
-            monthly_cost=Interval(choice["monthly_cost"]), p95_s=Interval(choice["p95_latency_s"]),
-            share_local=choice["share_local"], keeps_pii_local=exp.privacy_required,
-            ops_hours=exp.option(candidate).machine.ops_hours_per_month if exp.option(candidate).machine else 0.0))
+            name=h.hybrid.name, role=Role.HYBRID, third_party=False, hybrid=h.hybrid,
+            n_items=next((x.n_items for x in options if x.name == h.hybrid.first), 0),
+            quality=Interval(h.choice.accuracy, h.choice.ci_low, h.choice.ci_high), conclusion=h.choice.conclusion,
+            floor=h.floor if not floor.empty else None,
+            monthly_cost=Interval(h.choice.monthly_cost), p95_s=Interval(h.choice.p95_latency_s),
+            share_local=h.choice.share_local, keeps_pii_local=exp.privacy_required,
+            ops_hours=first.machine.ops_hours_per_month if first.machine else 0.0))
     pii = folder.table(Table.PII, task=task)
     share = finite(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
     best_floor = ""
     if not floor.empty:
         top = floor.sort_values("baseline_mean", ascending=False).iloc[0]
-        best_floor = f"{top['answer']} scores {100 * top['baseline_mean']:.1f}%"
+        best_floor = f"{top['answer']} scores {pct(top['baseline_mean'])}"
     return Facts(task=task, volume=exp.monthly_volume, options=tuple(options), notes=tuple(_judge_notes(folder, task)),
-                 pairs=tuple(PairFacts(r["a"], r["b"], float(r["difference"]), float(r["p_holm"]))
+                 pairs=tuple(PairFacts(OptionKey(r["a"]), OptionKey(r["b"]), float(r["difference"]), float(r["p_holm"]))
                              for r in pairs.to_dict("records")) if not pairs.empty else (),
                  metric=t.type.metrics[0] if t.labelled or t.type.judged else "agreement with the reference",
                  labelled=t.labelled or t.type.judged,
@@ -141,7 +130,7 @@ def verdict_stage(folder: RunFolder) -> dict[str, Decision]:
     for task in folder.tasks():
         made = decide(facts_for(folder, task), limits)
         folder.save_doc(Doc.DECISION, made.to_dict(), task=task)
-        folder.save_table(Table.RANKING, made.ranking, task=task)
+        folder.save_table(Table.RANKING, pd.DataFrame(made.ranking_rows(), columns=RANKING_COLUMNS), task=task)
         out[task] = made
     folder.save_doc(Doc.SUMMARY, {t: d.to_dict() for t, d in out.items()})
     return out

@@ -25,10 +25,11 @@ from typing import IO, Any, Callable
 
 import yaml
 
-from kit.errors import ReportError, SetupError
+from kit.errors import KitError, ReportError, SetupError
 from kit.models.llama_build import setup_command
 from kit.models.llama_probe import signal_name
 from kit.paths import project_root, reports_dir, runs_dir
+from kit.pipeline.folder import RunFolder
 from kit.progress import PROGRESS_FILE, ProgressFollower
 
 NOTEBOOKS: tuple[str, ...] = (
@@ -88,9 +89,11 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
     Experiment.from_mapping(params, source=str(experiment_file))
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     folder = Path(run_dir) if run_dir else runs_dir() / f"report-{stamp}"
-    folder.mkdir(parents=True, exist_ok=True)
-    params = {**params, "run_dir": str(folder.resolve()), "experiment_file": str(experiment_file)}
-    (folder / "experiment.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    out = Path(out_dir or reports_dir()) / f"decision-report-{stamp}.html"
+    check_writable(folder, what="the run folder", fix="choose another --run-dir, or make this one writable")
+    if REPORT_NOTEBOOK in notebooks:
+        check_writable(out.parent, what="the reports folder",
+                       fix="make it writable (chattr -i, chmod u+w) or run from a folder where reports/ can be written")
     say = on_progress or (lambda _msg: None)
     source_dir = Path(notebooks_folder) if notebooks_folder else notebooks_dir()
     declared = {}
@@ -101,26 +104,52 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
         declared[name] = declared_parameters(source)
     if notebooks_folder is None:
         _check_every_key_is_read(params)
-    if check_llama:
-        _check_llama(say)
+    run = RunFolder(folder)
+    run.begin(pid=os.getpid())
+    params = {**params, "run_dir": str(folder.resolve()), "experiment_file": str(experiment_file)}
+    (folder / "experiment.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    current: str | None = None
     progress_file = folder / "progress.jsonl"
     follower = ProgressFollower(progress_file, lambda line: say(f"    {line}")).start()
     try:
+        if check_llama:
+            _check_llama(say)
         for number, name in enumerate(notebooks, start=1):
+            current = name
+            run.running(name)
             start = time.perf_counter()
             say(f"[{number}/{len(notebooks)}] {name} …")
             _execute(source_dir / name, folder / name, {k: v for k, v in params.items() if k in declared[name]},
                      cwd=source_dir, kernel_name=kernel_name, env={PROGRESS_FILE: str(progress_file.resolve())},
                      log=folder / f"{Path(name).stem}.kernel.log")
             follower.poll()  # this notebook's last progress lines before its "done"
+            run.finished(name)
             say(f"[{number}/{len(notebooks)}] {name} done in {time.perf_counter() - start:.1f} s")
+        current = None
+        if REPORT_NOTEBOOK in notebooks:
+            render_html(folder / REPORT_NOTEBOOK, out)
+    except KitError as exc:
+        run.fail(current, exc.problem)
+        raise
+    except BaseException as exc:  # Ctrl-C, or a bug: the folder still says it did not finish
+        run.fail(current, f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
+        raise
     finally:
         follower.stop()
-    if REPORT_NOTEBOOK not in notebooks:
-        return folder
-    out = Path(out_dir or reports_dir()) / f"decision-report-{stamp}.html"
-    render_html(folder / REPORT_NOTEBOOK, out)
-    return out
+    run.done(report=str(out) if REPORT_NOTEBOOK in notebooks else None)
+    return out if REPORT_NOTEBOOK in notebooks else folder
+
+
+def check_writable(folder: Path, *, what: str, fix: str) -> None:
+    """Create ``folder`` if needed and write a file in it, so a folder that cannot be written fails before any
+    notebook runs, not after all of them."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ReportError(f"{what} cannot be written: {exc.strerror or exc}", where=str(folder), fix=fix) from None
 
 
 def _check_llama(say: Callable[[str], None]) -> None:

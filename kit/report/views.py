@@ -22,6 +22,7 @@ from pandas.io.formats.style import Styler
 
 from kit import __version__
 from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
+from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -56,17 +57,18 @@ def summary(folder: RunFolder) -> Styler:
             rows.append({
                 "task": task, "option": name if is_option else f"baseline: {name}",
                 "quality": m["mean_score"], "low": m["score_ci_low"], "high": m["score_ci_high"],
-                "vs reference": ranking.loc[name, "vs reference"] if name in ranking.index else "",
+                "vs reference": ranking.loc[name, "vs_reference"] if name in ranking.index else "",
                 "USD / month": costs.loc[name, "monthly_cost"] if name in costs.index else None,
                 "p95": (ranking.loc[name, "p95_s"] if name in ranking.index else
                         latency.loc[name, "p95_s"] if name in latency.index else None),
                 "verdict": ranking.loc[name, "status"] if name in ranking.index else "",
             })
-        for name, r in ranking.iterrows():
-            if "⇢" in str(name):
-                rows.append({"task": task, "option": name, "quality": r["quality"], "low": None, "high": None,
-                             "vs reference": r["vs reference"], "USD / month": r["monthly_cost"], "p95": r["p95_s"],
-                             "verdict": r["status"]})
+        for h in hybrids_of(folder, task):
+            if h.hybrid.name in ranking.index:
+                r = ranking.loc[h.hybrid.name]
+                rows.append({"task": task, "option": h.hybrid.name, "quality": r["quality"], "low": None,
+                             "high": None, "vs reference": r["vs_reference"], "USD / month": r["monthly_cost"],
+                             "p95": r["p95_s"], "verdict": r["status"]})
     frame = pd.DataFrame(rows)
     frame["95% CI"] = interval(frame, "low", "high")
     return show(frame, {"quality": PCT, "USD / month": USD, "p95": SECONDS},
@@ -224,7 +226,7 @@ def cascades(folder: RunFolder) -> str:
     lines = []
     for task in folder.tasks():
         for c, v in folder.doc(Doc.CASCADES, task=task, default={}).items():
-            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['reference'])} below τ**: {esc(v['statement'])}")
+            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['escalate_to'])} below τ**: {esc(v['statement'])}")
     return "\n".join(lines) or ("- no self-hosted candidate gives confidences (or the reference is self-hosted): "
                                 "no cascade was simulated")
 
@@ -240,7 +242,7 @@ def ranking(folder: RunFolder) -> Styler:
     return show(_stack(folder, lambda f, t: f.table(Table.RANKING, task=t)),
                 {"quality": PCT, "monthly_cost": USD, "p95_s": SECONDS, "rank": ITEMS},
                 columns={"task": "task", "rank": "rank", "option": "option", "status": "status", "quality": "quality",
-                         "vs reference": "vs reference", "monthly_cost": "USD / month", "p95_s": "p95", "why": "why"})
+                         "vs_reference": "vs reference", "monthly_cost": "USD / month", "p95_s": "p95", "why": "why"})
 
 
 def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:

@@ -18,7 +18,8 @@ from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, pa
 from kit.stats.compare import compare_arms
 from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
-from kit.stats.paired import holm, mcnemar, non_inferiority, tango_bound, tango_z
+from kit.stats.conclusions import Conclusion, finish_comparison, holm
+from kit.stats.paired import mcnemar, non_inferiority, tango_bound, tango_z
 from kit.stats.pairs import beats_baseline, pairwise
 from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
                              sample_size_noninferiority)
@@ -27,7 +28,7 @@ from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference
 from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
-    "accuracy_ci", "agreement", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
+    "accuracy_ci", "agreement", "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",

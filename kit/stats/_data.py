@@ -161,24 +161,5 @@ def candidates_of(df: pd.DataFrame, reference: str, *, where: str) -> list[str]:
     return candidates
 
 
-def pts(x: float, *, sign: bool = True) -> str:
-    """A proportion as percentage points for a reader: 0.0123 -> '+1.2 points'."""
-    if x is None or not np.isfinite(x):
-        return "n/a"
-    return f"{100 * x:{'+' if sign else ''}.1f} points"
-
-
-def pct(x: float) -> str:
-    """A proportion as a percentage: 0.712 -> '71.2%'."""
-    return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
-def fmt_p(p: float) -> str:
-    """A p-value as a reader sees it: 'p = 0.031', 'p < 0.001'."""
-    if p is None or not np.isfinite(p):
-        return "p n/a"
-    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
-
-
 ASSUME_PAIRED = ("Assumptions: the items are independent and represent the traffic the decision is about; "
                  "every arm answered the same items (paired); errors and unparseable answers count as wrong.")

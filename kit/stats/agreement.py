@@ -19,7 +19,8 @@ import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import check_level, pct, z_of
+from kit.format import pct
+from kit.stats._data import check_level, z_of
 from kit.stats.intervals import wilson_interval
 
 UNPARSED = "(unparsed)"

@@ -8,7 +8,7 @@ disagreements. Quality here means agreement with the reference, not correctness.
 
 >>> r = agreement_test(97, 100, target=0.9)
 >>> r[["agreement", "conclusion"]].to_dict("records")
-[{'agreement': 0.97, 'conclusion': 'meets the bar'}]
+[{'agreement': 0.97, 'conclusion': <Conclusion.MEETS_BAR: 'meets the bar'>}]
 """
 
 from __future__ import annotations
@@ -20,11 +20,11 @@ import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import candidates_of, check_level, fmt_p, pct, z_of
+from kit.format import p_words, pct
+from kit.stats._data import candidates_of, check_level, z_of
 from kit.stats.agreement import agreement
-from kit.stats.paired import holm
+from kit.stats.conclusions import Conclusion, finish_comparison, holm_words
 
-BAR_CONCLUSIONS = ("meets the bar", "below the bar", "inconclusive")
 
 
 def agreement_bound(agree: int, n: int, *, alpha: float = 0.05, upper: bool = False) -> float:
@@ -62,7 +62,7 @@ def agreement_test(agree: int, n: int, *, target: float = 0.95, alpha: float = 0
     lower_bound (one-sided 1 - alpha), target, p_meets, p_below, conclusion, n_needed, statement.
 
     >>> agreement_test(90, 100, target=0.95)["conclusion"].item()
-    'below the bar'
+    <Conclusion.BELOW_BAR: 'below the bar'>
     """
     where = "kit.stats.agreement_test"
     alpha, ci = check_level(alpha, "alpha", where=where), check_level(ci, "ci", where=where)
@@ -83,13 +83,14 @@ def agreement_test(agree: int, n: int, *, target: float = 0.95, alpha: float = 0
                           "statement": _words(agree, n, lower, target, alpha, verdict, p_meets, need)}])
 
 
-def _conclude(p_meets: float, p_below: float, alpha: float) -> str:
-    return "meets the bar" if p_meets < alpha else "below the bar" if p_below < alpha else "inconclusive"
+def _conclude(p_meets: float, p_below: float, alpha: float) -> Conclusion:
+    return (Conclusion.MEETS_BAR if p_meets < alpha else Conclusion.BELOW_BAR if p_below < alpha
+            else Conclusion.INCONCLUSIVE)
 
 
 def _words(agree: int, n: int, lower: float, target: float, alpha: float, verdict: str, p: float, need: float) -> str:
     text = (f"Agrees with the reference on {agree} of {n} items ({pct(agree / n)}); one-sided {100 * (1 - alpha):g}% "
-            f"exact lower bound {pct(lower)} against the bar of {pct(target)} (exact binomial test {fmt_p(p)}): "
+            f"exact lower bound {pct(lower)} against the bar of {pct(target)} (exact binomial test {p_words(p)}): "
             f"**{verdict}**.")
     if verdict == "inconclusive":
         text += (f" About {int(need):,} items would be needed to show the bar is met if this rate holds."
@@ -154,30 +155,19 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
             "conclusion": test["conclusion"], "n_needed": test["n_needed"],
             "enough_items": bool(math.isfinite(test["n_needed"]) and n >= test["n_needed"]),
         })
-    out = pd.DataFrame(rows)
-    for col in ("p_meets", "p_below"):
-        out[f"{col}_adj"] = holm(out[col]) if holm_adjust else out[col]
-    out["adjustment"] = "holm" if holm_adjust else "none"
-    out["conclusion_adjusted"] = [_conclude(r["p_meets_adj"], r["p_below_adj"], alpha) for _, r in out.iterrows()]
-    out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
-    out["qualifies"] = out["conclusion_adjusted"] == "meets the bar"
-    out["better"] = False
-    tail = ["n_needed", "enough_items"]
-    out = out[[c for c in out.columns if c not in tail] + tail]
-    out["statement"] = [_table_words(r, alpha=alpha, k=len(candidates) if holm_adjust else 1) for _, r in out.iterrows()]
-    return out
+    return finish_comparison(rows, p_columns=("p_meets", "p_below"), holm_adjust=holm_adjust,
+                             rule=lambda p: _conclude(p["p_meets"], p["p_below"], alpha),
+                             words=lambda r, k: _table_words(r, k, alpha=alpha))
 
 
-def _table_words(r: pd.Series, *, alpha: float, k: int) -> str:
+def _table_words(r: pd.Series, k: int, *, alpha: float) -> str:
     text = (f"Without gold labels, quality here means agreement with {r['reference']}, not correctness. "
             + _words(int(round(r["candidate_value"] * r["n_items"])), int(r["n_items"]), r["agreement_lower_bound"],
                      r["target"], alpha, r["conclusion"], r["p_meets"], r["n_needed"]))
     if np.isfinite(r["kappa"]):
         text += (f" Cohen's kappa {r['kappa']:.2f} (CI {r['kappa_ci_low']:.2f} to {r['kappa_ci_high']:.2f}) "
                  "discounts agreement expected by chance.")
-    if k > 1:
-        text += (f" With Holm's correction for {k} candidates the conclusion "
-                 + ("stands." if r["survives_adjustment"] else f"becomes **{r['conclusion_adjusted']}**."))
+    text += holm_words(r, k)
     text += f" {r['n_disagreements']} item(s) disagree: read them first (the disagreement table)."
     if r["n_gaps"]:
         text += (f" {r['n_gaps']} item(s) have no reference answer (an error, nothing parseable, or missing from "

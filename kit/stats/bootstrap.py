@@ -22,7 +22,8 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 
 from kit.errors import ConfigError
-from kit.stats._data import as_values, check_level, pts
+from kit.format import pts
+from kit.stats._data import as_values, check_level
 
 CHUNK_CELLS = 4_000_000  # resampled cells per chunk: bounds memory whatever n and n_resamples are
 

@@ -3,7 +3,7 @@
 >>> df = pd.DataFrame({"arm": ["api"] * 4 + ["local"] * 4, "item_id": list(range(4)) * 2,
 ...                    "correct": [1, 1, 0, 1, 1, 0, 0, 1]})
 >>> compare_arms(df, reference="api", n_resamples=500)[["arm", "b10", "b01", "conclusion"]].to_dict("records")
-[{'arm': 'local', 'b10': 0, 'b01': 1, 'conclusion': 'inconclusive'}]
+[{'arm': 'local', 'b10': 0, 'b01': 1, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
 """
 
 from __future__ import annotations
@@ -14,23 +14,20 @@ import numpy as np
 import pandas as pd
 
 from kit.errors import ConfigError
+from kit.format import p_words, pct, pts
 from kit.stats._data import (
     Missing,
     candidates_of,
     check_level,
     check_scores,
-    fmt_p,
     pair_arms,
-    pct,
-    pts,
 )
 from kit.stats.bootstrap import paired_bootstrap
 from kit.stats.intervals import mean_ci
+from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
-from kit.stats.paired import holm as holm_adjust
 from kit.stats.power import sample_size_noninferiority
 
-PASSING = ("non-inferior", "superior", "equivalent")  # conclusions that meet the quality bar
 P_COLUMNS = ("p_noninferiority", "p_superiority", "p_inferiority", "p_equivalence", "p_above_margin")
 
 
@@ -71,7 +68,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
     }
 
 
-def _statement(r: pd.Series, *, alpha: float, ci: float, k: int, adjustment: str, equivalence: bool) -> str:
+def _statement(r: pd.Series, k: int, *, alpha: float, ci: float, equivalence: bool) -> str:
     lvl = f"{100 * ci:g}%"
     one = f"one-sided {100 * (1 - alpha):g}%"
     bounds = (f"{one} bounds {pts(r['lower_bound'])} and {pts(r['upper_bound'])} against ±{pts(r['margin'], sign=False)}"
@@ -81,13 +78,11 @@ def _statement(r: pd.Series, *, alpha: float, ci: float, k: int, adjustment: str
             f"versus {pct(r['reference_value'])} ({pct(r['reference_ci_low'])} to {pct(r['reference_ci_high'])}). "
             f"Difference {pts(r['difference'])} (paired bootstrap {lvl} CI {pts(r['diff_ci_low'])} to "
             f"{pts(r['diff_ci_high'])}). The candidate alone was right on {r['b10']} items, the reference alone on "
-            f"{r['b01']} (exact McNemar {fmt_p(r['mcnemar_p'])}). Margin {pts(r['margin'], sign=False)}: "
+            f"{r['b01']} (exact McNemar {p_words(r['mcnemar_p'])}). Margin {pts(r['margin'], sign=False)}: "
             f"{bounds}, so the result is **{r['conclusion']}**.")
     if r["conclusion"] == "non-inferior" and r["lower_bound"] < 0:
         text += f" A loss of up to {pts(-r['lower_bound'], sign=False)} is not ruled out, but a larger one is."
-    if adjustment == "holm" and k > 1:
-        text += (f" With Holm's correction for {k} candidates the conclusion "
-                 + ("stands." if r["survives_adjustment"] else f"becomes **{r['conclusion_adjusted']}**."))
+    text += holm_words(r, k)
     if r["conclusion_adjusted"] == "inconclusive" and np.isfinite(r["n_needed"]) and r["n_needed"] > r["n_items"]:
         text += (f" About {int(r['n_needed']):,} items would be needed to show non-inferiority at this margin "
                  "if the observed difference and discordance hold.")
@@ -124,22 +119,9 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     alpha = check_level(alpha, "alpha", where=where)
     df = check_scores(scores_df, where=where)
     candidates = candidates_of(df, reference, where=where)
-    out = pd.DataFrame([_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin,
-                             alpha=alpha, equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed,
-                             power=power) for a in candidates])
-    adjustment = "holm" if holm else "none"
-    for col in P_COLUMNS:
-        out[f"{col}_adj"] = holm_adjust(out[col]) if holm else out[col]
-    out["adjustment"] = adjustment
-    out["conclusion_adjusted"] = [
-        conclude({c: r[f"{c}_adj"] for c in P_COLUMNS}, alpha, equivalence=equivalence) for _, r in out.iterrows()]
-    out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
-    out["qualifies"] = out["conclusion_adjusted"].isin(PASSING)
-    out["better"] = out["conclusion_adjusted"] == "superior"
-    tail = ["n_needed", "enough_items"]
-    out = out[[c for c in out.columns if c not in tail] + tail]
-    out["statement"] = [_statement(r, alpha=alpha, ci=ci, k=len(candidates), adjustment=adjustment,
-                                   equivalence=equivalence)
-                        for _, r in out.iterrows()]
-    return out
+    rows = [_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin, alpha=alpha,
+                 equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed, power=power) for a in candidates]
+    return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm,
+                             rule=lambda p: conclude(p, alpha, equivalence=equivalence),
+                             words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci, equivalence=equivalence))
 

@@ -18,7 +18,8 @@ import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import check_level, check_scores, fmt_p
+from kit.format import p_words
+from kit.stats._data import check_level, check_scores
 
 QUANTILES = (0.50, 0.95, 0.99)
 EXACT_MAX = 50
@@ -41,15 +42,21 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
                     seed: int = 0) -> pd.DataFrame:
     """Per arm: p50/p95/p99 latency with bootstrap intervals, time to first token and tokens per second.
 
-    Every request with a measured latency counts, failed ones included (``n_errors`` says how many).
+    Every request with a measured latency counts, failed ones included (``n_errors`` says how many) — except
+    warm-up requests: rows whose ``warmup`` column is true (a run's first call, which pays for loading the model
+    or opening the connection) are left out of the quantiles, so they describe the steady state, and their
+    count and mean latency are given apart (``n_warmup``, ``warmup_s``). An arm with nothing but warm-up
+    requests is summarised on those.
     ``tokens_per_s`` is completion tokens over total latency; ``decode_tokens_per_s`` leaves out the
-    time to first token. Columns: arm, n, n_no_latency, n_errors, p50_s, p50_ci_low, p50_ci_high,
+    time to first token. Columns: arm, n, n_no_latency, n_errors, n_warmup, warmup_s, p50_s, p50_ci_low, p50_ci_high,
     p95_s, p95_ci_low, p95_ci_high, p99_s, p99_ci_low, p99_ci_high, mean_s, mean_ttft_s, p50_ttft_s,
     tokens_per_s, decode_tokens_per_s, statement.
 
     >>> df = pd.DataFrame({"arm": "a", "item_id": range(4), "correct": True, "latency_s": [1.0, 2, 3, 4]})
     >>> latency_summary(df, n_resamples=200)["p50_s"].item()
     2.5
+    >>> latency_summary(df.assign(warmup=[True, False, False, False]), n_resamples=200)[["p50_s", "warmup_s"]].values
+    array([[3., 1.]])
     """
     where = "kit.stats.latency_summary"
     ci = check_level(ci, "ci", where=where)
@@ -60,12 +67,18 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
         if col not in df.columns:
             df[col] = np.nan
     rows = []
-    for arm, g in df.groupby("arm", sort=False):
+    if "warmup" not in df.columns:
+        df["warmup"] = False
+    for arm, everything in df.groupby("arm", sort=False):
+        warm = everything["warmup"].fillna(False).astype(bool)
+        g = everything[~warm] if (~warm).any() else everything
+        cold = pd.to_numeric(everything.loc[warm, "latency_s"], errors="coerce").dropna()
         lat = pd.to_numeric(g["latency_s"], errors="coerce").to_numpy(dtype=float)
         ok = np.isfinite(lat)
         x = lat[ok]
         row: dict[str, Any] = {"arm": arm, "n": int(ok.sum()), "n_no_latency": int((~ok).sum()),
-                               "n_errors": int(g["error"].notna().sum())}
+                               "n_errors": int(g["error"].notna().sum()), "n_warmup": int(warm.sum()),
+                               "warmup_s": float(cold.mean()) if len(cold) else np.nan}
         if x.size:
             qs = np.quantile(x, QUANTILES)
             cis = _quantile_cis(x, ci, int(n_resamples), seed) if x.size > 1 else np.array([[v, v] for v in qs])
@@ -84,7 +97,12 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
             "tokens_per_s": float(tok[both].sum() / lat[both].sum()) if both.any() and lat[both].sum() > 0 else np.nan,
             "decode_tokens_per_s": (float(tok[dec].sum() / (lat[dec] - ttft[dec]).sum()) if dec.any() else np.nan),
         })
-        note = (" With fewer than 100 requests the p99 is close to the slowest single request; read it as indicative."
+        if len(cold) and len(g) < len(everything):
+            note_warm = (f" Steady state: {int(warm.sum())} warm-up request(s) (a run's first call, loading the model "
+                         f"or opening the connection: {cold.mean():.2f} s on average) are reported apart.")
+        else:
+            note_warm = ""
+        note = note_warm + (" With fewer than 100 requests the p99 is close to the slowest single request; read it as indicative."
                 if x.size < 100 else "")
         row["statement"] = (f"{arm}: median {row['p50_s']:.3f} s, p95 {row['p95_s']:.3f} s, p99 {row['p99_s']:.3f} s "
                             f"over {x.size} requests ({100 * ci:g}% bootstrap intervals, {int(n_resamples):,} "
@@ -152,7 +170,7 @@ def latency_test(a: Any, b: Any, *, zero_method: Literal["wilcox", "pratt"] = "w
         z, p, method = float(z), float(p), "normal approximation with tie correction"
     diff = float(np.median(x - y))
     words = (f"Per-item latency differs by a median of {diff:+.3f} s (A minus B) over {x.size} paired requests; "
-             f"Wilcoxon signed-rank {fmt_p(p)} ({method}). The test assumes the pairs are independent; "
+             f"Wilcoxon signed-rank {p_words(p)} ({method}). The test assumes the pairs are independent; "
              "latency depends on the machine and its load at the time.")
     return pd.DataFrame([{
         "n": int(x.size), "n_dropped": int((~ok).sum()), "n_nonzero": n_nz, "median_a": float(np.median(x)),

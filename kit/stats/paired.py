@@ -11,6 +11,7 @@ over-estimates the variance of a bounded difference, so the test stays conservat
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
@@ -18,9 +19,10 @@ import pandas as pd
 from scipy import optimize, stats
 
 from kit.errors import ConfigError
-from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, fmt_p, pts, z_of
+from kit.format import p_words, pts
+from kit.stats.conclusions import Conclusion
+from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, z_of
 
-CONCLUSIONS = ("superior", "non-inferior", "inferior", "inconclusive", "equivalent", "not equivalent")
 
 
 def mcnemar(a_correct: Any, b_correct: Any) -> pd.DataFrame:
@@ -53,30 +55,12 @@ def mcnemar(a_correct: Any, b_correct: Any) -> pd.DataFrame:
         verdict = ("the difference is unlikely to be chance" if p_exact < 0.05 else
                    "the data do not show a difference at the 5% level (which is not proof that there is none)")
         words = (f"Of {n} items the arms disagree on {m}: A alone right on {b10} (b10), B alone right on "
-                 f"{b01} (b01). Exact McNemar {fmt_p(p_exact)} (mid-p: {fmt_p(p_mid)}): {verdict}.")
+                 f"{b01} (b01). Exact McNemar {p_words(p_exact)} (mid-p: {p_words(p_mid)}): {verdict}.")
     return pd.DataFrame([{
         "n": n, "both_correct": both, "b10": b10, "b01": b01, "both_wrong": n - both - m, "discordant": m,
         "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()), "difference": diff,
         "p_exact": p_exact, "p_mid": p_mid, "statement": words,
     }])
-
-
-def holm(pvalues: Any) -> np.ndarray:
-    """Holm step-down adjusted p-values (family-wise error control); NaN stays NaN.
-
-    >>> holm([0.01, 0.04, 0.03]).round(3).tolist()
-    [0.03, 0.06, 0.06]
-    """
-    p = np.asarray(pvalues, dtype=float)
-    out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    m = ok.size
-    if m == 0:
-        return out
-    order = ok[np.argsort(p[ok], kind="stable")]
-    adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out[order] = np.minimum(adj, 1.0)
-    return out
 
 
 # -- Tango's score test ------------------------------------------------------------------------------
@@ -131,21 +115,21 @@ def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float):
             lambda d0: float(stats.t.cdf((mean - d0) / se, n - 1)), mean - q * se, mean + q * se)
 
 
-def conclude(p: dict[str, float], alpha: float, *, equivalence: bool) -> str:
-    """The conclusion the p-values support at level alpha (see CONCLUSIONS)."""
+def conclude(p: Mapping[str, float], alpha: float, *, equivalence: bool) -> Conclusion:
+    """The conclusion the p-values support at level alpha."""
     if equivalence:
         if p["p_equivalence"] < alpha:
-            return "equivalent"
+            return Conclusion.EQUIVALENT
         if p["p_inferiority"] < alpha or p["p_above_margin"] < alpha:
-            return "not equivalent"
-        return "inconclusive"
+            return Conclusion.NOT_EQUIVALENT
+        return Conclusion.INCONCLUSIVE
     if p["p_superiority"] < alpha:
-        return "superior"
+        return Conclusion.SUPERIOR
     if p["p_noninferiority"] < alpha:
-        return "non-inferior"
+        return Conclusion.NON_INFERIOR
     if p["p_inferiority"] < alpha:
-        return "inferior"
-    return "inconclusive"
+        return Conclusion.INFERIOR
+    return Conclusion.INCONCLUSIVE
 
 
 def explain(conclusion: str, *, diff: float, lower: float, upper: float, margin: float, alpha: float,
@@ -183,7 +167,7 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
 
     >>> r = non_inferiority([1] * 300 + [0] * 100, [1] * 300 + [0] * 100)
     >>> r["conclusion"].item(), round(r["lower_bound"].item(), 4)
-    ('non-inferior', -0.0067)
+    (<Conclusion.NON_INFERIOR: 'non-inferior'>, -0.0067)
     """
     where = "kit.stats.non_inferiority"
     alpha = check_level(alpha, "alpha", where=where)

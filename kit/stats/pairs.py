@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from kit.stats._data import as_pair, as_values, check_level, fmt_p, pct, pts
-from kit.stats.paired import holm
+from kit.format import p_words, pct, pts
+from kit.stats._data import as_pair, as_values, check_level
+from kit.stats.conclusions import holm
 
 
 def _binary(x: np.ndarray) -> bool:
@@ -52,7 +53,7 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
         method = "exact binomial test against the guess rate (one-sided)"
     passes = p < alpha
     words = (f"{pct(cand.mean())} against {name}'s {pct(base.mean())} on {cand.size} items: "
-             f"{pts(cand.mean() - base.mean())}, {fmt_p(p)} ({method}) — "
+             f"{pts(cand.mean() - base.mean())}, {p_words(p)} ({method}) — "
              + ("significantly better." if passes else "not shown to be better, so it does not clear the floor."))
     return pd.DataFrame([{"n": int(cand.size), "candidate_mean": float(cand.mean()), "baseline_mean": float(base.mean()),
                           "difference": float(cand.mean() - base.mean()), "wins": wins, "losses": losses,
@@ -82,7 +83,7 @@ def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
     out["p_holm"] = holm(out["p_value"]) if len(out) else []
     out["significant"] = out["p_holm"] < alpha
     out["statement"] = [
-        f"{r.a} {pct(r.mean_a)} vs {r.b} {pct(r.mean_b)}: {pts(r.difference)}, {fmt_p(r.p_holm)} after Holm over "
+        f"{r.a} {pct(r.mean_a)} vs {r.b} {pct(r.mean_b)}: {pts(r.difference)}, {p_words(r.p_holm)} after Holm over "
         f"{len(out)} pairs — " + ("a real difference." if r.significant else "not shown to differ.")
         for r in out.itertuples()]
     return out

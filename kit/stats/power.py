@@ -19,7 +19,8 @@ import pandas as pd
 from scipy.special import ndtr
 
 from kit.errors import ConfigError
-from kit.stats._data import as_pair, check_level, pts, z_of
+from kit.format import pts
+from kit.stats._data import as_pair, check_level, z_of
 
 
 def restricted_p01(p10: float, p01: float, delta0: float) -> float:

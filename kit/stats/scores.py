@@ -24,11 +24,13 @@ import pandas as pd
 from scipy import stats
 
 from kit.errors import ConfigError
-from kit.stats._data import as_pair, candidates_of, check_level, fmt_p, pts
+from kit.format import p_words, pts
+from kit.stats._data import as_pair, candidates_of, check_level
 from kit.stats.bootstrap import paired_bootstrap
-from kit.stats.compare import P_COLUMNS, PASSING
+from kit.stats.compare import P_COLUMNS
+from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.intervals import wilson_interval
-from kit.stats.paired import conclude, holm, non_inferiority
+from kit.stats.paired import conclude, non_inferiority
 
 
 def t_interval(values: Any, ci: float = 0.95) -> tuple[float, float, float]:
@@ -93,7 +95,7 @@ def wilcoxon_signed_rank(candidate: Any, reference: Any, *, alternative: str = "
     ties = len(np.unique(np.abs(nz))) < nz.size
     method = "normal approximation with tie correction" if ties or nz.size > 50 else "exact"
     words = (f"Wilcoxon signed-rank on {nz.size} items whose scores differ ({d.size - nz.size} equal, left out): "
-             f"V = {v:g}, {fmt_p(float(res.pvalue))} ({alternative}; {method}).")
+             f"V = {v:g}, {p_words(float(res.pvalue))} ({alternative}; {method}).")
     return pd.DataFrame([{"n": d.size, "n_nonzero": int(nz.size), "statistic": v, "p_value": float(res.pvalue),
                           "alternative": alternative, "method": method, "statement": words}])
 
@@ -132,7 +134,7 @@ def win_tie_loss(candidate: Any, reference: Any, *, ci: float = 0.95, tolerance:
     row["statement"] = (f"Item by item the candidate scored higher on {wins}, the same on {ties} and lower on "
                         f"{losses} of {n} items (win rate {100 * wins / n:.0f}%, {100 * ci:g}% CI "
                         f"{100 * row['win_ci_low']:.0f}% to {100 * row['win_ci_high']:.0f}%); exact sign test on "
-                        f"wins against losses {fmt_p(row['sign_p'])}.")
+                        f"wins against losses {p_words(row['sign_p'])}.")
     return pd.DataFrame([row])
 
 
@@ -226,20 +228,18 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: flo
     }
 
 
-def _statement(r: pd.Series, *, alpha: float, ci: float, k: int) -> str:
+def _statement(r: pd.Series, k: int, *, alpha: float, ci: float) -> str:
     lvl = f"{100 * ci:g}%"
     text = (f"{r['arm']} against {r['reference']} on {r['n_items']} paired items, {r['metric']} (0 to 1): "
             f"{r['candidate_value']:.3f} ({lvl} CI {r['candidate_ci_low']:.3f} to {r['candidate_ci_high']:.3f}) versus "
             f"{r['reference_value']:.3f} ({r['reference_ci_low']:.3f} to {r['reference_ci_high']:.3f}). Mean "
             f"difference {r['difference']:+.3f} (paired bootstrap {lvl} CI {r['diff_ci_low']:+.3f} to "
             f"{r['diff_ci_high']:+.3f}). The candidate scored higher on {r['wins']} items, the same on {r['ties']} "
-            f"and lower on {r['losses']} (sign test {fmt_p(r['sign_p'])}; Wilcoxon signed-rank "
-            f"{fmt_p(r['wilcoxon_p'])}). Margin {r['margin']:.3f} in score units: one-sided "
+            f"and lower on {r['losses']} (sign test {p_words(r['sign_p'])}; Wilcoxon signed-rank "
+            f"{p_words(r['wilcoxon_p'])}). Margin {r['margin']:.3f} in score units: one-sided "
             f"{100 * (1 - alpha):g}% lower bound {r['lower_bound']:+.3f} (paired t-test), so the result is "
             f"**{r['conclusion']}**.")
-    if k > 1:
-        text += (f" With Holm's correction for {k} candidates the conclusion "
-                 + ("stands." if r["survives_adjustment"] else f"becomes **{r['conclusion_adjusted']}**."))
+    text += holm_words(r, k)
     if r["conclusion_adjusted"] == "inconclusive":
         text += (f" About {int(r['n_needed']):,} items would be needed to show non-inferiority at this margin if "
                  "the observed difference and spread hold." if math.isfinite(r["n_needed"]) else
@@ -269,7 +269,7 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     >>> df = pd.DataFrame({"arm": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
     ...                    "score": [.8, .6, .7, .9, .5, .6, .7, .6, .8, .7, .5, .4]})
     >>> compare_scores(df, reference="api", n_resamples=500)[["arm", "wins", "losses", "conclusion"]].to_dict("records")
-    [{'arm': 'local', 'wins': 1, 'losses': 3, 'conclusion': 'inconclusive'}]
+    [{'arm': 'local', 'wins': 1, 'losses': 3, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
     """
     where = "kit.stats.compare_scores"
     alpha = check_level(alpha, "alpha", where=where)
@@ -283,21 +283,11 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     if ((df["score"] < 0) | (df["score"] > 1)).any():
         raise ConfigError("scores outside [0, 1]", where=where, fix="scale scores to [0, 1] first")
     candidates = candidates_of(df, reference, where=where)
-    out = pd.DataFrame([_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci,
-                             n_resamples=n_resamples, seed=seed, power=power) for a in candidates])
-    for col in P_COLUMNS:
-        out[f"{col}_adj"] = holm(out[col]) if holm_adjust else out[col]
-    out["adjustment"] = "holm" if holm_adjust else "none"
-    out["conclusion_adjusted"] = [conclude({c: r[f"{c}_adj"] for c in P_COLUMNS}, alpha, equivalence=False)
-                                  for _, r in out.iterrows()]
-    out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
-    out["qualifies"] = out["conclusion_adjusted"].isin(PASSING)
-    out["better"] = out["conclusion_adjusted"] == "superior"
-    tail = ["n_needed", "enough_items"]
-    out = out[[c for c in out.columns if c not in tail] + tail]
-    out["statement"] = [_statement(r, alpha=alpha, ci=ci, k=len(candidates) if holm_adjust else 1)
-                        for _, r in out.iterrows()]
-    return out
+    rows = [_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci, n_resamples=n_resamples,
+                 seed=seed, power=power) for a in candidates]
+    return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm_adjust,
+                             rule=lambda p: conclude(p, alpha, equivalence=False),
+                             words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci))
 
 
 __all__ = ["compare_scores", "items_needed_mean", "mean_difference", "sign_test", "t_interval", "t_test_items",

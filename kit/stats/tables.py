@@ -13,7 +13,8 @@ from typing import Any, Literal
 import pandas as pd
 
 from kit.errors import ConfigError
-from kit.stats._data import check_level, check_scores, pair_arms, pct, pts
+from kit.format import pct, pts
+from kit.stats._data import check_level, check_scores, pair_arms
 from kit.stats.intervals import mean_ci
 from kit.stats.paired import non_inferiority
 
