@@ -1,5 +1,6 @@
 """Two things many modules need: writing a file atomically, and running a coroutine from sync code.
 
+>>> import tempfile
 >>> atomic_write_text(Path(tempfile.mkdtemp()) / "a.json", "{}").read_text()
 '{}'
 >>> run_sync(asyncio.sleep(0, result=3))

@@ -63,32 +63,60 @@ def _kit_imports() -> dict[str, set[str]]:
     return graph
 
 
-def test_only_the_cli_sits_on_top():
-    """Nothing imports kit.cli except the cli itself; only the report layer (and the cli) import kit.report."""
+# The kit's layers, lowest first: a package imports only from layers below its own (and from itself).
+LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in layer.split()) for layer in (
+    "errors",                                       # the kit's errors: imports nothing of the kit
+    "paths util format records progress",           # small helpers every layer may use
+    "stats economics models",                       # statistics, money, model files and hardware
+    "arms",                                         # the ways of answering (the stand-in server too)
+    "tasks",                                        # task types, loading, prompts, scoring
+    "run finetune privacy",                         # the runner and store, training, personal data
+    "judge cascade",                                # built on the runner and on the statistics
+    "decision",                                     # pure rules over typed facts
+    "experiment",                                   # the experiment's schema
+    "pipeline",                                     # the run folder and the stages, in flow order
+    "report",                                       # views, plots, rendering
+    "cli",                                          # the command line: the only layer on top
+))
+
+
+def _package(module: str) -> str:
+    return ".".join(module.split(".")[:2])
+
+
+def test_every_package_has_a_layer():
+    placed = set().union(*LAYERS)
+    unplaced = sorted({_package(m) for m in _kit_imports() if m != "kit"} - placed)
+    assert not unplaced, f"give these a place in LAYERS: {unplaced}"
+
+
+def test_imports_only_run_down_the_layers():
+    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
+    wrong = []
     for module, imports in _kit_imports().items():
-        if not module.startswith("kit.cli"):
-            assert not any(i.startswith("kit.cli") for i in imports), f"{module} imports the command line"
-        if not module.startswith(("kit.cli", "kit.report")):
-            assert not any(i.startswith("kit.report") for i in imports), f"{module} imports the report layer"
-
-
-def test_no_import_cycles_between_packages():
-    """Between the kit's packages (tasks, arms, run, stats, ...) imports flow one way."""
-    def package(module: str) -> str:
-        parts = module.split(".")
-        return ".".join(parts[:2])
-
-    edges: dict[str, set[str]] = {}
-    for module, imports in _kit_imports().items():
+        here = _package(module)
         for target in imports:
-            if package(target) != package(module) and target != "kit":
-                edges.setdefault(package(module), set()).add(package(target))
+            there = _package(target)
+            if target == "kit" or there == here:
+                continue
+            if layer[there] >= layer[here]:
+                wrong.append(f"{module} imports {target}")
+    assert not wrong, "imports that run up or across the layers:\n" + "\n".join(sorted(wrong))
 
-    def reaches(start: str, goal: str, seen: set[str]) -> bool:
-        for nxt in edges.get(start, ()):
-            if nxt == goal or (nxt not in seen and reaches(nxt, goal, seen | {nxt})):
-                return True
-        return False
 
-    cycles = sorted(p for p in edges if reaches(p, p, {p}))
-    assert not cycles, f"packages in an import cycle: {cycles}"
+def test_decision_is_pure():
+    """kit.decision takes typed facts and returns a typed verdict: no pandas, no files, no network, no printing."""
+    import ast
+
+    tree = ast.parse((ROOT / "kit" / "decision.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"pandas", "numpy", "os", "pathlib", "json", "sqlite3", "subprocess", "urllib", "shutil",
+                           "socket", "requests", "httpx"}, imported
+    calls = {n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)}
+    assert not calls & {"open", "print", "input", "exec", "eval"}, calls
+
+
+def test_make_test_runs_the_doctests_of_the_package():
+    pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "kit" in pytest_ini["testpaths"] and "--doctest-modules" in pytest_ini["addopts"]

@@ -116,7 +116,7 @@ def read_adapter(path: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray
     """(metadata, tensors) of a GGUF adapter, tensors in the row-major shapes they were written with.
 
     >>> meta, tensors = read_adapter("adapter.gguf")  # doctest: +SKIP
-    >>> meta["adapter.type"], tensors["blk.0.attn_q.weight.lora_a"].shape
+    >>> meta["adapter.type"], tensors["blk.0.attn_q.weight.lora_a"].shape  # doctest: +SKIP
     ('lora', (8, 576))
     """
     import gguf

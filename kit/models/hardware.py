@@ -260,7 +260,7 @@ def check_gpu_offload(n_gpu_layers: int) -> None:
     """Raise ModelError when GPU layers are asked for (``n_gpu_layers != 0``; -1 = all) but the installed
     llama-cpp-python was built without GPU offload, instead of silently running on the CPU.
 
-    >>> check_gpu_offload(-1)  # doctest: +SKIP   (CPU-only build)
+    >>> check_gpu_offload(-1)  # doctest: +SKIP
     kit.errors.ModelError: n_gpu_layers=-1 asks for GPU offload, but ... Fix: ... `make setup LLAMA=cuda` ...
     """
     if n_gpu_layers == 0:

@@ -4,6 +4,7 @@ A report run has one folder (``runs/report-<stamp>/``). :class:`RunFolder` is th
 artefacts' file names: stages save and load typed records and tables through it, per run or per task.
 The responses themselves stay in the store; the folder records which questions were asked (cache keys).
 
+>>> import tempfile
 >>> folder = RunFolder(tempfile.mkdtemp())
 >>> folder.save_table(Table.METRICS, pd.DataFrame({"arm": ["a"]}), task="t")
 >>> folder.table(Table.METRICS, task="t")["arm"].tolist()
