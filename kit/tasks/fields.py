@@ -12,13 +12,14 @@ and describes itself in the prompt (``{fields}``). A new field type is one class
 >>> parse_fields({"fields": {"n": {"type": "integr"}}}, "x.yaml")
 Traceback (most recent call last):
 ...
-kit.errors.TaskError: x.yaml: field 'n' has unknown type 'integr'. Fix: did you mean 'integer'? Use one of ['integer', 'labels', 'string']
+kit.errors.TaskError: x.yaml: field 'n' has unknown type 'integr'. Fix: did you mean 'integer'? Use one of ['integer', 'labels', 'string', 'strings']
 """
 
 from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -242,3 +243,66 @@ class StringField(FieldType):
 
     def describe(self) -> str:
         return "text"
+
+
+def norm_name(text: str) -> str:
+    """A free string as ``strings`` fields compare it: Unicode-normalised (NFKC), case-folded, dashes, slashes
+    and underscores read as spaces, other punctuation dropped, runs of white space as one space.
+
+    >>> norm_name("  ACME  Corp. ") == norm_name("acme corp")
+    True
+    >>> norm_name("Smith-Jones / O'Neil, Inc.")
+    'smith jones oneil inc'
+    """
+    out = []
+    for ch in unicodedata.normalize("NFKC", str(text)).casefold():
+        category = unicodedata.category(ch)
+        out.append(" " if category in ("Pd", "Pc") or ch in "/\\" else "" if category.startswith("P") else ch)
+    return " ".join("".join(out).split())
+
+
+@register_field_type
+@dataclass(frozen=True)
+class StringsField(FieldType):
+    """A set of free strings — the organisations, places or people a text names. A CSV cell separates them
+    with ``separator`` (``;`` by default: names hold commas), a JSONL row gives a list. Values are compared
+    after :func:`norm_name` ("ACME Corp." is "acme corp"); scored by set F1. An empty cell or list is the
+    empty set."""
+
+    separator: str = ";"
+    kind: ClassVar[str] = "strings"
+    options: ClassVar[tuple[str, ...]] = ("separator",)
+
+    @classmethod
+    def from_spec(cls, name: str, spec: Mapping[str, Any], where: str) -> StringsField:
+        return cls(name=name, column=spec.get("column"), separator=_separator(spec, ";", name, where))
+
+    def missing(self, raw: Any) -> bool:
+        return raw is None
+
+    def read(self, raw: Any, where: str) -> list[str]:
+        if isinstance(raw, dict) or (isinstance(raw, list) and any(isinstance(v, (dict, list)) for v in raw)):
+            raise TaskError(f"field '{self.name}' should be a list of strings, got {raw!r}", where=where,
+                            fix=f'write e.g. "{self.name}": ["Acme Corp", "Springfield"]')
+        return self._distinct(_pieces(raw, self.separator))
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": "string"}}
+
+    def coerce(self, value: Any) -> list[str]:
+        items = value if isinstance(value, list) else [value] if isinstance(value, str) else []
+        return self._distinct([str(v).strip() for v in items if isinstance(v, (str, int, float))])
+
+    def score(self, answer: Any, gold: Any) -> float:
+        return set_f1({norm_name(v) for v in answer or []}, {norm_name(v) for v in gold})
+
+    def describe(self) -> str:
+        return "a list of strings"
+
+    @staticmethod
+    def _distinct(values: list[str]) -> list[str]:
+        """The values in order, each once (as normalised), those that normalise to nothing dropped."""
+        seen: dict[str, str] = {}
+        for v in values:
+            seen.setdefault(norm_name(v), v)
+        return [v for key, v in seen.items() if key]
