@@ -80,6 +80,11 @@ def test_agreement_is_the_type_s_own(snips, hhs):
     assert load_task("aclsum-outcomes", folder=ROOT / "datasets").type.agreement(rows, reference="api").empty
 
 
+def test_every_type_says_what_a_judge_is_asked(snips, hhs):
+    assert snips.type.judge_modes == () and hhs.type.judge_modes == ()
+    assert load_task("aclsum-outcomes", folder=ROOT / "datasets").type.judge_modes == ("rubric", "pairwise")
+
+
 def _imports_within_kit_tasks() -> dict[str, set[str]]:
     """Module -> the kit.tasks modules it imports anywhere in its source (TYPE_CHECKING blocks included)."""
     graph = {}

@@ -32,6 +32,7 @@ KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "lab
                         "references", "rubric", "judge", "metric", "max_tokens", "labels_missing"})
 LABELS_MISSING = ("error", "skip")  # a labelled task's row without its gold answer: stop, or leave the row out
 
+
 @dataclass(frozen=True)
 class Task:
     name: str

@@ -123,6 +123,7 @@ class TaskType(ABC):
     metrics: ClassVar[tuple[str, ...]]  # the names summarise() returns, the first one is the headline
     max_tokens: ClassVar[int | None] = None  # the answer length the type needs (None: the run's default)
     judged: ClassVar[bool] = False  # True: quality is a score in [0, 1] (free text), not right/wrong
+    judge_modes: ClassVar[tuple[str, ...]] = ()  # what a model judge is asked ("rubric", "pairwise"); none by default
 
     @classmethod
     @abstractmethod
