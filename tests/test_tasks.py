@@ -157,3 +157,134 @@ def test_kit_tasks_names_each_broken_file_and_lists_the_rest(task_dir, monkeypat
     assert load_task("long", folder=data).items[0].text == "x" * 200_000
     for name, (_, words) in broken.items():
         assert words in rows[name]["error"] and f"{name}.yaml" in rows[name]["error"] and "Fix:" in rows[name]["error"]
+
+
+# --- gold answers: a row without one is an error or a declared choice, never a guess from row 1 ---------------
+
+LABEL_FIX = ("labels_missing: skip", "ignore_labels: true")
+
+
+def _rows_without_label(n: int, lacking: set[int]) -> list[dict]:
+    rows = [{"id": f"r{i}", "text": f"request number {i}", "label": "yes" if i % 2 else "no"} for i in range(n)]
+    for i in lacking:
+        del rows[i]["label"]
+    return rows
+
+
+@pytest.mark.parametrize("lacking, line", [({0}, 1), ({29}, 30)])
+def test_jsonl_row_without_its_label_is_an_error_naming_the_row(task_dir, lacking, line):
+    """Row 1 without the key used to make the whole task silently unlabelled (the other 59 labels ignored)."""
+    path = _write(task_dir, rows=_rows_without_label(60, lacking))
+    with pytest.raises(TaskError) as err:
+        load_task(path)
+    text = str(err.value)
+    assert f"mini.jsonl:{line}" in text and f"id 'r{line - 1}' has no gold answer: no 'label' column" in text
+    assert "1 of 60 rows lack one" in text
+    assert all(words in text.split("Fix:")[1] for words in LABEL_FIX)
+
+
+def test_csv_empty_label_cell_is_an_error_naming_the_row(tmp_path):
+    body = "".join(f"t{i},ticket {i},{'' if i == 4 else 'bug'}\n" for i in range(8))
+    (tmp_path / "t.csv").write_text("id,text,label\n" + body, encoding="utf-8")
+    (tmp_path / "t.yaml").write_text("name: t\ntype: classification\ndata: t.csv\nlabels: [bug, billing]\n"
+                                     "instruction: '{text}'\n", encoding="utf-8")
+    with pytest.raises(TaskError) as err:
+        load_task(tmp_path / "t.yaml")
+    text = str(err.value)
+    assert "t.csv:6" in text and "id 't4' has no gold answer: empty label in column 'label'" in text
+    assert "1 of 8 rows lack one" in text and all(words in text for words in LABEL_FIX)
+
+
+def test_declared_skip_leaves_rows_without_labels_out_and_counts_them(task_dir):
+    path = _write(task_dir, rows=_rows_without_label(60, {0, 29}), yaml_extra="labels_missing: skip\n")
+    task = load_task(path)
+    assert task.labelled and len(task.items) == 58 and task.skipped == ("r0", "r29")
+    assert {i.id for i in task.items}.isdisjoint({"r0", "r29"}) and all(i.gold in ("yes", "no") for i in task.items)
+    row = next(r for r in list_tasks(task_dir) if r["task"] == "mini")
+    assert row["items"] == 58 and row["skipped"] == 2 and not row["error"]
+
+
+def test_asked_or_label_free_data_is_unlabelled(task_dir):
+    path = _write(task_dir, rows=_rows_without_label(12, {0, 5}))
+    task = load_task(path, ignore_labels=True)  # the experiment's ignore_labels: asked for
+    assert not task.labelled and len(task.items) == 12 and all(i.gold is None for i in task.items)
+    _write(task_dir, rows=_rows_without_label(12, set(range(12))))  # no row has a label column at all
+    assert not load_task(path).labelled
+
+
+def test_every_row_skipped_and_bad_choice_are_errors(task_dir):
+    path = _write(task_dir, rows=[{"id": "a", "text": "x", "label": ""}], yaml_extra="labels_missing: skip\n")
+    with pytest.raises(TaskError, match="every row lacks its gold answer"):
+        load_task(path)
+    text = (task_dir / "mini.yaml").read_text().replace("labels_missing: skip", "labels_missing: guess")
+    (task_dir / "mini.yaml").write_text(text)
+    with pytest.raises(TaskError, match=r"`labels_missing:` must be one of \['error', 'skip'\]"):
+        load_task(path)
+
+
+def test_extraction_field_missing_in_a_row_is_an_error(tmp_path):
+    rows = [{"id": f"e{i}", "text": f"report {i}", "n": i, "kind": ["a"]} for i in range(10)]
+    del rows[0]["n"]
+    (tmp_path / "e.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "e.yaml").write_text("name: e\ntype: extraction\ndata: e.jsonl\ninstruction: '{text}'\n"
+                                     "fields: {n: {type: integer}, kind: {type: labels, labels: [a, b]}}\n")
+    with pytest.raises(TaskError) as err:
+        load_task(tmp_path / "e.yaml")
+    assert "e.jsonl:1" in str(err.value) and "id 'e0' has no gold answer: no 'n' column (field n" in str(err.value)
+    # CSV: an empty integer cell lacks its value; an empty labels cell is the empty set
+    (tmp_path / "c.csv").write_text("id,text,n,kind\nc0,one,1,a\nc1,two,,\nc2,three,3,\n", encoding="utf-8")
+    (tmp_path / "c.yaml").write_text((tmp_path / "e.yaml").read_text().replace("e.jsonl", "c.csv"))
+    with pytest.raises(TaskError) as err:
+        load_task(tmp_path / "c.yaml")
+    assert "c.csv:3" in str(err.value) and "empty field 'n' (column 'n')" in str(err.value)
+    (tmp_path / "c.csv").write_text("id,text,n,kind\nc0,one,1,a\nc1,two,2,\n", encoding="utf-8")
+    assert [i.gold for i in load_task(tmp_path / "c.yaml").items] == [{"n": 1, "kind": ["a"]}, {"n": 2, "kind": []}]
+
+
+def test_free_text_first_row_without_reference_is_an_error(tmp_path):
+    """The references column was looked for in row 1 only: without it there, the task became judge-only."""
+    rows = [{"id": f"g{i}", "text": f"report {i}", "reference": f"summary {i}"} for i in range(6)]
+    del rows[0]["reference"]
+    (tmp_path / "g.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "g.yaml").write_text("name: g\ntype: generation\ndata: g.jsonl\ninstruction: '{text}'\n")
+    with pytest.raises(TaskError, match=r"g.jsonl:1: id 'g0' has no gold answer: no reference answer"):
+        load_task(tmp_path / "g.yaml")
+
+
+# --- labels with commas: quoted in the prompt's list only when some label needs it -----------------------------
+
+def test_labels_with_a_comma_are_quoted_in_the_prompt(task_dir):
+    labels = ["yes, fully", "no", 'say "hi"']
+    rows = [{"id": f"r{i}", "text": f"request {i}", "label": labels[i % 3]} for i in range(9)]
+    (task_dir / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (task_dir / "c.yaml").write_text("name: c\ntype: classification\ndata: c.jsonl\nlabels: ['yes, fully', 'no', "
+                                     "'say \"hi\"']\ninstruction: 'One of: {labels}. {text}'\n", encoding="utf-8")
+    task = load_task(task_dir / "c.yaml")
+    assert task.type.labels == tuple(labels)
+    prompt = build_request(task, task.item("r0")).messages[-1]["content"]
+    assert prompt == 'One of: "yes, fully", "no", "say \\"hi\\"". request 0'
+    assert task.type.parse('"yes, fully"') == "yes, fully" and task.type.parse("Yes, fully.") == "yes, fully"
+    assert load_task(task_dir / "mini.yaml").type.prompt_vars() == {"labels": "yes, no"}  # bare, as before
+
+
+# --- the built-in tasks' prompts are byte-identical to those before the restructuring (they are cache keys) ---
+
+# sha256 over every item's prompt_hash, in item order, computed on the code before the change (2edac2c)
+PROMPT_HASHES = {
+    ("snips-intents", False): "f5d9a59e86f9bfa2082e37b83dd06ad85dbd311c7758ce5e74efc3e72483417d",
+    ("snips-intents", True): "4e8202397a02e10f1a9324a9cbc43055e4e6b9f05d423f2d919ec7dc46b05007",
+    ("hhs-breach-triage", False): "b52d9c4340dea13256787c17fc789f6b3d964d0c514744f453e7fe8b4bcab08e",
+    ("hhs-breach-triage", True): "2a347e30cd0088ae1c7724b5be0c53539103f8f80c81efe4387c98ea0abecfc0",
+    ("aclsum-outcomes", False): "de896395307b8abf906822718add802cc56f54db3ecae608177f4467d00383e8",
+}
+
+
+@pytest.mark.parametrize("name, ignore_labels", list(PROMPT_HASHES))
+def test_builtin_prompts_are_unchanged(name, ignore_labels):
+    import hashlib
+
+    from conftest import ROOT
+
+    task = load_task(name, folder=ROOT / "datasets", ignore_labels=ignore_labels)
+    joined = "".join(prompt_hash(build_request(task, item)) for item in task.items)
+    assert hashlib.sha256(joined.encode()).hexdigest() == PROMPT_HASHES[(name, ignore_labels)]

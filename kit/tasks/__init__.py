@@ -4,6 +4,7 @@ answers, constrains, parses and scores answers.
 >>> task = load_task("snips-intents")          # doctest: +SKIP
 """
 
-from kit.tasks.loading import Item, Task, list_tasks, load_task, task_files
+from kit.tasks.loading import Task, list_tasks, load_task, task_files
+from kit.tasks.types import Item
 
 __all__ = ["Item", "Task", "list_tasks", "load_task", "task_files"]

@@ -13,17 +13,15 @@ import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from kit import stats
 from kit.errors import TaskError
-from kit.tasks.types import (Baseline, Columns, Constraint, ItemScore, TaskType, norm_text,
+from kit.tasks.types import (Baseline, Columns, Constraint, Item, ItemScore, TaskType, label_list, norm_text,
                              register_task_type)
-
-if TYPE_CHECKING:
-    from kit.tasks.loading import Item
 
 
 def macro_f1(answers: Sequence[Any], golds: Sequence[Any], labels: Sequence[str] | None = None) -> float:
@@ -79,16 +77,17 @@ class Classification(TaskType):
                             fix="write e.g. labels: [positive, negative] (a single string is not a list)")
         return cls(labels=tuple(labels))
 
-    def has_gold(self, row: Mapping[str, Any], columns: Columns) -> bool:
-        return columns.label in row
+    def gold_columns(self, columns: Columns) -> tuple[str, ...]:
+        return (columns.label,)
+
+    def missing_gold(self, row: Mapping[str, Any], columns: Columns) -> str | None:
+        if columns.label not in row:
+            return f"no '{columns.label}' column"
+        value = row[columns.label]
+        return f"empty label in column '{columns.label}'" if value is None or str(value).strip() == "" else None
 
     def gold(self, row: Mapping[str, Any], columns: Columns, where: str) -> str:
-        value = row.get(columns.label)
-        if value is None or str(value).strip() == "":
-            raise TaskError(f"empty label in column '{columns.label}'", where=where,
-                            fix="give every row a label, or run the task unlabelled (drop the column; the "
-                                "reference option's answers then become the bar)")
-        value = str(value).strip()
+        value = str(row[columns.label]).strip()
         if value not in self.labels:
             raise TaskError(f"label '{value}' is not in the label set {list(self.labels)}", where=where,
                             fix="correct the row or add the label to `labels:` in the task YAML")
@@ -101,7 +100,7 @@ class Classification(TaskType):
         return str(answer)
 
     def prompt_vars(self) -> dict[str, str]:
-        return {"labels": ", ".join(self.labels)}
+        return {"labels": label_list(self.labels)}
 
     def parse(self, text: str) -> str | None:
         """The label the text names, or None when it names none (or several equally)."""
@@ -136,3 +135,19 @@ class Classification(TaskType):
         return [Baseline("majority class", f"always '{majority}'", tuple(self.score(majority, i.gold) for i in test)),
                 Baseline("chance", f"a random label of {len(self.labels)}",
                          tuple(ItemScore(correct=False, score=chance) for _ in test), paired=False)]
+
+    def agreement(self, scores: pd.DataFrame, *, reference: str) -> pd.DataFrame:
+        """Each candidate's agreement with the reference's answers: the ``overall`` row of
+        :func:`kit.stats.agreement` (Cohen's kappa with its CI) per candidate, in column order; empty when
+        the reference gave no answers.
+
+        >>> t.agreement(scores, reference="api")[["arm", "kappa"]]   # doctest: +SKIP
+        """
+        wide = scores.pivot_table(index="item_id", columns="arm", values="answer", aggfunc="first")
+        rows = []
+        for arm in wide.columns:
+            if arm == reference or reference not in wide.columns:
+                continue
+            table = stats.agreement(wide[arm], wide[reference], labels=list(self.labels))
+            rows.append(table[table["level"] == "overall"].assign(arm=arm))
+        return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -1,5 +1,7 @@
 """Quality per task, whatever its type: the one entry point the report calls for the standard comparison table.
 
+The task's type chooses the comparison (:meth:`kit.tasks.types.TaskType.compare`):
+
 - labelled label and field tasks: right/wrong and field scores against gold answers
   (:func:`kit.stats.compare_arms`: McNemar, Tango's non-inferiority test);
 - free-text tasks: [0, 1] scores — chrF, ROUGE-L, a judge's grade or preference
@@ -18,12 +20,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from kit import stats
 from kit.errors import ConfigError
 from kit.tasks import Task
-
-METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", "judge": "judge's rubric grade (scaled)",
-                "preference": "judge's preference over the reference"}
 
 
 def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
@@ -39,24 +37,15 @@ def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin:
     >>> compare_options(load_task("snips-intents", ignore_labels=True), score_unlabelled(...),
     ...                 reference="replay:api.jsonl", agreement_target=0.9)     # doctest: +SKIP
     """
-    if task.type.judged:
-        metric = METRIC_WORDS.get(task.type.metric, task.type.metric)
-        out = stats.compare_scores(scores, reference=reference, margin=margin, alpha=alpha, metric=metric,
-                                   n_resamples=n_resamples, seed=seed)
-        kind = "paired scores"
-    elif not task.labelled:
-        if "gap" not in scores.columns:
-            raise ConfigError(f"task '{task.name}' has no gold labels, and the scores were not taken against the "
-                              "reference", where="kit.tasks.compare.compare_options",
-                              fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
-        out = stats.compare_agreement(scores, reference=reference, target=agreement_target, alpha=alpha)
-        kind = "agreement"
-    else:
-        out = stats.compare_arms(scores, reference=reference, margin=margin, alpha=alpha, n_resamples=n_resamples,
-                                 seed=seed)
-        kind = "paired accuracy"
+    if not task.labelled and "gap" not in scores.columns:
+        raise ConfigError(f"task '{task.name}' has no gold labels, and the scores were not taken against the "
+                          "reference", where="kit.tasks.compare.compare_options",
+                          fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
+    comparison = task.type.compare(scores, reference=reference, labelled=task.labelled, margin=margin, alpha=alpha,
+                                   agreement_target=agreement_target, n_resamples=n_resamples, seed=seed)
+    out = comparison.table
     out.insert(0, "task", task.name)
-    out.insert(1, "kind", kind)
+    out.insert(1, "kind", comparison.kind)
     return out
 
 

@@ -23,21 +23,21 @@ import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
+from kit import stats
 from kit.errors import MissingDependency, TaskError
-from kit.tasks.types import Baseline, Columns, ItemScore, TaskType, register_task_type
-
-if TYPE_CHECKING:
-    from kit.tasks.loading import Item
+from kit.tasks.types import Baseline, Columns, Comparison, Item, ItemScore, TaskType, register_task_type
 
 REFERENCE_METRICS = ("chrf", "rouge_l")
 JUDGE_METRICS = ("judge", "preference")  # a rubric grade scaled to [0, 1]; pairwise preference over the reference
 METRICS = REFERENCE_METRICS + JUDGE_METRICS
 JUDGE_MODES = ("rubric", "pairwise")
+METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", "judge": "judge's rubric grade (scaled)",
+                "preference": "judge's preference over the reference"}
 DEFAULT_MAX_TOKENS = 128
 
 
@@ -136,8 +136,7 @@ def _references_column(spec: Mapping[str, Any], rows: Sequence[tuple[int, dict[s
                        where: str) -> tuple[str | None, str | None]:
     declared = spec.get("references")
     if declared is None:
-        first = rows[0][1] if rows else {}
-        return next((c for c in ("references", "reference") if c in first), None), None
+        return next((c for c in ("references", "reference") if any(c in row for _, row in rows)), None), None
     if isinstance(declared, str):
         return declared, None
     if isinstance(declared, Mapping) and isinstance(declared.get("column"), str):
@@ -209,8 +208,9 @@ class Generation(TaskType):
     def from_spec(cls, spec: Mapping[str, Any], rows: Sequence[tuple[int, dict[str, Any]]], columns: Columns,
                   where: str) -> Generation:
         column, sep = _references_column(spec, rows, where)
-        if column is not None and rows and column not in rows[0][1] and spec.get("references") is not None:
-            raise TaskError(f"the references column '{column}' is not in the data (has {sorted(rows[0][1])})",
+        if column is not None and spec.get("references") is not None and not any(column in r for _, r in rows):
+            has = sorted({c for _, row in rows for c in row})
+            raise TaskError(f"the references column '{column}' is not in the data (has {has})",
                             where=where, fix="correct `references:` or add the column")
         rubric = Rubric.from_spec(spec["rubric"], where) if spec.get("rubric") is not None else None
         metric = _metric(spec, column is not None, rubric, where)
@@ -221,24 +221,25 @@ class Generation(TaskType):
         return cls(references_column=column, separator=sep, rubric=rubric, metric=metric,
                    judge_modes=_judge_modes(spec, metric, rubric, where), max_tokens=max_tokens)
 
-    def has_gold(self, row: Mapping[str, Any], columns: Columns) -> bool:
-        return self.references_column is not None and self.references_column in row
+    def gold_columns(self, columns: Columns) -> tuple[str, ...]:
+        return (self.references_column,) if self.references_column else ()
+
+    def missing_gold(self, row: Mapping[str, Any], columns: Columns) -> str | None:
+        return None if self._references(row) else f"no reference answer in column '{self.references_column}'"
 
     def gold(self, row: Mapping[str, Any], columns: Columns, where: str) -> tuple[str, ...]:
-        """The row's reference answers; an item without one is an error that names the row."""
+        """The row's reference answers (one at least: :meth:`missing_gold` says when there is none)."""
+        return self._references(row)
+
+    def _references(self, row: Mapping[str, Any]) -> tuple[str, ...]:
         raw = row.get(self.references_column or "")
         if isinstance(raw, list):
-            refs = [str(r).strip() for r in raw if r is not None]
+            refs = [str(r) for r in raw if r is not None]
         elif raw is None:
             refs = []
         else:
             refs = str(raw).split(self.separator) if self.separator else [str(raw)]
-        refs = [r.strip() for r in refs if r.strip()]
-        if not refs:
-            raise TaskError(f"no reference answer in column '{self.references_column}'", where=where,
-                            fix="give every item at least one reference answer, drop the row, or leave out the "
-                                "references (the task is then graded by the judge only)")
-        return tuple(refs)
+        return tuple(r.strip() for r in refs if r.strip())
 
     def render(self, answer: Any) -> str:
         return str(answer[0] if isinstance(answer, (tuple, list)) else answer)
@@ -271,6 +272,17 @@ class Generation(TaskType):
             out[name] = float(values.mean()) if values.notna().any() else float("nan")
         out[self.metrics[0]] = float(rows["score"].astype(float).mean())
         return out
+
+    def compare(self, scores: pd.DataFrame, *, reference: str, labelled: bool = True, margin: float = 0.02,
+                alpha: float = 0.05, agreement_target: float = 0.95, n_resamples: int = 10_000,
+                seed: int = 0) -> Comparison:
+        """Scores in [0, 1] — chrF, ROUGE-L, the judge's grade or preference — paired against the reference's
+        (:func:`kit.stats.compare_scores`: bootstrap, Wilcoxon, t-test non-inferiority at ``margin`` in score
+        units, win/tie/loss), with or without reference answers: a judge-only task is scored the same way.
+        ``agreement_target`` does not apply."""
+        table = stats.compare_scores(scores, reference=reference, margin=margin, alpha=alpha,
+                                     metric=METRIC_WORDS[self.metric], n_resamples=n_resamples, seed=seed)
+        return Comparison("paired scores", table)
 
     def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
         """Lead-1: the input's first sentence as the answer, scored against the references (the classic

@@ -1,7 +1,10 @@
 """Loading tasks: one YAML file in ``datasets/`` next to its data (CSV or JSONL), validated item by item.
 
 Every problem is a TaskError that names the file (and row) and the fix; a broken task file never stops
-other tasks from listing.
+other tasks from listing. A task is labelled when any row carries a gold answer's column; then every
+row must carry its gold answer — a row without one is an error naming the row, unless the task file
+declares ``labels_missing: skip`` (such rows are left out, and counted). A task is read without gold
+answers only when no row has them, or when asked to (``ignore_labels``) — never guessed from one row.
 
 >>> task = load_task("snips-intents")          # doctest: +SKIP
 >>> len(task.test), task.type.labels[:2]        # doctest: +SKIP
@@ -22,18 +25,12 @@ import yaml
 from kit.errors import TaskError
 from kit.paths import datasets_dir
 from kit.records import read_records
-from kit.tasks.types import Columns, TaskType, get_task_type
+from kit.tasks.types import Columns, Item, TaskType, get_task_type
 
 REQUIRED_KEYS = ("name", "type", "data", "instruction")
 KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "labels", "fields", "shots", "split",
-                        "references", "rubric", "judge", "metric", "max_tokens"})
-
-
-@dataclass(frozen=True)
-class Item:
-    id: str
-    text: str
-    gold: Any  # None when the task is unlabelled
+                        "references", "rubric", "judge", "metric", "max_tokens", "labels_missing"})
+LABELS_MISSING = ("error", "skip")  # a labelled task's row without its gold answer: stop, or leave the row out
 
 
 @dataclass(frozen=True)
@@ -52,6 +49,7 @@ class Task:
     description: str = ""
     labelled: bool = True  # False: no gold answers; the reference option's answers are the bar
     spec: Mapping[str, Any] | None = None  # the YAML as read, for types that need more keys
+    skipped: tuple[str, ...] = ()  # ids of rows left out for lacking their gold answer (labels_missing: skip)
 
     @property
     def kind(self) -> str:
@@ -179,19 +177,36 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
             raise TaskError(f"column '{col}' missing (has {sorted(rows[0][1])})", where=str(data_path),
                             fix="rename the column or map it under `columns:` in the task YAML")
     ttype = get_task_type(str(spec["type"])).from_spec(spec, rows, columns, where)
-    labelled = not ignore_labels and ttype.has_gold(rows[0][1], columns)
-    items = _make_items(rows, ttype, columns, data_path, labelled=labelled)
+    gold_columns = ttype.gold_columns(columns)
+    labelled = not ignore_labels and any(c in row for _, row in rows for c in gold_columns)
+    items, skipped = _make_items(rows, ttype, columns, data_path, labelled=labelled,
+                                 skip_missing=_skip_missing(spec, where))
+    if not items:
+        raise TaskError(f"every row lacks its gold answer ({len(skipped)} left out by `labels_missing: skip`)",
+                        where=str(data_path), fix="fill in the gold answers, or run the task without them "
+                                                  "(`ignore_labels: true` in the experiment)")
     instruction = spec["instruction"]
     if not isinstance(instruction, str) or "{text}" not in instruction:
         raise TaskError("instruction has no {text} placeholder", where=where, fix="put {text} where the item goes")
     train, test = _split(items, fraction, seed, stratify and labelled, ttype)
     return Task(name=str(spec["name"]), path=path, data_path=data_path, type=ttype, instruction=instruction,
                 system=spec.get("system"), shots=shots, items=tuple(items), train=train, test=test, split_seed=seed,
-                description=str(spec.get("description", "")), labelled=labelled, spec=spec)
+                description=str(spec.get("description", "")), labelled=labelled, spec=spec, skipped=skipped)
 
 
-def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, labelled: bool) -> list[Item]:
-    items, seen = [], {}
+def _skip_missing(spec: dict[str, Any], where: str) -> bool:
+    """Whether the task file declares ``labels_missing: skip`` (the default, ``error``, stops at such a row)."""
+    value = spec.get("labels_missing", LABELS_MISSING[0])
+    if value not in LABELS_MISSING:
+        raise TaskError(f"`labels_missing:` must be one of {list(LABELS_MISSING)}, got {value!r}", where=where,
+                        fix="write labels_missing: skip (leave rows without a gold answer out) or leave the key out")
+    return value == "skip"
+
+
+def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, labelled: bool,
+                skip_missing: bool) -> tuple[list[Item], tuple[str, ...]]:
+    """The rows as items, and the ids of rows left out for lacking their gold answer (``skip_missing``)."""
+    items, seen, skipped = [], {}, []
     for line, row in rows:
         where = f"{path}:{line}"
         item_id = str(row.get(columns.id, "") or "").strip()
@@ -204,9 +219,20 @@ def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, la
         text = row.get(columns.text)
         if text is None or not str(text).strip():
             raise TaskError(f"empty text for id '{item_id}'", where=where, fix="fill in the text or drop the row")
+        lacks = ttype.missing_gold(row, columns) if labelled else None
+        if lacks and skip_missing:
+            skipped.append(item_id)
+            continue
+        if lacks:
+            n = sum(ttype.missing_gold(r, columns) is not None for _, r in rows)
+            raise TaskError(f"id '{item_id}' has no gold answer: {lacks} ({n} of {len(rows)} rows lack one; the "
+                            "others have theirs, so the task is labelled)", where=where,
+                            fix="fill it in or drop the row; or declare `labels_missing: skip` in the task YAML to "
+                                "leave such rows out; or run the whole task without gold answers "
+                                "(`ignore_labels: true` in the experiment, load_task(..., ignore_labels=True))")
         gold = ttype.gold(row, columns, where) if labelled else None
         items.append(Item(id=item_id, text=str(text), gold=gold))
-    return items
+    return items, tuple(skipped)
 
 
 def _split(items: list[Item], test_fraction: float, seed: int, stratify: bool,
@@ -228,15 +254,16 @@ def _split(items: list[Item], test_fraction: float, seed: int, stratify: bool,
 
 
 def list_tasks(folder: Path | None = None) -> list[dict[str, Any]]:
-    """One row per task file: name, type, items, train, test — or the error that stops it loading."""
+    """One row per task file: name, type, items, train, test, rows skipped for lacking a gold answer — or the
+    error that stops it loading."""
     rows = []
     for path in task_files(folder):
         try:
             t = load_task(path)
             rows.append({"task": t.name, "type": t.kind + ("" if t.labelled else " (unlabelled)"),
-                         "items": len(t.items), "train": len(t.train), "test": len(t.test), "file": path.name,
-                         "error": ""})
+                         "items": len(t.items), "train": len(t.train), "test": len(t.test),
+                         "skipped": len(t.skipped), "file": path.name, "error": ""})
         except TaskError as exc:
-            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "test": 0, "file": path.name,
-                         "error": str(exc)})
+            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "test": 0, "skipped": 0,
+                         "file": path.name, "error": str(exc)})
     return rows

@@ -20,7 +20,8 @@ import pandas as pd
 from kit.errors import ConfigError
 from kit.tasks.classification import macro_f1
 from kit.tasks.generation import JUDGE_METRICS, Generation, answer_lengths
-from kit.tasks.loading import Item, Task
+from kit.tasks.loading import Task
+from kit.tasks.types import Item
 
 SCORE_COLUMNS = (
     "arm", "item_id", "epoch", "answer", "gold", "correct", "score", "error", "parse_error", "confidence",

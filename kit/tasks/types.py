@@ -1,10 +1,11 @@
 """The task-type contract and its registry.
 
-A task names its type in YAML (``type: classification``). The type reads gold answers from data rows,
-says how answers are constrained and rendered, parses an arm's text into an answer, scores it against the
-gold answer, summarises an arm's scores into the type's metrics, gives trivial baselines, and compares
-candidates with a reference using the paired tests that fit its scores. A scorer never knows which arm
-produced an answer; a task never knows which arm runs it.
+A task names its type in YAML (``type: classification``). The type reads gold answers from data rows
+(and says what a row lacks of one), says how answers are constrained and rendered, parses an arm's text
+into an answer, scores it against the gold answer, summarises an arm's scores into the type's metrics,
+gives trivial baselines, compares candidates with a reference using the tests that fit its scores, and
+measures agreement beyond chance where its answers are labels. A scorer never knows which arm produced an
+answer; a task never knows which arm runs it.
 
 >>> sorted(task_types())
 ['classification', 'extraction', 'generation']
@@ -18,21 +19,29 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from kit import stats
 from kit.errors import TaskError
-
-if TYPE_CHECKING:
-    from kit.tasks.loading import Item
 
 # Each module registers its type on import.
 BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction", "kit.tasks.generation")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One data row as a task sees it: its id, its text and its gold answer (None when the task is unlabelled)."""
+
+    id: str
+    text: str
+    gold: Any
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,29 @@ class Baseline:
     paired: bool = True
 
 
+@dataclass(frozen=True)
+class Comparison:
+    """Candidates against the reference: which comparison ran (``kind``, e.g. "paired accuracy") and its table."""
+
+    kind: str
+    table: pd.DataFrame
+
+
+def label_list(labels: Sequence[str]) -> str:
+    """Labels as a prompt lists them (``{labels}``): comma-separated, and each one quoted (as a JSON string)
+    when any label holds a comma or a double quote, so the list reads only one way. Labels without either
+    are listed bare, as they always were (the prompts, and so the store's cache keys, stay the same).
+
+    >>> label_list(["billing", "bug"])
+    'billing, bug'
+    >>> label_list(["yes, fully", "no"])
+    '"yes, fully", "no"'
+    """
+    if any("," in label or '"' in label for label in labels):
+        return ", ".join(json.dumps(label, ensure_ascii=False) for label in labels)
+    return ", ".join(labels)
+
+
 def norm_text(text: str) -> str:
     """Lower case, runs of space/underscore/hyphen as one space, outer punctuation dropped.
 
@@ -91,6 +123,7 @@ class TaskType(ABC):
     metrics: ClassVar[tuple[str, ...]]  # the names summarise() returns, the first one is the headline
     max_tokens: ClassVar[int | None] = None  # the answer length the type needs (None: the run's default)
     judged: ClassVar[bool] = False  # True: quality is a score in [0, 1] (free text), not right/wrong
+    judge_modes: ClassVar[tuple[str, ...]] = ()  # what a model judge is asked ("rubric", "pairwise"); none by default
 
     @classmethod
     @abstractmethod
@@ -99,12 +132,17 @@ class TaskType(ABC):
         """Build the type from the task YAML (``spec``) and the data rows; TaskError names the fix."""
 
     @abstractmethod
-    def has_gold(self, row: Mapping[str, Any], columns: Columns) -> bool:
-        """Whether the data carries gold answers (False for every row of an unlabelled task)."""
+    def gold_columns(self, columns: Columns) -> tuple[str, ...]:
+        """The data columns gold answers are read from. A task is labelled when any row has one of them;
+        none in any row: the task is unlabelled (the reference option's answers become the bar)."""
+
+    @abstractmethod
+    def missing_gold(self, row: Mapping[str, Any], columns: Columns) -> str | None:
+        """What the row lacks of its gold answer, in words ("empty label in column 'team'"); None when whole."""
 
     @abstractmethod
     def gold(self, row: Mapping[str, Any], columns: Columns, where: str) -> Any:
-        """The row's gold answer; TaskError when it is malformed."""
+        """The gold answer of a row that lacks none (:meth:`missing_gold`); TaskError when it is malformed."""
 
     def prompt_vars(self) -> dict[str, str]:
         """Placeholders the instruction may use besides ``{text}`` (``{labels}``, ``{fields}``)."""
@@ -136,6 +174,31 @@ class TaskType(ABC):
     def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
         """Trivial answers every option must beat, scored on the test items. None by default."""
         return []
+
+    def compare(self, scores: pd.DataFrame, *, reference: str, labelled: bool = True, margin: float = 0.02,
+                alpha: float = 0.05, agreement_target: float = 0.95, n_resamples: int = 10_000,
+                seed: int = 0) -> Comparison:
+        """Every candidate in ``scores`` against ``reference``, Holm-adjusted across candidates.
+
+        By default answers are right or wrong: with gold answers, paired accuracy
+        (:func:`kit.stats.compare_arms`: McNemar, Tango's non-inferiority test at ``margin``); without
+        (``labelled=False``, scores taken against the reference's answers), agreement with the reference
+        against ``agreement_target`` (:func:`kit.stats.compare_agreement`). A type whose quality is a
+        score in [0, 1] overrides this.
+
+        >>> task.type.compare(scores, reference="api", labelled=task.labelled).kind   # doctest: +SKIP
+        'paired accuracy'
+        """
+        if not labelled:
+            return Comparison("agreement", stats.compare_agreement(scores, reference=reference,
+                                                                   target=agreement_target, alpha=alpha))
+        return Comparison("paired accuracy", stats.compare_arms(scores, reference=reference, margin=margin,
+                                                                alpha=alpha, n_resamples=n_resamples, seed=seed))
+
+    def agreement(self, scores: pd.DataFrame, *, reference: str) -> pd.DataFrame:
+        """Each candidate's agreement with the reference's answers beyond chance (Cohen's kappa), one row per
+        candidate; empty for a type whose answers are not one label each (the default)."""
+        return pd.DataFrame()
 
 
 _REGISTRY: dict[str, type[TaskType]] = {}
