@@ -116,15 +116,6 @@ def test_real_llama_cpp_generation_is_scored(smol_arm, store):
     assert again.new_calls == 0 and again.cached == 2
 
 
-def test_docstring_examples_run():
-    import doctest
-
-    import kit.tasks.generation as gen
-
-    result = doctest.testmod(gen)
-    assert result.attempted > 0 and result.failed == 0
-
-
 def test_scoring_refuses_what_it_cannot_score(tmp_path):
     from kit.errors import ConfigError
 

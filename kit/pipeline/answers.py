@@ -91,7 +91,7 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
         for name, tables in sweeps.items():
             folder.save_table(Table.THROUGHPUT, pd.concat(tables, ignore_index=True), task=name)
         for name, task in tasks.items():
-            if task.type.judged and task.type.judge_modes:
+            if task.type.judge_modes:
                 judge_stage(folder, task, store=store, standin=server, progress=progress)
     return runs_table(records)
 

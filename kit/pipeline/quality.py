@@ -124,21 +124,6 @@ def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
     return stats.pairwise(wide, alpha=alpha) if wide.shape[1] > 1 else pd.DataFrame()
 
 
-def _agreement(task: Task, scores: pd.DataFrame, reference: str) -> pd.DataFrame:
-    """Each candidate's agreement with the reference's answers (Cohen's kappa), for one-label tasks."""
-    labels = getattr(task.type, "labels", None)
-    if labels is None:
-        return pd.DataFrame()
-    wide = scores.pivot_table(index="item_id", columns="arm", values="answer", aggfunc="first")
-    rows = []
-    for arm in wide.columns:
-        if arm == reference or reference not in wide.columns:
-            continue
-        table = stats.agreement(wide[arm], wide[reference], labels=list(labels))
-        rows.append(table[table["level"] == "overall"].assign(arm=arm))
-    return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-
-
 def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
     """Per task: scores, metrics (with baselines), the comparison with the reference, the floor, every pair,
     latency, errors and agreement — saved in the run folder and returned."""
@@ -149,6 +134,7 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
         scores = task_scores(folder, name)
         scored = _scored(scores)
         baselines = task.type.baselines(task.train, task.test) if task.labelled else []
+        kind = task.type.comparison_kind(labelled=task.labelled)
         tables = {
             Table.SCORES: scores,
             Table.METRICS: _metrics(task, scored, baselines),
@@ -158,9 +144,10 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
             Table.PAIRS: _pairs(scored, exp.alpha),
             Table.LATENCY: stats.latency_summary(scores),
             Table.ERRORS: stats.errors_table(scores),
-            Table.AGREEMENT: _agreement(task, scored, exp.reference_name) if task.labelled else pd.DataFrame(),
+            Table.AGREEMENT: (task.type.agreement(scored, reference=exp.reference_name) if task.labelled
+                              else pd.DataFrame()),
             Table.DISAGREEMENTS: (disagreements(task, scores, reference=exp.reference_name)
-                                  if not task.labelled and not task.type.judged else pd.DataFrame()),
+                                  if not kind.correctness else pd.DataFrame()),
         }
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)

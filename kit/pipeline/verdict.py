@@ -89,6 +89,7 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             monthly_cost=Interval(h.choice.monthly_cost), p95_s=Interval(h.choice.p95_latency_s),
             share_local=h.choice.share_local, keeps_pii_local=exp.privacy_required,
             ops_hours=first.machine.ops_hours_per_month if first.machine else 0.0))
+    correctness = t.type.comparison_kind(labelled=t.labelled).correctness
     pii = folder.table(Table.PII, task=task)
     share = finite(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
     best_floor = ""
@@ -98,8 +99,8 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
     return Facts(task=task, volume=exp.monthly_volume, options=tuple(options), notes=tuple(_judge_notes(folder, task)),
                  pairs=tuple(PairFacts(OptionKey(r["a"]), OptionKey(r["b"]), float(r["difference"]), float(r["p_holm"]))
                              for r in pairs.to_dict("records")) if not pairs.empty else (),
-                 metric=t.type.metrics[0] if t.labelled or t.type.judged else "agreement with the reference",
-                 labelled=t.labelled or t.type.judged,
+                 metric=t.type.metrics[0] if correctness else "agreement with the reference",
+                 labelled=correctness,
                  pii_share=share, reference_is_standin=exp.reference.standin, floor_text=best_floor)
 
 

@@ -30,7 +30,8 @@ import pandas as pd
 
 from kit import stats
 from kit.errors import MissingDependency, TaskError
-from kit.tasks.types import Baseline, Columns, Comparison, Item, ItemScore, TaskType, register_task_type
+from kit.tasks.types import (Baseline, Columns, Comparison, ComparisonKind, Item, ItemScore, TaskType,
+                             register_task_type)
 
 REFERENCE_METRICS = ("chrf", "rouge_l")
 JUDGE_METRICS = ("judge", "preference")  # a rubric grade scaled to [0, 1]; pairwise preference over the reference
@@ -282,7 +283,10 @@ class Generation(TaskType):
         ``agreement_target`` does not apply."""
         table = stats.compare_scores(scores, reference=reference, margin=margin, alpha=alpha,
                                      metric=METRIC_WORDS[self.metric], n_resamples=n_resamples, seed=seed)
-        return Comparison("paired scores", table)
+        return Comparison(ComparisonKind.PAIRED_SCORES, table)
+
+    def comparison_kind(self, *, labelled: bool) -> ComparisonKind:
+        return ComparisonKind.PAIRED_SCORES
 
     def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
         """Lead-1: the input's first sentence as the answer, scored against the references (the classic

@@ -24,6 +24,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -84,11 +85,23 @@ class Baseline:
     paired: bool = True
 
 
+class ComparisonKind(StrEnum):
+    """Which comparison a task's quality goes through; only agreement is not about correctness."""
+
+    PAIRED_ACCURACY = "paired accuracy"   # right or wrong against gold answers
+    PAIRED_SCORES = "paired scores"       # scores in [0, 1] (free text)
+    AGREEMENT = "agreement"               # no gold answers: agreement with the reference's answers
+
+    @property
+    def correctness(self) -> bool:
+        return self is not ComparisonKind.AGREEMENT
+
+
 @dataclass(frozen=True)
 class Comparison:
-    """Candidates against the reference: which comparison ran (``kind``, e.g. "paired accuracy") and its table."""
+    """Candidates against the reference: which comparison ran and its table."""
 
-    kind: str
+    kind: ComparisonKind
     table: pd.DataFrame
 
 
@@ -175,6 +188,10 @@ class TaskType(ABC):
         """Trivial answers every option must beat, scored on the test items. None by default."""
         return []
 
+    def comparison_kind(self, *, labelled: bool) -> ComparisonKind:
+        """The comparison :meth:`compare` runs: paired accuracy with gold answers, else agreement."""
+        return ComparisonKind.PAIRED_ACCURACY if labelled else ComparisonKind.AGREEMENT
+
     def compare(self, scores: pd.DataFrame, *, reference: str, labelled: bool = True, margin: float = 0.02,
                 alpha: float = 0.05, agreement_target: float = 0.95, n_resamples: int = 10_000,
                 seed: int = 0) -> Comparison:
@@ -190,10 +207,10 @@ class TaskType(ABC):
         'paired accuracy'
         """
         if not labelled:
-            return Comparison("agreement", stats.compare_agreement(scores, reference=reference,
-                                                                   target=agreement_target, alpha=alpha))
-        return Comparison("paired accuracy", stats.compare_arms(scores, reference=reference, margin=margin,
-                                                                alpha=alpha, n_resamples=n_resamples, seed=seed))
+            return Comparison(ComparisonKind.AGREEMENT, stats.compare_agreement(
+                scores, reference=reference, target=agreement_target, alpha=alpha))
+        return Comparison(ComparisonKind.PAIRED_ACCURACY, stats.compare_arms(
+            scores, reference=reference, margin=margin, alpha=alpha, n_resamples=n_resamples, seed=seed))
 
     def agreement(self, scores: pd.DataFrame, *, reference: str) -> pd.DataFrame:
         """Each candidate's agreement with the reference's answers beyond chance (Cohen's kappa), one row per
