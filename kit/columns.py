@@ -11,8 +11,8 @@ answered (``llama_cpp:…``, ``openai:…``), a column of the store's rows.
 >>> import pandas as pd
 >>> pd.DataFrame({Col.OPTION: ["API"], Col.SCORE: [0.5]})[Col.SCORE].item()
 0.5
->>> f"{Col.P95_S}"
-'p95_s'
+>>> f"{Col.P95_S}", Col.P95_S
+('p95_s', 'p95_s')
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from enum import StrEnum
 
 
 class Col(StrEnum):
-    """A column name; its value is the name in the table (and in the run folder's files)."""
+    """A column name; its value is the name in the table (and in the run folder's files). It shows as that
+    name too (``repr``), so a table's columns and records read as plain names."""
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
     # -- who and what
     OPTION = "option"
@@ -238,3 +242,10 @@ class Col(StrEnum):
     CONTEXT_LENGTH = "context_length"
     SIZE_MB = "size_mb"
     SHA256 = "sha256"
+
+
+class RowKind(StrEnum):
+    """What a row of the metrics table is (its ``kind`` column): an option, or a trivial baseline."""
+
+    OPTION = "option"
+    BASELINE = "baseline"

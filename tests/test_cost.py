@@ -60,14 +60,14 @@ N = 400
 
 
 def _api_scores(prompt=2400, completion=20, arm="anthropic:claude-3-5-haiku-latest"):
-    return pd.DataFrame({"arm": arm, "item_id": [f"t{i:03d}" for i in range(N)], "epoch": 0,
+    return pd.DataFrame({"option": arm, "item_id": [f"t{i:03d}" for i in range(N)], "epoch": 0,
                          "prompt_tokens": prompt, "completion_tokens": completion, "latency_s": 1.2, "error": None})
 
 
 def _local_scores(mean_latency=4.0, arm="llama_cpp:mistral-7b-ft"):
     lat = np.random.default_rng(7).uniform(3.0, 5.0, N)
     lat *= mean_latency / lat.mean()
-    return pd.DataFrame({"arm": arm, "item_id": [f"t{i:03d}" for i in range(N)], "epoch": 0, "latency_s": lat,
+    return pd.DataFrame({"option": arm, "item_id": [f"t{i:03d}" for i in range(N)], "epoch": 0, "latency_s": lat,
                          "prompt_tokens": 300, "completion_tokens": 5, "error": None})
 
 

@@ -68,15 +68,15 @@ def test_strings_normalise_and_score_set_f1_by_hand(tmp_path):
                              '"amount": 10}')
     assert parsed["parties"] == ["ACME corp.", "john  smith", "Jane Doe", "Foo Ltd"]  # duplicate dropped
     answers = [parsed, {"parties": ["acme corp", "BANK OF SPRINGFIELD!", "John Smith."], "amount": 11}]
-    frame = pd.DataFrame([{"arm": f"a:{n}", "item_id": "j1", "epoch": 0, "answer": a, "error": None,
+    frame = pd.DataFrame([{"option": f"a:{n}", "item_id": "j1", "epoch": 0, "answer": a, "error": None,
                            "parse_error": False, "latency_s": 0.1} for n, a in enumerate(answers)])
-    scores = score_responses(task, frame).set_index("arm")
+    scores = score_responses(task, frame).set_index("option")
     # 2 of 4 answered names are right (precision 1/2), 2 of 3 gold names found (recall 2/3):
     # F1 = 2 * (1/2) * (2/3) / (1/2 + 2/3) = 4/7
     assert scores.loc["a:0", "part_parties"] == pytest.approx(4 / 7)
     assert scores.loc["a:0", "score"] == pytest.approx((4 / 7 + 1) / 2) and not scores.loc["a:0", "correct"]
     assert scores.loc["a:1", "part_parties"] == 1.0 and scores.loc["a:1", "part_amount"] == 0.0
-    table = metrics(task, scores.reset_index()).set_index("arm")
+    table = metrics(task, scores.reset_index()).set_index("option")
     assert table.loc["a:0", "parties"] == pytest.approx(4 / 7)
     assert task.type.score({"parties": [], "amount": 10}, {"parties": [], "amount": 10}).correct  # both empty
 

@@ -85,7 +85,7 @@ def test_reference_metrics_match_their_libraries():
 
 
 def _rows(task, answers, arm="x:y"):
-    return pd.DataFrame([{"arm": arm, "item_id": i.id, "epoch": 0, "answer": a, "output": a or "",
+    return pd.DataFrame([{"option": arm, "item_id": i.id, "epoch": 0, "answer": a, "output": a or "",
                           "error": None, "parse_error": a is None, "latency_s": 0.1, "ttft_s": 0.05,
                           "prompt_tokens": 10, "completion_tokens": 3, "confidence": None}
                          for i, a in zip(task.test, answers)])
@@ -125,7 +125,7 @@ def test_scoring_refuses_what_it_cannot_score(tmp_path):
     judged = load_task(_task(tmp_path, ROWS, "metric: preference\njudge: pairwise\n"))
     with pytest.raises(ConfigError, match="no verdicts"):
         score_generation(judged, _rows(judged, ["x"] * 3))
-    verdicts = pd.DataFrame([{"mode": "pairwise", "arm": "x:y", "item_id": judged.test[0].id, "epoch": 0,
+    verdicts = pd.DataFrame([{"mode": "pairwise", "option": "x:y", "item_id": judged.test[0].id, "epoch": 0,
                               "value": 1.0, "judge_error": False, "note": ""}])
     with pytest.raises(ConfigError, match="reference="):
         score_generation(judged, _rows(judged, ["x"] * 3), verdicts=verdicts)

@@ -158,7 +158,7 @@ def _responses(store, task: str) -> pd.DataFrame:
     except TypeError:
         frame = pd.read_sql_query("SELECT * FROM responses WHERE task=? ORDER BY created_at, id", store.db,
                                   params=[task])
-        frame = frame.drop_duplicates(["arm", "item_id", "epoch"], keep="last").reset_index(drop=True)
+        frame = frame.drop_duplicates(["option", "item_id", "epoch"], keep="last").reset_index(drop=True)
         frame["answer"] = [json.loads(a) if isinstance(a, str) else None for a in frame["answer"]]
         frame["error"] = [e if isinstance(e, str) else None for e in frame["error"]]
         frame["parse_error"] = frame["parse_error"].astype(bool)
@@ -222,7 +222,7 @@ def test_quality_and_cost_recomputed_under_the_privacy_rule(pii_task, store):
     assert (by_item.loc[["r0", "r3"], "source_arm"] == hosted.spec).all()
     assert by_item.loc["r1", "answer"] == "no" and by_item.loc["r3", "answer"] == "yes"
     # quality of the rule against the hosted arm, paired on the same items (kit.stats)
-    hosted_rows = scores[scores["arm"] == hosted.spec]
+    hosted_rows = scores[scores["option"] == hosted.spec]
     ni = non_inferiority(routed.sort_values("item_id")["correct"], hosted_rows.sort_values("item_id")["correct"])
     assert ni["n"].item() == 10
     # cost: the API bills only unflagged items' tokens; the local machine answers 40% of traffic

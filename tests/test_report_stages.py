@@ -88,11 +88,11 @@ def test_stages_end_to_end_on_replayed_outputs(project):
     assert [r.option for r in runs] == ["API", "Good", "Majority", XSS] and all(r.items == 60 for r in runs)
 
     floor = folder.table(Table.FLOOR, task="tickets")
-    majority_row = floor[(floor["arm"] == "Majority") & (floor["baseline"] == "majority class")].iloc[0]
+    majority_row = floor[(floor["option"] == "Majority") & (floor["baseline"] == "majority class")].iloc[0]
     assert not majority_row["passes"] and majority_row["p_value"] == 1.0  # it *is* the majority answer
-    assert floor[(floor["arm"] == "Good")]["passes"].all()
+    assert floor[(floor["option"] == "Good")]["passes"].all()
 
-    compare = folder.table(Table.COMPARE, task="tickets").set_index("arm")
+    compare = folder.table(Table.COMPARE, task="tickets").set_index("option")
     assert compare.loc["Good", "qualifies"] and compare.loc["Good", "conclusion_adjusted"] == "superior"
 
     decision = folder.doc(Doc.DECISION, task="tickets")
@@ -121,9 +121,9 @@ def test_a_rerun_is_served_from_the_store_and_reads_only_the_questions_asked(pro
 def test_baselines_are_scored_on_the_items_the_options_answered(project):
     tmp_path, files = project
     folder = run_all(tmp_path, experiment(tmp_path, files, tasks={"tickets": 25}))
-    metrics = folder.table(Table.METRICS, task="tickets").set_index("arm")
+    metrics = folder.table(Table.METRICS, task="tickets").set_index("option")
     floor = folder.table(Table.FLOOR, task="tickets")
-    majority = floor[(floor["arm"] == "Good") & (floor["baseline"] == "majority class")].iloc[0]
+    majority = floor[(floor["option"] == "Good") & (floor["baseline"] == "majority class")].iloc[0]
     assert metrics.loc["Good", "n_items"] == 25 and metrics.loc["majority class", "n_items"] == 25
     # the summary's baseline row is the score the floor test used, not the whole test split's
     assert metrics.loc["majority class", "mean_score"] == pytest.approx(majority["baseline_mean"])
@@ -194,12 +194,12 @@ def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
     tmp_path, files = project
     exp = experiment(tmp_path, files, ignore_labels=True, agreement_target=0.5)
     folder = run_all(tmp_path, exp)
-    compare = folder.table(Table.COMPARE, task="tickets").set_index("arm")
+    compare = folder.table(Table.COMPARE, task="tickets").set_index("option")
     assert set(compare["kind"]) == {"agreement"}
     assert compare.loc["Good", "metric"].startswith("agreement")
     assert folder.table(Table.FLOOR, task="tickets").empty
     disagree = folder.table(Table.DISAGREEMENTS, task="tickets")
-    assert len(disagree) > 0 and set(disagree["arm"]) <= {"Good", "Majority", XSS}
+    assert len(disagree) > 0 and set(disagree["option"]) <= {"Good", "Majority", XSS}
     decision = folder.doc(Doc.DECISION, task="tickets")
     assert any("agreement with the reference" in c for c in decision["caveats"])
     assert decision["recommended"] is not None
@@ -226,11 +226,11 @@ def test_the_cold_start_is_reported_apart_from_steady_state_latency(project):
         r["latency_s"] = 9.0 if r["item_id"] == first else 0.3
     good.write_text("".join(json.dumps(r) + "\n" for r in rows))
     folder = run_all(tmp_path, experiment(tmp_path, files, latency_target_s=1.0))
-    latency = folder.table(Table.LATENCY, task="tickets").set_index("arm")
+    latency = folder.table(Table.LATENCY, task="tickets").set_index("option")
     assert latency.loc["Good", "n_warmup"] == 1 and latency.loc["Good", "warmup_s"] == pytest.approx(9.0)
     assert latency.loc["Good", "p95_s"] == pytest.approx(0.3) and latency.loc["Good", "n"] == N // 2 - 1
     assert "warm-up" in latency.loc["Good", "statement"]
     scores = folder.table(Table.SCORES, task="tickets")
-    assert scores.loc[scores["warmup"], "arm"].value_counts().to_dict() == {o: 1 for o in set(scores["arm"])}
+    assert scores.loc[scores["warmup"], "option"].value_counts().to_dict() == {o: 1 for o in set(scores["option"])}
     ranking = folder.table(Table.RANKING, task="tickets").set_index("option")
     assert ranking.loc["Good", "p95_s"] == pytest.approx(0.3) and "p95 latency" not in ranking.loc["Good", "why"]

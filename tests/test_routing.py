@@ -24,10 +24,10 @@ def synth(n: int = 1000, seed: int = 0, easy_share: float = 0.7) -> pd.DataFrame
     local_ok = np.where(easy, rng.random(n) < 0.97, rng.random(n) < 0.45)
     api_ok = np.where(easy, rng.random(n) < 0.98, rng.random(n) < 0.90)
     ids = [f"i{i:04d}" for i in range(n)]
-    local = pd.DataFrame({"arm": LOCAL, "item_id": ids, "epoch": 0, "correct": local_ok,
+    local = pd.DataFrame({"option": LOCAL, "item_id": ids, "epoch": 0, "correct": local_ok,
                           "score": local_ok.astype(float), "confidence": conf, "latency_s": rng.uniform(0.05, 0.2, n),
                           "error": None, "prompt_tokens": 300, "completion_tokens": 3})
-    api = pd.DataFrame({"arm": API, "item_id": ids, "epoch": 0, "correct": api_ok, "score": api_ok.astype(float),
+    api = pd.DataFrame({"option": API, "item_id": ids, "epoch": 0, "correct": api_ok, "score": api_ok.astype(float),
                         "confidence": np.nan, "latency_s": rng.uniform(0.8, 2.0, n), "error": None,
                         "prompt_tokens": rng.integers(300, 500, n), "completion_tokens": 3})
     return pd.concat([local, api], ignore_index=True)
@@ -35,10 +35,10 @@ def synth(n: int = 1000, seed: int = 0, easy_share: float = 0.7) -> pd.DataFrame
 
 def tiny() -> pd.DataFrame:
     ids = ["a", "b", "c", "d", "e"]
-    local = pd.DataFrame({"arm": LOCAL, "item_id": ids, "epoch": 0, "correct": [True, True, False, False, True],
+    local = pd.DataFrame({"option": LOCAL, "item_id": ids, "epoch": 0, "correct": [True, True, False, False, True],
                           "confidence": [0.95, 0.7, 0.4, None, 0.9], "latency_s": [0.1, 0.2, 0.3, 0.4, 0.5],
                           "error": [None, None, None, "timeout", None]})
-    api = pd.DataFrame({"arm": API, "item_id": ids, "epoch": 0, "correct": [False, True, True, True, True],
+    api = pd.DataFrame({"option": API, "item_id": ids, "epoch": 0, "correct": [False, True, True, True, True],
                         "confidence": None, "latency_s": [1.0, 2.0, 3.0, 4.0, 5.0], "error": None,
                         "prompt_tokens": [1000, 2000, 3000, 4000, 5000], "completion_tokens": 500})
     df = pd.concat([local, api], ignore_index=True)
@@ -141,7 +141,7 @@ def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
     run_arm(snips, smol_arm, store=store, items=items)
     run_arm(snips, Oracle(), store=store, items=items)
     scores = score_responses(snips, store.responses(task=snips.name))
-    local_rows = scores[scores["arm"] == smol_arm.spec]
+    local_rows = scores[scores["option"] == smol_arm.spec]
     assert local_rows["confidence"].between(0, 1).all()  # llama.cpp gives the chosen label's probability
     sweep = sweep_cascade(scores, local_arm=smol_arm.spec, hosted_arm="oracle:gold", pricing=PRICING,
                           deployment=GPU, volume=10_000)
@@ -158,7 +158,7 @@ def test_api_only_row_does_not_stop_the_sequence_when_local_is_better():
     # it is the reference, not a candidate; a clearly better local model must still be recommended.
     rng = np.random.default_rng(3)
     scores = synth(n=100, seed=3)
-    local = scores["arm"] == LOCAL
+    local = scores["option"] == LOCAL
     scores.loc[local, "correct"] = rng.random(100) < 0.95
     scores.loc[~local, "correct"] = rng.random(100) < 0.5
     scores["score"] = scores["correct"].astype(float)

@@ -12,7 +12,7 @@ from kit.tasks.scoring import macro_f1, metrics, score_responses
 def _responses(task, answers, arm="x:y", errors=None):
     rows = []
     for n, (item, answer) in enumerate(answers):
-        rows.append({"arm": arm, "item_id": item.id, "epoch": 0, "answer": answer,
+        rows.append({"option": arm, "item_id": item.id, "epoch": 0, "answer": answer,
                      "error": (errors or {}).get(n), "parse_error": answer is None and not (errors or {}).get(n),
                      "latency_s": 0.1, "ttft_s": 0.05, "prompt_tokens": 10, "completion_tokens": 2,
                      "confidence": None})

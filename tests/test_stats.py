@@ -44,7 +44,7 @@ def score_table(arms: dict[str, np.ndarray], *, epochs: int = 1, seed: int = 0) 
         for e in range(epochs):
             row_correct = correct[e % correct.shape[0]]
             for i, c in enumerate(row_correct):
-                rows.append({"arm": arm, "item_id": f"item-{i}", "epoch": e, "correct": bool(c), "score": float(c),
+                rows.append({"option": arm, "item_id": f"item-{i}", "epoch": e, "correct": bool(c), "score": float(c),
                              "error": None, "parse_error": False, "answer": "a" if c else "b", "gold": "a",
                              "latency_s": float(rng.gamma(4, 0.1)), "ttft_s": 0.05,
                              "completion_tokens": 10, "prompt_tokens": 50})
@@ -398,10 +398,10 @@ def test_latency_test_with_ties_and_zeros():
 def test_latency_summary_against_numpy_and_scipy_bootstrap():
     rng = np.random.default_rng(19)
     df = score_table({REF: rng.random(300) < 0.8, LOCAL: rng.random(300) < 0.7})
-    df.loc[df["arm"] == LOCAL, "latency_s"] = np.round(df.loc[df["arm"] == LOCAL, "latency_s"], 2)  # ties
+    df.loc[df["option"] == LOCAL, "latency_s"] = np.round(df.loc[df["option"] == LOCAL, "latency_s"], 2)  # ties
     df.loc[df.index[-1], "latency_s"] = np.nan
-    r = latency_summary(df, n_resamples=3000).set_index("arm")
-    lat = df.loc[df["arm"] == REF, "latency_s"]
+    r = latency_summary(df, n_resamples=3000).set_index("option")
+    lat = df.loc[df["option"] == REF, "latency_s"]
     # pandas Series.quantile (linear interpolation, R type 7)
     assert r.loc[REF, "p95_s"] == pytest.approx(lat.quantile(0.95))
     boot = stats.bootstrap((lat.to_numpy(),), lambda x, axis=-1: np.quantile(x, 0.5, axis=axis), vectorized=True,
@@ -423,7 +423,7 @@ def test_accuracy_ci_and_metric_table_match_statsmodels_wilson():
     allc = accuracy_ci([1] * 7).iloc[0]  # all correct, fewer than 10 items
     assert allc["ci_high"] == 1.0 and allc["ci_low"] == pytest.approx(proportion_confint(7, 7, method="wilson")[0])
     df = score_table({REF: np.r_[np.ones(40), np.zeros(10)], LOCAL: np.r_[np.ones(30), np.zeros(20)]})
-    t = metric_table(df).set_index("arm")
+    t = metric_table(df).set_index("option")
     assert (t.loc[LOCAL, "accuracy_ci_low"], t.loc[LOCAL, "accuracy_ci_high"]) == pytest.approx(
         proportion_confint(30, 50, method="wilson"))
 
@@ -432,11 +432,11 @@ def test_errors_are_counted_and_kept_as_wrong():
     ref = np.ones(30, dtype=bool)
     local = np.ones(30, dtype=bool)
     df = score_table({REF: ref, LOCAL: local})
-    bad = df.index[(df["arm"] == LOCAL) & df["item_id"].isin(["item-1", "item-2", "item-3"])]
+    bad = df.index[(df["option"] == LOCAL) & df["item_id"].isin(["item-1", "item-2", "item-3"])]
     df.loc[bad[:2], ["correct", "score", "error"]] = [False, 0.0, "HTTP 500"]
     df.loc[bad[2], ["correct", "score", "parse_error", "answer"]] = [False, 0.0, True, None]
-    df = df.drop(df.index[(df["arm"] == LOCAL) & (df["item_id"] == "item-9")])  # never answered
-    e = errors_table(df).set_index("arm")
+    df = df.drop(df.index[(df["option"] == LOCAL) & (df["item_id"] == "item-9")])  # never answered
+    e = errors_table(df).set_index("option")
     assert (e.loc[LOCAL, "n_errors"], e.loc[LOCAL, "n_parse_errors"], e.loc[LOCAL, "n_missing_items"]) == (2, 1, 1)
     assert e.loc[LOCAL, "top_error"] == "HTTP 500" and e.loc[REF, "n_failed"] == 0
     c = compare_arms(df, reference=REF, n_resamples=1000).iloc[0]
@@ -457,13 +457,13 @@ def test_compare_arms_three_candidates_with_holm():
     better = np.where(rng.random(800) < 0.4, True, ref)  # gains about 13 points
     df = score_table({REF: ref, "local:close": close, "local:bad": bad, "local:better": better})
     out = compare_arms(df, reference=REF, margin=0.03, n_resamples=2000)
-    assert list(out["arm"]) == ["local:close", "local:bad", "local:better"]
+    assert list(out["option"]) == ["local:close", "local:bad", "local:better"]
     assert list(out["conclusion"]) == ["non-inferior", "inferior", "superior"]
     # statsmodels multipletests(method="holm") on the non-inferiority p-values
     assert out["p_noninferiority_adj"].to_numpy() == pytest.approx(multipletests(out["p_noninferiority"], method="holm")[1])
     assert (out["survives_adjustment"] == (out["conclusion"] == out["conclusion_adjusted"])).all()
     for _, r in out.iterrows():
-        cand = df.loc[df["arm"] == r["arm"], "correct"].to_numpy()
+        cand = df.loc[df["option"] == r["option"], "correct"].to_numpy()
         table = pd.crosstab(cand, ref).reindex(index=[True, False], columns=[True, False], fill_value=0)
         assert (r["b10"], r["b01"]) == (table.loc[True, False], table.loc[False, True])
         # statsmodels mcnemar(exact=True) on the same table
@@ -507,12 +507,12 @@ def test_compare_arms_with_few_items_is_inconclusive():
     with pytest.raises(ConfigError, match="reference arm"):
         compare_arms(df, reference="nope")
     with pytest.raises(ConfigError, match="only the reference"):
-        compare_arms(df[df["arm"] == REF], reference=REF)
+        compare_arms(df[df["option"] == REF], reference=REF)
 
 
 def test_compare_arms_fractional_scores_and_epochs():
     df = score_table({REF: np.ones(50, bool), LOCAL: np.ones(50, bool)}, epochs=2)
-    df.loc[(df["arm"] == LOCAL) & (df["epoch"] == 1) & (df["item_id"] == "item-0"), ["correct", "score"]] = [False, 0.0]
+    df.loc[(df["option"] == LOCAL) & (df["epoch"] == 1) & (df["item_id"] == "item-0"), ["correct", "score"]] = [False, 0.0]
     wide = pair_arms(df, arms=[LOCAL, REF])
     assert wide.loc["item-0", LOCAL] == 0.5
     r = compare_arms(df, reference=REF, n_resamples=500).iloc[0]
@@ -530,8 +530,8 @@ def test_epoch_variation_reports_spread_and_changing_verdicts():
     e1 = ref.copy()
     e1[np.flatnonzero(ref)[:40]] = False  # second epoch of the candidate loses 10 points
     df = score_table({REF: ref, LOCAL: np.vstack([e0, e1])}, epochs=2)
-    out = epoch_variation(df, reference=REF, margin=0.02).set_index("arm")
-    vals = df[df["arm"] == LOCAL].groupby("epoch")["score"].mean()
+    out = epoch_variation(df, reference=REF, margin=0.02).set_index("option")
+    vals = df[df["option"] == LOCAL].groupby("epoch")["score"].mean()
     assert out.loc[LOCAL, "value_sd"] == pytest.approx(statistics.stdev(vals))  # stdlib statistics.stdev
     assert out.loc[LOCAL, "item_flip_rate"] == pytest.approx(40 / 400)
     assert out.loc[LOCAL, "conclusion_changes"] == True  # noqa: E712
@@ -553,15 +553,15 @@ def test_cli_compare_prints_table(tmp_path, capsys):
     args = parser.parse_args(["stats", "compare", str(path), "--reference", REF, "--resamples", "1000", "--format", "csv"])
     assert args.func(args) == 0
     table = pd.read_csv(pd.io.common.StringIO(capsys.readouterr().out))
-    assert table.loc[0, "arm"] == LOCAL and table.loc[0, "b10"] == int((cand & ~ref).sum())
+    assert table.loc[0, "option"] == LOCAL and table.loc[0, "b10"] == int((cand & ~ref).sum())
     args = parser.parse_args(["stats", "errors", str(path)])
     assert args.func(args) == 0 and "treated_as" in capsys.readouterr().out
 
 
 def test_score_table_checks():
     with pytest.raises(ConfigError, match="lacks columns"):
-        metric_table(pd.DataFrame({"arm": ["a"], "item_id": [1]}))
-    dup = pd.DataFrame({"arm": ["a", "a"], "item_id": [1, 1], "correct": [True, False]})
+        metric_table(pd.DataFrame({"option": ["a"], "item_id": [1]}))
+    dup = pd.DataFrame({"option": ["a", "a"], "item_id": [1, 1], "correct": [True, False]})
     with pytest.raises(ConfigError, match="duplicate"):
         metric_table(dup)
     with pytest.raises(ConfigError, match="alpha"):

@@ -16,7 +16,7 @@ from statsmodels.stats.weightstats import DescrStatsW
 from kit import stats
 from kit.errors import ConfigError
 
-STANDARD = ["arm", "reference", "n_items", "metric", "candidate_value", "candidate_ci_low", "candidate_ci_high",
+STANDARD = ["option", "reference", "n_items", "metric", "candidate_value", "candidate_ci_low", "candidate_ci_high",
             "reference_value", "reference_ci_low", "reference_ci_high", "difference", "diff_ci_low", "diff_ci_high",
             "lower_bound", "conclusion", "conclusion_adjusted", "qualifies", "better", "n_needed", "statement"]
 
@@ -59,7 +59,7 @@ def test_score_noninferiority_is_the_paired_t_test_of_statsmodels():
     rng = np.random.default_rng(7)
     ref = rng.uniform(0.3, 0.9, 80)
     cand = np.clip(ref + rng.normal(-0.01, 0.08, 80), 0, 1)
-    table = stats.compare_scores(pd.DataFrame({"arm": ["api"] * 80 + ["local"] * 80, "item_id": list(range(80)) * 2,
+    table = stats.compare_scores(pd.DataFrame({"option": ["api"] * 80 + ["local"] * 80, "item_id": list(range(80)) * 2,
                                                "score": np.r_[ref, cand]}), reference="api", margin=0.05,
                                  n_resamples=2000)
     row = table.iloc[0]
@@ -70,7 +70,7 @@ def test_score_noninferiority_is_the_paired_t_test_of_statsmodels():
     lo, hi = DescrStatsW(cand).tconfint_mean(alpha=0.05)
     assert (row["candidate_ci_low"], row["candidate_ci_high"]) == pytest.approx((lo, hi))
     assert row["wilcoxon_p"] == pytest.approx(sp.wilcoxon(cand, ref).pvalue)
-    assert list(table.columns[:3]) == ["arm", "reference", "n_items"] and set(STANDARD) <= set(table.columns)
+    assert list(table.columns[:3]) == ["option", "reference", "n_items"] and set(STANDARD) <= set(table.columns)
 
 
 def test_mean_difference_bootstrap_agrees_with_scipy():
@@ -100,11 +100,11 @@ def test_compare_scores_holm_gaps_and_missing():
     n = 40
     rng = np.random.default_rng(5)
     ref = rng.uniform(0.4, 0.8, n)
-    rows = [{"arm": "api", "item_id": i, "score": ref[i]} for i in range(n)]
-    rows += [{"arm": "same", "item_id": i, "score": ref[i]} for i in range(n)]
-    rows += [{"arm": "bad", "item_id": i, "score": max(0.0, ref[i] - 0.3)} for i in range(n - 2)]  # 2 never answered
+    rows = [{"option": "api", "item_id": i, "score": ref[i]} for i in range(n)]
+    rows += [{"option": "same", "item_id": i, "score": ref[i]} for i in range(n)]
+    rows += [{"option": "bad", "item_id": i, "score": max(0.0, ref[i] - 0.3)} for i in range(n - 2)]  # 2 never answered
     rows[3]["score"] = float("nan")  # the judge gave no grade for the reference on item 3: a gap for everyone
-    table = stats.compare_scores(pd.DataFrame(rows), reference="api", margin=0.02, n_resamples=1000).set_index("arm")
+    table = stats.compare_scores(pd.DataFrame(rows), reference="api", margin=0.02, n_resamples=1000).set_index("option")
     assert table.loc["same", "conclusion_adjusted"] == "non-inferior" and table.loc["same", "qualifies"]
     assert table.loc["bad", "conclusion_adjusted"] == "inferior" and not table.loc["bad", "qualifies"]
     assert table.loc["bad", "n_needed"] == math.inf
@@ -140,15 +140,15 @@ def test_compare_agreement_table():
     gold = ["a", "b", "c", "a", "b"] * 20
     good = list(gold)
     poor = [g if i % 4 else "c" for i, g in enumerate(gold)]
-    rows = [{"arm": "api", "item_id": i, "answer": g, "gold": g, "correct": True, "score": 1.0} for i, g in enumerate(gold)]
-    rows += [{"arm": "good", "item_id": i, "answer": a, "gold": g, "correct": a == g, "score": float(a == g)}
+    rows = [{"option": "api", "item_id": i, "answer": g, "gold": g, "correct": True, "score": 1.0} for i, g in enumerate(gold)]
+    rows += [{"option": "good", "item_id": i, "answer": a, "gold": g, "correct": a == g, "score": float(a == g)}
              for i, (a, g) in enumerate(zip(good, gold))]
-    rows += [{"arm": "poor", "item_id": i, "answer": a, "gold": g, "correct": a == g, "score": float(a == g)}
+    rows += [{"option": "poor", "item_id": i, "answer": a, "gold": g, "correct": a == g, "score": float(a == g)}
              for i, (a, g) in enumerate(zip(poor, gold))]
-    table = stats.compare_agreement(pd.DataFrame(rows), reference="api", target=0.95).set_index("arm")
+    table = stats.compare_agreement(pd.DataFrame(rows), reference="api", target=0.95).set_index("option")
     assert table.loc["good", "qualifies"] and table.loc["good", "kappa"] == pytest.approx(1.0)
     assert table.loc["poor", "conclusion_adjusted"] == "below the bar" and not table.loc["poor", "qualifies"]
-    assert not table["better"].any() and set(STANDARD) - {"arm"} <= set(table.columns)
+    assert not table["better"].any() and set(STANDARD) - {"option"} <= set(table.columns)
     assert table.loc["poor", "n_disagreements"] == sum(a != g for a, g in zip(poor, gold))
     with pytest.raises(ConfigError, match="target"):
         stats.agreement_test(9, 10, target=95)

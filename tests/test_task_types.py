@@ -19,7 +19,7 @@ def _rows(task, n=30):
     """An "api" arm that always gives the gold answer and a "local" one wrong on every third item."""
     items = task.test[:n]
     wrong = {"classification": "play_music", "extraction": {"breach_type": [], "location": [], "individuals_affected": 0}}
-    return pd.DataFrame([{"arm": arm, "item_id": i.id, "epoch": 0, "error": None, "parse_error": False,
+    return pd.DataFrame([{"option": arm, "item_id": i.id, "epoch": 0, "error": None, "parse_error": False,
                           "answer": i.gold if (arm == "api" or k % 3) else wrong[task.kind]}
                          for arm in ("api", "local") for k, i in enumerate(items)])
 
@@ -28,7 +28,7 @@ def _rows(task, n=30):
 def test_label_and_field_types_compare_paired_accuracy_or_agreement(name):
     task = load_task(name, folder=ROOT / "datasets")
     rows = _rows(task)
-    local = rows[rows["arm"] == "local"]
+    local = rows[rows["option"] == "local"]
     right = sum(a == task.item(i).gold for a, i in zip(local["answer"], local["item_id"]))
     assert 0 < right < 30
     scores = score_responses(task, rows)
@@ -50,7 +50,7 @@ def test_label_and_field_types_compare_paired_accuracy_or_agreement(name):
 def test_free_text_compares_scores_with_or_without_references(tmp_path):
     task = load_task("aclsum-outcomes", folder=ROOT / "datasets")
     items = task.test[:12]
-    scores = pd.DataFrame([{"arm": arm, "item_id": i.id, "epoch": 0, "score": 0.8 if arm == "api" else 0.6 + k % 2 * 0.3,
+    scores = pd.DataFrame([{"option": arm, "item_id": i.id, "epoch": 0, "score": 0.8 if arm == "api" else 0.6 + k % 2 * 0.3,
                             "correct": True, "error": None, "parse_error": False, "gap": None}
                            for arm in ("api", "local") for k, i in enumerate(items)])
     for labelled in (True, False):
@@ -66,10 +66,10 @@ def test_agreement_is_the_type_s_own(snips, hhs):
     labels = snips.type.labels
     ref = [i.gold for i in items]
     cand = [labels[(k * 5) % 7] if k % 4 == 0 else g for k, g in enumerate(ref)]
-    rows = pd.DataFrame([{"arm": arm, "item_id": i.id, "answer": a}
+    rows = pd.DataFrame([{"option": arm, "item_id": i.id, "answer": a}
                          for arm, answers in (("api", ref), ("local", cand), ("copy", ref))
                          for i, a in zip(items, answers)])
-    table = snips.type.agreement(rows, reference="api").set_index("arm")
+    table = snips.type.agreement(rows, reference="api").set_index("option")
     assert sorted(table.index) == ["copy", "local"] and set(table["level"]) == {"overall"}
     assert table.loc["local", "kappa"] == pytest.approx(cohen_kappa_score(cand, ref))
     assert table.loc["copy", "kappa"] == pytest.approx(1.0)

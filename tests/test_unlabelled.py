@@ -47,7 +47,7 @@ def test_agreement_bar_on_snips_without_labels(snips_unlabelled, snips, smol_arm
     gaps = scores[scores["gap"].notna()]
     assert set(gaps["item_id"]) == missing and set(gaps["gap"]) == {"error: not in replay file"}
 
-    table = compare_options(task, scores, reference=api.spec, agreement_target=0.8).set_index("arm")
+    table = compare_options(task, scores, reference=api.spec, agreement_target=0.8).set_index("option")
     assert set(table["kind"]) == {"agreement"}
     good, small = table.loc[copy.spec], table.loc[smol_arm.spec]
     # 18 of 18 agree: the one-sided exact 95% lower bound is 0.05 ** (1 / 18) = 0.847 > 0.8
@@ -58,15 +58,15 @@ def test_agreement_bar_on_snips_without_labels(snips_unlabelled, snips, smol_arm
     assert "not correctness" in small["statement"] and "2 item(s) have no reference answer" in small["statement"]
     assert -1 <= small["kappa"] <= 1
 
-    table_at_95 = compare_options(task, scores, reference=api.spec).set_index("arm")
+    table_at_95 = compare_options(task, scores, reference=api.spec).set_index("option")
     assert table_at_95.loc[copy.spec, "conclusion_adjusted"] == "inconclusive"  # 18 items cannot show 95%
     assert table_at_95.loc[copy.spec, "n_needed"] > N
 
     dis = disagreements(task, scores, reference=api.spec)
-    first = dis[dis["arm"] == smol_arm.spec]
+    first = dis[dis["option"] == smol_arm.spec]
     assert len(first) == small["n_disagreements"] and (first["answer"] != first["reference_answer"]).all()
     assert first["text"].str.len().gt(0).all()
-    tail = dis[dis["arm"] == "(every option)"]
+    tail = dis[dis["option"] == "(every option)"]
     assert set(tail["item_id"]) == missing and dis.index[-1] == tail.index[-1]
 
 
@@ -74,11 +74,11 @@ def test_unlabelled_extraction_scores_against_the_reference(hhs):
     task = load_task("hhs-breach-triage", folder=ROOT / "datasets", ignore_labels=True)
     items = task.test[:3]
     ans = [{"breach_type": ["Theft"], "location": ["Laptop"], "individuals_affected": 500 + n} for n in range(3)]
-    rows = [{"arm": "api", "item_id": i.id, "epoch": 0, "answer": a, "error": None, "parse_error": False}
+    rows = [{"option": "api", "item_id": i.id, "epoch": 0, "answer": a, "error": None, "parse_error": False}
             for i, a in zip(items, ans)]
-    rows += [{"arm": "local", "item_id": i.id, "epoch": 0, "answer": dict(a, individuals_affected=500),
+    rows += [{"option": "local", "item_id": i.id, "epoch": 0, "answer": dict(a, individuals_affected=500),
               "error": None, "parse_error": False} for i, a in zip(items, ans)]
-    scores = score_unlabelled(task, pd.DataFrame(rows), reference="api").set_index(["arm", "item_id"])
+    scores = score_unlabelled(task, pd.DataFrame(rows), reference="api").set_index(["option", "item_id"])
     local = scores.loc["local"]
     assert [local.loc[i.id, "correct"] for i in items] == [True, False, False]  # only the first count matches
     assert local.loc[items[1].id, "score"] == pytest.approx(2 / 3)
@@ -88,7 +88,7 @@ def test_unlabelled_extraction_scores_against_the_reference(hhs):
 
 def test_compare_options_dispatches_and_refuses_gold_scores_without_labels(snips_unlabelled, snips):
     items = snips.test[:30]
-    rows = [{"arm": arm, "item_id": i.id, "epoch": 0, "answer": i.gold if (arm == "api" or n % 3) else "play_music",
+    rows = [{"option": arm, "item_id": i.id, "epoch": 0, "answer": i.gold if (arm == "api" or n % 3) else "play_music",
              "error": None, "parse_error": False} for arm in ("api", "local") for n, i in enumerate(items)]
     labelled = compare_options(snips, score_responses(snips, pd.DataFrame(rows)), reference="api", n_resamples=500)
     assert labelled["kind"].item() == "paired accuracy" and "b10" in labelled

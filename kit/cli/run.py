@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> None:
+    from kit.columns import Col
     from kit.paths import default_store
     from kit.tasks.scoring import metrics, score_responses
     from kit.run.store import Store
@@ -69,7 +70,7 @@ def cmd_results(args: argparse.Namespace) -> None:
     hashes = {item.id: prompt_hash(build_request(task, item)) for item in task.test}
     with Store(args.store or default_store()) as store:
         scores = score_responses(task, store.responses(task=task.name, epoch=args.epoch, prompt_hashes=hashes))
-    table = metrics(task, scores)
+    table = metrics(task, scores).rename(columns={Col.OPTION: Col.ARM})  # here every option is an arm spec
     print_table(table, as_json=args.json)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from kit.errors import ConfigError
+from kit.columns import Col
 
 
 def _read(path: str) -> pd.DataFrame:
@@ -30,8 +31,8 @@ def _emit(table: pd.DataFrame, fmt: str) -> None:
         print(table.to_csv(index=False), end="")
     else:
         with pd.option_context("display.max_columns", None, "display.width", 200):
-            print(table.drop(columns=["statement"], errors="ignore").to_string(index=False))
-            for text in table.get("statement", []):
+            print(table.drop(columns=[Col.STATEMENT], errors="ignore").to_string(index=False))
+            for text in table.get(Col.STATEMENT, []):
                 print("\n" + text)
 
 

@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+from kit.columns import Col
 
 
 def _crossing(a: CostOption, b: CostOption, pa: Any, pb: Any, grid: np.ndarray) -> np.ndarray:
@@ -75,12 +76,12 @@ def break_even(options: Sequence[CostOption], *, max_volume: float = 1e10, n_dra
             else:
                 words = (f"{cheaper_low} is cheaper than {other} at every volume up to {max_volume:,.0f} "
                          f"items/month ({ok.size / n_draws:.0%} of draws cross).")
-            rows.append({"option_a": a.name, "option_b": b.name, "break_even_volume": point, "low": float(lo),
-                         "high": float(hi), "ci_level": ci, "share_of_draws_crossing": ok.size / n_draws,
-                         "cheaper_below": cheaper_low, "cheaper_above": other if np.isfinite(point) else cheaper_low,
-                         "statement": words})
-    return pd.DataFrame(rows, columns=["option_a", "option_b", "break_even_volume", "low", "high", "ci_level",
-                                       "share_of_draws_crossing", "cheaper_below", "cheaper_above", "statement"])
+            rows.append({Col.OPTION_A: a.name, Col.OPTION_B: b.name, Col.BREAK_EVEN_VOLUME: point, Col.LOW: float(lo),
+                         Col.HIGH: float(hi), Col.CI_LEVEL: ci, Col.SHARE_OF_DRAWS_CROSSING: ok.size / n_draws,
+                         Col.CHEAPER_BELOW: cheaper_low, Col.CHEAPER_ABOVE: other if np.isfinite(point) else cheaper_low,
+                         Col.STATEMENT: words})
+    return pd.DataFrame(rows, columns=[Col.OPTION_A, Col.OPTION_B, Col.BREAK_EVEN_VOLUME, Col.LOW, Col.HIGH, Col.CI_LEVEL,
+                                       Col.SHARE_OF_DRAWS_CROSSING, Col.CHEAPER_BELOW, Col.CHEAPER_ABOVE, Col.STATEMENT])
 
 
 def cost_curve(options: Sequence[CostOption], *, volumes: Sequence[float] | None = None, n_draws: int = 500,
@@ -94,8 +95,8 @@ def cost_curve(options: Sequence[CostOption], *, volumes: Sequence[float] | None
     for opt in options:
         draws = opt.monthly(vols[None, :], _col(opt.sample(n_draws, seed=seed)))
         lo, hi = np.quantile(draws, [(1 - ci) / 2, (1 + ci) / 2], axis=0)
-        frames.append(pd.DataFrame({"volume": vols, "option": opt.name, "kind": opt.kind,
-                                    "monthly_cost": opt.monthly(vols), "cost_low": lo, "cost_high": hi}))
+        frames.append(pd.DataFrame({Col.VOLUME: vols, Col.OPTION: opt.name, Col.KIND: opt.kind,
+                                    Col.MONTHLY_COST: opt.monthly(vols), Col.COST_LOW: lo, Col.COST_HIGH: hi}))
     return pd.concat(frames, ignore_index=True)
 
 

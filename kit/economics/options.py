@@ -19,6 +19,7 @@ import pandas as pd
 
 from kit.errors import ConfigError
 from kit.economics.prices import ModelPrice, model_price
+from kit.columns import Col
 
 HOURS_PER_MONTH = 730.0  # 365.25 * 24 / 12, rounded as cloud providers do
 
@@ -163,19 +164,19 @@ class CostOption:
 
 def _rows(scores: pd.DataFrame, arm: str | None, where: str) -> pd.DataFrame:
     if arm is None:
-        arms = scores["arm"].unique() if "arm" in scores.columns else []
+        arms = scores[Col.OPTION].unique() if Col.OPTION in scores.columns else []
         if len(arms) > 1:
             raise ConfigError(f"the score table holds several arms {sorted(arms)}", where=where,
                               fix="pass arm=... to choose one")
         return scores
-    rows = scores[scores["arm"] == arm]
+    rows = scores[scores[Col.OPTION] == arm]
     if rows.empty:
-        raise ConfigError(f"no rows for arm {arm!r}", where=where, fix=f"choose among {sorted(scores['arm'].unique())}")
+        raise ConfigError(f"no rows for arm {arm!r}", where=where, fix=f"choose among {sorted(scores[Col.OPTION].unique())}")
     return rows
 
 
 def _withheld(rows: pd.DataFrame) -> pd.Series:
-    err = rows["error"] if "error" in rows.columns else pd.Series(None, index=rows.index)
+    err = rows[Col.ERROR] if "error" in rows.columns else pd.Series(None, index=rows.index)
     return err.astype("string").str.startswith("withheld:").fillna(False).astype(bool)
 
 
@@ -185,7 +186,7 @@ def api_item_costs(scores: pd.DataFrame, *, pricing: ApiPricing, arm: str | None
     Withheld items were never sent and cost nothing; a call without token counts (a failed call)
     is counted at zero cost.
 
-    >>> df = pd.DataFrame({"arm": "a", "item_id": ["1"], "epoch": 0, "prompt_tokens": [1000], "completion_tokens": [100]})
+    >>> df = pd.DataFrame({"option": "a", "item_id": ["1"], "epoch": 0, "prompt_tokens": [1000], "completion_tokens": [100]})
     >>> round(api_item_costs(df, pricing=ApiPricing("gpt-4o-mini"))["cost_usd"].item(), 6)
     0.00021
     """
@@ -194,13 +195,13 @@ def api_item_costs(scores: pd.DataFrame, *, pricing: ApiPricing, arm: str | None
     cached_price = price.cached_input_per_m if price.cached_input_per_m is not None else price.input_per_m
     in_per_m = (1 - pricing.cached_share) * price.input_per_m + pricing.cached_share * cached_price
     factor = (1 - price.batch_discount) if pricing.batch else 1.0
-    p_tok = pd.to_numeric(rows.get("prompt_tokens"), errors="coerce").fillna(0.0)
-    c_tok = pd.to_numeric(rows.get("completion_tokens"), errors="coerce").fillna(0.0)
+    p_tok = pd.to_numeric(rows.get(Col.PROMPT_TOKENS), errors="coerce").fillna(0.0)
+    c_tok = pd.to_numeric(rows.get(Col.COMPLETION_TOKENS), errors="coerce").fillna(0.0)
     sent = ~_withheld(rows)
     cost = (p_tok * in_per_m + c_tok * price.output_per_m) / 1e6 * factor * sent
-    return pd.DataFrame({"arm": rows["arm"].to_numpy(), "item_id": rows["item_id"].to_numpy(),
-                         "epoch": rows["epoch"].to_numpy() if "epoch" in rows else 0,
-                         "prompt_tokens": p_tok.to_numpy(), "completion_tokens": c_tok.to_numpy(),
+    return pd.DataFrame({Col.OPTION: rows[Col.OPTION].to_numpy(), Col.ITEM_ID: rows[Col.ITEM_ID].to_numpy(),
+                         Col.EPOCH: rows[Col.EPOCH].to_numpy() if "epoch" in rows else 0,
+                         Col.PROMPT_TOKENS: p_tok.to_numpy(), Col.COMPLETION_TOKENS: c_tok.to_numpy(),
                          "cost_usd": cost.to_numpy(dtype=float), "sent": sent.to_numpy()})
 
 
@@ -220,20 +221,20 @@ def measured_throughput(scores: pd.DataFrame, *, arm: str | None = None, concurr
 
     Columns: arm, n, concurrency, mean_latency_s, items_per_s, items_per_hour.
 
-    >>> df = pd.DataFrame({"arm": "a", "item_id": range(4), "latency_s": [0.5, 0.5, 1.5, 1.5]})
+    >>> df = pd.DataFrame({"option": "a", "item_id": range(4), "latency_s": [0.5, 0.5, 1.5, 1.5]})
     >>> measured_throughput(df, concurrency=2)["items_per_s"].item()
     2.0
     """
     lat = _latencies(scores, arm, "kit.economics.measured_throughput")
     rate = concurrency / float(lat.mean())
-    return pd.DataFrame([{"arm": arm if arm is not None else str(scores["arm"].iloc[0]), "n": lat.size,
+    return pd.DataFrame([{Col.OPTION: arm if arm is not None else str(scores[Col.OPTION].iloc[0]), Col.N: lat.size,
                           "concurrency": concurrency, "mean_latency_s": float(lat.mean()),
-                          "items_per_s": rate, "items_per_hour": rate * 3600}])
+                          Col.ITEMS_PER_S: rate, "items_per_hour": rate * 3600}])
 
 
 def _latencies(scores: pd.DataFrame, arm: str | None, where: str) -> np.ndarray:
     rows = _rows(scores, arm, where)
-    lat = pd.to_numeric(rows.get("latency_s"), errors="coerce").to_numpy(dtype=float)
+    lat = pd.to_numeric(rows.get(Col.LATENCY_S), errors="coerce").to_numpy(dtype=float)
     lat = lat[np.isfinite(lat) & (lat > 0)]
     if lat.size == 0:
         raise ConfigError("no measured latencies", where=where,
@@ -250,7 +251,7 @@ def local_option(name: str, scores: pd.DataFrame, *, deployment: LocalDeployment
     (:func:`kit.run.sweep.choose_goodput`: ``items_per_s=goodput.items_per_s, basis=goodput.basis``);
     the rows' latencies then only carry the items' variation into the bootstrap.
 
-    >>> rows = pd.DataFrame({"arm": "a", "item_id": range(4), "latency_s": [0.5, 0.5, 1.5, 1.5]})
+    >>> rows = pd.DataFrame({"option": "a", "item_id": range(4), "latency_s": [0.5, 0.5, 1.5, 1.5]})
     >>> local_option("local", rows, deployment=LocalDeployment(1.0), items_per_s=7.5,
     ...              basis="at batch 8").point()
     7.5
@@ -304,10 +305,10 @@ def cost_table(options: Sequence[CostOption], *, volume: float,
         rate = local[0][0].point() if local else None
         hours = (volume * local[0][1] / (rate * 3600 * local[0][0].deployment.utilisation)) if local else None
         per_item = total / volume if volume > 0 else float("nan")
-        rows.append({"option": opt.name, "kind": opt.kind, "monthly_volume": float(volume), "monthly_cost": total,
-                     "fixed_cost": sum(p.deployment.fixed_monthly for p, _ in local), "cost_per_item": per_item,
-                     "accuracy": acc, "cost_per_1k_correct": 1000 * per_item / acc if acc else float("nan"),
-                     "items_per_s": rate, "machine_hours": hours, "basis": opt.basis})
+        rows.append({Col.OPTION: opt.name, Col.KIND: opt.kind, Col.MONTHLY_VOLUME: float(volume), Col.MONTHLY_COST: total,
+                     Col.FIXED_COST: sum(p.deployment.fixed_monthly for p, _ in local), Col.COST_PER_ITEM: per_item,
+                     Col.ACCURACY: acc, Col.COST_PER_1K_CORRECT: 1000 * per_item / acc if acc else float("nan"),
+                     Col.ITEMS_PER_S: rate, Col.MACHINE_HOURS: hours, Col.BASIS: opt.basis})
     return pd.DataFrame(rows)
 
 

@@ -26,6 +26,7 @@ from kit.experiment import Experiment, Option
 from kit.pipeline.quality import floor_of, floor_table, task_of
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
+from kit.columns import Col
 
 
 def pricing_of(option: Option) -> ApiPricing:
@@ -66,7 +67,7 @@ def goodput_of(folder: RunFolder, option: Option, task: str) -> Goodput | None:
     if not folder.has(Table.THROUGHPUT, task=task):
         return None
     rows = folder.table(Table.THROUGHPUT, task=task)
-    rows = rows[rows["option"] == option.name]
+    rows = rows[rows[Col.OPTION] == option.name]
     return choose_goodput(rows, latency_target_s=folder.experiment().latency_target_s) if not rows.empty else None
 
 
@@ -140,8 +141,8 @@ def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[
         return pd.DataFrame(), {}
     sweeps, choices = [], {}
     for o in exp.candidates:
-        rows = scores[scores["arm"] == o.name]
-        if not o.self_hosted or o.name not in options or rows.empty or rows["confidence"].isna().all():
+        rows = scores[scores[Col.OPTION] == o.name]
+        if not o.self_hosted or o.name not in options or rows.empty or rows[Col.CONFIDENCE].isna().all():
             continue
         sweep = sweep_cascade(scores, local_arm=o.name, hosted_arm=ref.name, pricing=pricing_of(ref),
                               deployment=deployment_of(o, exp, train_seconds=_train_seconds(folder, o, task)),
@@ -177,7 +178,7 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         goodputs: dict[str, dict[str, Any]] = {}
         unpriced = []
         for o in exp.options_for(name):
-            if o.name not in set(scores["arm"]):
+            if o.name not in set(scores[Col.OPTION]):
                 continue
             goodput = goodput_of(folder, o, name) if o.self_hosted else None
             if goodput is not None:
@@ -185,20 +186,20 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
             try:
                 options[o.name] = cost_option(o, scores, folder=folder, task=name, goodput=goodput)
             except ConfigError as exc:  # e.g. recorded outputs without latencies: no throughput to price
-                unpriced.append({"option": o.name, "where": o.where.value, "basis": f"not priced: {exc.problem}"})
+                unpriced.append({Col.OPTION: o.name, Col.WHERE: o.where.value, Col.BASIS: f"not priced: {exc.problem}"})
                 continue
             low, high = monthly_band(options[o.name], exp.monthly_volume)
-            extra[o.name] = {"where": o.where.value, "cost_low": low, "cost_high": high,
-                             "measured_on": machine if o.self_hosted else ""}
+            extra[o.name] = {Col.WHERE: o.where.value, Col.COST_LOW: low, Col.COST_HIGH: high,
+                             Col.MEASURED_ON: machine if o.self_hosted else ""}
         table = pd.DataFrame()
         if options:
-            quality = scores.groupby("arm")["score"].mean().to_dict()
+            quality = scores.groupby(Col.OPTION)[Col.SCORE].mean().to_dict()
             table = cost_table(list(options.values()), volume=exp.monthly_volume, accuracy=quality)
             for column in ("where", "cost_low", "cost_high", "measured_on"):
-                table[column] = [extra[n][column] for n in table["option"]]
+                table[column] = [extra[n][column] for n in table[Col.OPTION]]
         table = pd.concat([table, pd.DataFrame(unpriced)], ignore_index=True) if unpriced else table
-        flags = scan_items([task.item(i) for i in scores["item_id"].unique()])
-        keep = list(flags.loc[flags["has_pii"], "item_id"]) if exp.privacy_required else []
+        flags = scan_items([task.item(i) for i in scores[Col.ITEM_ID].unique()])
+        keep = list(flags.loc[flags[Col.HAS_PII], Col.ITEM_ID]) if exp.privacy_required else []
         sweeps, choices = _cascades(folder, name, scores, options, keep)
         tables = {Table.COSTS: table,
                   Table.BREAK_EVEN: break_even(list(options.values())) if len(options) > 1 else pd.DataFrame(),

@@ -15,6 +15,7 @@ from kit.errors import ConfigError
 from kit.experiment import STANDIN_MODEL, Experiment, Option
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
+from kit.columns import Col
 
 
 def load_tasks(exp: Experiment) -> dict[str, Task]:
@@ -69,12 +70,12 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     for model, names in used.items():
         mf = resolve_model(model, pull=pull)
         info = read_gguf_info(mf.path)
-        rows.append({"model": mf.id, "used by": ", ".join(names), "quantisation": mf.quant or info.quant,
-                     "architecture": info.architecture, "parameters": info.parameter_count,
-                     "context_length": info.context_length, "size_mb": round(mf.size / 1e6, 1),
-                     "sha256": mf.sha256})
-    table = pd.DataFrame(rows, columns=["model", "used by", "quantisation", "architecture", "parameters",
-                                        "context_length", "size_mb", "sha256"])
+        rows.append({Col.MODEL: mf.id, "used by": ", ".join(names), Col.QUANTISATION: mf.quant or info.quant,
+                     Col.ARCHITECTURE: info.architecture, Col.PARAMETERS: info.parameter_count,
+                     Col.CONTEXT_LENGTH: info.context_length, Col.SIZE_MB: round(mf.size / 1e6, 1),
+                     Col.SHA256: mf.sha256})
+    table = pd.DataFrame(rows, columns=[Col.MODEL, "used by", Col.QUANTISATION, Col.ARCHITECTURE, Col.PARAMETERS,
+                                        Col.CONTEXT_LENGTH, Col.SIZE_MB, Col.SHA256])
     folder.save_experiment(exp)
     folder.save_doc(Doc.HARDWARE, fingerprint())
     folder.save_table(Table.MODELS, table)
@@ -101,7 +102,7 @@ def finetune_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
             data = {**result.to_dict(), "arm_spec": result.arm_spec}
             data.pop("train_item_ids", None)
             trained.setdefault(o.name, {})[name] = data
-            rows.append({"option": o.name, "task": name, "base": result.base, "steps": result.steps,
+            rows.append({Col.OPTION: o.name, Col.TASK: name, "base": result.base, "steps": result.steps,
                          "train items": result.n_train_items, "final loss": result.final_loss,
                          "training seconds": result.train_seconds, "device": result.device,
                          "reused": result.reused, "adapter sha256": result.adapter_sha256})

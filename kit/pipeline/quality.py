@@ -24,6 +24,7 @@ from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
 from kit.tasks.compare import compare_options, disagreements
 from kit.tasks.scoring import score_task
+from kit.columns import Col, RowKind
 
 
 def task_of(folder: RunFolder, name: str) -> Task:
@@ -39,7 +40,7 @@ def responses(folder: RunFolder, name: str) -> pd.DataFrame:
     with Store(folder.doc(Doc.STORE)["path"]) as db:
         for record in folder.runs(task=name):
             rows = db.rows(record.keys.values())
-            frames.append(rows.assign(arm=record.option))
+            frames.append(rows.assign(**{Col.OPTION: record.option}))
     if not frames:
         raise ConfigError(f"no option answered task {name!r} in this run", where=str(folder.path),
                           fix="run the answer stage (notebook 03) first")
@@ -55,40 +56,40 @@ def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
     verdicts = folder.table(Table.VERDICTS, task=name) if folder.has(Table.VERDICTS, task=name) else None
     rows = responses(folder, name)
     scores = score_task(task, rows, reference=exp.reference_name, verdicts=verdicts)
-    return scores.merge(warmups(rows), on=["arm", "item_id", "epoch"], how="left").assign(
-        warmup=lambda s: s["warmup"].fillna(False).astype(bool))
+    return scores.merge(warmups(rows), on=[Col.OPTION, Col.ITEM_ID, Col.EPOCH], how="left").assign(
+        warmup=lambda s: s[Col.WARMUP].fillna(False).astype(bool))
 
 
 def warmups(rows: pd.DataFrame) -> pd.DataFrame:
     """Which stored answers were their run's first call — the one that paid for loading the model or opening the
     connection: per option, the first answer each run stored (of those this report reads). Columns: arm, item_id, epoch,
     warmup."""
-    first = rows.sort_values("id").groupby(["arm", "run_id"], sort=False).head(1).index  # id: the order stored
-    return rows.assign(warmup=rows.index.isin(first))[["arm", "item_id", "epoch", "warmup"]].drop_duplicates(
-        ["arm", "item_id", "epoch"])
+    first = rows.sort_values(Col.ID).groupby([Col.OPTION, Col.RUN_ID], sort=False).head(1).index  # id: the order stored
+    return rows.assign(warmup=rows.index.isin(first))[[Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.WARMUP]].drop_duplicates(
+        [Col.OPTION, Col.ITEM_ID, Col.EPOCH])
 
 
 def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     """The rows that carry a score (a gap — no reference answer, no judge grade — is counted, not scored)."""
-    return scores[scores["score"].notna()] if "gap" in scores.columns else scores
+    return scores[scores[Col.SCORE].notna()] if "gap" in scores.columns else scores
 
 
 def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataFrame:
     """The type's metrics per option with intervals, and each trivial baseline on the same test items."""
     table = stats.metric_table(scores)
-    extra = pd.DataFrame([{"arm": arm, **task.type.summarise(group)} for arm, group in scores.groupby("arm")])
-    table = table.merge(extra, on="arm", how="left", suffixes=("", "_type"))
-    table.insert(1, "kind", "option")
+    extra = pd.DataFrame([{Col.OPTION: arm, **task.type.summarise(group)} for arm, group in scores.groupby(Col.OPTION)])
+    table = table.merge(extra, on=Col.OPTION, how="left", suffixes=("", "_type"))
+    table.insert(1, Col.KIND, RowKind.OPTION)
     rows = []
     by_id = {item.id: i for i, item in enumerate(task.test)}
-    asked = [by_id[i] for i in dict.fromkeys(scores["item_id"]) if i in by_id]  # the items the options answered
+    asked = [by_id[i] for i in dict.fromkeys(scores[Col.ITEM_ID]) if i in by_id]  # the items the options answered
     for b in baselines if asked else []:
         values = np.array([b.scores[j].score for j in asked])
         mean, low, high = stats.intervals.mean_ci(values)
-        rows.append({"arm": f"{b.name}", "kind": "baseline", "n_items": int(values.size), "mean_score": mean,
-                     "score_ci_low": low, "score_ci_high": high,
-                     "accuracy": float(np.mean([b.scores[j].correct for j in asked])),
-                     "statement": f"{b.name}: {b.answer} scores {100 * mean:.1f}%."})
+        rows.append({Col.OPTION: f"{b.name}", Col.KIND: RowKind.BASELINE, Col.N_ITEMS: int(values.size), Col.MEAN_SCORE: mean,
+                     Col.SCORE_CI_LOW: low, Col.SCORE_CI_HIGH: high,
+                     Col.ACCURACY: float(np.mean([b.scores[j].correct for j in asked])),
+                     Col.STATEMENT: f"{b.name}: {b.answer} scores {100 * mean:.1f}%."})
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
 
 
@@ -97,12 +98,12 @@ def floor_table(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
     rows = []
     by_id = {item.id: i for i, item in enumerate(task.test)}
     for b in task.type.baselines(task.train, task.test):
-        for arm, group in scores.groupby("arm", sort=False):
-            keep = group[group["item_id"].isin(by_id)]
-            values = keep["score"].to_numpy(dtype=float)
-            base = np.array([b.scores[by_id[i]].score for i in keep["item_id"]])
+        for arm, group in scores.groupby(Col.OPTION, sort=False):
+            keep = group[group[Col.ITEM_ID].isin(by_id)]
+            values = keep[Col.SCORE].to_numpy(dtype=float)
+            base = np.array([b.scores[by_id[i]].score for i in keep[Col.ITEM_ID]])
             test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})")
-            rows.append({"arm": arm, "baseline": b.name, "answer": b.answer, **test.iloc[0].to_dict()})
+            rows.append({Col.OPTION: arm, Col.BASELINE: b.name, Col.ANSWER: b.answer, **test.iloc[0].to_dict()})
     return pd.DataFrame(rows)
 
 
@@ -110,17 +111,17 @@ def floor_of(floor: pd.DataFrame, option: str) -> Floor | None:
     """An option against the trivial baselines, from a floor table: None when there are no baselines."""
     if floor.empty:
         return None
-    rows = floor[floor["arm"] == option]
-    failed = rows[~rows["passes"].astype(bool)]
+    rows = floor[floor[Col.OPTION] == option]
+    failed = rows[~rows[Col.PASSES].astype(bool)]
     if failed.empty:
         return Floor(passes=True)
     r = failed.iloc[0]
-    return Floor(passes=False, reason=f"not significantly better than {r['answer']} "
-                                      f"({pct(r['baseline_mean'])}, {p_words(r['p_value'])})")
+    return Floor(passes=False, reason=f"not significantly better than {r[Col.ANSWER]} "
+                                      f"({pct(r[Col.BASELINE_MEAN])}, {p_words(r[Col.P_VALUE])})")
 
 
 def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    wide = stats.pair_arms(scores, value="score")
+    wide = stats.pair_arms(scores, value=Col.SCORE)
     return stats.pairwise(wide, alpha=alpha) if wide.shape[1] > 1 else pd.DataFrame()
 
 

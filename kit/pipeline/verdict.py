@@ -22,6 +22,7 @@ from kit.pipeline.costs import hybrids_of
 from kit.pipeline.quality import floor_of, task_of
 from kit.stats import Conclusion
 from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.columns import Col, RowKind
 
 
 RANKING_COLUMNS = [f.name for f in fields(Ranked)]
@@ -58,27 +59,27 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
     goodputs = folder.doc(Doc.GOODPUT, task=task, default={})
     options = []
     for o in exp.options_for(task):
-        m = _row(metrics[metrics["kind"] == "option"], "arm", o.name)
-        c = _row(compare, "arm", o.name)
-        cost = _row(costs, "option", o.name)
-        lat, err = _row(latency, "arm", o.name), _row(errors, "arm", o.name)
+        m = _row(metrics[metrics[Col.KIND] == RowKind.OPTION], Col.OPTION, o.name)
+        c = _row(compare, Col.OPTION, o.name)
+        cost = _row(costs, Col.OPTION, o.name)
+        lat, err = _row(latency, Col.OPTION, o.name), _row(errors, Col.OPTION, o.name)
         served = goodputs.get(o.name) or {}
         is_ref = o.name == exp.reference_name
         options.append(OptionFacts(
             name=OptionKey(o.name), role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
-            n_items=int(m["n_items"]) if m else 0,
+            n_items=int(m[Col.N_ITEMS]) if m else 0,
             quality=_interval(m, "mean_score", "score_ci_low", "score_ci_high"),
-            conclusion=Conclusion(c["conclusion_adjusted"]) if c and not is_ref else None,
-            lower_bound=finite(c["lower_bound"]) if c else None,
-            n_needed=(math.inf if c and finite(c["n_needed"]) is None else finite(c["n_needed"])) if c else None,
+            conclusion=Conclusion(c[Col.CONCLUSION_ADJUSTED]) if c and not is_ref else None,
+            lower_bound=finite(c[Col.LOWER_BOUND]) if c else None,
+            n_needed=(math.inf if c and finite(c[Col.N_NEEDED]) is None else finite(c[Col.N_NEEDED])) if c else None,
             floor=floor_of(floor, o.name) if m else None,
             monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
             # priced at a load level of its sweep, an option is served with that level's p95
-            p95_s=(Interval(float(served["p95_latency_s"])) if served.get("load") is not None
+            p95_s=(Interval(float(served[Col.P95_LATENCY_S])) if served.get(Col.LOAD) is not None
                    else _interval(lat, "p95_s", "p95_ci_low", "p95_ci_high")),
-            error_rate=float(err["failed_rate"]) if err else 0.0,
+            error_rate=float(err[Col.FAILED_RATE]) if err else 0.0,
             ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
-            cost_basis=str(cost.get("basis", "")) if cost else ""))
+            cost_basis=str(cost.get(Col.BASIS, "")) if cost else ""))
     for h in hybrids_of(folder, task):
         first = exp.option(h.hybrid.first)
         options.append(OptionFacts(
@@ -91,13 +92,13 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             ops_hours=first.machine.ops_hours_per_month if first.machine else 0.0))
     correctness = t.type.comparison_kind(labelled=t.labelled).correctness
     pii = folder.table(Table.PII, task=task)
-    share = finite(pii.loc[pii["kind"] == "any", "share"].iloc[0]) if not pii.empty else None
+    share = finite(pii.loc[pii[Col.KIND] == "any", Col.SHARE].iloc[0]) if not pii.empty else None
     best_floor = ""
     if not floor.empty:
-        top = floor.sort_values("baseline_mean", ascending=False).iloc[0]
-        best_floor = f"{top['answer']} scores {pct(top['baseline_mean'])}"
+        top = floor.sort_values(Col.BASELINE_MEAN, ascending=False).iloc[0]
+        best_floor = f"{top[Col.ANSWER]} scores {pct(top[Col.BASELINE_MEAN])}"
     return Facts(task=task, volume=exp.monthly_volume, options=tuple(options), notes=tuple(_judge_notes(folder, task)),
-                 pairs=tuple(PairFacts(OptionKey(r["a"]), OptionKey(r["b"]), float(r["difference"]), float(r["p_holm"]))
+                 pairs=tuple(PairFacts(OptionKey(r[Col.A]), OptionKey(r[Col.B]), float(r[Col.DIFFERENCE]), float(r[Col.P_HOLM]))
                              for r in pairs.to_dict("records")) if not pairs.empty else (),
                  metric=t.type.metrics[0] if correctness else "agreement with the reference",
                  labelled=correctness,
@@ -110,16 +111,16 @@ def _judge_notes(folder: RunFolder, task: str) -> list[str]:
     if not folder.has(Doc.JUDGING, task=task):
         return []
     judge = folder.doc(Doc.JUDGING, task=task)
-    notes = [f"Free text on {task} was graded by {judge['judge']} (a model, not a person)."]
-    notes += [row["note"] for row in judge["self_preference"] if row.get("same_model")]
-    if judge["judge_errors"]:
-        notes.append(f"The judge gave no usable grade on {judge['judge_errors']} questions on {task}: they are "
+    notes = [f"Free text on {task} was graded by {judge[Col.JUDGE]} (a model, not a person)."]
+    notes += [row[Col.NOTE] for row in judge["self_preference"] if row.get(Col.SAME_MODEL)]
+    if judge[Col.JUDGE_ERRORS]:
+        notes.append(f"The judge gave no usable grade on {judge[Col.JUDGE_ERRORS]} questions on {task}: they are "
                      "counted as gaps, not dropped.")
     consistency = folder.table(Table.JUDGE, task=task)
     for row in consistency.to_dict("records"):
-        agree = finite(row["orders_agree"])
+        agree = finite(row[Col.ORDERS_AGREE])
         if agree is not None and agree < 0.8:
-            notes.append(row["statement"])
+            notes.append(row[Col.STATEMENT])
     return notes
 
 

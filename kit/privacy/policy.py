@@ -14,6 +14,7 @@ from kit.errors import ConfigError
 from kit.economics import ApiPricing, CostOption, LocalDeployment
 from kit.privacy.detect import KINDS, find_pii
 from kit.tasks import Item, Task
+from kit.columns import Col
 
 def _texts(items: Task | Iterable[Item] | pd.DataFrame) -> list[tuple[str, str]]:
     if isinstance(items, Task):
@@ -22,7 +23,7 @@ def _texts(items: Task | Iterable[Item] | pd.DataFrame) -> list[tuple[str, str]]
         if not {"item_id", "text"} <= set(items.columns):
             raise ConfigError("the table needs 'item_id' and 'text' columns", where="kit.privacy.scan_items",
                               fix="pass a Task, a list of Items, or a DataFrame with item_id and text")
-        return list(zip(items["item_id"].astype(str), items["text"].astype(str)))
+        return list(zip(items[Col.ITEM_ID].astype(str), items[Col.TEXT].astype(str)))
     return [(i.id, i.text) for i in items]
 
 
@@ -38,10 +39,10 @@ def scan_items(items: Task | Iterable[Item] | pd.DataFrame, *, region: str = "US
     rows = []
     for item_id, text in _texts(items):
         found = find_pii(text, region=region, kinds=kinds)
-        rows.append({"item_id": item_id, "has_pii": bool(found),
-                     "kinds": ",".join(sorted({m.kind for m in found})), "n_matches": len(found),
-                     "matches": "; ".join(f"{m.kind}: {m.redacted}" for m in found)})
-    return pd.DataFrame(rows, columns=["item_id", "has_pii", "kinds", "n_matches", "matches"])
+        rows.append({Col.ITEM_ID: item_id, Col.HAS_PII: bool(found),
+                     Col.KINDS: ",".join(sorted({m.kind for m in found})), Col.N_MATCHES: len(found),
+                     Col.MATCHES: "; ".join(f"{m.kind}: {m.redacted}" for m in found)})
+    return pd.DataFrame(rows, columns=[Col.ITEM_ID, Col.HAS_PII, Col.KINDS, Col.N_MATCHES, Col.MATCHES])
 
 
 def pii_share(flags: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
@@ -56,14 +57,14 @@ def pii_share(flags: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
         raise ConfigError("no items were scanned", where="kit.privacy.pii_share", fix="scan the task's items first")
     rows = []
     for kind in ("any",) + KINDS:
-        hit = flags["has_pii"] if kind == "any" else flags["kinds"].str.split(",").apply(lambda ks, k=kind: k in ks)
+        hit = flags[Col.HAS_PII] if kind == "any" else flags[Col.KINDS].str.split(",").apply(lambda ks, k=kind: k in ks)
         k = int(hit.sum())
         if kind != "any" and k == 0:
             continue
         lo, hi = wilson_interval(k, n, ci)
         what = "personal data of some kind" if kind == "any" else f"personal data of kind '{kind}'"
-        rows.append({"kind": kind, "n_items": n, "n_flagged": k, "share": k / n, "ci_low": lo, "ci_high": hi,
-                     "statement": f"{k} of {n} items ({k / n:.1%}; {100 * ci:g}% interval {lo:.1%} to {hi:.1%}) "
+        rows.append({Col.KIND: kind, Col.N_ITEMS: n, Col.N_FLAGGED: k, Col.SHARE: k / n, Col.CI_LOW: lo, Col.CI_HIGH: hi,
+                     Col.STATEMENT: f"{k} of {n} items ({k / n:.1%}; {100 * ci:g}% interval {lo:.1%} to {hi:.1%}) "
                                   f"carry {what} that the scan detects."})
     return pd.DataFrame(rows)
 
@@ -113,25 +114,25 @@ def route_private(scores: pd.DataFrame, *, flags: pd.DataFrame, hosted_arm: str,
     """
     where = "kit.privacy.route_private"
     for arm in (hosted_arm, local_arm):
-        if arm not in set(scores["arm"]):
+        if arm not in set(scores[Col.OPTION]):
             raise ConfigError(f"arm {arm!r} is not in the score table", where=where,
-                              fix=f"choose among {sorted(scores['arm'].unique())}")
-    flagged = set(flags.loc[flags["has_pii"], "item_id"].astype(str))
-    hosted = scores[scores["arm"] == hosted_arm].copy()
-    local = scores[scores["arm"] == local_arm].set_index(["item_id", "epoch"])
+                              fix=f"choose among {sorted(scores[Col.OPTION].unique())}")
+    flagged = set(flags.loc[flags[Col.HAS_PII], Col.ITEM_ID].astype(str))
+    hosted = scores[scores[Col.OPTION] == hosted_arm].copy()
+    local = scores[scores[Col.OPTION] == local_arm].set_index([Col.ITEM_ID, Col.EPOCH])
     out = []
     for row in hosted.to_dict("records"):
-        pii = str(row["item_id"]) in flagged
+        pii = str(row[Col.ITEM_ID]) in flagged
         if pii:
-            key = (row["item_id"], row["epoch"])
+            key = (row[Col.ITEM_ID], row[Col.EPOCH])
             if key in local.index:
-                row = {**local.loc[key].to_dict(), "item_id": row["item_id"], "epoch": row["epoch"]}
+                row = {**local.loc[key].to_dict(), Col.ITEM_ID: row[Col.ITEM_ID], Col.EPOCH: row[Col.EPOCH]}
             else:
-                row = {**row, "answer": None, "correct": False, "score": 0.0, "latency_s": None,
-                       "error": f"no answer from {local_arm} for an item kept local", "arm": local_arm}
+                row = {**row, Col.ANSWER: None, Col.CORRECT: False, Col.SCORE: 0.0, Col.LATENCY_S: None,
+                       Col.ERROR: f"no answer from {local_arm} for an item kept local", Col.OPTION: local_arm}
         row["source_arm"] = local_arm if pii else hosted_arm
         row["pii"] = pii
-        row["arm"] = name or f"{hosted_arm} + {local_arm} for personal data"
+        row[Col.OPTION] = name or f"{hosted_arm} + {local_arm} for personal data"
         out.append(row)
     return pd.DataFrame(out)
 
@@ -142,9 +143,9 @@ def private_cost_option(name: str, scores: pd.DataFrame, *, flags: pd.DataFrame,
     flagged share (its throughput measured on all of its items)."""
     from kit.economics import api_option, hybrid_option, local_option
 
-    flagged = set(flags.loc[flags["has_pii"], "item_id"].astype(str))
-    hosted = scores[scores["arm"] == hosted_arm]
-    is_pii = hosted["item_id"].astype(str).isin(flagged)
+    flagged = set(flags.loc[flags[Col.HAS_PII], Col.ITEM_ID].astype(str))
+    hosted = scores[scores[Col.OPTION] == hosted_arm]
+    is_pii = hosted[Col.ITEM_ID].astype(str).isin(flagged)
     share = float(is_pii.mean()) if len(hosted) else 0.0
     parts = [(local_option(f"{name}: local", scores, deployment=deployment, arm=local_arm,
                            concurrency=concurrency), share)]

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 
 from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.columns import Col, RowKind
 
-COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", "baseline": "#8C8C8C"}
+COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", Col.BASELINE: "#8C8C8C"}
 
 
 def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> plt.Axes:
@@ -36,33 +37,33 @@ def _legend(ax: plt.Axes, kinds: set[str]) -> None:
 def quality_plot(metrics: pd.DataFrame, *, where: Mapping[str, str], reference: str | None = None,
                  ax: plt.Axes | None = None) -> plt.Axes:
     """Each option's quality with its 95% interval, best on top; trivial baselines as dashed lines."""
-    options = metrics[metrics["kind"] == "option"].sort_values("mean_score")
+    options = metrics[metrics[Col.KIND] == RowKind.OPTION].sort_values(Col.MEAN_SCORE)
     ax = _axes(ax, (7, 0.9 + 0.42 * len(options)))
     y = np.arange(len(options))
-    colours = [COLOURS.get(where.get(a, "self-hosted"), "grey") for a in options["arm"]]
-    ax.hlines(y, options["score_ci_low"], options["score_ci_high"], color="black", lw=1)
-    ax.scatter(options["mean_score"], y, c=colours, s=60, zorder=3)
-    labels = [f"{a} (reference)" if a == reference else str(a) for a in options["arm"]]
+    colours = [COLOURS.get(where.get(a, "self-hosted"), "grey") for a in options[Col.OPTION]]
+    ax.hlines(y, options[Col.SCORE_CI_LOW], options[Col.SCORE_CI_HIGH], color="black", lw=1)
+    ax.scatter(options[Col.MEAN_SCORE], y, c=colours, s=60, zorder=3)
+    labels = [f"{a} (reference)" if a == reference else str(a) for a in options[Col.OPTION]]
     ax.set_yticks(y, labels, fontsize=8)
-    for b in metrics[metrics["kind"] == "baseline"].itertuples():
-        ax.axvline(b.mean_score, color=COLOURS["baseline"], ls="--", lw=1)
-        ax.annotate(str(b.arm), (b.mean_score, len(options) - 0.4), fontsize=7, color=COLOURS["baseline"],
+    for b in metrics[metrics[Col.KIND] == RowKind.BASELINE].itertuples():
+        ax.axvline(b.mean_score, color=COLOURS[Col.BASELINE], ls="--", lw=1)
+        ax.annotate(str(b.arm), (b.mean_score, len(options) - 0.4), fontsize=7, color=COLOURS[Col.BASELINE],
                     rotation=90, va="top", ha="right")
     ax.set_xlim(0, 1)
     ax.set_xlabel("quality (95% CI)")
-    _legend(ax, {where.get(a, "self-hosted") for a in options["arm"]})
+    _legend(ax, {where.get(a, "self-hosted") for a in options[Col.OPTION]})
     return ax
 
 
 def latency_plot(scores: pd.DataFrame, *, target: float | None = None, ax: plt.Axes | None = None) -> plt.Axes:
     """Per-item latency of each option (log scale) with its p95 marked; the target as a red line."""
-    data = scores.dropna(subset=["latency_s"])
-    data = data[data["latency_s"] > 0]
-    order = list(data.groupby("arm")["latency_s"].median().sort_values().index)
+    data = scores.dropna(subset=[Col.LATENCY_S])
+    data = data[data[Col.LATENCY_S] > 0]
+    order = list(data.groupby(Col.OPTION)[Col.LATENCY_S].median().sort_values().index)
     ax = _axes(ax, (7, 0.9 + 0.42 * len(order)))
     rng = np.random.default_rng(0)
     for i, arm in enumerate(order):
-        values = data.loc[data["arm"] == arm, "latency_s"].to_numpy()
+        values = data.loc[data[Col.OPTION] == arm, Col.LATENCY_S].to_numpy()
         ax.scatter(values, i + rng.uniform(-0.25, 0.25, values.size), s=6, alpha=0.4, color="#4C72B0")
         p95 = np.quantile(values, 0.95)
         ax.plot([p95, p95], [i - 0.35, i + 0.35], color="black", lw=2)
@@ -83,10 +84,10 @@ def cost_plot(curve: pd.DataFrame, *, volume: float | None = None, budget: float
     """Monthly cost of each option against volume with its band; your volume and budget marked."""
     ax = _axes(ax, (7, 3.6))
     cmap = plt.get_cmap("tab10")
-    for i, (option, rows) in enumerate(curve.groupby("option", sort=False)):
+    for i, (option, rows) in enumerate(curve.groupby(Col.OPTION, sort=False)):
         colour = cmap(i % 10)
-        ax.plot(rows["volume"], rows["monthly_cost"], label=option, color=colour, lw=1.5)
-        ax.fill_between(rows["volume"], rows["cost_low"], rows["cost_high"], alpha=0.15, color=colour)
+        ax.plot(rows[Col.VOLUME], rows[Col.MONTHLY_COST], label=option, color=colour, lw=1.5)
+        ax.fill_between(rows[Col.VOLUME], rows[Col.COST_LOW], rows[Col.COST_HIGH], alpha=0.15, color=colour)
     if volume:
         ax.axvline(volume, color="black", ls="--", lw=1)
         ax.annotate("your volume", (volume, ax.get_ylim()[0]), rotation=90, fontsize=7, va="bottom", ha="right")
@@ -105,14 +106,14 @@ def cascade_plot(sweep: pd.DataFrame, *, choices: Mapping[str, Mapping], ax: plt
     """Quality against cost per 1,000 items as the threshold τ moves, one line per self-hosted candidate."""
     ax = _axes(ax, (7, 3.4))
     cmap = plt.get_cmap("tab10")
-    for i, (candidate, rows) in enumerate(sweep.groupby("candidate", sort=False)):
-        data = rows.assign(cost_1k=rows["cost_per_item"] * 1000).sort_values("cost_1k")
-        ax.plot(data["cost_1k"], data["accuracy"], marker="o", ms=2, color=cmap(i % 10), label=f"{candidate} first")
-        tau = choices.get(candidate, {}).get("tau")
-        if tau is not None and (data["tau"] == tau).any():
-            row = data[data["tau"] == tau].iloc[0]
-            ax.scatter([row["cost_1k"]], [row["accuracy"]], s=80, color="black", zorder=3)
-            ax.annotate(f"τ={tau:.2f}, {row['share_local']:.0%} self-hosted", (row["cost_1k"], row["accuracy"]),
+    for i, (candidate, rows) in enumerate(sweep.groupby(Col.CANDIDATE, sort=False)):
+        data = rows.assign(cost_1k=rows[Col.COST_PER_ITEM] * 1000).sort_values("cost_1k")
+        ax.plot(data["cost_1k"], data[Col.ACCURACY], marker="o", ms=2, color=cmap(i % 10), label=f"{candidate} first")
+        tau = choices.get(candidate, {}).get(Col.TAU)
+        if tau is not None and (data[Col.TAU] == tau).any():
+            row = data[data[Col.TAU] == tau].iloc[0]
+            ax.scatter([row["cost_1k"]], [row[Col.ACCURACY]], s=80, color="black", zorder=3)
+            ax.annotate(f"τ={tau:.2f}, {row[Col.SHARE_LOCAL]:.0%} self-hosted", (row["cost_1k"], row["accuracy"]),
                         xytext=(6, -10), textcoords="offset points", fontsize=7)
     ax.set_xlabel("USD per 1,000 items at your volume")
     ax.set_ylabel("quality")
@@ -130,24 +131,24 @@ def sweep_plot(table: pd.DataFrame, *, latency_target_s: float | None = None, ch
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 3.6), layout="constrained")
-    for option, rows in table.groupby("option", sort=False):
-        rows = rows.sort_values("load")
-        ok = rows[rows["status"] != "failed"]
-        line, = ax.plot(ok["p95_latency_s"], ok["items_per_s"], marker="o", ms=4, label=option[:48])
-        kind = str(rows["load_kind"].iloc[0]) if "load_kind" in rows else "load"
+    for option, rows in table.groupby(Col.OPTION, sort=False):
+        rows = rows.sort_values(Col.LOAD)
+        ok = rows[rows[Col.STATUS] != "failed"]
+        line, = ax.plot(ok[Col.P95_LATENCY_S], ok[Col.ITEMS_PER_S], marker="o", ms=4, label=option[:48])
+        kind = str(rows[Col.LOAD_KIND].iloc[0]) if "load_kind" in rows else "load"
         for _, r in rows.iterrows():
-            ax.annotate(f"{r['load']}", (r["p95_latency_s"], r["items_per_s"]), xytext=(4, 3),
+            ax.annotate(f"{r[Col.LOAD]}", (r[Col.P95_LATENCY_S], r[Col.ITEMS_PER_S]), xytext=(4, 3),
                         textcoords="offset points", fontsize=7, color=line.get_color())
-        bad = rows[rows["status"] == "failed"]
+        bad = rows[rows[Col.STATUS] == "failed"]
         if not bad.empty:
-            ax.scatter(bad["p95_latency_s"], bad["items_per_s"], marker="x", s=50, color=line.get_color(),
+            ax.scatter(bad[Col.P95_LATENCY_S], bad[Col.ITEMS_PER_S], marker="x", s=50, color=line.get_color(),
                        label=f"{option[:30]}: failed under load")
         pick = (chosen or {}).get(option)
-        if pick is not None and (rows["load"] == pick).any():
-            r = rows[rows["load"] == pick].iloc[0]
-            ax.scatter([r["p95_latency_s"]], [r["items_per_s"]], s=160, facecolors="none",
+        if pick is not None and (rows[Col.LOAD] == pick).any():
+            r = rows[rows[Col.LOAD] == pick].iloc[0]
+            ax.scatter([r[Col.P95_LATENCY_S]], [r[Col.ITEMS_PER_S]], s=160, facecolors="none",
                        edgecolors="black", zorder=3)
-            ax.annotate(f"{kind} {pick}", (r["p95_latency_s"], r["items_per_s"]), xytext=(8, -12),
+            ax.annotate(f"{kind} {pick}", (r[Col.P95_LATENCY_S], r[Col.ITEMS_PER_S]), xytext=(8, -12),
                         textcoords="offset points", fontsize=8)
     if latency_target_s is not None:
         ax.axvline(latency_target_s, color="black", ls="--", lw=1)
@@ -222,8 +223,8 @@ def throughput_grid(folder: RunFolder) -> plt.Figure | None:
     exp = folder.experiment()
     fig, axes = _grid(len(tasks), height=3.6)
     for task, ax in zip(tasks, axes):
-        chosen = {o: g["load"] for o, g in folder.doc(Doc.GOODPUT, task=task, default={}).items()
-                  if g.get("load") is not None}
+        chosen = {o: g[Col.LOAD] for o, g in folder.doc(Doc.GOODPUT, task=task, default={}).items()
+                  if g.get(Col.LOAD) is not None}
         sweep_plot(folder.table(Table.THROUGHPUT, task=task), latency_target_s=exp.latency_target_s, chosen=chosen,
                    ax=ax)
         ax.set_title(f"{task}: throughput as load rises (labels: load level)", fontsize=9)

@@ -24,6 +24,7 @@ from kit import __version__
 from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
 from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.columns import Col, RowKind
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
             "anthropic", "huggingface_hub", "genai-prices", "torch", "transformers", "peft")
@@ -48,31 +49,31 @@ def summary(folder: RunFolder) -> Styler:
     rows = []
     for task in folder.tasks():
         metrics = folder.table(Table.METRICS, task=task)
-        ranking = folder.table(Table.RANKING, task=task).set_index("option")
-        costs = folder.table(Table.COSTS, task=task).set_index("option")
-        latency = folder.table(Table.LATENCY, task=task).set_index("arm")
+        ranking = folder.table(Table.RANKING, task=task).set_index(Col.OPTION)
+        costs = folder.table(Table.COSTS, task=task).set_index(Col.OPTION)
+        latency = folder.table(Table.LATENCY, task=task).set_index(Col.OPTION)
         for m in metrics.to_dict("records"):
-            name = m["arm"]
-            is_option = m["kind"] == "option"
+            name = m[Col.OPTION]
+            is_option = m[Col.KIND] == RowKind.OPTION
             rows.append({
-                "task": task, "option": name if is_option else f"baseline: {name}",
-                "quality": m["mean_score"], "low": m["score_ci_low"], "high": m["score_ci_high"],
-                "vs reference": ranking.loc[name, "vs_reference"] if name in ranking.index else "",
-                "USD / month": costs.loc[name, "monthly_cost"] if name in costs.index else None,
-                "p95": (ranking.loc[name, "p95_s"] if name in ranking.index else
-                        latency.loc[name, "p95_s"] if name in latency.index else None),
-                "verdict": ranking.loc[name, "status"] if name in ranking.index else "",
+                Col.TASK: task, Col.OPTION: name if is_option else f"baseline: {name}",
+                Col.QUALITY: m[Col.MEAN_SCORE], Col.LOW: m[Col.SCORE_CI_LOW], Col.HIGH: m[Col.SCORE_CI_HIGH],
+                "vs reference": ranking.loc[name, Col.VS_REFERENCE] if name in ranking.index else "",
+                "USD / month": costs.loc[name, Col.MONTHLY_COST] if name in costs.index else None,
+                "p95": (ranking.loc[name, Col.P95_S] if name in ranking.index else
+                        latency.loc[name, Col.P95_S] if name in latency.index else None),
+                "verdict": ranking.loc[name, Col.STATUS] if name in ranking.index else "",
             })
         for h in hybrids_of(folder, task):
             if h.hybrid.name in ranking.index:
                 r = ranking.loc[h.hybrid.name]
-                rows.append({"task": task, "option": h.hybrid.name, "quality": r["quality"], "low": None,
-                             "high": None, "vs reference": r["vs_reference"], "USD / month": r["monthly_cost"],
-                             "p95": r["p95_s"], "verdict": r["status"]})
+                rows.append({Col.TASK: task, Col.OPTION: h.hybrid.name, Col.QUALITY: r[Col.QUALITY], Col.LOW: None,
+                             Col.HIGH: None, "vs reference": r[Col.VS_REFERENCE], "USD / month": r[Col.MONTHLY_COST],
+                             "p95": r[Col.P95_S], "verdict": r[Col.STATUS]})
     frame = pd.DataFrame(rows)
     frame["95% CI"] = interval(frame, "low", "high")
-    return show(frame, {"quality": PCT, "USD / month": USD, "p95": SECONDS},
-                columns={"task": "task", "option": "option", "quality": "quality", "95% CI": "95% CI",
+    return show(frame, {Col.QUALITY: PCT, "USD / month": USD, "p95": SECONDS},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.QUALITY: Col.QUALITY, "95% CI": "95% CI",
                          "vs reference": "vs reference", "USD / month": "USD / month", "p95": "p95 latency",
                          "verdict": "verdict"})
 
@@ -92,16 +93,16 @@ def options_table(folder: RunFolder) -> Styler:
         else:
             cost = o.price.describe() if o.price else ""
         model = models[models["used by"].str.split(", ").map(lambda names, n=o.name: n in names)]
-        rows.append({"option": o.name + (" (reference)" if o.name == exp.reference_name else ""),
+        rows.append({Col.OPTION: o.name + (" (reference)" if o.name == exp.reference_name else ""),
                      "what answers": o.what() + (f" — {o.description}" if o.description else ""),
                      "runs": o.where.value, "cost": cost,
-                     "model": ", ".join(f"{r['model']} {r['quantisation'] or ''} sha256 {r['sha256'][:12]}…"
+                     Col.MODEL: ", ".join(f"{r[Col.MODEL]} {r[Col.QUANTISATION] or ''} sha256 {r[Col.SHA256][:12]}…"
                                         for r in model.to_dict("records"))})
     return show(pd.DataFrame(rows))
 
 
 def runs(folder: RunFolder) -> Styler:
-    frame = pd.DataFrame([{"task": r.task, "option": r.option, "items": r.items, "new calls": r.new_calls,
+    frame = pd.DataFrame([{Col.TASK: r.task, Col.OPTION: r.option, "items": r.items, "new calls": r.new_calls,
                            "from store": r.from_store, "errors": r.errors, "withheld": r.withheld,
                            "stopped": r.stopped or ""} for r in folder.runs()])
     return show(frame)
@@ -109,7 +110,7 @@ def runs(folder: RunFolder) -> Styler:
 
 def finetunes(folder: RunFolder) -> Styler:
     trained = folder.doc(Doc.FINETUNES, default={})
-    rows = [{"option": o, "task": t, "base": d["base"], "steps": d["steps"], "train items": d["n_train_items"],
+    rows = [{Col.OPTION: o, Col.TASK: t, "base": d["base"], "steps": d["steps"], "train items": d["n_train_items"],
              "final loss": d["final_loss"], "training time": d["train_seconds"], "device": d["device"],
              "reused": "yes" if d["reused"] else "no", "adapter sha256": d["adapter_sha256"][:16] + "…"}
             for o, by_task in trained.items() for t, d in by_task.items()]
@@ -124,21 +125,21 @@ def _stack(folder: RunFolder, frame_of: Callable[[RunFolder, str], pd.DataFrame]
     if not frames:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
-    return out[["task", *[c for c in out.columns if c != "task"]]]
+    return out[[Col.TASK, *[c for c in out.columns if c != "task"]]]
 
 
 def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
     m = folder.table(Table.METRICS, task=task)
     m["95% CI"] = interval(m, "score_ci_low", "score_ci_high")
-    m["name"] = [n if k == "option" else f"baseline: {n}" for n, k in zip(m["arm"], m["kind"])]
+    m["name"] = [n if k == RowKind.OPTION else f"baseline: {n}" for n, k in zip(m[Col.OPTION], m[Col.KIND])]
     return m
 
 
 def quality(folder: RunFolder) -> Styler:
     """Each task's metric per option and per trivial baseline, with intervals and failures."""
-    return show(_stack(folder, _quality), {"mean_score": PCT},
-                columns={"task": "task", "name": "option", "mean_score": "quality", "95% CI": "95% CI",
-                         "n_items": "items", "n_errors": "errors", "n_parse_errors": "unparseable"})
+    return show(_stack(folder, _quality), {Col.MEAN_SCORE: PCT},
+                columns={Col.TASK: Col.TASK, "name": Col.OPTION, Col.MEAN_SCORE: Col.QUALITY, "95% CI": "95% CI",
+                         Col.N_ITEMS: "items", Col.N_ERRORS: "errors", Col.N_PARSE_ERRORS: "unparseable"})
 
 
 def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
@@ -150,10 +151,10 @@ def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
 
 def comparison(folder: RunFolder) -> Styler:
     """Each candidate against the reference: the difference with its interval, the bound, the conclusion."""
-    return show(_stack(folder, _comparison), {"difference": POINTS, "lower_bound": POINTS, "n_needed": ITEMS},
-                columns={"task": "task", "arm": "candidate", "n_items": "items", "difference": "difference",
-                         "difference CI": "95% CI", "lower_bound": "lower bound",
-                         "conclusion_adjusted": "conclusion", "n_needed": "items needed"})
+    return show(_stack(folder, _comparison), {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.CANDIDATE, Col.N_ITEMS: "items", Col.DIFFERENCE: Col.DIFFERENCE,
+                         "difference CI": "95% CI", Col.LOWER_BOUND: "lower bound",
+                         Col.CONCLUSION_ADJUSTED: Col.CONCLUSION, Col.N_NEEDED: "items needed"})
 
 
 def statements(folder: RunFolder, kind: Table) -> str:
@@ -162,14 +163,14 @@ def statements(folder: RunFolder, kind: Table) -> str:
     for task in folder.tasks():
         table = folder.table(kind, task=task)
         if not table.empty and "statement" in table.columns:
-            lines += [f"- *{esc(task)}*: {esc_statement(s)}" for s in table["statement"]]
+            lines += [f"- *{esc(task)}*: {esc_statement(s)}" for s in table[Col.STATEMENT]]
     return "\n".join(lines) or "- nothing to say"
 
 
 def _floor(folder: RunFolder, task: str) -> pd.DataFrame:
     f = folder.table(Table.FLOOR, task=task)
     if not f.empty:
-        f["clears it"] = f["passes"].map({True: "yes", False: "no"})
+        f["clears it"] = f[Col.PASSES].map({True: "yes", False: "no"})
     return f
 
 
@@ -178,9 +179,9 @@ def floor(folder: RunFolder) -> Styler:
     f = _stack(folder, _floor)
     if f.empty:
         return show(pd.DataFrame([{"floor": "no task here has a trivial baseline (no gold labels, or free text)"}]))
-    return show(f, {"candidate_mean": PCT, "baseline_mean": PCT, "p_value": P_VALUE},
-                columns={"task": "task", "arm": "option", "baseline": "baseline", "answer": "answers",
-                         "candidate_mean": "score", "baseline_mean": "baseline score", "p_value": "p (one-sided)",
+    return show(f, {Col.CANDIDATE_MEAN: PCT, Col.BASELINE_MEAN: PCT, Col.P_VALUE: P_VALUE},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.BASELINE: Col.BASELINE, Col.ANSWER: "answers",
+                         Col.CANDIDATE_MEAN: Col.SCORE, Col.BASELINE_MEAN: "baseline score", Col.P_VALUE: "p (one-sided)",
                          "clears it": "clears it"})
 
 
@@ -191,9 +192,9 @@ def _latency(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def latency(folder: RunFolder) -> Styler:
-    return show(_stack(folder, _latency), {"p50_s": SECONDS, "p95_s": SECONDS, "mean_ttft_s": SECONDS},
-                columns={"task": "task", "arm": "option", "n": "items", "p50_s": "p50", "p95_s": "p95",
-                         "p95 CI": "p95 95% CI", "mean_ttft_s": "time to first token"})
+    return show(_stack(folder, _latency), {Col.P50_S: SECONDS, Col.P95_S: SECONDS, Col.MEAN_TTFT_S: SECONDS},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.N: "items", Col.P50_S: "p50", Col.P95_S: "p95",
+                         "p95 CI": "p95 95% CI", Col.MEAN_TTFT_S: "time to first token"})
 
 
 def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
@@ -204,10 +205,10 @@ def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def costs(folder: RunFolder) -> Styler:
-    return show(_stack(folder, _costs), {"monthly_cost": USD, "cost_per_1k_correct": USD},
-                columns={"task": "task", "option": "option", "where": "runs", "monthly_cost": "USD / month",
-                         "90% band": "90% band", "cost_per_1k_correct": "USD / 1,000 correct",
-                         "basis": "how it is priced", "measured_on": "throughput measured on"})
+    return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.WHERE: "runs", Col.MONTHLY_COST: "USD / month",
+                         "90% band": "90% band", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
+                         Col.BASIS: "how it is priced", Col.MEASURED_ON: "throughput measured on"})
 
 
 def break_even(folder: RunFolder) -> str:
@@ -217,8 +218,8 @@ def break_even(folder: RunFolder) -> str:
     for task in folder.tasks():
         b = folder.table(Table.BREAK_EVEN, task=task)
         if not b.empty:
-            rows = b[(b["option_a"] == ref) | (b["option_b"] == ref)]
-            lines += [f"- *{esc(task)}*: {esc(s)}" for s in rows["statement"]]
+            rows = b[(b[Col.OPTION_A] == ref) | (b[Col.OPTION_B] == ref)]
+            lines += [f"- *{esc(task)}*: {esc(s)}" for s in rows[Col.STATEMENT]]
     return "\n".join(lines) or "- only one option was priced"
 
 
@@ -226,23 +227,23 @@ def cascades(folder: RunFolder) -> str:
     lines = []
     for task in folder.tasks():
         for c, v in folder.doc(Doc.CASCADES, task=task, default={}).items():
-            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['escalate_to'])} below τ**: {esc(v['statement'])}")
+            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['escalate_to'])} below τ**: {esc(v[Col.STATEMENT])}")
     return "\n".join(lines) or ("- no self-hosted candidate gives confidences (or the reference is self-hosted): "
                                 "no cascade was simulated")
 
 
 def personal_data(folder: RunFolder) -> Styler:
-    return show(_stack(folder, lambda f, t: f.table(Table.PII, task=t)), {"share": PCT, "ci_low": PCT, "ci_high": PCT},
-                columns={"task": "task", "kind": "kind", "n_items": "items", "n_flagged": "flagged", "share": "share",
-                         "ci_low": "95% CI low", "ci_high": "95% CI high"})
+    return show(_stack(folder, lambda f, t: f.table(Table.PII, task=t)), {Col.SHARE: PCT, Col.CI_LOW: PCT, Col.CI_HIGH: PCT},
+                columns={Col.TASK: Col.TASK, Col.KIND: Col.KIND, Col.N_ITEMS: "items", Col.N_FLAGGED: "flagged", Col.SHARE: Col.SHARE,
+                         Col.CI_LOW: "95% CI low", Col.CI_HIGH: "95% CI high"})
 
 
 def ranking(folder: RunFolder) -> Styler:
     """The options in each verdict's order, with why each stands where it does."""
     return show(_stack(folder, lambda f, t: f.table(Table.RANKING, task=t)),
-                {"quality": PCT, "monthly_cost": USD, "p95_s": SECONDS, "rank": ITEMS},
-                columns={"task": "task", "rank": "rank", "option": "option", "status": "status", "quality": "quality",
-                         "vs_reference": "vs reference", "monthly_cost": "USD / month", "p95_s": "p95", "why": "why"})
+                {Col.QUALITY: PCT, Col.MONTHLY_COST: USD, Col.P95_S: SECONDS, Col.RANK: ITEMS},
+                columns={Col.TASK: Col.TASK, Col.RANK: Col.RANK, Col.OPTION: Col.OPTION, Col.STATUS: Col.STATUS, Col.QUALITY: Col.QUALITY,
+                         Col.VS_REFERENCE: "vs reference", Col.MONTHLY_COST: "USD / month", Col.P95_S: "p95", Col.WHY: Col.WHY})
 
 
 def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
@@ -250,8 +251,8 @@ def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
 
     scores = folder.table(Table.SCORES, task=task)
     raw = responses(folder, task)
-    outputs = raw.pivot_table(index="item_id", columns="arm", values="output", aggfunc="first")
-    correct = scores.pivot_table(index="item_id", columns="arm", values="correct", aggfunc="first")
+    outputs = raw.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.OUTPUT, aggfunc="first")
+    correct = scores.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.CORRECT, aggfunc="first")
     order = correct.astype(float).std(axis=1).sort_values(ascending=False).index[:n]
     t = task_of(folder, task)
     rows = []
@@ -259,8 +260,8 @@ def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
         item = t.item(item_id)
         gold = t.type.render(item.gold) if item.gold is not None else "(no gold answer)"
         for arm in outputs.columns:
-            rows.append({"item": item_id, "text": _clip(item.text, 140), "gold": _clip(gold, 60), "option": arm,
-                         "answer": _clip(outputs.loc[item_id, arm], 80),
+            rows.append({"item": item_id, Col.TEXT: _clip(item.text, 140), Col.GOLD: _clip(gold, 60), Col.OPTION: arm,
+                         Col.ANSWER: _clip(outputs.loc[item_id, arm], 80),
                          "right": "✓" if correct.loc[item_id, arm] else "✗"})
     return pd.DataFrame(rows)
 
@@ -293,7 +294,7 @@ def manifest(folder: RunFolder) -> Styler:
                                    ("python", platform.python_version()), ("os", platform.platform()),
                                    ("experiment", Path(exp.source).name)]
     rows += [(f"package {p}", _version(p)) for p in PACKAGES]
-    rows += [(f"model {m['model']} sha256", m["sha256"]) for m in folder.table(Table.MODELS).to_dict("records")]
+    rows += [(f"model {m[Col.MODEL]} sha256", m[Col.SHA256]) for m in folder.table(Table.MODELS).to_dict("records")]
     for option, by_task in folder.doc(Doc.FINETUNES, default={}).items():
         rows += [(f"LoRA adapter {option} · {t} sha256", d["adapter_sha256"]) for t, d in by_task.items()]
     skip = {"options", "source", "tasks"}
@@ -305,7 +306,7 @@ def manifest(folder: RunFolder) -> Styler:
              ("llama.cpp system info", hw["llama_cpp"].get("system_info", ""))]
     rows += [(f"run {r.task} · {r.option}", r.run_id) for r in folder.runs()]
     rows.append(("report folder", folder.path.name))
-    return show(pd.DataFrame([(k, str(v)) for k, v in rows], columns=["what", "value"]))
+    return show(pd.DataFrame([(k, str(v)) for k, v in rows], columns=["what", Col.VALUE]))
 
 
 def _version(package: str) -> str:
@@ -336,12 +337,12 @@ def judge(folder: RunFolder) -> Styler:
             continue
         info = folder.doc(Doc.JUDGING, task=task)
         for r in folder.table(Table.JUDGE, task=task).to_dict("records"):
-            rows.append({"task": task, "judge": info["judge"], "candidate": r["arm"], "items": r["n_items"],
-                         "orders agree": r["orders_agree"], "first position picked": r["first_position_share"],
-                         "wins": r["wins"], "ties": r["ties"], "losses": r["losses"],
-                         "no grade": r["judge_errors"]})
+            rows.append({Col.TASK: task, Col.JUDGE: info[Col.JUDGE], Col.CANDIDATE: r[Col.OPTION], "items": r[Col.N_ITEMS],
+                         "orders agree": r[Col.ORDERS_AGREE], "first position picked": r[Col.FIRST_POSITION_SHARE],
+                         Col.WINS: r[Col.WINS], Col.TIES: r[Col.TIES], Col.LOSSES: r[Col.LOSSES],
+                         "no grade": r[Col.JUDGE_ERRORS]})
     if not rows:
-        return show(pd.DataFrame([{"judge": "no free-text task was judged in this run"}]))
+        return show(pd.DataFrame([{Col.JUDGE: "no free-text task was judged in this run"}]))
     return show(pd.DataFrame(rows), {"orders agree": PCT, "first position picked": PCT})
 
 
@@ -352,12 +353,12 @@ def disagreements(folder: RunFolder, *, n: int = 20) -> Styler:
         d = folder.table(Table.DISAGREEMENTS, task=task).head(n) if folder.has(Table.DISAGREEMENTS, task=task) \
             else pd.DataFrame()
         if not d.empty:
-            frames.append(d.assign(task=task, text=[_clip(t, 120) for t in d["text"]]))
+            frames.append(d.assign(task=task, text=[_clip(t, 120) for t in d[Col.TEXT]]))
     if not frames:
         return show(pd.DataFrame([{"disagreements": "no unlabelled task in this run (quality is correctness)"}]))
     out = pd.concat(frames, ignore_index=True)
-    return show(out, columns={"task": "task", "arm": "option", "item_id": "item", "text": "text", "answer": "answer",
-                              "reference_answer": "reference's answer"})
+    return show(out, columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.ITEM_ID: "item", Col.TEXT: Col.TEXT, Col.ANSWER: Col.ANSWER,
+                              Col.REFERENCE_ANSWER: "reference's answer"})
 
 
 def throughput(folder: RunFolder) -> Styler:
@@ -366,11 +367,11 @@ def throughput(folder: RunFolder) -> Styler:
                    else pd.DataFrame())
     if frame.empty:
         return show(pd.DataFrame([{"load sweep": "no load sweep in this experiment (add `sweep:`, see README)"}]))
-    return show(frame, {"items_per_s": NUMBER, "tokens_per_s": NUMBER, "p50_latency_s": SECONDS,
-                        "p95_latency_s": SECONDS, "p95_ttft_s": SECONDS},
-                columns={"task": "task", "option": "option", "load_kind": "load", "load": "level",
-                         "n_items": "items", "items_per_s": "items/s", "tokens_per_s": "tokens/s",
-                         "p50_latency_s": "p50", "p95_latency_s": "p95", "status": "status", "note": "note"})
+    return show(frame, {Col.ITEMS_PER_S: NUMBER, Col.TOKENS_PER_S: NUMBER, "p50_latency_s": SECONDS,
+                        Col.P95_LATENCY_S: SECONDS, "p95_ttft_s": SECONDS},
+                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.LOAD_KIND: Col.LOAD, Col.LOAD: Col.LEVEL,
+                         Col.N_ITEMS: "items", Col.ITEMS_PER_S: "items/s", Col.TOKENS_PER_S: "tokens/s",
+                         "p50_latency_s": "p50", Col.P95_LATENCY_S: "p95", Col.STATUS: Col.STATUS, Col.NOTE: Col.NOTE})
 
 
 def goodput(folder: RunFolder) -> str:
@@ -379,5 +380,5 @@ def goodput(folder: RunFolder) -> str:
     for task in folder.tasks():
         for option, g in folder.doc(Doc.GOODPUT, task=task, default={}).items():
             ceiling = f" Ceiling: {g['ceiling']}." if g.get("ceiling") else ""
-            lines.append(f"- *{esc(task)}* — **{esc(option)}** priced at {esc(g['statement'])}.{esc(ceiling)}")
+            lines.append(f"- *{esc(task)}* — **{esc(option)}** priced at {esc(g[Col.STATEMENT])}.{esc(ceiling)}")
     return "\n".join(lines) or "- no load sweep: self-hosted options are priced at the throughput they answered with"

@@ -5,7 +5,7 @@ count as wrong and are never dropped. Every table carries a ``statement`` column
 with the assumptions behind it.
 
 >>> import pandas as pd
->>> df = pd.DataFrame({"arm": ["api"] * 3 + ["local"] * 3, "item_id": [1, 2, 3] * 2,
+>>> df = pd.DataFrame({"option": ["api"] * 3 + ["local"] * 3, "item_id": [1, 2, 3] * 2,
 ...                    "correct": [True, True, False, True, False, False]})
 >>> metric_table(df)["accuracy"].round(3).tolist()
 [0.667, 0.333]

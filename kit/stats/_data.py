@@ -4,7 +4,7 @@ Errors and unparseable answers arrive as ``correct=False`` rows and stay in ever
 an arm never answered (no row at all) is *missing*: by default it is also counted as wrong, and the
 count is reported, so nothing leaves the pairs silently.
 
->>> df = pd.DataFrame({"arm": ["a", "a", "b"], "item_id": [1, 2, 1], "correct": [True, False, True]})
+>>> df = pd.DataFrame({"option": ["a", "a", "b"], "item_id": [1, 2, 1], "correct": [True, False, True]})
 >>> pair_arms(df, arms=["a", "b"]).to_dict("list")
 {'a': [1.0, 0.0], 'b': [1.0, 0.0]}
 """
@@ -18,8 +18,9 @@ import pandas as pd
 from scipy.special import ndtri
 
 from kit.errors import ConfigError
+from kit.columns import Col
 
-REQUIRED = ("arm", "item_id", "correct")
+REQUIRED = (Col.OPTION, Col.ITEM_ID, Col.CORRECT)
 Missing = Literal["wrong", "drop", "raise"]
 
 
@@ -83,22 +84,22 @@ def check_scores(scores_df: pd.DataFrame, *, where: str = "scores") -> pd.DataFr
         raise ConfigError("score table is empty", where=where, fix="score at least one item per arm")
     df = scores_df.copy()
     if "epoch" not in df.columns:
-        df["epoch"] = 0
-    df["arm"] = df["arm"].astype(str)
-    df["correct"] = df["correct"].astype("boolean").fillna(False).astype(bool)
+        df[Col.EPOCH] = 0
+    df[Col.OPTION] = df[Col.OPTION].astype(str)
+    df[Col.CORRECT] = df[Col.CORRECT].astype("boolean").fillna(False).astype(bool)
     if "score" not in df.columns:
-        df["score"] = df["correct"].astype(float)
-    df["score"] = pd.to_numeric(df["score"], errors="coerce").fillna(df["correct"].astype(float))
-    if ((df["score"] < 0) | (df["score"] > 1)).any():
+        df[Col.SCORE] = df[Col.CORRECT].astype(float)
+    df[Col.SCORE] = pd.to_numeric(df[Col.SCORE], errors="coerce").fillna(df[Col.CORRECT].astype(float))
+    if ((df[Col.SCORE] < 0) | (df[Col.SCORE] > 1)).any():
         raise ConfigError("column 'score' has values outside [0, 1]", where=where,
                           fix="scores must be between 0 and 1 (correctness or mean field score)")
     if "error" not in df.columns:
-        df["error"] = None
-    df["parse_error"] = (df["parse_error"].astype("boolean").fillna(False).astype(bool)
+        df[Col.ERROR] = None
+    df[Col.PARSE_ERROR] = (df[Col.PARSE_ERROR].astype("boolean").fillna(False).astype(bool)
                          if "parse_error" in df.columns else False)
-    dup = df.duplicated(["arm", "item_id", "epoch"])
+    dup = df.duplicated([Col.OPTION, Col.ITEM_ID, Col.EPOCH])
     if dup.any():
-        first = df.loc[dup, ["arm", "item_id", "epoch"]].iloc[0].tolist()
+        first = df.loc[dup, [Col.OPTION, Col.ITEM_ID, Col.EPOCH]].iloc[0].tolist()
         raise ConfigError(f"{int(dup.sum())} duplicate (arm, item_id, epoch) rows, e.g. {first}", where=where,
                           fix="keep one row per arm, item and epoch")
     return df
@@ -113,30 +114,30 @@ def pair_arms(scores_df: pd.DataFrame, *, arms: Sequence[str] | None = None, val
     counted as wrong (``missing="wrong"``), dropped (``"drop"``) or refused (``"raise"``); the counts
     are in ``.attrs["missing"]``.
 
-    >>> df = pd.DataFrame({"arm": list("aabb"), "item_id": [1, 2, 1, 2], "correct": [1, 0, 1, 1]})
+    >>> df = pd.DataFrame({"option": list("aabb"), "item_id": [1, 2, 1, 2], "correct": [1, 0, 1, 1]})
     >>> pair_arms(df)["b"].tolist()
     [1.0, 1.0]
     """
     where = "kit.stats.pair_arms"
     df = check_scores(scores_df, where=where)
-    arms = list(dict.fromkeys(df["arm"])) if arms is None else [str(a) for a in arms]
-    unknown = [a for a in arms if a not in set(df["arm"])]
+    arms = list(dict.fromkeys(df[Col.OPTION])) if arms is None else [str(a) for a in arms]
+    unknown = [a for a in arms if a not in set(df[Col.OPTION])]
     if unknown:
         raise ConfigError(f"arms {unknown} are not in the score table", where=where,
-                          fix=f"choose among {sorted(set(df['arm']))}")
+                          fix=f"choose among {sorted(set(df[Col.OPTION]))}")
     if value not in df.columns:
         raise ConfigError(f"column {value!r} not in the score table", where=where, fix="use 'score' or 'correct'")
-    df = df[df["arm"].isin(arms)]
+    df = df[df[Col.OPTION].isin(arms)]
     if isinstance(epochs, (int, np.integer)) and not isinstance(epochs, bool):
-        df = df[df["epoch"] == int(epochs)]
+        df = df[df[Col.EPOCH] == int(epochs)]
         if df.empty:
             raise ConfigError(f"no rows for epoch {epochs}", where=where, fix="pick an epoch that was run")
     elif epochs not in ("mean", "majority"):
         raise ConfigError(f"epochs={epochs!r} is not understood", where=where, fix="use 'mean', 'majority' or an int")
-    per_item = df.assign(_v=df[value].astype(float)).groupby(["item_id", "arm"])["_v"].mean()
+    per_item = df.assign(_v=df[value].astype(float)).groupby([Col.ITEM_ID, Col.OPTION])["_v"].mean()
     if epochs == "majority":
         per_item = (per_item > 0.5).astype(float)
-    wide = per_item.unstack("arm").reindex(columns=arms)
+    wide = per_item.unstack(Col.OPTION).reindex(columns=arms)
     counts = {a: int(wide[a].isna().sum()) for a in arms}
     if any(counts.values()):
         if missing == "raise":
@@ -150,7 +151,7 @@ def pair_arms(scores_df: pd.DataFrame, *, arms: Sequence[str] | None = None, val
 
 def candidates_of(df: pd.DataFrame, reference: str, *, where: str) -> list[str]:
     """The arms of a score table other than ``reference``; clear errors when the reference is missing or alone."""
-    arms = list(dict.fromkeys(df["arm"]))
+    arms = list(dict.fromkeys(df[Col.OPTION]))
     if reference not in arms:
         raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where,
                           fix=f"choose among {arms}")

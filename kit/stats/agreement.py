@@ -22,6 +22,7 @@ from kit.errors import ConfigError
 from kit.format import pct
 from kit.stats._data import check_level, z_of
 from kit.stats.intervals import wilson_interval
+from kit.columns import Col
 
 UNPARSED = "(unparsed)"
 OTHER = "(other)"
@@ -82,19 +83,19 @@ def agreement(a_answers: Any, b_answers: Any, *, labels: Sequence[Any] | None = 
     agree = int(np.trace(table))
     lo, hi = wilson_interval(agree, n, ci)
     kappa, se = kappa_se(table)
-    rows = [{"level": "overall", "n": n, "n_a": n, "n_b": n, "agreement": agree / n, "agreement_ci_low": lo,
-             "agreement_ci_high": hi, "kappa": kappa, "kappa_se": se, "kappa_ci_low": kappa - z * se,
-             "kappa_ci_high": kappa + z * se, "statement": _words(agree / n, lo, hi, kappa, kappa - z * se,
+    rows = [{Col.LEVEL: "overall", Col.N: n, Col.N_A: n, Col.N_B: n, Col.AGREEMENT: agree / n, Col.AGREEMENT_CI_LOW: lo,
+             Col.AGREEMENT_CI_HIGH: hi, Col.KAPPA: kappa, Col.KAPPA_SE: se, Col.KAPPA_CI_LOW: kappa - z * se,
+             Col.KAPPA_CI_HIGH: kappa + z * se, Col.STATEMENT: _words(agree / n, lo, hi, kappa, kappa - z * se,
                                                                    kappa + z * se, n, ci)}]
     for c, i in pos.items():
         in_a, in_b, both = table[i].sum(), table[:, i].sum(), table[i, i]
         two = np.array([[both, in_a - both], [in_b - both, n - in_a - in_b + both]])
         k, s = kappa_se(two)
-        rows.append({"level": c, "n": n, "n_a": int(in_a), "n_b": int(in_b),
-                     "agreement": 2 * both / (in_a + in_b) if in_a + in_b else float("nan"),
-                     "agreement_ci_low": float("nan"), "agreement_ci_high": float("nan"),
-                     "kappa": k, "kappa_se": s, "kappa_ci_low": k - z * s, "kappa_ci_high": k + z * s,
-                     "statement": f"Class {c}: A said it {int(in_a)} times, B {int(in_b)} times, both on "
+        rows.append({Col.LEVEL: c, Col.N: n, Col.N_A: int(in_a), Col.N_B: int(in_b),
+                     Col.AGREEMENT: 2 * both / (in_a + in_b) if in_a + in_b else float("nan"),
+                     Col.AGREEMENT_CI_LOW: float("nan"), Col.AGREEMENT_CI_HIGH: float("nan"),
+                     Col.KAPPA: k, Col.KAPPA_SE: s, Col.KAPPA_CI_LOW: k - z * s, Col.KAPPA_CI_HIGH: k + z * s,
+                     Col.STATEMENT: f"Class {c}: A said it {int(in_a)} times, B {int(in_b)} times, both on "
                                   f"{int(both)} items (specific agreement {pct(2 * both / (in_a + in_b)) if in_a + in_b else 'n/a'})."})
     return pd.DataFrame(rows)
 
@@ -142,11 +143,11 @@ def rater_agreement(judge: Any, human: Any, *, ci: float = 0.95) -> pd.DataFrame
                 interval = res.confidence_interval(confidence_level=ci)
                 lo, hi = float(interval.low), float(interval.high)
     lvl = f"{100 * ci:g}%"
-    words = (f"On {len(a)} answers graded by both, the judge gave the human's grade on {pct(overall['agreement'])} "
-             f"({lvl} CI {pct(overall['agreement_ci_low'])} to {pct(overall['agreement_ci_high'])}); Cohen's kappa "
-             f"{overall['kappa']:.2f} ({overall['kappa_ci_low']:.2f} to {overall['kappa_ci_high']:.2f})"
+    words = (f"On {len(a)} answers graded by both, the judge gave the human's grade on {pct(overall[Col.AGREEMENT])} "
+             f"({lvl} CI {pct(overall[Col.AGREEMENT_CI_LOW])} to {pct(overall[Col.AGREEMENT_CI_HIGH])}); Cohen's kappa "
+             f"{overall[Col.KAPPA]:.2f} ({overall[Col.KAPPA_CI_LOW]:.2f} to {overall[Col.KAPPA_CI_HIGH]:.2f})"
              + (f"; Spearman's rho {rho:.2f} ({lo:.2f} to {hi:.2f})" if np.isfinite(rho) else "") + ".")
-    return pd.DataFrame([{"n": len(a), "agreement": overall["agreement"], "agreement_ci_low": overall["agreement_ci_low"],
-                          "agreement_ci_high": overall["agreement_ci_high"], "kappa": overall["kappa"],
-                          "kappa_ci_low": overall["kappa_ci_low"], "kappa_ci_high": overall["kappa_ci_high"],
-                          "spearman": rho, "spearman_ci_low": lo, "spearman_ci_high": hi, "statement": words}])
+    return pd.DataFrame([{Col.N: len(a), Col.AGREEMENT: overall[Col.AGREEMENT], Col.AGREEMENT_CI_LOW: overall[Col.AGREEMENT_CI_LOW],
+                          Col.AGREEMENT_CI_HIGH: overall[Col.AGREEMENT_CI_HIGH], Col.KAPPA: overall[Col.KAPPA],
+                          Col.KAPPA_CI_LOW: overall[Col.KAPPA_CI_LOW], Col.KAPPA_CI_HIGH: overall[Col.KAPPA_CI_HIGH],
+                          "spearman": rho, "spearman_ci_low": lo, "spearman_ci_high": hi, Col.STATEMENT: words}])

@@ -24,6 +24,7 @@ from kit.format import p_words, pct
 from kit.stats._data import candidates_of, check_level, z_of
 from kit.stats.agreement import agreement
 from kit.stats.conclusions import Conclusion, finish_comparison, holm_words
+from kit.columns import Col
 
 
 
@@ -77,10 +78,10 @@ def agreement_test(agree: int, n: int, *, target: float = 0.95, alpha: float = 0
     lower = agreement_bound(agree, n, alpha=alpha)
     verdict = _conclude(p_meets, p_below, alpha)
     need = items_needed_agreement(agree / n, target, alpha=alpha, power=power)
-    return pd.DataFrame([{"n": n, "agree": agree, "agreement": agree / n, "ci_low": lo2, "ci_high": hi2,
-                          "lower_bound": lower, "target": target, "p_meets": p_meets, "p_below": p_below,
-                          "conclusion": verdict, "n_needed": need,
-                          "statement": _words(agree, n, lower, target, alpha, verdict, p_meets, need)}])
+    return pd.DataFrame([{Col.N: n, "agree": agree, Col.AGREEMENT: agree / n, Col.CI_LOW: lo2, Col.CI_HIGH: hi2,
+                          Col.LOWER_BOUND: lower, Col.TARGET: target, Col.P_MEETS: p_meets, Col.P_BELOW: p_below,
+                          Col.CONCLUSION: verdict, Col.N_NEEDED: need,
+                          Col.STATEMENT: _words(agree, n, lower, target, alpha, verdict, p_meets, need)}])
 
 
 def _conclude(p_meets: float, p_below: float, alpha: float) -> Conclusion:
@@ -116,63 +117,63 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
     """
     where = "kit.stats.compare_agreement"
     alpha = check_level(alpha, "alpha", where=where)
-    missing = [c for c in ("arm", "item_id", "correct", "answer", "gold") if c not in scores_df.columns]
+    missing = [c for c in (Col.OPTION, Col.ITEM_ID, Col.CORRECT, Col.ANSWER, Col.GOLD) if c not in scores_df.columns]
     if missing:
         raise ConfigError(f"score table lacks columns {missing}", where=where,
                           fix="pass the table from kit.tasks.scoring.score_unlabelled")
-    df = scores_df.assign(arm=scores_df["arm"].astype(str))
+    df = scores_df.assign(**{Col.OPTION: scores_df[Col.OPTION].astype(str)})
     if "epoch" in df:
-        df = df[df["epoch"] == df["epoch"].min()]
+        df = df[df[Col.EPOCH] == df[Col.EPOCH].min()]
     if "score" not in df:
-        df = df.assign(score=df["correct"].astype(float))
+        df = df.assign(score=df[Col.CORRECT].astype(float))
     candidates = candidates_of(df, reference, where=where)
-    all_items = set(df["item_id"])
+    all_items = set(df[Col.ITEM_ID])
     rows = []
     for arm in candidates:
-        mine = df[df["arm"] == arm]
-        gaps = set(df.loc[pd.to_numeric(df["score"], errors="coerce").isna(), "item_id"])
-        usable = mine[~mine["item_id"].isin(gaps)]
-        absent = sorted(all_items - gaps - set(mine["item_id"]))  # never answered by the candidate: disagreement
+        mine = df[df[Col.OPTION] == arm]
+        gaps = set(df.loc[pd.to_numeric(df[Col.SCORE], errors="coerce").isna(), Col.ITEM_ID])
+        usable = mine[~mine[Col.ITEM_ID].isin(gaps)]
+        absent = sorted(all_items - gaps - set(mine[Col.ITEM_ID]))  # never answered by the candidate: disagreement
         n = len(usable) + len(absent)
         if n == 0:
             raise ConfigError(f"{arm} has no item the reference answered", where=where,
                               fix="run both options on the same items")
-        agree = int(usable["correct"].astype(bool).sum())
+        agree = int(usable[Col.CORRECT].astype(bool).sum())
         test = agreement_test(agree, n, target=target, alpha=alpha, ci=ci, power=power).iloc[0]
-        ref_gold = df[df["arm"] == reference].drop_duplicates("item_id").set_index("item_id")["gold"]
-        kap = agreement(list(usable["answer"]) + [None] * len(absent),
-                        list(usable["gold"]) + [ref_gold.get(i) for i in absent], ci=ci).iloc[0]
+        ref_gold = df[df[Col.OPTION] == reference].drop_duplicates(Col.ITEM_ID).set_index(Col.ITEM_ID)[Col.GOLD]
+        kap = agreement(list(usable[Col.ANSWER]) + [None] * len(absent),
+                        list(usable[Col.GOLD]) + [ref_gold.get(i) for i in absent], ci=ci).iloc[0]
         rows.append({
-            "arm": arm, "reference": reference, "n_items": n, "n_missing_candidate": len(absent),
-            "n_missing_reference": len(gaps & set(mine["item_id"])), "n_gaps": len(gaps), "metric": "agreement with reference",
-            "candidate_value": test["agreement"], "candidate_ci_low": test["ci_low"], "candidate_ci_high": test["ci_high"],
-            "reference_value": 1.0, "reference_ci_low": 1.0, "reference_ci_high": 1.0, "target": target,
-            "difference": test["agreement"] - target, "diff_ci_low": test["ci_low"] - target,
-            "diff_ci_high": test["ci_high"] - target, "lower_bound": test["lower_bound"] - target,
-            "agreement_lower_bound": test["lower_bound"], "n_disagreements": n - agree,
-            "kappa": float(kap["kappa"]), "kappa_ci_low": float(kap["kappa_ci_low"]),
-            "kappa_ci_high": float(kap["kappa_ci_high"]), "p_meets": test["p_meets"], "p_below": test["p_below"],
-            "conclusion": test["conclusion"], "n_needed": test["n_needed"],
-            "enough_items": bool(math.isfinite(test["n_needed"]) and n >= test["n_needed"]),
+            Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: n, Col.N_MISSING_CANDIDATE: len(absent),
+            Col.N_MISSING_REFERENCE: len(gaps & set(mine[Col.ITEM_ID])), Col.N_GAPS: len(gaps), Col.METRIC: "agreement with reference",
+            Col.CANDIDATE_VALUE: test[Col.AGREEMENT], Col.CANDIDATE_CI_LOW: test[Col.CI_LOW], Col.CANDIDATE_CI_HIGH: test[Col.CI_HIGH],
+            Col.REFERENCE_VALUE: 1.0, Col.REFERENCE_CI_LOW: 1.0, Col.REFERENCE_CI_HIGH: 1.0, Col.TARGET: target,
+            Col.DIFFERENCE: test[Col.AGREEMENT] - target, Col.DIFF_CI_LOW: test[Col.CI_LOW] - target,
+            Col.DIFF_CI_HIGH: test[Col.CI_HIGH] - target, Col.LOWER_BOUND: test[Col.LOWER_BOUND] - target,
+            Col.AGREEMENT_LOWER_BOUND: test[Col.LOWER_BOUND], Col.N_DISAGREEMENTS: n - agree,
+            Col.KAPPA: float(kap[Col.KAPPA]), Col.KAPPA_CI_LOW: float(kap[Col.KAPPA_CI_LOW]),
+            Col.KAPPA_CI_HIGH: float(kap[Col.KAPPA_CI_HIGH]), Col.P_MEETS: test[Col.P_MEETS], Col.P_BELOW: test[Col.P_BELOW],
+            Col.CONCLUSION: test[Col.CONCLUSION], Col.N_NEEDED: test[Col.N_NEEDED],
+            Col.ENOUGH_ITEMS: bool(math.isfinite(test[Col.N_NEEDED]) and n >= test[Col.N_NEEDED]),
         })
     return finish_comparison(rows, p_columns=("p_meets", "p_below"), holm_adjust=holm_adjust,
-                             rule=lambda p: _conclude(p["p_meets"], p["p_below"], alpha),
+                             rule=lambda p: _conclude(p[Col.P_MEETS], p[Col.P_BELOW], alpha),
                              words=lambda r, k: _table_words(r, k, alpha=alpha))
 
 
 def _table_words(r: pd.Series, k: int, *, alpha: float) -> str:
-    text = (f"Without gold labels, quality here means agreement with {r['reference']}, not correctness. "
-            + _words(int(round(r["candidate_value"] * r["n_items"])), int(r["n_items"]), r["agreement_lower_bound"],
-                     r["target"], alpha, r["conclusion"], r["p_meets"], r["n_needed"]))
-    if np.isfinite(r["kappa"]):
-        text += (f" Cohen's kappa {r['kappa']:.2f} (CI {r['kappa_ci_low']:.2f} to {r['kappa_ci_high']:.2f}) "
+    text = (f"Without gold labels, quality here means agreement with {r[Col.REFERENCE]}, not correctness. "
+            + _words(int(round(r[Col.CANDIDATE_VALUE] * r[Col.N_ITEMS])), int(r[Col.N_ITEMS]), r[Col.AGREEMENT_LOWER_BOUND],
+                     r[Col.TARGET], alpha, r[Col.CONCLUSION], r[Col.P_MEETS], r[Col.N_NEEDED]))
+    if np.isfinite(r[Col.KAPPA]):
+        text += (f" Cohen's kappa {r[Col.KAPPA]:.2f} (CI {r[Col.KAPPA_CI_LOW]:.2f} to {r[Col.KAPPA_CI_HIGH]:.2f}) "
                  "discounts agreement expected by chance.")
     text += holm_words(r, k)
-    text += f" {r['n_disagreements']} item(s) disagree: read them first (the disagreement table)."
-    if r["n_gaps"]:
-        text += (f" {r['n_gaps']} item(s) have no reference answer (an error, nothing parseable, or missing from "
+    text += f" {r[Col.N_DISAGREEMENTS]} item(s) disagree: read them first (the disagreement table)."
+    if r[Col.N_GAPS]:
+        text += (f" {r[Col.N_GAPS]} item(s) have no reference answer (an error, nothing parseable, or missing from "
                  "a replay file) and are left out.")
-    if r["n_missing_candidate"]:
-        text += f" {r['n_missing_candidate']} item(s) the candidate never answered count as disagreements."
+    if r[Col.N_MISSING_CANDIDATE]:
+        text += f" {r[Col.N_MISSING_CANDIDATE]} item(s) the candidate never answered count as disagreements."
     return text
 

@@ -24,6 +24,7 @@ from scipy.special import ndtr, ndtri
 from kit.errors import ConfigError
 from kit.format import pts
 from kit.stats._data import as_values, check_level
+from kit.columns import Col
 
 CHUNK_CELLS = 4_000_000  # resampled cells per chunk: bounds memory whatever n and n_resamples are
 
@@ -69,7 +70,7 @@ def _label_key(value: Any) -> str | None:
 def _prepare_labels(data: Any) -> tuple[np.ndarray, np.ndarray, int]:
     """Encode (gold, answer) as integer codes; an unparseable answer (None) gets code K (no label)."""
     if isinstance(data, pd.DataFrame) and {"answer", "gold"} <= set(data.columns):
-        answers, gold = list(data["answer"]), list(data["gold"])
+        answers, gold = list(data[Col.ANSWER]), list(data[Col.GOLD])
     elif isinstance(data, tuple) and len(data) == 2:
         answers, gold = list(data[0]), list(data[1])
     else:
@@ -104,7 +105,7 @@ def _macro_f1_on_index(prepared: tuple[np.ndarray, np.ndarray, int], idx: np.nda
 
 MEAN = Metric("mean", _prepare_mean, lambda x, idx: x[idx].mean(axis=1), linear=True)
 MACRO_F1 = Metric("macro_f1", _prepare_labels, _macro_f1_on_index)
-METRICS: dict[str, Metric] = {"mean": MEAN, "accuracy": MEAN, "score": MEAN, "macro_f1": MACRO_F1}
+METRICS: dict[str, Metric] = {"mean": MEAN, Col.ACCURACY: MEAN, Col.SCORE: MEAN, Col.MACRO_F1: MACRO_F1}
 
 
 def vectorised_metric(fn: Callable[[Any, np.ndarray], np.ndarray], *, name: str | None = None,
@@ -236,7 +237,7 @@ def paired_bootstrap(a: Any, b: Any, *, metric: str | Metric | Callable[[Any], f
     if used == "degenerate":
         words += " Every resample gave the same difference (the arms agree item by item), so the interval is a point."
     return pd.DataFrame([{
-        "metric": m.name, "n": n, "estimate_a": est_a, "estimate_b": est_b, "difference": theta,
-        "ci_low": lo, "ci_high": hi, "ci_level": ci, "method": method, "method_used": used,
-        "se": float(boot.std(ddof=1)), "n_resamples": int(n_resamples), "seed": seed, "statement": words,
+        Col.METRIC: m.name, Col.N: n, "estimate_a": est_a, "estimate_b": est_b, Col.DIFFERENCE: theta,
+        Col.CI_LOW: lo, Col.CI_HIGH: hi, Col.CI_LEVEL: ci, Col.METHOD: method, "method_used": used,
+        "se": float(boot.std(ddof=1)), "n_resamples": int(n_resamples), "seed": seed, Col.STATEMENT: words,
     }])

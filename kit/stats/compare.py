@@ -1,9 +1,9 @@
 """Every candidate arm against one reference arm, in one tidy table, with Holm's correction.
 
->>> df = pd.DataFrame({"arm": ["api"] * 4 + ["local"] * 4, "item_id": list(range(4)) * 2,
+>>> df = pd.DataFrame({"option": ["api"] * 4 + ["local"] * 4, "item_id": list(range(4)) * 2,
 ...                    "correct": [1, 1, 0, 1, 1, 0, 0, 1]})
->>> compare_arms(df, reference="api", n_resamples=500)[["arm", "b10", "b01", "conclusion"]].to_dict("records")
-[{'arm': 'local', 'b10': 0, 'b01': 1, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
+>>> compare_arms(df, reference="api", n_resamples=500)[["option", "b10", "b01", "conclusion"]].to_dict("records")
+[{'option': 'local', 'b10': 0, 'b01': 1, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ from kit.stats.intervals import mean_ci
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
 from kit.stats.power import sample_size_noninferiority
+from kit.columns import Col
 
-P_COLUMNS = ("p_noninferiority", "p_superiority", "p_inferiority", "p_equivalence", "p_above_margin")
+P_COLUMNS = (Col.P_NONINFERIORITY, Col.P_SUPERIORITY, Col.P_INFERIORITY, Col.P_EQUIVALENCE, Col.P_ABOVE_MARGIN)
 
 
 def _metric_name(values: pd.DataFrame) -> str:
@@ -42,53 +43,53 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
     if wide.empty:
         raise ConfigError(f"{arm} and {reference} share no items", where="kit.stats.compare_arms",
                           fix="run both arms on the same task items")
-    right = pair_arms(df, arms=[arm, reference], value="correct",
+    right = pair_arms(df, arms=[arm, reference], value=Col.CORRECT,
                       epochs=epochs if isinstance(epochs, int) else "majority", missing=missing)
     cand, ref = wide[arm].to_numpy(), wide[reference].to_numpy()
     mc = mcnemar(right[arm], right[reference]).iloc[0]
     ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, equivalence=equivalence).iloc[0]
     if cand.size >= 2:
         bs = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
-        b_lo, b_hi = bs["ci_low"], bs["ci_high"]
+        b_lo, b_hi = bs[Col.CI_LOW], bs[Col.CI_HIGH]
     else:
         b_lo = b_hi = float("nan")
     need = sample_size_noninferiority(cand, ref, margin=margin, alpha=alpha, power=power).iloc[0]
     cv, clo, chi = mean_ci(cand, ci)
     rv, rlo, rhi = mean_ci(ref, ci)
     return {
-        "arm": arm, "reference": reference, "n_items": int(cand.size),
-        "n_missing_candidate": wide.attrs["missing"][arm], "n_missing_reference": wide.attrs["missing"][reference],
-        "metric": _metric_name(wide), "candidate_value": cv, "candidate_ci_low": clo, "candidate_ci_high": chi,
-        "reference_value": rv, "reference_ci_low": rlo, "reference_ci_high": rhi,
-        "difference": float(cand.mean() - ref.mean()), "diff_ci_low": b_lo, "diff_ci_high": b_hi,
-        "b10": int(mc["b10"]), "b01": int(mc["b01"]), "mcnemar_p": mc["p_exact"], "mcnemar_mid_p": mc["p_mid"],
-        "margin": margin, "lower_bound": ni["lower_bound"], "upper_bound": ni["upper_bound"],
-        **{c: ni[c] for c in P_COLUMNS}, "conclusion": ni["conclusion"],
-        "n_needed": need["n_required"], "enough_items": need["enough"],
+        Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: int(cand.size),
+        Col.N_MISSING_CANDIDATE: wide.attrs["missing"][arm], Col.N_MISSING_REFERENCE: wide.attrs["missing"][reference],
+        Col.METRIC: _metric_name(wide), Col.CANDIDATE_VALUE: cv, Col.CANDIDATE_CI_LOW: clo, Col.CANDIDATE_CI_HIGH: chi,
+        Col.REFERENCE_VALUE: rv, Col.REFERENCE_CI_LOW: rlo, Col.REFERENCE_CI_HIGH: rhi,
+        Col.DIFFERENCE: float(cand.mean() - ref.mean()), Col.DIFF_CI_LOW: b_lo, Col.DIFF_CI_HIGH: b_hi,
+        Col.B10: int(mc[Col.B10]), Col.B01: int(mc[Col.B01]), Col.MCNEMAR_P: mc["p_exact"], Col.MCNEMAR_MID_P: mc["p_mid"],
+        Col.MARGIN: margin, Col.LOWER_BOUND: ni[Col.LOWER_BOUND], Col.UPPER_BOUND: ni[Col.UPPER_BOUND],
+        **{c: ni[c] for c in P_COLUMNS}, Col.CONCLUSION: ni[Col.CONCLUSION],
+        Col.N_NEEDED: need["n_required"], Col.ENOUGH_ITEMS: need["enough"],
     }
 
 
 def _statement(r: pd.Series, k: int, *, alpha: float, ci: float, equivalence: bool) -> str:
     lvl = f"{100 * ci:g}%"
     one = f"one-sided {100 * (1 - alpha):g}%"
-    bounds = (f"{one} bounds {pts(r['lower_bound'])} and {pts(r['upper_bound'])} against ±{pts(r['margin'], sign=False)}"
-              if equivalence else f"{one} lower bound {pts(r['lower_bound'])}")
-    text = (f"{r['arm']} against {r['reference']} on {r['n_items']} paired items: {r['metric']} "
-            f"{pct(r['candidate_value'])} ({lvl} CI {pct(r['candidate_ci_low'])} to {pct(r['candidate_ci_high'])}) "
-            f"versus {pct(r['reference_value'])} ({pct(r['reference_ci_low'])} to {pct(r['reference_ci_high'])}). "
-            f"Difference {pts(r['difference'])} (paired bootstrap {lvl} CI {pts(r['diff_ci_low'])} to "
-            f"{pts(r['diff_ci_high'])}). The candidate alone was right on {r['b10']} items, the reference alone on "
-            f"{r['b01']} (exact McNemar {p_words(r['mcnemar_p'])}). Margin {pts(r['margin'], sign=False)}: "
-            f"{bounds}, so the result is **{r['conclusion']}**.")
-    if r["conclusion"] == "non-inferior" and r["lower_bound"] < 0:
-        text += f" A loss of up to {pts(-r['lower_bound'], sign=False)} is not ruled out, but a larger one is."
+    bounds = (f"{one} bounds {pts(r[Col.LOWER_BOUND])} and {pts(r[Col.UPPER_BOUND])} against ±{pts(r[Col.MARGIN], sign=False)}"
+              if equivalence else f"{one} lower bound {pts(r[Col.LOWER_BOUND])}")
+    text = (f"{r[Col.OPTION]} against {r[Col.REFERENCE]} on {r[Col.N_ITEMS]} paired items: {r[Col.METRIC]} "
+            f"{pct(r[Col.CANDIDATE_VALUE])} ({lvl} CI {pct(r[Col.CANDIDATE_CI_LOW])} to {pct(r[Col.CANDIDATE_CI_HIGH])}) "
+            f"versus {pct(r[Col.REFERENCE_VALUE])} ({pct(r[Col.REFERENCE_CI_LOW])} to {pct(r[Col.REFERENCE_CI_HIGH])}). "
+            f"Difference {pts(r[Col.DIFFERENCE])} (paired bootstrap {lvl} CI {pts(r[Col.DIFF_CI_LOW])} to "
+            f"{pts(r[Col.DIFF_CI_HIGH])}). The candidate alone was right on {r[Col.B10]} items, the reference alone on "
+            f"{r[Col.B01]} (exact McNemar {p_words(r[Col.MCNEMAR_P])}). Margin {pts(r[Col.MARGIN], sign=False)}: "
+            f"{bounds}, so the result is **{r[Col.CONCLUSION]}**.")
+    if r[Col.CONCLUSION] == "non-inferior" and r[Col.LOWER_BOUND] < 0:
+        text += f" A loss of up to {pts(-r[Col.LOWER_BOUND], sign=False)} is not ruled out, but a larger one is."
     text += holm_words(r, k)
-    if r["conclusion_adjusted"] == "inconclusive" and np.isfinite(r["n_needed"]) and r["n_needed"] > r["n_items"]:
-        text += (f" About {int(r['n_needed']):,} items would be needed to show non-inferiority at this margin "
+    if r[Col.CONCLUSION_ADJUSTED] == "inconclusive" and np.isfinite(r[Col.N_NEEDED]) and r[Col.N_NEEDED] > r[Col.N_ITEMS]:
+        text += (f" About {int(r[Col.N_NEEDED]):,} items would be needed to show non-inferiority at this margin "
                  "if the observed difference and discordance hold.")
-    elif r["conclusion_adjusted"] == "inconclusive" and not np.isfinite(r["n_needed"]):
+    elif r[Col.CONCLUSION_ADJUSTED] == "inconclusive" and not np.isfinite(r[Col.N_NEEDED]):
         text += " At the observed difference, non-inferiority at this margin cannot be shown with any number of items."
-    missing = r["n_missing_candidate"] + r["n_missing_reference"]
+    missing = r[Col.N_MISSING_CANDIDATE] + r[Col.N_MISSING_REFERENCE]
     if missing:
         text += f" {missing} item(s) one arm never answered are counted as wrong for that arm."
     return text + (" Assumptions: items are independent and represent the traffic the decision is about; errors "
@@ -97,7 +98,7 @@ def _statement(r: pd.Series, k: int, *, alpha: float, ci: float, equivalence: bo
 
 
 def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
-                 holm: bool = True, equivalence: bool = False, value: Literal["score", "correct"] = "score",
+                 holm: bool = True, equivalence: bool = False, value: Literal[Col.SCORE, Col.CORRECT] = "score",
                  epochs: Literal["mean"] | int = "mean", missing: Missing = "wrong", ci: float = 0.95,
                  n_resamples: int = 10_000, seed: int = 0, power: float = 0.80) -> pd.DataFrame:
     """Compare every other arm with ``reference`` on the items they share (paired).

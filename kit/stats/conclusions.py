@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from kit.columns import Col
 
 
 class Conclusion(StrEnum):
@@ -80,25 +81,25 @@ def finish_comparison(rows: Sequence[Mapping[str, object]], *, p_columns: Sequen
     end, and ``statement`` (``words(row, k)``, k the number of candidates the correction was for).
 
     >>> rule = lambda p: Conclusion.SUPERIOR if p["p"] < 0.05 else Conclusion.INCONCLUSIVE
-    >>> t = finish_comparison([{"arm": "a", "p": 0.01, "conclusion": Conclusion.SUPERIOR},
-    ...                        {"arm": "b", "p": 0.04, "conclusion": Conclusion.SUPERIOR}], p_columns=["p"],
-    ...                       rule=rule, words=lambda r, k: f"{r['arm']}: {r['conclusion_adjusted']}")
+    >>> t = finish_comparison([{"option": "a", "p": 0.01, "conclusion": Conclusion.SUPERIOR},
+    ...                        {"option": "b", "p": 0.04, "conclusion": Conclusion.SUPERIOR}], p_columns=["p"],
+    ...                       rule=rule, words=lambda r, k: f"{r['option']}: {r['conclusion_adjusted']}")
     >>> t[["p_adj", "conclusion_adjusted", "qualifies", "statement"]].to_dict("records")[1]
     {'p_adj': 0.04, 'conclusion_adjusted': <Conclusion.SUPERIOR: 'superior'>, 'qualifies': True, 'statement': 'b: superior'}
     """
     out = pd.DataFrame(list(rows))
     for col in p_columns:
         out[f"{col}_adj"] = holm(out[col]) if holm_adjust else out[col]
-    out["adjustment"] = "holm" if holm_adjust else "none"
-    out["conclusion"] = [Conclusion(c) for c in out["conclusion"]]
-    out["conclusion_adjusted"] = [rule({c: float(r[f"{c}_adj"]) for c in p_columns}) for _, r in out.iterrows()]
-    out["survives_adjustment"] = out["conclusion_adjusted"] == out["conclusion"]
-    out["qualifies"] = [c.passes for c in out["conclusion_adjusted"]]
-    out["better"] = [c.better for c in out["conclusion_adjusted"]]
+    out[Col.ADJUSTMENT] = "holm" if holm_adjust else "none"
+    out[Col.CONCLUSION] = [Conclusion(c) for c in out[Col.CONCLUSION]]
+    out[Col.CONCLUSION_ADJUSTED] = [rule({c: float(r[f"{c}_adj"]) for c in p_columns}) for _, r in out.iterrows()]
+    out[Col.SURVIVES_ADJUSTMENT] = out[Col.CONCLUSION_ADJUSTED] == out[Col.CONCLUSION]
+    out[Col.QUALIFIES] = [c.passes for c in out[Col.CONCLUSION_ADJUSTED]]
+    out[Col.BETTER] = [c.better for c in out[Col.CONCLUSION_ADJUSTED]]
     tail = [c for c in ("n_needed", "enough_items") if c in out.columns]
     out = out[[c for c in out.columns if c not in tail] + tail]
     k = len(out) if holm_adjust else 1
-    out["statement"] = [words(r, k) for _, r in out.iterrows()]
+    out[Col.STATEMENT] = [words(r, k) for _, r in out.iterrows()]
     return out
 
 
@@ -111,4 +112,4 @@ def holm_words(row: Mapping[str, object], k: int) -> str:
     if k <= 1:
         return ""
     return (f" With Holm's correction for {k} candidates the conclusion "
-            + ("stands." if row["survives_adjustment"] else f"becomes **{row['conclusion_adjusted']}**."))
+            + ("stands." if row[Col.SURVIVES_ADJUSTMENT] else f"becomes **{row[Col.CONCLUSION_ADJUSTED]}**."))

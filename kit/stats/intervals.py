@@ -14,6 +14,7 @@ import pandas as pd
 
 from kit.format import pct
 from kit.stats._data import as_values, check_level, z_of
+from kit.columns import Col
 
 
 def wilson_interval(k: float, n: int, ci: float = 0.95) -> tuple[float, float]:
@@ -41,8 +42,8 @@ def accuracy_ci(correct: Any, *, ci: float = 0.95) -> pd.DataFrame:
     lo, hi = wilson_interval(k, n, ci)
     words = (f"Accuracy {pct(k / n)} on {n} items ({100 * ci:g}% Wilson interval {pct(lo)} to {pct(hi)}), "
              "assuming the items are independent and represent the traffic the decision is about.")
-    return pd.DataFrame([{"n": n, "n_correct": k, "accuracy": k / n, "ci_low": lo, "ci_high": hi,
-                          "ci_level": ci, "method": "wilson", "statement": words}])
+    return pd.DataFrame([{Col.N: n, "n_correct": k, Col.ACCURACY: k / n, Col.CI_LOW: lo, Col.CI_HIGH: hi,
+                          Col.CI_LEVEL: ci, Col.METHOD: "wilson", Col.STATEMENT: words}])
 
 
 def mean_ci(values: np.ndarray, ci: float = 0.95) -> tuple[float, float, float]:

@@ -20,6 +20,7 @@ from scipy import stats
 from kit.errors import ConfigError
 from kit.format import p_words
 from kit.stats._data import check_level, check_scores
+from kit.columns import Col
 
 QUANTILES = (0.50, 0.95, 0.99)
 EXACT_MAX = 50
@@ -52,7 +53,7 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
     p95_s, p95_ci_low, p95_ci_high, p99_s, p99_ci_low, p99_ci_high, mean_s, mean_ttft_s, p50_ttft_s,
     tokens_per_s, decode_tokens_per_s, statement.
 
-    >>> df = pd.DataFrame({"arm": "a", "item_id": range(4), "correct": True, "latency_s": [1.0, 2, 3, 4]})
+    >>> df = pd.DataFrame({"option": "a", "item_id": range(4), "correct": True, "latency_s": [1.0, 2, 3, 4]})
     >>> latency_summary(df, n_resamples=200)["p50_s"].item()
     2.5
     >>> latency_summary(df.assign(warmup=[True, False, False, False]), n_resamples=200)[["p50_s", "warmup_s"]].values
@@ -68,17 +69,17 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
             df[col] = np.nan
     rows = []
     if "warmup" not in df.columns:
-        df["warmup"] = False
-    for arm, everything in df.groupby("arm", sort=False):
-        warm = everything["warmup"].fillna(False).astype(bool)
+        df[Col.WARMUP] = False
+    for arm, everything in df.groupby(Col.OPTION, sort=False):
+        warm = everything[Col.WARMUP].fillna(False).astype(bool)
         g = everything[~warm] if (~warm).any() else everything
-        cold = pd.to_numeric(everything.loc[warm, "latency_s"], errors="coerce").dropna()
-        lat = pd.to_numeric(g["latency_s"], errors="coerce").to_numpy(dtype=float)
+        cold = pd.to_numeric(everything.loc[warm, Col.LATENCY_S], errors="coerce").dropna()
+        lat = pd.to_numeric(g[Col.LATENCY_S], errors="coerce").to_numpy(dtype=float)
         ok = np.isfinite(lat)
         x = lat[ok]
-        row: dict[str, Any] = {"arm": arm, "n": int(ok.sum()), "n_no_latency": int((~ok).sum()),
-                               "n_errors": int(g["error"].notna().sum()), "n_warmup": int(warm.sum()),
-                               "warmup_s": float(cold.mean()) if len(cold) else np.nan}
+        row: dict[str, Any] = {Col.OPTION: arm, Col.N: int(ok.sum()), Col.N_NO_LATENCY: int((~ok).sum()),
+                               Col.N_ERRORS: int(g[Col.ERROR].notna().sum()), Col.N_WARMUP: int(warm.sum()),
+                               Col.WARMUP_S: float(cold.mean()) if len(cold) else np.nan}
         if x.size:
             qs = np.quantile(x, QUANTILES)
             cis = _quantile_cis(x, ci, int(n_resamples), seed) if x.size > 1 else np.array([[v, v] for v in qs])
@@ -86,16 +87,16 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
             qs, cis = np.full(3, np.nan), np.full((3, 2), np.nan)
         for name, q, (lo, hi) in zip(("p50", "p95", "p99"), qs, cis):
             row.update({f"{name}_s": float(q), f"{name}_ci_low": float(lo), f"{name}_ci_high": float(hi)})
-        ttft = pd.to_numeric(g["ttft_s"], errors="coerce").to_numpy(dtype=float)
-        tok = pd.to_numeric(g["completion_tokens"], errors="coerce").to_numpy(dtype=float)
+        ttft = pd.to_numeric(g[Col.TTFT_S], errors="coerce").to_numpy(dtype=float)
+        tok = pd.to_numeric(g[Col.COMPLETION_TOKENS], errors="coerce").to_numpy(dtype=float)
         both = ok & np.isfinite(tok)
         dec = both & np.isfinite(ttft) & (lat > ttft)
         row.update({
-            "mean_s": float(x.mean()) if x.size else np.nan,
-            "mean_ttft_s": float(np.nanmean(ttft)) if np.isfinite(ttft).any() else np.nan,
-            "p50_ttft_s": float(np.nanmedian(ttft)) if np.isfinite(ttft).any() else np.nan,
-            "tokens_per_s": float(tok[both].sum() / lat[both].sum()) if both.any() and lat[both].sum() > 0 else np.nan,
-            "decode_tokens_per_s": (float(tok[dec].sum() / (lat[dec] - ttft[dec]).sum()) if dec.any() else np.nan),
+            Col.MEAN_S: float(x.mean()) if x.size else np.nan,
+            Col.MEAN_TTFT_S: float(np.nanmean(ttft)) if np.isfinite(ttft).any() else np.nan,
+            Col.P50_TTFT_S: float(np.nanmedian(ttft)) if np.isfinite(ttft).any() else np.nan,
+            Col.TOKENS_PER_S: float(tok[both].sum() / lat[both].sum()) if both.any() and lat[both].sum() > 0 else np.nan,
+            Col.DECODE_TOKENS_PER_S: (float(tok[dec].sum() / (lat[dec] - ttft[dec]).sum()) if dec.any() else np.nan),
         })
         if len(cold) and len(g) < len(everything):
             note_warm = (f" Steady state: {int(warm.sum())} warm-up request(s) (a run's first call, loading the model "
@@ -104,7 +105,7 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
             note_warm = ""
         note = note_warm + (" With fewer than 100 requests the p99 is close to the slowest single request; read it as indicative."
                 if x.size < 100 else "")
-        row["statement"] = (f"{arm}: median {row['p50_s']:.3f} s, p95 {row['p95_s']:.3f} s, p99 {row['p99_s']:.3f} s "
+        row[Col.STATEMENT] = (f"{arm}: median {row[Col.P50_S]:.3f} s, p95 {row[Col.P95_S]:.3f} s, p99 {row[Col.P99_S]:.3f} s "
                             f"over {x.size} requests ({100 * ci:g}% bootstrap intervals, {int(n_resamples):,} "
                             f"resamples); latency depends on this machine and its load.{note}")
         rows.append(row)
@@ -173,8 +174,8 @@ def latency_test(a: Any, b: Any, *, zero_method: Literal["wilcox", "pratt"] = "w
              f"Wilcoxon signed-rank {p_words(p)} ({method}). The test assumes the pairs are independent; "
              "latency depends on the machine and its load at the time.")
     return pd.DataFrame([{
-        "n": int(x.size), "n_dropped": int((~ok).sum()), "n_nonzero": n_nz, "median_a": float(np.median(x)),
+        Col.N: int(x.size), "n_dropped": int((~ok).sum()), "n_nonzero": n_nz, "median_a": float(np.median(x)),
         "median_b": float(np.median(y)), "median_difference": diff, "w_plus": w_plus, "w_minus": w_minus,
-        "statistic": min(w_plus, w_minus) if alternative == "two-sided" else w_plus, "z": z, "p_value": float(p),
-        "method": method, "statement": words,
+        "statistic": min(w_plus, w_minus) if alternative == "two-sided" else w_plus, "z": z, Col.P_VALUE: float(p),
+        Col.METHOD: method, Col.STATEMENT: words,
     }])

@@ -22,6 +22,7 @@ from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats.conclusions import Conclusion
 from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, z_of
+from kit.columns import Col
 
 
 
@@ -57,9 +58,9 @@ def mcnemar(a_correct: Any, b_correct: Any) -> pd.DataFrame:
         words = (f"Of {n} items the arms disagree on {m}: A alone right on {b10} (b10), B alone right on "
                  f"{b01} (b01). Exact McNemar {p_words(p_exact)} (mid-p: {p_words(p_mid)}): {verdict}.")
     return pd.DataFrame([{
-        "n": n, "both_correct": both, "b10": b10, "b01": b01, "both_wrong": n - both - m, "discordant": m,
-        "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()), "difference": diff,
-        "p_exact": p_exact, "p_mid": p_mid, "statement": words,
+        Col.N: n, "both_correct": both, Col.B10: b10, Col.B01: b01, "both_wrong": n - both - m, "discordant": m,
+        "accuracy_a": float(a.mean()), "accuracy_b": float(b.mean()), Col.DIFFERENCE: diff,
+        "p_exact": p_exact, "p_mid": p_mid, Col.STATEMENT: words,
     }])
 
 
@@ -118,16 +119,16 @@ def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float):
 def conclude(p: Mapping[str, float], alpha: float, *, equivalence: bool) -> Conclusion:
     """The conclusion the p-values support at level alpha."""
     if equivalence:
-        if p["p_equivalence"] < alpha:
+        if p[Col.P_EQUIVALENCE] < alpha:
             return Conclusion.EQUIVALENT
-        if p["p_inferiority"] < alpha or p["p_above_margin"] < alpha:
+        if p[Col.P_INFERIORITY] < alpha or p[Col.P_ABOVE_MARGIN] < alpha:
             return Conclusion.NOT_EQUIVALENT
         return Conclusion.INCONCLUSIVE
-    if p["p_superiority"] < alpha:
+    if p[Col.P_SUPERIORITY] < alpha:
         return Conclusion.SUPERIOR
-    if p["p_noninferiority"] < alpha:
+    if p[Col.P_NONINFERIORITY] < alpha:
         return Conclusion.NON_INFERIOR
-    if p["p_inferiority"] < alpha:
+    if p[Col.P_INFERIORITY] < alpha:
         return Conclusion.INFERIOR
     return Conclusion.INCONCLUSIVE
 
@@ -177,19 +178,19 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
         raise ConfigError(f"method={method!r} is unknown", where=where, fix="use 'tango' or 't'")
     cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where=where)
     p_gt, p_lt, lower, upper = _one_sided(cand, ref, method, alpha)
-    p = {"p_noninferiority": p_gt(-margin), "p_superiority": p_gt(0.0), "p_inferiority": p_lt(-margin),
-         "p_above_margin": p_gt(margin)}
-    p["p_equivalence"] = max(p["p_noninferiority"], p_lt(margin))
+    p = {Col.P_NONINFERIORITY: p_gt(-margin), Col.P_SUPERIORITY: p_gt(0.0), Col.P_INFERIORITY: p_lt(-margin),
+         Col.P_ABOVE_MARGIN: p_gt(margin)}
+    p[Col.P_EQUIVALENCE] = max(p[Col.P_NONINFERIORITY], p_lt(margin))
     verdict = conclude(p, alpha, equivalence=equivalence)
     diff = float(cand.mean() - ref.mean())
     name = "Tango (1998) score test" if method == "tango" else "paired t-test"
     return pd.DataFrame([{
-        "n": cand.size, "candidate_mean": float(cand.mean()), "reference_mean": float(ref.mean()),
-        "difference": diff, "margin": float(margin), "alpha": alpha, "lower_bound": lower, "upper_bound": upper,
-        "p_value": p["p_equivalence"] if equivalence else p["p_noninferiority"],
-        "p_noninferiority": p["p_noninferiority"], "p_superiority": p["p_superiority"],
-        "p_inferiority": p["p_inferiority"], "p_equivalence": p["p_equivalence"],
-        "p_above_margin": p["p_above_margin"], "conclusion": verdict, "method": name + (" (TOST)" if equivalence else ""),
-        "statement": explain(verdict, diff=diff, lower=lower, upper=upper, margin=margin, alpha=alpha,
+        Col.N: cand.size, Col.CANDIDATE_MEAN: float(cand.mean()), "reference_mean": float(ref.mean()),
+        Col.DIFFERENCE: diff, Col.MARGIN: float(margin), "alpha": alpha, Col.LOWER_BOUND: lower, Col.UPPER_BOUND: upper,
+        Col.P_VALUE: p[Col.P_EQUIVALENCE] if equivalence else p[Col.P_NONINFERIORITY],
+        Col.P_NONINFERIORITY: p[Col.P_NONINFERIORITY], Col.P_SUPERIORITY: p[Col.P_SUPERIORITY],
+        Col.P_INFERIORITY: p[Col.P_INFERIORITY], Col.P_EQUIVALENCE: p[Col.P_EQUIVALENCE],
+        Col.P_ABOVE_MARGIN: p[Col.P_ABOVE_MARGIN], Col.CONCLUSION: verdict, Col.METHOD: name + (" (TOST)" if equivalence else ""),
+        Col.STATEMENT: explain(verdict, diff=diff, lower=lower, upper=upper, margin=margin, alpha=alpha,
                              n=cand.size) + f" Test: {name}, large-sample approximation.",
     }])

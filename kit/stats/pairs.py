@@ -21,6 +21,7 @@ from scipy import stats
 from kit.format import p_words, pct, pts
 from kit.stats._data import as_pair, as_values, check_level
 from kit.stats.conclusions import holm
+from kit.columns import Col
 
 
 def _binary(x: np.ndarray) -> bool:
@@ -55,9 +56,9 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
     words = (f"{pct(cand.mean())} against {name}'s {pct(base.mean())} on {cand.size} items: "
              f"{pts(cand.mean() - base.mean())}, {p_words(p)} ({method}) — "
              + ("significantly better." if passes else "not shown to be better, so it does not clear the floor."))
-    return pd.DataFrame([{"n": int(cand.size), "candidate_mean": float(cand.mean()), "baseline_mean": float(base.mean()),
-                          "difference": float(cand.mean() - base.mean()), "wins": wins, "losses": losses,
-                          "p_value": p, "passes": passes, "method": method, "statement": words}])
+    return pd.DataFrame([{Col.N: int(cand.size), Col.CANDIDATE_MEAN: float(cand.mean()), Col.BASELINE_MEAN: float(base.mean()),
+                          Col.DIFFERENCE: float(cand.mean() - base.mean()), Col.WINS: wins, Col.LOSSES: losses,
+                          Col.P_VALUE: p, Col.PASSES: passes, Col.METHOD: method, Col.STATEMENT: words}])
 
 
 def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
@@ -77,12 +78,12 @@ def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05) -> pd.DataFrame:
         diff = x - y
         wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
         p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
-        rows.append({"a": a, "b": b, "n": int(x.size), "mean_a": float(x.mean()), "mean_b": float(y.mean()),
-                     "difference": float(x.mean() - y.mean()), "p_value": p})
-    out = pd.DataFrame(rows, columns=["a", "b", "n", "mean_a", "mean_b", "difference", "p_value"])
-    out["p_holm"] = holm(out["p_value"]) if len(out) else []
-    out["significant"] = out["p_holm"] < alpha
-    out["statement"] = [
+        rows.append({Col.A: a, Col.B: b, Col.N: int(x.size), Col.MEAN_A: float(x.mean()), Col.MEAN_B: float(y.mean()),
+                     Col.DIFFERENCE: float(x.mean() - y.mean()), Col.P_VALUE: p})
+    out = pd.DataFrame(rows, columns=[Col.A, Col.B, Col.N, Col.MEAN_A, Col.MEAN_B, Col.DIFFERENCE, Col.P_VALUE])
+    out[Col.P_HOLM] = holm(out[Col.P_VALUE]) if len(out) else []
+    out[Col.SIGNIFICANT] = out[Col.P_HOLM] < alpha
+    out[Col.STATEMENT] = [
         f"{r.a} {pct(r.mean_a)} vs {r.b} {pct(r.mean_b)}: {pts(r.difference)}, {p_words(r.p_holm)} after Holm over "
         f"{len(out)} pairs — " + ("a real difference." if r.significant else "not shown to differ.")
         for r in out.itertuples()]

@@ -21,6 +21,7 @@ from scipy.special import ndtr
 from kit.errors import ConfigError
 from kit.format import pts
 from kit.stats._data import as_pair, check_level, z_of
+from kit.columns import Col
 
 
 def restricted_p01(p10: float, p01: float, delta0: float) -> float:
@@ -96,7 +97,7 @@ def _table(n_req: float, n_have: int | None, p10: float, p01: float, extra: dict
     elif n_have is not None:
         words += f" (Planned from {n_have} items; the observed difference itself is uncertain.)"
     row = {"n_required": n_req, "n_available": n_have, "enough": enough, "p10": p10, "p01": p01,
-           "discordance": p10 + p01, "difference": p10 - p01, **extra, "statement": words}
+           "discordance": p10 + p01, Col.DIFFERENCE: p10 - p01, **extra, Col.STATEMENT: words}
     return pd.DataFrame([row])
 
 
@@ -133,7 +134,7 @@ def sample_size_noninferiority(candidate: Any = None, reference: Any = None, *, 
                  f"(one-sided alpha {alpha:g}), about {int(n_req):,} paired items are needed, assuming a true "
                  f"difference of {pts(delta)} and that {100 * (p10 + p01):.1f}% of items are answered right by "
                  f"only one arm (Nam 1997). With a discordance measured on few items, read this as a rough guide.")
-    extra = {"margin": margin, "alpha": alpha, "power": power, "method": "Nam (1997) formula, Tango score test"}
+    extra = {Col.MARGIN: margin, "alpha": alpha, "power": power, Col.METHOD: "Nam (1997) formula, Tango score test"}
     return _table(n_req, n_have, p10, p01, extra, words)
 
 
@@ -161,5 +162,5 @@ def sample_size_difference(candidate: Any = None, reference: Any = None, *, p10:
         words = (f"To detect a difference of {pts(delta)} with {100 * power:g}% power (two-sided alpha "
                  f"{alpha:g}), about {int(n_req):,} paired items are needed when {100 * psi:.1f}% of items are "
                  f"answered right by only one arm (Connor 1987).")
-    extra = {"margin": 0.0, "alpha": alpha, "power": power, "method": "Connor (1987) formula, McNemar test"}
+    extra = {Col.MARGIN: 0.0, "alpha": alpha, "power": power, Col.METHOD: "Connor (1987) formula, McNemar test"}
     return _table(n_req, n_have, p10, p01, extra, words)

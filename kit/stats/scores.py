@@ -31,6 +31,7 @@ from kit.stats.compare import P_COLUMNS
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.intervals import wilson_interval
 from kit.stats.paired import conclude, non_inferiority
+from kit.columns import Col
 
 
 def t_interval(values: Any, ci: float = 0.95) -> tuple[float, float, float]:
@@ -58,11 +59,11 @@ def mean_difference(candidate: Any, reference: Any, *, ci: float = 0.95, n_resam
     """
     cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where="kit.stats.mean_difference")
     boot = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
-    words = (f"Mean score difference {pts(boot['difference'])} on {cand.size} paired items (paired bootstrap "
-             f"{100 * ci:g}% CI {pts(boot['ci_low'])} to {pts(boot['ci_high'])}).")
-    return pd.DataFrame([{"n": cand.size, "candidate_mean": float(cand.mean()), "reference_mean": float(ref.mean()),
-                          "difference": float(boot["difference"]), "ci_low": float(boot["ci_low"]),
-                          "ci_high": float(boot["ci_high"]), "method_used": boot["method_used"], "statement": words}])
+    words = (f"Mean score difference {pts(boot[Col.DIFFERENCE])} on {cand.size} paired items (paired bootstrap "
+             f"{100 * ci:g}% CI {pts(boot[Col.CI_LOW])} to {pts(boot[Col.CI_HIGH])}).")
+    return pd.DataFrame([{Col.N: cand.size, Col.CANDIDATE_MEAN: float(cand.mean()), "reference_mean": float(ref.mean()),
+                          Col.DIFFERENCE: float(boot[Col.DIFFERENCE]), Col.CI_LOW: float(boot[Col.CI_LOW]),
+                          Col.CI_HIGH: float(boot[Col.CI_HIGH]), "method_used": boot["method_used"], Col.STATEMENT: words}])
 
 
 def wilcoxon_signed_rank(candidate: Any, reference: Any, *, alternative: str = "two-sided") -> pd.DataFrame:
@@ -86,8 +87,8 @@ def wilcoxon_signed_rank(candidate: Any, reference: Any, *, alternative: str = "
     d = a - b
     nz = d[d != 0]
     if nz.size == 0:
-        return pd.DataFrame([{"n": d.size, "n_nonzero": 0, "statistic": 0.0, "p_value": 1.0, "alternative": alternative,
-                              "method": "none", "statement": f"All {d.size} items scored the same for both arms: "
+        return pd.DataFrame([{Col.N: d.size, "n_nonzero": 0, "statistic": 0.0, Col.P_VALUE: 1.0, "alternative": alternative,
+                              Col.METHOD: "none", Col.STATEMENT: f"All {d.size} items scored the same for both arms: "
                                                              "the signed-rank test has nothing to weigh (p = 1)."}])
     ranks = stats.rankdata(np.abs(nz))
     v = float(ranks[nz > 0].sum())
@@ -96,8 +97,8 @@ def wilcoxon_signed_rank(candidate: Any, reference: Any, *, alternative: str = "
     method = "normal approximation with tie correction" if ties or nz.size > 50 else "exact"
     words = (f"Wilcoxon signed-rank on {nz.size} items whose scores differ ({d.size - nz.size} equal, left out): "
              f"V = {v:g}, {p_words(float(res.pvalue))} ({alternative}; {method}).")
-    return pd.DataFrame([{"n": d.size, "n_nonzero": int(nz.size), "statistic": v, "p_value": float(res.pvalue),
-                          "alternative": alternative, "method": method, "statement": words}])
+    return pd.DataFrame([{Col.N: d.size, "n_nonzero": int(nz.size), "statistic": v, Col.P_VALUE: float(res.pvalue),
+                          "alternative": alternative, Col.METHOD: method, Col.STATEMENT: words}])
 
 
 def sign_test(wins: int, losses: int) -> float:
@@ -126,15 +127,15 @@ def win_tie_loss(candidate: Any, reference: Any, *, ci: float = 0.95, tolerance:
     d = cand - ref
     wins, losses = int((d > tolerance).sum()), int((d < -tolerance).sum())
     ties, n = int(d.size - wins - losses), int(d.size)
-    row: dict[str, Any] = {"n": n, "wins": wins, "ties": ties, "losses": losses}
+    row: dict[str, Any] = {Col.N: n, Col.WINS: wins, Col.TIES: ties, Col.LOSSES: losses}
     for name, k in (("win", wins), ("tie", ties), ("loss", losses)):
         lo, hi = wilson_interval(k, n, ci)
         row.update({f"{name}_rate": k / n, f"{name}_ci_low": lo, f"{name}_ci_high": hi})
-    row["sign_p"] = sign_test(wins, losses)
-    row["statement"] = (f"Item by item the candidate scored higher on {wins}, the same on {ties} and lower on "
+    row[Col.SIGN_P] = sign_test(wins, losses)
+    row[Col.STATEMENT] = (f"Item by item the candidate scored higher on {wins}, the same on {ties} and lower on "
                         f"{losses} of {n} items (win rate {100 * wins / n:.0f}%, {100 * ci:g}% CI "
                         f"{100 * row['win_ci_low']:.0f}% to {100 * row['win_ci_high']:.0f}%); exact sign test on "
-                        f"wins against losses {p_words(row['sign_p'])}.")
+                        f"wins against losses {p_words(row[Col.SIGN_P])}.")
     return pd.DataFrame([row])
 
 
@@ -186,9 +187,9 @@ def t_test_items(effect: float, *, alpha: float = 0.05, power: float = 0.80) -> 
 
 def _pair(df: pd.DataFrame, arm: str, reference: str) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
     """Per-item scores (epochs averaged) of two arms: absent rows count 0, NaN scores are gaps (dropped)."""
-    per = df[df["arm"].isin([arm, reference])].groupby(["item_id", "arm"])["score"].mean().unstack("arm")
+    per = df[df[Col.OPTION].isin([arm, reference])].groupby([Col.ITEM_ID, Col.OPTION])[Col.SCORE].mean().unstack(Col.OPTION)
     per = per.reindex(columns=[arm, reference])
-    present = df[df["arm"].isin([arm, reference])].groupby(["item_id", "arm"]).size().unstack("arm")
+    present = df[df[Col.OPTION].isin([arm, reference])].groupby([Col.ITEM_ID, Col.OPTION]).size().unstack(Col.OPTION)
     present = present.reindex(index=per.index, columns=[arm, reference])
     absent = present.isna()
     gaps = per.isna() & ~absent
@@ -213,40 +214,40 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: flo
     rv, rlo, rhi = t_interval(ref, ci)
     need = items_needed_mean(cand, ref, margin=margin, alpha=alpha, power=power)
     return {
-        "arm": arm, "reference": reference, "n_items": int(cand.size),
-        "n_missing_candidate": counts["missing_candidate"], "n_missing_reference": counts["missing_reference"],
-        "n_gaps": counts["gaps"], "metric": metric, "candidate_value": cv, "candidate_ci_low": clo,
-        "candidate_ci_high": chi, "reference_value": rv, "reference_ci_low": rlo, "reference_ci_high": rhi,
-        "difference": float(cand.mean() - ref.mean()), "diff_ci_low": float(boot["ci_low"]),
-        "diff_ci_high": float(boot["ci_high"]),
+        Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: int(cand.size),
+        Col.N_MISSING_CANDIDATE: counts["missing_candidate"], Col.N_MISSING_REFERENCE: counts["missing_reference"],
+        Col.N_GAPS: counts["gaps"], Col.METRIC: metric, Col.CANDIDATE_VALUE: cv, Col.CANDIDATE_CI_LOW: clo,
+        Col.CANDIDATE_CI_HIGH: chi, Col.REFERENCE_VALUE: rv, Col.REFERENCE_CI_LOW: rlo, Col.REFERENCE_CI_HIGH: rhi,
+        Col.DIFFERENCE: float(cand.mean() - ref.mean()), Col.DIFF_CI_LOW: float(boot[Col.CI_LOW]),
+        Col.DIFF_CI_HIGH: float(boot[Col.CI_HIGH]),
         **{c: wtl[c] for c in ("wins", "ties", "losses", "win_rate", "win_ci_low", "win_ci_high", "tie_rate",
                                "loss_rate", "loss_ci_low", "loss_ci_high", "sign_p")},
-        "wilcoxon_p": float(wil["p_value"]), "margin": margin, "lower_bound": float(ni["lower_bound"]),
-        "upper_bound": float(ni["upper_bound"]), **{c: float(ni[c]) for c in P_COLUMNS},
-        "conclusion": ni["conclusion"], "n_needed": need,
-        "enough_items": bool(math.isfinite(need) and cand.size >= need),
+        Col.WILCOXON_P: float(wil[Col.P_VALUE]), Col.MARGIN: margin, Col.LOWER_BOUND: float(ni[Col.LOWER_BOUND]),
+        Col.UPPER_BOUND: float(ni[Col.UPPER_BOUND]), **{c: float(ni[c]) for c in P_COLUMNS},
+        Col.CONCLUSION: ni[Col.CONCLUSION], Col.N_NEEDED: need,
+        Col.ENOUGH_ITEMS: bool(math.isfinite(need) and cand.size >= need),
     }
 
 
 def _statement(r: pd.Series, k: int, *, alpha: float, ci: float) -> str:
     lvl = f"{100 * ci:g}%"
-    text = (f"{r['arm']} against {r['reference']} on {r['n_items']} paired items, {r['metric']} (0 to 1): "
-            f"{r['candidate_value']:.3f} ({lvl} CI {r['candidate_ci_low']:.3f} to {r['candidate_ci_high']:.3f}) versus "
-            f"{r['reference_value']:.3f} ({r['reference_ci_low']:.3f} to {r['reference_ci_high']:.3f}). Mean "
-            f"difference {r['difference']:+.3f} (paired bootstrap {lvl} CI {r['diff_ci_low']:+.3f} to "
-            f"{r['diff_ci_high']:+.3f}). The candidate scored higher on {r['wins']} items, the same on {r['ties']} "
-            f"and lower on {r['losses']} (sign test {p_words(r['sign_p'])}; Wilcoxon signed-rank "
-            f"{p_words(r['wilcoxon_p'])}). Margin {r['margin']:.3f} in score units: one-sided "
-            f"{100 * (1 - alpha):g}% lower bound {r['lower_bound']:+.3f} (paired t-test), so the result is "
-            f"**{r['conclusion']}**.")
+    text = (f"{r[Col.OPTION]} against {r[Col.REFERENCE]} on {r[Col.N_ITEMS]} paired items, {r[Col.METRIC]} (0 to 1): "
+            f"{r[Col.CANDIDATE_VALUE]:.3f} ({lvl} CI {r[Col.CANDIDATE_CI_LOW]:.3f} to {r[Col.CANDIDATE_CI_HIGH]:.3f}) versus "
+            f"{r[Col.REFERENCE_VALUE]:.3f} ({r[Col.REFERENCE_CI_LOW]:.3f} to {r[Col.REFERENCE_CI_HIGH]:.3f}). Mean "
+            f"difference {r[Col.DIFFERENCE]:+.3f} (paired bootstrap {lvl} CI {r[Col.DIFF_CI_LOW]:+.3f} to "
+            f"{r[Col.DIFF_CI_HIGH]:+.3f}). The candidate scored higher on {r[Col.WINS]} items, the same on {r[Col.TIES]} "
+            f"and lower on {r[Col.LOSSES]} (sign test {p_words(r[Col.SIGN_P])}; Wilcoxon signed-rank "
+            f"{p_words(r[Col.WILCOXON_P])}). Margin {r[Col.MARGIN]:.3f} in score units: one-sided "
+            f"{100 * (1 - alpha):g}% lower bound {r[Col.LOWER_BOUND]:+.3f} (paired t-test), so the result is "
+            f"**{r[Col.CONCLUSION]}**.")
     text += holm_words(r, k)
-    if r["conclusion_adjusted"] == "inconclusive":
-        text += (f" About {int(r['n_needed']):,} items would be needed to show non-inferiority at this margin if "
-                 "the observed difference and spread hold." if math.isfinite(r["n_needed"]) else
+    if r[Col.CONCLUSION_ADJUSTED] == "inconclusive":
+        text += (f" About {int(r[Col.N_NEEDED]):,} items would be needed to show non-inferiority at this margin if "
+                 "the observed difference and spread hold." if math.isfinite(r[Col.N_NEEDED]) else
                  " At the observed difference, non-inferiority at this margin cannot be shown with any number of items.")
-    if r["n_gaps"]:
-        text += f" {r['n_gaps']} item(s) could not be scored for one of the two (no judge grade, or no reference answer) and are left out of the pair."
-    missing = r["n_missing_candidate"] + r["n_missing_reference"]
+    if r[Col.N_GAPS]:
+        text += f" {r[Col.N_GAPS]} item(s) could not be scored for one of the two (no judge grade, or no reference answer) and are left out of the pair."
+    missing = r[Col.N_MISSING_CANDIDATE] + r[Col.N_MISSING_REFERENCE]
     if missing:
         text += f" {missing} item(s) one option never answered count as score 0 for it."
     return text + (" Assumptions: items are independent and represent the traffic the decision is about; errors "
@@ -266,21 +267,22 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     <each p>_adj, adjustment, conclusion_adjusted, survives_adjustment, qualifies, better, n_needed,
     enough_items, statement.
 
-    >>> df = pd.DataFrame({"arm": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
+    >>> df = pd.DataFrame({"option": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
     ...                    "score": [.8, .6, .7, .9, .5, .6, .7, .6, .8, .7, .5, .4]})
-    >>> compare_scores(df, reference="api", n_resamples=500)[["arm", "wins", "losses", "conclusion"]].to_dict("records")
-    [{'arm': 'local', 'wins': 1, 'losses': 3, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
+    >>> compare_scores(df, reference="api", n_resamples=500)[["option", "wins", "losses", "conclusion"]].to_dict("records")
+    [{'option': 'local', 'wins': 1, 'losses': 3, 'conclusion': <Conclusion.INCONCLUSIVE: 'inconclusive'>}]
     """
     where = "kit.stats.compare_scores"
     alpha = check_level(alpha, "alpha", where=where)
     if not 0 <= margin < 1:
         raise ConfigError(f"margin={margin!r} must be in [0, 1)", where=where, fix="pass e.g. margin=0.02 (score units)")
-    missing = [c for c in ("arm", "item_id", "score") if c not in scores_df.columns]
+    missing = [c for c in (Col.OPTION, Col.ITEM_ID, Col.SCORE) if c not in scores_df.columns]
     if missing:
         raise ConfigError(f"score table lacks columns {missing}", where=where,
                           fix="pass the per-item table from kit.tasks.scoring.score_generation")
-    df = scores_df.assign(arm=scores_df["arm"].astype(str), score=pd.to_numeric(scores_df["score"], errors="coerce"))
-    if ((df["score"] < 0) | (df["score"] > 1)).any():
+    df = scores_df.assign(**{Col.OPTION: scores_df[Col.OPTION].astype(str),
+                              Col.SCORE: pd.to_numeric(scores_df[Col.SCORE], errors="coerce")})
+    if ((df[Col.SCORE] < 0) | (df[Col.SCORE] > 1)).any():
         raise ConfigError("scores outside [0, 1]", where=where, fix="scale scores to [0, 1] first")
     candidates = candidates_of(df, reference, where=where)
     rows = [_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci, n_resamples=n_resamples,

@@ -1,8 +1,8 @@
 """Per-arm tables: metric with interval, errors and unparseable answers, variation across epochs.
 
->>> df = pd.DataFrame({"arm": ["a", "a", "b", "b"], "item_id": [1, 2, 1, 2], "correct": [1, 0, 0, 0],
+>>> df = pd.DataFrame({"option": ["a", "a", "b", "b"], "item_id": [1, 2, 1, 2], "correct": [1, 0, 0, 0],
 ...                    "error": [None, None, "timeout", None]})
->>> errors_table(df)[["arm", "n_errors", "treated_as"]].values.tolist()
+>>> errors_table(df)[["option", "n_errors", "treated_as"]].values.tolist()
 [['a', 0, 'wrong'], ['b', 1, 'wrong']]
 """
 
@@ -17,6 +17,7 @@ from kit.format import pct, pts
 from kit.stats._data import check_level, check_scores, pair_arms
 from kit.stats.intervals import mean_ci
 from kit.stats.paired import non_inferiority
+from kit.columns import Col
 
 
 def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
@@ -25,28 +26,28 @@ def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
     Columns: arm, n_items, n_epochs, accuracy, accuracy_ci_low, accuracy_ci_high, mean_score,
     score_ci_low, score_ci_high, n_errors, n_parse_errors, ci_method, statement.
 
-    >>> df = pd.DataFrame({"arm": "a", "item_id": range(10), "correct": [1] * 8 + [0] * 2})
+    >>> df = pd.DataFrame({"option": "a", "item_id": range(10), "correct": [1] * 8 + [0] * 2})
     >>> round(metric_table(df)["accuracy_ci_high"].item(), 4)
     0.9433
     """
     ci = check_level(ci, "ci", where="kit.stats.metric_table")
     df = check_scores(scores_df, where="kit.stats.metric_table")
     rows = []
-    for arm, g in df.groupby("arm", sort=False):
-        acc = g.groupby("item_id")["correct"].mean().to_numpy(dtype=float)
-        score = g.groupby("item_id")["score"].mean().to_numpy(dtype=float)
+    for arm, g in df.groupby(Col.OPTION, sort=False):
+        acc = g.groupby(Col.ITEM_ID)[Col.CORRECT].mean().to_numpy(dtype=float)
+        score = g.groupby(Col.ITEM_ID)[Col.SCORE].mean().to_numpy(dtype=float)
         a, alo, ahi = mean_ci(acc, ci)
         s, slo, shi = mean_ci(score, ci)
-        n_epochs = int(g["epoch"].nunique())
+        n_epochs = int(g[Col.EPOCH].nunique())
         words = (f"{arm}: accuracy {pct(a)} ({100 * ci:g}% CI {pct(alo)} to {pct(ahi)}) on {acc.size} items"
                  + (f", each averaged over {n_epochs} epochs (the interval treats each item's average as one "
                     "result, which is conservative)" if n_epochs > 1 else "")
-                 + f". Errors ({int(g['error'].notna().sum())}) and unparseable answers "
-                   f"({int(g['parse_error'].sum())}) count as wrong.")
-        rows.append({"arm": arm, "n_items": int(acc.size), "n_epochs": n_epochs, "accuracy": a,
-                     "accuracy_ci_low": alo, "accuracy_ci_high": ahi, "mean_score": s, "score_ci_low": slo,
-                     "score_ci_high": shi, "n_errors": int(g["error"].notna().sum()),
-                     "n_parse_errors": int(g["parse_error"].sum()), "ci_method": "wilson", "statement": words})
+                 + f". Errors ({int(g[Col.ERROR].notna().sum())}) and unparseable answers "
+                   f"({int(g[Col.PARSE_ERROR].sum())}) count as wrong.")
+        rows.append({Col.OPTION: arm, Col.N_ITEMS: int(acc.size), Col.N_EPOCHS: n_epochs, Col.ACCURACY: a,
+                     Col.ACCURACY_CI_LOW: alo, Col.ACCURACY_CI_HIGH: ahi, Col.MEAN_SCORE: s, Col.SCORE_CI_LOW: slo,
+                     Col.SCORE_CI_HIGH: shi, Col.N_ERRORS: int(g[Col.ERROR].notna().sum()),
+                     Col.N_PARSE_ERRORS: int(g[Col.PARSE_ERROR].sum()), Col.CI_METHOD: "wilson", Col.STATEMENT: words})
     return pd.DataFrame(rows)
 
 
@@ -57,41 +58,41 @@ def errors_table(scores_df: pd.DataFrame) -> pd.DataFrame:
     n_missing_items, treated_as, top_error, statement.
     """
     df = check_scores(scores_df, where="kit.stats.errors_table")
-    all_items = set(df["item_id"])
+    all_items = set(df[Col.ITEM_ID])
     rows = []
-    for arm, g in df.groupby("arm", sort=False):
-        err = g["error"].notna()
-        failed = err | g["parse_error"]
-        missing = len(all_items - set(g["item_id"]))
-        top = g.loc[err, "error"].astype(str).value_counts()
+    for arm, g in df.groupby(Col.OPTION, sort=False):
+        err = g[Col.ERROR].notna()
+        failed = err | g[Col.PARSE_ERROR]
+        missing = len(all_items - set(g[Col.ITEM_ID]))
+        top = g.loc[err, Col.ERROR].astype(str).value_counts()
         top_error = (top.index[0][:80] if len(top) else None)
-        words = (f"{arm}: {int(err.sum())} call errors and {int(g['parse_error'].sum())} unparseable answers in "
+        words = (f"{arm}: {int(err.sum())} call errors and {int(g[Col.PARSE_ERROR].sum())} unparseable answers in "
                  f"{len(g)} answers ({pct(failed.mean())}); they count as wrong answers and stay in every "
                  "comparison." + (f" {missing} item(s) answered by other arms were never answered by this one "
                                   "and count as wrong in comparisons." if missing else ""))
-        rows.append({"arm": arm, "n_rows": len(g), "n_items": int(g["item_id"].nunique()),
-                     "n_errors": int(err.sum()), "n_parse_errors": int(g["parse_error"].sum()),
-                     "n_failed": int(failed.sum()), "failed_rate": float(failed.mean()), "n_missing_items": missing,
-                     "treated_as": "wrong", "top_error": top_error, "statement": words})
+        rows.append({Col.OPTION: arm, Col.N_ROWS: len(g), Col.N_ITEMS: int(g[Col.ITEM_ID].nunique()),
+                     Col.N_ERRORS: int(err.sum()), Col.N_PARSE_ERRORS: int(g[Col.PARSE_ERROR].sum()),
+                     Col.N_FAILED: int(failed.sum()), Col.FAILED_RATE: float(failed.mean()), Col.N_MISSING_ITEMS: missing,
+                     Col.TREATED_AS: "wrong", Col.TOP_ERROR: top_error, Col.STATEMENT: words})
     return pd.DataFrame(rows)
 
 
 def _epoch_conclusions(df: pd.DataFrame, arm: str, reference: str, *, value: str, margin: float,
                        alpha: float) -> tuple[dict[int, str], str]:
-    ref_epochs = set(df.loc[df["arm"] == reference, "epoch"])
+    ref_epochs = set(df.loc[df[Col.OPTION] == reference, Col.EPOCH])
     out = {}
-    for e in sorted(df.loc[df["arm"] == arm, "epoch"].unique()):
-        ref_rows = df[(df["arm"] == reference) & ((df["epoch"] == e) if e in ref_epochs else True)]
-        sub = pd.concat([df[(df["arm"] == arm) & (df["epoch"] == e)], ref_rows])
+    for e in sorted(df.loc[df[Col.OPTION] == arm, Col.EPOCH].unique()):
+        ref_rows = df[(df[Col.OPTION] == reference) & ((df[Col.EPOCH] == e) if e in ref_epochs else True)]
+        sub = pd.concat([df[(df[Col.OPTION] == arm) & (df[Col.EPOCH] == e)], ref_rows])
         wide = pair_arms(sub, arms=[arm, reference], value=value, epochs="mean")
-        out[int(e)] = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)["conclusion"].item()
+        out[int(e)] = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)[Col.CONCLUSION].item()
     wide = pair_arms(df, arms=[arm, reference], value=value, epochs="mean")
-    pooled = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)["conclusion"].item()
+    pooled = non_inferiority(wide[arm], wide[reference], margin=margin, alpha=alpha)[Col.CONCLUSION].item()
     return out, pooled
 
 
 def epoch_variation(scores_df: pd.DataFrame, *, reference: str | None = None,
-                    value: Literal["score", "correct"] = "score", margin: float = 0.02,
+                    value: Literal[Col.SCORE, Col.CORRECT] = "score", margin: float = 0.02,
                     alpha: float = 0.05) -> pd.DataFrame:
     """Between-epoch variation of each arm's metric and whether the verdict changes across epochs.
 
@@ -100,23 +101,23 @@ def epoch_variation(scores_df: pd.DataFrame, *, reference: str | None = None,
     value_mean, value_sd, value_min, value_max, value_range, values_by_epoch, item_flip_rate,
     conclusions_by_epoch, conclusion_pooled, conclusion_changes, statement.
 
-    >>> df = pd.DataFrame({"arm": "a", "item_id": [1, 2, 1, 2], "epoch": [0, 0, 1, 1], "correct": [1, 0, 1, 1]})
+    >>> df = pd.DataFrame({"option": "a", "item_id": [1, 2, 1, 2], "epoch": [0, 0, 1, 1], "correct": [1, 0, 1, 1]})
     >>> epoch_variation(df)[["value_min", "value_max", "item_flip_rate"]].iloc[0].tolist()
     [0.5, 1.0, 0.5]
     """
     where = "kit.stats.epoch_variation"
     df = check_scores(scores_df, where=where)
-    if reference is not None and reference not in set(df["arm"]):
+    if reference is not None and reference not in set(df[Col.OPTION]):
         raise ConfigError(f"reference arm {reference!r} is not in the score table", where=where,
-                          fix=f"choose among {sorted(set(df['arm']))}")
+                          fix=f"choose among {sorted(set(df[Col.OPTION]))}")
     rows = []
-    for arm, g in df.groupby("arm", sort=False):
-        by_epoch = g.groupby("epoch")[value].mean().astype(float)
-        per_item = g.groupby("item_id")["correct"].agg(["nunique", "size"])
+    for arm, g in df.groupby(Col.OPTION, sort=False):
+        by_epoch = g.groupby(Col.EPOCH)[value].mean().astype(float)
+        per_item = g.groupby(Col.ITEM_ID)[Col.CORRECT].agg(["nunique", "size"])
         multi = per_item[per_item["size"] > 1]
         flip = float((multi["nunique"] > 1).mean()) if len(multi) else float("nan")
         row: dict[str, Any] = {
-            "arm": arm, "n_epochs": int(by_epoch.size), "n_items": int(g["item_id"].nunique()),
+            Col.OPTION: arm, Col.N_EPOCHS: int(by_epoch.size), Col.N_ITEMS: int(g[Col.ITEM_ID].nunique()),
             "value_mean": float(by_epoch.mean()), "value_sd": float(by_epoch.std(ddof=1)) if by_epoch.size > 1 else float("nan"),
             "value_min": float(by_epoch.min()), "value_max": float(by_epoch.max()),
             "value_range": float(by_epoch.max() - by_epoch.min()),
@@ -145,6 +146,6 @@ def epoch_variation(scores_df: pd.DataFrame, *, reference: str | None = None,
                           + (f"; pooling the epochs per item gives {pooled}." if pooled != common else "."))
             else:
                 words += f" Verdict against {reference}: {pooled}."
-        row["statement"] = words
+        row[Col.STATEMENT] = words
         rows.append(row)
     return pd.DataFrame(rows)

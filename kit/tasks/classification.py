@@ -22,6 +22,7 @@ from kit import stats
 from kit.errors import TaskError
 from kit.tasks.types import (Baseline, Columns, Constraint, Item, ItemScore, TaskType, label_list, norm_text,
                              register_task_type)
+from kit.columns import Col
 
 
 def macro_f1(answers: Sequence[Any], golds: Sequence[Any], labels: Sequence[str] | None = None) -> float:
@@ -121,8 +122,8 @@ class Classification(TaskType):
         return gold
 
     def summarise(self, rows: pd.DataFrame) -> dict[str, float]:
-        return {"accuracy": float(rows["correct"].mean()),
-                "macro_f1": macro_f1(rows["answer"], rows["gold"], self.labels)}
+        return {Col.ACCURACY: float(rows[Col.CORRECT].mean()),
+                Col.MACRO_F1: macro_f1(rows[Col.ANSWER], rows[Col.GOLD], self.labels)}
 
     def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
         """The majority class (the train split's most common label; the test split's when there is no train
@@ -141,13 +142,13 @@ class Classification(TaskType):
         :func:`kit.stats.agreement` (Cohen's kappa with its CI) per candidate, in column order; empty when
         the reference gave no answers.
 
-        >>> t.agreement(scores, reference="api")[["arm", "kappa"]]   # doctest: +SKIP
+        >>> t.agreement(scores, reference="api")[["option", "kappa"]]   # doctest: +SKIP
         """
-        wide = scores.pivot_table(index="item_id", columns="arm", values="answer", aggfunc="first")
+        wide = scores.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.ANSWER, aggfunc="first")
         rows = []
         for arm in wide.columns:
             if arm == reference or reference not in wide.columns:
                 continue
             table = stats.agreement(wide[arm], wide[reference], labels=list(self.labels))
-            rows.append(table[table["level"] == "overall"].assign(arm=arm))
+            rows.append(table[table[Col.LEVEL] == "overall"].assign(**{Col.OPTION: arm}))
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

@@ -13,7 +13,7 @@ Every table has the standard columns (arm, reference, n_items, metric, candidate
 better, n_needed, statement), Holm-adjusted across candidates.
 
 >>> table = compare_options(task, scores, reference="openai:gpt-4o-mini", margin=0.02)   # doctest: +SKIP
->>> table[["arm", "conclusion_adjusted", "qualifies"]]                                   # doctest: +SKIP
+>>> table[["option", "conclusion_adjusted", "qualifies"]]                                   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import pandas as pd
 
 from kit.errors import ConfigError
 from kit.tasks import Task
+from kit.columns import Col
 
 
 def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
@@ -44,8 +45,8 @@ def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin:
     comparison = task.type.compare(scores, reference=reference, labelled=task.labelled, margin=margin, alpha=alpha,
                                    agreement_target=agreement_target, n_resamples=n_resamples, seed=seed)
     out = comparison.table
-    out.insert(0, "task", task.name)
-    out.insert(1, "kind", comparison.kind)
+    out.insert(0, Col.TASK, task.name)
+    out.insert(1, Col.KIND, comparison.kind)
     return out
 
 
@@ -62,11 +63,11 @@ def disagreements(task: Task, scores: pd.DataFrame, *, reference: str) -> pd.Dat
         raise ConfigError("the scores were not taken against the reference", where="kit.tasks.compare.disagreements",
                           fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
     texts = {i.id: i.text for i in task.items}
-    cand = scores[scores["arm"] != reference]
-    differ = cand[cand["gap"].isna() & ~cand["correct"].astype(bool)]
-    gaps = cand[cand["gap"].notna()].drop_duplicates("item_id")
-    rows = [{"arm": r["arm"], "item_id": r["item_id"], "text": texts.get(r["item_id"], ""), "answer": r["answer"],
-             "reference_answer": r["gold"], "error": r.get("error")} for _, r in differ.iterrows()]
-    rows += [{"arm": "(every option)", "item_id": r["item_id"], "text": texts.get(r["item_id"], ""), "answer": None,
-              "reference_answer": f"(none: {r['gap']})", "error": None} for _, r in gaps.iterrows()]
-    return pd.DataFrame(rows, columns=["arm", "item_id", "text", "answer", "reference_answer", "error"])
+    cand = scores[scores[Col.OPTION] != reference]
+    differ = cand[cand[Col.GAP].isna() & ~cand[Col.CORRECT].astype(bool)]
+    gaps = cand[cand[Col.GAP].notna()].drop_duplicates(Col.ITEM_ID)
+    rows = [{Col.OPTION: r[Col.OPTION], Col.ITEM_ID: r[Col.ITEM_ID], Col.TEXT: texts.get(r[Col.ITEM_ID], ""), Col.ANSWER: r[Col.ANSWER],
+             Col.REFERENCE_ANSWER: r[Col.GOLD], Col.ERROR: r.get(Col.ERROR)} for _, r in differ.iterrows()]
+    rows += [{Col.OPTION: "(every option)", Col.ITEM_ID: r[Col.ITEM_ID], Col.TEXT: texts.get(r[Col.ITEM_ID], ""), Col.ANSWER: None,
+              Col.REFERENCE_ANSWER: f"(none: {r[Col.GAP]})", Col.ERROR: None} for _, r in gaps.iterrows()]
+    return pd.DataFrame(rows, columns=[Col.OPTION, Col.ITEM_ID, Col.TEXT, Col.ANSWER, Col.REFERENCE_ANSWER, Col.ERROR])

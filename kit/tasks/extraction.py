@@ -21,6 +21,7 @@ import pandas as pd
 
 from kit.tasks.fields import FieldType, parse_fields
 from kit.tasks.types import Baseline, Columns, Constraint, Item, ItemScore, TaskType, register_task_type
+from kit.columns import Col
 
 @register_task_type
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ class Extraction(TaskType):
         return ItemScore(correct=correct, score=sum(parts.values()) / len(parts), parts=parts)
 
     def summarise(self, rows: pd.DataFrame) -> dict[str, float]:
-        out = {"field_score": float(rows["score"].mean()), "exact_match": float(rows["correct"].mean())}
+        out = {Col.FIELD_SCORE: float(rows[Col.SCORE].mean()), Col.EXACT_MATCH: float(rows[Col.CORRECT].mean())}
         for f in self.fields:
             out[f.name] = float(rows[f"part_{f.name}"].mean())
         return out

@@ -32,12 +32,13 @@ from kit import stats
 from kit.errors import MissingDependency, TaskError
 from kit.tasks.types import (Baseline, Columns, Comparison, ComparisonKind, Item, ItemScore, TaskType,
                              register_task_type)
+from kit.columns import Col
 
 REFERENCE_METRICS = ("chrf", "rouge_l")
-JUDGE_METRICS = ("judge", "preference")  # a rubric grade scaled to [0, 1]; pairwise preference over the reference
+JUDGE_METRICS = (Col.JUDGE, "preference")  # a rubric grade scaled to [0, 1]; pairwise preference over the reference
 METRICS = REFERENCE_METRICS + JUDGE_METRICS
 JUDGE_MODES = ("rubric", "pairwise")
-METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", "judge": "judge's rubric grade (scaled)",
+METRIC_WORDS = {"chrf": "chrF", "rouge_l": "ROUGE-L F1", Col.JUDGE: "judge's rubric grade (scaled)",
                 "preference": "judge's preference over the reference"}
 DEFAULT_MAX_TOKENS = 128
 
@@ -150,7 +151,7 @@ def _references_column(spec: Mapping[str, Any], rows: Sequence[tuple[int, dict[s
 
 
 def _metric(spec: Mapping[str, Any], has_refs: bool, rubric: Rubric | None, where: str) -> str:
-    metric = spec.get("metric")
+    metric = spec.get(Col.METRIC)
     if metric is None:
         return "chrf" if has_refs else "judge" if rubric else "preference"
     if metric not in METRICS:
@@ -166,7 +167,7 @@ def _metric(spec: Mapping[str, Any], has_refs: bool, rubric: Rubric | None, wher
 
 
 def _judge_modes(spec: Mapping[str, Any], metric: str, rubric: Rubric | None, where: str) -> tuple[str, ...]:
-    declared = spec.get("judge")
+    declared = spec.get(Col.JUDGE)
     if declared is None:
         modes: list[str] = (["rubric"] if rubric else []) + (["pairwise"] if metric == "preference" else [])
     else:
@@ -179,7 +180,7 @@ def _judge_modes(spec: Mapping[str, Any], metric: str, rubric: Rubric | None, wh
     if "rubric" in modes and rubric is None:
         raise TaskError("`judge: rubric` needs a rubric", where=where,
                         fix='add rubric: {scale: [1, 5], criteria: "..."}, or use judge: pairwise')
-    needed = {"judge": "rubric", "preference": "pairwise"}.get(metric)
+    needed = {Col.JUDGE: "rubric", "preference": "pairwise"}.get(metric)
     if needed and needed not in modes:
         raise TaskError(f"`metric: {metric}` needs `judge: {needed}`", where=where, fix=f"add {needed} under `judge:`")
     return tuple(dict.fromkeys(modes))
@@ -271,7 +272,7 @@ class Generation(TaskType):
             col = f"part_{name}"
             values = rows[col].astype(float) if col in rows else pd.Series(dtype=float)
             out[name] = float(values.mean()) if values.notna().any() else float("nan")
-        out[self.metrics[0]] = float(rows["score"].astype(float).mean())
+        out[self.metrics[0]] = float(rows[Col.SCORE].astype(float).mean())
         return out
 
     def compare(self, scores: pd.DataFrame, *, reference: str, labelled: bool = True, margin: float = 0.02,

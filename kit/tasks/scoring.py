@@ -7,7 +7,7 @@ judge gave no grade — stays in the table with ``score`` NaN and the reason in 
 reported by the comparisons, never silently left out.
 
 >>> scores = score_responses(task, store.rows(summary.keys.values()))   # doctest: +SKIP
->>> metrics(task, scores)[["arm", "n", "accuracy"]]                     # doctest: +SKIP
+>>> metrics(task, scores)[["option", "n", "accuracy"]]                     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from kit.tasks.classification import macro_f1
 from kit.tasks.generation import JUDGE_METRICS, Generation, answer_lengths
 from kit.tasks.loading import Task
 from kit.tasks.types import Item
+from kit.columns import Col
 
 SCORE_COLUMNS = (
-    "arm", "item_id", "epoch", "answer", "gold", "correct", "score", "error", "parse_error", "confidence",
-    "latency_s", "ttft_s", "prompt_tokens", "completion_tokens",
+    Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.ANSWER, Col.GOLD, Col.CORRECT, Col.SCORE, Col.ERROR, Col.PARSE_ERROR, Col.CONFIDENCE,
+    Col.LATENCY_S, Col.TTFT_S, Col.PROMPT_TOKENS, Col.COMPLETION_TOKENS,
 )
 
 __all__ = ["SCORE_COLUMNS", "macro_f1", "metrics", "reference_answers", "score_generation", "score_responses",
@@ -33,15 +34,27 @@ __all__ = ["SCORE_COLUMNS", "macro_f1", "metrics", "reference_answers", "score_g
 
 
 def _failed(rec: Mapping[str, Any]) -> bool:
-    error = rec.get("error")
+    error = rec.get(Col.ERROR)
     return error is not None and not (isinstance(error, float) and error != error)
+
+
+def named_options(responses: pd.DataFrame) -> pd.DataFrame:
+    """Stored responses with the ``option`` each belongs to: a report names its options; rows without names (a
+    ``kit run``'s) are named by the arm spec that answered.
+
+    >>> named_options(pd.DataFrame({"option": ["llama_cpp:m"], "item_id": ["1"]}))["option"].tolist()
+    ['llama_cpp:m']
+    """
+    if Col.OPTION in responses.columns:
+        return responses
+    return responses.assign(**{Col.OPTION: responses[Col.ARM] if Col.ARM in responses.columns else None})
 
 
 def _task_records(task: Task, responses: pd.DataFrame) -> Iterator[tuple[Item, dict[str, Any]]]:
     """Each response row with its item; rows of items not in the task are left out."""
     items = {i.id: i for i in task.items}
-    for rec in responses.to_dict("records"):
-        item = items.get(rec["item_id"])
+    for rec in named_options(responses).to_dict("records"):
+        item = items.get(rec[Col.ITEM_ID])
         if item is not None:
             yield item, rec
 
@@ -59,18 +72,18 @@ def score_responses(task: Task, responses: pd.DataFrame, *, gold: Mapping[str, A
         if want is None:
             continue
         ok = not _failed(rec)
-        answer = rec.get("answer") if ok else None
+        answer = rec.get(Col.ANSWER) if ok else None
         result = task.type.score(answer, want)
         row = {c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
         row.update(answer=answer, gold=want, correct=bool(result.correct) and ok,
-                   score=float(result.score) if ok else 0.0, error=rec.get("error") if not ok else None,
-                   parse_error=bool(rec.get("parse_error", False)))
+                   score=float(result.score) if ok else 0.0, error=rec.get(Col.ERROR) if not ok else None,
+                   parse_error=bool(rec.get(Col.PARSE_ERROR, False)))
         for name, value in result.parts.items():
             row[f"part_{name}"] = value if ok else 0.0
         rows.append(row)
     if not rows:
         return pd.DataFrame(columns=list(SCORE_COLUMNS))
-    return pd.DataFrame(rows).sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+    return pd.DataFrame(rows).sort_values([Col.OPTION, Col.EPOCH, Col.ITEM_ID]).reset_index(drop=True)
 
 
 def reference_answers(task: Task, responses: pd.DataFrame, *, reference: str) -> tuple[dict[str, Any], dict[str, str]]:
@@ -83,23 +96,24 @@ def reference_answers(task: Task, responses: pd.DataFrame, *, reference: str) ->
     >>> gaps                                                                       # doctest: +SKIP
     {'snips-0042': 'error: not in replay file'}
     """
-    mine = responses[responses["arm"] == reference]
+    responses = named_options(responses)
+    mine = responses[responses[Col.OPTION] == reference]
     if mine.empty:
         raise ConfigError(f"no answers of the reference option {reference!r}", where=f"task {task.name}",
-                          fix=f"run it first, or choose among {sorted(set(responses['arm']))}")
+                          fix=f"run it first, or choose among {sorted(set(responses[Col.OPTION]))}")
     gold: dict[str, Any] = {}
     gaps: dict[str, str] = {}
-    for rec in mine.sort_values("epoch", kind="stable").to_dict("records"):
-        item_id = rec["item_id"]
+    for rec in mine.sort_values(Col.EPOCH, kind="stable").to_dict("records"):
+        item_id = rec[Col.ITEM_ID]
         if item_id in gold or item_id in gaps:
             continue
         if _failed(rec):
-            gaps[item_id] = f"error: {rec['error']}"
-        elif rec.get("answer") is None:
+            gaps[item_id] = f"error: {rec[Col.ERROR]}"
+        elif rec.get(Col.ANSWER) is None:
             gaps[item_id] = "unparseable answer"
         else:
-            gold[item_id] = rec["answer"]
-    asked = set(responses["item_id"])
+            gold[item_id] = rec[Col.ANSWER]
+    asked = set(responses[Col.ITEM_ID])
     for item in task.items:
         if item.id in asked and item.id not in gold and item.id not in gaps:
             gaps[item.id] = "not answered by the reference"
@@ -117,18 +131,19 @@ def score_unlabelled(task: Task, responses: pd.DataFrame, *, reference: str) -> 
     >>> scores["gap"].notna().sum()                                                        # doctest: +SKIP
     3
     """
+    responses = named_options(responses)
     gold, gaps = reference_answers(task, responses, reference=reference)
     scored = score_responses(task, responses, gold=gold)
-    scored["gap"] = None
+    scored[Col.GAP] = None
     items = {i.id for i in task.items}
     missing = [{c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
-               | {"answer": rec.get("answer") if not _failed(rec) else None, "gold": None, "correct": False,
-                  "score": float("nan"), "error": rec.get("error") if _failed(rec) else None,
-                  "parse_error": bool(rec.get("parse_error", False)), "gap": gaps[rec["item_id"]]}
-               for rec in responses.to_dict("records") if rec["item_id"] in gaps and rec["item_id"] in items]
+               | {Col.ANSWER: rec.get(Col.ANSWER) if not _failed(rec) else None, Col.GOLD: None, Col.CORRECT: False,
+                  Col.SCORE: float("nan"), Col.ERROR: rec.get(Col.ERROR) if _failed(rec) else None,
+                  Col.PARSE_ERROR: bool(rec.get(Col.PARSE_ERROR, False)), Col.GAP: gaps[rec[Col.ITEM_ID]]}
+               for rec in responses.to_dict("records") if rec[Col.ITEM_ID] in gaps and rec[Col.ITEM_ID] in items]
     if missing:
         scored = pd.concat([scored, pd.DataFrame(missing)], ignore_index=True)
-    return scored.sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+    return scored.sort_values([Col.OPTION, Col.EPOCH, Col.ITEM_ID]).reset_index(drop=True)
 
 
 def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFrame | None = None,
@@ -165,32 +180,32 @@ def score_generation(task: Task, responses: pd.DataFrame, *, verdicts: pd.DataFr
     rows: list[dict[str, Any]] = []
     for item, rec in _task_records(task, responses):
         ok = not _failed(rec)
-        answer = rec.get("answer") if ok and isinstance(rec.get("answer"), str) else None  # NaN: no answer
+        answer = rec.get(Col.ANSWER) if ok and isinstance(rec.get(Col.ANSWER), str) else None  # NaN: no answer
         row = {c: rec.get(c) for c in SCORE_COLUMNS if c in rec}
-        row.update(answer=answer, gold=item.gold, error=rec.get("error") if not ok else None,
-                   parse_error=bool(rec.get("parse_error", False)), judge_error=False, gap=None)
+        row.update(answer=answer, gold=item.gold, error=rec.get(Col.ERROR) if not ok else None,
+                   parse_error=bool(rec.get(Col.PARSE_ERROR, False)), judge_error=False, gap=None)
         if item.gold is not None:
             row.update({f"part_{k}": v for k, v in ttype.score(answer, item.gold).parts.items()})
-        key = (rec["arm"], rec["item_id"], int(rec.get("epoch") or 0))
+        key = (rec[Col.OPTION], rec[Col.ITEM_ID], int(rec.get(Col.EPOCH) or 0))
         for mode, metric in (("rubric", "judge"), ("pairwise", "preference")):
             if mode in judged:
                 value, why, judge_error = judged[mode].get(key, (float("nan"), "not judged", False))
-                if mode == "pairwise" and rec["arm"] == reference:
+                if mode == "pairwise" and rec[Col.OPTION] == reference:
                     value, why, judge_error = 0.5, None, False
                 row[f"part_{metric}"] = value
-                row["judge_error"] = row["judge_error"] or judge_error
+                row[Col.JUDGE_ERROR] = row[Col.JUDGE_ERROR] or judge_error
                 if why:
-                    row["gap"] = row["gap"] or f"{mode}: {why}"
+                    row[Col.GAP] = row[Col.GAP] or f"{mode}: {why}"
         value = row.get(f"part_{headline}", float("nan"))
-        row["score"] = float(value)
-        row["correct"] = bool(value == value and value >= ttype.pass_score and answer is not None)
-        if value != value and not row["gap"]:
-            row["gap"] = f"no {headline} score"
+        row[Col.SCORE] = float(value)
+        row[Col.CORRECT] = bool(value == value and value >= ttype.pass_score and answer is not None)
+        if value != value and not row[Col.GAP]:
+            row[Col.GAP] = f"no {headline} score"
         row["words"] = int(answer_lengths([answer])[0])
         rows.append(row)
     if not rows:
-        return pd.DataFrame(columns=[*SCORE_COLUMNS, "words", "judge_error", "gap"])
-    return pd.DataFrame(rows).sort_values(["arm", "epoch", "item_id"]).reset_index(drop=True)
+        return pd.DataFrame(columns=[*SCORE_COLUMNS, "words", Col.JUDGE_ERROR, Col.GAP])
+    return pd.DataFrame(rows).sort_values([Col.OPTION, Col.EPOCH, Col.ITEM_ID]).reset_index(drop=True)
 
 
 Verdict = tuple[float, "str | None", bool]
@@ -202,23 +217,23 @@ def _verdict_lookup(verdicts: pd.DataFrame | None) -> dict[str, dict[tuple[str, 
     if verdicts is None:
         return out
     for rec in verdicts.to_dict("records"):
-        value = float(rec["value"]) if rec["value"] is not None else float("nan")
-        why = None if value == value else (rec.get("note") or "no grade")
-        out.setdefault(rec["mode"], {})[(rec["arm"], rec["item_id"], int(rec["epoch"]))] = (
-            value, why, bool(rec.get("judge_error")))
+        value = float(rec[Col.VALUE]) if rec[Col.VALUE] is not None else float("nan")
+        why = None if value == value else (rec.get(Col.NOTE) or "no grade")
+        out.setdefault(rec[Col.MODE], {})[(rec[Col.OPTION], rec[Col.ITEM_ID], int(rec[Col.EPOCH]))] = (
+            value, why, bool(rec.get(Col.JUDGE_ERROR)))
     return out
 
 
 def metrics(task: Task, scores: pd.DataFrame) -> pd.DataFrame:
     """Per-arm metrics: ``n``, ``errors``, ``parse_errors``, the task type's metrics by name, mean latency."""
     rows = []
-    for (arm, epoch), group in scores.groupby(["arm", "epoch"], sort=True):
+    for (arm, epoch), group in scores.groupby([Col.OPTION, Col.EPOCH], sort=True):
         row: dict[str, Any] = {
-            "arm": arm, "epoch": int(epoch), "n": len(group),
-            "errors": int(group["error"].notna().sum()), "parse_errors": int(group["parse_error"].sum()),
+            Col.OPTION: arm, Col.EPOCH: int(epoch), Col.N: len(group),
+            "errors": int(group[Col.ERROR].notna().sum()), "parse_errors": int(group[Col.PARSE_ERROR].sum()),
         }
         row.update(task.type.summarise(group))
-        row["mean_latency_s"] = float(group["latency_s"].mean()) if group["latency_s"].notna().any() else None
+        row["mean_latency_s"] = float(group[Col.LATENCY_S].mean()) if group[Col.LATENCY_S].notna().any() else None
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -31,6 +31,7 @@ import pandas as pd
 
 from kit import stats
 from kit.errors import TaskError
+from kit.columns import Col
 
 # Each module registers its type on import.
 BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction", "kit.tasks.generation")
@@ -182,7 +183,7 @@ class TaskType(ABC):
 
     def summarise(self, rows: pd.DataFrame) -> dict[str, float]:
         """The type's metrics for one arm's scored rows (columns answer, gold, correct, score, part_*)."""
-        return {self.metrics[0]: float(rows["score"].mean())}
+        return {self.metrics[0]: float(rows[Col.SCORE].mean())}
 
     def baselines(self, train: Sequence[Item], test: Sequence[Item]) -> list[Baseline]:
         """Trivial answers every option must beat, scored on the test items. None by default."""
