@@ -128,7 +128,7 @@ class HostedPrice(_Schema):
             raise _kit_error("`price:` needs both input_per_m and output_per_m",
                              "write price: {input_per_m: 0.15, output_per_m: 0.60} (USD per million tokens)")
         if self.model is not None and self.input_per_m is not None:
-            raise _kit_error("`price:` gives a model and prices per token: which one bills?",
+            raise _kit_error("`price:` gives both a model and prices per token",
                              "keep either model: ID or input_per_m and output_per_m")
         return self
 
@@ -179,13 +179,14 @@ class OptionSpec(_Schema):
     arm: str | None = Field(None, min_length=1, examples=["llama_cpp:mistral-7b-instruct-v0.3:Q4_K_M"],
                             description="what answers: BACKEND:MODEL, `auto` (a hosted API whose key is set, "
                                         "else the stand-in) or `standin`; or give `finetune` instead")
-    finetune: FinetuneSpec | None = Field(None, description="a LoRA trained per task, instead of `arm`")
+    finetune: FinetuneSpec | None = Field(None, examples=[{"base": "smollm2-135m-instruct", "steps": 40}],
+                                          description="a LoRA trained per task, instead of `arm`")
     options: dict[str, Any] = Field(default_factory=dict, examples=[{"n_ctx": 4096}],
                                     description="the arm's options (`n_ctx`, `base_url`, `concurrency`…)")
     runs: Where | None = Field(None, strict=False, examples=["self-hosted"],
                                description="where it runs; required for HTTP and replay arms (in-process arms "
                                            "are self-hosted, `auto` and `standin` third-party)")
-    price: HostedPrice | None = Field(None, description="third-party options: how tokens are billed (default: "
+    price: HostedPrice | None = Field(None, examples=[{"model": "gpt-4o-mini"}], description="third-party options: how tokens are billed (default: "
                                                         "the arm's model in genai-prices)")
     machine: MachineRef | None = Field(None, examples=["l4"],
                                        description="self-hosted options: a key of `machines`, or a machine's "
@@ -227,8 +228,10 @@ class Choices(Scope):
 
     reference: str = Field(min_length=1, examples=["API"],
                            description="the name of the option every candidate is tested against")
-    options: list[OptionSpec] = Field(min_length=1, description="the options: the reference and the candidates")
-    machines: dict[str, MachineSpec] = Field(default_factory=dict, description="what self-hosted options run on "
+    options: list[OptionSpec] = Field(min_length=1, examples=[[{"name": "API", "arm": "auto"}]],
+                                      description="the options: the reference and the candidates")
+    machines: dict[str, MachineSpec] = Field(default_factory=dict, examples=[{"l4": {"price_per_hour": 0.8}}],
+                                             description="what self-hosted options run on "
                                                                                "and cost, by name")
 
 
@@ -262,7 +265,8 @@ class Parameters(_Schema):
     judge: str | None = Field(None, min_length=1, examples=["API"],
                               description="free-text tasks: the name of the option whose model judges answers; "
                                           "null: the reference")
-    sweep: SweepSpec | None = Field(None, description="a load sweep of the self-hosted options; null: none")
+    sweep: SweepSpec | None = Field(None, examples=[{"tasks": ["snips-intents"], "levels": [1, 2, 4, 8]}],
+                                    description="a load sweep of the self-hosted options; null: none")
     store: str | None = Field(None, min_length=1, examples=["runs/kit.sqlite"],
                               description="the SQLite response store; null: runs/kit.sqlite")
 
@@ -346,7 +350,7 @@ class Experiment(Parameters, Scope):
             spec = ExperimentFile.model_validate(dict(data))
         except ValidationError as exc:
             raise _config_error(exc, data, source=source, overridden=overridden) from None
-        return _checked(spec, source=source)
+        return _checked(spec, source=source, overridden=overridden)
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any], *, source: str = "notebook parameters") -> Experiment:
@@ -459,31 +463,38 @@ def override_value(key: str, text: str) -> Any:
 
 
 # ============================================================================== checks across the keys
-def _checked(spec: ExperimentFile, *, source: str) -> Experiment:
+def _checked(spec: ExperimentFile, *, source: str, overridden: Collection[str] = ()) -> Experiment:
     """The checks that relate keys to each other and to the arm registry, then the typed records."""
+
+    def at(*keys: str) -> str:  # the file, and the -p keys the problem involves
+        given = [k for k in keys if k in overridden]
+        return f"{source} ({', '.join(f'-p {k}' for k in given)})" if given else source
+
     names = [o.name for o in spec.options]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise ConfigError(f"two options share the name {dup[0]!r}", where=source,
+        raise ConfigError(f"two options share the name {dup[0]!r}", where=at("options"),
                           fix="give every option its own short name")
-    _one_of_options(spec.reference, names, role="the reference", source=source)
+    _one_of_options(spec.reference, names, role="the reference", where=at("reference", "options"))
     if spec.judge is not None:
-        _one_of_options(spec.judge, names, role="the judge", source=source)
+        _one_of_options(spec.judge, names, role="the judge", where=at("judge", "options"))
     missing = [t for t in (spec.sweep.tasks or ()) if t not in spec.tasks] if spec.sweep else []
     if missing:
-        raise ConfigError(f"`sweep.tasks:` names {missing[0]!r}, which is not a task of the experiment", where=source,
-                          fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), or add "
-                              f"{missing[0]} to `tasks:`")
-    options = tuple(_option(o, spec.machines, where=f"{source}: option {o.name!r}") for o in spec.options)
+        raise ConfigError(f"`sweep.tasks:` names {missing[0]!r}, which is not a task of the experiment",
+                          where=at("sweep", "tasks"),
+                          fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), add "
+                              f"{missing[0]} to `tasks:`, or write sweep: null for no load sweep")
+    options = tuple(_option(o, spec.machines, where=f"{at('options', 'machines')}: option {o.name!r}")
+                    for o in spec.options)
     return Experiment(options=options, reference_name=spec.reference, source=source,
                       **{k: getattr(spec, k) for k in Experiment.model_fields if k in ExperimentFile.model_fields
                          and k != "options"})
 
 
-def _one_of_options(name: str, names: list[str], *, role: str, source: str) -> None:
+def _one_of_options(name: str, names: list[str], *, role: str, where: str) -> None:
     if name not in names:
         near = difflib.get_close_matches(name, names, n=1)
-        raise ConfigError(f"{role} {name!r} is not one of the options", where=source,
+        raise ConfigError(f"{role} {name!r} is not one of the options", where=where,
                           fix=(f"did you mean {near[0]!r}? " if near else "") + f"options: {names}")
 
 
@@ -627,8 +638,8 @@ def _locate(loc: tuple[Any, ...], data: Mapping[str, Any], *, source: str,
     if top == "options" and len(loc) > 1 and isinstance(loc[1], int):
         raw = data.get("options")
         name = raw[loc[1]].get("name") if isinstance(raw, list) and isinstance(raw[loc[1]], Mapping) else None
-        where, rest = f"{where}: option {name.strip() if isinstance(name, str) and name.strip() else loc[1] + 1!r}", \
-            loc[2:]
+        label = repr(name.strip()) if isinstance(name, str) and name.strip() else str(loc[1] + 1)
+        where, rest = f"{where}: option {label}", loc[2:]
     elif top == "machines" and len(loc) > 1:
         where, rest = f"{where}: machine {loc[1]!r}", loc[2:]
     return where, ".".join(str(p) for p in rest if isinstance(p, str))
@@ -659,7 +670,7 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
     kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
     if kind == "kit":
         return error["msg"], str(ctx["fix"])
-    shown = f"`{path}:`" if path else "this entry"
+    shown = f"`{path}:`" if path else "it"
     keys = path.split(".")
     parent = ".".join(keys[:len(keys) - 1 - keys[::-1].index(leaf)]) if leaf in keys else ""
     example = f"{leaf}: {_inline(_example(field))}" + (f" under `{parent}:`" if parent else "") \
@@ -668,6 +679,8 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
     fix = f"write e.g. {example}{about}" if example else "see README, 'Experiments'"
     if kind == "missing" or (kind in _KINDS and value is None and field is not None and field.is_required()):
         return f"{shown} is missing", f"add {example}{about}"
+    if "[key]" in error["loc"]:
+        return f"{shown} has the key {value!r}: keys must be text", fix
     if kind in _KINDS:
         return f"{shown} must be {_KINDS[kind]}, got {value!r}", fix
     if kind == "finite_number":
@@ -676,7 +689,7 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
         own, each = _bounds(field) if field is not None else ([], [])
         words = " and ".join(each if element and each else own) or error["msg"].lower()
         return f"{shown} {value!r} is out of range ({words})", fix
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return f"{shown} is empty", fix
     if kind == "string_too_long":
         return f"{shown} {value!r} is longer than {ctx['max_length']} characters", fix
@@ -688,7 +701,7 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
 def _example(field: FieldInfo) -> Any:
     if field.examples:
         return field.examples[0]
-    return field.get_default(call_default_factory=True)
+    return "…" if field.is_required() else field.get_default(call_default_factory=True)
 
 
 # ========================================================================== the schema in the README

@@ -239,6 +239,10 @@ def test_overrides_go_through_the_schema_and_are_named(tmp_path):
     with pytest.raises(ConfigError) as err:
         read_experiment_file(file, overrides={"sweep": {"items": 0}})
     assert err.value.where == f"{file} (-p sweep)" and "`sweep.items:` 0 is out of range" in err.value.problem
+    with pytest.raises(ConfigError) as err:  # a check across keys names the -p key it involves
+        Experiment.load(file, overrides={"tasks": {"hhs-breach-triage": 5}})
+    assert err.value.where == f"{file} (-p tasks)" and "`sweep.tasks:` names 'snips-intents'" in err.value.problem
+    assert "sweep: null" in err.value.fix
     with pytest.raises(ConfigError) as err:
         override_value("monthly_volum", "5")
     assert err.value.where == "-p monthly_volum" and "did you mean 'monthly_volume'?" in err.value.fix
@@ -284,3 +288,24 @@ def test_the_readme_lists_the_keys_the_schema_declares():
     assert table == schema_table(), ("the README's table of keys differs from the schema: paste the output of "
                                      "python -c 'from kit.experiment import schema_table; print(schema_table(), end=\"\")'")
     assert "| `sweep.max_seconds` | number | `300` | above 0 |" in table
+
+
+def test_the_load_sweep_runs_with_the_typed_sweep_settings(task_dir, store):
+    """answers.load_sweep reads levels and items from the checked experiment (a loopback OpenAI-style server)."""
+    from servers import OpenAIServer
+
+    from kit.arms import get_arm
+    from kit.pipeline.answers import load_sweep
+    from kit.tasks import load_task
+
+    exp = Experiment.from_mapping({
+        "tasks": {"mini": None}, "reference": "Box", "latency_target_s": 5,
+        "options": [{"name": "Box", "arm": "openai:fake", "runs": "self-hosted", "machine": {"price_per_hour": 0.5}}],
+        "sweep": {"levels": [1, 3], "items": 4, "max_seconds": 30}}, source="exp.yaml")
+    assert exp.sweep.covers("mini") and exp.sweep.levels == (1, 3)
+    task = load_task("mini", folder=task_dir)
+    with OpenAIServer() as server, get_arm("openai:fake", base_url=server.base_url, max_attempts=1,
+                                           logprobs=False) as arm:
+        table = load_sweep(exp, exp.reference, task, arm, store=store, progress=False)
+    assert table["load"].tolist() == [1, 3] and table["n_items"].tolist() == [4, 4]
+    assert table["latency_target_s"].tolist() == [5.0, 5.0] and set(table["option"]) == {"Box"}
