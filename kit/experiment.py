@@ -1,33 +1,47 @@
 """The experiment: which tasks, one reference option and any number of candidates, and the user's constraints.
 
 An experiment is a YAML file (``notebooks/params/*.yaml``; ``kit report --experiment FILE``) whose keys are
-also the notebooks' parameters. Every option is a typed record: a short name used in every table and plot,
-what answers (an arm spec, or a fine-tune to train), where it runs — declared, never guessed from an
-address — and what it costs (a hosted price, or a machine for self-hosted options). The whole experiment is
-checked before any model is called; every problem names the file, the option and the fix.
+also the notebooks' parameters. Its schema is declared once, below: every key with its type, default, range
+and meaning. The checks, the error messages and the README's table of keys (:func:`schema_table`) all follow
+from it. Every option is a typed record: a short name used in every table and plot, what answers (an arm
+spec, or a fine-tune to train), where it runs — declared, never guessed from an address — and what it costs
+(a hosted price, or a machine for self-hosted options). The whole experiment is checked before any model is
+called; every problem names the file, the key, the option and the fix.
 
 >>> exp = Experiment.from_mapping(yaml.safe_load(EXAMPLE), source="example")
 >>> [(o.name, o.where.value) for o in exp.options]
 [('API', 'third-party'), ('SmolLM2', 'self-hosted')]
 >>> exp.reference.name
 'API'
+>>> Experiment.from_mapping({**yaml.safe_load(EXAMPLE), "alpha": 0.7}, source="example")  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+kit.errors.ConfigError: example: `alpha:` 0.7 is out of range (above 0 and below 0.5). Fix: ...
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Collection, Mapping
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from types import NoneType, UnionType
+from typing import Annotated, Any, Union, get_args, get_origin
 
+import annotated_types as at
 import yaml
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, ValidationError, field_validator, \
+    model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from kit.arms.base import backend_of
 from kit.arms.standin import STANDIN_MODEL
-from kit.errors import ConfigError
+from kit.errors import ArmError, ConfigError
+
+__all__ = ["STANDIN_MODEL", "Experiment", "ExperimentFile", "FinetuneSpec", "HostedPrice", "Machine", "MachineSpec",
+           "Option", "OptionSpec", "SweepSpec", "Where", "override_value", "read_experiment_file", "schema_table"]
 
 EXAMPLE = """
 tasks: {snips-intents: 20}
@@ -47,6 +61,8 @@ KEYED_DEFAULTS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("MISTRAL_API_KEY", "openai:mistral-small-latest",
      {"base_url": "https://api.mistral.ai/v1", "api_key_env": "MISTRAL_API_KEY"}),
 )
+# a trained fine-tune answers as kit.finetune's ``arm_spec``: ``lora:BASE+ADAPTER``
+FINETUNE_BACKEND = "lora"
 MAX_NAME = 32
 
 
@@ -57,28 +73,64 @@ class Where(str, Enum):
     SELF_HOSTED = "self-hosted"
 
 
-@dataclass(frozen=True)
-class Machine:
+# ============================================================================================ the schema
+# Strict: a number is a number (never the text "0.02"), true is not 1, NaN and infinity are refused, and an
+# unknown key is an error. Every field carries its meaning (description) and an example for the fixes.
+
+WholeNumber = Annotated[int, Strict(), at.Gt(0)]
+
+
+class _Schema(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True,
+                              str_strip_whitespace=True)
+
+
+def _kit_error(problem: str, fix: str) -> PydanticCustomError:
+    """A check of the schema's own, with its fix (read back by :func:`_explain`)."""
+    return PydanticCustomError("kit", problem, {"fix": fix})
+
+
+class MachineSpec(_Schema):
     """What a self-hosted option runs on and costs: USD per hour, the share of paid hours spent answering,
     whether it is paid around the clock, and people's time to set it up and run it."""
 
+    price_per_hour: float = Field(ge=0, examples=[0.8], description="USD an hour the machine costs")
+    utilisation: float = Field(0.6, gt=0, le=1,
+                               description="the share of paid hours spent answering (the rest is idle)")
+    always_on: bool = Field(False, description="paid around the clock; false: only the hours the volume needs")
+    setup_hours: float = Field(0.0, ge=0, examples=[8],
+                               description="engineering hours to set it up (spread over `horizon_months`)")
+    ops_hours_per_month: float = Field(0.0, ge=0, examples=[2], description="engineering hours a month to run it")
+    description: str = Field("", examples=["one NVIDIA L4 24 GB"], description="what the machine is, for the report")
+
+
+class Machine(MachineSpec):
+    """A machine as an option uses it: its key under ``machines:`` (``inline`` when declared in the option)."""
+
     name: str
-    price_per_hour: float
-    utilisation: float = 0.6
-    always_on: bool = False
-    setup_hours: float = 0.0
-    ops_hours_per_month: float = 0.0
-    description: str = ""
 
 
-@dataclass(frozen=True)
-class HostedPrice:
+class HostedPrice(_Schema):
     """How a third-party option is billed: a genai-prices model id, or USD per million tokens."""
 
-    model: str | None = None
-    input_per_m: float | None = None
-    output_per_m: float | None = None
-    cached_share: float = 0.0
+    model: str | None = Field(None, min_length=1, examples=["gpt-4o-mini"],
+                              description="a genai-prices model id (`kit price MODEL`); default: the arm's model")
+    input_per_m: float | None = Field(None, ge=0, examples=[0.15],
+                                      description="USD per million input tokens, instead of `model`")
+    output_per_m: float | None = Field(None, ge=0, examples=[0.6],
+                                       description="USD per million output tokens, with `input_per_m`")
+    cached_share: float = Field(0.0, ge=0, le=1, examples=[0.5],
+                                description="the share of input tokens read from the provider's prompt cache")
+
+    @model_validator(mode="after")
+    def _one_way_of_pricing(self) -> HostedPrice:
+        if (self.input_per_m is None) != (self.output_per_m is None):
+            raise _kit_error("`price:` needs both input_per_m and output_per_m",
+                             "write price: {input_per_m: 0.15, output_per_m: 0.60} (USD per million tokens)")
+        if self.model is not None and self.input_per_m is not None:
+            raise _kit_error("`price:` gives both a model and prices per token",
+                             "keep either model: ID or input_per_m and output_per_m")
+        return self
 
     def describe(self) -> str:
         if self.input_per_m is not None:
@@ -86,24 +138,154 @@ class HostedPrice:
         return f"priced as {self.model} (genai-prices)"
 
 
-@dataclass(frozen=True)
-class FinetuneSpec:
+class FinetuneSpec(_Schema):
     """A LoRA fine-tune of ``base``, trained per task on that task's train split."""
 
-    base: str
-    steps: int = 40
-    rank: int = 8
-    tasks: tuple[str, ...] | None = None  # None: every task of the experiment that has a train split
+    base: str = Field(min_length=1, examples=["smollm2-135m-instruct"],
+                      description="the model to fine-tune (a catalog id or a GGUF file)")
+    steps: int = Field(40, ge=1, description="training steps per task")
+    rank: int = Field(8, ge=1, description="the LoRA rank")
+    tasks: tuple[str, ...] | None = Field(None, strict=False, min_length=1, examples=[["snips-intents"]],
+                                          description="the tasks to train for; null: every task with a train split")
 
 
-@dataclass(frozen=True)
-class Option:
+class SweepSpec(_Schema):
+    """A load sweep of the self-hosted options: the same items at rising load (README, "Throughput as it
+    would be served")."""
+
+    tasks: tuple[str, ...] | None = Field(None, strict=False, min_length=1, examples=[["snips-intents"]],
+                                          description="the experiment's tasks to sweep on; null: every task")
+    levels: tuple[WholeNumber, ...] = Field((1, 2, 4, 8), strict=False, min_length=1, examples=[[1, 2, 4, 8]],
+                                            description="the load levels (concurrent requests or batch size)")
+    items: int = Field(24, ge=1, description="test items answered at each level")
+    max_seconds: float = Field(300.0, gt=0, description="the sweep stops after this many seconds")
+
+    def covers(self, task: str) -> bool:
+        """Whether the sweep runs on ``task``."""
+        return self.tasks is None or task in self.tasks
+
+
+# `machine:` is a key of `machines:` or a machine declared in place
+_BY_NAME, _INLINE = "machine by name", "machine in place"
+MachineRef = Annotated[Union[Annotated[str, Tag(_BY_NAME)], Annotated[MachineSpec, Tag(_INLINE)]],
+                       Discriminator(lambda v: _INLINE if isinstance(v, Mapping) else _BY_NAME)]
+
+
+class OptionSpec(_Schema):
+    """One option as the file declares it (see :class:`Option` for the checked record)."""
+
+    name: str = Field(min_length=1, max_length=MAX_NAME, examples=["Mistral 7B Q4"],
+                      description="a short name used in every table and plot; details go in `description`")
+    arm: str | None = Field(None, min_length=1, examples=["llama_cpp:mistral-7b-instruct-v0.3:Q4_K_M"],
+                            description="what answers: BACKEND:MODEL, `auto` (a hosted API whose key is set, "
+                                        "else the stand-in) or `standin`; or give `finetune` instead")
+    finetune: FinetuneSpec | None = Field(None, examples=[{"base": "smollm2-135m-instruct", "steps": 40}],
+                                          description="a LoRA trained per task, instead of `arm`")
+    options: dict[str, Any] = Field(default_factory=dict, examples=[{"n_ctx": 4096}],
+                                    description="the arm's options (`n_ctx`, `base_url`, `concurrency`…)")
+    runs: Where | None = Field(None, strict=False, examples=["self-hosted"],
+                               description="where it runs; required for HTTP and replay arms (in-process arms "
+                                           "are self-hosted, `auto` and `standin` third-party)")
+    price: HostedPrice | None = Field(None, examples=[{"model": "gpt-4o-mini"}],
+                                      description="third-party options: how tokens are billed (default: the "
+                                                  "arm's model in genai-prices)")
+    machine: MachineRef | None = Field(None, examples=["l4"],
+                                       description="self-hosted options: a key of `machines`, or a machine's "
+                                                   "keys in place")
+    description: str = Field("", examples=["Q4_K_M on one L4"], description="details shown beside the name")
+
+    @field_validator("options")
+    @classmethod
+    def _finite(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = _non_finite(value)
+        if bad is not None:
+            raise _kit_error(f"`options.{bad[0]}:` must be a finite number, got {bad[1]}",
+                             f"write a number for {bad[0]}, or leave it out")
+        return value
+
+    @model_validator(mode="after")
+    def _arm_or_finetune(self) -> OptionSpec:
+        if (self.arm is None) == (self.finetune is None):
+            raise _kit_error("an option needs exactly one of `arm:` or `finetune:`",
+                             "write arm: llama_cpp:MODEL (or openai:MODEL, standin, auto), or finetune: {base: MODEL}")
+        return self
+
+
+class Scope(_Schema):
+    """What is compared on: the tasks, each with how many of its test items."""
+
+    tasks: dict[str, WholeNumber | None] = Field(
+        min_length=1, examples=[{"snips-intents": 100}],
+        description="test items to use per task, or null for the whole test split (a list of names: all items)")
+
+    @field_validator("tasks", mode="before")
+    @classmethod
+    def _names_only(cls, value: Any) -> Any:
+        return {name: None for name in value} if isinstance(value, list) else value
+
+
+class Choices(Scope):
+    """The tasks, the options, the one every candidate is tested against, and the machines they run on."""
+
+    reference: str = Field(min_length=1, examples=["API"],
+                           description="the name of the option every candidate is tested against")
+    options: list[OptionSpec] = Field(min_length=1, examples=[[{"name": "API", "arm": "auto"}]],
+                                      description="the options: the reference and the candidates")
+    machines: dict[str, MachineSpec] = Field(default_factory=dict, examples=[{"l4": {"price_per_hour": 0.8}}],
+                                             description="what self-hosted options run on "
+                                                                               "and cost, by name")
+
+
+class Parameters(_Schema):
+    """The decision's parameters: the statistics, the user's limits, and how the run is done."""
+
+    ignore_labels: bool = Field(False, description="treat the tasks as unlabelled: the reference's answers "
+                                                   "become the bar")
+    margin: float = Field(0.02, ge=0, lt=1, description="the largest quality loss against the reference you "
+                                                        "accept (0.02 is 2 points)")
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="the one-sided significance level of every test against "
+                                                         "the reference")
+    agreement_target: float = Field(0.95, gt=0, le=1, description="unlabelled tasks: the share of items a "
+                                                                   "candidate must agree with the reference on")
+    cost_per_error: float | None = Field(None, ge=0, examples=[0.002], description="USD one wrong answer costs "
+                                                                                  "you; null: quality first")
+    monthly_volume: float = Field(100_000.0, gt=0, description="items a month")
+    latency_target_s: float | None = Field(None, gt=0, examples=[2.0],
+                                           description="p95 seconds per item you accept; null: no target")
+    budget_per_month: float | None = Field(None, ge=0, examples=[500],
+                                           description="USD a month you can spend; null: no budget")
+    ops_capacity: float | None = Field(None, ge=0, examples=[8], description="hours a month the team can spend "
+                                                                            "running self-hosted models; null: "
+                                                                            "no limit")
+    privacy_required: bool = Field(False, description="items with personal data never go to a third party")
+    data_residency: bool = Field(False, description="nothing may leave your organisation at all")
+    hourly_rate: float = Field(100.0, ge=0, description="USD per engineering hour (setup and ops)")
+    horizon_months: float = Field(12.0, gt=0, description="one-time costs (setup, fine-tuning) are spread over "
+                                                          "this many months")
+    max_tokens: int = Field(256, ge=1, description="the longest answer, in tokens (a task type may set its own)")
+    judge: str | None = Field(None, min_length=1, examples=["API"],
+                              description="free-text tasks: the name of the option whose model judges answers; "
+                                          "null: the reference")
+    sweep: SweepSpec | None = Field(None, examples=[{"tasks": ["snips-intents"], "levels": [1, 2, 4, 8]}],
+                                    description="a load sweep of the self-hosted options; null: none")
+    store: str | None = Field(None, min_length=1, examples=["runs/kit.sqlite"],
+                              description="the SQLite response store; null: runs/kit.sqlite")
+
+
+class ExperimentFile(Parameters, Choices):
+    """Every key of an experiment file (and of the notebooks' parameters), as written."""
+
+
+# =========================================================================================== the records
+class Option(BaseModel):
     """One way of answering the tasks. ``arm`` is None for a fine-tune (its arm exists once trained)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str
     where: Where
     arm: str | None = None
-    arm_options: Mapping[str, Any] = field(default_factory=dict)
+    arm_options: dict[str, Any] = Field(default_factory=dict)
     price: HostedPrice | None = None
     machine: Machine | None = None
     finetune: FinetuneSpec | None = None
@@ -127,31 +309,12 @@ class Option:
         return str(self.arm)
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """Tasks (name -> item limit), the options, the reference's name, and the decision's parameters."""
+class Experiment(Parameters, Scope):
+    """Tasks (name -> item limit), the checked options, the reference's name, and the decision's parameters."""
 
-    tasks: Mapping[str, int | None]
     options: tuple[Option, ...]
     reference_name: str
     source: str = "experiment"
-    ignore_labels: bool = False
-    margin: float = 0.02
-    alpha: float = 0.05
-    agreement_target: float = 0.95
-    cost_per_error: float | None = None
-    monthly_volume: float = 100_000
-    latency_target_s: float | None = None
-    budget_per_month: float | None = None
-    ops_capacity: float | None = None
-    privacy_required: bool = False
-    data_residency: bool = False
-    hourly_rate: float = 100.0
-    horizon_months: float = 12.0
-    max_tokens: int = 256
-    store: str | None = None
-    judge: str | None = None
-    sweep: Mapping[str, Any] | None = None
 
     @property
     def reference(self) -> Option:
@@ -174,342 +337,244 @@ class Experiment:
     # reading ---------------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> Experiment:
-        """Read an experiment file, apply ``overrides`` (top-level keys) and check it."""
-        return cls.from_mapping(read_experiment_file(path, overrides=overrides), source=str(path))
+        """Read an experiment file, apply ``overrides`` (top-level keys, as ``-p KEY VALUE`` gives them) and
+        check it. ``Experiment.load("notebooks/params/default.yaml").reference.name`` is ``'API'``."""
+        data = {**_read_mapping(Path(path)), **(overrides or {})}
+        return cls.from_mapping(data, source=str(path), overridden=tuple(overrides or ()))
 
     @classmethod
-    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "experiment") -> Experiment:
-        """Build and check an experiment from its keys (a YAML mapping, or a notebook's parameters)."""
-        known = {f.name for f in fields(cls)} - {"options", "reference_name", "source"}
-        known |= {"options", "reference", "machines", "run_dir"}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            hints = [f"'{k}' → '{m[0]}'?" for k in unknown for m in [difflib.get_close_matches(k, known, n=1)] if m]
-            raise ConfigError(f"unknown keys {unknown}", where=source,
-                              fix=" ".join(hints) or f"the keys are: {', '.join(sorted(known))}")
-        machines = _machines(data.get("machines"), source)
-        raw_options = data.get("options")
-        if not isinstance(raw_options, list) or not raw_options:
-            raise ConfigError("`options:` must list at least one option", where=source,
-                              fix="see README, 'Experiments': each option has a name and an arm (or a fine-tune)")
-        options = tuple(_option(o, i, machines, source) for i, o in enumerate(raw_options))
-        names = [o.name for o in options]
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ConfigError(f"two options share the name {dup[0]!r}", where=source,
-                              fix="give every option its own short name")
-        ref = data.get("reference")
-        if not ref:
-            raise ConfigError("no `reference:` option", where=source,
-                              fix=f"name the option every candidate is tested against, e.g. reference: {names[0]}")
-        if ref not in names:
-            near = difflib.get_close_matches(str(ref), names, n=1)
-            raise ConfigError(f"the reference {ref!r} is not one of the options", where=source,
-                              fix=(f"did you mean {near[0]!r}? " if near else "") + f"options: {names}")
-        scalars = {k: data[k] for k in known - {"options", "reference", "machines", "run_dir", "tasks"} if k in data}
-        exp = cls(tasks=_tasks(data.get("tasks"), source), options=options, reference_name=str(ref), source=source,
-                  **{k: _scalar(k, v, source) for k, v in scalars.items()})
-        exp.check_values()
-        return exp
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "experiment",
+                     overridden: Collection[str] = ()) -> Experiment:
+        """Build and check an experiment from its keys (a YAML mapping, or a notebook's parameters);
+        ``overridden``: the keys given with ``-p``, which an error names as such."""
+        try:
+            spec = ExperimentFile.model_validate(dict(data))
+        except ValidationError as exc:
+            raise _config_error(exc, data, source=source, overridden=overridden) from None
+        return _checked(spec, source=source, overridden=overridden)
 
     @classmethod
     def from_namespace(cls, namespace: Mapping[str, Any], *, source: str = "notebook parameters") -> Experiment:
-        """The experiment a notebook's parameters describe: the known keys of ``namespace`` (``globals()``)."""
-        keys = {f.name for f in fields(cls)} - {"options", "reference_name", "source"} | {"options", "reference",
-                                                                                            "machines"}
-        return cls.from_mapping({k: v for k, v in namespace.items() if k in keys}, source=source)
-
-    def check_values(self) -> None:
-        where = self.source
-        if not 0 < self.alpha < 0.5:
-            raise ConfigError(f"alpha={self.alpha} is out of range", where=where, fix="use e.g. alpha: 0.05")
-        if not 0 <= self.margin < 1:
-            raise ConfigError(f"margin={self.margin} is out of range", where=where, fix="use e.g. margin: 0.02 (2 points)")
-        if not 0 < self.agreement_target <= 1:
-            raise ConfigError(f"agreement_target={self.agreement_target} is out of range", where=where,
-                              fix="use a share, e.g. agreement_target: 0.95")
-        if self.monthly_volume <= 0:
-            raise ConfigError("monthly_volume must be above zero", where=where, fix="give items per month, e.g. 100000")
-        if self.cost_per_error is not None and self.cost_per_error < 0:
-            raise ConfigError("cost_per_error must be zero or more", where=where,
-                              fix="give USD per wrong answer, or leave it empty")
+        """The experiment a notebook's parameters describe: the schema's keys of ``namespace`` (``globals()``)."""
+        return cls.from_mapping({k: v for k, v in namespace.items() if k in ExperimentFile.model_fields},
+                                source=source)
 
     # resolving -----------------------------------------------------------------------------------------
     def resolved(self) -> Experiment:
         """``arm: auto`` replaced by what it means on this machine (a hosted API whose key is set, else the
         stand-in): the experiment as it will run."""
-        return replace(self, options=tuple(_resolve_auto(o) for o in self.options))
+        return self.model_copy(update={"options": tuple(_resolve_auto(o) for o in self.options)})
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["options"] = [{**asdict(o), "where": o.where.value} for o in self.options]
-        return out
+        """Plain JSON/YAML values (the run folder's copy)."""
+        return self.model_dump(mode="json")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Experiment:
-        """The inverse of :meth:`to_dict` (the run folder's copy)."""
-        options = []
-        for o in data["options"]:
-            o = dict(o)
-            o["where"] = Where(o["where"])
-            o["price"] = HostedPrice(**o["price"]) if o.get("price") else None
-            o["machine"] = Machine(**o["machine"]) if o.get("machine") else None
-            if o.get("finetune"):
-                ft = dict(o["finetune"])
-                ft["tasks"] = tuple(ft["tasks"]) if ft.get("tasks") is not None else None
-                o["finetune"] = FinetuneSpec(**ft)
-            options.append(Option(**o))
-        rest = {k: v for k, v in data.items() if k != "options"}
-        return cls(options=tuple(options), **rest)
+        """The inverse of :meth:`to_dict`."""
+        return cls.model_validate(dict(data), strict=False)
 
 
-def read_experiment_file(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The experiment file's keys with ``overrides`` on top; a clear error for a missing or broken file."""
-    path = Path(path)
+# ======================================================================================= reading files
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        self.key, self.first, self.again = key, first, again
+        super().__init__(f"the key {key!r} is given twice")
+
+
+class _KeyCheckingLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (plain YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden key by key
+                continue
+            key, line = self.construct_object(key_node, deep=True), key_node.start_mark.line + 1
+            try:
+                if key in seen:
+                    raise _DuplicateKey(key, seen[key], line)
+                seen[key] = line
+            except TypeError:  # an unhashable key: the base loader says so
+                continue
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, *, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_KeyCheckingLoader)  # noqa: S506 — a SafeLoader subclass
+    except _DuplicateKey as exc:
+        raise ConfigError(f"line {exc.again}: the key {exc.key!r} is given twice in one mapping (first on line "
+                          f"{exc.first})", where=where, fix=f"keep one {exc.key!r} (YAML would silently use the last)"
+                          ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", where=where, fix="correct the YAML syntax") from None
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError("experiment file not found", where=str(path),
                           fix="pass an existing YAML file, e.g. notebooks/params/default.yaml")
+    raw = path.read_bytes()
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {exc}", where=str(path), fix="correct the YAML syntax") from None
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"not UTF-8 text: byte {exc.start} (line {line}) is {raw[exc.start:exc.start + 1]!r}",
+                          where=str(path), fix="save the file as UTF-8 (your editor's 'save with encoding')") from None
+    data = _load_yaml(text, where=str(path))
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError("an experiment file must be a YAML mapping", where=str(path), fix="write KEY: VALUE lines")
-    return {**data, **(overrides or {})}
+    return data
 
 
-# ------------------------------------------------------------------------------------------- pieces
-_FLOATS = ("margin", "alpha", "agreement_target", "cost_per_error", "monthly_volume", "latency_target_s",
-           "budget_per_month", "ops_capacity", "hourly_rate", "horizon_months")
-_EXAMPLES = {"margin": 0.02, "alpha": 0.05, "agreement_target": 0.95, "monthly_volume": 100000,
-             "latency_target_s": 2.0, "budget_per_month": 500, "hourly_rate": 100, "horizon_months": 12}
-_OPTIONAL = ("cost_per_error", "latency_target_s", "budget_per_month", "ops_capacity", "store", "judge", "sweep")
+def read_experiment_file(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The experiment file's keys with ``overrides`` on top, checked against the schema; a clear error for a
+    missing, unreadable or invalid file or override (``read_experiment_file("exp.yaml", overrides={"margin":
+    0.05})``)."""
+    data = {**_read_mapping(Path(path)), **(overrides or {})}
+    Experiment.from_mapping(data, source=str(path), overridden=tuple(overrides or ()))
+    return data
 
 
-def _scalar(key: str, value: Any, source: str) -> Any:
-    if value in (None, "") and key in _OPTIONAL:
-        return None
-    if key in _FLOATS:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"`{key}:` must be a number, got {value!r}", where=source,
-                              fix=f"write a number, e.g. {key}: {_EXAMPLES.get(key, 1)}")
-        return float(value)
-    if key in ("privacy_required", "data_residency", "ignore_labels"):
-        if not isinstance(value, bool):
-            raise ConfigError(f"`{key}:` must be true or false, got {value!r}", where=source, fix=f"write {key}: true")
-        return value
-    if key == "max_tokens":
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"`max_tokens:` must be a whole number, got {value!r}", where=source,
-                              fix="write e.g. max_tokens: 256")
-        return value
-    if key == "sweep":
-        known = {"tasks", "levels", "items", "max_seconds"}
-        if not isinstance(value, Mapping) or set(value) - known:
-            raise ConfigError(f"`sweep:` must be a mapping of {sorted(known)}, got {value!r}", where=source,
-                              fix="write e.g. sweep: {tasks: [snips-intents], levels: [1, 2, 4, 8], items: 24}, "
-                                  "or leave it out")
-        levels = value.get("levels", [1, 2, 4, 8])
-        if not isinstance(levels, list) or not levels or any(isinstance(v, bool) or not isinstance(v, int) or v < 1
-                                                              for v in levels):
-            raise ConfigError(f"sweep.levels must list load levels of at least 1, got {levels!r}", where=source,
-                              fix="write e.g. levels: [1, 2, 4, 8]")
-        return dict(value)
-    return str(value)
+def override_value(key: str, text: str) -> Any:
+    """The value of ``-p KEY TEXT`` as the schema reads it: text for text keys, YAML for the others (a number
+    may also be written as Python reads it, e.g. ``1e6``); an unknown key is an error at once.
+
+    >>> override_value("monthly_volume", "1e6"), override_value("store", "2024.sqlite")
+    (1000000.0, '2024.sqlite')
+    >>> override_value("judge", "null") is None
+    True
+    """
+    field = ExperimentFile.model_fields.get(key)
+    if field is None:
+        near = difflib.get_close_matches(key, list(ExperimentFile.model_fields), n=1)
+        raise ConfigError(f"unknown key {key!r}", where=f"-p {key}",
+                          fix=(f"did you mean {near[0]!r}? " if near else "") + "see README, 'Experiments'")
+    kind = _strip(field.annotation)
+    if kind is str:
+        return None if text.strip() in ("", "null", "~") and not field.is_required() else text
+    value = _load_yaml(text, where=f"-p {key}")
+    if kind in (float, int) and isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value  # the schema names the problem
+    return value
 
 
-def _tasks(value: Any, source: str) -> dict[str, int | None]:
-    if isinstance(value, list):
-        value = {str(t): None for t in value}
-    if not isinstance(value, Mapping) or not value:
-        raise ConfigError(f"`tasks:` must name at least one task, got {value!r}", where=source,
-                          fix="write e.g. tasks: {snips-intents: 100} (task name: test items; null = all)")
-    out: dict[str, int | None] = {}
-    for name, limit in value.items():
-        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-            raise ConfigError(f"task {name!r}: item limit {limit!r} is not a whole number of at least 1",
-                              where=source, fix=f"write {name}: 100, or {name}: null for the whole test split")
-        out[str(name)] = limit
-    return out
+# ============================================================================== checks across the keys
+def _checked(spec: ExperimentFile, *, source: str, overridden: Collection[str] = ()) -> Experiment:
+    """The checks that relate keys to each other and to the arm registry, then the typed records."""
+
+    def at(*keys: str) -> str:  # the file, and the -p keys the problem involves
+        given = [k for k in keys if k in overridden]
+        return f"{source} ({', '.join(f'-p {k}' for k in given)})" if given else source
+
+    names = [o.name for o in spec.options]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"two options share the name {dup[0]!r}", where=at("options"),
+                          fix="give every option its own short name")
+    _one_of_options(spec.reference, names, role="the reference", where=at("reference", "options"))
+    if spec.judge is not None:
+        _one_of_options(spec.judge, names, role="the judge", where=at("judge", "options"))
+    missing = [t for t in (spec.sweep.tasks or ()) if t not in spec.tasks] if spec.sweep else []
+    if missing:
+        raise ConfigError(f"`sweep.tasks:` names {missing[0]!r}, which is not a task of the experiment",
+                          where=at("sweep", "tasks"),
+                          fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), add "
+                              f"{missing[0]} to `tasks:`, or write sweep: null for no load sweep")
+    options = tuple(_option(o, spec.machines, where=f"{at('options', 'machines')}: option {o.name!r}")
+                    for o in spec.options)
+    return Experiment(options=options, reference_name=spec.reference, source=source,
+                      **{k: getattr(spec, k) for k in Experiment.model_fields if k in ExperimentFile.model_fields
+                         and k != "options"})
 
 
-def _machines(value: Any, source: str) -> dict[str, Machine]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError("`machines:` must map machine names to their costs", where=source,
-                          fix="write e.g. machines: {l4: {price_per_hour: 0.8, utilisation: 0.6}}")
-    return {str(k): _machine(str(k), v, source) for k, v in value.items()}
+def _one_of_options(name: str, names: list[str], *, role: str, where: str) -> None:
+    if name not in names:
+        near = difflib.get_close_matches(name, names, n=1)
+        raise ConfigError(f"{role} {name!r} is not one of the options", where=where,
+                          fix=(f"did you mean {near[0]!r}? " if near else "") + f"options: {names}")
 
 
-def _machine(name: str, value: Any, source: str) -> Machine:
-    where = f"{source}: machine {name!r}"
-    if not isinstance(value, Mapping) or "price_per_hour" not in value:
-        raise ConfigError("a machine needs at least `price_per_hour`", where=where,
-                          fix="write e.g. {price_per_hour: 0.8, utilisation: 0.6, always_on: false}")
-    known = {f.name for f in fields(Machine)} - {"name"}
-    unknown = sorted(set(value) - known)
-    if unknown:
-        raise ConfigError(f"unknown machine keys {unknown}", where=where, fix=f"use {sorted(known)}")
-    try:
-        machine = Machine(name=name, **{k: (v if k in ("always_on", "description") else float(v))
-                                        for k, v in value.items()})
-    except (TypeError, ValueError):
-        raise ConfigError(f"machine values must be numbers: {dict(value)}", where=where,
-                          fix="write prices and hours as numbers, always_on as true/false") from None
-    if machine.price_per_hour < 0 or not 0 < machine.utilisation <= 1 or machine.setup_hours < 0 \
-            or machine.ops_hours_per_month < 0:
-        raise ConfigError("price and hours must be >= 0 and utilisation in (0, 1]", where=where,
-                          fix="e.g. price_per_hour: 0.8, utilisation: 0.6")
-    return machine
-
-
-_OPTION_KEYS = frozenset({"name", "arm", "options", "runs", "price", "machine", "finetune", "description"})
-
-
-def _option(value: Any, index: int, machines: Mapping[str, Machine], source: str) -> Option:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"option {index + 1} is not a mapping", where=source,
-                          fix="write each option as {name: ..., arm: ...}")
-    name = str(value.get("name") or "").strip()
-    where = f"{source}: option {name or index + 1!r}"
-    if not name:
-        raise ConfigError("an option has no name", where=where,
-                          fix="give it a short name used in every table, e.g. name: Mistral 7B Q4")
-    if len(name) > MAX_NAME:
-        raise ConfigError(f"the name {name!r} is longer than {MAX_NAME} characters", where=where,
-                          fix="use a short name (tables and plots show it); put details in `description:`")
-    unknown = sorted(set(value) - _OPTION_KEYS)
-    if unknown:
-        raise ConfigError(f"unknown option keys {unknown}", where=where, fix=f"use {sorted(_OPTION_KEYS)}")
-    arm, finetune = value.get("arm"), value.get("finetune")
-    if (arm is None) == (finetune is None):
-        raise ConfigError("an option needs exactly one of `arm:` or `finetune:`", where=where,
-                          fix="arm: llama_cpp:MODEL (or openai:MODEL, standin, auto), or finetune: {base: MODEL}")
-    arm_options = value.get("options") or {}
-    if not isinstance(arm_options, Mapping):
-        raise ConfigError("`options:` must be a mapping of arm options", where=where,
-                          fix="write e.g. options: {n_ctx: 4096} or {base_url: http://10.0.0.5:8000/v1}")
-    ft = _finetune(finetune, where) if finetune is not None else None
-    backend = "lora" if ft else str(arm).partition(":")[0]
-    standin = arm == STANDIN
-    if ft is None and arm not in (AUTO, STANDIN):
-        _check_backend(str(arm), where)
-    where_runs = _where(value.get("runs"), backend, arm, where)
+def _option(spec: OptionSpec, machines: Mapping[str, MachineSpec], *, where: str) -> Option:
+    if spec.finetune is not None:
+        where_runs = _placement(spec.runs, backend=FINETUNE_BACKEND,
+                                in_process=backend_of(f"{FINETUNE_BACKEND}:{spec.finetune.base}").in_process,
+                                where=where)
+    elif spec.arm in (AUTO, STANDIN):
+        if spec.runs not in (None, Where.THIRD_PARTY):
+            raise ConfigError(f"`{spec.arm}` plays a hosted API: it runs third-party", where=where, fix="drop `runs:`")
+        where_runs = Where.THIRD_PARTY
+    else:
+        try:
+            backend = backend_of(str(spec.arm))
+        except ArmError as exc:
+            raise ConfigError(exc.problem, where=where, fix=exc.fix) from None
+        where_runs = _placement(spec.runs, backend=backend.name, in_process=backend.in_process, where=where)
     price = machine = None
     if where_runs is Where.THIRD_PARTY:
-        price = _price(value.get("price"), arm, where)
-        if value.get("machine") is not None:
+        if spec.machine is not None:
             raise ConfigError("a third-party option is billed per token, not by machine", where=where,
                               fix="drop `machine:`, or declare `runs: self-hosted` if you run it yourself")
+        price = _price(spec.price, str(spec.arm), where=where)
     else:
-        machine = _machine_of(value.get("machine"), machines, where)
-    return Option(name=name, where=where_runs, arm=None if ft else str(arm), arm_options=dict(arm_options),
-                  price=price, machine=machine, finetune=ft, standin=standin,
-                  description=str(value.get("description") or ""))
+        if spec.price is not None:
+            raise ConfigError("a self-hosted option is priced by its machine, not per token", where=where,
+                              fix="drop `price:`, or declare `runs: third-party` if a provider bills you per token")
+        machine = _machine_of(spec.machine, machines, where=where)
+    return Option(name=spec.name, where=where_runs, arm=spec.arm, arm_options=spec.options, price=price,
+                  machine=machine, finetune=spec.finetune, standin=spec.arm == STANDIN, description=spec.description)
 
 
-def _check_backend(spec: str, where: str) -> None:
-    from kit.arms import registered_backends
-
-    backend, sep, name = spec.partition(":")
-    known = registered_backends()
-    if not sep or not name:
-        raise ConfigError(f"arm {spec!r} has no backend prefix", where=where,
-                          fix=f"write BACKEND:MODEL with BACKEND one of {known}, or standin / auto")
-    if backend not in known:
-        near = difflib.get_close_matches(backend, known, n=1)
-        raise ConfigError(f"unknown arm backend {backend!r}", where=where,
-                          fix=(f"did you mean '{near[0]}:{name}'? " if near else "") + f"known backends: {known}")
-
-
-def _where(value: Any, backend: str, arm: Any, where: str) -> Where:
-    if arm in (AUTO, STANDIN):
-        if value not in (None, Where.THIRD_PARTY.value):
-            raise ConfigError(f"`{arm}` plays a hosted API: it runs third-party", where=where, fix="drop `runs:`")
-        return Where.THIRD_PARTY
-    if backend_of(f"{backend}:_").in_process:
-        if value not in (None, Where.SELF_HOSTED.value):
+def _placement(runs: Where | None, *, backend: str, in_process: bool, where: str) -> Where:
+    if in_process:
+        if runs not in (None, Where.SELF_HOSTED):
             raise ConfigError(f"a {backend} option runs in this process: it is self-hosted", where=where,
                               fix="drop `runs:` or write runs: self-hosted")
         return Where.SELF_HOSTED
-    if value is None:
+    if runs is None:
         raise ConfigError("where this option runs is not declared", where=where,
                           fix="add runs: third-party (data leaves your organisation: hosted APIs) or runs: "
                               "self-hosted (your own server: vLLM, llama-server, Ollama, recorded outputs of one)")
-    try:
-        return Where(str(value))
-    except ValueError:
-        raise ConfigError(f"runs: {value!r} is neither third-party nor self-hosted", where=where,
-                          fix="write runs: third-party or runs: self-hosted") from None
+    return runs
 
 
-def _price(value: Any, arm: Any, where: str) -> HostedPrice:
+def _price(price: HostedPrice | None, arm: str, *, where: str) -> HostedPrice:
     from kit.economics import model_price
 
-    if value is None:
-        model = None if arm in (AUTO, STANDIN) else str(arm).partition(":")[2]
-        if arm == AUTO:
-            return HostedPrice(model=None)  # resolved with the arm (see _resolve_auto)
-        if model is None or model_price(model) is None:
-            raise ConfigError(f"no price is known for {model or arm!r}", where=where,
-                              fix="add price: {model: GENAI_PRICES_ID} (e.g. gpt-4o-mini) or price: "
-                                  "{input_per_m: 0.15, output_per_m: 0.60} in USD per million tokens")
-        return HostedPrice(model=model)
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"`price:` must be a mapping, got {value!r}", where=where,
-                          fix="write price: {model: gpt-4o-mini} or {input_per_m: 0.15, output_per_m: 0.60}")
-    unknown = sorted(set(value) - {f.name for f in fields(HostedPrice)})
-    if unknown:
-        raise ConfigError(f"unknown price keys {unknown}", where=where,
-                          fix="use model, or input_per_m and output_per_m (USD per million tokens), cached_share")
-    if value.get("input_per_m") is not None or value.get("output_per_m") is not None:
-        try:
-            price = HostedPrice(input_per_m=float(value["input_per_m"]), output_per_m=float(value["output_per_m"]),
-                                cached_share=float(value.get("cached_share", 0.0)))
-        except (KeyError, TypeError, ValueError):
-            raise ConfigError("give both input_per_m and output_per_m as numbers", where=where,
-                              fix="write price: {input_per_m: 0.15, output_per_m: 0.60}") from None
-        if price.input_per_m < 0 or price.output_per_m < 0:
-            raise ConfigError("prices must be >= 0", where=where, fix="write USD per million tokens")
+    if price is not None and price.input_per_m is not None:
         return price
-    model = str(value.get("model") or "")
-    if not model or model_price(model) is None:
-        raise ConfigError(f"genai-prices does not know the model {model!r}", where=where,
-                          fix="check the id with `kit price MODEL`, or give input_per_m and output_per_m")
-    return HostedPrice(model=model, cached_share=float(value.get("cached_share", 0.0)))
+    if price is not None and price.model is not None:
+        if model_price(price.model) is None:
+            raise ConfigError(f"genai-prices does not know the model {price.model!r}", where=where,
+                              fix="check the id with `kit price MODEL`, or give input_per_m and output_per_m")
+        return price
+    if arm == AUTO:
+        return price or HostedPrice()  # priced with the arm it resolves to (see _resolve_auto)
+    model = None if arm == STANDIN else arm.partition(":")[2]
+    if model is None or model_price(model) is None:
+        raise ConfigError(f"no price is known for {model or arm!r}", where=where,
+                          fix="add price: {model: GENAI_PRICES_ID} (e.g. gpt-4o-mini) or price: "
+                              "{input_per_m: 0.15, output_per_m: 0.60} in USD per million tokens")
+    return (price or HostedPrice()).model_copy(update={"model": model})
 
 
-def _machine_of(value: Any, machines: Mapping[str, Machine], where: str) -> Machine:
-    if value is None:
+def _machine_of(ref: str | MachineSpec | None, machines: Mapping[str, MachineSpec], *, where: str) -> Machine:
+    if ref is None:
         raise ConfigError("a self-hosted option needs a machine price", where=where,
                           fix="add machine: NAME (a key of `machines:`) or machine: {price_per_hour: 0.8}")
-    if isinstance(value, Mapping):
-        return _machine("inline", value, where)
-    if str(value) not in machines:
-        near = difflib.get_close_matches(str(value), list(machines), n=1)
-        raise ConfigError(f"no machine named {value!r}", where=where,
+    if isinstance(ref, MachineSpec):
+        return Machine(name="inline", **dict(ref))
+    if ref not in machines:
+        near = difflib.get_close_matches(ref, list(machines), n=1)
+        raise ConfigError(f"no machine named {ref!r}", where=where,
                           fix=(f"did you mean {near[0]!r}? " if near else "") + f"machines: {sorted(machines)}")
-    return machines[str(value)]
-
-
-def _finetune(value: Any, where: str) -> FinetuneSpec:
-    if not isinstance(value, Mapping) or not value.get("base"):
-        raise ConfigError("`finetune:` needs at least a base model", where=where,
-                          fix="write finetune: {base: smollm2-135m-instruct, steps: 40}")
-    unknown = sorted(set(value) - {f.name for f in fields(FinetuneSpec)})
-    if unknown:
-        raise ConfigError(f"unknown finetune keys {unknown}", where=where, fix="use base, steps, rank, tasks")
-    tasks = value.get("tasks")
-    if tasks is not None and (not isinstance(tasks, list) or not tasks):
-        raise ConfigError("finetune.tasks must list task names", where=where, fix="write tasks: [snips-intents]")
-    steps, rank = value.get("steps", 40), value.get("rank", 8)
-    for key, number in (("steps", steps), ("rank", rank)):
-        if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-            raise ConfigError(f"finetune.{key} must be a whole number of at least 1, got {number!r}", where=where,
-                              fix=f"write {key}: {40 if key == 'steps' else 8}")
-    return FinetuneSpec(base=str(value["base"]), steps=steps, rank=rank,
-                        tasks=tuple(map(str, tasks)) if tasks is not None else None)
+    return Machine(name=ref, **dict(machines[ref]))
 
 
 def _resolve_auto(option: Option) -> Option:
@@ -518,7 +583,240 @@ def _resolve_auto(option: Option) -> Option:
     for variable, spec, arm_options in KEYED_DEFAULTS:
         if os.environ.get(variable):
             price = option.price if option.price and option.price.model else HostedPrice(model=spec.partition(":")[2])
-            return replace(option, arm=spec, arm_options={**arm_options, **option.arm_options}, price=price)
+            return option.model_copy(update={"arm": spec, "arm_options": {**arm_options, **option.arm_options},
+                                             "price": price})
     price = option.price if option.price and (option.price.model or option.price.input_per_m is not None) \
         else HostedPrice(model="gpt-4o-mini")
-    return replace(option, arm=STANDIN, standin=True, price=price)
+    return option.model_copy(update={"arm": STANDIN, "standin": True, "price": price})
+
+
+def _non_finite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """The first NaN or infinity in a nested value, with its dotted path."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, Mapping) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+# ======================================================================= schema errors as clear errors
+_TAGS = frozenset({_BY_NAME, _INLINE, "[key]"})
+_KINDS = {"float_type": "a number", "int_type": "a whole number", "bool_type": "true or false",
+          "string_type": "text", "dict_type": "a mapping", "model_type": "a mapping",
+          "list_type": "a list", "tuple_type": "a list"}
+
+
+def _config_error(exc: ValidationError, data: Mapping[str, Any], *, source: str,
+                  overridden: Collection[str]) -> ConfigError:
+    """The first problem pydantic found, as a ConfigError naming the file, the option, the key and the fix
+    (an unknown key first: a misspelt key explains a missing one)."""
+    errors = sorted(exc.errors(include_url=False), key=lambda e: e["type"] != "extra_forbidden")
+    first = errors[0]
+    loc = tuple(p for p in first["loc"] if p not in _TAGS)
+    if first["type"] == "extra_forbidden":
+        parent = loc[:-1]
+        unknown = sorted(str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"
+                         and tuple(p for p in e["loc"] if p not in _TAGS)[:-1] == parent)
+        where, path = _locate(parent, data, source=source, overridden=overridden)
+        model = _walk(parent)[2]
+        known = list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+        hints = [f"'{k}' → '{m[0]}'?" for k in unknown for m in [difflib.get_close_matches(k, known, n=1)] if m]
+        return ConfigError(f"unknown keys {unknown}" + (f" in `{path}:`" if path else ""), where=where,
+                           fix=" ".join(hints) or f"the keys are: {', '.join(known)}")
+    where, path = _locate(loc, data, source=source, overridden=overridden)
+    field, leaf, _ = _walk(loc)
+    problem, fix = _explain(first, field, leaf=leaf, path=path, element=bool(loc) and loc[-1] != leaf)
+    return ConfigError(problem, where=where, fix=fix)
+
+
+def _locate(loc: tuple[Any, ...], data: Mapping[str, Any], *, source: str,
+            overridden: Collection[str]) -> tuple[str, str]:
+    """Where a problem is (the file, ``-p KEY``, the option or machine) and the key's path there."""
+    top = loc[0] if loc else None
+    where = f"{source} (-p {top})" if top in overridden else source
+    rest = loc
+    if top == "options" and len(loc) > 1 and isinstance(loc[1], int):
+        raw = data.get("options")
+        name = raw[loc[1]].get("name") if isinstance(raw, list) and isinstance(raw[loc[1]], Mapping) else None
+        label = repr(name.strip()) if isinstance(name, str) and name.strip() else str(loc[1] + 1)
+        where, rest = f"{where}: option {label}", loc[2:]
+    elif top == "machines" and len(loc) > 1:
+        where, rest = f"{where}: machine {loc[1]!r}", loc[2:]
+    return where, ".".join(str(p) for p in rest if isinstance(p, str))
+
+
+def _walk(loc: tuple[Any, ...]) -> tuple[FieldInfo | None, str | None, Any]:
+    """The schema field a location falls in (its innermost named key), that key, and the type at the
+    location (a schema model where the location is a mapping of keys)."""
+    tp: Any = ExperimentFile
+    field = leaf = None
+    for part in loc:
+        tp = _strip(tp)
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            field, leaf = tp.model_fields.get(str(part)), str(part)
+            if field is None:
+                break
+            tp = field.annotation
+        elif get_origin(tp) in (list, tuple, dict):
+            tp = get_args(tp)[-1] if get_origin(tp) is dict else get_args(tp)[0]
+        else:
+            break
+    return field, leaf, _strip(tp)
+
+
+def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | None, path: str,
+             element: bool) -> tuple[str, str]:
+    """The problem and its fix, in words, from the error's kind and the field's declaration."""
+    kind, value, ctx = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind == "kit":
+        return error["msg"], str(ctx["fix"])
+    shown = f"`{path}:`" if path else "it"
+    keys = path.split(".")
+    parent = ".".join(keys[:len(keys) - 1 - keys[::-1].index(leaf)]) if leaf in keys else ""
+    example = f"{leaf}: {_inline(_example(field))}" + (f" under `{parent}:`" if parent else "") \
+        if field is not None and leaf else None
+    about = f" — {field.description}" if field is not None and field.description else ""
+    fix = f"write e.g. {example}{about}" if example else "see README, 'Experiments'"
+    if kind == "missing" or (kind in _KINDS and value is None and field is not None and field.is_required()):
+        return f"{shown} is missing", f"add {example}{about}"
+    if "[key]" in error["loc"]:
+        return f"{shown} has the key {value!r}: keys must be text", fix
+    if kind in _KINDS:
+        return f"{shown} must be {_KINDS[kind]}, got {value!r}", fix
+    if kind == "finite_number":
+        return f"{shown} must be a finite number, got {value!r}", fix
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        own, each = _bounds(field) if field is not None else ([], [])
+        words = " and ".join(each if element and each else own) or error["msg"].lower()
+        return f"{shown} {value!r} is out of range ({words})", fix
+    if kind in ("too_short", "string_too_short"):
+        return f"{shown} is empty", fix
+    if kind == "string_too_long":
+        return f"{shown} {value!r} is longer than {ctx['max_length']} characters", fix
+    if kind == "enum":
+        return f"{shown} {value!r} is not one of {ctx['expected']}", fix
+    return f"{shown} {value!r}: {error['msg']}", fix
+
+
+def _example(field: FieldInfo) -> Any:
+    if field.examples:
+        return field.examples[0]
+    return "…" if field.is_required() else field.get_default(call_default_factory=True)
+
+
+# ========================================================================== the schema in the README
+def _strip(tp: Any) -> Any:
+    """``X`` from ``Annotated[X, …]`` and ``X | None``; a union of text and a mapping stays a union."""
+    while True:
+        if get_origin(tp) is Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (Union, UnionType):
+            args = [a for a in get_args(tp) if a is not NoneType]
+            models = [a for a in map(_strip, args) if isinstance(a, type) and issubclass(a, BaseModel)]
+            if len(args) == 1:
+                tp = args[0]
+            elif models:
+                return models[0]
+            else:
+                return tp
+        else:
+            return tp
+
+
+def _kind(tp: Any, *, plural: bool = False) -> str:
+    """A type in words: ``number``, ``whole number or null``, ``list of text``…"""
+    origin, args = get_origin(tp), get_args(tp)
+    if origin is Annotated:
+        return _kind(args[0], plural=plural)
+    if origin in (Union, UnionType):
+        words = " or ".join(_kind(a, plural=plural) for a in args if a is not NoneType)
+        return words + (" or null" if NoneType in args else "")
+    if origin in (list, tuple):
+        return f"list of {_kind(args[0], plural=True)}"
+    if origin is dict:
+        return f"mapping of text to {_kind(args[1], plural=True)}"
+    if isinstance(tp, type) and issubclass(tp, Enum):
+        return " or ".join(f"`{m.value}`" for m in tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return "mappings" if plural else "mapping"
+    names = {bool: ("true/false", "true/false"), int: ("whole number", "whole numbers"),
+             float: ("number", "numbers"), str: ("text", "text")}
+    return names.get(tp, ("any value", "any values"))[plural]
+
+
+def _bounds(field: FieldInfo) -> tuple[list[str], list[str]]:
+    """A field's range in words: its own bounds, and those of each of its items."""
+    whole = _strip(field.annotation) is int
+
+    def words(metadata: list[Any], whole: bool) -> list[str]:
+        out = []
+        for m in metadata:
+            if isinstance(m, at.Gt):
+                out.append(f"at least {m.gt + 1}" if whole else f"above {_inline(m.gt)}")
+            elif isinstance(m, at.Ge):
+                out.append(f"at least {_inline(m.ge)}")
+            elif isinstance(m, at.Lt):
+                out.append(f"at most {m.lt - 1}" if whole else f"below {_inline(m.lt)}")
+            elif isinstance(m, at.Le):
+                out.append(f"at most {_inline(m.le)}")
+            elif isinstance(m, at.MinLen):
+                out.append("not empty")
+            elif isinstance(m, at.MaxLen):
+                out.append(f"at most {m.max_length} characters")
+        return out
+
+    each: list[str] = []
+    container = _strip(field.annotation)
+    if get_origin(container) in (list, tuple, dict):
+        item = get_args(container)[-1] if get_origin(container) is dict else get_args(container)[0]
+        while get_origin(item) in (Union, UnionType):
+            item = next(a for a in get_args(item) if a is not NoneType)
+        if get_origin(item) is Annotated:
+            each = words(list(get_args(item)[1:]), _strip(item) is int)
+    return words(field.metadata, whole), each
+
+
+def _inline(value: Any) -> str:
+    """A value as one line of YAML: ``0.02``, ``null``, ``[1, 2, 4, 8]``, ``{snips-intents: 100}``."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, tuple):
+        value = list(value)
+    text = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False).strip()
+    return text.removesuffix("...").strip()
+
+
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
+    """One table row per key of ``model``, then the keys of each mapping it holds (``options[].price.model``);
+    a key that is a name or a mapping (``machine``) is not expanded: its keys are listed where it is declared."""
+    rows = []
+    for name, field in model.model_fields.items():
+        key = f"{prefix}{name}"
+        default = "required" if field.is_required() else f"`{_inline(field.get_default(call_default_factory=True))}`"
+        own, each = _bounds(field)
+        ranges = "; ".join(filter(None, [", ".join(own), ("each " + ", ".join(each)) if each else ""]))
+        cells = [f"`{key}`", _kind(field.annotation), default, ranges, field.description or ""]
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        inner, below = _without_none(field.annotation), f"{key}."
+        if get_origin(inner) in (list, dict):
+            below = f"{key}[]." if get_origin(inner) is list else f"{key}.NAME."
+            inner = _without_none(get_args(inner)[-1])
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            rows += _rows(inner, below)
+    return rows
+
+
+def _without_none(tp: Any) -> Any:
+    args = [a for a in get_args(tp) if a is not NoneType] if get_origin(tp) in (Union, UnionType) else [tp]
+    return args[0] if len(args) == 1 else tp
+
+
+def schema_table() -> str:
+    """The keys of an experiment file as a Markdown table (the README's, checked by the tests)."""
+    head = ["| key | type | default | range | meaning |", "|---|---|---|---|---|"]
+    return "\n".join(head + _rows(ExperimentFile, "")) + "\n"

@@ -138,7 +138,7 @@ def test_rerun_is_served_from_the_store(report):
 
 def test_failing_notebook_is_saved_and_named(tmp_path):
     """A task that does not exist fails in the first notebook, which is saved with the error."""
-    params = {"tasks": {"no-such-task": 3}, "store": str(tmp_path / "s.sqlite")}
+    params = {"tasks": {"no-such-task": 3}, "sweep": None, "store": str(tmp_path / "s.sqlite")}
     with pytest.raises(ReportError) as err:
         run_pipeline(overrides=params, run_dir=tmp_path / "run", out_dir=tmp_path, notebooks=NOTEBOOKS[:1])
     text = str(err.value)

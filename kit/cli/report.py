@@ -6,22 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
-
 from kit.errors import ConfigError
 from kit.report.render import run_pipeline
 
 
-def _value(text: str) -> object:
-    """A -p value as YAML reads it (numbers, booleans, lists), else the text itself."""
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    overrides = {key: _value(value) for key, value in (args.parameter or [])}
+    from kit.experiment import override_value
+
+    overrides = {key: override_value(key, value) for key, value in (args.parameter or [])}
     folder: dict[str, object] = {}
     if args.notebooks:
         names = tuple(sorted(p.name for p in Path(args.notebooks).glob("*.ipynb")))
@@ -40,7 +32,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--experiment", "--params", dest="experiment", metavar="FILE",
                    help="experiment file: tasks, options, limits (default notebooks/params/default.yaml)")
     p.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="override one top-level key, e.g. -p monthly_volume 500000 (values read as YAML)")
+                   help="override one top-level key, e.g. -p monthly_volume 500000 (checked by the experiment's "
+                        "schema: text keys as given, others read as YAML)")
     p.add_argument("--run-dir", dest="run_dir", help="folder for the executed notebooks (default runs/report-STAMP)")
     p.add_argument("--notebooks", metavar="DIR",
                    help="run every notebook in DIR, in name order, instead of the six in notebooks/")

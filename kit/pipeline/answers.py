@@ -80,7 +80,7 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                                              withheld=summary.withheld, describe=arm.describe(), keys=summary.keys,
                                              stopped=summary.stopped))
                     if exp.sweep is not None and option.self_hosted and arm.load_kind is not None \
-                            and name in exp.sweep.get("tasks", exp.tasks):
+                            and exp.sweep.covers(name):
                         sweeps.setdefault(name, []).append(load_sweep(exp, option, task, arm, store=store,
                                                                       progress=progress))
             finally:
@@ -96,19 +96,16 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     return runs_table(records)
 
 
-SWEEP_KEYS = frozenset({"tasks", "levels", "items", "max_seconds"})
-
-
 def load_sweep(exp: Experiment, option: Option, task: Task, arm: Any, *, store: Store,
                progress: bool = True) -> pd.DataFrame:
     """A self-hosted option's throughput at rising load on ``task`` (``sweep:`` in the experiment: levels,
     items, max_seconds): one row per level, every figure from the store. The arm is left at load 1."""
+    from kit.experiment import SweepSpec
     from kit.run.sweep import sweep
 
-    spec = dict(exp.sweep or {})
-    result = sweep(task, arm, store=store, levels=tuple(spec.get("levels", (1, 2, 4, 8))),
-                   items=int(spec.get("items", 24)), latency_target_s=exp.latency_target_s,
-                   max_seconds=float(spec.get("max_seconds", 300)),
+    spec = exp.sweep or SweepSpec()
+    result = sweep(task, arm, store=store, levels=spec.levels, items=spec.items,
+                   latency_target_s=exp.latency_target_s, max_seconds=spec.max_seconds,
                    max_tokens=task.type.max_tokens or exp.max_tokens, progress=progress, label=option.name)
     arm.set_load(1)
     return result.table().assign(stopped=result.stopped)
