@@ -247,6 +247,17 @@ def fingerprint() -> dict[str, Any]:
     }
 
 
+def machine_words(fp: dict[str, Any]) -> str:
+    """A fingerprint's machine in a few words: CPU model, cores and GPUs.
+
+    >>> machine_words({"cpu": {"model": "AMD EPYC", "logical_cores": 2}, "gpus": []})
+    'AMD EPYC (2 cores), no GPU'
+    """
+    cpu = fp.get("cpu", {})
+    gpu_names = ", ".join(g.get("name", "?") for g in fp.get("gpus", [])) or "no GPU"
+    return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpu_names}"
+
+
 def reinstall_command() -> str:
     """The command that rebuilds llama-cpp-python with this machine's GPU backend (Metal on macOS, else CUDA).
 

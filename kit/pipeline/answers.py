@@ -22,6 +22,7 @@ from kit.pipeline.folder import Doc, RunFolder, RunRecord, Table
 from kit.arms.standin import StandinServer, standin_arm_options
 from kit.run.store import Store
 from kit.tasks import Task
+from kit.columns import Col
 
 
 @contextlib.contextmanager
@@ -132,13 +133,13 @@ def judge_stage(folder: RunFolder, task: Task, *, store: Store, standin: Standin
                             label=f"judge {judge.name}")
     folder.save_table(Table.VERDICTS, result.verdicts, task=task.name)
     folder.save_table(Table.JUDGE, result.consistency(), task=task.name)
-    folder.save_doc(Doc.JUDGING, {"judge": judge.name, "new_calls": result.new_calls, "cached": result.cached,
-                                "judge_errors": result.judge_errors, "stopped": result.stopped,
+    folder.save_doc(Doc.JUDGING, {Col.JUDGE: judge.name, "new_calls": result.new_calls, "cached": result.cached,
+                                Col.JUDGE_ERRORS: result.judge_errors, "stopped": result.stopped,
                                 "self_preference": result.self_preference.to_dict("records")}, task=task.name)
 
 
 def runs_table(records: list[RunRecord]) -> pd.DataFrame:
     """What each option did on each task: items, new calls, answers served from the store, errors, withheld."""
-    return pd.DataFrame([{"task": r.task, "option": r.option, "items": r.items, "new calls": r.new_calls,
+    return pd.DataFrame([{Col.TASK: r.task, Col.OPTION: r.option, "items": r.items, "new calls": r.new_calls,
                           "from store": r.from_store, "errors": r.errors, "withheld": r.withheld,
                           "stopped": r.stopped or ""} for r in records])

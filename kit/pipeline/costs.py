@@ -24,6 +24,7 @@ from kit.errors import ConfigError
 from kit.stats import Conclusion
 from kit.experiment import Experiment, Option
 from kit.pipeline.quality import floor_of, floor_table, task_of
+from kit.models.hardware import machine_words
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
 from kit.columns import Col
@@ -100,12 +101,6 @@ def _ceiling(option: Option) -> str:
         return f"no ceiling: {exc.problem}"
 
 
-def _machine_words(hardware: dict[str, Any]) -> str:
-    cpu = hardware.get("cpu", {})
-    gpus = ", ".join(g.get("name", "?") for g in hardware.get("gpus", [])) or "no GPU"
-    return f"{cpu.get('model', '?')} ({cpu.get('logical_cores', '?')} cores), {gpus}"
-
-
 @dataclass(frozen=True)
 class HybridResult:
     """A cascade whose threshold passed: the hybrid, the choice behind it, and how it fares against the floor."""
@@ -168,7 +163,7 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
     from kit.privacy import pii_share, scan_items
 
     exp = folder.experiment()
-    machine = _machine_words(folder.doc(Doc.HARDWARE))
+    machine = machine_words(folder.doc(Doc.HARDWARE))
     out: dict[str, dict[str, Any]] = {}
     for name in folder.tasks():
         scores = folder.table(Table.SCORES, task=name)

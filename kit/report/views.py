@@ -22,6 +22,7 @@ from pandas.io.formats.style import Styler
 
 from kit import __version__
 from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
+from kit.models.hardware import machine_words
 from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.columns import Col, RowKind
@@ -73,7 +74,7 @@ def summary(folder: RunFolder) -> Styler:
     frame = pd.DataFrame(rows)
     frame["95% CI"] = interval(frame, "low", "high")
     return show(frame, {Col.QUALITY: PCT, "USD / month": USD, "p95": SECONDS},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.QUALITY: Col.QUALITY, "95% CI": "95% CI",
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.QUALITY: "quality", "95% CI": "95% CI",
                          "vs reference": "vs reference", "USD / month": "USD / month", "p95": "p95 latency",
                          "verdict": "verdict"})
 
@@ -138,7 +139,7 @@ def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
 def quality(folder: RunFolder) -> Styler:
     """Each task's metric per option and per trivial baseline, with intervals and failures."""
     return show(_stack(folder, _quality), {Col.MEAN_SCORE: PCT},
-                columns={Col.TASK: Col.TASK, "name": Col.OPTION, Col.MEAN_SCORE: Col.QUALITY, "95% CI": "95% CI",
+                columns={Col.TASK: "task", "name": "option", Col.MEAN_SCORE: "quality", "95% CI": "95% CI",
                          Col.N_ITEMS: "items", Col.N_ERRORS: "errors", Col.N_PARSE_ERRORS: "unparseable"})
 
 
@@ -152,9 +153,9 @@ def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
 def comparison(folder: RunFolder) -> Styler:
     """Each candidate against the reference: the difference with its interval, the bound, the conclusion."""
     return show(_stack(folder, _comparison), {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.CANDIDATE, Col.N_ITEMS: "items", Col.DIFFERENCE: Col.DIFFERENCE,
+                columns={Col.TASK: "task", Col.OPTION: "candidate", Col.N_ITEMS: "items", Col.DIFFERENCE: "difference",
                          "difference CI": "95% CI", Col.LOWER_BOUND: "lower bound",
-                         Col.CONCLUSION_ADJUSTED: Col.CONCLUSION, Col.N_NEEDED: "items needed"})
+                         Col.CONCLUSION_ADJUSTED: "conclusion", Col.N_NEEDED: "items needed"})
 
 
 def statements(folder: RunFolder, kind: Table) -> str:
@@ -180,8 +181,8 @@ def floor(folder: RunFolder) -> Styler:
     if f.empty:
         return show(pd.DataFrame([{"floor": "no task here has a trivial baseline (no gold labels, or free text)"}]))
     return show(f, {Col.CANDIDATE_MEAN: PCT, Col.BASELINE_MEAN: PCT, Col.P_VALUE: P_VALUE},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.BASELINE: Col.BASELINE, Col.ANSWER: "answers",
-                         Col.CANDIDATE_MEAN: Col.SCORE, Col.BASELINE_MEAN: "baseline score", Col.P_VALUE: "p (one-sided)",
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.BASELINE: "baseline", Col.ANSWER: "answers",
+                         Col.CANDIDATE_MEAN: "score", Col.BASELINE_MEAN: "baseline score", Col.P_VALUE: "p (one-sided)",
                          "clears it": "clears it"})
 
 
@@ -193,7 +194,7 @@ def _latency(folder: RunFolder, task: str) -> pd.DataFrame:
 
 def latency(folder: RunFolder) -> Styler:
     return show(_stack(folder, _latency), {Col.P50_S: SECONDS, Col.P95_S: SECONDS, Col.MEAN_TTFT_S: SECONDS},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.N: "items", Col.P50_S: "p50", Col.P95_S: "p95",
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.N: "items", Col.P50_S: "p50", Col.P95_S: "p95",
                          "p95 CI": "p95 95% CI", Col.MEAN_TTFT_S: "time to first token"})
 
 
@@ -206,7 +207,7 @@ def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
 
 def costs(folder: RunFolder) -> Styler:
     return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.WHERE: "runs", Col.MONTHLY_COST: "USD / month",
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.WHERE: "runs", Col.MONTHLY_COST: "USD / month",
                          "90% band": "90% band", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
                          Col.BASIS: "how it is priced", Col.MEASURED_ON: "throughput measured on"})
 
@@ -234,7 +235,7 @@ def cascades(folder: RunFolder) -> str:
 
 def personal_data(folder: RunFolder) -> Styler:
     return show(_stack(folder, lambda f, t: f.table(Table.PII, task=t)), {Col.SHARE: PCT, Col.CI_LOW: PCT, Col.CI_HIGH: PCT},
-                columns={Col.TASK: Col.TASK, Col.KIND: Col.KIND, Col.N_ITEMS: "items", Col.N_FLAGGED: "flagged", Col.SHARE: Col.SHARE,
+                columns={Col.TASK: "task", Col.KIND: "kind", Col.N_ITEMS: "items", Col.N_FLAGGED: "flagged", Col.SHARE: "share",
                          Col.CI_LOW: "95% CI low", Col.CI_HIGH: "95% CI high"})
 
 
@@ -242,8 +243,8 @@ def ranking(folder: RunFolder) -> Styler:
     """The options in each verdict's order, with why each stands where it does."""
     return show(_stack(folder, lambda f, t: f.table(Table.RANKING, task=t)),
                 {Col.QUALITY: PCT, Col.MONTHLY_COST: USD, Col.P95_S: SECONDS, Col.RANK: ITEMS},
-                columns={Col.TASK: Col.TASK, Col.RANK: Col.RANK, Col.OPTION: Col.OPTION, Col.STATUS: Col.STATUS, Col.QUALITY: Col.QUALITY,
-                         Col.VS_REFERENCE: "vs reference", Col.MONTHLY_COST: "USD / month", Col.P95_S: "p95", Col.WHY: Col.WHY})
+                columns={Col.TASK: "task", Col.RANK: "rank", Col.OPTION: "option", Col.STATUS: "status", Col.QUALITY: "quality",
+                         Col.VS_REFERENCE: "vs reference", Col.MONTHLY_COST: "USD / month", Col.P95_S: "p95", Col.WHY: "why"})
 
 
 def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
@@ -300,9 +301,7 @@ def manifest(folder: RunFolder) -> Styler:
     skip = {"options", "source", "tasks"}
     rows += [(f"parameter {k}", v) for k, v in sorted(exp.to_dict().items()) if k not in skip]
     rows += [(f"items of {t}", n if n is not None else "all") for t, n in exp.tasks.items()]
-    rows += [("cpu", f"{hw['cpu'].get('model')} ({hw['cpu'].get('logical_cores')} cores)"),
-             ("ram GB", round(hw["ram_bytes"] / 1e9, 1)),
-             ("gpus", ", ".join(g.get("name", "?") for g in hw["gpus"]) or "none"),
+    rows += [("machine", machine_words(hw)), ("ram GB", round(hw["ram_bytes"] / 1e9, 1)),
              ("llama.cpp system info", hw["llama_cpp"].get("system_info", ""))]
     rows += [(f"run {r.task} · {r.option}", r.run_id) for r in folder.runs()]
     rows.append(("report folder", folder.path.name))
@@ -357,7 +356,7 @@ def disagreements(folder: RunFolder, *, n: int = 20) -> Styler:
     if not frames:
         return show(pd.DataFrame([{"disagreements": "no unlabelled task in this run (quality is correctness)"}]))
     out = pd.concat(frames, ignore_index=True)
-    return show(out, columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.ITEM_ID: "item", Col.TEXT: Col.TEXT, Col.ANSWER: Col.ANSWER,
+    return show(out, columns={Col.TASK: "task", Col.OPTION: "option", Col.ITEM_ID: "item", Col.TEXT: "text", Col.ANSWER: "answer",
                               Col.REFERENCE_ANSWER: "reference's answer"})
 
 
@@ -369,9 +368,9 @@ def throughput(folder: RunFolder) -> Styler:
         return show(pd.DataFrame([{"load sweep": "no load sweep in this experiment (add `sweep:`, see README)"}]))
     return show(frame, {Col.ITEMS_PER_S: NUMBER, Col.TOKENS_PER_S: NUMBER, "p50_latency_s": SECONDS,
                         Col.P95_LATENCY_S: SECONDS, "p95_ttft_s": SECONDS},
-                columns={Col.TASK: Col.TASK, Col.OPTION: Col.OPTION, Col.LOAD_KIND: Col.LOAD, Col.LOAD: Col.LEVEL,
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.LOAD_KIND: "load", Col.LOAD: "level",
                          Col.N_ITEMS: "items", Col.ITEMS_PER_S: "items/s", Col.TOKENS_PER_S: "tokens/s",
-                         "p50_latency_s": "p50", Col.P95_LATENCY_S: "p95", Col.STATUS: Col.STATUS, Col.NOTE: Col.NOTE})
+                         "p50_latency_s": "p50", Col.P95_LATENCY_S: "p95", Col.STATUS: "status", Col.NOTE: "note"})
 
 
 def goodput(folder: RunFolder) -> str:

@@ -38,6 +38,7 @@ from kit.run.runner import run_arm
 from kit.run.store import Store, cache_key
 from kit.tasks import Task
 from kit.tasks.prompts import build_request, prompt_hash
+from kit.columns import Col
 
 DEFAULT_LEVELS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 REFUSED = ("HTTP 429", "HTTP 503")
@@ -80,9 +81,9 @@ class SweepResult:
 
     def table(self) -> pd.DataFrame:
         """One row per level: option, arm, task, load_kind, the :class:`SweepLevel` fields, latency_target_s."""
-        rows = [{"option": self.option, "arm": self.arm, "task": self.task, "load_kind": self.load_kind,
+        rows = [{Col.OPTION: self.option, Col.ARM: self.arm, Col.TASK: self.task, Col.LOAD_KIND: self.load_kind,
                  **asdict(level), "latency_target_s": self.latency_target_s} for level in self.levels]
-        return pd.DataFrame(rows, columns=["option", "arm", "task", "load_kind", *SweepLevel.__dataclass_fields__,
+        return pd.DataFrame(rows, columns=[Col.OPTION, Col.ARM, Col.TASK, Col.LOAD_KIND, *SweepLevel.__dataclass_fields__,
                                            "latency_target_s"])
 
     def goodput(self) -> Goodput:
@@ -133,26 +134,26 @@ def choose_goodput(table: pd.DataFrame, *, latency_target_s: float | None = None
                           fix="pass SweepResult.table() (one row per load level)")
     if latency_target_s is not None and not latency_target_s > 0:
         raise ConfigError(f"latency_target_s={latency_target_s!r}", where=where, fix="give seconds > 0, or None")
-    kind = str(table["load_kind"].iloc[0]) if "load_kind" in table.columns and len(table) else "load"
-    n_items = int(table["n_items"].max()) if "n_items" in table.columns and len(table) else 0
-    good = table[table["status"] != "failed"] if "status" in table.columns else table
-    good = good[np.isfinite(pd.to_numeric(good["items_per_s"], errors="coerce"))]
-    under = good if latency_target_s is None else good[good["p95_latency_s"] <= latency_target_s]
+    kind = str(table[Col.LOAD_KIND].iloc[0]) if "load_kind" in table.columns and len(table) else "load"
+    n_items = int(table[Col.N_ITEMS].max()) if "n_items" in table.columns and len(table) else 0
+    good = table[table[Col.STATUS] != "failed"] if "status" in table.columns else table
+    good = good[np.isfinite(pd.to_numeric(good[Col.ITEMS_PER_S], errors="coerce"))]
+    under = good if latency_target_s is None else good[good[Col.P95_LATENCY_S] <= latency_target_s]
     target = f" (target {latency_target_s:g} s)" if latency_target_s is not None else ""
     if under.empty:
         if good.empty:
             text = "no load level was measured without failures"
         else:
-            low = good.loc[good["p95_latency_s"].idxmin()]
+            low = good.loc[good[Col.P95_LATENCY_S].idxmin()]
             text = (f"no load level kept p95 latency under {latency_target_s:g} s: the lowest was "
-                    f"{low['p95_latency_s']:.2f} s at {kind} {int(low['load'])}")
+                    f"{low[Col.P95_LATENCY_S]:.2f} s at {kind} {int(low[Col.LOAD])}")
         return Goodput(None, kind, None, None, latency_target_s, n_items, text)
-    best = under.sort_values(["items_per_s", "load"], ascending=[False, True]).iloc[0]
+    best = under.sort_values([Col.ITEMS_PER_S, Col.LOAD], ascending=[False, True]).iloc[0]
     why = "the highest throughput under the target" if latency_target_s is not None else \
         "the highest throughput measured (no latency target)"
-    text = (f"{kind} {int(best['load'])}: {best['items_per_s']:.3g} items/s with p95 {best['p95_latency_s']:.2f} s"
+    text = (f"{kind} {int(best[Col.LOAD])}: {best[Col.ITEMS_PER_S]:.3g} items/s with p95 {best[Col.P95_LATENCY_S]:.2f} s"
             f"{target} — {why}")
-    return Goodput(int(best["load"]), kind, float(best["items_per_s"]), float(best["p95_latency_s"]),
+    return Goodput(int(best[Col.LOAD]), kind, float(best[Col.ITEMS_PER_S]), float(best[Col.P95_LATENCY_S]),
                    latency_target_s, n_items, text)
 
 
@@ -163,14 +164,14 @@ def level_stats(rows: pd.DataFrame, *, load: int, new_calls: int = 0, cached: in
     to the last answer (``created_at``), summed over runs (a level finished by a later run counts both parts).
     """
     n = len(rows)
-    err = rows["error"].notna() if n else pd.Series(dtype=bool)
+    err = rows[Col.ERROR].notna() if n else pd.Series(dtype=bool)
     ok = rows[~err] if n else rows
     refused = int(sum(_refused(r) for r in rows.itertuples())) if n else 0
     wall = _wall_s(rows)
-    lat = pd.to_numeric(ok["latency_s"], errors="coerce").dropna().to_numpy(dtype=float) if n else np.array([])
-    ttft = pd.to_numeric(ok["ttft_s"], errors="coerce").dropna().to_numpy(dtype=float) if n else np.array([])
-    p_tok = float(pd.to_numeric(ok["prompt_tokens"], errors="coerce").fillna(0).sum()) if n else 0.0
-    c_tok = float(pd.to_numeric(ok["completion_tokens"], errors="coerce").fillna(0).sum()) if n else 0.0
+    lat = pd.to_numeric(ok[Col.LATENCY_S], errors="coerce").dropna().to_numpy(dtype=float) if n else np.array([])
+    ttft = pd.to_numeric(ok[Col.TTFT_S], errors="coerce").dropna().to_numpy(dtype=float) if n else np.array([])
+    p_tok = float(pd.to_numeric(ok[Col.PROMPT_TOKENS], errors="coerce").fillna(0).sum()) if n else 0.0
+    c_tok = float(pd.to_numeric(ok[Col.COMPLETION_TOKENS], errors="coerce").fillna(0).sum()) if n else 0.0
 
     def rate(x: float) -> float:
         return x / wall if wall > 0 else float("nan")
@@ -196,10 +197,10 @@ def _refused(row: Any) -> bool:
 def _wall_s(rows: pd.DataFrame) -> float:
     if rows.empty:
         return 0.0
-    done = pd.to_datetime(rows["created_at"], utc=True, format="ISO8601")
-    lat = pd.to_numeric(rows["latency_s"], errors="coerce").fillna(0.0)
+    done = pd.to_datetime(rows[Col.CREATED_AT], utc=True, format="ISO8601")
+    lat = pd.to_numeric(rows[Col.LATENCY_S], errors="coerce").fillna(0.0)
     began = done - pd.to_timedelta(lat, unit="s")
-    frame = pd.DataFrame({"run": rows["run_id"].to_numpy(), "began": began.to_numpy(), "done": done.to_numpy()})
+    frame = pd.DataFrame({"run": rows[Col.RUN_ID].to_numpy(), "began": began.to_numpy(), "done": done.to_numpy()})
     spans = frame.groupby("run").agg(began=("began", "min"), done=("done", "max"))
     return float((spans["done"] - spans["began"]).dt.total_seconds().sum())
 
