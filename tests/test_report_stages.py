@@ -209,7 +209,7 @@ def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
 def test_every_artefact_has_its_own_file_name():
     from kit.pipeline.folder import Doc
 
-    names = [t.value for t in Table] + [d.value for d in Doc] + ["experiment", "runs"]
+    names = [t.file for t in Table] + [d.value for d in Doc] + ["experiment", "runs"]
     assert len(names) == len(set(names))
 
 

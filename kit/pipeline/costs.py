@@ -204,5 +204,5 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
             folder.save_table(kind, frame, task=name)
         folder.save_doc(Doc.CASCADES, choices, task=name)
         folder.save_doc(Doc.GOODPUT, goodputs, task=name)
-        out[name] = {**{k.value: v for k, v in tables.items()}, "cascades": choices}
+        out[name] = {**{k.file: v for k, v in tables.items()}, "cascades": choices}
     return out

@@ -6,9 +6,12 @@ The responses themselves stay in the store; the folder records which questions w
 
 >>> import tempfile
 >>> folder = RunFolder(tempfile.mkdtemp())
->>> folder.save_table(Table.METRICS, pd.DataFrame({"arm": ["a"]}), task="t")
->>> folder.table(Table.METRICS, task="t")["arm"].tolist()
+>>> folder.save_table(Table.PII_ITEMS, pd.DataFrame({"item_id": ["a"], "has_pii": [False], "kinds": [""]}), task="t")
+>>> folder.table(Table.PII_ITEMS, task="t")["item_id"].tolist()
 ['a']
+>>> folder.save_table(Table.PII_ITEMS, pd.DataFrame({"item_id": ["a"]}), task="t")
+Traceback (most recent call last):
+kit.errors.KitError: ...: the pii_items table lacks its columns ['has_pii', 'kinds']. Fix: ...
 """
 
 from __future__ import annotations
@@ -22,35 +25,60 @@ from typing import Any
 
 import pandas as pd
 
-from kit.errors import ConfigError
+from kit.columns import Col
+from kit.errors import ConfigError, KitError
 from kit.experiment import Experiment
 from kit.util import atomic_write_json, atomic_write_text
 
 
-class Table(str, Enum):
-    """Per-task tables (tidy DataFrames)."""
+class Table(Enum):
+    """Per-task (or per-run) tables, each with the columns its readers rely on: its schema, declared once and
+    checked when a stage writes the table (a table with no rows is written as it is)."""
 
-    MODELS = "models"            # per run: the GGUF models, their quantisation and sha256
-    SCORES = "scores"            # per item and option: answer, gold, correct, score, latency, tokens
-    METRICS = "metrics"          # per option (and baseline): the task type's metrics with intervals
-    COMPARE = "compare"          # per candidate against the reference: the quality bar
-    FLOOR = "floor"              # per option against the trivial baselines
-    PAIRS = "pairs"              # every pair of options: paired difference and its test
-    AGREEMENT = "agreement"      # per candidate: agreement with the reference's answers (kappa)
-    LATENCY = "latency"          # per option: p50/p95 with intervals
-    ERRORS = "errors"            # per option: failed calls and unparseable answers
-    COSTS = "costs"              # per option: monthly cost at the volume, with its band
-    BREAK_EVEN = "break_even"    # per pair of options: the volume where costs cross
-    COST_CURVE = "cost_curve"    # cost against volume for plotting
-    PII = "pii"                  # share of items with personal data, per kind
-    PII_ITEMS = "pii_items"      # which items were flagged
-    CASCADE = "cascade"          # per self-hosted candidate and threshold: the simulated cascade
-    THROUGHPUT = "throughput"    # per self-hosted option and load level: items/s against latency (load sweep)
-    CHECKS = "checks"            # per option: the decision's checks (limits, bar, floor)
-    RANKING = "ranking"          # the options in the decision's order, with why
-    VERDICTS = "verdicts"        # free text: the judge's verdict per option and item
-    JUDGE = "judge"              # free text: per candidate, how often the judge's two orders agreed
-    DISAGREEMENTS = "disagreements"  # unlabelled: items where a candidate differs from the reference
+    MODELS = "models", (Col.MODEL, Col.QUANTISATION, Col.ARCHITECTURE, Col.PARAMETERS, Col.CONTEXT_LENGTH,
+                        Col.SIZE_MB, Col.SHA256)  # per run: the GGUF models, their quantisation and sha256
+    SCORES = "scores", (Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.ANSWER, Col.GOLD, Col.CORRECT, Col.SCORE, Col.ERROR,
+                        Col.CONFIDENCE, Col.LATENCY_S, Col.PROMPT_TOKENS, Col.COMPLETION_TOKENS, Col.WARMUP)
+    METRICS = "metrics", (Col.OPTION, Col.KIND, Col.N_ITEMS, Col.MEAN_SCORE, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH,
+                          Col.STATEMENT)  # per option and trivial baseline: the type's metrics with intervals
+    COMPARE = "compare", (Col.TASK, Col.KIND, Col.OPTION, Col.REFERENCE, Col.N_ITEMS, Col.METRIC, Col.CANDIDATE_VALUE,
+                          Col.DIFFERENCE, Col.DIFF_CI_LOW, Col.DIFF_CI_HIGH, Col.LOWER_BOUND, Col.CONCLUSION,
+                          Col.CONCLUSION_ADJUSTED, Col.QUALIFIES, Col.BETTER, Col.N_NEEDED,
+                          Col.STATEMENT)  # per candidate against the reference: the quality bar
+    FLOOR = "floor", (Col.OPTION, Col.BASELINE, Col.ANSWER, Col.N, Col.CANDIDATE_MEAN, Col.BASELINE_MEAN, Col.P_VALUE,
+                      Col.PASSES, Col.STATEMENT)  # per option against the trivial baselines
+    PAIRS = "pairs", (Col.A, Col.B, Col.N, Col.DIFFERENCE, Col.P_VALUE, Col.P_HOLM,
+                      Col.STATEMENT)  # every pair of options: paired difference and its test
+    AGREEMENT = "agreement", (Col.OPTION, Col.N, Col.AGREEMENT, Col.KAPPA, Col.KAPPA_CI_LOW, Col.KAPPA_CI_HIGH,
+                              Col.STATEMENT)  # per candidate: agreement with the reference's answers (kappa)
+    LATENCY = "latency", (Col.OPTION, Col.N, Col.N_WARMUP, Col.WARMUP_S, Col.P50_S, Col.P95_S, Col.P95_CI_LOW,
+                          Col.P95_CI_HIGH, Col.P99_S, Col.STATEMENT)  # per option: steady-state p50/p95/p99
+    ERRORS = "errors", (Col.OPTION, Col.N_ITEMS, Col.N_ERRORS, Col.N_PARSE_ERRORS, Col.FAILED_RATE,
+                        Col.STATEMENT)  # per option: failed calls and unparseable answers
+    COSTS = "costs", (Col.OPTION, Col.MONTHLY_COST, Col.BASIS, Col.WHERE, Col.COST_LOW,
+                      Col.COST_HIGH)  # per option: monthly cost at the volume, with its band
+    BREAK_EVEN = "break_even", (Col.OPTION_A, Col.OPTION_B, Col.BREAK_EVEN_VOLUME,
+                                Col.STATEMENT)  # per pair of options: the volume where costs cross
+    COST_CURVE = "cost_curve", (Col.VOLUME, Col.OPTION, Col.MONTHLY_COST, Col.COST_LOW,
+                                Col.COST_HIGH)  # cost against volume for plotting
+    PII = "pii", (Col.KIND, Col.N_ITEMS, Col.N_FLAGGED, Col.SHARE, Col.CI_LOW, Col.CI_HIGH,
+                  Col.STATEMENT)  # share of items with personal data, per kind
+    PII_ITEMS = "pii_items", (Col.ITEM_ID, Col.HAS_PII, Col.KINDS)  # which items were flagged
+    CASCADE = "cascade", (Col.CANDIDATE, Col.TAU, Col.POLICY, Col.SHARE_LOCAL, Col.ACCURACY, Col.CONCLUSION,
+                          Col.IN_SEQUENCE, Col.MONTHLY_COST, Col.P95_LATENCY_S,
+                          Col.STATEMENT)  # per self-hosted candidate and threshold: the simulated cascade
+    THROUGHPUT = "throughput", (Col.OPTION, Col.LOAD_KIND, Col.LOAD, Col.ITEMS_PER_S, Col.P95_LATENCY_S,
+                                Col.STATUS)  # per self-hosted option and load level (load sweep)
+    RANKING = "ranking", (Col.RANK, Col.OPTION, Col.STATUS, Col.QUALITY, Col.VS_REFERENCE, Col.MONTHLY_COST,
+                          Col.P95_S, Col.WHY)  # the options in the decision's order, with why
+    VERDICTS = "verdicts", (Col.MODE, Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.VALUE)  # free text: the judge's verdicts
+    JUDGE = "judge", (Col.OPTION, Col.ORDERS_AGREE, Col.STATEMENT)  # free text: how often the two orders agreed
+    DISAGREEMENTS = "disagreements", (Col.OPTION, Col.ITEM_ID, Col.ANSWER,
+                                      Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
+
+    def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
+        self.file = file
+        self.columns = columns
 
 
 class Doc(str, Enum):
@@ -189,19 +217,24 @@ class RunFolder:
 
     # tables ------------------------------------------------------------------------------------------
     def save_table(self, kind: Table, frame: pd.DataFrame, *, task: str | None = None) -> None:
+        """Write a stage's table; one with rows must carry every column of its schema (``Table.columns``)."""
+        missing = [c.value for c in kind.columns if c not in frame.columns]
+        if len(frame) and missing:
+            raise KitError(f"the {kind.file} table lacks its columns {missing}", where=str(self.path),
+                           fix="the stage that writes it must produce them (kit.pipeline.folder.Table declares them)")
         # "split" keeps the columns of an empty table
-        atomic_write_text(self._file(kind.value, task),
+        atomic_write_text(self._file(kind.file, task),
                           frame.to_json(orient="split", index=False, default_handler=str))
 
     def table(self, kind: Table, *, task: str | None = None) -> pd.DataFrame:
-        path = self._file(kind.value, task)
+        path = self._file(kind.file, task)
         if not path.is_file():
-            raise self._missing(kind.value, task)
+            raise self._missing(kind.file, task)
         data = json.loads(path.read_text(encoding="utf-8"))
         return pd.DataFrame(data["data"], columns=data["columns"])
 
     def has(self, kind: Table | Doc, *, task: str | None = None) -> bool:
-        return self._file(kind.value, task).is_file()
+        return self._file(kind.file if isinstance(kind, Table) else kind.value, task).is_file()
 
     # records -----------------------------------------------------------------------------------------
     def save_doc(self, kind: Doc, data: Any, *, task: str | None = None) -> None:

@@ -152,5 +152,5 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
         }
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)
-        out[name] = {k.value: v for k, v in tables.items()}
+        out[name] = {k.file: v for k, v in tables.items()}
     return out
