@@ -1,8 +1,8 @@
 """The llama.cpp arm: a GGUF model run in process by llama-cpp-python.
 
 Classification answers are scored over the label set: the model's next-token probabilities are walked
-along the tokens of every label (a trie, so shared prefixes are evaluated once), which gives each
-label's probability under label-constrained decoding. The answer is the most probable label — it
+along the tokens of every label (a trie, so shared prefixes are evaluated once: :mod:`kit.arms.label_walk`),
+which gives each label's probability under label-constrained decoding. The answer is the most probable label — it
 always parses — and that probability is the answer's confidence. Extraction answers are generated
 under a GBNF grammar built from the task's JSON schema. The GGUF's own chat template formats prompts,
 and the shared prompt prefix (system message and k-shot turns) is reused from the KV cache.
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kit.arms.base import Arm, Completion, Request, build_options, register_arm
+from kit.arms.label_walk import LabelWalk
 from kit.errors import ArmError, MissingDependency
 
 CHATML = (
@@ -275,30 +276,14 @@ class LlamaCppArm(Arm):
         return int(mismatch[0]) if len(mismatch) else n
 
     def _choose(self, tokens: list[int], choices: tuple[str, ...], start: float) -> Completion:
-        seqs = self._labels(choices)
+        walk = LabelWalk(self._labels(choices))
         keep = self._cached_prefix(tokens)
-        logits = self._eval_at(keep, tokens[keep:])
+        walk.start(self._eval_at(keep, tokens[keep:]))
         ttft = time.perf_counter() - start
-        probs = np.zeros(len(choices))
-        self._walk(logits, base=len(tokens), depth=0, members=list(range(len(choices))), seqs=seqs,
-                   mass=1.0, probs=probs)
-        return self._label_completion(choices, tokens, probs, latency=time.perf_counter() - start, ttft=ttft)
-
-    def _walk(self, logits: np.ndarray, *, base: int, depth: int, members: list[int], seqs: list[list[int]],
-              mass: float, probs: np.ndarray) -> None:
-        """Spread ``mass`` over the labels in ``members`` that share their first ``depth`` tokens."""
-        groups: dict[int, list[int]] = {}
-        for m in members:
-            groups.setdefault(seqs[m][depth], []).append(m)
-        nexts = np.array(list(groups))
-        z = logits[nexts] - logits[nexts].max()
-        share = np.exp(z) / np.exp(z).sum()
-        for (token, group), p in zip(groups.items(), share):
-            if len(group) == 1:
-                probs[group[0]] = mass * p
-                continue
-            child = self._eval_at(base + depth, [token])
-            self._walk(child, base=base, depth=depth + 1, members=group, seqs=seqs, mass=mass * p, probs=probs)
+        while walk.pending:
+            branch = walk.next()  # its token goes after the prompt and the branch's path
+            walk.feed(self._eval_at(len(tokens) + branch.depth - 1, [branch.token]))
+        return self._label_completion(choices, tokens, walk.probs, latency=time.perf_counter() - start, ttft=ttft)
 
     def _generate(self, tokens: list[int], request: Request, start: float) -> Completion:
         grammar = self._grammar(request.json_schema)
