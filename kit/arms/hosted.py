@@ -13,8 +13,8 @@ over all requests of the arm; ``breaker`` of them in a row stop the arm with
 :class:`~kit.errors.EndpointDown` (nothing is stored for the items not answered, so a re-run asks only
 those). An HTTP 200 answer that is an HTML page (a captive portal, a proxy's login page, a web UI) stops
 the arm with an :class:`~kit.errors.ArmError` that says so. Credentials in ``base_url``
-(``http://user:pass@host/v1``) go with the requests only: everything shown or stored reads
-``http://***@host/v1``. ``watch`` — a callable that returns a notice once the server process behind the
+(``http://user:pass@host/v1``) go with the requests only: descriptions and errors read
+``http://***@host/v1``, identities hold the endpoint without them. ``watch`` — a callable that returns a notice once the server process behind the
 endpoint has exited, else None — is asked at every connection failure before any retry, and stops the
 arm at the first one:
 
@@ -207,7 +207,6 @@ class HostedArm(Arm):
         self.options = build_options(self.options_class, self.spec, options)
         url = check_url((self.options.base_url or self.default_url).rstrip("/"), spec=self.spec)
         self._url = url  # with any credentials in it: for the requests only
-        self._secrets = url_secrets(url)
         self.base_url = mask_url(url)  # what is shown: credentials masked
         self.deadline_s = self.options.deadline or 3 * self.options.timeout
         self.loopback = is_loopback(self.base_url)
@@ -216,7 +215,7 @@ class HostedArm(Arm):
         self.key_env = self.options.api_key_env or self._default_key_env()
         self._key = resolve_key(spec=self.spec, env=self.key_env, explicit=bool(self.options.api_key_env),
                                 loopback=self.loopback)
-        self._secrets = (self._key, *self._secrets)
+        self._secrets = (self._key, *url_secrets(url))  # never shown: redacted from every message
         self._policy = RetryPolicy(max_attempts=self.options.max_attempts, base_s=self.options.backoff_s)
         self._breaker = Breaker(self.options.breaker, watch=self.options.watch)
         self._limiter = RateLimiter(rpm=self.options.rpm, tpm=self.options.tpm)

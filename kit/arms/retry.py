@@ -297,6 +297,8 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPoli
     ...                                 deadline=Deadline.start(0.12)))
     >>> done.out_of_time, done.error.split(" (")[0]
     (True, "no answer within the item's deadline of 0.12 s")
+    >>> asyncio.run(with_retries(hung, policy=RetryPolicy(), deadline=Deadline(at=0.0, seconds=5.0))).error
+    "no answer within the item's deadline of 5 s (no time was left for an attempt)"
     """
     outcome: Outcome[T] = Outcome()
     number = 0
@@ -347,9 +349,10 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPoli
                 break
             outcome.waited_s += wait
             await asyncio.sleep(wait)
-    if outcome.fault is not None and outcome.out_of_time and deadline is not None:
-        outcome.error = (f"no answer within the item's deadline of {_seconds(deadline.seconds)} s "
-                         f"({outcome.attempts} attempts; last: {outcome.fault.reason})")
+    if outcome.out_of_time and deadline is not None:
+        tried = (f" ({outcome.attempts} attempts; last: {outcome.fault.reason})" if outcome.fault is not None
+                 else " (no time was left for an attempt)")
+        outcome.error = f"no answer within the item's deadline of {_seconds(deadline.seconds)} s{tried}"
     elif outcome.fault is not None and outcome.fault.retry:
         outcome.error = f"{outcome.fault.reason} (gave up after {outcome.attempts} attempts)"
     return outcome
