@@ -8,6 +8,7 @@ that answers a captive portal's login page), real SQLite, the embedded SmolLM2's
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import socket
 import sys
@@ -20,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from servers import AnthropicServer, HungServer, OpenAIServer
 
 from kit.arms import Request, get_arm
+from kit.arms.retry import Breaker, RetryPolicy, with_retries
 from kit.errors import ArmError, ConfigError, EndpointDown
 from kit.run.runner import run_arm
 from kit.tasks import load_task
@@ -73,8 +75,28 @@ def test_hung_endpoint_trips_the_breaker_after_three_timeouts(backend, concurren
     assert "the endpoint stopped answering" in message
     assert "3 attempts in a row got no answer in time (last: no answer within 0.3 s)" in message
     assert "accepts connections but does not answer" in message and "-o timeout=S, now 0.3 s" in message
-    assert _stored(store) == []  # no item is stored as an error because the server hung
+    assert [tuple(r) for r in _stored(store)] == []  # no item is stored as an error because the server hung
     assert store.runs().iloc[-1]["status"] == "stopped"
+
+
+def test_a_trip_ends_the_attempts_still_in_flight():
+    """When the breaker trips, an attempt with a long time limit does not wait it out: it ends at once."""
+    breaker = Breaker(threshold=1)
+
+    async def hang() -> str:
+        await asyncio.sleep(30)
+        return "late"
+
+    async def both():
+        return await asyncio.gather(
+            with_retries(hang, policy=RetryPolicy(), breaker=breaker, timeout_s=0.1),
+            with_retries(hang, policy=RetryPolicy(), breaker=breaker, timeout_s=20.0))
+
+    started = time.perf_counter()
+    short, long = asyncio.run(both())
+    assert time.perf_counter() - started < 2.0  # not 20 s
+    assert short.tripped and long.tripped and (short.attempts, long.attempts) == (1, 1)
+    assert breaker.notice == "1 attempts in a row got no answer in time (last: no answer within 0.1 s)"
 
 
 def test_no_item_outlasts_its_deadline(store, mini):

@@ -23,11 +23,12 @@ behind the endpoint trips it at the first failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -217,7 +218,8 @@ class Breaker:
     count). Any answer from the server — a success or an HTTP status, even 429 or 500 — starts the count
     again (:meth:`answered`). ``watch``, when given, is asked at every failure, before any retry: a notice
     from it (the server process exited) trips the breaker at once. Once tripped it stays tripped; ``notice``
-    says why, ``exited`` whether the process died.
+    says why, ``exited`` whether the process died. Attempts still in flight when it trips (their time limits
+    :meth:`hold`) end at once instead of waiting out their timeouts.
 
     >>> breaker = Breaker(threshold=2)
     >>> breaker.failure("refused"); breaker.tripped
@@ -236,6 +238,16 @@ class Breaker:
         self.timeouts = 0  # of the failures in a row, those that timed out
         self.notice: str | None = None
         self.exited = False
+        self._clocks: set[asyncio.Timeout] = set()
+
+    @contextlib.contextmanager
+    def hold(self, clock: asyncio.Timeout) -> Iterator[None]:
+        """While an attempt runs under ``clock`` (its time limit): a trip ends the attempt at once."""
+        self._clocks.add(clock)
+        try:
+            yield
+        finally:
+            self._clocks.discard(clock)
 
     @property
     def tripped(self) -> bool:
@@ -266,6 +278,10 @@ class Breaker:
                     "connection attempts in a row failed" if not self.timeouts else
                     "attempts in a row failed or got no answer in time")
             self.notice = f"{self.failures} {what} (last: {reason})"
+        if self.tripped:
+            for clock in list(self._clocks):  # the attempts in flight: their limits expire now
+                if not clock.expired():  # (one that is expiring already ends by itself)
+                    clock.reschedule(asyncio.get_running_loop().time())
 
     def attempts_for(self, fault: Fault, max_attempts: int) -> int:
         """How many attempts an item may take: a connection failure or a timeout goes on until the breaker
@@ -314,7 +330,8 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPoli
         limit_s = _attempt_limit(timeout_s, deadline)
         try:
             async with asyncio.timeout(limit_s) as clock:
-                value = await attempt()
+                with breaker.hold(clock) if breaker is not None else contextlib.nullcontext():
+                    value = await attempt()
             outcome.value = value
             outcome.error = outcome.fault = outcome.exception = None
             if breaker is not None:

