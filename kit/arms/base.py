@@ -232,9 +232,22 @@ def _no_models(name: str) -> list[str]:
 class Backend:
     """A registered backend and what the rest of the kit may ask of it without building an arm.
 
-    ``in_process``: its model runs inside this process (self-hosted by nature). ``gives_confidence``: its answers
-    carry the chosen answer's probability (what a cascade routes on). ``models(NAME)``: the GGUF models (catalog
-    ids or paths) behind ``backend:NAME``, for the manifest's sha256 and the decoding ceiling.
+    ``in_process``: its model runs inside this process (self-hosted by nature). ``gives_confidence``: every answer
+    it gives carries the chosen answer's probability (what a cascade routes on) — a promise, so a backend whose
+    answers carry one only sometimes (``openai``: where the endpoint sends logprobs; ``replay``: where the file
+    has the column) declares False, and a cascade reads the confidences the answers actually carry.
+    ``models(NAME)``: the GGUF models (catalog ids or paths) behind ``backend:NAME``, for the manifest's sha256
+    and the decoding ceiling. A new backend needs only its own module that calls :func:`register_arm`.
+
+    ==========  ==========  ================  =====================
+    backend     in_process  gives_confidence  models(NAME)
+    ==========  ==========  ================  =====================
+    llama_cpp   yes         yes               [NAME]
+    lora        yes         yes               [BASE of BASE+ADAPTER]
+    openai      no          no (sometimes)    []
+    anthropic   no          no                []
+    replay      no          no (sometimes)    []
+    ==========  ==========  ================  =====================
     """
 
     name: str

@@ -6,11 +6,17 @@ answers of one local server are never served as another's. A server the kit star
 model file it knows, is identified instead by what answers (``served_by``: the model's sha256 and the
 server software), so the stand-in on a fresh port every run is still served from the store.
 
-Connection failures (refused, reset, dropped) are counted over all requests of the arm; ``breaker`` of
-them in a row stop the arm with :class:`~kit.errors.EndpointDown` (nothing is stored for the items not
-answered, so a re-run asks only those). ``watch`` — a callable that returns a notice once the server
-process behind the endpoint has exited, else None — is asked at every connection failure before any
-retry, and stops the arm at the first one:
+Each attempt may take ``timeout`` seconds, and each item ``deadline`` seconds over all of its attempts and
+the waits between them (default three times ``timeout``: 180 s). Connection failures (refused, reset,
+dropped) and attempts that got no answer in time (a server that accepts connections and hangs) are counted
+over all requests of the arm; ``breaker`` of them in a row stop the arm with
+:class:`~kit.errors.EndpointDown` (nothing is stored for the items not answered, so a re-run asks only
+those). An HTTP 200 answer that is an HTML page (a captive portal, a proxy's login page, a web UI) stops
+the arm with an :class:`~kit.errors.ArmError` that says so. Credentials in ``base_url``
+(``http://user:pass@host/v1``) go with the requests only: descriptions and errors read
+``http://***@host/v1``, identities hold the endpoint without them. ``watch`` — a callable that returns a notice once the server process behind the
+endpoint has exited, else None — is asked at every connection failure before any retry, and stops the
+arm at the first one:
 
 >>> server = StandinServer("gemma-3-270m").start()                        # doctest: +SKIP
 >>> arm = get_arm("openai:gemma-3-270m", base_url=server.base_url, watch=server.exit_notice,
@@ -20,21 +26,26 @@ retry, and stops the arm at the first one:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import ipaddress
 import os
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from kit.arms.base import Arm, Completion, Request, build_options
 from kit.errors import ArmError, ConfigError, EndpointDown
 from kit.util import run_sync
 from kit.arms.retry import (
+    NOT_JSON_FIX,
     Breaker,
+    Deadline,
     Fault,
+    NotJSON,
     Outcome,
     RateLimiter,
     RetryPolicy,
@@ -55,7 +66,9 @@ class HostedOptions:
     concurrency: int = field(default=4, metadata={"min": 1})
     rpm: float | None = field(default=None, metadata={"above": 0})
     tpm: float | None = field(default=None, metadata={"above": 0})
-    timeout: float = field(default=60.0, metadata={"above": 0})
+    timeout: float = field(default=60.0, metadata={"above": 0})  # seconds one attempt may take
+    # seconds one item may take over all its attempts and waits; None: three times `timeout`
+    deadline: float | None = field(default=None, metadata={"above": 0})
     max_attempts: int = field(default=5, metadata={"min": 1})
     backoff_s: float = field(default=0.5, metadata={"min": 0})
     temperature: float = field(default=0.0, metadata={"min": 0})
@@ -63,7 +76,7 @@ class HostedOptions:
     structured: str = field(default="auto", metadata={"choices": ("auto", "off")})
     price_in: float | None = field(default=None, metadata={"min": 0})  # USD per million input tokens
     price_out: float | None = field(default=None, metadata={"min": 0})  # USD per million output tokens
-    # connection failures in a row (refused, reset) that stop the arm with EndpointDown; 0: never by count
+    # connection failures (refused, reset) and timeouts in a row that stop the arm with EndpointDown; 0: never
     breaker: int = field(default=3, metadata={"min": 0})
     # asked at every connection failure: a notice once the server process behind the endpoint has exited
     watch: Callable[[], str | None] | None = None
@@ -71,20 +84,52 @@ class HostedOptions:
     served_by: dict[str, str] | None = None
 
 
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
+
+
+def mask_url(text: str) -> str:
+    """``text`` with the user name and password of every URL in it replaced by ``***``: what is shown and stored
+    of a ``base_url`` that carries credentials.
+
+    >>> mask_url("http://user:pass@127.0.0.1:8080/v1")
+    'http://***@127.0.0.1:8080/v1'
+    """
+    return _USERINFO.sub(r"\1***@", text)
+
+
+def url_secrets(url: str) -> tuple[str, ...]:
+    """The credentials in ``url`` to redact: ``user:pass`` and the password, as written and decoded, and the
+    HTTP Basic token they are sent as (a gateway may quote it back).
+
+    >>> url_secrets("http://me:p%40ss@host/v1")
+    ('me:p%40ss', 'p%40ss', 'me:p@ss', 'p@ss', 'bWU6cEBzcw==')
+    """
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return ()
+    userinfo = netloc.rpartition("@")[0]
+    password = userinfo.partition(":")[2]
+    basic = base64.b64encode(unquote(userinfo).encode()).decode()
+    found = [userinfo, password, unquote(userinfo), unquote(password), basic]
+    return tuple(dict.fromkeys(v for v in found if v))
+
+
 def check_url(url: str, *, spec: str) -> str:
-    """``url`` when it is an http(s) URL with a host and a valid port, else a ConfigError that says so.
+    """``url`` when it is an http(s) URL with a host and a valid port, else a ConfigError that says so (with
+    any credentials in it masked).
 
     >>> check_url("http://127.0.0.1:8080/v1", spec="openai:x")
     'http://127.0.0.1:8080/v1'
     """
+    shown = mask_url(url)
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 — raises ValueError for a port that is not a number in 0-65535
     except ValueError as exc:
-        raise ConfigError(f"base_url {url!r} is not a URL ({exc})", where=spec,
+        raise ConfigError(f"base_url {shown!r} is not a URL ({mask_url(str(exc))})", where=spec,
                           fix="write e.g. --base-url http://127.0.0.1:8080/v1") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"base_url {url!r} is not an http(s) URL with a host", where=spec,
+        raise ConfigError(f"base_url {shown!r} is not an http(s) URL with a host", where=spec,
                           fix="write e.g. --base-url http://127.0.0.1:8080/v1")
     return url
 
@@ -160,13 +205,17 @@ class HostedArm(Arm):
         self.model = model
         self.spec = f"{self.backend}:{model}"
         self.options = build_options(self.options_class, self.spec, options)
-        self.base_url = check_url((self.options.base_url or self.default_url).rstrip("/"), spec=self.spec)
+        url = check_url((self.options.base_url or self.default_url).rstrip("/"), spec=self.spec)
+        self._url = url  # with any credentials in it: for the requests only
+        self.base_url = mask_url(url)  # what is shown: credentials masked
+        self.deadline_s = self.options.deadline or 3 * self.options.timeout
         self.loopback = is_loopback(self.base_url)
         self.hosted = not self.loopback
         self.concurrency = self.options.concurrency
         self.key_env = self.options.api_key_env or self._default_key_env()
         self._key = resolve_key(spec=self.spec, env=self.key_env, explicit=bool(self.options.api_key_env),
                                 loopback=self.loopback)
+        self._secrets = (self._key, *url_secrets(url))  # never shown: redacted from every message
         self._policy = RetryPolicy(max_attempts=self.options.max_attempts, base_s=self.options.backoff_s)
         self._breaker = Breaker(self.options.breaker, watch=self.options.watch)
         self._limiter = RateLimiter(rpm=self.options.rpm, tpm=self.options.tpm)
@@ -199,7 +248,7 @@ class HostedArm(Arm):
 
     def describe(self) -> str:
         if self.loopback:
-            return f"{self.model} at {self.base_url} (an endpoint on this machine)"
+            return f"{self.model} at {self.base_url} (an endpoint on this machine)"  # credentials masked
         return f"{self.model} through the {self.backend} API at {urlsplit(self.base_url).hostname} (hosted)"
 
     # clients: one per event loop (each run_arm has its own loop) ---------------------------------
@@ -225,21 +274,28 @@ class HostedArm(Arm):
         """Blocking call; from inside a running event loop (Jupyter) it runs in a helper thread."""
         return run_sync(self.acomplete(request))
 
+    def _hide(self, text: str | None) -> str | None:
+        """``text`` without the key or the URL's credentials (and with any URL's user name and password masked)."""
+        hidden = redact(text, self._secrets)
+        return mask_url(hidden) if hidden is not None else None
+
     async def acomplete(self, request: Request) -> Completion:
-        """Answer one request; raises :class:`EndpointDown` once the breaker has tripped (nothing to store)."""
+        """Answer one request; raises :class:`EndpointDown` once the breaker has tripped (nothing to store).
+
+        The item's deadline (``deadline`` seconds) starts once the rate limiter lets the request go."""
         if self._breaker.tripped:
             raise self._endpoint_down()
         estimate = estimate_tokens(request) + request.max_tokens
         await self._limiter.acquire(tokens=estimate)
         began = time.perf_counter()
-        outcome, notes = await self._call(request)
+        outcome, notes = await self._call(request, Deadline.start(self.deadline_s))
         if outcome.tripped:
             raise self._endpoint_down()
         if outcome.value is not None:
             completion = outcome.value
         else:
-            self._raise_if_fatal(outcome.fault)
-            completion = Completion(error=redact(outcome.error, (self._key,)))
+            self._raise_if_fatal(outcome)
+            completion = Completion(error=self._hide(outcome.error))
         used = None
         if completion.prompt_tokens is not None or completion.completion_tokens is not None:
             used = (completion.prompt_tokens or 0) + (completion.completion_tokens or 0)
@@ -247,19 +303,19 @@ class HostedArm(Arm):
         completion.extra.update(notes)
         completion.extra["attempts"] = outcome.attempts
         if outcome.attempts > 1 or outcome.faults:
-            completion.extra["faults"] = [redact(f, (self._key,)) for f in outcome.faults]
+            completion.extra["faults"] = [self._hide(f) for f in outcome.faults]
             completion.extra["total_s"] = round(time.perf_counter() - began, 4)
         return completion
 
-    async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
+    async def _call(self, request: Request, deadline: Deadline) -> tuple[Outcome[Completion], dict[str, Any]]:
         """Run the attempts for one request; subclasses may add fallbacks. Returns (outcome, extra notes)."""
-        outcome = await with_retries(lambda: self._timed(request, None), policy=self._policy, classify=classify,
-                                     breaker=self._breaker)
-        return outcome, {}
+        return await self._retrying(request, None, deadline), {}
 
-    async def _timed(self, request: Request, plan: Any) -> Completion:
-        async with asyncio.timeout(self.options.timeout):
-            return await self._attempt(request, plan)
+    async def _retrying(self, request: Request, plan: Any, deadline: Deadline, *,
+                        sort: Callable[[BaseException], Fault] = classify) -> Outcome[Completion]:
+        """The attempts of ``plan`` for one request, under the arm's policy, breaker, timeout and ``deadline``."""
+        return await with_retries(lambda: self._attempt(request, plan), policy=self._policy, classify=sort,
+                                  breaker=self._breaker, timeout_s=self.options.timeout, deadline=deadline)
 
     async def _attempt(self, request: Request, plan: Any) -> Completion:
         raise NotImplementedError
@@ -270,21 +326,33 @@ class HostedArm(Arm):
         again = "run the same command again: the answers already stored are kept and only the missing items are asked"
         if breaker.exited:
             fix = f"restart the server (the end of its log is quoted above) and {again}"
+        elif breaker.hung:
+            fix = (f"the server at {self.base_url} accepts connections but does not answer: check that it is not "
+                   f"stuck or overloaded (restart it), or give a slow model more time per attempt "
+                   f"(-o timeout=S, now {self.options.timeout:g} s), and {again}")
         elif self.loopback:
             fix = f"start the server at {self.base_url} (or give the right --base-url) and {again}"
         else:
             fix = f"check the network, any proxy and the provider's status page, then {again}"
-        return EndpointDown(f"the endpoint stopped answering: {breaker.notice}", url=self.base_url,
+        return EndpointDown(f"the endpoint stopped answering: {self._hide(breaker.notice)}", url=self.base_url,
                             exited=breaker.exited, where=f"{self.spec} at {self.base_url}", fix=fix)
 
-    def _raise_if_fatal(self, fault: Fault | None) -> None:
-        """A rejected key or an unknown model would fail every item: stop the run with a clear error."""
+    def _raise_if_fatal(self, outcome: Outcome[Completion]) -> None:
+        """A rejected key, an unknown model or a web page instead of the API would fail every item: stop the
+        run with a clear error."""
+        if isinstance(outcome.exception, NotJSON):
+            what = str(outcome.exception).removesuffix(f": {NOT_JSON_FIX}")
+            raise ArmError(f"the endpoint {self._hide(what)}", where=f"{self.spec} at {self.base_url}",
+                           fix=f"{NOT_JSON_FIX} Give the API's own URL (an OpenAI-compatible one usually ends in /v1, "
+                               "e.g. http://127.0.0.1:8080/v1); a captive portal or a proxy's login page answers "
+                               "like this too: sign in to the network, then run again")
+        fault = outcome.fault
         if fault is None or fault.status not in (401, 403, 404):
             return
         if fault.status in (401, 403):
             raise ArmError(f"the endpoint refused the API key from {self.key_env} (HTTP {fault.status})",
                            where=f"{self.spec} at {self.base_url}",
                            fix=f"check the key in {self.key_env} and that it may use {self.model}")
-        raise ArmError(f"the endpoint does not know this model or path: {redact(fault.reason, (self._key,))}",
+        raise ArmError(f"the endpoint does not know this model or path: {self._hide(fault.reason)}",
                        where=f"{self.spec} at {self.base_url}",
                        fix="check the model name and --base-url (an OpenAI-compatible URL usually ends in /v1)")

@@ -14,8 +14,9 @@ model's first choice is checked against the grammar, and only when the grammar f
 applied to the whole vocabulary — the same token as applying it first); above temperature 0 each sequence
 has the sampler chain llama-cpp-python's ``create_completion`` builds. So answers are those of
 one-at-a-time decoding up to llama.cpp's batch invariance: logits computed in a larger batch can differ
-in the last bits, which can flip a near tie. Label scoring walks the label trie of every item at once,
-one branching token per item per step.
+in the last bits, which can flip a near tie. Label scoring walks the label trie of every item at once
+(:class:`~kit.arms.label_walk.LabelWalk`, the same walk as one at a time), one branching token per item
+per step.
 
 Per item: ``latency_s`` is the time from the start of the group until that item's answer was complete;
 ``ttft_s`` the time until its first answer token was chosen (label scoring: until its prompt's
@@ -34,6 +35,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from kit.arms.label_walk import Branch, LabelWalk
 from kit.errors import ArmError
 
 
@@ -45,16 +47,6 @@ class Decoded:
     probs: np.ndarray | None = None
     ttft_s: float | None = None
     latency_s: float | None = None
-
-
-@dataclass
-class _Node:
-    """A branching point of the label trie still to evaluate for one item: ``token`` at ``depth``."""
-
-    token: int
-    depth: int
-    members: list[int]
-    mass: float
 
 
 def common_prefix(prompts: Sequence[Sequence[int]]) -> int:
@@ -237,51 +229,33 @@ class BatchDecoder:
         """Each label's probability under label-constrained decoding, for every prompt (a token trie walk:
         one forward pass per prompt, then one token per branching label prefix, all items together)."""
         start = time.perf_counter()
-        out = [Decoded(probs=np.zeros(len(labels))) for _ in prompts]
-        stacks: list[list[_Node]] = [[] for _ in prompts]
+        out = [Decoded() for _ in prompts]
+        walks = [LabelWalk(labels) for _ in prompts]
         base = [len(p) for p in prompts]
         c = self._prepare(prompts)
         for outputs in self._own_tokens(prompts, c):
             for seq, j in outputs:
                 out[seq].ttft_s = time.perf_counter() - start
-                self._spread(self._logits(j), labels, 0, list(range(len(labels))), 1.0, out[seq].probs, stacks[seq])
-                if not stacks[seq]:
+                walks[seq].start(self._logits(j))
+                if not walks[seq].pending:
                     out[seq].latency_s = time.perf_counter() - start
         lc, mem = self._lc, self._memory()
-        while any(stacks):
-            entries, nodes = [], {}
-            for seq, stack in enumerate(stacks):
-                if stack:
-                    node = nodes[seq] = stack.pop()
-                    pos = base[seq] + node.depth - 1
+        while any(w.pending for w in walks):
+            entries = []
+            for seq, walk in enumerate(walks):
+                if walk.pending:
+                    branch: Branch = walk.next()
+                    pos = base[seq] + branch.depth - 1
                     lc.llama_memory_seq_rm(mem, seq, pos, -1)  # drop the branch evaluated before at this position
-                    entries.append((seq, pos, node.token, True))
+                    entries.append((seq, pos, branch.token, True))
             for outputs in self._decode_chunks(entries):
                 for seq, j in outputs:
-                    node = nodes[seq]
-                    self._spread(self._logits(j), labels, node.depth, node.members, node.mass, out[seq].probs,
-                                 stacks[seq])
-                    if not stacks[seq]:
+                    walks[seq].feed(self._logits(j))
+                    if not walks[seq].pending:
                         out[seq].latency_s = time.perf_counter() - start
+        for done, walk in zip(out, walks):
+            done.probs = walk.probs
         return out
-
-    @staticmethod
-    def _spread(row: np.ndarray, labels: Sequence[Sequence[int]], depth: int, members: list[int], mass: float,
-                probs: np.ndarray, stack: list[_Node]) -> None:
-        """Share ``mass`` among the labels in ``members`` by their next token; branches still shared by several
-        labels go on ``stack`` (the same arithmetic as the one-at-a-time walk, in float64)."""
-        groups: dict[int, list[int]] = {}
-        for m in members:
-            groups.setdefault(labels[m][depth], []).append(m)
-        nexts = np.array(list(groups))
-        values = row[nexts].astype(np.float64)
-        z = values - values.max()
-        share = np.exp(z) / np.exp(z).sum()
-        for (token, group), p in zip(groups.items(), share):
-            if len(group) == 1:
-                probs[group[0]] = mass * p
-            else:
-                stack.append(_Node(token=int(token), depth=depth + 1, members=group, mass=mass * p))
 
     # generation ---------------------------------------------------------------------------------
     def _sampler(self, grammar: Any) -> Any:

@@ -1,8 +1,8 @@
 """The llama.cpp arm: a GGUF model run in process by llama-cpp-python.
 
 Classification answers are scored over the label set: the model's next-token probabilities are walked
-along the tokens of every label (a trie, so shared prefixes are evaluated once), which gives each
-label's probability under label-constrained decoding. The answer is the most probable label — it
+along the tokens of every label (a trie, so shared prefixes are evaluated once: :mod:`kit.arms.label_walk`),
+which gives each label's probability under label-constrained decoding. The answer is the most probable label — it
 always parses — and that probability is the answer's confidence. Extraction answers are generated
 under a GBNF grammar built from the task's JSON schema. The GGUF's own chat template formats prompts,
 and the shared prompt prefix (system message and k-shot turns) is reused from the KV cache.
@@ -28,6 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from kit.arms.base import Arm, Completion, Request, build_options, register_arm
+from kit.arms.label_walk import LabelWalk
 from kit.errors import ArmError, MissingDependency
 
 CHATML = (
@@ -54,8 +55,12 @@ class LlamaOptions:
 
 
 class LlamaCppArm(Arm):
-    """A GGUF model in process. ``model`` is a catalog id or a path to a ``.gguf`` file."""
+    """A GGUF model in process. ``model`` is a catalog id or a path to a ``.gguf`` file.
 
+    A subclass registered under another backend name sets ``backend`` to it (specs and identities then name
+    that backend)."""
+
+    backend = "llama_cpp"
     hosted = False
     load_kind = "batch"
 
@@ -68,11 +73,13 @@ class LlamaCppArm(Arm):
         from kit.models import resolve_model
 
         if not hasattr(self, "spec"):  # a subclass (lora) names itself first
-            self.spec = f"llama_cpp:{model}"
+            self.spec = f"{self.backend}:{model}"
         self.options = build_options(LlamaOptions, self.spec, options)
         batch = _check_batch(self.options.batch, where=self.spec)
         check_gpu_offload(self.options.n_gpu_layers)
         self.model = resolve_model(model)
+        context = _Context.of(self.model.path, n_ctx=self.options.n_ctx, gpu=self.options.n_gpu_layers != 0)
+        context.check(where=self.spec)
         self._llama_cpp = llama_cpp
         # with batch > 1 every answer comes from the batched context: this one only tokenizes, so it stays small
         self._sequential = batch == 1
@@ -85,6 +92,9 @@ class LlamaCppArm(Arm):
                 lora_path=self.options.lora_path, verbose=False,
             )
         except (ValueError, RuntimeError) as exc:
+            if "context" in str(exc).lower():  # the model loaded; its n_ctx did not fit
+                raise context.error(f"llama.cpp could not create a context of n_ctx={self.options.n_ctx} tokens "
+                                    f"({exc})", where=self.spec) from None
             raise ArmError(f"llama.cpp could not load {self.model.path}: {exc}", where=self.spec,
                            fix="check the file with `kit models info`; its architecture may need a newer "
                                "llama-cpp-python (pip install -U llama-cpp-python)") from None
@@ -99,7 +109,7 @@ class LlamaCppArm(Arm):
     def identity(self) -> dict[str, Any]:
         o = self.options
         ident: dict[str, Any] = {
-            "backend": "llama_cpp", "model": self.model.id, "sha256": self.model.sha256, "quant": self.model.quant,
+            "backend": self.backend, "model": self.model.id, "sha256": self.model.sha256, "quant": self.model.quant,
             "temperature": o.temperature, "top_p": o.top_p, "seed": o.seed, "chat_template": self._template_name,
             "n_gpu_layers": o.n_gpu_layers,  # GPU kernels round differently: a few answers change
         }
@@ -275,30 +285,14 @@ class LlamaCppArm(Arm):
         return int(mismatch[0]) if len(mismatch) else n
 
     def _choose(self, tokens: list[int], choices: tuple[str, ...], start: float) -> Completion:
-        seqs = self._labels(choices)
+        walk = LabelWalk(self._labels(choices))
         keep = self._cached_prefix(tokens)
-        logits = self._eval_at(keep, tokens[keep:])
+        walk.start(self._eval_at(keep, tokens[keep:]))
         ttft = time.perf_counter() - start
-        probs = np.zeros(len(choices))
-        self._walk(logits, base=len(tokens), depth=0, members=list(range(len(choices))), seqs=seqs,
-                   mass=1.0, probs=probs)
-        return self._label_completion(choices, tokens, probs, latency=time.perf_counter() - start, ttft=ttft)
-
-    def _walk(self, logits: np.ndarray, *, base: int, depth: int, members: list[int], seqs: list[list[int]],
-              mass: float, probs: np.ndarray) -> None:
-        """Spread ``mass`` over the labels in ``members`` that share their first ``depth`` tokens."""
-        groups: dict[int, list[int]] = {}
-        for m in members:
-            groups.setdefault(seqs[m][depth], []).append(m)
-        nexts = np.array(list(groups))
-        z = logits[nexts] - logits[nexts].max()
-        share = np.exp(z) / np.exp(z).sum()
-        for (token, group), p in zip(groups.items(), share):
-            if len(group) == 1:
-                probs[group[0]] = mass * p
-                continue
-            child = self._eval_at(base + depth, [token])
-            self._walk(child, base=base, depth=depth + 1, members=group, seqs=seqs, mass=mass * p, probs=probs)
+        while walk.pending:
+            branch = walk.next()  # its token goes after the prompt and the branch's path
+            walk.feed(self._eval_at(len(tokens) + branch.depth - 1, [branch.token]))
+        return self._label_completion(choices, tokens, walk.probs, latency=time.perf_counter() - start, ttft=ttft)
 
     def _generate(self, tokens: list[int], request: Request, start: float) -> Completion:
         grammar = self._grammar(request.json_schema)
@@ -324,6 +318,54 @@ class LlamaCppArm(Arm):
         if llm is not None:
             llm.close()
             self.llm = None
+
+
+@dataclass(frozen=True)
+class _Context:
+    """The context an arm asks for (``n_ctx``) beside the model's trained context and its KV cache's size."""
+
+    n_ctx: int
+    trained: int | None  # the model's trained context (GGUF context_length), when its header gives it
+    kv_bytes: int | None  # the KV cache at n_ctx (f16), when the header gives the shapes
+    memory: int  # bytes of RAM (and, with layers on a GPU, the largest GPU's memory)
+
+    @classmethod
+    def of(cls, path: Any, *, n_ctx: int, gpu: bool) -> _Context:
+        import psutil
+
+        from kit.models.gguf import read_gguf_info
+        from kit.models.hardware import gpus
+
+        info = read_gguf_info(path)
+        vram = max((g["memory_total_bytes"] for g in gpus()), default=0) if gpu else 0
+        return cls(n_ctx=n_ctx, trained=info.context_length, kv_bytes=info.kv_cache_bytes(n_ctx),
+                   memory=int(psutil.virtual_memory().total) + int(vram))
+
+    def check(self, *, where: str) -> None:
+        """An ArmError naming n_ctx when its KV cache alone cannot fit this machine's memory (llama.cpp would
+        fail to create the context, after a long try)."""
+        if self.kv_bytes is not None and self.kv_bytes > self.memory:
+            raise self.error(f"n_ctx={self.n_ctx} needs a KV cache of {_size(self.kv_bytes)}, more than this "
+                             f"machine's {_size(self.memory)} of memory", where=where)
+
+    def error(self, problem: str, *, where: str) -> ArmError:
+        """``problem`` with the model's trained context, and the n_ctx to use instead."""
+        if self.trained:
+            problem += f"; the model was trained on a context of {self.trained} tokens"
+        size = self.kv_bytes / self.n_ctx if self.kv_bytes else None  # KV bytes per token
+        fits = int(self.memory / 2 / size) // 1024 * 1024 if size else None  # half the memory for the KV cache
+        target = min(v for v in (self.trained, fits, 4096 if not (self.trained or fits) else None) if v)
+        return ArmError(problem, where=where,
+                        fix=f"lower n_ctx to {target} or less (--n-ctx {target} or -o n_ctx={target}); a prompt and "
+                            "its answer need only a few thousand tokens")
+
+
+def _size(n: int) -> str:
+    """Bytes for people: '2.3 TB', '23 GB', '512 MB'."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 1e6:.0f} MB"
 
 
 def _check_batch(batch: Any, *, where: str) -> int:

@@ -38,6 +38,8 @@ def parse_lora_spec(name: str) -> tuple[str, Path]:
 class LoraArm(LlamaCppArm):
     """llama.cpp with a LoRA adapter. Options are the llama_cpp arm's; ``lora_sha256``, if given, is checked."""
 
+    backend = "lora"
+
     def __init__(self, name: str, **options: Any) -> None:
         from kit.models import file_sha256
 
@@ -58,7 +60,7 @@ class LoraArm(LlamaCppArm):
 
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
-        ident.update({"backend": "lora", "base_sha256": self.model.sha256, "lora_sha256": self.options.lora_sha256,
+        ident.update({"base_sha256": self.model.sha256, "lora_sha256": self.options.lora_sha256,
                       "sha256": f"{self.model.sha256}+lora:{self.options.lora_sha256}"})
         return ident
 

@@ -8,7 +8,12 @@ those of the answer's tokens into ``confidence = exp(sum logprobs)``. Labels and
 endpoint rejects is dropped for the rest of the run and the kit's parsing takes over. An unparseable
 answer is kept as text: the runner records it as a parse error, scored wrong. An answer with an empty
 ``choices`` list (a content filter, a broken gateway) is recorded on the item as "the endpoint answered
-with no choices", without retries.
+with no choices", without retries. An HTML page instead of the API's JSON stops the arm with an error that
+says so (see :mod:`kit.arms.hosted`).
+
+Confidence: the backend is registered with ``gives_confidence=False`` because a confidence is not promised —
+answers carry one only where the endpoint sends logprobs (OpenAI's API, llama.cpp's server, vLLM do; many
+gateways and some providers do not). A cascade looks at the confidences the answers actually carry.
 
 >>> arm = get_arm("openai:gpt-4o-mini")                                   # doctest: +SKIP
 >>> arm = get_arm("openai:gemma-3-270m", base_url="http://127.0.0.1:8080/v1")  # the stand-in  # doctest: +SKIP
@@ -28,7 +33,7 @@ from urllib.parse import urlsplit
 from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
 from kit.arms.base import Completion, Request, register_arm
 from kit.errors import MissingDependency
-from kit.arms.retry import Fault, IncompleteStream, Outcome, classify, with_retries
+from kit.arms.retry import Deadline, Fault, IncompleteStream, Outcome, check_json_answer, classify
 
 # Optional request features, in the order they are given up when an endpoint rejects them by name.
 FEATURES: dict[str, tuple[str, ...]] = {
@@ -81,7 +86,7 @@ class OpenAICompatArm(HostedArm):
     def _make_client(self) -> Any:
         from openai import AsyncOpenAI
 
-        return AsyncOpenAI(api_key=self._key, base_url=self.base_url, max_retries=0, timeout=self.options.timeout)
+        return AsyncOpenAI(api_key=self._key, base_url=self._url, max_retries=0, timeout=self.options.timeout)
 
     # what to send ----------------------------------------------------------------------------------
     def _plan(self, request: Request) -> list[str]:
@@ -119,13 +124,12 @@ class OpenAICompatArm(HostedArm):
         return params
 
     # calling ---------------------------------------------------------------------------------------
-    async def _call(self, request: Request) -> tuple[Outcome[Completion], dict[str, Any]]:
+    async def _call(self, request: Request, deadline: Deadline) -> tuple[Outcome[Completion], dict[str, Any]]:
         dropped: list[str] = []
         while True:
             plan = self._plan(request)
-            outcome = await with_retries(lambda plan=plan: self._timed(request, plan), policy=self._policy,
-                                         classify=lambda exc, plan=plan: self._classify(exc, plan),
-                                         breaker=self._breaker)
+            outcome = await self._retrying(request, plan, deadline,
+                                           sort=lambda exc, plan=plan: self._classify(exc, plan))
             if outcome.value is not None or outcome.fault is None or not self._rejected(outcome.fault):
                 break
             drop = self._named(outcome.fault.reason, plan)
@@ -169,6 +173,8 @@ class OpenAICompatArm(HostedArm):
         start = time.perf_counter()
         if not self.options.stream:
             resp = await client.chat.completions.create(**params)
+            if isinstance(resp, str):  # the SDK hands back a body it could not read as JSON as text
+                check_json_answer(None, body=resp)
             if not resp.choices:
                 raise NoChoices(NO_CHOICES + _finish_note(resp))
             choice = resp.choices[0]
@@ -177,6 +183,7 @@ class OpenAICompatArm(HostedArm):
                                 usage=resp.usage, model=resp.model, finish=choice.finish_reason,
                                 start=start, ttft=None, chunks=0)
         stream = await client.chat.completions.create(**params)
+        check_json_answer(stream.response.headers.get("content-type"))
         pieces: list[str] = []
         lps: list[tuple[str, float]] = []
         usage = model = finish = ttft = None
@@ -320,4 +327,5 @@ def _confidence(logprobs: list[tuple[str, float]], text: str, span: tuple[int, i
     return math.exp(total) if used else None
 
 
-register_arm("openai", OpenAICompatArm)
+# logprobs make a confidence only where the endpoint sends them: not promised (see the module's docstring)
+register_arm("openai", OpenAICompatArm, in_process=False, gives_confidence=False)

@@ -146,4 +146,6 @@ def _clean(rec: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
     return row
 
 
-register_arm("replay", ReplayArm)
+# recorded elsewhere: no model runs here (where the outputs came from is the experiment's `runs:`), and a
+# confidence only where the file has that column
+register_arm("replay", ReplayArm, in_process=False, gives_confidence=False)

@@ -6,10 +6,14 @@ fails comes back as an :class:`Outcome` with ``error`` set, so the arm records i
 run goes on. The SDKs' own retries are switched off (``max_retries=0``) so that this policy is the one
 that runs. :class:`RateLimiter` spaces requests (``rpm``) and tokens (``tpm``) over each minute.
 
+Each attempt has a time limit (``timeout_s``) and each item a :class:`Deadline` over all of its attempts and
+waits: no item takes longer, however many attempts are left or however long a ``Retry-After`` asks for.
+
 A :class:`Breaker` stops an arm whose endpoint is down instead of spending every item's retries on it:
-connection failures (refused, reset, dropped — not 429 or 5xx, which keep the policy above) are counted
-over all of the arm's requests, and ``threshold`` of them in a row trip it; a ``watch`` callable that
-reports the exit of the server process behind the endpoint trips it at the first failure.
+connection failures (refused, reset, dropped) and attempts that got no answer in time (a hung server) —
+not 429 or 5xx, which keep the policy above — are counted over all of the arm's requests, and
+``threshold`` of them in a row trip it; a ``watch`` callable that reports the exit of the server process
+behind the endpoint trips it at the first failure.
 
 >>> policy = RetryPolicy(max_attempts=3, base_s=0.0)
 >>> asyncio.run(with_retries(lambda: asyncio.sleep(0, result="ok"), policy=policy)).value
@@ -19,11 +23,12 @@ reports the exit of the server process behind the endpoint trips it at the first
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import random
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -59,6 +64,28 @@ class Fault:
     status: int | None = None
     retry_after: float | None = None
     connection: bool = False  # the endpoint was not reached, or the connection dropped (counts for the breaker)
+    timeout: bool = False  # no answer within the attempt's time limit (counts for the breaker too)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """The time one item may take over all of its attempts and the waits between them.
+
+    >>> deadline = Deadline.start(180.0)
+    >>> 179.0 < deadline.left() <= 180.0
+    True
+    """
+
+    at: float  # time.monotonic() when it passes
+    seconds: float
+
+    @classmethod
+    def start(cls, seconds: float) -> Deadline:
+        return cls(at=time.monotonic() + seconds, seconds=seconds)
+
+    def left(self) -> float:
+        """Seconds left (0 once it has passed)."""
+        return max(0.0, self.at - time.monotonic())
 
 
 @dataclass
@@ -73,6 +100,7 @@ class Outcome(Generic[T]):
     waited_s: float = 0.0
     faults: list[str] = field(default_factory=list)
     tripped: bool = False  # the breaker stopped the attempts: the endpoint is down, the item is not answered
+    out_of_time: bool = False  # the item's deadline ended the attempts
 
 
 def _class_names(exc: BaseException) -> set[str]:
@@ -119,8 +147,10 @@ def classify(exc: BaseException) -> Fault:
         after = retry_after_seconds(getattr(response, "headers", None))
         message = _status_message(exc, status)
         return Fault(retry=status in RETRY_STATUS, reason=message, status=status, retry_after=after)
+    if isinstance(exc, NotJSON):  # the server answered; asking again gets the same page
+        return Fault(retry=False, reason=str(exc), status=200)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or names & {"APITimeoutError", "TimeoutException"}:
-        return Fault(retry=True, reason="timed out")
+        return Fault(retry=True, reason="timed out", timeout=True)
     if isinstance(exc, ConnectionError) or names & {"APIConnectionError", "TransportError", "NetworkError",
                                                      "RemoteProtocolError", "IncompleteStream"}:
         cause = exc.__cause__ or exc.__context__
@@ -149,6 +179,33 @@ class IncompleteStream(Exception):
     """A stream ended before the server said it was finished (a dropped or cut connection)."""
 
 
+class NotJSON(Exception):
+    """The server answered HTTP 200 with something other than the API's JSON: an HTML page (a captive portal,
+    a proxy's login page, a web UI at the wrong path) or another kind of body."""
+
+
+NOT_JSON_FIX = "is base_url the API's /v1 endpoint?"
+
+
+def check_json_answer(content_type: str | None, *, body: str | None = None) -> None:
+    """Raise :class:`NotJSON` when an HTTP 200 answer is an HTML page, or (``body`` given: a body the SDK could
+    not read as JSON) anything else that is not JSON. A stream's body is not read here: only an HTML one is
+    refused, by its content type.
+
+    >>> check_json_answer("text/event-stream; charset=utf-8")
+    >>> check_json_answer("text/html; charset=utf-8")
+    Traceback (most recent call last):
+    kit.arms.retry.NotJSON: answered HTTP 200 with an HTML page, not JSON: is base_url the API's /v1 endpoint?
+    """
+    kind = (content_type or "").split(";")[0].strip().lower()
+    start = (body or "").lstrip()[:15].lower()
+    if "html" in kind or start.startswith(("<!doctype html", "<html")):
+        raise NotJSON(f"answered HTTP 200 with an HTML page, not JSON: {NOT_JSON_FIX}")
+    if body is not None:
+        shown = kind or "no content type"
+        raise NotJSON(f"answered HTTP 200 with a body of {shown} ({body.strip()[:60]!r}), not JSON: {NOT_JSON_FIX}")
+
+
 Watch = Callable[[], "str | None"]
 """Asked when a connection fails: a notice when the process behind the endpoint has exited, else None."""
 
@@ -156,60 +213,108 @@ Watch = Callable[[], "str | None"]
 class Breaker:
     """Trips when an endpoint is down, so an arm stops instead of retrying every item against it.
 
-    :meth:`failure` counts a connection failure (over all requests of the arm, in any order); ``threshold``
-    of them in a row trip the breaker (0: never by count). Any answer from the server — a success or an
-    HTTP status, even 429 or 500 — starts the count again (:meth:`answered`). ``watch``, when given, is
-    asked at every connection failure, before any retry: a notice from it (the server process exited)
-    trips the breaker at once. Once tripped it stays tripped; ``notice`` says why, ``exited`` whether the
-    process died.
+    :meth:`failure` counts a connection failure or an attempt that got no answer in time (``timeout=True``),
+    over all requests of the arm, in any order; ``threshold`` of them in a row trip the breaker (0: never by
+    count). Any answer from the server — a success or an HTTP status, even 429 or 500 — starts the count
+    again (:meth:`answered`). ``watch``, when given, is asked at every failure, before any retry: a notice
+    from it (the server process exited) trips the breaker at once. Once tripped it stays tripped; ``notice``
+    says why, ``exited`` whether the process died. Attempts still in flight when it trips (their time limits
+    :meth:`hold`) end at once instead of waiting out their timeouts.
 
     >>> breaker = Breaker(threshold=2)
     >>> breaker.failure("refused"); breaker.tripped
     False
     >>> breaker.failure("refused"); breaker.notice
     '2 connection attempts in a row failed (last: refused)'
+    >>> hung = Breaker(threshold=2)
+    >>> hung.failure("no answer within 60 s", timeout=True); hung.failure("no answer within 60 s", timeout=True)
+    >>> hung.notice
+    '2 attempts in a row got no answer in time (last: no answer within 60 s)'
     """
 
     def __init__(self, threshold: int = 3, *, watch: Watch | None = None) -> None:
         self.threshold, self.watch = threshold, watch
         self.failures = 0
+        self.timeouts = 0  # of the failures in a row, those that timed out
         self.notice: str | None = None
         self.exited = False
+        self._clocks: set[asyncio.Timeout] = set()
+
+    @contextlib.contextmanager
+    def hold(self, clock: asyncio.Timeout) -> Iterator[None]:
+        """While an attempt runs under ``clock`` (its time limit): a trip ends the attempt at once."""
+        self._clocks.add(clock)
+        try:
+            yield
+        finally:
+            self._clocks.discard(clock)
 
     @property
     def tripped(self) -> bool:
         return self.notice is not None
 
+    @property
+    def hung(self) -> bool:
+        """Whether the failures in a row that tripped it (or count now) all timed out: the server accepts
+        connections but does not answer."""
+        return self.failures > 0 and self.timeouts == self.failures
+
     def answered(self) -> None:
         """The server answered (success or HTTP status): it is up."""
-        self.failures = 0
+        self.failures = self.timeouts = 0
 
-    def failure(self, reason: str) -> None:
-        """A connection attempt failed (refused, reset, dropped); may trip the breaker."""
+    def failure(self, reason: str, *, timeout: bool = False) -> None:
+        """A connection attempt failed (refused, reset, dropped) or, ``timeout``, got no answer in time; may
+        trip the breaker."""
         if self.tripped:
             return
         self.failures += 1
+        self.timeouts += timeout
         exited = self.watch() if self.watch is not None else None
         if exited:
             self.notice, self.exited = exited, True
         elif self.threshold and self.failures >= self.threshold:
-            self.notice = f"{self.failures} connection attempts in a row failed (last: {reason})"
+            what = ("attempts in a row got no answer in time" if self.hung else
+                    "connection attempts in a row failed" if not self.timeouts else
+                    "attempts in a row failed or got no answer in time")
+            self.notice = f"{self.failures} {what} (last: {reason})"
+        if self.tripped:
+            for clock in list(self._clocks):  # the attempts in flight: their limits expire now
+                if not clock.expired():  # (one that is expiring already ends by itself)
+                    clock.reschedule(asyncio.get_running_loop().time())
 
     def attempts_for(self, fault: Fault, max_attempts: int) -> int:
-        """How many attempts an item may take: a connection failure goes on until the breaker decides, so no
-        item gives up (and is stored as an error) merely because the server was down."""
-        return max(max_attempts, self.threshold) if fault.connection and self.threshold else max_attempts
+        """How many attempts an item may take: a connection failure or a timeout goes on until the breaker
+        decides (or the item's deadline passes), so no item gives up (and is stored as an error) merely
+        because the server was down."""
+        counted = fault.connection or fault.timeout
+        return max(max_attempts, self.threshold) if counted and self.threshold else max_attempts
 
 
 async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPolicy,
                        classify: Callable[[BaseException], Fault] = classify,
-                       rng: random.Random | None = None, breaker: Breaker | None = None) -> Outcome[T]:
-    """Call ``attempt()`` until it succeeds, a fault is not retryable, attempts run out, or ``breaker`` trips.
+                       rng: random.Random | None = None, breaker: Breaker | None = None,
+                       timeout_s: float | None = None, deadline: Deadline | None = None) -> Outcome[T]:
+    """Call ``attempt()`` until it succeeds, a fault is not retryable, attempts run out, ``breaker`` trips, or
+    ``deadline`` passes.
 
-    Exceptions become ``Outcome.error`` (never raised), except cancellation and KitError-type problems
-    that ``classify`` is not asked about (BaseException that is not Exception). A tripped breaker ends the
-    attempts at once with ``Outcome.tripped`` set (its notice as the error), also when another request
-    tripped it while this one waited.
+    Each attempt is given at most ``timeout_s`` seconds, and never more than what is left of ``deadline``;
+    an attempt cut short is a timeout (``Fault.timeout``: "no answer within S s"), which the breaker counts.
+    A wait (backoff or ``Retry-After``) that would pass the deadline is not waited: the item gives up at once
+    with ``Outcome.out_of_time`` set. Exceptions become ``Outcome.error`` (never raised), except
+    cancellation and KitError-type problems that ``classify`` is not asked about (BaseException that is not
+    Exception). A tripped breaker ends the attempts at once with ``Outcome.tripped`` set (its notice as the
+    error), also when another request tripped it while this one waited.
+
+    >>> async def hung() -> str:
+    ...     await asyncio.sleep(10)
+    ...     return "late"
+    >>> done = asyncio.run(with_retries(hung, policy=RetryPolicy(base_s=0.0), timeout_s=0.05,
+    ...                                 deadline=Deadline.start(0.12)))
+    >>> done.out_of_time, done.error.split(" (")[0]
+    (True, "no answer within the item's deadline of 0.12 s")
+    >>> asyncio.run(with_retries(hung, policy=RetryPolicy(), deadline=Deadline(at=0.0, seconds=5.0))).error
+    "no answer within the item's deadline of 5 s (no time was left for an attempt)"
     """
     outcome: Outcome[T] = Outcome()
     number = 0
@@ -217,38 +322,70 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPoli
         if breaker is not None and breaker.tripped:
             outcome.tripped, outcome.error = True, breaker.notice
             return outcome
+        if deadline is not None and deadline.left() <= 0:
+            outcome.out_of_time = True
+            break
         number += 1
         outcome.attempts = number
+        limit_s = _attempt_limit(timeout_s, deadline)
         try:
-            outcome.value = await attempt()
+            async with asyncio.timeout(limit_s) as clock:
+                with breaker.hold(clock) if breaker is not None else contextlib.nullcontext():
+                    value = await attempt()
+            outcome.value = value
             outcome.error = outcome.fault = outcome.exception = None
             if breaker is not None:
                 breaker.answered()
             return outcome
         except Exception as exc:  # noqa: BLE001 — every fault is sorted, recorded, never lost
             fault = classify(exc)
+            if fault.timeout or clock.expired():  # ours, or the SDK's own (the same timeout_s)
+                cut = clock.expired() and limit_s is not None and (timeout_s is None or limit_s < timeout_s)
+                words = (f"no answer in the {_seconds(limit_s)} s left of the item's deadline" if cut else
+                         f"no answer within {_seconds(timeout_s)} s" if timeout_s is not None else fault.reason)
+                fault = Fault(retry=True, reason=words, timeout=True)
             outcome.fault, outcome.exception = fault, exc
             outcome.faults.append(fault.reason)
             outcome.error = fault.reason
-            limit = policy.max_attempts
+            most = policy.max_attempts
             if breaker is not None:
-                if fault.connection:
-                    breaker.failure(fault.reason)
+                if fault.connection or fault.timeout:
+                    breaker.failure(fault.reason, timeout=fault.timeout)
                 elif fault.status is not None:
                     breaker.answered()
                 if breaker.tripped:
                     continue
-                limit = breaker.attempts_for(fault, limit)
-            if not fault.retry or number >= max(1, limit):
+                most = breaker.attempts_for(fault, most)
+            if not fault.retry or number >= max(1, most):
                 break
             wait = policy.backoff(number, rng)
             if fault.retry_after is not None:
                 wait = max(wait, min(fault.retry_after, policy.max_retry_after_s))
+            if deadline is not None and wait >= deadline.left():
+                outcome.out_of_time = True
+                break
             outcome.waited_s += wait
             await asyncio.sleep(wait)
-    if outcome.fault is not None and outcome.fault.retry:
+    if outcome.out_of_time and deadline is not None:
+        tried = (f" ({outcome.attempts} attempts; last: {outcome.fault.reason})" if outcome.fault is not None
+                 else " (no time was left for an attempt)")
+        outcome.error = f"no answer within the item's deadline of {_seconds(deadline.seconds)} s{tried}"
+    elif outcome.fault is not None and outcome.fault.retry:
         outcome.error = f"{outcome.fault.reason} (gave up after {outcome.attempts} attempts)"
     return outcome
+
+
+def _attempt_limit(timeout_s: float | None, deadline: Deadline | None) -> float | None:
+    """Seconds the next attempt may take: the attempt's own limit, cut to what is left of the deadline."""
+    left = deadline.left() if deadline is not None else None
+    if timeout_s is None:
+        return left
+    return timeout_s if left is None else min(timeout_s, left)
+
+
+def _seconds(value: float) -> str:
+    """``60`` -> '60', ``0.05`` -> '0.05', ``12.3456`` -> '12.3'."""
+    return f"{value:.3g}" if value < 100 else f"{value:.0f}"
 
 
 class RateLimiter:

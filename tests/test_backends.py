@@ -1,0 +1,78 @@
+"""Backends declare what the kit may ask of them; a new one needs only its own module.
+
+A module written by the test registers an in-process backend (a small subclass of the llama.cpp arm under
+another name). Without a line changed elsewhere, an experiment option that names it runs self-hosted, the
+manifest stage finds its model, and it answers from the embedded SmolLM2.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import pytest
+
+from kit.arms import backend_of, get_arm, registered_backends
+from kit.experiment import Experiment, Where
+from kit.pipeline.prepare import models_of
+from kit.tasks.prompts import build_request
+
+MODULE = '''
+"""A new in-process backend: llama.cpp with a fixed small context, registered under its own name."""
+
+from kit.arms.base import register_arm
+from kit.arms.llama_cpp import LlamaCppArm
+
+
+class TinyLlamaArm(LlamaCppArm):
+    backend = "tiny_llama"
+
+    def __init__(self, model, **options):
+        super().__init__(model, **{"n_ctx": 2048, "n_threads": 1, "n_threads_batch": 1, **options})
+
+
+register_arm("tiny_llama", TinyLlamaArm, in_process=True, gives_confidence=True, models=lambda name: [name])
+'''
+
+
+@pytest.fixture
+def tiny_backend(tmp_path, monkeypatch):
+    from kit.arms import base
+
+    (tmp_path / "tiny_backend.py").write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    importlib.import_module("tiny_backend")
+    yield "tiny_llama"
+    base._REGISTRY.pop("tiny_llama", None)
+    sys.modules.pop("tiny_backend", None)
+
+
+def test_a_new_in_process_backend_needs_only_its_own_module(tiny_backend, snips):
+    assert tiny_backend in registered_backends()
+    exp = Experiment.from_mapping({
+        "tasks": {"snips-intents": 4}, "reference": "API",
+        "options": [{"name": "API", "arm": "openai:gpt-4o-mini", "runs": "third-party",
+                     "price": {"model": "gpt-4o-mini"}},
+                    {"name": "Tiny", "arm": "tiny_llama:smollm2-135m-instruct", "machine": {"price_per_hour": 0.1}}],
+    }, source="test")
+    tiny = exp.option("Tiny")
+    assert tiny.where is Where.SELF_HOSTED  # no `runs:` needed: the backend says it runs in this process
+    assert models_of(tiny) == ["smollm2-135m-instruct"]  # what the manifest stage hashes
+    assert models_of(exp.option("API")) == []
+
+    with get_arm("tiny_llama:smollm2-135m-instruct") as arm:
+        done = arm.complete(build_request(snips, snips.test[0]))
+        assert arm.spec == "tiny_llama:smollm2-135m-instruct" and arm.identity()["backend"] == "tiny_llama"
+    assert done.error is None and done.text in snips.type.labels and 0 < done.confidence <= 1
+
+
+def test_every_builtin_backend_declares_its_capabilities():
+    declared = {name: (b.in_process, b.gives_confidence, b.models("m+a.gguf"))
+                for name in registered_backends() for b in [backend_of(f"{name}:x")]}
+    assert declared == {
+        "llama_cpp": (True, True, ["m+a.gguf"]),
+        "lora": (True, True, ["m"]),
+        "openai": (False, False, []),  # a confidence only where the endpoint sends logprobs: not promised
+        "anthropic": (False, False, []),
+        "replay": (False, False, []),
+    }
