@@ -198,7 +198,7 @@ class Store:
             raise self._error(exc) from None
         try:
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._enter_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
             self._check_writable()
@@ -227,6 +227,19 @@ class Store:
         except OSError as exc:
             raise StoreError(f"cannot create the store's folder {folder}: {exc.strerror}", where=self.path,
                              fix="pass --store a path in a folder you can write to") from None
+
+    def _enter_wal(self) -> None:
+        """Switch to WAL. On a new store another process may be switching it too: SQLite then says busy at
+        once (no busy handler for this), so try again until ``wait_s``."""
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
         if self._checked_version() == len(MIGRATIONS):
@@ -707,7 +720,7 @@ def _command(pid: int) -> str:
     """A process's command line, shortened (from /proc; empty where it cannot be read)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            text = " ".join(f.read().replace(b"\0", b" ").decode(errors="replace").split())
     except OSError:
         return ""
     return text if len(text) <= 80 else text[:79] + "…"
