@@ -433,13 +433,12 @@ class Store:
         holders = self.lock_holders()
         who = ", ".join(map(str, holders)) or "another process (not one of this host's that /proc shows)"
         kept = self.unwritten()
-        problem = (f"the store is locked by {who}: this run waited {waited_s:.0f} s for its write lock "
+        problem = (f"the store is locked by {who}: this run waited {round(waited_s, 1):g} s for its write lock "
                    f"(the bound is {self.wait_s:g} s)")
         stop = f"stop it (kill {holders[0].pid})" if holders else "stop it"
         fix = f"let that process finish or {stop}, then run the same command again"
         if kept:
-            fix += (f"; the {kept} answers not yet written are kept in {self._where_kept()} and land in the "
-                    "store first, without being paid again")
+            fix += f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first, without being paid again"
         fix += "; or wait longer with --store-wait SECONDS"
         return StoreBusy(problem, where=self.path, fix=fix)
 
@@ -447,8 +446,8 @@ class Store:
         """A clear StoreError for what SQLite said."""
         name = str(getattr(exc, "sqlite_errorname", ""))
         kept = self.unwritten() if hasattr(self, "db") else 0
-        keep = (f"; the {kept} answers not yet written are kept in {self._where_kept()} and land in the store "
-                "first on the next run, without being paid again" if kept else "")
+        keep = (f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first on the next run, "
+                "without being paid again" if kept else "")
         if _is_busy(exc):
             return self.busy_error(waited_s=waited_s)
         if name.startswith("SQLITE_READONLY"):
@@ -677,6 +676,17 @@ class Store:
     def arms(self, *, task: str) -> list[str]:
         rows = self.db.execute("SELECT DISTINCT arm FROM responses WHERE task=? ORDER BY arm", (task,)).fetchall()
         return [r[0] for r in rows]
+
+
+def _kept_words(count: int) -> str:
+    """What waits to be written, in words.
+
+    >>> _kept_words(3)
+    'the 3 rows not yet written (paid answers, and how runs ended) are'
+    """
+    if count == 1:
+        return "the 1 row not yet written (a paid answer, or how a run ended) is"
+    return f"the {count} rows not yet written (paid answers, and how runs ended) are"
 
 
 def _is_busy(exc: BaseException) -> bool:
