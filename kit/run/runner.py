@@ -151,11 +151,12 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
         hits = store.cached(q.key for q in questions)
         summary.cached = sum(q.key in hits for q in questions)
         todo = list({q.key: q for q in questions if q.key not in hits}.values())
-        asking = _Asking(task, arm, store=store, run_id=run_id, epoch=epoch, identity=identity, budget=budget,
-                         withhold=withhold, summary=summary, parse=parse, reask=reask, filed={"kind": kind, "load": load})
         with Progress(f"{label or arm.spec} · {task.name}", total=len(todo), stage=stage, unit=unit, show=progress,
                       detail=f"{summary.cached} from the store" if summary.cached else "") as bar:
-            run_sync(asking.run(todo, bar))
+            asking = _Asking(task, arm, store=store, run_id=run_id, epoch=epoch, identity=identity, budget=budget,
+                             withhold=withhold, summary=summary, parse=parse, reask=reask, bar=bar,
+                             filed={"kind": kind, "load": load})
+            run_sync(asking.run(todo))
         if summary.stopped:
             status = "stopped"
     except EndpointDown as exc:
@@ -165,7 +166,6 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
         status, note = "interrupted", run_note(exc)
         raise
     finally:
-        store.release(run_id)
         store.finish_run(run_id, status=status, n_items=len(questions), new_calls=summary.new_calls,
                          cached=summary.cached, errors=summary.errors, message=note or summary.stopped)
     return summary
@@ -193,16 +193,15 @@ class _Asking:
 
     def __init__(self, task: Task, arm: Arm, *, store: Store, run_id: str, epoch: int, identity: dict[str, Any],
                  budget: Budget | None, withhold: Withhold | None, summary: RunSummary, parse: Parse, reask: int,
-                 filed: dict[str, Any]) -> None:
+                 bar: Progress, filed: dict[str, Any]) -> None:
         self.task, self.arm, self.store, self.run_id, self.epoch = task, arm, store, run_id, epoch
         self.identity, self.budget, self.withhold, self.summary = identity, budget, withhold, summary
-        self.parse, self.reask, self.filed = parse, reask, filed
+        self.parse, self.reask, self.bar, self.filed = parse, reask, bar, filed
         self.halt: list[KitError] = []  # the first error that ends the run: no new call starts after it
         self.busy_since: float | None = None  # since when this run has found the store locked
         self.later: list[Question] = []  # questions another run is asking: looked at again after this round
 
-    async def run(self, todo: list[Question], bar: Progress) -> None:
-        self.bar = bar
+    async def run(self, todo: list[Question]) -> None:
         gate = asyncio.Semaphore(max(1, self.arm.concurrency))
         size = max(1, self.arm.max_batch)
         queue = todo
@@ -212,7 +211,7 @@ class _Asking:
             if not self.later or self.halt or self.summary.stopped:
                 break
             queue = self.later
-            bar.advance(0, detail=f"{len(queue)} being asked by another run")
+            self.bar.advance(0, detail=f"{len(queue)} being asked by another run")
             await asyncio.sleep(POLL_S)
         await self._flush()
         if self.halt:

@@ -405,10 +405,11 @@ class Store:
 
     def _apply(self, entry: Unwritten) -> None:
         values = dict(entry.values)
-        if entry.table == "runs":
+        if entry.table == "runs":  # a run's end: the claims it still holds go with it
             run_id = values.pop("run_id")
             sets = ", ".join(f"{c}=?" for c in values)
             self.db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*values.values(), run_id))
+            self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
             return
         cols = ", ".join(values)
         updates = ", ".join(f"{c}=excluded.{c}" for c in values if c != "cache_key")
@@ -490,8 +491,9 @@ class Store:
 
     def finish_run(self, run_id: str, *, status: str, n_items: int, new_calls: int, cached: int, errors: int,
                    message: str | None = None) -> bool:
-        """Record how a run ended; True when written now. Never raises: a store that cannot take it now
-        (locked, read-only) gets it kept aside, and it lands with a later write."""
+        """Record how a run ended and drop the claims it still holds (questions it did not get to); True when
+        written now. Never raises: a store that cannot take it now (locked, read-only) gets it kept aside,
+        and it lands with a later write (of any process)."""
         entry = Unwritten("runs", {"run_id": run_id, "finished_at": now(), "status": status, "n_items": n_items,
                                    "new_calls": new_calls, "cached": cached, "errors": errors, "message": message})
         try:
@@ -548,6 +550,8 @@ class Store:
         (('k1',), {'k2': 'run 20250101T000000-ab12cd34 (pid 4242 on this-host)'})
         """
         keys = list(dict.fromkeys(keys))
+        if not keys:
+            return Claims(mine=(), answered=(), held={})
         mine: list[str] = []
         held: dict[str, str] = {}
         answered: set[str] = set()
@@ -583,15 +587,6 @@ class Store:
         if claim["status"] != "running" or at - float(claim["claimed_at"]) >= self.claim_ttl_s:
             return False
         return claim["host"] != self._host or _alive(int(claim["pid"]), float(claim["claimed_at"]))
-
-    def release(self, run_id: str) -> None:
-        """Drop the claims ``run_id`` still holds (questions it did not get to). Best effort: claims left
-        behind stop counting once the run is no longer ``running``."""
-        try:
-            with self._transaction(wait=False):
-                self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
-        except sqlite3.Error:
-            pass
 
     # responses -------------------------------------------------------------------------------------
     def cached(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
