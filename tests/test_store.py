@@ -203,3 +203,16 @@ def test_a_store_path_that_cannot_be_a_file_is_refused(tmp_path):
         Store(tmp_path / "notes.txt" / "deeper" / "s.sqlite")
     with pytest.raises(StoreError, match=r"this is a folder, not a store file\. Fix: pass --store a file path"):
         Store(tmp_path)
+
+
+def test_a_write_that_fails_for_good_keeps_the_row_and_says_so(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+        s.db.execute(f"PRAGMA max_page_count = {pages}")  # the store cannot grow: SQLite says full
+        with pytest.raises(StoreError, match=r"the disk is full\. Fix: free some space, then run again; the 1 row "
+                                             r"not yet written .* is kept in .*s\.sqlite\.unwritten\.jsonl"):
+            s.write("k1", {**_row(), "output": "x" * 100_000})
+        assert s.unwritten() == 1
+    with Store(path) as s:  # space again: the kept row lands when the store is opened
+        assert s.unwritten() == 0 and s.cached(["k1"])["k1"]["output"] == "x" * 100_000
