@@ -199,7 +199,7 @@ def test_a_read_only_store_is_refused_when_opened(tmp_path):
 
 def test_a_store_path_that_cannot_be_a_file_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(StoreError, match=r"notes.txt is a file, not a folder\. Fix: pass --store a path inside a folder"):
+    with pytest.raises(StoreError, match=r"notes.txt is a file, not a folder\. Fix: pass --store a path inside a"):
         Store(tmp_path / "notes.txt" / "deeper" / "s.sqlite")
     with pytest.raises(StoreError, match=r"this is a folder, not a store file\. Fix: pass --store a file path"):
         Store(tmp_path)

@@ -334,7 +334,8 @@ class _Asking:
 
     async def _locked(self, attempt: Callable[[], Any]) -> Any:
         """``attempt()`` (a quick store transaction), tried again while another process holds the store's lock
-        — without blocking the event loop — until this run has waited the store's ``wait_s`` in all."""
+        — without blocking the event loop — until this run has waited the store's ``wait_s`` without once
+        getting through."""
         while True:
             try:
                 result = attempt()
@@ -360,6 +361,7 @@ class _Asking:
                 await self._locked(self.store.flush)
         except StoreBusy:  # said again with the count of answers kept aside now
             waited = time.monotonic() - self.busy_since if self.busy_since else 0.0
-            self.halt[:] = [self.store.busy_error(waited_s=waited), *(e for e in self.halt if not isinstance(e, StoreBusy))]
+            others = [e for e in self.halt if not isinstance(e, StoreBusy)]
+            self.halt[:] = [self.store.busy_error(waited_s=waited), *others]
         except StoreError as exc:
             self.halt.insert(0, exc)

@@ -439,7 +439,8 @@ class Store:
         stop = f"stop it (kill {holders[0].pid})" if holders else "stop it"
         fix = f"let that process finish or {stop}, then run the same command again"
         if kept:
-            fix += f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first, without being paid again"
+            fix += (f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first, without "
+                    "being paid again")
         fix += "; or wait longer with --store-wait SECONDS"
         return StoreBusy(problem, where=self.path, fix=fix)
 
@@ -458,7 +459,8 @@ class Store:
         if name.startswith("SQLITE_CANTOPEN"):
             return StoreError("SQLite cannot open the store, or create its -wal and -shm files beside it (is the "
                               "file or its folder read-only, e.g. chmod or chattr +i?)", where=self.path,
-                              fix=f"make the folder and the file writable, or pass --store a path you can write to{keep}")
+                              fix="make the folder and the file writable, or pass --store a path you can write "
+                                  f"to{keep}")
         if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT"):
             return StoreError(f"cannot open the store: {exc}", where=self.path,
                               fix="pass another --store PATH, or move the damaged file away")
