@@ -23,7 +23,6 @@ failed answer is not sent to the judge: it gets the lowest grade (rubric) or los
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -34,16 +33,14 @@ from typing import Any
 
 import pandas as pd
 
-from kit import __version__
-from kit.arms.base import Arm, Completion, Request
-from kit.errors import BudgetExceeded, ConfigError, KitError
-from kit.progress import Progress
+from kit.arms.base import Arm, Request
+from kit.errors import ConfigError
 from kit.run.budget import Budget
+from kit.run.runner import Question, ask
 from kit.run.store import Store, cache_key
 from kit.tasks import Task
 from kit.tasks.generation import Generation, Rubric
 from kit.tasks.prompts import prompt_hash, render_instruction
-from kit.util import run_sync
 
 SYSTEM = "You are a careful, impartial grader. You reply with the verdict only."
 PAIR_CHOICES = ("A", "B", "tie")
@@ -265,25 +262,26 @@ def judge_task(task: Task, store: Store, answers_by_option: Mapping[str, pd.Data
     identity = judge_arm.identity()
     items = {i.id: i for i in task.items}
     questions, verdict_keys, skipped = _questions(task, answers, items, modes, reference, identity, epoch, max_tokens)
-    run_id = store.start_run(task=task.name, arm=judge_arm.spec, identity=identity, hardware=None,
-                             options={"kind": "judge", "modes": list(modes), "reference": reference, "epoch": epoch,
-                                      "max_tokens": max_tokens}, kit_version=__version__)
-    result = JudgeResult(judge=judge_arm.spec, identity=identity, run_id=run_id, calls=pd.DataFrame(),
+    by_key = {q.key: q for q in questions}
+    rubric = task.type.rubric
+
+    def parse(question: Question, text: str) -> Any:
+        mode = by_key[question.key].mode
+        return parse_grade(text, rubric) if mode == "rubric" and rubric else parse_preference(text)
+
+    # the runner asks and stores; a reply without a grade is asked again once
+    summary = ask(task, judge_arm, [Question(item_id=q.item_id, request=q.request, key=q.key,
+                                             extra={"mode": q.mode, "judged_arm": q.arm, "order": q.order})
+                                    for q in questions],
+                  store=store, parse=parse, reask=1, epoch=epoch, kind="judge", budget=budget, progress=progress,
+                  label=label or f"judge {judge_arm.spec}", stage="judge", unit="question", hardware=None,
+                  options={"kind": "judge", "modes": list(modes), "reference": reference, "epoch": epoch,
+                           "max_tokens": max_tokens})
+    result = JudgeResult(judge=judge_arm.spec, identity=identity, run_id=summary.run_id, calls=pd.DataFrame(),
                          verdicts=pd.DataFrame(), self_preference=pd.DataFrame(), skipped=skipped,
-                         keys=[q.key for q in questions])
-    status, grades = "finished", {}
-    try:
-        run_sync(_ask_all(task, judge_arm, questions, grades, store=store, run_id=run_id, epoch=epoch,
-                          identity=identity, budget=budget, result=result, progress=progress,
-                          label=label or f"judge {judge_arm.spec}"))
-        status = "stopped" if result.stopped else status
-    except BaseException:
-        status = "interrupted"
-        raise
-    finally:
-        store.finish_run(run_id, status=status, n_items=len(questions), new_calls=result.new_calls,
-                         cached=result.cached, errors=sum(bool(g["judge_error"]) for g in grades.values()),
-                         message=result.stopped)
+                         keys=[q.key for q in questions], new_calls=summary.new_calls, cached=summary.cached,
+                         retries=summary.reasked, stopped=summary.stopped)
+    grades = _grades(store, result.keys, run_id=summary.run_id)
     result.calls = _calls_table(questions, grades)
     result.verdicts = _verdicts(verdict_keys, grades, task.type.rubric)
     result.self_preference = self_preference(judge_arm.spec, identity, {
@@ -346,93 +344,20 @@ def _questions(task: Task, answers: dict[str, dict[tuple[str, int], str | None]]
     return unique, verdicts, skipped
 
 
-async def _ask_all(task: Task, arm: Arm, questions: list[_Question], grades: dict[str, dict[str, Any]], *,
-                   store: Store, run_id: str, epoch: int, identity: dict[str, Any], budget: Budget | None,
-                   result: JudgeResult, progress: bool, label: str) -> None:
-    """Fill ``grades``: key -> {grade, output, attempts, judge_error, error, cached}; cached questions are
-    not asked again."""
-    hits = store.cached(q.key for q in questions)
-    rubric = task.type.rubric if isinstance(task.type, Generation) else None
-
-    def parse(q: _Question, text: str) -> Any:
-        return parse_grade(text, rubric) if q.mode == "rubric" and rubric else parse_preference(text)
-
-    for q in questions:
-        if q.key in hits:
-            row = hits[q.key]
-            extra = _json(row.get("extra"))
-            grades[q.key] = {"grade": _json(row.get("answer")), "output": row.get("output"), "cached": True,
-                             "attempts": extra.get("attempts", 1), "judge_error": bool(row.get("parse_error")),
-                             "error": None}
-    result.cached = len(grades)
-    todo = [q for q in questions if q.key not in grades]
-    gate = asyncio.Semaphore(max(1, arm.concurrency))
-    bar = Progress(f"{label} · {task.name}", total=len(todo), stage="judge", unit="question", show=progress)
-
-    async def call(request: Request) -> Completion | None:
-        if budget is not None:
-            try:
-                budget.reserve(request)
-            except BudgetExceeded as exc:
-                result.stopped = str(exc)
-                return None
-        try:
-            completion = await arm.acomplete(request)
-        except KitError:
-            raise
-        except Exception as exc:  # a backend fault on one question is recorded, and the run goes on
-            completion = Completion(error=f"{type(exc).__name__}: {exc}")
-        result.new_calls += 1
-        if budget is not None:
-            budget.record(completion)
-        return completion
-
-    async def one(q: _Question) -> None:
-        async with gate:
-            if result.stopped:
-                return
-            outputs: list[str] = []
-            completion = await call(q.request)
-            grade = None
-            while completion is not None and completion.error is None:
-                outputs.append(completion.text)
-                grade = parse(q, completion.text)
-                if grade is not None or len(outputs) == 2:
-                    break
-                result.retries += 1
-                retry = await call(q.request)  # one retry for a reply without a grade
-                if retry is None:  # the cap stopped the retry: keep the paid reply, as not yet final
-                    completion = Completion(text=completion.text, prompt_tokens=completion.prompt_tokens,
-                                            completion_tokens=completion.completion_tokens,
-                                            latency_s=completion.latency_s, error="no parsable grade; the retry "
-                                            "was stopped by the cap")
-                    break
-                completion = retry
-            if completion is None:
-                return
-            failed = completion.error is not None
-            judge_error = failed or grade is None
-            extra = {"mode": q.mode, "judged_arm": q.arm, "order": q.order, "attempts": len(outputs) or 1}
-            if judge_error and not failed:
-                extra["judge_error"] = f"no parsable grade in {len(outputs)} replies"
-                extra["outputs"] = outputs
-            store.write(q.key, {
-                "run_id": run_id, "task": task.name, "item_id": q.item_id, "arm": arm.spec, "kind": "judge",
-                "model_identity": identity.get("sha256") or identity.get("model"), "params": identity,
-                "prompt_hash": prompt_hash(q.request), "epoch": epoch, "output": completion.text,
-                "answer": grade, "parse_error": judge_error and not failed,
-                "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-                "latency_s": completion.latency_s, "ttft_s": completion.ttft_s, "confidence": completion.confidence,
-                "error": completion.error, "extra": extra,
-            })
-            grades[q.key] = {"grade": grade, "output": completion.text, "cached": False, "attempts": len(outputs) or 1,
-                             "judge_error": judge_error, "error": completion.error}
-            bar.advance(detail=f"{result.retries} retried")
-
-    try:
-        await asyncio.gather(*(one(q) for q in todo))
-    finally:
-        bar.close()
+def _grades(store: Store, keys: list[str], *, run_id: str) -> dict[str, dict[str, Any]]:
+    """key -> {grade, output, attempts, judge_error, error, cached} for the questions that have a grade or a
+    failure of this run (a failure of an earlier run is a question not asked now)."""
+    grades = {}
+    for row in store.rows(keys).to_dict("records"):
+        mine = row["run_id"] == run_id
+        if row["error"] is not None and not mine:
+            continue
+        extra = _json(row.get("extra"))
+        grades[row["cache_key"]] = {"grade": row["answer"], "output": row["output"], "cached": not mine,
+                                    "attempts": extra.get("attempts", 1) if isinstance(extra, dict) else 1,
+                                    "judge_error": row["error"] is not None or bool(row["parse_error"]),
+                                    "error": row["error"]}
+    return grades
 
 
 def _json(value: Any) -> Any:

@@ -169,3 +169,28 @@ def test_the_stand_in_judges_through_the_store(tmp_path, store):
         again = judge_task(task, store, options, judge, reference="api", modes=["rubric", "pairwise"])
         assert again.new_calls == 0 and again.cached == asked
     assert set(store.rows(result.keys)["kind"]) == {"judge"}
+
+
+def test_two_judges_at_once_on_one_store_ask_each_question_once(tmp_path, store):
+    import threading
+
+    from kit.run.store import Store
+
+    task = _task(tmp_path, "metric: judge\n")
+    options = _options(task, store, tmp_path)
+    results = []
+    with OpenAIServer(answer=judge_answer(pairwise=sees_quality), model="judge-model", delay=0.05) as srv:
+        def judge_once():
+            with Store(store.path) as own:  # a connection of its own, as another process would have
+                judge = get_arm("openai:judge-model", base_url=srv.base_url, concurrency=2)
+                results.append(judge_task(task, own, options, judge, reference="api", modes=["rubric"]))
+
+        threads = [threading.Thread(target=judge_once) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert srv.calls() == 7  # as one judge alone: 6 questions, one asked again
+    assert len(results) == 2 and sum(r.new_calls for r in results) == 7
+    assert results[0].verdicts["value"].equals(results[1].verdicts["value"])
+    assert [r.judge_errors for r in results] == [1, 1]

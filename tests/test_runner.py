@@ -95,3 +95,22 @@ def test_resume_after_sigkill_keeps_every_earlier_answer(tmp_path):
     for item_id, output, created, attempts in before:
         assert after[item_id] == (output, created, attempts)  # intact, not recomputed
     assert statuses == ["running", "finished"]  # the killed run never got to say so
+
+
+def test_a_run_an_error_ends_records_the_error_as_its_note(task_dir, tmp_path, capsys, monkeypatch):
+    from kit.cli import main
+    from servers import OpenAIServer
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-shown-1234567890")
+    db = str(tmp_path / "kit.sqlite")
+    with OpenAIServer(plan=lambda body, seen: ("status", 401, {}), echo_auth=True) as srv:
+        code = main(["run", "--task", str(task_dir / "mini.yaml"), "--arm", "openai:fake", "--base-url", srv.base_url,
+                     "--store", db, "--concurrency", "2"])
+        assert code == 2 and 1 <= srv.calls() <= 2  # no new call after the first refusal
+    capsys.readouterr()
+    assert main(["runs", "--store", db, "--json"]) == 0
+    (run,) = json.loads(capsys.readouterr().out)
+    assert run["status"] == "interrupted" and run["new_calls"] == 0
+    assert run["note"].startswith(f"openai:fake at {srv.base_url}: the endpoint refused the API key from "
+                                  "OPENAI_API_KEY (HTTP 401). Fix: check the key in OPENAI_API_KEY")
+    assert "sk-never" not in run["note"]

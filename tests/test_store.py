@@ -1,13 +1,20 @@
-"""The SQLite store: migrations, WAL, write-through, errors retried, latest response per item."""
+"""The SQLite store: migrations, WAL, write-through, errors retried, latest response per item, rows kept aside
+while another process holds the lock, claims, clear errors for a read-only store or an impossible path."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 
 from kit.errors import StoreError
-from kit.run.store import MIGRATIONS, Store, cache_key
+from kit.run.store import MIGRATIONS, Claims, Store, StoreBusy, cache_key
 
 
 def _row(item="a", error=None, output="x", arm="t:a"):
@@ -77,3 +84,135 @@ def test_cache_key_depends_on_every_part():
                    {"epoch": 1}, {"task": "u"}):
         keys.add(cache_key(**{**base, **change}))
     assert len(keys) == 6
+
+
+HOLD = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
+db.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+db.execute("COMMIT")
+"""
+
+
+@pytest.fixture
+def held(tmp_path):
+    """A store, and another process holding its write lock until the test ends (or calls ``release()``)."""
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "locked"
+
+    def release():
+        if proc.poll() is None:
+            proc.stdin.write("\n")
+            proc.stdin.flush()
+            proc.wait(timeout=10)
+
+    yield path, proc, release
+    release()
+
+
+def test_a_write_the_locked_store_cannot_take_is_kept_aside_and_lands_with_the_next(held):
+    path, proc, release = held
+    with Store(path, wait_s=0.2) as s:
+        assert s.write("k1", _row(item="a")) is False
+        assert s.unwritten() == 1 and s.cached(["k1"]) == {}
+        kept = json.loads((path.parent / "s.sqlite.unwritten.jsonl").read_text())
+        assert kept["table"] == "responses" and kept["values"]["cache_key"] == "k1"
+        with pytest.raises(StoreBusy) as busy:
+            s.flush()
+        message = str(busy.value)
+        assert message.startswith(f"{path}: the store is locked by process {proc.pid} (")
+        assert "; the 1 row not yet written (a paid answer, or how a run ended) is kept in " in message
+        assert "s.sqlite.unwritten.jsonl and land in the store first, without being paid again" in message
+        release()
+        assert s.write("k2", _row(item="b")) is True  # the next write lands the kept row first
+        assert set(s.cached(["k1", "k2"])) == {"k1", "k2"} and s.unwritten() == 0
+    assert (path.parent / "s.sqlite.unwritten.jsonl").read_text() == ""
+
+
+def test_a_run_cannot_start_while_the_lock_is_held_past_the_bound(held):
+    path, proc, _ = held
+    with Store(path, wait_s=0.3) as s:
+        began = time.monotonic()
+        with pytest.raises(StoreBusy, match=f"locked by process {proc.pid}.*waited 0\\.[3-9] s.*bound is 0\\.3 s"):
+            s.start_run(task="t", arm="a", identity={}, hardware=None, options=None, kit_version="0")
+        assert 0.3 <= time.monotonic() - began < 3
+
+
+def test_kept_rows_land_when_the_store_is_opened_again(held):
+    path, _, release = held
+    with Store(path, wait_s=0.2) as s:
+        s.write("k1", _row())
+        assert s.finish_run("r1", status="interrupted", n_items=1, new_calls=1, cached=0, errors=0) is False
+        assert s.unwritten() == 2
+    release()
+    with Store(path) as s:
+        assert s.unwritten() == 0 and list(s.cached(["k1"])) == ["k1"]
+
+
+def _run(store, task="t"):
+    return store.start_run(task=task, arm="a", identity={}, hardware=None, options=None, kit_version="0")
+
+
+def test_a_question_is_claimed_by_one_run_at_a_time(store):
+    first, second = _run(store), _run(store)
+    assert store.claim(["k1", "k2"], run_id=first) == Claims(mine=("k1", "k2"), answered=(), held={})
+    claims = store.claim(["k1", "k3"], run_id=second)
+    assert claims.mine == ("k3",) and list(claims.held) == ["k1"]
+    assert claims.held["k1"] == f"run {first} (pid {os.getpid()} on {socket.gethostname()})"
+    store.write("k1", {**_row(), "run_id": first})  # answered: its claim goes with the write
+    assert store.claim(["k1"], run_id=second) == Claims(mine=(), answered=("k1",), held={})
+    store.finish_run(first, status="stopped", n_items=2, new_calls=1, cached=0, errors=0)
+    assert store.claim(["k2"], run_id=second).mine == ("k2",)  # a run that ended holds nothing
+
+
+def test_a_claim_is_honoured_no_longer_than_its_time_to_live(tmp_path):
+    with Store(tmp_path / "s.sqlite", claim_ttl_s=0.2) as s:
+        first, second = _run(s), _run(s)
+        s.claim(["k1"], run_id=first)
+        assert s.claim(["k1"], run_id=second).held
+        time.sleep(0.25)
+        assert s.claim(["k1"], run_id=second).mine == ("k1",)
+
+
+def test_a_read_only_store_is_refused_when_opened(tmp_path):
+    path = tmp_path / "s.sqlite"
+    Store(path).close()
+    if os.geteuid() == 0:
+        if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode:
+            pytest.skip("this file system cannot make a file immutable")
+    else:
+        path.chmod(0o444)
+    try:
+        with pytest.raises(StoreError, match=r"the store is read-only .*Fix: make both writable"):
+            Store(path)
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["chattr", "-i", str(path)], capture_output=True)
+        else:
+            path.chmod(0o644)
+
+
+def test_a_store_path_that_cannot_be_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(StoreError, match=r"notes.txt is a file, not a folder\. Fix: pass --store a path inside a"):
+        Store(tmp_path / "notes.txt" / "deeper" / "s.sqlite")
+    with pytest.raises(StoreError, match=r"this is a folder, not a store file\. Fix: pass --store a file path"):
+        Store(tmp_path)
+
+
+def test_a_write_that_fails_for_good_keeps_the_row_and_says_so(tmp_path):
+    path = tmp_path / "s.sqlite"
+    with Store(path) as s:
+        pages = s.db.execute("PRAGMA page_count").fetchone()[0]
+        s.db.execute(f"PRAGMA max_page_count = {pages}")  # the store cannot grow: SQLite says full
+        with pytest.raises(StoreError, match=r"the disk is full\. Fix: free some space, then run again; the 1 row "
+                                             r"not yet written .* is kept in .*s\.sqlite\.unwritten\.jsonl"):
+            s.write("k1", {**_row(), "output": "x" * 100_000})
+        assert s.unwritten() == 1
+    with Store(path) as s:  # space again: the kept row lands when the store is opened
+        assert s.unwritten() == 0 and s.cached(["k1"])["k1"]["output"] == "x" * 100_000

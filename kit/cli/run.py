@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from kit.cli.common import amount, parse_options, print_table, whole
+from kit.run.store import DEFAULT_WAIT_S
 
 
 def cmd_tasks(args: argparse.Namespace) -> None:
@@ -37,7 +38,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     options = arm_options(args)
     options.update({k: getattr(args, k) for k in ("rpm", "tpm") if getattr(args, k, None) is not None})
     chosen = task.test[: args.limit] if args.limit else task.test
-    with Store(args.store or default_store()) as store, get_arm(args.arm, **options) as arm:
+    with Store(args.store or default_store(), wait_s=args.store_wait) as store, \
+            get_arm(args.arm, **options) as arm:
         budget = make_budget(arm, max_calls=args.max_calls, max_cost=args.max_cost)
         print(f"{arm.describe()} · task {task.name} · store {store.path}", file=sys.stderr)
         if hasattr(arm, "coverage_note"):
@@ -105,6 +107,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arm", required=True, help="arm spec, e.g. llama_cpp:smollm2-135m-instruct")
     p.add_argument("--limit", type=whole(1, meaning="a number of items"), help="only the first N test items")
     p.add_argument("--store", help="SQLite store (default runs/kit.sqlite)")
+    p.add_argument("--store-wait", dest="store_wait", type=amount(meaning="seconds"), default=DEFAULT_WAIT_S,
+                   metavar="SECONDS", help="how long to wait, in all, while another process holds the store's "
+                   f"write lock (default {DEFAULT_WAIT_S:g})")
     p.add_argument("--epoch", type=whole(0, meaning="an epoch number"), default=0,
                    help="repeat a run deliberately under a new epoch number")
     p.add_argument("--n-ctx", dest="n_ctx", type=whole(1, meaning="tokens"), help="llama.cpp context size")

@@ -1,11 +1,18 @@
-"""The runner: a task's items through one arm, each response written to the store as it completes.
+"""The runner: the one place that asks an arm and stores what it answered — a task's items (:func:`run_arm`),
+or any list of questions (:func:`ask`, which the judge uses) — each response written as it completes.
 
 Responses already in the store (same task, item, model identity, parameters, prompt and epoch, no
-error) are served from it: no model call is made twice, no API call is paid twice. A run stopped at
-any point — even by SIGKILL — continues where it stopped. When an arm's endpoint goes down
-(:class:`~kit.errors.EndpointDown`: its breaker tripped, or its server process exited) the run stops at
-once: it is recorded as ``stopped`` with the reason, nothing is stored for the items not answered, and
-the error is raised to the caller.
+error) are served from it: no model call is made twice, no API call is paid twice — also when several
+processes run the same questions on one store at once: each question is claimed in the store before it
+is asked (:meth:`~kit.run.store.Store.claim`), and a run comes back to questions another run is asking
+until they are answered. A run stopped at any point — even by SIGKILL — continues where it stopped.
+
+When an arm's endpoint goes down (:class:`~kit.errors.EndpointDown`: its breaker tripped, or its server
+process exited) or an error ends the run (a rejected API key, a store that stays locked), no new call
+starts, the calls in flight finish and are stored, the run is recorded (``stopped`` or ``interrupted``,
+with the reason as its note) and the error is raised to the caller. A paid answer the store cannot take
+(another process holds its lock) is kept aside and lands in the store with the next write; a run waits
+for the lock up to the store's ``wait_s`` in all, then stops with an error naming who holds it.
 
 Items go to the arm in groups of ``arm.max_batch`` (one call of ``acomplete_many``; 1 for every arm but
 a batched llama.cpp arm), ``arm.concurrency`` groups in flight. An item's ``latency_s`` is the time from
@@ -19,20 +26,44 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from kit import __version__
 from kit.arms.base import Arm, Completion, Request
-from kit.errors import BudgetExceeded, ConfigError, EndpointDown, KitError
+from kit.arms.retry import redact
+from kit.errors import BudgetExceeded, ConfigError, EndpointDown, KitError, StoreError
 from kit.progress import Progress
 from kit.run.budget import Budget
-from kit.tasks.prompts import build_request, prompt_hash
-from kit.run.store import Store, cache_key
+from kit.run.store import Store, StoreBusy, cache_key
 from kit.tasks import Item, Task
+from kit.tasks.prompts import build_request, prompt_hash
 from kit.util import run_sync
 
 Withhold = Callable[[Item], "str | None"]
+NOTE_CHARS = 300  # a run's note, at most
+POLL_S = 0.2  # between two tries of a busy store, and two looks at questions another run is asking
+
+
+@dataclass(frozen=True)
+class Question:
+    """One question to ask and store: the item it is about, the request, its cache key, the item itself
+    (for the privacy hook; None when there is none) and what to file in the row's ``extra`` besides what
+    the arm reports.
+
+    >>> Question(item_id="r1", request=request, key=key, extra={"order": "AB"})   # doctest: +SKIP
+    """
+
+    item_id: str
+    request: Request
+    key: str
+    item: Item | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+Parse = Callable[[Question, str], Any]  # a reply's text -> its answer; None when it does not parse
 
 
 @dataclass
@@ -45,6 +76,7 @@ class RunSummary:
     cached: int = 0
     errors: int = 0
     withheld: int = 0
+    reasked: int = 0  # questions asked again because the reply did not parse (``reask``)
     stopped: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key: exactly the questions asked
@@ -80,100 +112,256 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
     chosen = list(items) if items is not None else list(task.test)
     chosen = chosen[:limit] if limit is not None else chosen
     identity = arm.identity()
-    run_id = store.start_run(task=task.name, arm=arm.spec, identity=identity, hardware=_fingerprint(),
-                             options={"limit": limit, "epoch": epoch, "max_tokens": max_tokens,
-                                      "concurrency": arm.concurrency, "batch": arm.max_batch, "kind": kind,
-                                      "load": load}, kit_version=__version__, n_items=len(chosen))
-    summary = RunSummary(run_id=run_id, task=task.name, arm=arm.spec, items=len(chosen))
-    requests = [build_request(task, item, max_tokens=max_tokens) for item in chosen]
-    keys = [cache_key(task=task.name, item_id=r.item_id, identity=identity, prompt_hash=prompt_hash(r), epoch=epoch,
-                      kind=kind, load=load) for r in requests]
-    summary.keys = {r.item_id: k for r, k in zip(requests, keys)}
-    hits = store.cached(keys)
-    summary.cached = sum(k in hits for k in keys)
-    todo = [(item, req, key) for item, req, key in zip(chosen, requests, keys) if key not in hits]
-    status = "finished"
+    questions = []
+    for item in chosen:
+        request = build_request(task, item, max_tokens=max_tokens)
+        key = cache_key(task=task.name, item_id=request.item_id, identity=identity, prompt_hash=prompt_hash(request),
+                        epoch=epoch, kind=kind, load=load)
+        questions.append(Question(item_id=request.item_id, request=request, key=key, item=item))
+    options = {"limit": limit, "epoch": epoch, "max_tokens": max_tokens, "concurrency": arm.concurrency,
+               "batch": arm.max_batch, "kind": kind, "load": load}
+    summary = ask(task, arm, questions, store=store, epoch=epoch, kind=kind, load=load, budget=budget,
+                  withhold=withhold, progress=progress, label=label, options=options, hardware=_fingerprint(),
+                  parse=lambda _question, text: task.type.parse(text))
+    summary.keys = {q.item_id: q.key for q in questions}
+    return summary
+
+
+def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, parse: Parse, options: dict[str, Any],
+        hardware: dict[str, Any] | None, epoch: int = 0, kind: str = "answer", load: int | None = None,
+        reask: int = 0, budget: Budget | None = None, withhold: Withhold | None = None, progress: bool = False,
+        label: str | None = None, stage: str = "run", unit: str = "item") -> RunSummary:
+    """Ask ``arm`` the ``questions`` not answered in the store yet, as one run recorded in the store; every
+    reply is stored under its question's key (``kind``, ``load``, ``epoch`` filed with it).
+
+    ``parse`` turns a reply into its answer; with ``reask`` a reply that does not parse is asked again up
+    to that many times (the row keeps the replies and counts them in ``extra["attempts"]``; still none:
+    a parse error). ``options`` and ``hardware`` are recorded with the run; ``stage``/``unit`` name the
+    work in progress output. Returns the counts (``keys`` is left empty: the questions carry them).
+
+    >>> summary = ask(task, judge_arm, questions, store=store, parse=grade, reask=1, kind="judge",
+    ...               options={"kind": "judge"}, hardware=None, stage="judge", unit="question")  # doctest: +SKIP
+    """
+    identity = arm.identity()
+    run_id = store.start_run(task=task.name, arm=arm.spec, identity=identity, hardware=hardware, options=options,
+                             kit_version=__version__, n_items=len(questions))
+    summary = RunSummary(run_id=run_id, task=task.name, arm=arm.spec, items=len(questions))
+    status, note = "finished", None
     try:
-        run_sync(_answer(task, arm, todo, store=store, run_id=run_id, epoch=epoch, identity=identity,
-                         budget=budget, withhold=withhold, summary=summary, progress=progress,
-                         label=label or arm.spec, filed={"kind": kind, "load": load}))
+        hits = store.cached(q.key for q in questions)
+        summary.cached = sum(q.key in hits for q in questions)
+        todo = list({q.key: q for q in questions if q.key not in hits}.values())
+        with Progress(f"{label or arm.spec} · {task.name}", total=len(todo), stage=stage, unit=unit, show=progress,
+                      detail=f"{summary.cached} from the store" if summary.cached else "") as bar:
+            asking = _Asking(task, arm, store=store, run_id=run_id, epoch=epoch, identity=identity, budget=budget,
+                             withhold=withhold, summary=summary, parse=parse, reask=reask, bar=bar,
+                             filed={"kind": kind, "load": load})
+            run_sync(asking.run(todo))
         if summary.stopped:
             status = "stopped"
     except EndpointDown as exc:
         status, summary.stopped = "stopped", str(exc)
         raise
-    except BaseException:
-        status = "interrupted"
+    except BaseException as exc:
+        status, note = "interrupted", run_note(exc)
         raise
     finally:
-        store.finish_run(run_id, status=status, n_items=len(chosen), new_calls=summary.new_calls,
-                         cached=summary.cached, errors=summary.errors, message=summary.stopped)
+        store.finish_run(run_id, status=status, n_items=len(questions), new_calls=summary.new_calls,
+                         cached=summary.cached, errors=summary.errors, message=note or summary.stopped)
     return summary
 
 
-async def _answer(task: Task, arm: Arm, todo: list[tuple[Item, Request, str]], *, store: Store, run_id: str,
-                  epoch: int, identity: dict[str, Any], budget: Budget | None, withhold: Withhold | None,
-                  summary: RunSummary, progress: bool, label: str, filed: dict[str, Any]) -> None:
-    gate = asyncio.Semaphore(max(1, arm.concurrency))
-    down: list[EndpointDown] = []  # the first one stops the run; requests in flight end without a row
-    bar = Progress(f"{label} · {task.name}", total=len(todo), stage="run", show=progress,
-                   detail=f"{summary.cached} from the store" if summary.cached else "")
+def run_note(exc: BaseException) -> str:
+    """What ended a run, for its note in the store: short, with anything shaped like an API key redacted.
 
-    def save(item: Item, request: Request, key: str, completion: Completion) -> None:
-        answer = task.type.parse(completion.text) if completion.error is None else None
-        store.write(key, {
-            "run_id": run_id, "task": task.name, "item_id": item.id, "arm": arm.spec,
-            "model_identity": identity.get("sha256") or identity.get("model"), "params": identity,
-            "prompt_hash": prompt_hash(request), "epoch": epoch, "output": completion.text, "answer": answer,
-            "parse_error": completion.error is None and answer is None, "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens, "latency_s": completion.latency_s,
-            "ttft_s": completion.ttft_s, "confidence": completion.confidence, "error": completion.error,
-            "extra": completion.extra or None, **filed,
-        })
-        summary.errors += completion.error is not None
-        bar.advance()
+    >>> run_note(KeyboardInterrupt())
+    'interrupted by Ctrl-C; run the same command again to continue'
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted by Ctrl-C; run the same command again to continue"
+    return _short(str(exc) if isinstance(exc, KitError) else f"{type(exc).__name__}: {exc}") or type(exc).__name__
 
-    async def group(jobs: list[tuple[Item, Request, str]]) -> None:
+
+def _short(text: str) -> str:
+    """One line of at most NOTE_CHARS, anything shaped like an API key redacted."""
+    text = redact(" ".join(text.split()), ()) or ""
+    return text if len(text) <= NOTE_CHARS else text[:NOTE_CHARS - 1] + "…"
+
+
+class _Asking:
+    """One run's asking: groups of questions claimed, asked, parsed (and asked again), stored."""
+
+    def __init__(self, task: Task, arm: Arm, *, store: Store, run_id: str, epoch: int, identity: dict[str, Any],
+                 budget: Budget | None, withhold: Withhold | None, summary: RunSummary, parse: Parse, reask: int,
+                 bar: Progress, filed: dict[str, Any]) -> None:
+        self.task, self.arm, self.store, self.run_id, self.epoch = task, arm, store, run_id, epoch
+        self.identity, self.budget, self.withhold, self.summary = identity, budget, withhold, summary
+        self.parse, self.reask, self.bar, self.filed = parse, reask, bar, filed
+        self.halt: list[KitError] = []  # the first error that ends the run: no new call starts after it
+        self.busy_since: float | None = None  # since when this run has found the store locked
+        self.later: list[Question] = []  # questions another run is asking: looked at again after this round
+
+    async def run(self, todo: list[Question]) -> None:
+        gate = asyncio.Semaphore(max(1, self.arm.concurrency))
+        size = max(1, self.arm.max_batch)
+        queue = todo
+        while True:
+            self.later = []
+            await asyncio.gather(*(self._group(queue[i:i + size], gate) for i in range(0, len(queue), size)))
+            if not self.later or self.halt or self.summary.stopped:
+                break
+            queue = self.later
+            self.bar.advance(0, detail=f"{len(queue)} being asked by another run")
+            await asyncio.sleep(POLL_S)
+        await self._flush()
+        if self.halt:
+            raise self.halt[0]
+
+    async def _group(self, questions: list[Question], gate: asyncio.Semaphore) -> None:
         async with gate:
-            if down:
+            if self.halt or self.summary.stopped:
                 return
             ready = []
-            for item, request, key in jobs:
-                if summary.stopped:
-                    break
-                reason = withhold(item) if withhold else None
+            for q in questions:
+                reason = self.withhold(q.item) if self.withhold and q.item is not None else None
                 if reason:
-                    summary.withheld += 1
-                    save(item, request, key, Completion(error=f"withheld: {reason}", extra={"withheld": True}))
-                    continue
-                if budget is not None:
-                    try:
-                        budget.reserve(request)
-                    except BudgetExceeded as exc:
-                        summary.stopped = str(exc)
-                        break
-                ready.append((item, request, key))
+                    self.summary.withheld += 1
+                    self._save(q, Completion(error=f"withheld: {reason}", extra={"withheld": True}), [])
+                else:
+                    ready.append(q)
             if not ready:
                 return
             try:
-                completions = await arm.acomplete_many([request for _, request, _ in ready])
-            except EndpointDown as exc:
-                down.append(exc)
+                claims = await self._locked(lambda: self.store.claim([q.key for q in ready], run_id=self.run_id))
+            except StoreError as exc:
+                self.halt.append(exc)
                 return
-            except KitError:
-                raise
-            except Exception as exc:  # a backend fault is recorded on the group's items, and the run goes on
-                completions = [Completion(error=f"{type(exc).__name__}: {exc}") for _ in ready]
-            for (item, request, key), completion in zip(ready, completions):
-                summary.new_calls += 1
-                if budget is not None:
-                    budget.record(completion)
-                save(item, request, key, completion)
+            self.summary.cached += len(claims.answered)
+            if claims.answered:
+                self.bar.advance(len(claims.answered))
+            self.later += [q for q in ready if q.key in claims.held]
+            mine = set(claims.mine)
+            await self._ask([q for q in ready if q.key in mine])
 
-    size = max(1, arm.max_batch)
-    try:
-        await asyncio.gather(*(group(todo[i:i + size]) for i in range(0, len(todo), size)))
-    finally:
-        bar.close()
-    if down:
-        raise down[0]
+    async def _ask(self, questions: list[Question]) -> None:
+        """Ask, parse, ask again what did not parse (``reask`` times), store each final reply."""
+        replies: dict[str, list[str]] = {q.key: [] for q in questions}
+        last: dict[str, Completion] = {}  # the reply that did not parse, per question asked again
+        for round_ in range(self.reask + 1):
+            asked = self._reserve(questions)
+            completions = (await self._call(asked) if asked else None) or []
+            redo = []
+            for q, completion in zip(asked, completions):
+                answer = None
+                if completion.error is None:
+                    replies[q.key].append(completion.text)
+                    answer = self.parse(q, completion.text)
+                    if answer is None and round_ < self.reask:
+                        redo.append((q, completion))
+                        continue
+                self._save(q, completion, replies[q.key], answer=answer)
+            for q in questions[len(completions):]:  # not asked this round: a cap, or the run ends
+                if q.key in last:  # its paid reply is kept, marked not final (asked again next run)
+                    self._save(q, self._unfinished(last[q.key]), replies[q.key])
+            if not redo:
+                return
+            self.summary.reasked += len(redo)
+            last = {q.key: completion for q, completion in redo}
+            questions = [q for q, _ in redo]
+
+    def _unfinished(self, completion: Completion) -> Completion:
+        why = self.summary.stopped or (str(self.halt[0]) if self.halt else "the run ended")
+        return Completion(text=completion.text, prompt_tokens=completion.prompt_tokens,
+                          completion_tokens=completion.completion_tokens, latency_s=completion.latency_s,
+                          ttft_s=completion.ttft_s, extra=dict(completion.extra),
+                          error=_short(f"no parsable answer; asking again was stopped: {why}"))
+
+    def _reserve(self, questions: list[Question]) -> list[Question]:
+        """The questions the budget lets through (in order); the first refused stops the run."""
+        if self.halt or self.summary.stopped:
+            return []
+        if self.budget is None:
+            return questions
+        allowed = []
+        for q in questions:
+            try:
+                self.budget.reserve(q.request)
+            except BudgetExceeded as exc:
+                self.summary.stopped = str(exc)
+                break
+            allowed.append(q)
+        return allowed
+
+    async def _call(self, questions: list[Question]) -> list[Completion] | None:
+        """The arm's completions, in order; None when an error ends the run (it is kept in ``halt``)."""
+        try:
+            completions = await self.arm.acomplete_many([q.request for q in questions])
+        except KitError as exc:  # EndpointDown, a rejected key: stop asking, finish what is in flight
+            self.halt.append(exc)
+            return None
+        except Exception as exc:  # a backend fault is recorded on the group's questions, and the run goes on
+            completions = [Completion(error=f"{type(exc).__name__}: {exc}") for _ in questions]
+        for completion in completions:
+            self.summary.new_calls += 1
+            if self.budget is not None:
+                self.budget.record(completion)
+        return completions
+
+    def _save(self, q: Question, completion: Completion, replies: list[str], *, answer: Any = None) -> None:
+        """The one place a row of the store is built."""
+        failed = completion.error is not None
+        extra = {**completion.extra, **q.extra}
+        if self.reask:
+            extra["attempts"] = max(1, len(replies))
+            if not failed and answer is None:
+                extra["outputs"] = list(replies)
+        row = {
+            "run_id": self.run_id, "task": self.task.name, "item_id": q.item_id, "arm": self.arm.spec,
+            "model_identity": self.identity.get("sha256") or self.identity.get("model"), "params": self.identity,
+            "prompt_hash": prompt_hash(q.request), "epoch": self.epoch, "output": completion.text,
+            "answer": None if failed else answer, "parse_error": not failed and answer is None,
+            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
+            "latency_s": completion.latency_s, "ttft_s": completion.ttft_s, "confidence": completion.confidence,
+            "error": completion.error, "extra": extra or None, **self.filed,
+        }
+        self.summary.errors += failed or bool(self.reask and answer is None)
+        try:
+            if self.store.write(q.key, row):
+                self.busy_since = None
+        except StoreError as exc:  # read-only, disk full: the row is kept aside; no new call starts
+            self.halt.append(exc)
+        self.bar.advance(detail=f"{self.summary.reasked} retried" if self.reask else "")
+
+    async def _locked(self, attempt: Callable[[], Any]) -> Any:
+        """``attempt()`` (a quick store transaction), tried again while another process holds the store's lock
+        — without blocking the event loop — until this run has waited the store's ``wait_s`` without once
+        getting through."""
+        while True:
+            try:
+                result = attempt()
+            except StoreBusy:
+                now = time.monotonic()
+                self.busy_since = self.busy_since or now
+                if now - self.busy_since >= self.store.wait_s:
+                    raise self.store.busy_error(waited_s=now - self.busy_since) from None
+                await asyncio.sleep(POLL_S)
+                continue
+            self.busy_since = None
+            return result
+
+    async def _flush(self) -> None:
+        """Land what was kept aside; a run already ended by the store's lock does not wait again."""
+        if not self.store.unwritten():
+            return
+        stuck = any(isinstance(e, StoreBusy) for e in self.halt)
+        try:
+            if stuck:
+                self.store.flush()
+            else:
+                await self._locked(self.store.flush)
+        except StoreBusy:  # said again with the count of answers kept aside now
+            waited = time.monotonic() - self.busy_since if self.busy_since else 0.0
+            others = [e for e in self.halt if not isinstance(e, StoreBusy)]
+            self.halt[:] = [self.store.busy_error(waited_s=waited), *others]
+        except StoreError as exc:
+            self.halt.insert(0, exc)

@@ -1,29 +1,56 @@
-"""The response store: SQLite in WAL mode, one row per answered prompt, numbered migrations.
+"""The response store: SQLite in WAL mode, one row per answered prompt, numbered migrations — and what keeps
+it whole when several processes share it.
 
 Every response is written the moment it completes. A response whose task, item, model identity,
 parameters, prompt and epoch match a stored one (without error) is served from the store instead of
 calling the model again.
 
+Several processes may use one store at once (``kit run`` in two terminals, a notebook beside the CLI):
+
+- **Nothing paid twice.** Before a question is asked its cache key is *claimed* (a row in ``claims`` with
+  the run, pid and host), in the same transaction that checks it is not answered yet. A second run
+  skips a claimed question and comes back to it: by then it is answered (served from the store), or its
+  claim is gone. A claim is honoured while its run is ``running``, its process lives (on this host: a
+  SIGKILLed run's claims are taken over at once) and for at most ``claim_ttl_s`` (15 minutes) — so no
+  claim blocks forever; a run that holds one longer may see its question asked again.
+- **Nothing paid lost.** A write that finds the store locked by another process waits a moment
+  (:data:`QUICK_WAIT_S`), then the row goes to a side file beside the store (``PATH.unwritten.jsonl``;
+  a file in the temporary folder if that one cannot be written; memory as the last resort). Every
+  later write transaction, of any process, first moves the side file's rows into the store. A run
+  waits for the lock at most ``wait_s`` (:data:`DEFAULT_WAIT_S`) in all, then stops with an error that
+  names the process holding the lock and where the unwritten answers are kept.
+- **Safe creation.** Migrations run in one ``BEGIN IMMEDIATE`` transaction that re-reads the schema
+  version, so two processes creating one new store at once do not collide.
+- **Clear errors.** A read-only store (``chmod``, ``chattr +i``, a read-only folder), a ``--store`` whose
+  folder is a file, a damaged file or a full disk is a :class:`~kit.errors.StoreError` with the fix —
+  raised when the store is opened, before anything is asked.
+
 >>> with Store(":memory:") as store:
 ...     store.schema_version()
-3
+4
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import socket
 import sqlite3
+import tempfile
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable
+from typing import IO, Any, Iterable
 
 import pandas as pd
 
-from kit.errors import StoreError
+from kit.errors import ConfigError, StoreError
 
 # Append only: a schema change is a new entry. user_version records how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -58,6 +85,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE responses ADD COLUMN load INTEGER;
     CREATE INDEX responses_task_prompt ON responses(task, prompt_hash);
     """,
+    # a question being asked right now, by which run and process (claimed_at: Unix time)
+    """
+    CREATE TABLE IF NOT EXISTS claims (
+        cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
+        claimed_at REAL NOT NULL
+    );
+    """,
 )
 
 KINDS = ("answer", "judge", "sweep")
@@ -67,6 +101,11 @@ RESPONSE_COLUMNS = (
     "parse_error", "prompt_tokens", "completion_tokens", "latency_s", "ttft_s", "confidence", "error",
     "created_at", "extra", "kind", "load",
 )
+RUN_END_COLUMNS = ("finished_at", "status", "n_items", "new_calls", "cached", "errors", "message")
+
+DEFAULT_WAIT_S = 60.0  # how long a run waits, in all, for another process's write lock
+CLAIM_TTL_S = 900.0  # how long a live run's claim on a question is honoured
+QUICK_WAIT_S = 0.05  # how long one write waits for the lock before its row is kept aside
 
 
 def now() -> str:
@@ -84,35 +123,162 @@ def cache_key(*, task: str, item_id: str, identity: dict[str, Any], prompt_hash:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-class Store:
-    """A SQLite response store. Use as a context manager, or call :meth:`close`."""
+class StoreBusy(StoreError):
+    """Another process holds the store's write lock right now: a quick attempt gave up (try again later)."""
 
-    def __init__(self, path: str | Path) -> None:
+
+@dataclass(frozen=True)
+class Claims:
+    """What :meth:`Store.claim` found for each cache key asked about.
+
+    ``mine``: claimed for this run now — ask them. ``answered``: answered without error by now (by another
+    run, meanwhile) — serve them from the store. ``held``: key -> who is asking it (another live run) —
+    come back to them later.
+    """
+
+    mine: tuple[str, ...]
+    answered: tuple[str, ...]
+    held: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Unwritten:
+    """A write the store could not take yet, kept aside: a response row (``table="responses"``, the values
+    keyed by column, ``cache_key`` included) or a run's end (``table="runs"``, with ``run_id``)."""
+
+    table: str
+    values: dict[str, Any]
+
+    def line(self) -> str:
+        return json.dumps({"table": self.table, "values": self.values}, ensure_ascii=False, default=str) + "\n"
+
+    @classmethod
+    def parse(cls, line: str) -> "Unwritten | None":
+        """The entry a side-file line holds; None for a line cut short by a crash."""
+        try:
+            data = json.loads(line)
+            return cls(table=str(data["table"]), values=dict(data["values"]))
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class LockHolder:
+    """A process of this host that holds a write lock on the store's files."""
+
+    pid: int
+    command: str
+
+    def __str__(self) -> str:
+        return f"process {self.pid} ({self.command})" if self.command else f"process {self.pid}"
+
+
+class Store:
+    """A SQLite response store. Use as a context manager, or call :meth:`close`.
+
+    ``wait_s`` bounds how long a run waits for another process's write lock (``kit run --store-wait``);
+    ``claim_ttl_s`` how long a live run's claim on a question is honoured.
+    """
+
+    def __init__(self, path: str | Path, *, wait_s: float = DEFAULT_WAIT_S, claim_ttl_s: float = CLAIM_TTL_S) -> None:
+        for name, value in (("wait_s", wait_s), ("claim_ttl_s", claim_ttl_s)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ConfigError(f"{name}={value!r} is not a number of seconds", where=str(path),
+                                  fix="give 0 or more seconds, e.g. --store-wait 60")
         self.path = str(path)
+        self.wait_s, self.claim_ttl_s = float(wait_s), float(claim_ttl_s)
+        self._aside: list[Unwritten] = []  # what neither the store nor a side file could take
+        self._host = socket.gethostname()
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._prepare_folder()
         try:
             # one connection, used by one thread at a time (the runner may write from its event-loop thread)
-            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=self.wait_s, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        try:
             self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA journal_mode=WAL")
+            self._enter_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open the store: {exc}", where=self.path,
-                             fix="pass another --store PATH, or move the damaged file away") from None
+            self._check_writable()
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise self._error(exc, waited_s=self.wait_s) from None
+        except BaseException:
+            self.db.close()
+            raise
+        self._land_quietly()
+
+    def _prepare_folder(self) -> None:
+        """Create the store's folder, or say clearly why it cannot be."""
+        target = Path(self.path)
+        if target.is_dir():
+            raise StoreError("this is a folder, not a store file", where=self.path,
+                             fix=f"pass --store a file path, e.g. --store {target / 'kit.sqlite'}")
+        folder = target.parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+            raise StoreError(f"cannot create the store: {blocker} is a file, not a folder", where=self.path,
+                             fix=f"pass --store a path inside a folder, e.g. --store {blocker.parent / target.name}, "
+                                 f"or move {blocker} away") from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the store's folder {folder}: {exc.strerror}", where=self.path,
+                             fix="pass --store a path in a folder you can write to") from None
+
+    def _enter_wal(self) -> None:
+        """Switch to WAL. On a new store another process may be switching it too: SQLite then says busy at
+        once (no busy handler for this), so try again until ``wait_s``."""
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                self.db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.02)
 
     def _migrate(self) -> None:
+        if self._checked_version() == len(MIGRATIONS):
+            return
+        # one transaction that takes the write lock first: a second process creating the same store waits
+        # here, then finds the schema applied
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            version = self._checked_version()
+            for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, sql.split(";")):
+                    self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _checked_version(self) -> int:
         version = self.schema_version()
         if version > len(MIGRATIONS):
             raise StoreError(f"store schema {version} is newer than this kit ({len(MIGRATIONS)})",
                              where=self.path, fix="upgrade the kit (pip install -U -e .)")
-        for number, sql in enumerate(MIGRATIONS[version:], start=version + 1):
-            self.db.execute("BEGIN")
-            for statement in filter(str.strip, sql.split(";")):
-                self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version = {number}")
-            self.db.execute("COMMIT")
+        return version
+
+    def _check_writable(self) -> None:
+        """Refuse a read-only store now, before anything is asked (a store busy with another writer is writable)."""
+        if self.path == ":memory:":
+            return
+        try:
+            with self._lock_timeout(QUICK_WAIT_S):
+                self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+            finally:
+                self.db.execute("ROLLBACK")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc):
+                raise
 
     def schema_version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -126,26 +292,219 @@ class Store:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # transactions, and what is kept aside ----------------------------------------------------------------
+    @contextmanager
+    def _lock_timeout(self, seconds: float) -> Iterator[None]:
+        self.db.execute(f"PRAGMA busy_timeout = {int(seconds * 1000)}")
+        try:
+            yield
+        finally:
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.wait_s * 1000)}")
+
+    @contextmanager
+    def _transaction(self, *, wait: bool) -> Iterator[None]:
+        """One write transaction that first lands whatever was kept aside. ``wait``: up to ``wait_s`` for
+        the lock; else :data:`QUICK_WAIT_S`. Raises sqlite3.OperationalError (busy) when the lock is not had."""
+        with self._lock_timeout(self.wait_s if wait else QUICK_WAIT_S):
+            self.db.execute("BEGIN IMMEDIATE")
+        files: list[IO[str]] = []
+        try:
+            files = self._land_aside()
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            for f in files:
+                f.close()  # unlocks
+            raise
+        self._aside.clear()
+        for f in files:
+            f.truncate(0)
+            f.close()
+
+    def side_files(self) -> list[Path]:
+        """Where rows the store could not take are kept: beside the store, else in the temporary folder."""
+        if self.path == ":memory:":
+            return []
+        digest = hashlib.sha256(os.path.abspath(self.path).encode()).hexdigest()[:16]
+        return [Path(self.path + ".unwritten.jsonl"), Path(tempfile.gettempdir()) / f"kit-unwritten-{digest}.jsonl"]
+
+    def _land_aside(self) -> list[IO[str]]:
+        """Inside a write transaction: apply the kept-aside entries; return the side files read (locked),
+        to be emptied once the transaction commits."""
+        files: list[IO[str]] = []
+        for entry in self._aside:
+            self._apply(entry)
+        for path in self.side_files():
+            try:
+                if path.stat().st_size == 0:
+                    continue
+                f = open(path, "r+", encoding="utf-8")
+            except OSError:
+                continue
+            files.append(f)
+            fcntl.flock(f, fcntl.LOCK_EX)
+            for line in f.read().splitlines():
+                entry = Unwritten.parse(line)
+                if entry is not None:
+                    self._apply(entry)
+        return files
+
+    def _keep_aside(self, entry: Unwritten) -> Path | None:
+        """Append ``entry`` to the first side file that takes it (synced to disk); memory as the last resort."""
+        for path in self.side_files():
+            try:
+                with open(path, "a", encoding="utf-8") as f:
+                    fcntl.flock(f, fcntl.LOCK_EX)
+                    f.write(entry.line())
+                    f.flush()
+                    os.fsync(f.fileno())
+                return path
+            except OSError:
+                continue
+        self._aside.append(entry)
+        return None
+
+    def unwritten(self) -> int:
+        """How many entries wait to be written (in the side files, any process's, and in this one's memory)."""
+        count = len(self._aside)
+        for path in self.side_files():
+            try:
+                with open(path, encoding="utf-8") as f:
+                    count += sum(1 for line in f if line.strip())
+            except OSError:
+                continue
+        return count
+
+    def _where_kept(self) -> str:
+        kept = [str(p) for p in self.side_files() if p.exists() and p.stat().st_size]
+        if self._aside:
+            kept.append("this process's memory (lost when it ends: the files above could not be written)")
+        return " and ".join(kept) or "nowhere (nothing is waiting)"
+
+    def _land_quietly(self) -> None:
+        """Move rows kept aside by earlier runs into the store, if the lock is free now (else later)."""
+        if self.unwritten():
+            try:
+                self.flush()
+            except StoreError:
+                pass
+
+    def flush(self) -> None:
+        """Write whatever was kept aside now. Raises :class:`StoreBusy` while another process holds the lock.
+
+        >>> store.flush(); store.unwritten()   # doctest: +SKIP
+        0
+        """
+        try:
+            with self._transaction(wait=False):
+                pass
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+
+    def _apply(self, entry: Unwritten) -> None:
+        values = dict(entry.values)
+        if entry.table == "runs":  # a run's end: the claims it still holds go with it
+            run_id = values.pop("run_id")
+            sets = ", ".join(f"{c}=?" for c in values)
+            self.db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*values.values(), run_id))
+            self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
+            return
+        cols = ", ".join(values)
+        updates = ", ".join(f"{c}=excluded.{c}" for c in values if c != "cache_key")
+        # a retried error is replaced and its attempt counted
+        self.db.execute(
+            f"INSERT INTO responses({cols}) VALUES ({','.join('?' * len(values))})"
+            f" ON CONFLICT(cache_key) DO UPDATE SET {updates}, attempts = attempts + 1",
+            tuple(values.values()),
+        )
+        self.db.execute("DELETE FROM claims WHERE cache_key=? AND run_id=?", (values["cache_key"], values["run_id"]))
+
+    # errors ------------------------------------------------------------------------------------------------
+    def lock_holders(self) -> list[LockHolder]:
+        """The processes of this host holding a write lock on the store (from Linux's /proc/locks)."""
+        if self.path == ":memory:":
+            return []
+        return _lock_holders(Path(self.path))
+
+    def busy_error(self, *, waited_s: float) -> StoreBusy:
+        """The error that ends a wait for the lock: who holds it, how long this waited, where the answers
+        not yet written are kept, and what to do."""
+        holders = self.lock_holders()
+        who = ", ".join(map(str, holders)) or "another process (not one of this host's that /proc shows)"
+        kept = self.unwritten()
+        problem = (f"the store is locked by {who}: this run waited {round(waited_s, 1):g} s for its write lock "
+                   f"(the bound is {self.wait_s:g} s)")
+        stop = f"stop it (kill {holders[0].pid})" if holders else "stop it"
+        fix = f"let that process finish or {stop}, then run the same command again"
+        if kept:
+            fix += (f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first, without "
+                    "being paid again")
+        fix += "; or wait longer with --store-wait SECONDS"
+        return StoreBusy(problem, where=self.path, fix=fix)
+
+    def _error(self, exc: sqlite3.Error, *, waited_s: float = 0.0) -> StoreError:
+        """A clear StoreError for what SQLite said."""
+        name = str(getattr(exc, "sqlite_errorname", ""))
+        kept = self.unwritten() if hasattr(self, "db") else 0
+        keep = (f"; {_kept_words(kept)} kept in {self._where_kept()} and land in the store first on the next run, "
+                "without being paid again" if kept else "")
+        if _is_busy(exc):
+            return self.busy_error(waited_s=waited_s)
+        if name.startswith("SQLITE_READONLY"):
+            return StoreError("the store is read-only (its file, or the folder it is in, cannot be written)",
+                              where=self.path, fix="make both writable (chmod u+w; chattr -i if it is immutable), "
+                              f"or pass --store a path you can write to{keep}")
+        if name.startswith("SQLITE_CANTOPEN"):
+            return StoreError("SQLite cannot open the store, or create its -wal and -shm files beside it (is the "
+                              "file or its folder read-only, e.g. chmod or chattr +i?)", where=self.path,
+                              fix="make the folder and the file writable, or pass --store a path you can write "
+                                  f"to{keep}")
+        if name in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or name.startswith("SQLITE_CORRUPT"):
+            return StoreError(f"cannot open the store: {exc}", where=self.path,
+                              fix="pass another --store PATH, or move the damaged file away")
+        if name.startswith("SQLITE_FULL"):
+            return StoreError("the disk is full", where=self.path, fix=f"free some space, then run again{keep}")
+        return StoreError(f"the store failed: {exc}", where=self.path,
+                          fix=f"check the file and its folder (permissions, disk), then run again{keep}")
+
     # runs ------------------------------------------------------------------------------------------
     def start_run(self, *, task: str, arm: str, identity: dict[str, Any], hardware: dict[str, Any] | None,
                   options: dict[str, Any] | None, kit_version: str, n_items: int | None = None) -> str:
-        """Record a run as ``running``, with this process's pid and host (so a killed run can be told apart)."""
+        """Record a run as ``running``, with this process's pid and host (so a killed run can be told apart).
+
+        Waits up to ``wait_s`` for another process's write lock; then raises :class:`StoreBusy` (nothing
+        has been asked yet).
+        """
         run_id = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
-        self.db.execute(
-            "INSERT INTO runs(run_id, task, arm, identity, started_at, status, hardware, kit_version, options,"
-            " n_items, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run_id, task, arm, _dumps(identity), now(), "running", _dumps(hardware), kit_version, _dumps(options),
-             n_items, os.getpid(), socket.gethostname()),
-        )
+        began = time.monotonic()
+        try:
+            with self._transaction(wait=True):
+                self.db.execute(
+                    "INSERT INTO runs(run_id, task, arm, identity, started_at, status, hardware, kit_version,"
+                    " options, n_items, pid, host) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (run_id, task, arm, _dumps(identity), now(), "running", _dumps(hardware), kit_version,
+                     _dumps(options), n_items, os.getpid(), self._host),
+                )
+        except sqlite3.Error as exc:
+            raise self._error(exc, waited_s=time.monotonic() - began) from None
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, n_items: int, new_calls: int, cached: int, errors: int,
-                   message: str | None = None) -> None:
-        self.db.execute(
-            "UPDATE runs SET finished_at=?, status=?, n_items=?, new_calls=?, cached=?, errors=?, message=?"
-            " WHERE run_id=?",
-            (now(), status, n_items, new_calls, cached, errors, message, run_id),
-        )
+                   message: str | None = None) -> bool:
+        """Record how a run ended and drop the claims it still holds (questions it did not get to); True when
+        written now. Never raises: a store that cannot take it now (locked, read-only) gets it kept aside,
+        and it lands with a later write (of any process)."""
+        entry = Unwritten("runs", {"run_id": run_id, "finished_at": now(), "status": status, "n_items": n_items,
+                                   "new_calls": new_calls, "cached": cached, "errors": errors, "message": message})
+        try:
+            with self._transaction(wait=False):
+                self._apply(entry)
+            return True
+        except sqlite3.Error:
+            self._keep_aside(entry)
+            return False
 
     def runs(self, *, task: str | None = None) -> pd.DataFrame:
         """Every run (of ``task``), oldest first. Runs whose process is gone are marked first (see :meth:`reap`)."""
@@ -157,22 +516,79 @@ class Store:
 
     def reap(self) -> list[str]:
         """Mark as ``interrupted`` the runs still ``running`` whose process on this host is gone (killed with
-        SIGKILL, out of memory, the machine restarted), with the calls they stored; return their run ids.
+        SIGKILL, out of memory, the machine restarted), with the calls they stored, and drop their claims;
+        return their run ids. Skipped (nothing marked) while another process holds the write lock.
 
         Runs of other hosts are left alone: their processes cannot be seen from here.
         """
-        host = socket.gethostname()
         rows = self.db.execute("SELECT run_id, pid, started_at FROM runs WHERE status='running' AND host=?",
-                               (host,)).fetchall()
-        gone = [r["run_id"] for r in rows if r["pid"] is not None and not _alive(int(r["pid"]), r["started_at"])]
-        for run_id in gone:
-            self.db.execute(
-                "UPDATE runs SET status='interrupted', message=?,"
-                " new_calls=(SELECT count(*) FROM responses WHERE run_id=runs.run_id),"
-                " errors=(SELECT count(*) FROM responses WHERE run_id=runs.run_id AND error IS NOT NULL)"
-                " WHERE run_id=? AND status='running'",
-                ("its process ended without finishing the run (killed?); run it again to continue", run_id))
+                               (self._host,)).fetchall()
+        gone = [r["run_id"] for r in rows if r["pid"] is not None
+                and not _alive(int(r["pid"]), _unix(r["started_at"]))]
+        if not gone:
+            return []
+        try:
+            with self._transaction(wait=False):
+                for run_id in gone:
+                    self.db.execute(
+                        "UPDATE runs SET status='interrupted', message=?,"
+                        " new_calls=(SELECT count(*) FROM responses WHERE run_id=runs.run_id),"
+                        " errors=(SELECT count(*) FROM responses WHERE run_id=runs.run_id AND error IS NOT NULL)"
+                        " WHERE run_id=? AND status='running'",
+                        ("its process ended without finishing the run (killed?); run it again to continue", run_id))
+                    self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
+        except sqlite3.Error:
+            return []
         return gone
+
+    # claims ----------------------------------------------------------------------------------------
+    def claim(self, keys: Iterable[str], *, run_id: str) -> Claims:
+        """Claim for ``run_id`` the questions (cache keys) not answered yet and not being asked by another
+        live run — in one transaction, so two runs never both get one. Raises :class:`StoreBusy` at once
+        while another process holds the write lock (the caller waits and tries again).
+
+        >>> claims = store.claim(["k1", "k2"], run_id=run_id)   # doctest: +SKIP
+        >>> claims.mine, claims.held                             # doctest: +SKIP
+        (('k1',), {'k2': 'run 20250101T000000-ab12cd34 (pid 4242 on this-host)'})
+        """
+        keys = list(dict.fromkeys(keys))
+        if not keys:
+            return Claims(mine=(), answered=(), held={})
+        mine: list[str] = []
+        held: dict[str, str] = {}
+        answered: set[str] = set()
+        try:
+            with self._transaction(wait=False):
+                taken_at = time.time()
+                marks = ",".join("?" * len(keys))
+                answered = {r[0] for r in self.db.execute(
+                    f"SELECT cache_key FROM responses WHERE error IS NULL AND cache_key IN ({marks})", keys)}
+                current = {r["cache_key"]: r for r in self.db.execute(
+                    "SELECT c.cache_key, c.run_id, c.pid, c.host, c.claimed_at, r.status FROM claims c"
+                    f" LEFT JOIN runs r ON r.run_id = c.run_id WHERE c.cache_key IN ({marks})", keys)}
+                for key in keys:
+                    if key in answered:
+                        continue
+                    other = current.get(key)
+                    if other is not None and other["run_id"] != run_id and self._honoured(other, taken_at):
+                        held[key] = f"run {other['run_id']} (pid {other['pid']} on {other['host']})"
+                        continue
+                    self.db.execute(
+                        "INSERT INTO claims(cache_key, run_id, pid, host, claimed_at) VALUES (?,?,?,?,?)"
+                        " ON CONFLICT(cache_key) DO UPDATE SET run_id=excluded.run_id, pid=excluded.pid,"
+                        " host=excluded.host, claimed_at=excluded.claimed_at",
+                        (key, run_id, os.getpid(), self._host, taken_at))
+                    mine.append(key)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
+        return Claims(mine=tuple(mine), answered=tuple(k for k in keys if k in answered), held=held)
+
+    def _honoured(self, claim: sqlite3.Row, at: float) -> bool:
+        """Whether another run's claim still stands: its run is running, its process lives (as far as this
+        host can tell) and it is younger than ``claim_ttl_s``."""
+        if claim["status"] != "running" or at - float(claim["claimed_at"]) >= self.claim_ttl_s:
+            return False
+        return claim["host"] != self._host or _alive(int(claim["pid"]), float(claim["claimed_at"]))
 
     # responses -------------------------------------------------------------------------------------
     def cached(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -187,22 +603,31 @@ class Store:
             found.update({row["cache_key"]: dict(row) for row in rows})
         return found
 
-    def write(self, key: str, row: dict[str, Any]) -> None:
-        """Insert one response now (a retried error is replaced and its attempt counted)."""
-        values = {c: row.get(c) for c in RESPONSE_COLUMNS}
+    def write(self, key: str, row: dict[str, Any]) -> bool:
+        """Insert one response now (a retried error is replaced and its attempt counted) and drop its claim.
+
+        Returns True when it is in the store, False when another process holds the lock: then the row is
+        kept aside (:meth:`side_files`) and lands with a later write. Any other failure (a read-only store,
+        a full disk) keeps the row aside too, then raises a :class:`StoreError` that says where it is kept.
+        """
+        values = {"cache_key": key, **{c: row.get(c) for c in RESPONSE_COLUMNS}}
         values["answer"] = _dumps(values["answer"])
         values["params"] = _dumps(values["params"])
         values["model_identity"] = str(values["model_identity"])
         values["extra"] = _dumps(values["extra"]) if values["extra"] else None
         values["created_at"] = values["created_at"] or now()
         values["kind"] = values["kind"] or "answer"
-        cols = ", ".join(values)
-        updates = ", ".join(f"{c}=excluded.{c}" for c in values)
-        self.db.execute(
-            f"INSERT INTO responses(cache_key, {cols}) VALUES (?, {','.join('?' * len(values))})"
-            f" ON CONFLICT(cache_key) DO UPDATE SET {updates}, attempts = attempts + 1",
-            (key, *values.values()),
-        )
+        values["parse_error"] = bool(values["parse_error"])
+        entry = Unwritten("responses", values)
+        try:
+            with self._transaction(wait=False):
+                self._apply(entry)
+            return True
+        except sqlite3.Error as exc:
+            self._keep_aside(entry)
+            if _is_busy(exc):
+                return False
+            raise self._error(exc) from None
 
     def rows(self, keys: Iterable[str]) -> pd.DataFrame:
         """The stored rows for exactly these cache keys (errors included), answers decoded from JSON.
@@ -250,9 +675,74 @@ class Store:
         return [r[0] for r in rows]
 
 
-def _alive(pid: int, started_at: str) -> bool:
-    """Whether process ``pid`` of this host still runs and is the one that started a run at ``started_at``
-    (a pid reused by a process started later does not count, where /proc tells start times)."""
+def _kept_words(count: int) -> str:
+    """What waits to be written, in words.
+
+    >>> _kept_words(3)
+    'the 3 rows not yet written (paid answers, and how runs ended) are'
+    """
+    if count == 1:
+        return "the 1 row not yet written (a paid answer, or how a run ended) is"
+    return f"the {count} rows not yet written (paid answers, and how runs ended) are"
+
+
+def _is_busy(exc: BaseException) -> bool:
+    name = str(getattr(exc, "sqlite_errorname", ""))
+    return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
+
+
+def _lock_holders(path: Path) -> list[LockHolder]:
+    """Processes of this host (other than this one) holding a write lock on the store: the WAL write lock
+    (byte 120 of the -shm file) or a lock on the file itself (rollback-journal mode). Linux only."""
+    inodes: dict[int, bool] = {}  # inode -> is the -shm file
+    for candidate, shm in ((path, False), (Path(f"{path}-shm"), True)):
+        try:
+            inodes[candidate.stat().st_ino] = shm
+        except OSError:
+            continue
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    pids: list[int] = []
+    for line in lines:
+        parts = line.split()
+        if "->" in parts or len(parts) < 8 or parts[3] != "WRITE":
+            continue
+        try:
+            pid, inode = int(parts[4]), int(parts[5].rsplit(":", 1)[1])
+            first, last = int(parts[6]), (None if parts[7] == "EOF" else int(parts[7]))
+        except ValueError:
+            continue
+        if inode not in inodes or pid == os.getpid() or pid in pids:
+            continue
+        if inodes[inode] and not (first <= 120 and (last is None or last >= 120)):
+            continue  # a reader's or checkpointer's lock on the -shm file, not the write lock
+        pids.append(pid)
+    return [LockHolder(pid=pid, command=_command(pid)) for pid in pids]
+
+
+def _command(pid: int) -> str:
+    """A process's command line, shortened (from /proc; empty where it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            text = " ".join(f.read().replace(b"\0", b" ").decode(errors="replace").split())
+    except OSError:
+        return ""
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def _unix(stamp: str | None) -> float | None:
+    try:
+        return datetime.fromisoformat(str(stamp)).timestamp()
+    except (TypeError, ValueError):
+        return None
+
+
+def _alive(pid: int, since: float | None) -> bool:
+    """Whether process ``pid`` of this host still runs and is the one that was running at Unix time
+    ``since`` (a pid reused by a process started later does not count, where /proc tells start times)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -260,13 +750,9 @@ def _alive(pid: int, started_at: str) -> bool:
     except PermissionError:
         pass  # another user's process: alive
     began = _process_start(pid)
-    if began is None:
+    if began is None or since is None:
         return True
-    try:
-        run_began = datetime.fromisoformat(started_at).timestamp()
-    except (TypeError, ValueError):
-        return True
-    return began <= run_began + 2.0  # /proc/stat's boot time has whole seconds
+    return began <= since + 2.0  # /proc/stat's boot time has whole seconds
 
 
 def _process_start(pid: int) -> float | None:
