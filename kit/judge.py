@@ -18,7 +18,7 @@ failed answer is not sent to the judge: it gets the lowest grade (rubric) or los
 
 >>> with Store("runs/kit.sqlite") as store:                                  # doctest: +SKIP
 ...     result = judge_task(task, store, {"api": api_rows, "local": local_rows}, judge_arm, reference="api")
->>> result.verdicts[["mode", "arm", "item_id", "value"]].head()             # doctest: +SKIP
+>>> result.verdicts[["mode", "option", "item_id", "value"]].head()             # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from kit.run.store import Store, cache_key
 from kit.tasks import Task
 from kit.tasks.generation import Generation, Rubric
 from kit.tasks.prompts import prompt_hash, render_instruction
+from kit.columns import Col
 
 SYSTEM = "You are a careful, impartial grader. You reply with the verdict only."
 PAIR_CHOICES = ("A", "B", "tie")
@@ -84,27 +85,27 @@ class JudgeResult:
     @property
     def judge_errors(self) -> int:
         """Questions without a grade: no parsable grade after a retry, or a failed call."""
-        return int(self.calls["judge_error"].sum()) if len(self.calls) else 0
+        return int(self.calls[Col.JUDGE_ERROR].sum()) if len(self.calls) else 0
 
     def consistency(self) -> pd.DataFrame:
         """Per candidate (pairwise): items, how often the two orders agreed, and how often the judge picked
         the answer shown first. Columns: arm, n_items, orders_agree, first_position_share, wins, ties,
         losses, judge_errors, statement."""
-        pairs = self.verdicts[self.verdicts["mode"] == "pairwise"]
-        calls = self.calls[(self.calls["mode"] == "pairwise") & ~self.calls["judge_error"]]
+        pairs = self.verdicts[self.verdicts[Col.MODE] == "pairwise"]
+        calls = self.calls[(self.calls[Col.MODE] == "pairwise") & ~self.calls[Col.JUDGE_ERROR]]
         rows = []
-        for arm, g in pairs.groupby("arm", sort=False):
-            ok = g[~g["judge_error"] & g["orders_agree"].notna()]
-            decided = calls[(calls["arm"] == arm) & calls["grade"].isin(["A", "B"])]
-            first = float((decided["grade"] == "A").mean()) if len(decided) else float("nan")
-            agree = float(ok["orders_agree"].astype(float).mean()) if len(ok) else float("nan")
-            counts = g["outcome"].value_counts()
-            rows.append({"arm": arm, "n_items": len(g), "orders_agree": agree, "first_position_share": first,
-                         "wins": int(counts.get("win", 0)), "ties": int(counts.get("tie", 0)),
-                         "losses": int(counts.get("loss", 0)), "judge_errors": int(g["judge_error"].sum()),
-                         "statement": _consistency_words(arm, self.judge, agree, first, len(ok))})
-        return pd.DataFrame(rows, columns=["arm", "n_items", "orders_agree", "first_position_share", "wins", "ties",
-                                           "losses", "judge_errors", "statement"])
+        for arm, g in pairs.groupby(Col.OPTION, sort=False):
+            ok = g[~g[Col.JUDGE_ERROR] & g[Col.ORDERS_AGREE].notna()]
+            decided = calls[(calls[Col.OPTION] == arm) & calls[Col.GRADE].isin(["A", "B"])]
+            first = float((decided[Col.GRADE] == "A").mean()) if len(decided) else float("nan")
+            agree = float(ok[Col.ORDERS_AGREE].astype(float).mean()) if len(ok) else float("nan")
+            counts = g[Col.OUTCOME].value_counts()
+            rows.append({Col.OPTION: arm, Col.N_ITEMS: len(g), Col.ORDERS_AGREE: agree, Col.FIRST_POSITION_SHARE: first,
+                         Col.WINS: int(counts.get("win", 0)), Col.TIES: int(counts.get("tie", 0)),
+                         Col.LOSSES: int(counts.get("loss", 0)), Col.JUDGE_ERRORS: int(g[Col.JUDGE_ERROR].sum()),
+                         Col.STATEMENT: _consistency_words(arm, self.judge, agree, first, len(ok))})
+        return pd.DataFrame(rows, columns=[Col.OPTION, Col.N_ITEMS, Col.ORDERS_AGREE, Col.FIRST_POSITION_SHARE, Col.WINS, Col.TIES,
+                                           Col.LOSSES, Col.JUDGE_ERRORS, Col.STATEMENT])
 
 
 def _consistency_words(arm: str, judge: str, agree: float, first: float, n: int) -> str:
@@ -171,7 +172,7 @@ def parse_preference(text: str) -> str | None:
 
 # who judges whom ----------------------------------------------------------------------------------------
 def _model_name(identity: Mapping[str, Any]) -> str:
-    name = str(identity.get("model") or "").strip().lower()
+    name = str(identity.get(Col.MODEL) or "").strip().lower()
     return PurePath(name).name.removesuffix(".gguf")
 
 
@@ -181,8 +182,8 @@ def same_model(judge: Mapping[str, Any], option: Mapping[str, Any]) -> bool:
     >>> same_model({"model": "gemma-3-270m", "endpoint": "127.0.0.1"}, {"model": "gemma-3-270m", "sha256": "ab"})
     True
     """
-    if judge.get("sha256") and option.get("sha256"):
-        return judge["sha256"] == option["sha256"]
+    if judge.get(Col.SHA256) and option.get(Col.SHA256):
+        return judge[Col.SHA256] == option[Col.SHA256]
     return bool(_model_name(judge)) and _model_name(judge) == _model_name(option)
 
 
@@ -197,16 +198,16 @@ def self_preference(judge: str, judge_identity: Mapping[str, Any],
                 f"{arm}'s judged quality with care" if same else "")
         if same and (ident or {}).get("lora_sha256"):
             note += " (the judge is its base model; the option adds a fine-tuned adapter)"
-        rows.append({"arm": arm, "judge": judge, "same_model": same, "note": note})
-    return pd.DataFrame(rows, columns=["arm", "judge", "same_model", "note"])
+        rows.append({Col.OPTION: arm, Col.JUDGE: judge, Col.SAME_MODEL: same, Col.NOTE: note})
+    return pd.DataFrame(rows, columns=[Col.OPTION, Col.JUDGE, Col.SAME_MODEL, Col.NOTE])
 
 
 def _identity_of(rows: pd.DataFrame) -> dict[str, Any] | None:
-    if "params" in rows and len(rows) and isinstance(rows["params"].iloc[0], Mapping):
-        return dict(rows["params"].iloc[0])
-    if "params" in rows and len(rows) and isinstance(rows["params"].iloc[0], str):
+    if "params" in rows and len(rows) and isinstance(rows[Col.PARAMS].iloc[0], Mapping):
+        return dict(rows[Col.PARAMS].iloc[0])
+    if "params" in rows and len(rows) and isinstance(rows[Col.PARAMS].iloc[0], str):
         try:
-            return json.loads(rows["params"].iloc[0])
+            return json.loads(rows[Col.PARAMS].iloc[0])
         except ValueError:
             return None
     return None
@@ -219,11 +220,11 @@ def _answers(rows: pd.DataFrame, where: str) -> dict[tuple[str, int], str | None
                           fix="pass the stored rows (Store.rows(summary.keys.values())) of each option")
     out: dict[tuple[str, int], str | None] = {}
     for rec in rows.to_dict("records"):
-        error = rec.get("error")
+        error = rec.get(Col.ERROR)
         failed = error is not None and not (isinstance(error, float) and math.isnan(error))
-        text = rec.get("answer") if isinstance(rec.get("answer"), str) else rec.get("output")
+        text = rec.get(Col.ANSWER) if isinstance(rec.get(Col.ANSWER), str) else rec.get(Col.OUTPUT)
         text = str(text).strip() if isinstance(text, str) and not failed else ""
-        out[(str(rec["item_id"]), int(rec.get("epoch") or 0))] = text or None
+        out[(str(rec[Col.ITEM_ID]), int(rec.get(Col.EPOCH) or 0))] = text or None
     return out
 
 
@@ -241,7 +242,7 @@ def judge_task(task: Task, store: Store, answers_by_option: Mapping[str, pd.Data
 
     >>> result = judge_task(task, store, {"openai:gpt-4o-mini": api_rows, "llama_cpp:smollm2": local_rows},
     ...                     judge_arm, reference="openai:gpt-4o-mini")          # doctest: +SKIP
-    >>> result.consistency()[["arm", "orders_agree"]]                        # doctest: +SKIP
+    >>> result.consistency()[["option", "orders_agree"]]                        # doctest: +SKIP
     """
     where = f"judge {judge_arm.spec} · {task.name}"
     if not isinstance(task.type, Generation):
@@ -271,11 +272,11 @@ def judge_task(task: Task, store: Store, answers_by_option: Mapping[str, pd.Data
 
     # the runner asks and stores; a reply without a grade is asked again once
     summary = ask(task, judge_arm, [Question(item_id=q.item_id, request=q.request, key=q.key,
-                                             extra={"mode": q.mode, "judged_arm": q.arm, "order": q.order})
+                                             extra={Col.MODE: q.mode, "judged_arm": q.arm, "order": q.order})
                                     for q in questions],
                   store=store, parse=parse, reask=1, epoch=epoch, kind="judge", budget=budget, progress=progress,
                   label=label or f"judge {judge_arm.spec}", stage="judge", unit="question", hardware=None,
-                  options={"kind": "judge", "modes": list(modes), "reference": reference, "epoch": epoch,
+                  options={Col.KIND: "judge", "modes": list(modes), Col.REFERENCE: reference, Col.EPOCH: epoch,
                            "max_tokens": max_tokens})
     result = JudgeResult(judge=judge_arm.spec, identity=identity, run_id=summary.run_id, calls=pd.DataFrame(),
                          verdicts=pd.DataFrame(), self_preference=pd.DataFrame(), skipped=skipped,
@@ -313,28 +314,28 @@ def _questions(task: Task, answers: dict[str, dict[tuple[str, int], str | None]]
             item = items.get(item_id)
             if item is None:
                 continue
-            base = {"arm": arm, "item_id": item_id, "epoch": ep}
+            base = {Col.OPTION: arm, Col.ITEM_ID: item_id, Col.EPOCH: ep}
             if "rubric" in modes:
                 if text is None:
                     skipped += 1
-                    verdicts.append({**base, "mode": "rubric", "asks": (), "note": NO_ANSWER})
+                    verdicts.append({**base, Col.MODE: "rubric", "asks": (), Col.NOTE: NO_ANSWER})
                 else:
                     refs = tuple(item.gold) if item.gold else ()
                     req = rubric_request(task, item.text, text, ttype.rubric, references=refs, max_tokens=max_tokens)
-                    verdicts.append({**base, "mode": "rubric", "asks": (ask("rubric", arm, item_id, ep, None, req),),
-                                     "note": ""})
+                    verdicts.append({**base, Col.MODE: "rubric", "asks": (ask("rubric", arm, item_id, ep, None, req),),
+                                     Col.NOTE: ""})
             if "pairwise" in modes and arm != reference:
                 ref_text = ref_answers.get((item_id, ep), ref_answers.get((item_id, 0)))
                 if text is None or ref_text is None:
                     skipped += 1
-                    verdicts.append({**base, "mode": "pairwise", "asks": (), "note": NO_ANSWER,
-                                     "outcome": "tie" if text is None and ref_text is None else
+                    verdicts.append({**base, Col.MODE: "pairwise", "asks": (), Col.NOTE: NO_ANSWER,
+                                     Col.OUTCOME: "tie" if text is None and ref_text is None else
                                      "loss" if text is None else "win"})
                     continue
                 criteria = ttype.rubric.criteria if ttype.rubric else ""
                 ab = pairwise_request(task, item.text, text, ref_text, criteria=criteria, max_tokens=max_tokens)
                 ba = pairwise_request(task, item.text, ref_text, text, criteria=criteria, max_tokens=max_tokens)
-                verdicts.append({**base, "mode": "pairwise", "note": "",
+                verdicts.append({**base, Col.MODE: "pairwise", Col.NOTE: "",
                                  "asks": (ask("pairwise", arm, item_id, ep, "AB", ab),
                                           ask("pairwise", arm, item_id, ep, "BA", ba))})
     # identical prompts (two options gave the same answer) are one question: ask each key once
@@ -349,14 +350,14 @@ def _grades(store: Store, keys: list[str], *, run_id: str) -> dict[str, dict[str
     failure of this run (a failure of an earlier run is a question not asked now)."""
     grades = {}
     for row in store.rows(keys).to_dict("records"):
-        mine = row["run_id"] == run_id
-        if row["error"] is not None and not mine:
+        mine = row[Col.RUN_ID] == run_id
+        if row[Col.ERROR] is not None and not mine:
             continue
-        extra = _json(row.get("extra"))
-        grades[row["cache_key"]] = {"grade": row["answer"], "output": row["output"], "cached": not mine,
-                                    "attempts": extra.get("attempts", 1) if isinstance(extra, dict) else 1,
-                                    "judge_error": row["error"] is not None or bool(row["parse_error"]),
-                                    "error": row["error"]}
+        extra = _json(row.get(Col.EXTRA))
+        grades[row[Col.CACHE_KEY]] = {Col.GRADE: row[Col.ANSWER], Col.OUTPUT: row[Col.OUTPUT], "cached": not mine,
+                                    Col.ATTEMPTS: extra.get(Col.ATTEMPTS, 1) if isinstance(extra, dict) else 1,
+                                    Col.JUDGE_ERROR: row[Col.ERROR] is not None or bool(row[Col.PARSE_ERROR]),
+                                    Col.ERROR: row[Col.ERROR]}
     return grades
 
 
@@ -373,13 +374,13 @@ def _calls_table(questions: list[_Question], grades: dict[str, dict[str, Any]]) 
     rows = []
     for q in questions:
         g = grades.get(q.key)
-        rows.append({"mode": q.mode, "arm": q.arm, "item_id": q.item_id, "epoch": q.epoch, "order": q.order,
-                     "key": q.key, "asked": g is not None, "grade": g["grade"] if g else None,
-                     "output": g["output"] if g else None, "attempts": g["attempts"] if g else 0,
-                     "judge_error": bool(g["judge_error"]) if g else False, "error": g["error"] if g else None,
+        rows.append({Col.MODE: q.mode, Col.OPTION: q.arm, Col.ITEM_ID: q.item_id, Col.EPOCH: q.epoch, "order": q.order,
+                     "key": q.key, "asked": g is not None, Col.GRADE: g[Col.GRADE] if g else None,
+                     Col.OUTPUT: g[Col.OUTPUT] if g else None, Col.ATTEMPTS: g[Col.ATTEMPTS] if g else 0,
+                     Col.JUDGE_ERROR: bool(g[Col.JUDGE_ERROR]) if g else False, Col.ERROR: g[Col.ERROR] if g else None,
                      "cached": bool(g["cached"]) if g else False})
-    return pd.DataFrame(rows, columns=["mode", "arm", "item_id", "epoch", "order", "key", "asked", "grade", "output",
-                                       "attempts", "judge_error", "error", "cached"])
+    return pd.DataFrame(rows, columns=[Col.MODE, Col.OPTION, Col.ITEM_ID, Col.EPOCH, "order", "key", "asked", Col.GRADE, Col.OUTPUT,
+                                       Col.ATTEMPTS, Col.JUDGE_ERROR, Col.ERROR, "cached"])
 
 
 def _verdicts(verdicts: list[dict[str, Any]], grades: dict[str, dict[str, Any]],
@@ -387,36 +388,36 @@ def _verdicts(verdicts: list[dict[str, Any]], grades: dict[str, dict[str, Any]],
     rows = []
     for v in verdicts:
         got = [grades.get(key) for key, _ in v["asks"]]
-        row = {"mode": v["mode"], "arm": v["arm"], "item_id": v["item_id"], "epoch": v["epoch"], "grade": None,
-               "value": float("nan"), "outcome": v.get("outcome"), "orders_agree": None, "judge_error": False,
-               "note": v["note"]}
+        row = {Col.MODE: v[Col.MODE], Col.OPTION: v[Col.OPTION], Col.ITEM_ID: v[Col.ITEM_ID], Col.EPOCH: v[Col.EPOCH], Col.GRADE: None,
+               Col.VALUE: float("nan"), Col.OUTCOME: v.get(Col.OUTCOME), Col.ORDERS_AGREE: None, Col.JUDGE_ERROR: False,
+               Col.NOTE: v[Col.NOTE]}
         if not v["asks"]:  # no answer to judge
-            row["value"] = 0.0 if v["mode"] == "rubric" else {"win": 1.0, "tie": 0.5, "loss": 0.0}[v["outcome"]]
-            row["grade"] = rubric.low if v["mode"] == "rubric" and rubric else None
+            row[Col.VALUE] = 0.0 if v[Col.MODE] == "rubric" else {"win": 1.0, "tie": 0.5, "loss": 0.0}[v[Col.OUTCOME]]
+            row[Col.GRADE] = rubric.low if v[Col.MODE] == "rubric" and rubric else None
         elif any(g is None for g in got):
-            row["note"] = "not asked (the run stopped at a cap)"
-        elif any(g["judge_error"] for g in got):
+            row[Col.NOTE] = "not asked (the run stopped at a cap)"
+        elif any(g[Col.JUDGE_ERROR] for g in got):
             row.update(judge_error=True, note="judge error: " + "; ".join(
-                g["error"] or "no parsable grade after a retry" for g in got if g["judge_error"]))
-        elif v["mode"] == "rubric":
-            row.update(grade=got[0]["grade"], value=rubric.scaled(got[0]["grade"]) if rubric else float("nan"))
+                g[Col.ERROR] or "no parsable grade after a retry" for g in got if g[Col.JUDGE_ERROR]))
+        elif v[Col.MODE] == "rubric":
+            row.update(grade=got[0][Col.GRADE], value=rubric.scaled(got[0][Col.GRADE]) if rubric else float("nan"))
         else:
-            first, second = got[0]["grade"], got[1]["grade"]  # AB: candidate first; BA: reference first
+            first, second = got[0][Col.GRADE], got[1][Col.GRADE]  # AB: candidate first; BA: reference first
             w1 = {"A": "candidate", "B": "reference"}.get(first, "tie")
             w2 = {"A": "reference", "B": "candidate"}.get(second, "tie")
             outcome = "win" if w1 == w2 == "candidate" else "loss" if w1 == w2 == "reference" else "tie"
             row.update(grade=f"{first}/{second}", outcome=outcome, orders_agree=w1 == w2,
                        value={"win": 1.0, "tie": 0.5, "loss": 0.0}[outcome])
         rows.append(row)
-    return pd.DataFrame(rows, columns=["mode", "arm", "item_id", "epoch", "grade", "value", "outcome", "orders_agree",
-                                       "judge_error", "note"])
+    return pd.DataFrame(rows, columns=[Col.MODE, Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.GRADE, Col.VALUE, Col.OUTCOME, Col.ORDERS_AGREE,
+                                       Col.JUDGE_ERROR, Col.NOTE])
 
 
 def judge_human_agreement(verdicts: pd.DataFrame, human: pd.DataFrame, *, mode: str = "rubric",
                           ci: float = 0.95) -> pd.DataFrame:
     """Where people graded some answers too: how well the judge agrees with them, with CIs.
 
-    ``human`` has columns arm, item_id and grade (a rubric grade, or win/tie/loss for ``mode="pairwise"``).
+    ``human`` has columns option, item_id and grade (a rubric grade, or win/tie/loss for ``mode="pairwise"``).
     Answers the judge graded and people graded are matched on (arm, item_id); the rest are counted in
     ``n_unmatched``. Columns: those of :func:`kit.stats.rater_agreement` plus mode and n_unmatched.
 
@@ -424,16 +425,16 @@ def judge_human_agreement(verdicts: pd.DataFrame, human: pd.DataFrame, *, mode: 
     """
     from kit.stats import rater_agreement
 
-    missing = [c for c in ("arm", "item_id", "grade") if c not in human.columns]
+    missing = [c for c in (Col.OPTION, Col.ITEM_ID, Col.GRADE) if c not in human.columns]
     if missing:
         raise ConfigError(f"human grades lack columns {missing}", where="kit.judge.judge_human_agreement",
-                          fix="give one row per graded answer: arm, item_id, grade")
-    mine = verdicts[(verdicts["mode"] == mode) & ~verdicts["judge_error"] & (verdicts["note"] == "")]
+                          fix="give one row per graded answer: option, item_id, grade")
+    mine = verdicts[(verdicts[Col.MODE] == mode) & ~verdicts[Col.JUDGE_ERROR] & (verdicts[Col.NOTE] == "")]
     column = "grade" if mode == "rubric" else "outcome"
-    judged = mine.drop_duplicates(["arm", "item_id"]).set_index(["arm", "item_id"])[column]
-    people = human.drop_duplicates(["arm", "item_id"]).set_index(["arm", "item_id"])["grade"]
+    judged = mine.drop_duplicates([Col.OPTION, Col.ITEM_ID]).set_index([Col.OPTION, Col.ITEM_ID])[column]
+    people = human.drop_duplicates([Col.OPTION, Col.ITEM_ID]).set_index([Col.OPTION, Col.ITEM_ID])[Col.GRADE]
     both = judged.index.intersection(people.index)
     table = rater_agreement(list(judged.loc[both]), list(people.loc[both]), ci=ci)
-    table.insert(0, "mode", mode)
+    table.insert(0, Col.MODE, mode)
     table["n_unmatched"] = len(people) - len(both)
     return table

@@ -79,7 +79,7 @@ def test_rubric_grades_retry_once_then_judge_error_and_resume_repeats_no_call(tm
         # GARBLED (asked, retried once), and the empty answer (not sent)
         assert srv.calls() == 7 and result.new_calls == 7 and result.retries == 1
         assert result.judge_errors == 1 and result.skipped == 1 and len(result.keys) == 6
-        v = result.verdicts.set_index(["arm", "item_id"])
+        v = result.verdicts.set_index(["option", "item_id"])
         assert (v.loc["api", "value"] == 1.0).all()
         assert list(v.loc["local", "value"].iloc[:2]) == [1.0, 0.5]
         assert v.loc[("local", "t2"), "judge_error"] and math.isnan(v.loc[("local", "t2"), "value"])
@@ -90,7 +90,7 @@ def test_rubric_grades_retry_once_then_judge_error_and_resume_repeats_no_call(tm
         garbled = stored[stored["parse_error"]].iloc[0]
         assert json.loads(garbled["extra"])["outputs"] == ["I cannot decide"] * 2
 
-        human = pd.DataFrame({"arm": ["api"] * 4 + ["local"] * 3, "item_id": ["t0", "t1", "t2", "t3", "t0", "t1", "t2"],
+        human = pd.DataFrame({"option": ["api"] * 4 + ["local"] * 3, "item_id": ["t0", "t1", "t2", "t3", "t0", "t1", "t2"],
                               "grade": [5, 5, 5, 5, 4, 3, 1]})
         people = judge_human_agreement(result.verdicts, human).iloc[0]
         assert people["n"] == 6 and people["n_unmatched"] == 1 and people["agreement"] == pytest.approx(5 / 6)
@@ -100,7 +100,7 @@ def test_rubric_grades_retry_once_then_judge_error_and_resume_repeats_no_call(tm
         assert again.verdicts["value"].equals(result.verdicts["value"])
 
     rows = score_generation(task, pd.concat(options.values()), verdicts=result.verdicts)
-    gap = rows[(rows["arm"] == "local") & (rows["item_id"] == "t2")].iloc[0]
+    gap = rows[(rows["option"] == "local") & (rows["item_id"] == "t2")].iloc[0]
     assert math.isnan(gap["score"]) and gap["judge_error"] and "judge error" in gap["gap"]
     table = stats.compare_scores(rows, reference="api", n_resamples=500)
     assert table.iloc[0]["n_gaps"] == 1 and table.iloc[0]["n_items"] == ITEMS - 1
@@ -143,7 +143,7 @@ def test_judge_calls_count_against_the_cap_and_self_preference_is_flagged(tmp_pa
                             budget=Budget(max_calls=2))
         assert srv.calls() == 2 and result.stopped and "max-calls 2" in result.stopped
         assert (result.verdicts["note"] == "not asked (the run stopped at a cap)").sum() == 4
-        flags = result.self_preference.set_index("arm")
+        flags = result.self_preference.set_index("option")
         assert flags.loc["api", "same_model"] and not flags.loc["local", "same_model"]
         assert "prefer their own answers" in flags.loc["api", "note"]
         resumed = judge_task(task, store, options, judge, reference="api", modes=["rubric"])

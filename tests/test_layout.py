@@ -120,3 +120,57 @@ def test_decision_is_pure():
 def test_make_test_runs_the_doctests_of_the_package():
     pytest_ini = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
     assert "kit" in pytest_ini["testpaths"] and "--doctest-modules" in pytest_ini["addopts"]
+
+
+def _column_literals(tree) -> list:
+    """String constants where a table's column is named: subscripts (``df["x"]``, ``row["x"]``), keys of dict
+    literals (rows), and the arguments of pandas' column-taking methods and keywords."""
+    import ast
+
+    methods = {"get", "pop", "groupby", "sort_values", "drop_duplicates", "set_index", "pivot_table", "insert",
+               "drop", "isin", "merge", "duplicated", "unstack", "explode", "dropna", "reindex", "pivot", "melt"}
+    keywords = {"columns", "on", "by", "subset", "index", "values", "id_vars", "value_vars", "left_on", "right_on"}
+    found = []
+
+    def strings(node) -> list:
+        nodes = node.elts if isinstance(node, (ast.List, ast.Tuple, ast.Set)) else \
+            node.keys if isinstance(node, ast.Dict) else [node]
+        return [n for n in nodes if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript):
+            found += strings(node.slice)
+        elif isinstance(node, ast.Dict):
+            found += [k for k in node.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+        elif isinstance(node, ast.keyword) and node.arg in keywords:
+            found += strings(node.value)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods:
+            found += [s for a in node.args[:2] for s in strings(a)]
+    return found
+
+
+def test_no_column_name_is_written_in_two_modules():
+    """A table's column is named through kit.columns.Col: its name as a string literal stands in one module at
+    most (the one that has it to itself), never in a producer and again in each reader."""
+    import ast
+
+    from kit.columns import Col
+
+    names = {c.value for c in Col}
+    where: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "kit").rglob("*.py")):
+        text = path.read_text()
+        if path.name == "columns.py" or "import pandas" not in text:  # modules that work with tables
+            continue
+        for const in _column_literals(ast.parse(text)):
+            if const.value in names:
+                where.setdefault(const.value, set()).add(str(path.relative_to(ROOT)))
+    twice = {name: sorted(mods) for name, mods in where.items() if len(mods) > 1}
+    assert not twice, f"column names written as strings in more than one module (use Col): {twice}"
+
+
+def test_the_check_finds_a_column_written_twice():
+    import ast
+
+    reader = ast.parse('frame["p95_s"].max()\nrow = {"option": 1}')
+    assert sorted(c.value for c in _column_literals(reader)) == ["option", "p95_s"]

@@ -19,7 +19,7 @@ import pandas as pd
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.columns import Col, RowKind
 
-COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", "baseline": "#8C8C8C"}
+COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", RowKind.BASELINE: "#8C8C8C"}
 
 
 def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> plt.Axes:
@@ -46,8 +46,8 @@ def quality_plot(metrics: pd.DataFrame, *, where: Mapping[str, str], reference: 
     labels = [f"{a} (reference)" if a == reference else str(a) for a in options[Col.OPTION]]
     ax.set_yticks(y, labels, fontsize=8)
     for b in metrics[metrics[Col.KIND] == RowKind.BASELINE].itertuples():
-        ax.axvline(b.mean_score, color=COLOURS["baseline"], ls="--", lw=1)
-        ax.annotate(str(b.option), (b.mean_score, len(options) - 0.4), fontsize=7, color=COLOURS["baseline"],
+        ax.axvline(b.mean_score, color=COLOURS[RowKind.BASELINE], ls="--", lw=1)
+        ax.annotate(str(b.option), (b.mean_score, len(options) - 0.4), fontsize=7, color=COLOURS[RowKind.BASELINE],
                     rotation=90, va="top", ha="right")
     ax.set_xlim(0, 1)
     ax.set_xlabel("quality (95% CI)")

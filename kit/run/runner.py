@@ -41,6 +41,7 @@ from kit.run.store import Store, StoreBusy, cache_key
 from kit.tasks import Item, Task
 from kit.tasks.prompts import build_request, prompt_hash
 from kit.util import run_sync
+from kit.columns import Col
 
 Withhold = Callable[[Item], "str | None"]
 NOTE_CHARS = 300  # a run's note, at most
@@ -118,8 +119,8 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
         key = cache_key(task=task.name, item_id=request.item_id, identity=identity, prompt_hash=prompt_hash(request),
                         epoch=epoch, kind=kind, load=load)
         questions.append(Question(item_id=request.item_id, request=request, key=key, item=item))
-    options = {"limit": limit, "epoch": epoch, "max_tokens": max_tokens, "concurrency": arm.concurrency,
-               "batch": arm.max_batch, "kind": kind, "load": load}
+    options = {"limit": limit, Col.EPOCH: epoch, "max_tokens": max_tokens, "concurrency": arm.concurrency,
+               "batch": arm.max_batch, Col.KIND: kind, Col.LOAD: load}
     summary = ask(task, arm, questions, store=store, epoch=epoch, kind=kind, load=load, budget=budget,
                   withhold=withhold, progress=progress, label=label, options=options, hardware=_fingerprint(),
                   parse=lambda _question, text: task.type.parse(text))
@@ -155,7 +156,7 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
                       detail=f"{summary.cached} from the store" if summary.cached else "") as bar:
             asking = _Asking(task, arm, store=store, run_id=run_id, epoch=epoch, identity=identity, budget=budget,
                              withhold=withhold, summary=summary, parse=parse, reask=reask, bar=bar,
-                             filed={"kind": kind, "load": load})
+                             filed={Col.KIND: kind, Col.LOAD: load})
             run_sync(asking.run(todo))
         if summary.stopped:
             status = "stopped"
@@ -312,17 +313,17 @@ class _Asking:
         failed = completion.error is not None
         extra = {**completion.extra, **q.extra}
         if self.reask:
-            extra["attempts"] = max(1, len(replies))
+            extra[Col.ATTEMPTS] = max(1, len(replies))
             if not failed and answer is None:
                 extra["outputs"] = list(replies)
         row = {
-            "run_id": self.run_id, "task": self.task.name, "item_id": q.item_id, "arm": self.arm.spec,
-            "model_identity": self.identity.get("sha256") or self.identity.get("model"), "params": self.identity,
-            "prompt_hash": prompt_hash(q.request), "epoch": self.epoch, "output": completion.text,
-            "answer": None if failed else answer, "parse_error": not failed and answer is None,
-            "prompt_tokens": completion.prompt_tokens, "completion_tokens": completion.completion_tokens,
-            "latency_s": completion.latency_s, "ttft_s": completion.ttft_s, "confidence": completion.confidence,
-            "error": completion.error, "extra": extra or None, **self.filed,
+            Col.RUN_ID: self.run_id, Col.TASK: self.task.name, Col.ITEM_ID: q.item_id, Col.ARM: self.arm.spec,
+            Col.MODEL_IDENTITY: self.identity.get(Col.SHA256) or self.identity.get(Col.MODEL), Col.PARAMS: self.identity,
+            Col.PROMPT_HASH: prompt_hash(q.request), Col.EPOCH: self.epoch, Col.OUTPUT: completion.text,
+            Col.ANSWER: None if failed else answer, Col.PARSE_ERROR: not failed and answer is None,
+            Col.PROMPT_TOKENS: completion.prompt_tokens, Col.COMPLETION_TOKENS: completion.completion_tokens,
+            Col.LATENCY_S: completion.latency_s, Col.TTFT_S: completion.ttft_s, Col.CONFIDENCE: completion.confidence,
+            Col.ERROR: completion.error, Col.EXTRA: extra or None, **self.filed,
         }
         self.summary.errors += failed or bool(self.reask and answer is None)
         try:

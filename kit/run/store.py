@@ -51,6 +51,7 @@ from typing import IO, Any, Iterable
 import pandas as pd
 
 from kit.errors import ConfigError, StoreError
+from kit.columns import Col
 
 # Append only: a schema change is a new entry. user_version records how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -94,14 +95,14 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-KINDS = ("answer", "judge", "sweep")
+KINDS = (Col.ANSWER, Col.JUDGE, "sweep")
 
 RESPONSE_COLUMNS = (
-    "run_id", "task", "item_id", "arm", "model_identity", "params", "prompt_hash", "epoch", "output", "answer",
-    "parse_error", "prompt_tokens", "completion_tokens", "latency_s", "ttft_s", "confidence", "error",
-    "created_at", "extra", "kind", "load",
+    Col.RUN_ID, Col.TASK, Col.ITEM_ID, Col.ARM, Col.MODEL_IDENTITY, Col.PARAMS, Col.PROMPT_HASH, Col.EPOCH, Col.OUTPUT, Col.ANSWER,
+    Col.PARSE_ERROR, Col.PROMPT_TOKENS, Col.COMPLETION_TOKENS, Col.LATENCY_S, Col.TTFT_S, Col.CONFIDENCE, Col.ERROR,
+    Col.CREATED_AT, Col.EXTRA, Col.KIND, Col.LOAD,
 )
-RUN_END_COLUMNS = ("finished_at", "status", "n_items", "new_calls", "cached", "errors", "message")
+RUN_END_COLUMNS = ("finished_at", Col.STATUS, Col.N_ITEMS, "new_calls", "cached", "errors", "message")
 
 DEFAULT_WAIT_S = 60.0  # how long a run waits, in all, for another process's write lock
 CLAIM_TTL_S = 900.0  # how long a live run's claim on a question is honoured
@@ -406,7 +407,7 @@ class Store:
     def _apply(self, entry: Unwritten) -> None:
         values = dict(entry.values)
         if entry.table == "runs":  # a run's end: the claims it still holds go with it
-            run_id = values.pop("run_id")
+            run_id = values.pop(Col.RUN_ID)
             sets = ", ".join(f"{c}=?" for c in values)
             self.db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*values.values(), run_id))
             self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
@@ -419,7 +420,7 @@ class Store:
             f" ON CONFLICT(cache_key) DO UPDATE SET {updates}, attempts = attempts + 1",
             tuple(values.values()),
         )
-        self.db.execute("DELETE FROM claims WHERE cache_key=? AND run_id=?", (values["cache_key"], values["run_id"]))
+        self.db.execute("DELETE FROM claims WHERE cache_key=? AND run_id=?", (values[Col.CACHE_KEY], values[Col.RUN_ID]))
 
     # errors ------------------------------------------------------------------------------------------------
     def lock_holders(self) -> list[LockHolder]:
@@ -496,7 +497,7 @@ class Store:
         """Record how a run ended and drop the claims it still holds (questions it did not get to); True when
         written now. Never raises: a store that cannot take it now (locked, read-only) gets it kept aside,
         and it lands with a later write (of any process)."""
-        entry = Unwritten("runs", {"run_id": run_id, "finished_at": now(), "status": status, "n_items": n_items,
+        entry = Unwritten("runs", {Col.RUN_ID: run_id, "finished_at": now(), Col.STATUS: status, Col.N_ITEMS: n_items,
                                    "new_calls": new_calls, "cached": cached, "errors": errors, "message": message})
         try:
             with self._transaction(wait=False):
@@ -523,7 +524,7 @@ class Store:
         """
         rows = self.db.execute("SELECT run_id, pid, started_at FROM runs WHERE status='running' AND host=?",
                                (self._host,)).fetchall()
-        gone = [r["run_id"] for r in rows if r["pid"] is not None
+        gone = [r[Col.RUN_ID] for r in rows if r["pid"] is not None
                 and not _alive(int(r["pid"]), _unix(r["started_at"]))]
         if not gone:
             return []
@@ -563,15 +564,15 @@ class Store:
                 marks = ",".join("?" * len(keys))
                 answered = {r[0] for r in self.db.execute(
                     f"SELECT cache_key FROM responses WHERE error IS NULL AND cache_key IN ({marks})", keys)}
-                current = {r["cache_key"]: r for r in self.db.execute(
+                current = {r[Col.CACHE_KEY]: r for r in self.db.execute(
                     "SELECT c.cache_key, c.run_id, c.pid, c.host, c.claimed_at, r.status FROM claims c"
                     f" LEFT JOIN runs r ON r.run_id = c.run_id WHERE c.cache_key IN ({marks})", keys)}
                 for key in keys:
                     if key in answered:
                         continue
                     other = current.get(key)
-                    if other is not None and other["run_id"] != run_id and self._honoured(other, taken_at):
-                        held[key] = f"run {other['run_id']} (pid {other['pid']} on {other['host']})"
+                    if other is not None and other[Col.RUN_ID] != run_id and self._honoured(other, taken_at):
+                        held[key] = f"run {other[Col.RUN_ID]} (pid {other['pid']} on {other['host']})"
                         continue
                     self.db.execute(
                         "INSERT INTO claims(cache_key, run_id, pid, host, claimed_at) VALUES (?,?,?,?,?)"
@@ -586,7 +587,7 @@ class Store:
     def _honoured(self, claim: sqlite3.Row, at: float) -> bool:
         """Whether another run's claim still stands: its run is running, its process lives (as far as this
         host can tell) and it is younger than ``claim_ttl_s``."""
-        if claim["status"] != "running" or at - float(claim["claimed_at"]) >= self.claim_ttl_s:
+        if claim[Col.STATUS] != "running" or at - float(claim["claimed_at"]) >= self.claim_ttl_s:
             return False
         return claim["host"] != self._host or _alive(int(claim["pid"]), float(claim["claimed_at"]))
 
@@ -600,7 +601,7 @@ class Store:
             rows = self.db.execute(
                 f"SELECT * FROM responses WHERE error IS NULL AND cache_key IN ({','.join('?' * len(chunk))})", chunk
             ).fetchall()
-            found.update({row["cache_key"]: dict(row) for row in rows})
+            found.update({row[Col.CACHE_KEY]: dict(row) for row in rows})
         return found
 
     def write(self, key: str, row: dict[str, Any]) -> bool:
@@ -610,14 +611,14 @@ class Store:
         kept aside (:meth:`side_files`) and lands with a later write. Any other failure (a read-only store,
         a full disk) keeps the row aside too, then raises a :class:`StoreError` that says where it is kept.
         """
-        values = {"cache_key": key, **{c: row.get(c) for c in RESPONSE_COLUMNS}}
-        values["answer"] = _dumps(values["answer"])
-        values["params"] = _dumps(values["params"])
-        values["model_identity"] = str(values["model_identity"])
-        values["extra"] = _dumps(values["extra"]) if values["extra"] else None
-        values["created_at"] = values["created_at"] or now()
-        values["kind"] = values["kind"] or "answer"
-        values["parse_error"] = bool(values["parse_error"])
+        values = {Col.CACHE_KEY: key, **{c: row.get(c) for c in RESPONSE_COLUMNS}}
+        values[Col.ANSWER] = _dumps(values[Col.ANSWER])
+        values[Col.PARAMS] = _dumps(values[Col.PARAMS])
+        values[Col.MODEL_IDENTITY] = str(values[Col.MODEL_IDENTITY])
+        values[Col.EXTRA] = _dumps(values[Col.EXTRA]) if values[Col.EXTRA] else None
+        values[Col.CREATED_AT] = values[Col.CREATED_AT] or now()
+        values[Col.KIND] = values[Col.KIND] or "answer"
+        values[Col.PARSE_ERROR] = bool(values[Col.PARSE_ERROR])
         entry = Unwritten("responses", values)
         try:
             with self._transaction(wait=False):
@@ -664,10 +665,10 @@ class Store:
             args.append(epoch)
         frame = pd.read_sql_query(sql + " ORDER BY created_at, id", self.db, params=args)
         if item_ids is not None:
-            frame = frame[frame["item_id"].isin(set(item_ids))]
+            frame = frame[frame[Col.ITEM_ID].isin(set(item_ids))]
         if prompt_hashes is not None:
-            frame = frame[frame["prompt_hash"] == frame["item_id"].map(prompt_hashes)]
-        frame = frame.drop_duplicates(["arm", "item_id", "epoch"], keep="last").reset_index(drop=True)
+            frame = frame[frame[Col.PROMPT_HASH] == frame[Col.ITEM_ID].map(prompt_hashes)]
+        frame = frame.drop_duplicates([Col.ARM, Col.ITEM_ID, Col.EPOCH], keep="last").reset_index(drop=True)
         return _decoded(frame)
 
     def arms(self, *, task: str) -> list[str]:
@@ -770,8 +771,8 @@ def _process_start(pid: int) -> float | None:
 
 def _decoded(frame: pd.DataFrame) -> pd.DataFrame:
     # a list, not .map: pandas 3 would turn the None of a missing answer back into NaN
-    frame["answer"] = pd.Series([_loads(v) for v in frame["answer"].astype(object)], index=frame.index, dtype=object)
-    frame["parse_error"] = frame["parse_error"].astype(bool)
+    frame[Col.ANSWER] = pd.Series([_loads(v) for v in frame[Col.ANSWER].astype(object)], index=frame.index, dtype=object)
+    frame[Col.PARSE_ERROR] = frame[Col.PARSE_ERROR].astype(bool)
     for column in ("output", "error", "extra", "answer"):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
