@@ -431,12 +431,17 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 
 def read_experiment_file(path: str | Path, *, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The experiment file's keys with ``overrides`` on top, checked against the schema; a clear error for a
+    """The experiment file's keys with ``overrides`` on top and the schema's defaults for the keys it leaves out,
+    checked against the schema; a clear error for a
     missing, unreadable or invalid file or override (``read_experiment_file("exp.yaml", overrides={"margin":
     0.05})``)."""
     data = {**_read_mapping(Path(path)), **(overrides or {})}
     Experiment.from_mapping(data, source=str(path), overridden=tuple(overrides or ()))
-    return data
+    # a key the file leaves out takes the schema's default, never the default experiment's value that the first
+    # notebook's parameters cell holds (papermill keeps a cell's value for every key it is not given)
+    defaults = {key: field.get_default(call_default_factory=True) for key, field in ExperimentFile.model_fields.items()
+                if not field.is_required()}
+    return {**defaults, **data}
 
 
 def override_value(key: str, text: str) -> Any:

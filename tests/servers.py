@@ -295,12 +295,8 @@ class AnthropicServer(_Base):
         h.sse({"type": "message_stop"}, "message_stop")
 
 
-class HungServer:
-    """Accepts every connection on 127.0.0.1 and never answers (nor closes): a stuck server. Counts connections.
-
-    >>> with HungServer() as hung:                                          # doctest: +SKIP
-    ...     arm = get_arm("openai:fake", base_url=hung.url + "/v1", timeout=0.3)
-    """
+class _Listener:
+    """A bare TCP listener on 127.0.0.1 that counts connections and hands each to :meth:`handle`."""
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -316,6 +312,9 @@ class HungServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.sock.getsockname()[1]}"
 
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
     def _serve(self) -> None:
         while not self._stop.is_set():
             try:
@@ -323,9 +322,9 @@ class HungServer:
             except OSError:
                 continue
             self.accepted += 1
-            self._held.append(conn)  # read nothing, answer nothing
+            self.handle(conn)
 
-    def __enter__(self) -> HungServer:
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -335,6 +334,25 @@ class HungServer:
         for conn in self._held:
             conn.close()
         self.sock.close()
+
+
+class HungServer(_Listener):
+    """Accepts every connection on 127.0.0.1 and never answers (nor closes): a stuck server. Counts connections.
+
+    >>> with HungServer() as hung:                                          # doctest: +SKIP
+    ...     arm = get_arm("openai:fake", base_url=hung.url + "/v1", timeout=0.3)
+    """
+
+    def handle(self, conn: socket.socket) -> None:
+        self._held.append(conn)  # read nothing, answer nothing
+
+
+class ResettingListener(_Listener):
+    """Accepts every connection and resets it at once (RST), counting the connections."""
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
 
 
 def main() -> None:

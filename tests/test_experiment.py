@@ -313,3 +313,16 @@ def test_the_load_sweep_runs_with_the_typed_sweep_settings(task_dir, store):
         table = load_sweep(exp, exp.reference, task, arm, store=store, progress=False)
     assert table["load"].tolist() == [1, 3] and table["n_items"].tolist() == [4, 4]
     assert table["latency_target_s"].tolist() == [5.0, 5.0] and set(table["option"]) == {"Box"}
+
+
+def test_keys_a_file_leaves_out_take_the_schema_defaults_not_the_default_experiment(tmp_path):
+    """Seen: an experiment without `sweep:` ran the default experiment's load sweep, and one without
+    `latency_target_s:` was held to its 2 s (papermill keeps the parameters cell's value for a key it is not given)."""
+    from kit.experiment import read_experiment_file
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump(BASE, sort_keys=False), encoding="utf-8")
+    params = read_experiment_file(path)
+    assert params["sweep"] is None and params["latency_target_s"] is None and params["budget_per_month"] is None
+    assert params["margin"] == 0.02 and params["tasks"] == BASE["tasks"]
+    assert read_experiment_file(path, overrides={"margin": 0.05})["margin"] == 0.05

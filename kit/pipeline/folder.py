@@ -166,18 +166,28 @@ class RunFolder:
         return f"RunFolder({str(self.path)!r})"
 
     # status ----------------------------------------------------------------------------------------------------
-    def begin(self, *, pid: int) -> RunStatus:
-        """Start a run here: what an earlier run left (notebooks, tables, records, its verdict, a failure marker)
-        is removed first, so the folder never shows another run's results as its own. Answers stay in the store."""
+    def begin(self, *, pid: int, notebooks: tuple[str, ...], resume: bool = False) -> RunStatus:
+        """Start a run of ``notebooks`` here. A new run first removes what an earlier run left (notebooks, tables,
+        records, its verdict, a failure marker), so the folder never shows another run's results as its own.
+        ``resume`` continues this folder's run from a later stage instead: the earlier stages' results stay, and
+        the notebooks to run again, the verdict and the failure marker go. Answers stay in the store either way."""
         import shutil
 
-        for path in self.path.iterdir():
-            if path.is_dir() and path.name == "tasks":
-                shutil.rmtree(path)
-            elif path.is_file() and (path.suffix in (".json", ".ipynb", ".jsonl", ".yaml", ".log")
-                                     or path.name == FAILED_MARKER):
-                path.unlink()
-        return self._set(RunStatus(State.RUNNING, started=_now(), pid=pid))
+        done: tuple[str, ...] = ()
+        if resume:
+            earlier = self.status() if (self.path / "status.json").is_file() else None
+            done = tuple(n for n in (earlier.done if earlier else ()) if n not in notebooks)
+            stale = [self.path / n for n in notebooks] + [self._file(Doc.SUMMARY.value, None), self.path / FAILED_MARKER]
+            for path in stale:
+                path.unlink(missing_ok=True)
+        else:
+            for path in self.path.iterdir():
+                if path.is_dir() and path.name == "tasks":
+                    shutil.rmtree(path)
+                elif path.is_file() and (path.suffix in (".json", ".ipynb", ".jsonl", ".yaml", ".log")
+                                         or path.name == FAILED_MARKER):
+                    path.unlink()
+        return self._set(RunStatus(State.RUNNING, started=_now(), pid=pid, done=done))
 
     def running(self, notebook: str) -> RunStatus:
         return self._set(replace(self.status(), notebook=notebook))
@@ -251,6 +261,9 @@ class RunFolder:
     # the experiment ------------------------------------------------------------------------------------
     def save_experiment(self, experiment: Experiment) -> None:
         atomic_write_json(self.path / "experiment.json", experiment.to_dict())
+
+    def has_experiment(self) -> bool:
+        return (self.path / "experiment.json").is_file()
 
     def experiment(self) -> Experiment:
         path = self.path / "experiment.json"

@@ -105,7 +105,9 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
     if notebooks_folder is None:
         _check_every_key_is_read(params)
     run = RunFolder(folder)
-    run.begin(pid=os.getpid())
+    # a run that starts after the first stage continues this folder's run (its experiment and earlier stages)
+    resume = notebooks_folder is None and notebooks[0] != NOTEBOOKS[0] and run.has_experiment()
+    run.begin(pid=os.getpid(), notebooks=notebooks, resume=resume)
     params = {**params, "run_dir": str(folder.resolve()), "experiment_file": str(experiment_file)}
     (folder / "experiment.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     current: str | None = None
