@@ -24,10 +24,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from kit.columns import Col
 from kit.economics import ApiPricing, LocalDeployment, api_option, hybrid_option, local_option
 from kit.errors import ConfigError
 from kit.stats import Conclusion, accuracy_ci, non_inferiority
-from kit.columns import Col
 
 SWEEP_COLUMNS = (
     Col.TAU, Col.POLICY, Col.N, Col.N_LOCAL, Col.SHARE_LOCAL, Col.ACCURACY, Col.CI_LOW, Col.CI_HIGH, Col.API_ACCURACY, Col.DIFFERENCE,
@@ -42,7 +42,7 @@ def _paired(scores: pd.DataFrame, local_arm: str, hosted_arm: str, epoch: int) -
         if arm not in set(scores[Col.OPTION]):
             raise ConfigError(f"arm {arm!r} is not in the score table", where=where,
                               fix=f"choose among {sorted(scores[Col.OPTION].unique())}")
-    rows = scores[scores[Col.EPOCH] == epoch] if "epoch" in scores.columns else scores
+    rows = scores[scores[Col.EPOCH] == epoch] if Col.EPOCH in scores.columns else scores
     local = rows[rows[Col.OPTION] == local_arm].set_index(Col.ITEM_ID)
     api = rows[rows[Col.OPTION] == hosted_arm].set_index(Col.ITEM_ID)
     common = local.index.intersection(api.index)
@@ -51,7 +51,7 @@ def _paired(scores: pd.DataFrame, local_arm: str, hosted_arm: str, epoch: int) -
                           fix="run both arms on the same task items")
     local, api = local.loc[common], api.loc[common]
     conf = pd.to_numeric(local.get(Col.CONFIDENCE), errors="coerce")
-    ok = local[Col.ERROR].isna() if "error" in local.columns else pd.Series(True, index=common)
+    ok = local[Col.ERROR].isna() if Col.ERROR in local.columns else pd.Series(True, index=common)
     return pd.DataFrame({
         Col.ITEM_ID: common, Col.CONFIDENCE: conf.where(ok).to_numpy(dtype=float),
         "local_score": pd.to_numeric(local[Col.SCORE], errors="coerce").fillna(0.0).to_numpy(),

@@ -34,6 +34,7 @@ from typing import Any
 import pandas as pd
 
 from kit.arms.base import Arm, Request
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.run.budget import Budget
 from kit.run.runner import Question, ask
@@ -41,7 +42,6 @@ from kit.run.store import Store, cache_key
 from kit.tasks import Task
 from kit.tasks.generation import Generation, Rubric
 from kit.tasks.prompts import prompt_hash, render_instruction
-from kit.columns import Col
 
 SYSTEM = "You are a careful, impartial grader. You reply with the verdict only."
 PAIR_CHOICES = ("A", "B", "tie")

@@ -146,6 +146,14 @@ def _column_literals(tree) -> list:
             found += strings(node.value)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in methods:
             found += [s for a in node.args[:2] for s in strings(a)]
+        elif isinstance(node, ast.Call) and node.args and not isinstance(node.args[0], ast.Constant):
+            # a helper handed a table and column names: interval(frame, "low", "high")
+            found += [a for a in node.args[1:] if isinstance(a, ast.Constant) and isinstance(a.value, str)]
+        elif isinstance(node, ast.Compare) and isinstance(node.comparators[0], ast.Attribute) \
+                and node.comparators[0].attr == "columns":  # "x" in frame.columns
+            found += strings(node.left)
+        elif isinstance(node, ast.For) and isinstance(node.iter, (ast.Tuple, ast.List)):
+            found += strings(node.iter)
     return found
 
 
@@ -172,5 +180,5 @@ def test_no_column_name_is_written_in_two_modules():
 def test_the_check_finds_a_column_written_twice():
     import ast
 
-    reader = ast.parse('frame["p95_s"].max()\nrow = {"option": 1}')
-    assert sorted(c.value for c in _column_literals(reader)) == ["option", "p95_s"]
+    reader = ast.parse('frame["p95_s"].max()\nrow = {"option": 1}\nif "score" in frame.columns: band(frame, "low")')
+    assert sorted(c.value for c in _column_literals(reader)) == ["low", "option", "p95_s", "score"]

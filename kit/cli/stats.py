@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from kit.errors import ConfigError
 from kit.columns import Col
+from kit.errors import ConfigError
 
 
 def _read(path: str) -> pd.DataFrame:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from kit.columns import Col
 from kit.economics.options import CostOption
 
 import math
@@ -12,7 +13,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from kit.columns import Col
 
 
 def _crossing(a: CostOption, b: CostOption, pa: Any, pb: Any, grid: np.ndarray) -> np.ndarray:

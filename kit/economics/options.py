@@ -17,9 +17,9 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.economics.prices import ModelPrice, model_price
-from kit.columns import Col
 
 HOURS_PER_MONTH = 730.0  # 365.25 * 24 / 12, rounded as cloud providers do
 
@@ -176,7 +176,7 @@ def _rows(scores: pd.DataFrame, arm: str | None, where: str) -> pd.DataFrame:
 
 
 def _withheld(rows: pd.DataFrame) -> pd.Series:
-    err = rows[Col.ERROR] if "error" in rows.columns else pd.Series(None, index=rows.index)
+    err = rows[Col.ERROR] if Col.ERROR in rows.columns else pd.Series(None, index=rows.index)
     return err.astype("string").str.startswith("withheld:").fillna(False).astype(bool)
 
 

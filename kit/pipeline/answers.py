@@ -16,13 +16,13 @@ from typing import Any
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.experiment import STANDIN_MODEL, Experiment, Option
 from kit.pipeline.prepare import load_tasks
 from kit.pipeline.folder import Doc, RunFolder, RunRecord, Table
 from kit.arms.standin import StandinServer, standin_arm_options
 from kit.run.store import Store
 from kit.tasks import Task
-from kit.columns import Col
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, api_option, break_even, cost_curve,
                            cost_table, local_option, monthly_band)
 from kit.cascade import CascadeChoice
@@ -27,7 +28,6 @@ from kit.pipeline.quality import floor_of, floor_table, task_of
 from kit.models.hardware import machine_words
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.run.sweep import Goodput
-from kit.columns import Col
 
 
 def pricing_of(option: Option) -> ApiPricing:
@@ -190,7 +190,7 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         if options:
             quality = scores.groupby(Col.OPTION)[Col.SCORE].mean().to_dict()
             table = cost_table(list(options.values()), volume=exp.monthly_volume, accuracy=quality)
-            for column in ("where", "cost_low", "cost_high", "measured_on"):
+            for column in (Col.WHERE, Col.COST_LOW, Col.COST_HIGH, Col.MEASURED_ON):
                 table[column] = [extra[n][column] for n in table[Col.OPTION]]
         table = pd.concat([table, pd.DataFrame(unpriced)], ignore_index=True) if unpriced else table
         flags = scan_items([task.item(i) for i in scores[Col.ITEM_ID].unique()])

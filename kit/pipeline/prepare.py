@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.experiment import STANDIN_MODEL, Experiment, Option
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
-from kit.columns import Col
 
 
 def load_tasks(exp: Experiment) -> dict[str, Task]:

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from kit import stats
+from kit.columns import Col, RowKind
 from kit.decision import Floor
 from kit.errors import ConfigError
 from kit.format import p_words, pct
@@ -24,7 +25,6 @@ from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
 from kit.tasks.compare import compare_options, disagreements
 from kit.tasks.scoring import score_task
-from kit.columns import Col, RowKind
 
 
 def task_of(folder: RunFolder, name: str) -> Task:
@@ -71,7 +71,7 @@ def warmups(rows: pd.DataFrame) -> pd.DataFrame:
 
 def _scored(scores: pd.DataFrame) -> pd.DataFrame:
     """The rows that carry a score (a gap — no reference answer, no judge grade — is counted, not scored)."""
-    return scores[scores[Col.SCORE].notna()] if "gap" in scores.columns else scores
+    return scores[scores[Col.SCORE].notna()] if Col.GAP in scores.columns else scores
 
 
 def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataFrame:

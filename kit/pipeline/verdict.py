@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from kit.columns import Col, RowKind
 from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, OptionKey, PairFacts, Ranked, Role, decide
 from kit.experiment import Experiment
 from kit.format import finite, pct
@@ -22,7 +23,6 @@ from kit.pipeline.costs import hybrids_of
 from kit.pipeline.quality import floor_of, task_of
 from kit.stats import Conclusion
 from kit.pipeline.folder import Doc, RunFolder, Table
-from kit.columns import Col, RowKind
 
 
 RANKING_COLUMNS = [f.name for f in fields(Ranked)]
@@ -68,15 +68,15 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
         options.append(OptionFacts(
             name=OptionKey(o.name), role=Role.REFERENCE if is_ref else Role.CANDIDATE, third_party=not o.self_hosted,
             n_items=int(m[Col.N_ITEMS]) if m else 0,
-            quality=_interval(m, "mean_score", "score_ci_low", "score_ci_high"),
+            quality=_interval(m, Col.MEAN_SCORE, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH),
             conclusion=Conclusion(c[Col.CONCLUSION_ADJUSTED]) if c and not is_ref else None,
             lower_bound=finite(c[Col.LOWER_BOUND]) if c else None,
             n_needed=(math.inf if c and finite(c[Col.N_NEEDED]) is None else finite(c[Col.N_NEEDED])) if c else None,
             floor=floor_of(floor, o.name) if m else None,
-            monthly_cost=_interval(cost, "monthly_cost", "cost_low", "cost_high"),
+            monthly_cost=_interval(cost, Col.MONTHLY_COST, Col.COST_LOW, Col.COST_HIGH),
             # priced at a load level of its sweep, an option is served with that level's p95
             p95_s=(Interval(float(served[Col.P95_LATENCY_S])) if served.get(Col.LOAD) is not None
-                   else _interval(lat, "p95_s", "p95_ci_low", "p95_ci_high")),
+                   else _interval(lat, Col.P95_S, Col.P95_CI_LOW, Col.P95_CI_HIGH)),
             error_rate=float(err[Col.FAILED_RATE]) if err else 0.0,
             ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
             cost_basis=str(cost.get(Col.BASIS, "")) if cost else ""))

@@ -10,11 +10,11 @@ from typing import Callable, Iterable, Sequence
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.economics import ApiPricing, CostOption, LocalDeployment
 from kit.privacy.detect import KINDS, find_pii
 from kit.tasks import Item, Task
-from kit.columns import Col
 
 def _texts(items: Task | Iterable[Item] | pd.DataFrame) -> list[tuple[str, str]]:
     if isinstance(items, Task):

@@ -16,8 +16,8 @@ import matplotlib.ticker as ticker
 import numpy as np
 import pandas as pd
 
-from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.columns import Col, RowKind
+from kit.pipeline.folder import Doc, RunFolder, Table
 
 COLOURS = {"third-party": "#4C72B0", "self-hosted": "#DD8452", "hybrid": "#8172B3", RowKind.BASELINE: "#8C8C8C"}
 

@@ -21,11 +21,11 @@ import pandas as pd
 from pandas.io.formats.style import Styler
 
 from kit import __version__
+from kit.columns import Col, RowKind
 from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
 from kit.models.hardware import machine_words
 from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
-from kit.columns import Col, RowKind
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
             "anthropic", "huggingface_hub", "genai-prices", "torch", "transformers", "peft")
@@ -131,7 +131,7 @@ def _stack(folder: RunFolder, frame_of: Callable[[RunFolder, str], pd.DataFrame]
 
 def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
     m = folder.table(Table.METRICS, task=task)
-    m["95% CI"] = interval(m, "score_ci_low", "score_ci_high")
+    m["95% CI"] = interval(m, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH)
     m["name"] = [n if k == RowKind.OPTION else f"baseline: {n}" for n, k in zip(m[Col.OPTION], m[Col.KIND])]
     return m
 
@@ -188,7 +188,7 @@ def floor(folder: RunFolder) -> Styler:
 
 def _latency(folder: RunFolder, task: str) -> pd.DataFrame:
     t = folder.table(Table.LATENCY, task=task)
-    t["p95 CI"] = interval(t, "p95_ci_low", "p95_ci_high", SECONDS)
+    t["p95 CI"] = interval(t, Col.P95_CI_LOW, Col.P95_CI_HIGH, SECONDS)
     return t
 
 
@@ -200,8 +200,8 @@ def latency(folder: RunFolder) -> Styler:
 
 def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
     c = folder.table(Table.COSTS, task=task)
-    if "cost_low" in c.columns:
-        c["90% band"] = interval(c, "cost_low", "cost_high", USD)
+    if Col.COST_LOW in c.columns:
+        c["90% band"] = interval(c, Col.COST_LOW, Col.COST_HIGH, USD)
     return c
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from kit import __version__
 from kit.arms.base import Arm, Completion, Request
 from kit.arms.retry import redact
+from kit.columns import Col
 from kit.errors import BudgetExceeded, ConfigError, EndpointDown, KitError, StoreError
 from kit.progress import Progress
 from kit.run.budget import Budget
@@ -41,7 +42,6 @@ from kit.run.store import Store, StoreBusy, cache_key
 from kit.tasks import Item, Task
 from kit.tasks.prompts import build_request, prompt_hash
 from kit.util import run_sync
-from kit.columns import Col
 
 Withhold = Callable[[Item], "str | None"]
 NOTE_CHARS = 300  # a run's note, at most

@@ -50,8 +50,8 @@ from typing import IO, Any, Iterable
 
 import pandas as pd
 
-from kit.errors import ConfigError, StoreError
 from kit.columns import Col
+from kit.errors import ConfigError, StoreError
 
 # Append only: a schema change is a new entry. user_version records how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -773,7 +773,7 @@ def _decoded(frame: pd.DataFrame) -> pd.DataFrame:
     # a list, not .map: pandas 3 would turn the None of a missing answer back into NaN
     frame[Col.ANSWER] = pd.Series([_loads(v) for v in frame[Col.ANSWER].astype(object)], index=frame.index, dtype=object)
     frame[Col.PARSE_ERROR] = frame[Col.PARSE_ERROR].astype(bool)
-    for column in ("output", "error", "extra", "answer"):
+    for column in (Col.OUTPUT, Col.ERROR, Col.EXTRA, Col.ANSWER):
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
 

@@ -32,13 +32,13 @@ import numpy as np
 import pandas as pd
 
 from kit.arms.base import Arm
+from kit.columns import Col
 from kit.errors import ConfigError, KitError
 from kit.progress import Progress
 from kit.run.runner import run_arm
 from kit.run.store import Store, cache_key
 from kit.tasks import Task
 from kit.tasks.prompts import build_request, prompt_hash
-from kit.columns import Col
 
 DEFAULT_LEVELS: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
 REFUSED = ("HTTP 429", "HTTP 503")
@@ -136,7 +136,7 @@ def choose_goodput(table: pd.DataFrame, *, latency_target_s: float | None = None
         raise ConfigError(f"latency_target_s={latency_target_s!r}", where=where, fix="give seconds > 0, or None")
     kind = str(table[Col.LOAD_KIND].iloc[0]) if "load_kind" in table.columns and len(table) else "load"
     n_items = int(table[Col.N_ITEMS].max()) if "n_items" in table.columns and len(table) else 0
-    good = table[table[Col.STATUS] != "failed"] if "status" in table.columns else table
+    good = table[table[Col.STATUS] != "failed"] if Col.STATUS in table.columns else table
     good = good[np.isfinite(pd.to_numeric(good[Col.ITEMS_PER_S], errors="coerce"))]
     under = good if latency_target_s is None else good[good[Col.P95_LATENCY_S] <= latency_target_s]
     target = f" (target {latency_target_s:g} s)" if latency_target_s is not None else ""

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from kit.errors import ConfigError
 from kit.columns import Col
+from kit.errors import ConfigError
 
 REQUIRED = (Col.OPTION, Col.ITEM_ID, Col.CORRECT)
 Missing = Literal["wrong", "drop", "raise"]
@@ -83,7 +83,7 @@ def check_scores(scores_df: pd.DataFrame, *, where: str = "scores") -> pd.DataFr
     if scores_df.empty:
         raise ConfigError("score table is empty", where=where, fix="score at least one item per arm")
     df = scores_df.copy()
-    if "epoch" not in df.columns:
+    if Col.EPOCH not in df.columns:
         df[Col.EPOCH] = 0
     df[Col.OPTION] = df[Col.OPTION].astype(str)
     df[Col.CORRECT] = df[Col.CORRECT].astype("boolean").fillna(False).astype(bool)
@@ -93,7 +93,7 @@ def check_scores(scores_df: pd.DataFrame, *, where: str = "scores") -> pd.DataFr
     if ((df[Col.SCORE] < 0) | (df[Col.SCORE] > 1)).any():
         raise ConfigError("column 'score' has values outside [0, 1]", where=where,
                           fix="scores must be between 0 and 1 (correctness or mean field score)")
-    if "error" not in df.columns:
+    if Col.ERROR not in df.columns:
         df[Col.ERROR] = None
     df[Col.PARSE_ERROR] = (df[Col.PARSE_ERROR].astype("boolean").fillna(False).astype(bool)
                          if "parse_error" in df.columns else False)

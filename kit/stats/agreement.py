@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pct
 from kit.stats._data import check_level, z_of
 from kit.stats.intervals import wilson_interval
-from kit.columns import Col
 
 UNPARSED = "(unparsed)"
 OTHER = "(other)"

@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words, pct
 from kit.stats._data import candidates_of, check_level, z_of
 from kit.stats.agreement import agreement
 from kit.stats.conclusions import Conclusion, finish_comparison, holm_words
-from kit.columns import Col
 
 
 
@@ -67,7 +67,7 @@ def agreement_test(agree: int, n: int, *, target: float = 0.95, alpha: float = 0
     """
     where = "kit.stats.agreement_test"
     alpha, ci = check_level(alpha, "alpha", where=where), check_level(ci, "ci", where=where)
-    target = check_level(target, "target", where=where)
+    target = check_level(target, name="target", where=where)
     if n <= 0 or not 0 <= agree <= n:
         raise ConfigError(f"{agree} agreements of {n} items is not a count", where=where,
                           fix="pass 0 <= agree <= n with n >= 1")

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pts
 from kit.stats._data import as_values, check_level
-from kit.columns import Col
 
 CHUNK_CELLS = 4_000_000  # resampled cells per chunk: bounds memory whatever n and n_resamples are
 

@@ -13,6 +13,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words, pct, pts
 from kit.stats._data import (
@@ -27,7 +28,6 @@ from kit.stats.intervals import mean_ci
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
 from kit.stats.power import sample_size_noninferiority
-from kit.columns import Col
 
 P_COLUMNS = (Col.P_NONINFERIORITY, Col.P_SUPERIORITY, Col.P_INFERIORITY, Col.P_EQUIVALENCE, Col.P_ABOVE_MARGIN)
 

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kit.columns import Col
 from kit.format import pct
 from kit.stats._data import as_values, check_level, z_of
-from kit.columns import Col
 
 
 def wilson_interval(k: float, n: int, ci: float = 0.95) -> tuple[float, float]:

@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words
 from kit.stats._data import check_level, check_scores
-from kit.columns import Col
 
 QUANTILES = (0.50, 0.95, 0.99)
 EXACT_MAX = 50

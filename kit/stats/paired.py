@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats.conclusions import Conclusion
 from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, z_of
-from kit.columns import Col
 
 
 

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit.columns import Col
 from kit.format import p_words, pct, pts
 from kit.stats._data import as_pair, as_values, check_level
 from kit.stats.conclusions import holm
-from kit.columns import Col
 
 
 def _binary(x: np.ndarray) -> bool:

@@ -18,10 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtr
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pts
 from kit.stats._data import as_pair, check_level, z_of
-from kit.columns import Col
 
 
 def restricted_p01(p10: float, p01: float, delta0: float) -> float:

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats._data import as_pair, candidates_of, check_level
@@ -31,7 +32,6 @@ from kit.stats.compare import P_COLUMNS
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.intervals import wilson_interval
 from kit.stats.paired import conclude, non_inferiority
-from kit.columns import Col
 
 
 def t_interval(values: Any, ci: float = 0.95) -> tuple[float, float, float]:

@@ -12,12 +12,12 @@ from typing import Any, Literal
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pct, pts
 from kit.stats._data import check_level, check_scores, pair_arms
 from kit.stats.intervals import mean_ci
 from kit.stats.paired import non_inferiority
-from kit.columns import Col
 
 
 def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:

@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from kit import stats
+from kit.columns import Col
 from kit.errors import TaskError
 from kit.tasks.types import (Baseline, Columns, Constraint, Item, ItemScore, TaskType, label_list, norm_text,
                              register_task_type)
-from kit.columns import Col
 
 
 def macro_f1(answers: Sequence[Any], golds: Sequence[Any], labels: Sequence[str] | None = None) -> float:

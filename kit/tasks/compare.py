@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.tasks import Task
-from kit.columns import Col
 
 
 def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
@@ -38,7 +38,7 @@ def compare_options(task: Task, scores: pd.DataFrame, *, reference: str, margin:
     >>> compare_options(load_task("snips-intents", ignore_labels=True), score_unlabelled(...),
     ...                 reference="replay:api.jsonl", agreement_target=0.9)     # doctest: +SKIP
     """
-    if not task.labelled and "gap" not in scores.columns:
+    if not task.labelled and Col.GAP not in scores.columns:
         raise ConfigError(f"task '{task.name}' has no gold labels, and the scores were not taken against the "
                           "reference", where="kit.tasks.compare.compare_options",
                           fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
@@ -59,7 +59,7 @@ def disagreements(task: Task, scores: pd.DataFrame, *, reference: str) -> pd.Dat
 
     >>> disagreements(task, score_unlabelled(task, rows, reference=api), reference=api).head()   # doctest: +SKIP
     """
-    if "gap" not in scores.columns:
+    if Col.GAP not in scores.columns:
         raise ConfigError("the scores were not taken against the reference", where="kit.tasks.compare.disagreements",
                           fix="score with kit.tasks.scoring.score_unlabelled(task, rows, reference=...)")
     texts = {i.id: i.text for i in task.items}

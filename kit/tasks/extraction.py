@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.tasks.fields import FieldType, parse_fields
 from kit.tasks.types import Baseline, Columns, Constraint, Item, ItemScore, TaskType, register_task_type
-from kit.columns import Col
 
 @register_task_type
 @dataclass(frozen=True)

@@ -29,10 +29,10 @@ import numpy as np
 import pandas as pd
 
 from kit import stats
+from kit.columns import Col
 from kit.errors import MissingDependency, TaskError
 from kit.tasks.types import (Baseline, Columns, Comparison, ComparisonKind, Item, ItemScore, TaskType,
                              register_task_type)
-from kit.columns import Col
 
 REFERENCE_METRICS = ("chrf", "rouge_l")
 JUDGE_METRICS = (Col.JUDGE, "preference")  # a rubric grade scaled to [0, 1]; pairwise preference over the reference

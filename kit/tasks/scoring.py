@@ -17,12 +17,12 @@ from typing import Any
 
 import pandas as pd
 
+from kit.columns import Col
 from kit.errors import ConfigError
 from kit.tasks.classification import macro_f1
 from kit.tasks.generation import JUDGE_METRICS, Generation, answer_lengths
 from kit.tasks.loading import Task
 from kit.tasks.types import Item
-from kit.columns import Col
 
 SCORE_COLUMNS = (
     Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.ANSWER, Col.GOLD, Col.CORRECT, Col.SCORE, Col.ERROR, Col.PARSE_ERROR, Col.CONFIDENCE,

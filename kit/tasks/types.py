@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from kit import stats
-from kit.errors import TaskError
 from kit.columns import Col
+from kit.errors import TaskError
 
 # Each module registers its type on import.
 BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction", "kit.tasks.generation")
