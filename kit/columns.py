@@ -234,6 +234,16 @@ class Col(StrEnum):
     JUDGE = "judge"
     SAME_MODEL = "same_model"
     NOTE = "note"
+    # -- prediction-powered inference (kit.stats.ppi)
+    ESTIMATE = "estimate"
+    LAMBDA = "lambda"
+    N_LABELLED = "n_labelled"
+    N_UNLABELLED = "n_unlabelled"
+    LABELS_ONLY = "labels_only"
+    LABELS_ONLY_CI_LOW = "labels_only_ci_low"
+    LABELS_ONLY_CI_HIGH = "labels_only_ci_high"
+    WIDTH_RATIO = "width_ratio"
+    EFFECTIVE_LABELS = "effective_labels"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

@@ -21,6 +21,7 @@ from kit.stats.latency import latency_summary, latency_test
 from kit.stats.conclusions import Conclusion, finish_comparison, holm
 from kit.stats.paired import mcnemar, non_inferiority, tango_bound, tango_z
 from kit.stats.pairs import beats_baseline, pairwise
+from kit.stats.ppi import ppi_mean, ppi_mean_difference
 from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
                              sample_size_noninferiority)
 from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference, sign_test, t_interval, t_test_items,
@@ -32,7 +33,7 @@ __all__ = [
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",
-    "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority", "rater_agreement",
+    "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "ppi_mean", "ppi_mean_difference", "power_noninferiority", "rater_agreement",
     "sample_size_difference", "sample_size_noninferiority", "sign_test", "t_interval", "t_test_items",
     "tango_bound", "tango_z", "vectorised_metric", "wilcoxon_signed_rank", "wilson_interval", "win_tie_loss",
 ]

@@ -1,0 +1,202 @@
+"""Prediction-powered inference (PPI++) for a mean: a few gold labels plus a proxy on every item.
+
+When only ``n`` items carry a gold label but a proxy — e.g. the reference API's answer, against which a
+candidate's answer is judged right or wrong — is known on ``N`` more items, PPI (Angelopoulos, Bates, Fannjiang,
+Jordan, Zrnic, *Science* 2023) estimates the mean of Y (a candidate's accuracy: Y = 1 when its answer equals
+gold) as
+
+    theta = lambda * mean(Yhat_unlabelled) + mean(Y - lambda * Yhat)    (over the N and the n items)
+
+which is unbiased for any fixed lambda: the labelled items measure and remove the proxy's bias. Its
+variance is ``lambda^2 var(Yhat)/N + var(Y - lambda Yhat)/n``; PPI++ (Angelopoulos, Duchi, Zrnic 2023,
+"PPI++: Efficient Prediction-Powered Inference") takes the lambda that minimises it,
+``cov(Y, Yhat) / ((1 + n/N) var(Yhat))``, clipped to [0, 1] — so a useless proxy gets lambda near 0 and the
+interval falls back to the labels alone, never wider by much; ``lambda = 1`` is classic PPI. The interval
+is the normal approximation ``theta +- z * se`` (the same estimates and intervals as ``ppi_py.ppi_mean_ci``
+of ppi-python 0.2.3, which ``tests/test_stats_ppi.py`` checks).
+
+Beside it: the labels-only mean with its Wald interval (the same normal approximation and variance
+estimator, so the two widths compare like for like), the width ratio PPI / labels-only, and the **effective
+labels** ``n * var(labels only) / var(PPI)``: how many gold labels alone would give an interval as narrow.
+
+Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
+sets disjoint, drawn from the same traffic); items are independent, or grouped in ``clusters`` (several
+epochs of one item) whose rows all sit on the same side.
+
+>>> y = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1]
+>>> r = ppi_mean(y, y, [1, 0, 1, 1] * 50)
+>>> r[["estimate", "n_labelled", "n_unlabelled"]].round(3).to_dict("records")
+[{'estimate': 0.75, 'n_labelled': 10, 'n_unlabelled': 200}]
+>>> bool(r["effective_labels"].item() > 100)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kit.columns import Col
+from kit.errors import ConfigError
+from kit.format import pct, pts
+from kit.stats._data import check_level, z_of
+
+Clusters = tuple[Sequence[Any], Sequence[Any]]
+
+
+def _finite(x: Any, *, name: str, where: str) -> np.ndarray:
+    """A 1-D float array of finite values (booleans become 0/1); NaN and infinities are refused."""
+    try:
+        arr = np.asarray(x, dtype=float).ravel()
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} is not a sequence of numbers ({exc})", where=where,
+                          fix="pass per-item values: 1/0 or True/False for right/wrong") from None
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ConfigError(f"{name} holds {int(bad.sum())} missing or infinite values", where=where,
+                          fix="code errors and unparseable answers as wrong (0/False) instead of leaving them out")
+    return arr
+
+
+def _mean_variance(x: np.ndarray, groups: np.ndarray | None) -> float:
+    """Variance of the mean of ``x``: ``var/n`` (ddof 0, as ppi-python), or cluster-robust
+    ``sum_c (sum_{i in c} (x_i - mean))^2 / n^2`` when rows are grouped in clusters."""
+    resid = x - x.mean()
+    if groups is None:
+        return float(np.mean(resid ** 2) / x.size)
+    _, codes = np.unique(groups, return_inverse=True)
+    return float(np.sum(np.bincount(codes, weights=resid) ** 2) / x.size ** 2)
+
+
+def _power_tuned_lambda(y: np.ndarray, yhat: np.ndarray, yhat_u: np.ndarray) -> float:
+    """The variance-minimising lambda for the mean, ``cov(Y, Yhat) / ((1 + n/N) var(Yhat))``, clipped to
+    [0, 1] (0 for a constant proxy, which carries no information)."""
+    n, big_n = y.size, yhat_u.size
+    cov = float(np.mean((y - y.mean()) * (yhat - yhat.mean())))
+    var = float(np.var(np.concatenate([yhat, yhat_u]), ddof=1))
+    if var <= 0.0:
+        return 0.0
+    return float(np.clip(cov / ((1 + n / big_n) * var), 0.0, 1.0))
+
+
+def _check_clusters(clusters: Clusters | None, n: int, big_n: int, *, where: str
+                    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if clusters is None:
+        return None, None
+    if len(clusters) != 2:
+        raise ConfigError("clusters must be a pair: the cluster of each labelled row, then of each unlabelled row",
+                          where=where, fix="pass clusters=(labelled_item_ids, unlabelled_item_ids)")
+    lab, unl = np.asarray(clusters[0]), np.asarray(clusters[1])
+    if lab.size != n or unl.size != big_n:
+        raise ConfigError(f"clusters name {lab.size} labelled and {unl.size} unlabelled rows, "
+                          f"for {n} and {big_n} values", where=where,
+                          fix="pass one cluster id (e.g. the item id) per row, in the order of the values")
+    shared = np.intersect1d(lab, unl)
+    if shared.size:
+        raise ConfigError(f"{shared.size} clusters have rows both labelled and unlabelled (e.g. {shared[0]!r})",
+                          where=where, fix="label every row of a cluster (every epoch of an item) or none of them")
+    return lab, unl
+
+
+def _ppi(y: Any, yhat: Any, yhat_u: Any, *, alpha: float, power_tuned: bool, clusters: Clusters | None,
+         where: str, value_words: Callable[[Any], str], what: str) -> pd.DataFrame:
+    alpha = check_level(alpha, "alpha", where=where)
+    y = _finite(y, name="y_labelled", where=where)
+    yhat = _finite(yhat, name="yhat_labelled", where=where)
+    yhat_u = _finite(yhat_u, name="yhat_unlabelled", where=where)
+    n, big_n = y.size, yhat_u.size
+    if n < 2:
+        raise ConfigError(f"{n} labelled items: an interval needs at least 2", where=where,
+                          fix="label more items (a few dozen make PPI worthwhile)")
+    if yhat.size != n:
+        raise ConfigError(f"y_labelled has {n} items but yhat_labelled has {yhat.size}", where=where,
+                          fix="pass the proxy's value for each labelled item, in the same order")
+    if big_n == 0:
+        raise ConfigError("no unlabelled items: the proxy adds nothing", where=where,
+                          fix="pass the proxy on the items without gold labels, or use kit.stats.accuracy_ci")
+    g_lab, g_unl = _check_clusters(clusters, n, big_n, where=where)
+    lam = _power_tuned_lambda(y, yhat, yhat_u) if power_tuned else 1.0
+    estimate = float(lam * yhat_u.mean() + (y - lam * yhat).mean())
+    var_ppi = _mean_variance(lam * yhat_u, g_unl) + _mean_variance(y - lam * yhat, g_lab)
+    var_labels = _mean_variance(y, g_lab)
+    z = z_of(1 - alpha / 2)
+    half, half_labels = z * math.sqrt(var_ppi), z * math.sqrt(var_labels)
+    labels_only = float(y.mean())
+    if var_ppi > 0:
+        ratio, effective = half / half_labels, n * var_labels / var_ppi
+    else:  # every label and proxy value equal: both intervals are points
+        ratio, effective = (1.0, float(n)) if var_labels == 0 else (0.0, math.inf)
+    level = f"{100 * (1 - alpha):g}%"
+    how = f"PPI++, lambda = {lam:.2f}" if power_tuned else "classic PPI, lambda = 1"
+    words = (f"{what} estimated at {value_words(estimate)} ({level} {how}: {value_words(estimate - half)} to "
+             f"{value_words(estimate + half)}) from {n} gold labels and the proxy on {big_n} more items; the labels "
+             f"alone give {value_words(labels_only - half_labels)} to {value_words(labels_only + half_labels)}, so "
+             f"the proxy makes the {n} labels worth about {effective:,.0f}. Assumes the labelled items are a "
+             "random sample of all the items" + (", independent between clusters." if clusters else
+                                                  " and the items are independent."))
+    return pd.DataFrame([{
+        Col.ESTIMATE: estimate, Col.CI_LOW: estimate - half, Col.CI_HIGH: estimate + half, Col.LAMBDA: lam,
+        Col.N_LABELLED: n, Col.N_UNLABELLED: big_n, Col.LABELS_ONLY: labels_only,
+        Col.LABELS_ONLY_CI_LOW: labels_only - half_labels, Col.LABELS_ONLY_CI_HIGH: labels_only + half_labels,
+        Col.WIDTH_RATIO: ratio, Col.EFFECTIVE_LABELS: effective, Col.CI_LEVEL: 1 - alpha,
+        Col.METHOD: "ppi++" if power_tuned else "ppi", Col.STATEMENT: words}])
+
+
+def ppi_mean(y_labelled: Any, yhat_labelled: Any, yhat_unlabelled: Any, *, alpha: float = 0.05,
+             power_tuned: bool = True, clusters: Clusters | None = None) -> pd.DataFrame:
+    """PPI++ estimate and ``1 - alpha`` interval of the mean of Y from n labels and a proxy on N more items.
+
+    ``y_labelled``: Y on the labelled items (1/0 for right/wrong; any finite numbers work).
+    ``yhat_labelled``: the proxy on the same items, in the same order; ``yhat_unlabelled``: the proxy on the
+    items without a label. ``power_tuned=False`` fixes lambda = 1 (classic PPI). ``clusters``: a pair (cluster
+    of each labelled row, cluster of each unlabelled row), e.g. item ids when items were asked several times;
+    the interval then uses cluster-robust variances (lambda stays the row-level closed form).
+
+    Columns: estimate, ci_low, ci_high, lambda, n_labelled, n_unlabelled, labels_only, labels_only_ci_low,
+    labels_only_ci_high (Wald), width_ratio (PPI / labels-only), effective_labels, ci_level, method, statement.
+    NaN is refused (an error is a wrong answer, coded 0). Neither the estimate nor the interval is clipped to
+    [0, 1]: a proxy-corrected accuracy can stray a little past the range, which is left visible.
+
+    >>> r = ppi_mean([1, 0, 1, 1], [1, 0, 1, 0], [1, 0, 1, 1, 0, 1, 0, 1], power_tuned=False)
+    >>> round(r["estimate"].item(), 4), r["lambda"].item()
+    (0.875, 1.0)
+    """
+    return _ppi(y_labelled, yhat_labelled, yhat_unlabelled, alpha=alpha, power_tuned=power_tuned,
+                clusters=clusters, where="kit.stats.ppi_mean", value_words=pct, what="The mean")
+
+
+def ppi_mean_difference(candidate_labelled: Any, reference_labelled: Any, candidate_proxy_labelled: Any,
+                        reference_proxy_labelled: Any, candidate_proxy_unlabelled: Any,
+                        reference_proxy_unlabelled: Any, *, alpha: float = 0.05, power_tuned: bool = True,
+                        clusters: Clusters | None = None) -> pd.DataFrame:
+    """PPI++ estimate and interval of the paired difference candidate - reference (e.g. in accuracy).
+
+    On labelled items Y = candidate correct - reference correct (against gold); the proxy is the same
+    difference judged by the proxy (e.g. candidate agrees with the reference's answer - 1, since the reference
+    always agrees with itself). The mean of a difference is a mean, so this is :func:`ppi_mean` on the
+    differences: one lambda, tuned for the difference's own variance, and the pairing (both options on the
+    same items) enters through the per-item differences. Same columns as :func:`ppi_mean`, ``estimate`` being
+    the difference.
+
+    >>> r = ppi_mean_difference([1, 0, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], [1, 1, 1, 1],
+    ...                         [1, 0, 1, 1, 1, 1], [1] * 6, power_tuned=False)
+    >>> round(r["estimate"].item(), 4)
+    -0.1667
+    """
+    where = "kit.stats.ppi_mean_difference"
+    names = ("candidate_labelled", "reference_labelled", "candidate_proxy_labelled", "reference_proxy_labelled",
+             "candidate_proxy_unlabelled", "reference_proxy_unlabelled")
+    values = [_finite(x, name=name, where=where) for name, x in zip(names, (
+        candidate_labelled, reference_labelled, candidate_proxy_labelled, reference_proxy_labelled,
+        candidate_proxy_unlabelled, reference_proxy_unlabelled))]
+    for i in (0, 2, 4):
+        if values[i].size != values[i + 1].size:
+            raise ConfigError(f"{names[i]} has {values[i].size} items but {names[i + 1]} has {values[i + 1].size}",
+                              where=where, fix="pass both options' values on the same items, in the same order")
+    return _ppi(values[0] - values[1], values[2] - values[3], values[4] - values[5], alpha=alpha,
+                power_tuned=power_tuned, clusters=clusters, where=where, value_words=pts,
+                what="The difference candidate - reference")
