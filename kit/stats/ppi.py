@@ -21,7 +21,9 @@ labels** ``n * var(labels only) / var(PPI)``: how many gold labels alone would g
 
 Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
 sets disjoint, drawn from the same traffic); items are independent, or grouped in ``clusters`` (several
-epochs of one item) whose rows all sit on the same side.
+epochs of one item) whose rows all sit on the same side. The normal approximation needs enough labels: with
+40 labels and a proxy that seldom disagrees, the 95% interval covered 88–94% of the time in
+``bench/bench_ppi_coverage.py`` (the labels-only Wald interval 91–95%); with 100 labels, 95–99%.
 
 >>> y = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1]
 >>> r = ppi_mean(y, y, [1, 0, 1, 1] * 50)
