@@ -116,7 +116,8 @@ def test_clusters_of_repeated_rows_give_the_interval_of_the_items():
     naive = ppi_mean(np.repeat(y, 2), np.repeat(yhat, 2), np.repeat(yhat_u, 2), power_tuned=False).iloc[0]
     assert twice[Col.ESTIMATE] == pytest.approx(once[Col.ESTIMATE])
     assert (twice[Col.CI_LOW], twice[Col.CI_HIGH]) == pytest.approx((once[Col.CI_LOW], once[Col.CI_HIGH]))
-    assert naive[Col.CI_HIGH] - naive[Col.CI_LOW] == pytest.approx((once[Col.CI_HIGH] - once[Col.CI_LOW]) / math.sqrt(2))
+    width = once[Col.CI_HIGH] - once[Col.CI_LOW]
+    assert naive[Col.CI_HIGH] - naive[Col.CI_LOW] == pytest.approx(width / math.sqrt(2))
     assert "clusters" in twice[Col.STATEMENT]
 
 
