@@ -33,7 +33,8 @@ __all__ = [
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",
-    "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "ppi_mean", "ppi_mean_difference", "power_noninferiority", "rater_agreement",
+    "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority", "ppi_mean",
+    "ppi_mean_difference", "rater_agreement",
     "sample_size_difference", "sample_size_noninferiority", "sign_test", "t_interval", "t_test_items",
     "tango_bound", "tango_z", "vectorised_metric", "wilcoxon_signed_rank", "wilson_interval", "win_tie_loss",
 ]
