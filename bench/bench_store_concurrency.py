@@ -24,20 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from servers import OpenAIServer, parity_answer  # noqa: E402  (the tests' loopback server)
-
-
-def make_task(folder: Path, n: int) -> Path:
-    rows = [{"id": f"r{i}", "text": f"request number {i}", "label": "yes" if i % 2 else "no"} for i in range(n)]
-    (folder / "par.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    path = folder / "par.yaml"
-    path.write_text("name: par\ntype: classification\ndata: par.jsonl\nlabels: ['yes', 'no']\n"
-                    "instruction: 'Answer yes or no: {text}'\nsplit: {test_fraction: 1.0, seed: 1}\n", encoding="utf-8")
-    return path
+from servers import OpenAIServer, parity_answer, parity_task  # noqa: E402  (the tests' loopback server)
 
 
 def measure(folder: Path, items: int, runs: int, delay: float, concurrency: int) -> dict[str, object]:
-    task, store = make_task(folder, items), folder / "kit.sqlite"
+    task, store = parity_task(folder, items), folder / "kit.sqlite"
     env = {**os.environ, "KIT_PROJECT": str(ROOT), "PYTHONPATH": str(ROOT)}
     with OpenAIServer(answer=parity_answer, delay=delay) as srv:
         started = time.perf_counter()

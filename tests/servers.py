@@ -20,6 +20,7 @@ import socket
 import struct
 import threading
 import time
+from pathlib import Path
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -42,6 +43,17 @@ def parity_answer(body: dict[str, Any]) -> str:
     words = [w.strip(".?!:") for w in last_user(body).split()]
     digits = [w for w in words if w.isdigit()]
     return ("yes" if int(digits[-1]) % 2 else "no") if digits else "no"
+
+
+def parity_task(folder: Path, n: int) -> Path:
+    """A two-label task file of ``n`` items, all of them test items, whose answers :func:`parity_answer` knows
+    (odd item numbers are "yes"); returns the task's YAML path."""
+    rows = [{"id": f"r{i}", "text": f"request number {i}", "label": "yes" if i % 2 else "no"} for i in range(n)]
+    (folder / "par.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    path = folder / "par.yaml"
+    path.write_text("name: par\ntype: classification\ndata: par.jsonl\nlabels: ['yes', 'no']\n"
+                    "instruction: 'Answer yes or no: {text}'\nsplit: {test_fraction: 1.0, seed: 1}\n", encoding="utf-8")
+    return path
 
 
 class _Base:

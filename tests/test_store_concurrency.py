@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from servers import OpenAIServer, parity_answer
+from servers import OpenAIServer, parity_answer, parity_task
 
 HOLD = """
 import sqlite3, sys, time
@@ -27,16 +27,6 @@ print("locked", flush=True)
 time.sleep(float(sys.argv[2]))
 db.execute("COMMIT")
 """
-
-
-def _task(folder: Path, n: int) -> Path:
-    """A classification task of ``n`` items, all of them test items; the loopback server knows the answers."""
-    rows = [{"id": f"r{i}", "text": f"request number {i}", "label": "yes" if i % 2 else "no"} for i in range(n)]
-    (folder / "par.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-    path = folder / "par.yaml"
-    path.write_text("name: par\ntype: classification\ndata: par.jsonl\nlabels: ['yes', 'no']\n"
-                    "instruction: 'Answer yes or no: {text}'\nsplit: {test_fraction: 1.0, seed: 1}\n", encoding="utf-8")
-    return path
 
 
 def _env() -> dict[str, str]:
@@ -73,7 +63,7 @@ def _lines(path: Path) -> int:
 
 
 def test_a_lock_held_mid_run_loses_no_paid_answer(tmp_path):
-    task, store = _task(tmp_path, 40), tmp_path / "kit.sqlite"
+    task, store = parity_task(tmp_path, 40), tmp_path / "kit.sqlite"
     aside = Path(f"{store}.unwritten.jsonl")
     with OpenAIServer(answer=parity_answer, delay=0.05) as srv:
         run = _run(task, srv.base_url, store, "--concurrency", "2")
@@ -93,7 +83,7 @@ def test_a_lock_held_mid_run_loses_no_paid_answer(tmp_path):
 
 
 def test_a_lock_held_past_the_bound_is_a_clear_error_and_the_kept_answers_land_next_run(tmp_path):
-    task, store = _task(tmp_path, 40), tmp_path / "kit.sqlite"
+    task, store = parity_task(tmp_path, 40), tmp_path / "kit.sqlite"
     aside = Path(f"{store}.unwritten.jsonl")
     with OpenAIServer(answer=parity_answer, delay=0.05) as srv:
         run = _run(task, srv.base_url, store, "--concurrency", "2", "--store-wait", "0.5")
@@ -136,7 +126,7 @@ def _mutable(path: Path) -> None:
 
 @pytest.mark.parametrize("what", ["file", "folder"])
 def test_a_read_only_store_is_a_clear_error_before_anything_is_asked(what, tmp_path):
-    task, folder = _task(tmp_path, 4), tmp_path / "runs"
+    task, folder = parity_task(tmp_path, 4), tmp_path / "runs"
     store = folder / "kit.sqlite"
     with OpenAIServer(answer=parity_answer) as srv:
         first = _run(task, srv.base_url, store)
@@ -187,7 +177,7 @@ def test_two_processes_creating_one_new_store_at_once(tmp_path):
 
 def test_three_runs_of_the_same_questions_pay_each_once(tmp_path):
     n = 50
-    task, store = _task(tmp_path, n), tmp_path / "kit.sqlite"
+    task, store = parity_task(tmp_path, n), tmp_path / "kit.sqlite"
     with OpenAIServer(answer=parity_answer, delay=0.05) as srv:
         runs = [_run(task, srv.base_url, store, "--concurrency", "2") for _ in range(3)]
         outs = [r.communicate(timeout=120) for r in runs]
@@ -204,7 +194,7 @@ def test_three_runs_of_the_same_questions_pay_each_once(tmp_path):
 
 def test_the_claims_of_a_killed_run_are_taken_over(tmp_path):
     n = 12
-    task, store = _task(tmp_path, n), tmp_path / "kit.sqlite"
+    task, store = parity_task(tmp_path, n), tmp_path / "kit.sqlite"
     opened = threading.Event()
 
     def answer(body):
@@ -241,7 +231,7 @@ def test_a_store_under_a_file_is_a_clear_error(tmp_path, capsys):
     from kit.cli import main
 
     (tmp_path / "notes.txt").write_text("not a folder", encoding="utf-8")
-    task = _task(tmp_path, 4)
+    task = parity_task(tmp_path, 4)
     code = main(["run", "--task", str(task), "--arm", "openai:fake", "--base-url", "http://127.0.0.1:9/v1",
                  "--store", str(tmp_path / "notes.txt" / "s.sqlite")])
     err = capsys.readouterr().err
