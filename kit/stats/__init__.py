@@ -22,7 +22,7 @@ from kit.stats.conclusions import Conclusion, finish_comparison, holm
 from kit.stats.paired import mcnemar, non_inferiority, tango_bound, tango_z
 from kit.stats.pairs import beats_baseline, pairwise
 from kit.stats.ppi import ppi_mean, ppi_mean_difference
-from kit.stats.power import (power_difference, power_noninferiority, sample_size_difference,
+from kit.stats.power import (labels_for_agreement, power_difference, power_noninferiority, sample_size_difference,
                              sample_size_noninferiority)
 from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference, sign_test, t_interval, t_test_items,
                               wilcoxon_signed_rank, win_tie_loss)
@@ -31,7 +31,7 @@ from kit.stats.tables import epoch_variation, errors_table, metric_table
 __all__ = [
     "accuracy_ci", "agreement", "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
-    "items_needed_agreement", "items_needed_mean", "kappa_se", "latency_summary", "latency_test", "MACRO_F1",
+    "items_needed_agreement", "items_needed_mean", "kappa_se", "labels_for_agreement", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",
     "pair_arms", "paired_bootstrap", "pairwise", "power_difference", "power_noninferiority", "ppi_mean",
     "ppi_mean_difference", "rater_agreement",

@@ -138,6 +138,25 @@ def sample_size_noninferiority(candidate: Any = None, reference: Any = None, *, 
     return _table(n_req, n_have, p10, p01, extra, words)
 
 
+def labels_for_agreement(agreement: float, *, margin: float = 0.02, alpha: float = 0.05,
+                         power: float = 0.80) -> pd.DataFrame:
+    """Random gold labels needed to turn an agreement decision into a correctness decision at ``margin``.
+
+    A candidate that agrees with the reference on a share ``agreement`` of items can differ from it in
+    correctness only on the rest. Planning for no true difference and the widest spread — on every
+    disagreement exactly one of the two is right (p10 = p01 = (1 - agreement) / 2) — the labels a paired
+    non-inferiority test needs are :func:`sample_size_noninferiority`'s items. Same columns.
+
+    >>> int(labels_for_agreement(0.9, margin=0.02)["n_required"].item())
+    1578
+    """
+    where = "kit.stats.labels_for_agreement"
+    if isinstance(agreement, bool) or not 0.0 <= float(agreement) <= 1.0:
+        raise ConfigError(f"agreement={agreement!r} is not a share of items", where=where, fix="pass a number in [0, 1]")
+    half = (1.0 - float(agreement)) / 2.0
+    return sample_size_noninferiority(p10=half, p01=half, margin=margin, alpha=alpha, power=power)
+
+
 def sample_size_difference(candidate: Any = None, reference: Any = None, *, p10: float | None = None,
                            p01: float | None = None, difference: float | None = None,
                            alpha: float = 0.05, power: float = 0.80) -> pd.DataFrame:
