@@ -253,13 +253,13 @@ class LabelBook:
         if problem:
             raise ConfigError(problem, where=f"task {self.task.name}, item {item_id}",
                               fix=f"give one of: {', '.join(self.labels)}")
-        return self.write([Label(task=self.task.name, item_id=item_id, label=label, who=_who(who), at=now(),
+        return self.write([Label(task=self.task.name, item_id=item_id, label=label, who=check_who(who), at=now(),
                                  source=source)])[0]
 
     def skip(self, item_id: str, *, who: str, source: Source) -> Label:
         """Record a skip: the item stays unlabelled and is not presented again (undo brings it back)."""
         self.item(item_id)
-        return self.write([Label(task=self.task.name, item_id=item_id, label=None, who=_who(who), at=now(),
+        return self.write([Label(task=self.task.name, item_id=item_id, label=None, who=check_who(who), at=now(),
                                  source=source)])[0]
 
     def write(self, rows: Sequence[Label]) -> list[Label]:
@@ -285,7 +285,7 @@ class LabelBook:
         earlier label, if any, is current again. None when ``who`` has nothing left to undo."""
         with self.store.writing() as db:
             row = db.execute("SELECT * FROM labels WHERE task=? AND who=? AND undone_at IS NULL ORDER BY id DESC "
-                             "LIMIT 1", (self.task.name, _who(who))).fetchone()
+                             "LIMIT 1", (self.task.name, check_who(who))).fetchone()
             if row is None:
                 return None
             at = now()
@@ -293,7 +293,8 @@ class LabelBook:
         return replace(_label(row), undone_at=at)
 
 
-def _who(who: str) -> str:
+def check_who(who: str) -> str:
+    """A labeller's name, stripped; a clear error for an empty one."""
     name = str(who or "").strip()
     if not name:
         raise ConfigError("who labels is not known", fix=f"pass --who NAME or set {LABELLER_ENV}")
