@@ -314,3 +314,39 @@ def test_kit_label_errors_are_one_clear_line(tmp_path, support):
     assert "1 rows of the label file cannot be imported" in bad.stderr and "line 2:" in bad.stderr
     status = kit_label(str(support.path), "--store", store, "--status")
     assert status.stdout == "support: 0 / 3 labelled\n"
+
+
+def test_the_disagreements_queue_is_for_reading_and_stays_out_of_the_estimate(tmp_path, support):
+    """Items the options answered differently come first (three answers before two); labels given there are
+    stored as the queue's, and those outside the random sample are counted but never used as gold."""
+    from kit.labels import LabelBook, Queue, sampled_labels
+    from kit.run.store import Store
+
+    store = str(tmp_path / "kit.sqlite")
+    with Store(store) as s:
+        book = LabelBook(s, support)
+        order = book.draw(3, seed=5).order
+        outside = [item.id for item in support.test if item.id not in order]
+        answered = {outside[0]: ("bug", "bug"), outside[1]: ("bug", "other"), order[0]: ("bug", "billing"),
+                    outside[2]: ("bug", "other", "billing")}
+        for item_id, answers in answered.items():
+            for n, answer in enumerate(answers):
+                s.write(f"{item_id}-{n}", {"run_id": "logs", "task": "support", "item_id": item_id,
+                                           "arm": f"openai:model{n}", "model_identity": f"m{n}", "params": {},
+                                           "prompt_hash": "p", "epoch": 0, "answer": answer, "kind": "answer"})
+        queue = [item.id for item in book.disagreements()]
+        expected = [outside[2], *[i for i in (item.id for item in support.test) if i in (outside[1], order[0])]]
+        assert queue == expected
+    done = kit_label(str(support.path), "--store", store, "--who", "ana", "--queue", "disagreements",
+                     stdin="other\nbug\nbilling\n")
+    assert done.returncode == 0, done.stderr
+    assert "for reading — labels outside the random sample never enter the estimates" in done.stdout
+    assert f"[outside the sample] {queue[0]}" in done.stdout and "no disagreement left unlabelled" in done.stdout
+    with Store(store) as s:
+        labels = sampled_labels(s, support)
+        history = LabelBook(s, support).history()
+        assert LabelBook(s, support).next_item(Queue.DISAGREEMENTS) is None
+    assert {str(row.source) for row in history} == {"queue"} and len(history) == 3
+    in_sample = {i: label for i, label in zip(queue, ("other", "bug", "billing")) if i in order}
+    assert dict(labels.gold) == in_sample == {order[0]: in_sample[order[0]]}
+    assert labels.outside == 2

@@ -5,6 +5,7 @@
     kit label snips-intents --undo               # take back your last label
     kit label snips-intents --export labels.csv  # label elsewhere, then --import labels.csv
     kit label snips-intents --status             # how far the labelling is
+    kit label snips-intents --queue disagreements  # read the items the options answered differently
 
 Interactively each item shows its text and the numbered labels; answer with a number or a label's name,
 ``s`` to skip, ``u`` to undo your last label, ``q`` to stop (end of input stops too).
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kit.cli.common import whole
-from kit.labels.book import LABELLER_ENV, LabelBook, Source, default_who
+from kit.labels.book import LABELLER_ENV, LabelBook, Queue, Source, default_who
 
 QUIT, SKIP, UNDO = "q", "s", "u"
 
@@ -56,31 +57,39 @@ def cmd_label(args: argparse.Namespace) -> int:
         if args.import_file or args.undo or args.export_file or args.status:
             print(f"{task.name}: {book.progress()}")
             return 0
-        if book.sample() is None:
+        queue = Queue(args.queue)
+        if queue is Queue.SAMPLE and book.sample() is None:
             raise ConfigError(f"no sample of {task.name} is drawn yet", where=store.path,
                               fix=f"draw one: kit label {args.task} --size 50")
-        label_interactively(book, who=who, read=sys.stdin, write=sys.stdout)
+        label_interactively(book, who=who, read=sys.stdin, write=sys.stdout, queue=queue)
     return 0
 
 
-def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextIO) -> None:
-    """Present the sample's next unlabelled item until none is left, ``q`` or the end of ``read``."""
+def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextIO,
+                        queue: Queue = Queue.SAMPLE) -> None:
+    """Present the next unlabelled item of ``queue`` until none is left, ``q`` or the end of ``read``."""
     def say(text: str = "") -> None:
         write.write(text + "\n")
         write.flush()
 
     labels = book.labels
+    source = Source.CLI if queue is Queue.SAMPLE else Source.QUEUE
     say(f"{book.task.name}: {book.progress()} · labelling as {who} · a number or a label, "
         f"{SKIP} skip, {UNDO} undo, {QUIT} quit")
+    if queue is Queue.DISAGREEMENTS:
+        say("disagreements first: for reading — labels outside the random sample never enter the estimates")
     while True:
-        item = book.next_item()
+        item = book.next_item(queue)
         if item is None:
             progress = book.progress()
-            say(f"every item of the sample is labelled or skipped: {progress}")
-            if progress.skipped:
+            say(f"every item of the sample is labelled or skipped: {progress}" if queue is Queue.SAMPLE
+                else "no disagreement left unlabelled")
+            if queue is Queue.SAMPLE and progress.skipped:
                 say(f"skipped items stay unlabelled (`{UNDO}` or an import brings them back)")
             return
-        say(f"\n[{book.position(item.id)} / {book.progress().size}] {item.id}")
+        position = book.position(item.id)
+        where = f"{position} / {book.progress().size}" if position else "outside the sample"
+        say(f"\n[{where}] {item.id}")
         say(item.text)
         say("  ".join(f"{n}) {label}" for n, label in enumerate(labels, start=1)))
         while True:
@@ -95,7 +104,7 @@ def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextI
                 say(f"stopped: {book.progress()}; run again to go on")
                 return
             if answer == SKIP:
-                book.skip(item.id, who=who, source=Source.CLI)
+                book.skip(item.id, who=who, source=source)
                 say(f"skipped {item.id}")
                 break
             if answer == UNDO:
@@ -107,7 +116,7 @@ def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextI
             if problem:
                 say(f"{problem}; type 1-{len(labels)}, a label, {SKIP}, {UNDO} or {QUIT}")
                 continue
-            book.give(item.id, label, who=who, source=Source.CLI)
+            book.give(item.id, label, who=who, source=source)
             answers = book.answers(item.id)
             shown = "; ".join(f"{arm} → {value}" for arm, value in answers.items())
             say(f"{item.id} → {label}" + (f"   (the options answered: {shown})" if shown else ""))
@@ -136,4 +145,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="export the sample and its labels to a CSV or JSONL file")
     p.add_argument("--undo", action="store_true", help="undo your last label (or skip) on the task")
     p.add_argument("--status", action="store_true", help="only say how far the labelling is")
+    p.add_argument("--queue", choices=[str(q) for q in Queue], default=str(Queue.SAMPLE),
+                   help="sample: the random sample, in order (default; what the estimates use); disagreements: "
+                        "items the options answered differently, for reading (not used by the estimates)")
     p.set_defaults(func=cmd_label)

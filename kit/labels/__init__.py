@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from kit.labels.book import DEFAULT_SEED, Label, LabelBook, Progress, Sample, Source, default_who
+from kit.labels.book import DEFAULT_SEED, Label, LabelBook, Progress, Queue, Sample, Source, default_who
 from kit.run.store import Store
 from kit.tasks.loading import Task
 
-__all__ = ["Label", "LabelBook", "Progress", "Sample", "SampledLabels", "Source", "default_who", "sampled_labels"]
+__all__ = ["Label", "LabelBook", "Progress", "Queue", "Sample", "SampledLabels", "Source", "default_who",
+           "sampled_labels"]
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,14 @@ class Source(StrEnum):
     FORM = "form"      # the notebook's form
     CLI = "cli"        # kit label TASK, interactively
     IMPORT = "import"  # a CSV/JSONL file (kit label TASK --import)
+    QUEUE = "queue"    # the disagreements-first reading queue (kit label TASK --queue disagreements)
+
+
+class Queue(StrEnum):
+    """Which items are presented for labelling."""
+
+    SAMPLE = "sample"                # the random sample, in order: the labels the estimates use
+    DISAGREEMENTS = "disagreements"  # items the options answered differently, most answers first: for reading
 
 
 @dataclass(frozen=True)
@@ -193,11 +201,25 @@ class LabelBook:
         """Item id -> its latest row not undone (a label, or a skip)."""
         return {row.item_id: row for row in self.history() if row.undone_at is None}
 
-    def next_item(self) -> Item | None:
-        """The first item of the sample, in order, with neither a label nor a skip (None when none is left)."""
+    def next_item(self, queue: Queue = Queue.SAMPLE) -> Item | None:
+        """The first item of ``queue`` with neither a label nor a skip (None when none is left)."""
+        if queue is Queue.DISAGREEMENTS:
+            return next(iter(self.disagreements()), None)
         sample, current = self.sample(), self.current()
         pending = (i for i in (sample.order if sample else ()) if i not in current)
         return next((self._test[i] for i in pending), None)
+
+    def disagreements(self) -> tuple[Item, ...]:
+        """Test items not labelled or skipped yet whose options' stored answers differ — most distinct answers
+        first, then in test order. A queue for *reading*: its labels outside the random sample are kept
+        (counted as ``outside``) but never enter the estimates, which use the random sample alone."""
+        frame = self.store.responses(task=self.task.name, epoch=0, item_ids=self._test_ids)
+        answers: dict[str, set[str]] = {}
+        for item_id, answer in zip(frame[Col.ITEM_ID], frame[Col.ANSWER]):
+            answers.setdefault(str(item_id), set()).add(json.dumps(answer, sort_keys=True))
+        current = self.current()
+        split = [i for i in self._test_ids if len(answers.get(i, ())) > 1 and i not in current]
+        return tuple(self._test[i] for i in sorted(split, key=lambda i: -len(answers[i])))
 
     def progress(self) -> Progress:
         sample, current = self.sample(), self.current()
