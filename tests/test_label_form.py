@@ -36,7 +36,8 @@ def _support_task(folder: Path, n: int = 60) -> tuple[Path, dict[str, str]]:
     (folder / "support.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     path = folder / "support.yaml"
     path.write_text("name: support\ntype: classification\ndata: support.jsonl\nlabels: [billing, bug, other]\n"
-                    "instruction: 'Route this ticket: {text}'\nsplit: {test_fraction: 0.5, seed: 3}\n", encoding="utf-8")
+                    "instruction: 'Route this ticket: {text}'\nsplit: {test_fraction: 0.5, seed: 3}\n",
+                    encoding="utf-8")
     return path, key
 
 

@@ -48,7 +48,7 @@ def sampled_labels(store: Store, task: Task) -> SampledLabels:
     """The random sample of ``task`` in ``store`` and its labels (an empty sample before any is drawn).
 
     Raises :class:`~kit.errors.ConfigError` for a task type that is not labelled by hand (see
-    :data:`kit.labels.book.SUPPORTED_KINDS`).
+    :data:`kit.labels.book.SUPPORTED`).
     """
     book = LabelBook(store, task)
     sample = book.sample()

@@ -37,10 +37,11 @@ import numpy as np
 from kit.columns import Col
 from kit.errors import ConfigError, TaskError
 from kit.run.store import Store, now
+from kit.tasks.classification import Classification
 from kit.tasks.loading import Task
 from kit.tasks.types import Item
 
-SUPPORTED_KINDS = ("classification",)  # task types whose gold answer is one label of a fixed set
+SUPPORTED = (Classification,)  # task types whose gold answer is one label of a fixed set
 DEFAULT_SEED = 1  # the same in every store, so two stores of one task draw the same sample
 LABELLER_ENV = "KIT_LABELLER"  # who labels, when --who is not given
 
@@ -121,13 +122,12 @@ def check_labelling(task: Task) -> tuple[str, ...]:
     >>> check_labelling(load_task("snips-intents"))[:2]
     ('add_to_playlist', 'book_restaurant')
     """
-    labels = getattr(task.type, "labels", None)
-    if task.kind not in SUPPORTED_KINDS or not labels:
+    if not isinstance(task.type, SUPPORTED):
         raise ConfigError(f"task '{task.name}' is of type '{task.kind}': labelling by hand supports "
-                          f"{', '.join(SUPPORTED_KINDS)} tasks (one label of a fixed set per item)",
+                          f"{', '.join(kind.kind for kind in SUPPORTED)} tasks (one label of a fixed set per item)",
                           where=str(task.path), fix="label a classification task; for other types put the gold "
                                                     "answers in the task's data file")
-    return tuple(labels)
+    return tuple(task.type.labels)
 
 
 class LabelBook:
@@ -244,7 +244,8 @@ class LabelBook:
         """A test item by id (a clear error for any other id)."""
         problem = self.item_problem(item_id)
         if problem:
-            raise ConfigError(problem, where=f"task {self.task.name}", fix="give the id of one of the task's test items")
+            raise ConfigError(problem, where=f"task {self.task.name}",
+                              fix="give the id of one of the task's test items")
         return self._test[item_id]
 
     # checks (each returns what is wrong, or None) -------------------------------------------------------
