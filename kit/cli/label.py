@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TextIO
 
 from kit.cli.common import whole
-from kit.labels.book import LABELLER_ENV, LabelBook, Queue, Source, default_who
+from kit.labels.book import DEFAULT_SEED, LABELLER_ENV, LabelBook, Queue, Source, default_who
 
 QUIT, SKIP, UNDO = "q", "s", "u"
 
@@ -138,7 +138,7 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--size", type=whole(1, meaning="items in the sample"),
                    help="draw the sample, or extend it to N items (earlier items keep their places)")
     p.add_argument("--seed", type=whole(0, meaning="the sample's random seed"),
-                   help="seed of the first draw (recorded; default 1, the same in every store)")
+                   help=f"seed of the first draw (recorded; default {DEFAULT_SEED}, the same in every store)")
     p.add_argument("--import", dest="import_file", metavar="FILE",
                    help="import labels from a CSV or JSONL file with columns id,label[,who]")
     p.add_argument("--export", dest="export_file", metavar="FILE",
