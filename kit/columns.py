@@ -244,6 +244,14 @@ class Col(StrEnum):
     LABELS_ONLY_CI_HIGH = "labels_only_ci_high"
     WIDTH_RATIO = "width_ratio"
     EFFECTIVE_LABELS = "effective_labels"
+    # -- the labelling loop (kit.labels: the store's labels and label_sample tables, label files)
+    LABEL = "label"
+    WHO = "who"
+    AT = "at"
+    SOURCE = "source"
+    UNDONE_AT = "undone_at"
+    POSITION = "position"
+    SEED = "seed"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

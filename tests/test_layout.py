@@ -71,7 +71,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in l
     "arms",                                         # the ways of answering (the stand-in server too)
     "tasks",                                        # task types, loading, prompts, scoring
     "run finetune privacy",                         # the runner and store, training, personal data
-    "judge cascade",                                # built on the runner and on the statistics
+    "judge cascade labels",                         # built on the runner, the statistics and the store
     "decision",                                     # pure rules over typed facts
     "experiment",                                   # the experiment's schema
     "pipeline",                                     # the run folder and the stages, in flow order

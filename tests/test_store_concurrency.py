@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from kit.run.store import MIGRATIONS
 from servers import OpenAIServer, parity_answer, parity_task
 
 HOLD = """
@@ -172,7 +173,7 @@ def test_two_processes_creating_one_new_store_at_once(tmp_path):
     for i in range(rounds):
         with sqlite3.connect(tmp_path / f"s{i}.sqlite") as db:
             assert db.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
-            assert db.execute("PRAGMA user_version").fetchone()[0] == 4
+            assert db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_three_runs_of_the_same_questions_pay_each_once(tmp_path):

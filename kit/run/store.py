@@ -27,7 +27,7 @@ Several processes may use one store at once (``kit run`` in two terminals, a not
 
 >>> with Store(":memory:") as store:
 ...     store.schema_version()
-4
+5
 """
 
 from __future__ import annotations
@@ -92,6 +92,21 @@ MIGRATIONS: tuple[str, ...] = (
         cache_key TEXT PRIMARY KEY, run_id TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL,
         claimed_at REAL NOT NULL
     );
+    """,
+    # the labelling loop (kit.labels): the seeded random sample of a task's test items drawn for labelling
+    # (position 1 is presented first), and every label given, with who, when and how; an undone label keeps
+    # its row with undone_at set, and a skip is a row whose label is NULL
+    """
+    CREATE TABLE IF NOT EXISTS label_sample (
+        task TEXT NOT NULL, position INTEGER NOT NULL, item_id TEXT NOT NULL, seed INTEGER NOT NULL,
+        PRIMARY KEY (task, position), UNIQUE (task, item_id)
+    );
+    CREATE TABLE IF NOT EXISTS labels (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        task TEXT NOT NULL, item_id TEXT NOT NULL, label TEXT, who TEXT NOT NULL, at TEXT NOT NULL,
+        source TEXT NOT NULL, undone_at TEXT
+    );
+    CREATE INDEX IF NOT EXISTS labels_task_item ON labels(task, item_id);
     """,
 )
 
@@ -323,6 +338,22 @@ class Store:
         for f in files:
             f.truncate(0)
             f.close()
+
+    @contextmanager
+    def writing(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, for writers beside the runner (the labels): it waits up to ``wait_s`` for
+        another process's write lock, and all of it is written or — on any error inside — none of it.
+
+        >>> with Store(":memory:") as s, s.writing() as db:
+        ...     db.execute("SELECT count(*) FROM labels").fetchone()[0]
+        0
+        """
+        began = time.monotonic()
+        try:
+            with self._transaction(wait=True):
+                yield self.db
+        except sqlite3.Error as exc:
+            raise self._error(exc, waited_s=time.monotonic() - began) from None
 
     def side_files(self) -> list[Path]:
         """Where rows the store could not take are kept: beside the store, else in the temporary folder."""
