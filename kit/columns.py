@@ -244,6 +244,9 @@ class Col(StrEnum):
     LABELS_ONLY_CI_HIGH = "labels_only_ci_high"
     WIDTH_RATIO = "width_ratio"
     EFFECTIVE_LABELS = "effective_labels"
+    # -- clustered items (a task's `cluster:` column; kit.stats.clusters)
+    CLUSTER = "cluster"
+    N_CLUSTERS = "n_clusters"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

@@ -23,6 +23,7 @@ from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats.conclusions import Conclusion
 from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, z_of
+from kit.stats.clusters import clustered_mean
 
 
 
@@ -97,9 +98,16 @@ def tango_bound(x: float, y: float, n: int, level: float, *, upper: bool) -> flo
     return -1.0 if f(-1 + eps) < 0 else float(optimize.brentq(f, -1 + eps, est, xtol=1e-10))
 
 
-def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float):
-    """Return (p_greater(d0), p_less(d0), lower, upper) closures/values for the chosen method."""
+def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float, clusters: Any = None):
+    """Return (p_greater(d0), p_less(d0), lower, upper) closures/values for the chosen method; with
+    ``clusters``, the cluster-robust Wald test (CR1, t with G - 1 df) whatever the method — unless its
+    standard error is 0 (no cluster differs from the mean difference: nothing for clustering to widen), where
+    the item-level test stands, so a few identical answers never prove anything."""
     d = cand - ref
+    if clusters is not None:
+        m = clustered_mean(d, clusters, where="kit.stats.non_inferiority")
+        if m.se > 0:
+            return m.p_greater, m.p_less, m.bound(1 - alpha, upper=False), m.bound(1 - alpha, upper=True)
     n = d.size
     if method == "tango":
         x, y = float(np.clip(d, 0, None).sum()), float(np.clip(-d, 0, None).sum())
@@ -155,13 +163,18 @@ def explain(conclusion: str, *, diff: float, lower: float, upper: float, margin:
 
 
 def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alpha: float = 0.05,
-                    equivalence: bool = False, method: Literal["tango", "t"] = "tango") -> pd.DataFrame:
+                    equivalence: bool = False, method: Literal["tango", "t"] = "tango",
+                    clusters: Any = None) -> pd.DataFrame:
     """One-sided test that the candidate loses at most ``margin`` against the reference (paired).
 
     H0: mean(candidate - reference) <= -margin. ``p_value`` is the test of the chosen question
     (non-inferiority, or TOST equivalence within ±margin when ``equivalence=True``); superiority is
     reported when the lower bound clears zero. ``method="tango"`` is Tango's score test (paired
-    proportions, also valid and conservative for scores in [0, 1]); ``"t"`` is a paired t-test.
+    proportions, also valid and conservative for scores in [0, 1]); ``"t"`` is a paired t-test. With
+    ``clusters`` (each item's cluster), either becomes the cluster-robust Wald test of the mean per-item
+    difference at the margin (:mod:`kit.stats.clusters`: CR1 standard error, t with G - 1 df): Tango's test
+    and McNemar assume independent items, and a score test with a clustered variance under the null has no
+    standard form, so the Wald test — OLS of the difference on an intercept, clustered — is used.
     Columns: n, candidate_mean, reference_mean, difference, margin, alpha, lower_bound, upper_bound,
     p_value, p_noninferiority, p_superiority, p_inferiority, p_equivalence, p_above_margin (H1: the
     candidate is better by more than the margin), conclusion, method, statement.
@@ -177,13 +190,14 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
     if method not in ("tango", "t"):
         raise ConfigError(f"method={method!r} is unknown", where=where, fix="use 'tango' or 't'")
     cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where=where)
-    p_gt, p_lt, lower, upper = _one_sided(cand, ref, method, alpha)
+    p_gt, p_lt, lower, upper = _one_sided(cand, ref, method, alpha, clusters)
     p = {Col.P_NONINFERIORITY: p_gt(-margin), Col.P_SUPERIORITY: p_gt(0.0), Col.P_INFERIORITY: p_lt(-margin),
          Col.P_ABOVE_MARGIN: p_gt(margin)}
     p[Col.P_EQUIVALENCE] = max(p[Col.P_NONINFERIORITY], p_lt(margin))
     verdict = conclude(p, alpha, equivalence=equivalence)
     diff = float(cand.mean() - ref.mean())
-    name = "Tango (1998) score test" if method == "tango" else "paired t-test"
+    name = ("cluster-robust Wald test (CR1, t with G-1 df)" if clusters is not None else
+            "Tango (1998) score test" if method == "tango" else "paired t-test")
     return pd.DataFrame([{
         Col.N: cand.size, Col.CANDIDATE_MEAN: float(cand.mean()), "reference_mean": float(ref.mean()),
         Col.DIFFERENCE: diff, Col.MARGIN: float(margin), "alpha": alpha, Col.LOWER_BOUND: lower, Col.UPPER_BOUND: upper,
