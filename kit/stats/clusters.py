@@ -136,7 +136,7 @@ def cluster_interval(values: Any, clusters: Any, *, ci: float = 0.95) -> pd.Data
     Columns: n, n_clusters, mean, se, df, ci_low, ci_high, ci_level, method, statement.
 
     >>> round(cluster_interval([1, 0, 1, 1, 0, 1], [1, 1, 2, 2, 3, 3])["se"].item(), 4)
-    0.1925
+    0.1667
     """
     where = "kit.stats.cluster_interval"
     ci = check_level(ci, "ci", where=where)
