@@ -24,7 +24,8 @@ from kit.stats._data import (
     pair_arms,
 )
 from kit.stats.bootstrap import paired_bootstrap
-from kit.stats.clusters import cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters
+from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters,
+                                widest)
 from kit.stats.intervals import mean_ci
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
@@ -50,7 +51,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
     mc = mcnemar(right[arm], right[reference]).iloc[0]
     groups = clusters_for(wide.index, by_item)
     ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, equivalence=equivalence, clusters=groups).iloc[0]
-    if cand.size >= 2 and groups is None:
+    if cand.size >= 2:
         bs = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
         b_lo, b_hi = bs[Col.CI_LOW], bs[Col.CI_HIGH]
     else:
@@ -60,13 +61,14 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
     rv, rlo, rhi = mean_ci(ref, ci)
     clustered: dict[str, Any] = {}
     if groups is not None:
-        (cv, clo, chi), (rv, rlo, rhi) = cluster_ci(cand, groups, ci), cluster_ci(ref, groups, ci)
+        cv, clo, chi = cluster_ci(cand, groups, ci, item=(clo, chi))
+        rv, rlo, rhi = cluster_ci(ref, groups, ci, item=(rlo, rhi))
         diff = clustered_mean(cand - ref, groups, where="kit.stats.compare_arms")
-        b_lo, b_hi = diff.interval(ci)
+        b_lo, b_hi = widest(diff.interval(ci), (b_lo, b_hi)) if cand.size >= 2 else diff.interval(ci)
         p_right = clustered_mean(right[arm].to_numpy() - right[reference].to_numpy(), groups,
                                  where="kit.stats.compare_arms").p_two_sided()
         mc = mc.copy()
-        mc["p_exact"] = mc["p_mid"] = p_right
+        mc["p_exact"], mc["p_mid"] = max(p_right, mc["p_exact"]), max(p_right, mc["p_mid"])
         deff = max(1.0, design_effect(cand - ref, groups))
         need = {"n_required": float(np.ceil(need["n_required"] * deff)) if np.isfinite(need["n_required"])
                 else need["n_required"]}
@@ -122,11 +124,12 @@ def _clustered_words(text: str, r: pd.Series) -> str:
     """The statement of a clustered comparison: its intervals and tests name the cluster-robust methods."""
     g = int(r[Col.N_CLUSTERS])
     text = (text.replace(" paired items:", f" paired items in {g} clusters:", 1)
-            .replace("(paired bootstrap ", "(cluster-robust ", 1)
-            .replace("(exact McNemar ", "(cluster-robust Wald test of the difference in right answers ", 1))
+            .replace("(paired bootstrap ", "(paired bootstrap or cluster-robust, the wider: ", 1)
+            .replace("(exact McNemar ", "(exact McNemar or cluster-robust Wald test of the difference in right "
+                                        "answers, the larger: ", 1))
     return (text + cluster_note(g) + " The margin is tested with the cluster-robust Wald test of the mean "
-            "per-item difference instead of Tango's score test, which assumes independent items; the items needed "
-            "are scaled by the observed design effect.")
+            "per-item difference beside Tango's score test, which assumes independent items, and the more "
+            "conservative counts; the items needed are scaled by the observed design effect.")
 
 
 def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
@@ -150,9 +153,10 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
 
     When the table has a ``cluster`` column (a task that declares ``cluster:``), every interval and test is
     clustered (:mod:`kit.stats.clusters`): the values' and the difference's intervals are cluster-robust (CR1,
-    t with G - 1 df), the margin is tested with the cluster-robust Wald test instead of Tango's, the
-    ``mcnemar_p`` columns hold the cluster-robust two-sided test of the difference in right answers,
-    ``n_needed`` is scaled by the design effect, and ``n_clusters`` counts the clusters.
+    t with G - 1 df), the margin is also tested with the cluster-robust Wald test, the ``mcnemar_p`` columns
+    also weigh the cluster-robust two-sided test of the difference in right answers — every interval the
+    union with its item-level one, every p-value the larger of the two — ``n_needed`` is scaled by the design
+    effect, and ``n_clusters`` counts the clusters.
     """
     where = "kit.stats.compare_arms"
     alpha = check_level(alpha, "alpha", where=where)

@@ -100,14 +100,14 @@ def tango_bound(x: float, y: float, n: int, level: float, *, upper: bool) -> flo
 
 def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float, clusters: Any = None):
     """Return (p_greater(d0), p_less(d0), lower, upper) closures/values for the chosen method; with
-    ``clusters``, the cluster-robust Wald test (CR1, t with G - 1 df) whatever the method — unless its
-    standard error is 0 (no cluster differs from the mean difference: nothing for clustering to widen), where
-    the item-level test stands, so a few identical answers never prove anything."""
+    ``clusters``, the more conservative of it and the cluster-robust Wald test (CR1, t with G - 1 df): the
+    larger p-value, the wider bound."""
     d = cand - ref
     if clusters is not None:
         m = clustered_mean(d, clusters, where="kit.stats.non_inferiority")
-        if m.se > 0:
-            return m.p_greater, m.p_less, m.bound(1 - alpha, upper=False), m.bound(1 - alpha, upper=True)
+        gt, lt, lo, hi = _one_sided(cand, ref, method, alpha)
+        return (lambda d0: max(gt(d0), m.p_greater(d0)), lambda d0: max(lt(d0), m.p_less(d0)),  # noqa: E731
+                min(lo, m.bound(1 - alpha, upper=False)), max(hi, m.bound(1 - alpha, upper=True)))
     n = d.size
     if method == "tango":
         x, y = float(np.clip(d, 0, None).sum()), float(np.clip(-d, 0, None).sum())
@@ -171,10 +171,11 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
     (non-inferiority, or TOST equivalence within ±margin when ``equivalence=True``); superiority is
     reported when the lower bound clears zero. ``method="tango"`` is Tango's score test (paired
     proportions, also valid and conservative for scores in [0, 1]); ``"t"`` is a paired t-test. With
-    ``clusters`` (each item's cluster), either becomes the cluster-robust Wald test of the mean per-item
-    difference at the margin (:mod:`kit.stats.clusters`: CR1 standard error, t with G - 1 df): Tango's test
-    and McNemar assume independent items, and a score test with a clustered variance under the null has no
-    standard form, so the Wald test — OLS of the difference on an intercept, clustered — is used.
+    ``clusters`` (each item's cluster), the cluster-robust Wald test of the mean per-item difference at the
+    margin joins it (:mod:`kit.stats.clusters`: OLS of the difference on an intercept, CR1 standard error, t
+    with G - 1 df): Tango's test assumes independent items, and a score test with a clustered variance under
+    the null has no standard form. Each p-value is the larger of the two tests' and each bound the wider, since
+    the Wald test is too liberal near 0 and 1 (no discordant item: a standard error of 0) where Tango's is not.
     Columns: n, candidate_mean, reference_mean, difference, margin, alpha, lower_bound, upper_bound,
     p_value, p_noninferiority, p_superiority, p_inferiority, p_equivalence, p_above_margin (H1: the
     candidate is better by more than the margin), conclusion, method, statement.
@@ -196,8 +197,9 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
     p[Col.P_EQUIVALENCE] = max(p[Col.P_NONINFERIORITY], p_lt(margin))
     verdict = conclude(p, alpha, equivalence=equivalence)
     diff = float(cand.mean() - ref.mean())
-    name = ("cluster-robust Wald test (CR1, t with G-1 df)" if clusters is not None else
-            "Tango (1998) score test" if method == "tango" else "paired t-test")
+    name = "Tango (1998) score test" if method == "tango" else "paired t-test"
+    if clusters is not None:
+        name = f"cluster-robust Wald test (CR1, t with G-1 df) and {name}, the more conservative"
     return pd.DataFrame([{
         Col.N: cand.size, Col.CANDIDATE_MEAN: float(cand.mean()), "reference_mean": float(ref.mean()),
         Col.DIFFERENCE: diff, Col.MARGIN: float(margin), "alpha": alpha, Col.LOWER_BOUND: lower, Col.UPPER_BOUND: upper,

@@ -4,7 +4,7 @@
 Right/wrong results are compared with the exact McNemar (binomial) test on the discordant items; fractional
 scores with the exact sign test on the items where the two differ. A result that is a random guess's expected
 value (``chance``) is compared through a one-sided exact binomial test of the correct answers against it.
-Clustered items (``clusters=``) get the cluster-robust test of the mean difference instead (kit.stats.clusters).
+Clustered items (``clusters=``) also get the cluster-robust test of the mean difference; the larger p-value counts.
 
 >>> beats_baseline([1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0])["p_value"].item()
 0.03125
@@ -38,12 +38,12 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
     right/wrong, exact sign test on fractional scores. Otherwise ``baseline`` holds the per-item expected score
     of a random guess (chance): a one-sided exact binomial test of the candidate's correct answers against it.
     With ``clusters`` (each item's cluster), either becomes the one-sided cluster-robust test of the mean
-    per-item difference (:mod:`kit.stats.clusters`: CR1, t with G - 1 df), since the exact tests assume
-    independent items. Columns: n, candidate_mean, baseline_mean, difference, wins, losses, p_value, passes,
+    per-item difference (:mod:`kit.stats.clusters`: CR1, t with G - 1 df) joins it, since the exact tests
+    assume independent items; the larger p-value counts. Columns: n, candidate_mean, baseline_mean, difference, wins, losses, p_value, passes,
     method, statement (and n_clusters, with clusters).
 
     >>> beats_baseline([1, 1, 1, 0, 1, 1], [0, 0, 0, 0, 1, 0], clusters=[1, 1, 2, 2, 3, 3])["method"].item()
-    'cluster-robust t (CR1, G-1 df), one-sided'
+    'cluster-robust t (CR1, G-1 df), one-sided, or the exact McNemar (one-sided) where larger'
     """
     where = "kit.stats.beats_baseline"
     alpha = check_level(alpha, "alpha", where=where)
@@ -63,7 +63,8 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
     extra: dict[str, Any] = {}
     if clusters is not None:
         m = clustered_mean(cand - base, clusters, where=where)
-        p, method, extra = m.p_greater(0.0), f"{CLUSTER_METHOD}, one-sided", {Col.N_CLUSTERS: m.n_clusters}
+        p, extra = max(p, m.p_greater(0.0)), {Col.N_CLUSTERS: m.n_clusters}
+        method = f"{CLUSTER_METHOD}, one-sided, or the {method} where larger"
     passes = p < alpha
     words = (f"{pct(cand.mean())} against {name}'s {pct(base.mean())} on {cand.size} items"
              + (f" in {extra[Col.N_CLUSTERS]} clusters" if extra else "") + ": "
@@ -77,8 +78,9 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
 def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05, clusters: Any = None) -> pd.DataFrame:
     """Every pair of columns of a per-item table (one column per option): the paired difference, a two-sided
     exact test (McNemar on right/wrong, sign test on scores) and Holm's correction across all pairs. With
-    ``clusters`` (each row's cluster) the test is the two-sided cluster-robust test of the mean difference
-    (:mod:`kit.stats.clusters`), and an ``n_clusters`` column counts the clusters.
+    ``clusters`` (each row's cluster) the p-value is the larger of the exact test's and the two-sided
+    cluster-robust test's of the mean difference (:mod:`kit.stats.clusters`), and an ``n_clusters`` column
+    counts the clusters.
 
     Columns: a, b, n, mean_a, mean_b, difference (a − b), p_value, p_holm, significant, statement.
 
@@ -94,7 +96,7 @@ def pairwise(wide: pd.DataFrame, *, alpha: float = 0.05, clusters: Any = None) -
         wins, losses = int((diff > 0).sum()), int((diff < 0).sum())
         p = float(stats.binomtest(wins, wins + losses, 0.5).pvalue) if wins + losses else 1.0
         if clusters is not None:
-            p = clustered_mean(diff, clusters, where="kit.stats.pairwise").p_two_sided()
+            p = max(p, clustered_mean(diff, clusters, where="kit.stats.pairwise").p_two_sided())
         rows.append({Col.A: a, Col.B: b, Col.N: int(x.size), Col.MEAN_A: float(x.mean()), Col.MEAN_B: float(y.mean()),
                      Col.DIFFERENCE: float(x.mean() - y.mean()), Col.P_VALUE: p})
     out = pd.DataFrame(rows, columns=[Col.A, Col.B, Col.N, Col.MEAN_A, Col.MEAN_B, Col.DIFFERENCE, Col.P_VALUE])

@@ -28,7 +28,8 @@ from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats._data import as_pair, candidates_of, check_level
 from kit.stats.bootstrap import paired_bootstrap
-from kit.stats.clusters import cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters
+from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters,
+                                widest)
 from kit.stats.compare import P_COLUMNS
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.intervals import wilson_interval
@@ -205,23 +206,26 @@ def _pair(df: pd.DataFrame, arm: str, reference: str) -> tuple[np.ndarray, np.nd
 def _clustered(cand: np.ndarray, ref: np.ndarray, groups: np.ndarray, row: dict[str, Any], *, margin: float,
                alpha: float, ci: float) -> dict[str, Any]:
     """The row's intervals and tests redone for clustered items (:mod:`kit.stats.clusters`): cluster-robust
-    intervals, the cluster-robust Wald test at the margin, and in place of the sign and Wilcoxon tests the
-    cluster-robust two-sided tests of the mean sign and of the mean difference."""
+    intervals, the cluster-robust Wald test at the margin, and beside the sign and Wilcoxon tests the
+    cluster-robust two-sided tests of the mean sign and of the mean difference — each interval the union with
+    its item-level one, each p-value the larger of the two."""
     where = "kit.stats.compare_scores"
     d = cand - ref
     ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, method="t", clusters=groups).iloc[0]
     diff = clustered_mean(d, groups, where=where)
-    lo, hi = diff.interval(ci)
+    lo, hi = widest(diff.interval(ci), (row[Col.DIFF_CI_LOW], row[Col.DIFF_CI_HIGH]))
     row.update({Col.N_CLUSTERS: diff.n_clusters, Col.DIFF_CI_LOW: lo, Col.DIFF_CI_HIGH: hi,
                 Col.LOWER_BOUND: float(ni[Col.LOWER_BOUND]), Col.UPPER_BOUND: float(ni[Col.UPPER_BOUND]),
                 **{c: float(ni[c]) for c in P_COLUMNS}, Col.CONCLUSION: ni[Col.CONCLUSION],
-                Col.SIGN_P: clustered_mean(np.sign(d), groups, where=where).p_two_sided(),
-                Col.WILCOXON_P: diff.p_two_sided()})
+                Col.SIGN_P: max(row[Col.SIGN_P], clustered_mean(np.sign(d), groups, where=where).p_two_sided()),
+                Col.WILCOXON_P: max(row[Col.WILCOXON_P], diff.p_two_sided())})
     for name, col in ((Col.CANDIDATE_VALUE, cand), (Col.REFERENCE_VALUE, ref)):
         prefix = name.removesuffix("_value")
-        _, row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = cluster_ci(col, groups, ci)
+        item = (row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"])
+        _, row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = cluster_ci(col, groups, ci, item=item)
     for name, hit in (("win", d > 0), ("loss", d < 0)):
-        _, row[f"{name}_ci_low"], row[f"{name}_ci_high"] = cluster_ci(hit.astype(float), groups, ci)
+        item = (row[f"{name}_ci_low"], row[f"{name}_ci_high"])
+        _, row[f"{name}_ci_low"], row[f"{name}_ci_high"] = cluster_ci(hit.astype(float), groups, ci, item=item)
     need = row[Col.N_NEEDED] * max(1.0, design_effect(d, groups)) if math.isfinite(row[Col.N_NEEDED]) else math.inf
     row[Col.N_NEEDED] = float(math.ceil(need)) if math.isfinite(need) else need
     row[Col.ENOUGH_ITEMS] = bool(math.isfinite(need) and cand.size >= row[Col.N_NEEDED])
@@ -236,8 +240,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: flo
                           fix="score both options on at least two of the same items")
     groups = clusters_for(counts["index"], by_item)
     ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, method="t").iloc[0]
-    boot = (paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0] if groups is None
-            else {Col.CI_LOW: float("nan"), Col.CI_HIGH: float("nan")})
+    boot = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
     wtl = win_tie_loss(cand, ref, ci=ci).iloc[0]
     wil = wilcoxon_signed_rank(cand, ref).iloc[0]
     cv, clo, chi = t_interval(cand, ci)
@@ -287,9 +290,10 @@ def _statement(r: pd.Series, k: int, *, alpha: float, ci: float) -> str:
         g = int(r[Col.N_CLUSTERS])
         text = (text.replace(" paired items,", f" paired items in {g} clusters,", 1)
                 .replace("(paired bootstrap ", "(cluster-robust ", 1)
-                .replace("(sign test ", "(cluster-robust test of the mean sign ", 1)
-                .replace("; Wilcoxon signed-rank ", "; cluster-robust test of the mean difference ", 1)
-                .replace("(paired t-test)", "(cluster-robust Wald test)", 1))
+                .replace("(sign test ", "(sign test or cluster-robust test of the mean sign, the larger: ", 1)
+                .replace("; Wilcoxon signed-rank ", "; Wilcoxon signed-rank or cluster-robust test of the mean "
+                                                    "difference, the larger: ", 1)
+                .replace("(paired t-test)", "(paired t-test and cluster-robust Wald test, the wider)", 1))
         return text + cluster_note(g) + (" Assumptions: the clusters are independent and represent the traffic the "
                                          "decision is about; errors and empty answers score 0; the tests are "
                                          "large-sample approximations in the number of clusters.")
@@ -313,8 +317,9 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     With a ``cluster`` column (a task that declares ``cluster:``) every interval and test is clustered
     (:mod:`kit.stats.clusters`): cluster-robust intervals (CR1, t with G - 1 df), the cluster-robust Wald test
     at the margin, and in ``sign_p`` and ``wilcoxon_p`` the cluster-robust tests of the mean sign and of the
-    mean difference (rank tests assume independent items); ``n_needed`` is scaled by the design effect and
-    ``n_clusters`` counts the clusters.
+    mean difference (rank tests assume independent items) — each interval never narrower than the item-level
+    one, each p-value the larger of the two; ``n_needed`` is scaled by the design effect and ``n_clusters``
+    counts the clusters.
 
     >>> df = pd.DataFrame({"option": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
     ...                    "score": [.8, .6, .7, .9, .5, .6, .7, .6, .8, .7, .5, .4]})

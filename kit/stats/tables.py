@@ -46,7 +46,8 @@ def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
             a, alo, ahi = mean_ci(acc, ci)
             s, slo, shi = mean_ci(score, ci)
         else:
-            (a, alo, ahi), (s, slo, shi) = cluster_ci(acc, groups, ci), cluster_ci(score, groups, ci)
+            a, alo, ahi = cluster_ci(acc, groups, ci, item=mean_ci(acc, ci)[1:])
+            s, slo, shi = cluster_ci(score, groups, ci, item=mean_ci(score, ci)[1:])
         n_epochs = int(g[Col.EPOCH].nunique())
         words = (f"{arm}: accuracy {pct(a)} ({100 * ci:g}% CI {pct(alo)} to {pct(ahi)}) on {acc.size} items"
                  + (f", each averaged over {n_epochs} epochs (the interval treats each item's average as one "
