@@ -1,0 +1,126 @@
+"""A task that declares `cluster:` end to end: load → scores → compare, floor, pairs, agreement, metrics.
+
+The answers table is written by hand (no model runs): the reference is right on most items, the candidate
+is wrong on whole customers at a time, so clustering must widen what the item-level statistics say. The
+clustered numbers are checked against statsmodels' cluster-robust OLS on an intercept
+(``OLS(y, ones).fit(cov_type="cluster", cov_kwds={"groups": g}, use_t=True)``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.regression.linear_model import OLS
+
+from kit.columns import Col
+from kit.errors import TaskError
+from kit.pipeline.quality import _metrics, _pairs, floor_table
+from kit.tasks import load_task
+from kit.tasks.compare import compare_options
+from kit.tasks.scoring import score_task
+
+N_CUSTOMERS, PER_CUSTOMER = 10, 6
+BAD_CUSTOMERS = {2, 5}  # the candidate answers these customers' tickets wrongly, all of them
+
+
+def _write(tmp_path, *, cluster_line: str = "cluster: customer", rows: list[str] | None = None):
+    labels = ["bug", "billing"]
+    if rows is None:
+        rows = [f"t{c}-{k},ticket {k} of customer {c},{labels[(c + k) % 2]},cust{c}"
+                for c in range(N_CUSTOMERS) for k in range(PER_CUSTOMER)]
+    (tmp_path / "t.csv").write_text("id,text,label,customer\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    (tmp_path / "t.yaml").write_text(
+        "name: tickets\ntype: classification\ndata: t.csv\ninstruction: 'Route: {text}'\nlabels: [bug, billing]\n"
+        f"split: {{test_fraction: 1.0}}\n{cluster_line}\n", encoding="utf-8")
+    return tmp_path / "t.yaml"
+
+
+def _answers(task) -> pd.DataFrame:
+    rows = []
+    for item in task.test:
+        customer, k = (int(part) for part in item.id.removeprefix("t").split("-"))
+        right = ["bug", "billing"][(customer + k) % 2]  # as _write labels it (also when loaded without labels)
+        wrong = "billing" if right == "bug" else "bug"
+        for option, answer in (("api", right), ("local", wrong if customer in BAD_CUSTOMERS else right)):
+            rows.append({Col.OPTION: option, Col.ITEM_ID: item.id, Col.EPOCH: 0, Col.ANSWER: answer, Col.ERROR: None,
+                         Col.PARSE_ERROR: False, Col.LATENCY_S: 0.1 + 0.01 * customer, Col.TTFT_S: None,
+                         Col.PROMPT_TOKENS: 10, Col.COMPLETION_TOKENS: 2, Col.CONFIDENCE: None})
+    return pd.DataFrame(rows)
+
+
+def _reference(values: np.ndarray, groups: np.ndarray):
+    return OLS(values, np.ones((values.size, 1))).fit(cov_type="cluster", cov_kwds={"groups": groups}, use_t=True)
+
+
+def test_cluster_column_reaches_items_and_scores(tmp_path):
+    task = load_task(_write(tmp_path))
+    assert {i.cluster for i in task.items} == {f"cust{c}" for c in range(N_CUSTOMERS)}
+    scores = score_task(task, _answers(task), reference="api")
+    assert scores[Col.CLUSTER].notna().all() and scores[Col.CLUSTER].nunique() == N_CUSTOMERS
+    plain = load_task(_write(tmp_path, cluster_line=""))
+    assert all(i.cluster is None for i in plain.items)
+    assert Col.CLUSTER not in score_task(plain, _answers(task), reference="api").columns
+
+
+def test_clustered_task_end_to_end_compare_metrics_floor_pairs_agreement(tmp_path):
+    task = load_task(_write(tmp_path))
+    scores = score_task(task, _answers(task), reference="api")
+    table = compare_options(task, scores, reference="api", margin=0.05, n_resamples=1000).iloc[0]
+    local = scores[scores[Col.OPTION] == "local"].set_index(Col.ITEM_ID)
+    api = scores[scores[Col.OPTION] == "api"].set_index(Col.ITEM_ID).loc[local.index]
+    d = local[Col.CORRECT].astype(float).to_numpy() - api[Col.CORRECT].astype(float).to_numpy()
+    groups = local[Col.CLUSTER].to_numpy()
+    fit = _reference(d, groups)
+    assert table[Col.N_CLUSTERS] == N_CUSTOMERS and table[Col.DIFFERENCE] == pytest.approx(-12 / 60)
+    assert table[Col.DIFF_CI_LOW] <= fit.conf_int(alpha=0.05)[0][0] + 1e-12
+    assert table[Col.LOWER_BOUND] <= fit.conf_int(alpha=0.10)[0][0] + 1e-12
+    assert "10 clusters" in table[Col.STATEMENT]
+    metrics = _metrics(task, scores, task.type.baselines(task.train, task.test)).set_index(Col.OPTION)
+    assert metrics.loc["local", Col.N_CLUSTERS] == N_CUSTOMERS
+    acc = local[Col.CORRECT].astype(float).to_numpy()
+    assert metrics.loc["local", Col.ACCURACY_CI_LOW] <= _reference(acc, groups).conf_int(alpha=0.05)[0][0] + 1e-12
+    floor = floor_table(task, scores, 0.05)
+    assert floor[Col.N_CLUSTERS].eq(N_CUSTOMERS).all() and floor[Col.METHOD].str.contains("cluster-robust").all()
+    pairs = _pairs(scores, 0.05).iloc[0]
+    assert pairs[Col.N_CLUSTERS] == N_CUSTOMERS
+    assert pairs[Col.P_VALUE] >= np.asarray(fit.t_test("const = 0").pvalue).item() - 1e-12
+    agreement = task.type.agreement(scores, reference="api").iloc[0]
+    assert agreement[Col.N_CLUSTERS] == N_CUSTOMERS
+
+
+def test_clustering_changes_the_verdict_the_item_level_test_would_give(tmp_path):
+    """Twelve wrong answers on two customers are weak evidence: the item-level test calls the difference real,
+    the clustered one does not (two of ten customers)."""
+    task = load_task(_write(tmp_path))
+    scores = score_task(task, _answers(task), reference="api")
+    clustered = _pairs(scores, 0.05).iloc[0]
+    item_level = _pairs(scores.drop(columns=Col.CLUSTER), 0.05).iloc[0]
+    assert item_level[Col.SIGNIFICANT] and not clustered[Col.SIGNIFICANT]
+
+
+def test_unlabelled_clustered_task_compares_agreement_with_clusters(tmp_path):
+    task = load_task(_write(tmp_path), ignore_labels=True)
+    scores = score_task(task, _answers(task), reference="api")
+    table = compare_options(task, scores, reference="api", agreement_target=0.7).iloc[0]
+    assert table[Col.KIND] == "agreement" and table[Col.N_CLUSTERS] == N_CUSTOMERS
+    plain = compare_options(task, scores.drop(columns=Col.CLUSTER), reference="api", agreement_target=0.7).iloc[0]
+    assert table[Col.AGREEMENT_LOWER_BOUND] < plain[Col.AGREEMENT_LOWER_BOUND]
+
+
+def test_unknown_cluster_column_names_the_columns_present(tmp_path):
+    with pytest.raises(TaskError, match=r"names no column.*\['customer', 'id', 'label', 'text'\]") as err:
+        load_task(_write(tmp_path, cluster_line="cluster: custmer"))
+    assert "did you mean 'customer'" in err.value.fix
+
+
+def test_empty_cluster_cell_names_the_row(tmp_path):
+    rows = ["a1,first,bug,c1", "a2,second,billing,", "a3,third,bug,c2"]
+    with pytest.raises(TaskError, match="id 'a2' has an empty cluster") as err:
+        load_task(_write(tmp_path, rows=rows))
+    assert str(err.value.where).endswith("t.csv:3")
+
+
+def test_cluster_key_must_name_a_column(tmp_path):
+    with pytest.raises(TaskError, match="must name a data column"):
+        load_task(_write(tmp_path, cluster_line="cluster: [customer]"))
