@@ -124,3 +124,62 @@ def test_empty_cluster_cell_names_the_row(tmp_path):
 def test_cluster_key_must_name_a_column(tmp_path):
     with pytest.raises(TaskError, match="must name a data column"):
         load_task(_write(tmp_path, cluster_line="cluster: [customer]"))
+
+
+def test_report_stages_on_a_clustered_task_show_clusters_and_the_method(tmp_path, monkeypatch):
+    """The whole quality stage on replayed outputs of a task with `cluster:` (as tests/test_report_stages.py runs
+    it), then the report's views: every table carries the clusters, and the report says so."""
+    import json
+
+    from kit.experiment import Experiment
+    from kit.pipeline import answers, costs, prepare, quality, verdict
+    from kit.pipeline.folder import RunFolder, Table
+    from kit.report import views
+
+    rng = np.random.default_rng(3)
+    n = 120
+    gold = rng.choice(["a", "b", "c"], size=n, p=[0.6, 0.2, 0.2])
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g, "customer": f"cust{i // 6}"}
+            for i, g in enumerate(gold)]
+    (tmp_path / "datasets" / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "datasets" / "tickets.yaml").write_text(
+        "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\ncluster: customer\n"
+        "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1}\n")
+    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+
+    def replay(name, right):
+        out = [{"item_id": f"t{i}", "output": g if rng.random() < right else [x for x in "abc" if x != g][i % 2],
+                "latency_s": float(rng.gamma(4, 0.1)), "prompt_tokens": 40, "completion_tokens": 2}
+               for i, g in enumerate(gold)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in out))
+        return str(tmp_path / f"{name}.jsonl")
+
+    exp = Experiment.from_mapping({
+        "tasks": {"tickets": None}, "reference": "API",
+        "options": [{"name": "API", "arm": f"replay:{replay('api', 0.8)}", "runs": "third-party",
+                     "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+                    {"name": "Local", "arm": f"replay:{replay('local', 0.85)}", "runs": "self-hosted",
+                     "machine": "box"}],
+        "machines": {"box": {"price_per_hour": 0.5, "utilisation": 0.6, "ops_hours_per_month": 2}},
+        "monthly_volume": 50000, "store": str(tmp_path / "kit.sqlite")}, source="test.yaml")
+    folder = RunFolder(tmp_path / "run")
+    prepare.prepare_stage(exp, folder)
+    answers.answer_stage(folder, progress=False)
+    quality.quality_stage(folder)
+    costs.costs_stage(folder)
+    verdict.verdict_stage(folder)
+
+    scores = folder.table(Table.SCORES, task="tickets")
+    g = scores[Col.CLUSTER].nunique()
+    assert 10 <= g <= 20  # the test half of 20 customers' tickets
+    for kind in (Table.COMPARE, Table.PAIRS, Table.LATENCY, Table.FLOOR, Table.AGREEMENT):
+        assert folder.table(kind, task="tickets")[Col.N_CLUSTERS].eq(g).all(), kind
+    metrics = folder.table(Table.METRICS, task="tickets")
+    assert metrics.loc[metrics[Col.KIND] == "option", Col.N_CLUSTERS].eq(g).all()
+    html = views.quality(folder).to_html() + views.comparison(folder).to_html() + views.latency(folder).to_html()
+    assert html.count(f"60 in {g} clusters") == 3  # both options' quality, the candidate's comparison
+    assert html.count(f"59 in {g} clusters") == 2  # latency: each run's first (warm-up) call is reported apart
+    assert "Clustered items" in views.caveats(folder) and f"tickets ({g} clusters)" in views.caveats(folder)
+    assert "nan" not in html.lower().replace("nanos", "")
