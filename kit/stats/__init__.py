@@ -32,7 +32,8 @@ from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
     "accuracy_ci", "agreement", "cluster_bootstrap", "cluster_difference", "cluster_interval", "ClusteredMean",
-    "clustered_mean", "clusters_for", "item_clusters", "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
+    "clustered_mean", "clusters_for", "item_clusters",
+    "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "labels_for_agreement", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",

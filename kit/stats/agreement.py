@@ -138,10 +138,11 @@ def _clustered_rows(rows: list[dict[str, Any]], cells: np.ndarray, codes: np.nda
         row.update({Col.KAPPA_SE: float(ok.std(ddof=1)) if ok.size > 1 else float("nan"), Col.KAPPA_CI_LOW: lo,
                     Col.KAPPA_CI_HIGH: hi, Col.N_CLUSTERS: g})
     first = rows[0]
-    first[Col.STATEMENT] = (_words(first[Col.AGREEMENT], agree_low, agree_high, first[Col.KAPPA], first[Col.KAPPA_CI_LOW],
-                                   first[Col.KAPPA_CI_HIGH], first[Col.N], ci)
-                            + f" Items come in {g} clusters: the rate's interval is cluster-robust (CR1, t with {g - 1} "
-                              f"df) and kappa's a cluster bootstrap ({n_resamples:,} resamples of whole clusters).")
+    words = _words(first[Col.AGREEMENT], agree_low, agree_high, first[Col.KAPPA], first[Col.KAPPA_CI_LOW],
+                   first[Col.KAPPA_CI_HIGH], first[Col.N], ci)
+    first[Col.STATEMENT] = (words + f" Items come in {g} clusters: the rate's interval is cluster-robust (CR1, t with "
+                                    f"{g - 1} df) and kappa's a cluster bootstrap ({n_resamples:,} resamples of whole "
+                                    "clusters), each widened to cover its item-level interval.")
 
 
 def _kappa(po: np.ndarray, pe: np.ndarray) -> np.ndarray:

@@ -37,10 +37,10 @@ def beats_baseline(candidate: Any, baseline: Any, *, alpha: float = 0.05, paired
     ``paired``: the baseline's per-item results (e.g. always the majority class) — exact McNemar on
     right/wrong, exact sign test on fractional scores. Otherwise ``baseline`` holds the per-item expected score
     of a random guess (chance): a one-sided exact binomial test of the candidate's correct answers against it.
-    With ``clusters`` (each item's cluster), either becomes the one-sided cluster-robust test of the mean
-    per-item difference (:mod:`kit.stats.clusters`: CR1, t with G - 1 df) joins it, since the exact tests
-    assume independent items; the larger p-value counts. Columns: n, candidate_mean, baseline_mean, difference, wins, losses, p_value, passes,
-    method, statement (and n_clusters, with clusters).
+    With ``clusters`` (each item's cluster), the one-sided cluster-robust test of the mean per-item difference
+    (:mod:`kit.stats.clusters`: CR1, t with G - 1 df) joins either, since the exact tests assume independent
+    items; the larger p-value counts. Columns: n, candidate_mean, baseline_mean, difference, wins, losses,
+    p_value, passes, method, statement (and n_clusters, with clusters).
 
     >>> beats_baseline([1, 1, 1, 0, 1, 1], [0, 0, 0, 0, 1, 0], clusters=[1, 1, 2, 2, 3, 3])["method"].item()
     'cluster-robust t (CR1, G-1 df), one-sided, or the exact McNemar (one-sided) where larger'
