@@ -122,8 +122,9 @@ def test_empty_cluster_cell_names_the_row(tmp_path):
 
 
 def test_cluster_key_must_name_a_column(tmp_path):
-    with pytest.raises(TaskError, match="must name a data column"):
+    with pytest.raises(TaskError, match="must name a data column") as err:
         load_task(_write(tmp_path, cluster_line="cluster: [customer]"))
+    assert str(err.value.where).endswith("t.yaml")
 
 
 def test_report_stages_on_a_clustered_task_show_clusters_and_the_method(tmp_path, monkeypatch):

@@ -182,7 +182,7 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     labelled = not ignore_labels and any(c in row for _, row in rows for c in gold_columns)
     items, skipped = _make_items(rows, ttype, columns, data_path, labelled=labelled,
                                  skip_missing=_skip_missing(spec, where))
-    items = _with_clusters(items, spec, rows, columns, data_path)
+    items = _with_clusters(items, spec, rows, columns, data_path, where=where)
     if not items:
         raise TaskError(f"every row lacks its gold answer ({len(skipped)} left out by `labels_missing: skip`)",
                         where=str(data_path), fix="fill in the gold answers, or run the task without them "
@@ -237,14 +237,15 @@ def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, la
     return items, tuple(skipped)
 
 
-def _with_clusters(items: list[Item], spec: dict[str, Any], rows: list, columns: Columns, path: Path) -> list[Item]:
+def _with_clusters(items: list[Item], spec: dict[str, Any], rows: list, columns: Columns, path: Path, *,
+                   where: str) -> list[Item]:
     """The items with their cluster from the column the task file names (``cluster: customer``); unchanged when it
     names none. An unknown column names the columns present; an empty cell names its row."""
     name = spec.get("cluster")
     if name is None:
         return items
     if not isinstance(name, str) or not name.strip():
-        raise TaskError(f"`cluster:` must name a data column, got {name!r}", where=str(path.parent),
+        raise TaskError(f"`cluster:` must name a data column, got {name!r}", where=where,
                         fix="write e.g. cluster: customer_id (the column grouping related items)")
     present = sorted({c for _, row in rows for c in row})
     if name not in present:
