@@ -252,6 +252,9 @@ class Col(StrEnum):
     UNDONE_AT = "undone_at"
     POSITION = "position"
     SEED = "seed"
+    # -- clustered items (a task's `cluster:` column; kit.stats.clusters)
+    CLUSTER = "cluster"
+    N_CLUSTERS = "n_clusters"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

@@ -86,6 +86,8 @@ def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataF
     for b in baselines if asked else []:
         values = np.array([b.scores[j].score for j in asked])
         mean, low, high = stats.intervals.mean_ci(values)
+        if task.test[asked[0]].cluster is not None:  # a `cluster:` task: the baseline's interval is clustered too
+            mean, low, high = stats.clusters.cluster_ci(values, [task.test[j].cluster for j in asked], item=(low, high))
         rows.append({Col.OPTION: f"{b.name}", Col.KIND: RowKind.BASELINE, Col.N_ITEMS: int(values.size), Col.MEAN_SCORE: mean,
                      Col.SCORE_CI_LOW: low, Col.SCORE_CI_HIGH: high,
                      Col.ACCURACY: float(np.mean([b.scores[j].correct for j in asked])),
@@ -102,7 +104,9 @@ def floor_table(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
             keep = group[group[Col.ITEM_ID].isin(by_id)]
             values = keep[Col.SCORE].to_numpy(dtype=float)
             base = np.array([b.scores[by_id[i]].score for i in keep[Col.ITEM_ID]])
-            test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})")
+            groups = keep[Col.CLUSTER].to_numpy(dtype=object) if Col.CLUSTER in keep.columns else None
+            test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})",
+                                        clusters=groups)
             rows.append({Col.OPTION: arm, Col.BASELINE: b.name, Col.ANSWER: b.answer, **test.iloc[0].to_dict()})
     return pd.DataFrame(rows)
 
@@ -122,7 +126,8 @@ def floor_of(floor: pd.DataFrame, option: str) -> Floor | None:
 
 def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
     wide = stats.pair_arms(scores, value=Col.SCORE)
-    return stats.pairwise(wide, alpha=alpha) if wide.shape[1] > 1 else pd.DataFrame()
+    groups = stats.clusters_for(wide.index, stats.item_clusters(scores, where="pairs"))  # a `cluster:` task's
+    return stats.pairwise(wide, alpha=alpha, clusters=groups) if wide.shape[1] > 1 else pd.DataFrame()
 
 
 def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:

@@ -133,7 +133,7 @@ def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
     m = folder.table(Table.METRICS, task=task)
     m["95% CI"] = interval(m, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH)
     m["name"] = [n if k == RowKind.OPTION else f"baseline: {n}" for n, k in zip(m[Col.OPTION], m[Col.KIND])]
-    return m
+    return in_clusters(m, Col.N_ITEMS)
 
 
 def quality(folder: RunFolder) -> Styler:
@@ -147,7 +147,7 @@ def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
     c = folder.table(Table.COMPARE, task=task)
     if not c.empty:
         c["difference CI"] = interval(c, "diff_ci_low", "diff_ci_high", POINTS)
-    return c
+    return in_clusters(c, Col.N_ITEMS)
 
 
 def comparison(folder: RunFolder) -> Styler:
@@ -189,7 +189,7 @@ def floor(folder: RunFolder) -> Styler:
 def _latency(folder: RunFolder, task: str) -> pd.DataFrame:
     t = folder.table(Table.LATENCY, task=task)
     t["p95 CI"] = interval(t, Col.P95_CI_LOW, Col.P95_CI_HIGH, SECONDS)
-    return t
+    return in_clusters(t, Col.N)
 
 
 def latency(folder: RunFolder) -> Styler:
@@ -284,7 +284,41 @@ def caveats(folder: RunFolder) -> str:
     for task in folder.tasks():
         for c in folder.doc(Doc.DECISION, task=task)["caveats"]:
             seen.setdefault(c)
-    return "\n".join(f"- {esc(c)}" for c in seen) or "- none"
+    clustered = clustered_methods(folder)
+    lines = [f"- {esc(c)}" for c in seen] + ([f"- {clustered}"] if clustered else [])
+    return "\n".join(lines) or "- none"
+
+
+# ---------------------------------------------------------------------- clustered items (a task's `cluster:`)
+def in_clusters(frame: pd.DataFrame, n_column: str) -> pd.DataFrame:
+    """A table's item counts with their clusters beside them ("60 in 12 clusters") on the rows of a clustered task
+    (those with ``n_clusters``); other rows and tables unchanged.
+
+    >>> in_clusters(pd.DataFrame({"n_items": [60], "n_clusters": [12]}), "n_items")["n_items"].tolist()
+    ['60 in 12 clusters']
+    """
+    if frame.empty or Col.N_CLUSTERS not in frame.columns or n_column not in frame.columns:
+        return frame
+    frame[n_column] = [f"{n} in {int(g)} clusters" if g == g else n
+                       for n, g in zip(frame[n_column], frame[Col.N_CLUSTERS])]
+    return frame
+
+
+def clustered_methods(folder: RunFolder) -> str:
+    """The methods sentence for the tasks whose items come in clusters (empty when none does)."""
+    counts = {}
+    for task in folder.tasks():
+        m = folder.table(Table.METRICS, task=task) if folder.has(Table.METRICS, task=task) else pd.DataFrame()
+        if Col.N_CLUSTERS in m.columns and m[Col.N_CLUSTERS].notna().any():
+            counts[task] = int(m[Col.N_CLUSTERS].max())
+    if not counts:
+        return ""
+    which = ", ".join(f"{esc(t)} ({g} clusters)" for t, g in counts.items())
+    return (f"**Clustered items** in {which}: the task file declares `cluster:`, so items of one cluster (a customer, "
+            "a thread, a document) are not counted as independent. Every interval and test uses cluster-robust "
+            "standard errors (CR1, Student's t with clusters − 1 degrees of freedom; Miller 2024, \"Adding Error "
+            "Bars to Evals\") or, for latency quantiles and kappa, a bootstrap of whole clusters — each never "
+            "narrower than its item-level counterpart — and the items needed are scaled by the design effect.")
 
 
 def manifest(folder: RunFolder) -> Styler:

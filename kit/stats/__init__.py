@@ -15,6 +15,8 @@ from kit.stats._data import check_scores, pair_arms
 from kit.stats.agreement import agreement, kappa_se, rater_agreement
 from kit.stats.agreement_bar import agreement_bound, agreement_test, compare_agreement, items_needed_agreement
 from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, paired_bootstrap, vectorised_metric
+from kit.stats.clusters import (ClusteredMean, cluster_bootstrap, cluster_difference, cluster_interval, clustered_mean,
+                                clusters_for, item_clusters)
 from kit.stats.compare import compare_arms
 from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
@@ -29,7 +31,9 @@ from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference
 from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
-    "accuracy_ci", "agreement", "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
+    "accuracy_ci", "agreement", "cluster_bootstrap", "cluster_difference", "cluster_interval", "ClusteredMean",
+    "clustered_mean", "clusters_for", "item_clusters",
+    "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "labels_for_agreement", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",

@@ -22,6 +22,7 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pct
 from kit.stats._data import check_level, z_of
+from kit.stats.clusters import cluster_ci, cluster_codes, cluster_weights, percentile, widest
 from kit.stats.intervals import wilson_interval
 
 UNPARSED = "(unparsed)"
@@ -51,13 +52,18 @@ def kappa_se(table: np.ndarray) -> tuple[float, float]:
 
 
 def agreement(a_answers: Any, b_answers: Any, *, labels: Sequence[Any] | None = None,
-              ci: float = 0.95) -> pd.DataFrame:
+              ci: float = 0.95, clusters: Any = None, n_resamples: int = 2_000, seed: int = 0) -> pd.DataFrame:
     """Agreement rate and Cohen's kappa of two arms' answers on the same items, overall and per class.
 
     ``labels`` fixes the classes (answers outside them become ``(other)``). Rows: ``level`` =
     "overall" then one per class. Columns: level, n, n_a, n_b, agreement, agreement_ci_low,
     agreement_ci_high, kappa, kappa_se, kappa_ci_low, kappa_ci_high, statement. Per class,
     ``agreement`` is the specific agreement and ``kappa`` the class-versus-rest kappa.
+
+    With ``clusters`` (each item's cluster) the agreement rate's interval is cluster-robust (CR1, t with
+    G - 1 df) and every kappa's interval (and ``kappa_se``) comes from a cluster bootstrap (percentile,
+    ``n_resamples`` resamples of whole clusters, ``seed``) — each never narrower than its item-level
+    interval; an ``n_clusters`` column counts the clusters.
 
     >>> float(agreement(["x", "y"], ["x", "y"])["kappa"].iloc[0])
     1.0
@@ -97,7 +103,52 @@ def agreement(a_answers: Any, b_answers: Any, *, labels: Sequence[Any] | None = 
                      Col.KAPPA: k, Col.KAPPA_SE: s, Col.KAPPA_CI_LOW: k - z * s, Col.KAPPA_CI_HIGH: k + z * s,
                      Col.STATEMENT: f"Class {c}: A said it {int(in_a)} times, B {int(in_b)} times, both on "
                                   f"{int(both)} items (specific agreement {pct(2 * both / (in_a + in_b)) if in_a + in_b else 'n/a'})."})
+    if clusters is not None:
+        codes = cluster_codes(clusters, n, where=where)
+        cells = np.array([pos[v] for v in a]) * len(classes) + np.array([pos[v] for v in b])
+        _clustered_rows(rows, cells, codes, len(classes), ci=ci, n_resamples=n_resamples, seed=seed)
     return pd.DataFrame(rows)
+
+
+def _clustered_rows(rows: list[dict[str, Any]], cells: np.ndarray, codes: np.ndarray, k: int, *, ci: float,
+                    n_resamples: int, seed: int) -> None:
+    """Redo the intervals of :func:`agreement`'s rows for clustered items: the rate's cluster-robust interval,
+    and the kappas' from a cluster bootstrap of the whole confusion table (each resample's table is the sum of
+    the drawn clusters' tables)."""
+    g = int(codes.max()) + 1
+    per_cluster = np.zeros((g, k * k))
+    np.add.at(per_cluster, (codes, cells), 1.0)
+    tables = (cluster_weights(g, n_resamples, seed=seed) @ per_cluster).reshape(-1, k, k)
+    n = tables.sum(axis=(1, 2))
+    rows_m, cols_m = tables.sum(axis=2), tables.sum(axis=1)
+    po = np.trace(tables, axis1=1, axis2=2) / n
+    pe = (rows_m * cols_m).sum(axis=1) / n ** 2
+    boots = [_kappa(po, pe)]
+    for c in range(k):
+        both, in_a, in_b = tables[:, c, c], rows_m[:, c], cols_m[:, c]
+        po_c = (2 * both + n - in_a - in_b) / n
+        pe_c = (in_a * in_b + (n - in_a) * (n - in_b)) / n ** 2
+        boots.append(_kappa(po_c, pe_c))
+    item = (rows[0][Col.AGREEMENT_CI_LOW], rows[0][Col.AGREEMENT_CI_HIGH])
+    agree_low, agree_high = cluster_ci((cells // k == cells % k).astype(float), codes, ci, item=item)[1:]
+    rows[0].update({Col.AGREEMENT_CI_LOW: agree_low, Col.AGREEMENT_CI_HIGH: agree_high})
+    for row, boot in zip(rows, boots):
+        lo, hi = widest(percentile(boot, ci), (row[Col.KAPPA_CI_LOW], row[Col.KAPPA_CI_HIGH]))
+        ok = boot[np.isfinite(boot)]
+        row.update({Col.KAPPA_SE: float(ok.std(ddof=1)) if ok.size > 1 else float("nan"), Col.KAPPA_CI_LOW: lo,
+                    Col.KAPPA_CI_HIGH: hi, Col.N_CLUSTERS: g})
+    first = rows[0]
+    words = _words(first[Col.AGREEMENT], agree_low, agree_high, first[Col.KAPPA], first[Col.KAPPA_CI_LOW],
+                   first[Col.KAPPA_CI_HIGH], first[Col.N], ci)
+    first[Col.STATEMENT] = (words + f" Items come in {g} clusters: the rate's interval is cluster-robust (CR1, t with "
+                                    f"{g - 1} df) and kappa's a cluster bootstrap ({n_resamples:,} resamples of whole "
+                                    "clusters), each widened to cover its item-level interval.")
+
+
+def _kappa(po: np.ndarray, pe: np.ndarray) -> np.ndarray:
+    """Cohen's kappa from observed and chance agreement, NaN where chance agreement is 1."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(pe < 1.0, (po - pe) / (1.0 - pe), np.nan)
 
 
 def _words(rate: float, lo: float, hi: float, kappa: float, klo: float, khi: float, n: int, ci: float) -> str:

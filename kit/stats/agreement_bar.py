@@ -24,6 +24,7 @@ from kit.errors import ConfigError
 from kit.format import p_words, pct
 from kit.stats._data import candidates_of, check_level, z_of
 from kit.stats.agreement import agreement
+from kit.stats.clusters import cluster_note, clustered_mean, clusters_for, design_effect, item_clusters, widest
 from kit.stats.conclusions import Conclusion, finish_comparison, holm_words
 
 
@@ -114,6 +115,11 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
     diff_ci_high, lower_bound, agreement_lower_bound, n_disagreements, kappa, kappa_ci_low,
     kappa_ci_high, p_meets, p_below, conclusion, p_meets_adj, p_below_adj, adjustment,
     conclusion_adjusted, survives_adjustment, qualifies, better, n_needed, enough_items, statement.
+
+    With a ``cluster`` column (a task that declares ``cluster:``) the rate's interval, bound and tests are the
+    more conservative of the exact binomial ones and the cluster-robust ones (CR1, t with G - 1 df), kappa's
+    interval is also a cluster bootstrap's, ``n_needed`` is scaled by the design effect and ``n_clusters``
+    counts the clusters.
     """
     where = "kit.stats.compare_agreement"
     alpha = check_level(alpha, "alpha", where=where)
@@ -127,6 +133,7 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
     if "score" not in df:
         df = df.assign(score=df[Col.CORRECT].astype(float))
     candidates = candidates_of(df, reference, where=where)
+    by_item = item_clusters(df, where=where)
     all_items = set(df[Col.ITEM_ID])
     rows = []
     for arm in candidates:
@@ -141,8 +148,12 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
         agree = int(usable[Col.CORRECT].astype(bool).sum())
         test = agreement_test(agree, n, target=target, alpha=alpha, ci=ci, power=power).iloc[0]
         ref_gold = df[df[Col.OPTION] == reference].drop_duplicates(Col.ITEM_ID).set_index(Col.ITEM_ID)[Col.GOLD]
+        groups = clusters_for(list(usable[Col.ITEM_ID]) + absent, by_item)
         kap = agreement(list(usable[Col.ANSWER]) + [None] * len(absent),
-                        list(usable[Col.GOLD]) + [ref_gold.get(i) for i in absent], ci=ci).iloc[0]
+                        list(usable[Col.GOLD]) + [ref_gold.get(i) for i in absent], ci=ci, clusters=groups).iloc[0]
+        if groups is not None:
+            hits = np.concatenate([usable[Col.CORRECT].astype(bool).to_numpy(float), np.zeros(len(absent))])
+            test = _clustered_test(test, hits, groups, target=target, alpha=alpha, ci=ci)
         rows.append({
             Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: n, Col.N_MISSING_CANDIDATE: len(absent),
             Col.N_MISSING_REFERENCE: len(gaps & set(mine[Col.ITEM_ID])), Col.N_GAPS: len(gaps), Col.METRIC: "agreement with reference",
@@ -155,10 +166,33 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
             Col.KAPPA_CI_HIGH: float(kap[Col.KAPPA_CI_HIGH]), Col.P_MEETS: test[Col.P_MEETS], Col.P_BELOW: test[Col.P_BELOW],
             Col.CONCLUSION: test[Col.CONCLUSION], Col.N_NEEDED: test[Col.N_NEEDED],
             Col.ENOUGH_ITEMS: bool(math.isfinite(test[Col.N_NEEDED]) and n >= test[Col.N_NEEDED]),
+            **({} if groups is None else {Col.N_CLUSTERS: int(test[Col.N_CLUSTERS])}),
         })
     return finish_comparison(rows, p_columns=("p_meets", "p_below"), holm_adjust=holm_adjust,
                              rule=lambda p: _conclude(p[Col.P_MEETS], p[Col.P_BELOW], alpha),
                              words=lambda r, k: _table_words(r, k, alpha=alpha))
+
+
+def _clustered_test(test: pd.Series, hits: np.ndarray, groups: np.ndarray, *, target: float, alpha: float,
+                    ci: float) -> pd.Series:
+    """The agreement test redone for clustered items: the cluster-robust (CR1, t with G - 1 df) interval, bound
+    and one-sided tests of the rate against the target, and the items needed scaled by the design effect. Where
+    the clustered standard error is 0 (every cluster agrees at the overall rate, e.g. all items agree) the exact
+    item-level test stands: clustering has nothing to widen, and a handful of items proves nothing. In general
+    the more conservative of the two counts (the larger p-value, the wider interval, the lower bound): the Wald
+    interval is too narrow near 100% agreement, where the exact one is not."""
+    m = clustered_mean(hits, groups, where="kit.stats.compare_agreement")
+    out = test.copy()
+    out[Col.N_CLUSTERS] = m.n_clusters
+    lo, hi = widest(m.interval(ci, bounds=(0.0, 1.0)), (test[Col.CI_LOW], test[Col.CI_HIGH]))
+    p_meets, p_below = max(test[Col.P_MEETS], m.p_greater(target)), max(test[Col.P_BELOW], m.p_less(target))
+    out[Col.CI_LOW], out[Col.CI_HIGH] = lo, hi
+    out[Col.LOWER_BOUND] = min(test[Col.LOWER_BOUND], max(0.0, m.bound(1 - alpha, upper=False)))
+    out[Col.P_MEETS], out[Col.P_BELOW] = p_meets, p_below
+    out[Col.CONCLUSION] = _conclude(p_meets, p_below, alpha)
+    need = test[Col.N_NEEDED]
+    out[Col.N_NEEDED] = float(math.ceil(need * max(1.0, design_effect(hits, groups)))) if math.isfinite(need) else need
+    return out
 
 
 def _table_words(r: pd.Series, k: int, *, alpha: float) -> str:
@@ -175,5 +209,9 @@ def _table_words(r: pd.Series, k: int, *, alpha: float) -> str:
                  "a replay file) and are left out.")
     if r[Col.N_MISSING_CANDIDATE]:
         text += f" {r[Col.N_MISSING_CANDIDATE]} item(s) the candidate never answered count as disagreements."
+    if Col.N_CLUSTERS in r and r[Col.N_CLUSTERS] == r[Col.N_CLUSTERS]:
+        text = text.replace("exact lower bound", "lower bound (exact or cluster-robust, the lower)", 1).replace(
+            "(exact binomial test ", "(exact binomial or cluster-robust test, the larger: ", 1) + cluster_note(
+            int(r[Col.N_CLUSTERS]))
     return text
 

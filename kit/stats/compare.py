@@ -24,6 +24,8 @@ from kit.stats._data import (
     pair_arms,
 )
 from kit.stats.bootstrap import paired_bootstrap
+from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters,
+                                widest)
 from kit.stats.intervals import mean_ci
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
@@ -38,7 +40,7 @@ def _metric_name(values: pd.DataFrame) -> str:
 
 def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any, missing: Missing,
          margin: float, alpha: float, equivalence: bool, ci: float, n_resamples: int, seed: int,
-         power: float) -> dict[str, Any]:
+         power: float, by_item: pd.Series | None = None) -> dict[str, Any]:
     wide = pair_arms(df, arms=[arm, reference], value=value, epochs=epochs, missing=missing)
     if wide.empty:
         raise ConfigError(f"{arm} and {reference} share no items", where="kit.stats.compare_arms",
@@ -47,7 +49,8 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
                       epochs=epochs if isinstance(epochs, int) else "majority", missing=missing)
     cand, ref = wide[arm].to_numpy(), wide[reference].to_numpy()
     mc = mcnemar(right[arm], right[reference]).iloc[0]
-    ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, equivalence=equivalence).iloc[0]
+    groups = clusters_for(wide.index, by_item)
+    ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, equivalence=equivalence, clusters=groups).iloc[0]
     if cand.size >= 2:
         bs = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
         b_lo, b_hi = bs[Col.CI_LOW], bs[Col.CI_HIGH]
@@ -56,6 +59,21 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
     need = sample_size_noninferiority(cand, ref, margin=margin, alpha=alpha, power=power).iloc[0]
     cv, clo, chi = mean_ci(cand, ci)
     rv, rlo, rhi = mean_ci(ref, ci)
+    clustered: dict[str, Any] = {}
+    if groups is not None:
+        cv, clo, chi = cluster_ci(cand, groups, ci, item=(clo, chi))
+        rv, rlo, rhi = cluster_ci(ref, groups, ci, item=(rlo, rhi))
+        diff = clustered_mean(cand - ref, groups, where="kit.stats.compare_arms")
+        b_lo, b_hi = widest(diff.interval(ci), (b_lo, b_hi)) if cand.size >= 2 else diff.interval(ci)
+        p_right = clustered_mean(right[arm].to_numpy() - right[reference].to_numpy(), groups,
+                                 where="kit.stats.compare_arms").p_two_sided()
+        mc = mc.copy()
+        mc["p_exact"], mc["p_mid"] = max(p_right, mc["p_exact"]), max(p_right, mc["p_mid"])
+        deff = max(1.0, design_effect(cand - ref, groups))
+        need = {"n_required": float(np.ceil(need["n_required"] * deff)) if np.isfinite(need["n_required"])
+                else need["n_required"]}
+        need["enough"] = bool(np.isfinite(need["n_required"]) and cand.size >= need["n_required"])
+        clustered = {Col.N_CLUSTERS: diff.n_clusters}
     return {
         Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: int(cand.size),
         Col.N_MISSING_CANDIDATE: wide.attrs["missing"][arm], Col.N_MISSING_REFERENCE: wide.attrs["missing"][reference],
@@ -65,7 +83,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
         Col.B10: int(mc[Col.B10]), Col.B01: int(mc[Col.B01]), Col.MCNEMAR_P: mc["p_exact"], Col.MCNEMAR_MID_P: mc["p_mid"],
         Col.MARGIN: margin, Col.LOWER_BOUND: ni[Col.LOWER_BOUND], Col.UPPER_BOUND: ni[Col.UPPER_BOUND],
         **{c: ni[c] for c in P_COLUMNS}, Col.CONCLUSION: ni[Col.CONCLUSION],
-        Col.N_NEEDED: need["n_required"], Col.ENOUGH_ITEMS: need["enough"],
+        Col.N_NEEDED: need["n_required"], Col.ENOUGH_ITEMS: need["enough"], **clustered,
     }
 
 
@@ -92,9 +110,26 @@ def _statement(r: pd.Series, k: int, *, alpha: float, ci: float, equivalence: bo
     missing = r[Col.N_MISSING_CANDIDATE] + r[Col.N_MISSING_REFERENCE]
     if missing:
         text += f" {missing} item(s) one arm never answered are counted as wrong for that arm."
+    if Col.N_CLUSTERS in r and r[Col.N_CLUSTERS] == r[Col.N_CLUSTERS]:
+        text = _clustered_words(text, r)
+        return text + (" Assumptions: the clusters are independent and represent the traffic the decision is "
+                       "about; errors and unparseable answers count as wrong; the tests are large-sample "
+                       "approximations in the number of clusters.")
     return text + (" Assumptions: items are independent and represent the traffic the decision is about; errors "
                    "and unparseable answers count as wrong; the tests are large-sample approximations (Tango's "
                    "score test for the margin).")
+
+
+def _clustered_words(text: str, r: pd.Series) -> str:
+    """The statement of a clustered comparison: its intervals and tests name the cluster-robust methods."""
+    g = int(r[Col.N_CLUSTERS])
+    text = (text.replace(" paired items:", f" paired items in {g} clusters:", 1)
+            .replace("(paired bootstrap ", "(paired bootstrap or cluster-robust, the wider: ", 1)
+            .replace("(exact McNemar ", "(exact McNemar or cluster-robust Wald test of the difference in right "
+                                        "answers, the larger: ", 1))
+    return (text + cluster_note(g) + " The margin is tested with the cluster-robust Wald test of the mean "
+            "per-item difference beside Tango's score test, which assumes independent items, and the more "
+            "conservative counts; the items needed are scaled by the observed design effect.")
 
 
 def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.02, alpha: float = 0.05,
@@ -115,13 +150,22 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     (meets the quality bar after the correction), better (superior after the correction),
     n_needed (items for ``power`` to show non-inferiority, Nam 1997, from the observed difference and
     discordance), enough_items, statement.
+
+    When the table has a ``cluster`` column (a task that declares ``cluster:``), every interval and test is
+    clustered (:mod:`kit.stats.clusters`): the values' and the difference's intervals are cluster-robust (CR1,
+    t with G - 1 df), the margin is also tested with the cluster-robust Wald test, the ``mcnemar_p`` columns
+    also weigh the cluster-robust two-sided test of the difference in right answers — every interval the
+    union with its item-level one, every p-value the larger of the two — ``n_needed`` is scaled by the design
+    effect, and ``n_clusters`` counts the clusters.
     """
     where = "kit.stats.compare_arms"
     alpha = check_level(alpha, "alpha", where=where)
     df = check_scores(scores_df, where=where)
     candidates = candidates_of(df, reference, where=where)
+    by_item = item_clusters(df, where=where)
     rows = [_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin, alpha=alpha,
-                 equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed, power=power) for a in candidates]
+                 equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed, power=power, by_item=by_item)
+            for a in candidates]
     return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm,
                              rule=lambda p: conclude(p, alpha, equivalence=equivalence),
                              words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci, equivalence=equivalence))

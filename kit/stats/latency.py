@@ -21,6 +21,7 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import p_words
 from kit.stats._data import check_level, check_scores
+from kit.stats.clusters import cluster_codes, cluster_resamples
 
 QUANTILES = (0.50, 0.95, 0.99)
 EXACT_MAX = 50
@@ -39,6 +40,16 @@ def _quantile_cis(x: np.ndarray, ci: float, n_resamples: int, seed: int) -> np.n
     return np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=0).T
 
 
+def _cluster_quantile_cis(x: np.ndarray, groups: np.ndarray, ci: float, n_resamples: int, seed: int) -> np.ndarray:
+    """Cluster-bootstrap percentile intervals of the 50/95/99th percentiles (whole clusters of requests resampled,
+    :mod:`kit.stats.clusters`): array (3 quantiles, 2). One cluster only: the item-level bootstrap."""
+    if pd.Series(groups).nunique() < 2:
+        return _quantile_cis(x, ci, n_resamples, seed)
+    codes = cluster_codes(groups, x.size, where="kit.stats.latency_summary")
+    boot = np.array([np.quantile(x[idx], QUANTILES) for idx in cluster_resamples(codes, n_resamples, seed=seed)])
+    return np.quantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=0).T
+
+
 def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: int = 2_000,
                     seed: int = 0) -> pd.DataFrame:
     """Per arm: p50/p95/p99 latency with bootstrap intervals, time to first token and tokens per second.
@@ -51,7 +62,9 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
     ``tokens_per_s`` is completion tokens over total latency; ``decode_tokens_per_s`` leaves out the
     time to first token. Columns: arm, n, n_no_latency, n_errors, n_warmup, warmup_s, p50_s, p50_ci_low, p50_ci_high,
     p95_s, p95_ci_low, p95_ci_high, p99_s, p99_ci_low, p99_ci_high, mean_s, mean_ttft_s, p50_ttft_s,
-    tokens_per_s, decode_tokens_per_s, statement.
+    tokens_per_s, decode_tokens_per_s, statement. With a ``cluster`` column (a task that declares ``cluster:``)
+    the intervals come from a cluster bootstrap (whole clusters of requests resampled) and ``n_clusters``
+    counts the clusters.
 
     >>> df = pd.DataFrame({"option": "a", "item_id": range(4), "correct": True, "latency_s": [1.0, 2, 3, 4]})
     >>> latency_summary(df, n_resamples=200)["p50_s"].item()
@@ -77,12 +90,14 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
         lat = pd.to_numeric(g[Col.LATENCY_S], errors="coerce").to_numpy(dtype=float)
         ok = np.isfinite(lat)
         x = lat[ok]
+        groups = g[Col.CLUSTER].to_numpy(dtype=object)[ok] if Col.CLUSTER in g.columns else None
         row: dict[str, Any] = {Col.OPTION: arm, Col.N: int(ok.sum()), Col.N_NO_LATENCY: int((~ok).sum()),
                                Col.N_ERRORS: int(g[Col.ERROR].notna().sum()), Col.N_WARMUP: int(warm.sum()),
                                Col.WARMUP_S: float(cold.mean()) if len(cold) else np.nan}
         if x.size:
             qs = np.quantile(x, QUANTILES)
-            cis = _quantile_cis(x, ci, int(n_resamples), seed) if x.size > 1 else np.array([[v, v] for v in qs])
+            cis = (np.array([[v, v] for v in qs]) if x.size <= 1 else _quantile_cis(x, ci, int(n_resamples), seed)
+                   if groups is None else _cluster_quantile_cis(x, groups, ci, int(n_resamples), seed))
         else:
             qs, cis = np.full(3, np.nan), np.full((3, 2), np.nan)
         for name, q, (lo, hi) in zip(("p50", "p95", "p99"), qs, cis):
@@ -108,6 +123,10 @@ def latency_summary(scores_df: pd.DataFrame, *, ci: float = 0.95, n_resamples: i
         row[Col.STATEMENT] = (f"{arm}: median {row[Col.P50_S]:.3f} s, p95 {row[Col.P95_S]:.3f} s, p99 {row[Col.P99_S]:.3f} s "
                             f"over {x.size} requests ({100 * ci:g}% bootstrap intervals, {int(n_resamples):,} "
                             f"resamples); latency depends on this machine and its load.{note}")
+        if groups is not None:
+            row[Col.N_CLUSTERS] = int(pd.Series(groups).nunique())
+            row[Col.STATEMENT] = row[Col.STATEMENT].replace(
+                "bootstrap intervals,", f"cluster bootstrap intervals over {row[Col.N_CLUSTERS]} clusters,", 1)
         rows.append(row)
     return pd.DataFrame(rows)
 

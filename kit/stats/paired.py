@@ -23,6 +23,7 @@ from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats.conclusions import Conclusion
 from kit.stats._data import ASSUME_PAIRED, as_pair, check_level, z_of
+from kit.stats.clusters import clustered_mean
 
 
 
@@ -97,9 +98,16 @@ def tango_bound(x: float, y: float, n: int, level: float, *, upper: bool) -> flo
     return -1.0 if f(-1 + eps) < 0 else float(optimize.brentq(f, -1 + eps, est, xtol=1e-10))
 
 
-def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float):
-    """Return (p_greater(d0), p_less(d0), lower, upper) closures/values for the chosen method."""
+def _one_sided(cand: np.ndarray, ref: np.ndarray, method: str, alpha: float, clusters: Any = None):
+    """Return (p_greater(d0), p_less(d0), lower, upper) closures/values for the chosen method; with
+    ``clusters``, the more conservative of it and the cluster-robust Wald test (CR1, t with G - 1 df): the
+    larger p-value, the wider bound."""
     d = cand - ref
+    if clusters is not None:
+        m = clustered_mean(d, clusters, where="kit.stats.non_inferiority")
+        gt, lt, lo, hi = _one_sided(cand, ref, method, alpha)
+        return (lambda d0: max(gt(d0), m.p_greater(d0)), lambda d0: max(lt(d0), m.p_less(d0)),  # noqa: E731
+                min(lo, m.bound(1 - alpha, upper=False)), max(hi, m.bound(1 - alpha, upper=True)))
     n = d.size
     if method == "tango":
         x, y = float(np.clip(d, 0, None).sum()), float(np.clip(-d, 0, None).sum())
@@ -155,13 +163,19 @@ def explain(conclusion: str, *, diff: float, lower: float, upper: float, margin:
 
 
 def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alpha: float = 0.05,
-                    equivalence: bool = False, method: Literal["tango", "t"] = "tango") -> pd.DataFrame:
+                    equivalence: bool = False, method: Literal["tango", "t"] = "tango",
+                    clusters: Any = None) -> pd.DataFrame:
     """One-sided test that the candidate loses at most ``margin`` against the reference (paired).
 
     H0: mean(candidate - reference) <= -margin. ``p_value`` is the test of the chosen question
     (non-inferiority, or TOST equivalence within ±margin when ``equivalence=True``); superiority is
     reported when the lower bound clears zero. ``method="tango"`` is Tango's score test (paired
-    proportions, also valid and conservative for scores in [0, 1]); ``"t"`` is a paired t-test.
+    proportions, also valid and conservative for scores in [0, 1]); ``"t"`` is a paired t-test. With
+    ``clusters`` (each item's cluster), the cluster-robust Wald test of the mean per-item difference at the
+    margin joins it (:mod:`kit.stats.clusters`: OLS of the difference on an intercept, CR1 standard error, t
+    with G - 1 df): Tango's test assumes independent items, and a score test with a clustered variance under
+    the null has no standard form. Each p-value is the larger of the two tests' and each bound the wider, since
+    the Wald test is too liberal near 0 and 1 (no discordant item: a standard error of 0) where Tango's is not.
     Columns: n, candidate_mean, reference_mean, difference, margin, alpha, lower_bound, upper_bound,
     p_value, p_noninferiority, p_superiority, p_inferiority, p_equivalence, p_above_margin (H1: the
     candidate is better by more than the margin), conclusion, method, statement.
@@ -177,13 +191,15 @@ def non_inferiority(candidate: Any, reference: Any, *, margin: float = 0.02, alp
     if method not in ("tango", "t"):
         raise ConfigError(f"method={method!r} is unknown", where=where, fix="use 'tango' or 't'")
     cand, ref = as_pair(candidate, reference, names=("candidate", "reference"), where=where)
-    p_gt, p_lt, lower, upper = _one_sided(cand, ref, method, alpha)
+    p_gt, p_lt, lower, upper = _one_sided(cand, ref, method, alpha, clusters)
     p = {Col.P_NONINFERIORITY: p_gt(-margin), Col.P_SUPERIORITY: p_gt(0.0), Col.P_INFERIORITY: p_lt(-margin),
          Col.P_ABOVE_MARGIN: p_gt(margin)}
     p[Col.P_EQUIVALENCE] = max(p[Col.P_NONINFERIORITY], p_lt(margin))
     verdict = conclude(p, alpha, equivalence=equivalence)
     diff = float(cand.mean() - ref.mean())
     name = "Tango (1998) score test" if method == "tango" else "paired t-test"
+    if clusters is not None:
+        name = f"cluster-robust Wald test (CR1, t with G-1 df) and {name}, the more conservative"
     return pd.DataFrame([{
         Col.N: cand.size, Col.CANDIDATE_MEAN: float(cand.mean()), "reference_mean": float(ref.mean()),
         Col.DIFFERENCE: diff, Col.MARGIN: float(margin), "alpha": alpha, Col.LOWER_BOUND: lower, Col.UPPER_BOUND: upper,

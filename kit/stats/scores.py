@@ -28,6 +28,8 @@ from kit.errors import ConfigError
 from kit.format import p_words, pts
 from kit.stats._data import as_pair, candidates_of, check_level
 from kit.stats.bootstrap import paired_bootstrap
+from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, clusters_for, design_effect, item_clusters,
+                                widest)
 from kit.stats.compare import P_COLUMNS
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.intervals import wilson_interval
@@ -197,15 +199,46 @@ def _pair(df: pd.DataFrame, arm: str, reference: str) -> tuple[np.ndarray, np.nd
               "gaps": int(gaps.any(axis=1).sum())}
     keep = ~gaps.any(axis=1)
     per = per[keep].fillna(0.0)
+    counts["index"] = per.index
     return per[arm].to_numpy(float), per[reference].to_numpy(float), counts
 
 
+def _clustered(cand: np.ndarray, ref: np.ndarray, groups: np.ndarray, row: dict[str, Any], *, margin: float,
+               alpha: float, ci: float) -> dict[str, Any]:
+    """The row's intervals and tests redone for clustered items (:mod:`kit.stats.clusters`): cluster-robust
+    intervals, the cluster-robust Wald test at the margin, and beside the sign and Wilcoxon tests the
+    cluster-robust two-sided tests of the mean sign and of the mean difference — each interval the union with
+    its item-level one, each p-value the larger of the two."""
+    where = "kit.stats.compare_scores"
+    d = cand - ref
+    ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, method="t", clusters=groups).iloc[0]
+    diff = clustered_mean(d, groups, where=where)
+    lo, hi = widest(diff.interval(ci), (row[Col.DIFF_CI_LOW], row[Col.DIFF_CI_HIGH]))
+    row.update({Col.N_CLUSTERS: diff.n_clusters, Col.DIFF_CI_LOW: lo, Col.DIFF_CI_HIGH: hi,
+                Col.LOWER_BOUND: float(ni[Col.LOWER_BOUND]), Col.UPPER_BOUND: float(ni[Col.UPPER_BOUND]),
+                **{c: float(ni[c]) for c in P_COLUMNS}, Col.CONCLUSION: ni[Col.CONCLUSION],
+                Col.SIGN_P: max(row[Col.SIGN_P], clustered_mean(np.sign(d), groups, where=where).p_two_sided()),
+                Col.WILCOXON_P: max(row[Col.WILCOXON_P], diff.p_two_sided())})
+    for name, col in ((Col.CANDIDATE_VALUE, cand), (Col.REFERENCE_VALUE, ref)):
+        prefix = name.removesuffix("_value")
+        item = (row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"])
+        _, row[f"{prefix}_ci_low"], row[f"{prefix}_ci_high"] = cluster_ci(col, groups, ci, item=item)
+    for name, hit in (("win", d > 0), ("loss", d < 0)):
+        item = (row[f"{name}_ci_low"], row[f"{name}_ci_high"])
+        _, row[f"{name}_ci_low"], row[f"{name}_ci_high"] = cluster_ci(hit.astype(float), groups, ci, item=item)
+    need = row[Col.N_NEEDED] * max(1.0, design_effect(d, groups)) if math.isfinite(row[Col.N_NEEDED]) else math.inf
+    row[Col.N_NEEDED] = float(math.ceil(need)) if math.isfinite(need) else need
+    row[Col.ENOUGH_ITEMS] = bool(math.isfinite(need) and cand.size >= row[Col.N_NEEDED])
+    return row
+
+
 def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: float, alpha: float, ci: float,
-         n_resamples: int, seed: int, power: float) -> dict[str, Any]:
+         n_resamples: int, seed: int, power: float, by_item: pd.Series | None = None) -> dict[str, Any]:
     cand, ref, counts = _pair(df, arm, reference)
     if cand.size < 2:
         raise ConfigError(f"{arm} and {reference} share {cand.size} scored item(s)", where="kit.stats.compare_scores",
                           fix="score both options on at least two of the same items")
+    groups = clusters_for(counts["index"], by_item)
     ni = non_inferiority(cand, ref, margin=margin, alpha=alpha, method="t").iloc[0]
     boot = paired_bootstrap(cand, ref, n_resamples=n_resamples, ci=ci, seed=seed).iloc[0]
     wtl = win_tie_loss(cand, ref, ci=ci).iloc[0]
@@ -213,7 +246,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: flo
     cv, clo, chi = t_interval(cand, ci)
     rv, rlo, rhi = t_interval(ref, ci)
     need = items_needed_mean(cand, ref, margin=margin, alpha=alpha, power=power)
-    return {
+    row = {
         Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: int(cand.size),
         Col.N_MISSING_CANDIDATE: counts["missing_candidate"], Col.N_MISSING_REFERENCE: counts["missing_reference"],
         Col.N_GAPS: counts["gaps"], Col.METRIC: metric, Col.CANDIDATE_VALUE: cv, Col.CANDIDATE_CI_LOW: clo,
@@ -227,6 +260,9 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, metric: str, margin: flo
         Col.CONCLUSION: ni[Col.CONCLUSION], Col.N_NEEDED: need,
         Col.ENOUGH_ITEMS: bool(math.isfinite(need) and cand.size >= need),
     }
+    if groups is None:
+        return row
+    return _clustered(cand, ref, groups, row, margin=margin, alpha=alpha, ci=ci)
 
 
 def _statement(r: pd.Series, k: int, *, alpha: float, ci: float) -> str:
@@ -250,6 +286,17 @@ def _statement(r: pd.Series, k: int, *, alpha: float, ci: float) -> str:
     missing = r[Col.N_MISSING_CANDIDATE] + r[Col.N_MISSING_REFERENCE]
     if missing:
         text += f" {missing} item(s) one option never answered count as score 0 for it."
+    if Col.N_CLUSTERS in r and r[Col.N_CLUSTERS] == r[Col.N_CLUSTERS]:
+        g = int(r[Col.N_CLUSTERS])
+        text = (text.replace(" paired items,", f" paired items in {g} clusters,", 1)
+                .replace("(paired bootstrap ", "(cluster-robust ", 1)
+                .replace("(sign test ", "(sign test or cluster-robust test of the mean sign, the larger: ", 1)
+                .replace("; Wilcoxon signed-rank ", "; Wilcoxon signed-rank or cluster-robust test of the mean "
+                                                    "difference, the larger: ", 1)
+                .replace("(paired t-test)", "(paired t-test and cluster-robust Wald test, the wider)", 1))
+        return text + cluster_note(g) + (" Assumptions: the clusters are independent and represent the traffic the "
+                                         "decision is about; errors and empty answers score 0; the tests are "
+                                         "large-sample approximations in the number of clusters.")
     return text + (" Assumptions: items are independent and represent the traffic the decision is about; errors "
                    "and empty answers score 0; the t-test and its bound are large-sample approximations for scores.")
 
@@ -266,6 +313,13 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     upper_bound, p_noninferiority, p_superiority, p_inferiority, p_equivalence, p_above_margin, conclusion,
     <each p>_adj, adjustment, conclusion_adjusted, survives_adjustment, qualifies, better, n_needed,
     enough_items, statement.
+
+    With a ``cluster`` column (a task that declares ``cluster:``) every interval and test is clustered
+    (:mod:`kit.stats.clusters`): cluster-robust intervals (CR1, t with G - 1 df), the cluster-robust Wald test
+    at the margin, and in ``sign_p`` and ``wilcoxon_p`` the cluster-robust tests of the mean sign and of the
+    mean difference (rank tests assume independent items) — each interval never narrower than the item-level
+    one, each p-value the larger of the two; ``n_needed`` is scaled by the design effect and ``n_clusters``
+    counts the clusters.
 
     >>> df = pd.DataFrame({"option": ["api"] * 6 + ["local"] * 6, "item_id": list(range(6)) * 2,
     ...                    "score": [.8, .6, .7, .9, .5, .6, .7, .6, .8, .7, .5, .4]})
@@ -285,8 +339,9 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     if ((df[Col.SCORE] < 0) | (df[Col.SCORE] > 1)).any():
         raise ConfigError("scores outside [0, 1]", where=where, fix="scale scores to [0, 1] first")
     candidates = candidates_of(df, reference, where=where)
+    by_item = item_clusters(df, where=where)
     rows = [_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci, n_resamples=n_resamples,
-                 seed=seed, power=power) for a in candidates]
+                 seed=seed, power=power, by_item=by_item) for a in candidates]
     return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm_adjust,
                              rule=lambda p: conclude(p, alpha, equivalence=False),
                              words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci))

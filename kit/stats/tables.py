@@ -16,12 +16,15 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pct, pts
 from kit.stats._data import check_level, check_scores, pair_arms
+from kit.stats.clusters import CLUSTER_METHOD, cluster_ci, cluster_note, clusters_for, item_clusters
 from kit.stats.intervals import mean_ci
 from kit.stats.paired import non_inferiority
 
 
 def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
-    """Per arm: accuracy and mean score with Wilson intervals, over items (epochs averaged per item).
+    """Per arm: accuracy and mean score with Wilson intervals, over items (epochs averaged per item). When the
+    table has a ``cluster`` column (a task that declares ``cluster:``), the intervals are cluster-robust
+    (:mod:`kit.stats.clusters`) and an ``n_clusters`` column counts the clusters.
 
     Columns: arm, n_items, n_epochs, accuracy, accuracy_ci_low, accuracy_ci_high, mean_score,
     score_ci_low, score_ci_high, n_errors, n_parse_errors, ci_method, statement.
@@ -32,12 +35,19 @@ def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
     """
     ci = check_level(ci, "ci", where="kit.stats.metric_table")
     df = check_scores(scores_df, where="kit.stats.metric_table")
+    by_item = item_clusters(df, where="kit.stats.metric_table")
     rows = []
     for arm, g in df.groupby(Col.OPTION, sort=False):
-        acc = g.groupby(Col.ITEM_ID)[Col.CORRECT].mean().to_numpy(dtype=float)
-        score = g.groupby(Col.ITEM_ID)[Col.SCORE].mean().to_numpy(dtype=float)
-        a, alo, ahi = mean_ci(acc, ci)
-        s, slo, shi = mean_ci(score, ci)
+        per_item = g.groupby(Col.ITEM_ID)
+        acc = per_item[Col.CORRECT].mean().to_numpy(dtype=float)
+        score = per_item[Col.SCORE].mean().to_numpy(dtype=float)
+        groups = clusters_for(per_item[Col.CORRECT].mean().index, by_item)
+        if groups is None:
+            a, alo, ahi = mean_ci(acc, ci)
+            s, slo, shi = mean_ci(score, ci)
+        else:
+            a, alo, ahi = cluster_ci(acc, groups, ci, item=mean_ci(acc, ci)[1:])
+            s, slo, shi = cluster_ci(score, groups, ci, item=mean_ci(score, ci)[1:])
         n_epochs = int(g[Col.EPOCH].nunique())
         words = (f"{arm}: accuracy {pct(a)} ({100 * ci:g}% CI {pct(alo)} to {pct(ahi)}) on {acc.size} items"
                  + (f", each averaged over {n_epochs} epochs (the interval treats each item's average as one "
@@ -48,6 +58,10 @@ def metric_table(scores_df: pd.DataFrame, *, ci: float = 0.95) -> pd.DataFrame:
                      Col.ACCURACY_CI_LOW: alo, Col.ACCURACY_CI_HIGH: ahi, Col.MEAN_SCORE: s, Col.SCORE_CI_LOW: slo,
                      Col.SCORE_CI_HIGH: shi, Col.N_ERRORS: int(g[Col.ERROR].notna().sum()),
                      Col.N_PARSE_ERRORS: int(g[Col.PARSE_ERROR].sum()), Col.CI_METHOD: "wilson", Col.STATEMENT: words})
+        if groups is not None:
+            n_clusters = int(pd.Series(groups).nunique())
+            rows[-1].update({Col.N_CLUSTERS: n_clusters, Col.CI_METHOD: CLUSTER_METHOD,
+                             Col.STATEMENT: words + cluster_note(n_clusters)})
     return pd.DataFrame(rows)
 
 

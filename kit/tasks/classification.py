@@ -145,10 +145,12 @@ class Classification(TaskType):
         >>> t.agreement(scores, reference="api")[["option", "kappa"]]   # doctest: +SKIP
         """
         wide = scores.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.ANSWER, aggfunc="first")
+        by_item = stats.item_clusters(scores, where="kit.tasks.classification.agreement")  # `cluster:` tasks
         rows = []
         for arm in wide.columns:
             if arm == reference or reference not in wide.columns:
                 continue
-            table = stats.agreement(wide[arm], wide[reference], labels=list(self.labels))
+            table = stats.agreement(wide[arm], wide[reference], labels=list(self.labels),
+                                    clusters=stats.clusters_for(wide.index, by_item))
             rows.append(table[table[Col.LEVEL] == "overall"].assign(**{Col.OPTION: arm}))
         return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()

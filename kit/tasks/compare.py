@@ -10,7 +10,9 @@ The task's type chooses the comparison (:meth:`kit.tasks.types.TaskType.compare`
   (:func:`kit.stats.compare_agreement`), with the disagreements listed for a human to read first.
 
 Every table has the standard columns (arm, reference, n_items, metric, candidate_value, ..., qualifies,
-better, n_needed, statement), Holm-adjusted across candidates.
+better, n_needed, statement), Holm-adjusted across candidates. For a task that declares ``cluster:``, the
+clusters travel in the scores' ``cluster`` column (:func:`kit.tasks.scoring.score_task`): every comparison
+then uses cluster-robust intervals and tests and adds ``n_clusters`` (:mod:`kit.stats.clusters`).
 
 >>> table = compare_options(task, scores, reference="openai:gpt-4o-mini", margin=0.02)   # doctest: +SKIP
 >>> table[["option", "conclusion_adjusted", "qualifies"]]                                   # doctest: +SKIP

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,8 @@ from kit.tasks.types import Columns, Item, TaskType, get_task_type
 
 REQUIRED_KEYS = ("name", "type", "data", "instruction")
 KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "labels", "fields", "shots", "split",
-                        "references", "rubric", "judge", "metric", "max_tokens", "labels_missing"})
+                        "references", "rubric", "judge", "metric", "max_tokens", "labels_missing",
+                        "cluster"})
 LABELS_MISSING = ("error", "skip")  # a labelled task's row without its gold answer: stop, or leave the row out
 
 
@@ -181,6 +182,7 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     labelled = not ignore_labels and any(c in row for _, row in rows for c in gold_columns)
     items, skipped = _make_items(rows, ttype, columns, data_path, labelled=labelled,
                                  skip_missing=_skip_missing(spec, where))
+    items = _with_clusters(items, spec, rows, columns, data_path, where=where)
     if not items:
         raise TaskError(f"every row lacks its gold answer ({len(skipped)} left out by `labels_missing: skip`)",
                         where=str(data_path), fix="fill in the gold answers, or run the task without them "
@@ -233,6 +235,32 @@ def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, la
         gold = ttype.gold(row, columns, where) if labelled else None
         items.append(Item(id=item_id, text=str(text), gold=gold))
     return items, tuple(skipped)
+
+
+def _with_clusters(items: list[Item], spec: dict[str, Any], rows: list, columns: Columns, path: Path, *,
+                   where: str) -> list[Item]:
+    """The items with their cluster from the column the task file names (``cluster: customer``); unchanged when it
+    names none. An unknown column names the columns present; an empty cell names its row."""
+    name = spec.get("cluster")
+    if name is None:
+        return items
+    if not isinstance(name, str) or not name.strip():
+        raise TaskError(f"`cluster:` must name a data column, got {name!r}", where=where,
+                        fix="write e.g. cluster: customer_id (the column grouping related items)")
+    present = sorted({c for _, row in rows for c in row})
+    if name not in present:
+        near = difflib.get_close_matches(name, present, n=1)
+        raise TaskError(f"`cluster: {name}` names no column of the data file (it has {present})", where=str(path),
+                        fix=(f"did you mean '{near[0]}'? " if near else "") + "name one of the columns present")
+    by_id = {str(row.get(columns.id, "") or "").strip(): (line, row.get(name)) for line, row in rows}
+    out = []
+    for item in items:
+        line, value = by_id[item.id]
+        if value is None or (isinstance(value, float) and value != value) or not str(value).strip():
+            raise TaskError(f"id '{item.id}' has an empty cluster (column '{name}')", where=f"{path}:{line}",
+                            fix=f"fill in its {name}, or drop the row")
+        out.append(replace(item, cluster=str(value).strip()))
+    return out
 
 
 def _split(items: list[Item], test_fraction: float, seed: int, stratify: bool,

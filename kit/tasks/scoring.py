@@ -30,7 +30,7 @@ SCORE_COLUMNS = (
 )
 
 __all__ = ["SCORE_COLUMNS", "macro_f1", "metrics", "reference_answers", "score_generation", "score_responses",
-           "score_unlabelled"]
+           "score_unlabelled", "with_clusters"]
 
 
 def _failed(rec: Mapping[str, Any]) -> bool:
@@ -246,7 +246,22 @@ def score_task(task: Task, responses: pd.DataFrame, *, reference: str,
     >>> scores = score_task(task, rows, reference="API")          # doctest: +SKIP
     """
     if task.type.judged:
-        return score_generation(task, responses, verdicts=verdicts, reference=reference)
-    if not task.labelled:
-        return score_unlabelled(task, responses, reference=reference)
-    return score_responses(task, responses)
+        scores = score_generation(task, responses, verdicts=verdicts, reference=reference)
+    elif not task.labelled:
+        scores = score_unlabelled(task, responses, reference=reference)
+    else:
+        scores = score_responses(task, responses)
+    return with_clusters(task, scores)
+
+
+def with_clusters(task: Task, scores: pd.DataFrame) -> pd.DataFrame:
+    """The score table with each row's ``cluster`` when the task declares one (``cluster:`` in its file), so every
+    interval and test downstream accounts for it; unchanged otherwise.
+
+    >>> with_clusters(task, scores)["cluster"].nunique()          # doctest: +SKIP
+    12
+    """
+    by_id = {i.id: i.cluster for i in task.items}
+    if not any(c is not None for c in by_id.values()):
+        return scores
+    return scores.assign(**{Col.CLUSTER: scores[Col.ITEM_ID].map(by_id)})

@@ -39,11 +39,13 @@ BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extra
 
 @dataclass(frozen=True)
 class Item:
-    """One data row as a task sees it: its id, its text and its gold answer (None when the task is unlabelled)."""
+    """One data row as a task sees it: its id, its text, its gold answer (None when the task is unlabelled) and its
+    cluster (the task's ``cluster:`` column; None when items are independent)."""
 
     id: str
     text: str
     gold: Any
+    cluster: str | None = None
 
 
 @dataclass(frozen=True)
