@@ -239,5 +239,5 @@ def paired_bootstrap(a: Any, b: Any, *, metric: str | Metric | Callable[[Any], f
     return pd.DataFrame([{
         Col.METRIC: m.name, Col.N: n, "estimate_a": est_a, "estimate_b": est_b, Col.DIFFERENCE: theta,
         Col.CI_LOW: lo, Col.CI_HIGH: hi, Col.CI_LEVEL: ci, Col.METHOD: method, "method_used": used,
-        "se": float(boot.std(ddof=1)), "n_resamples": int(n_resamples), "seed": seed, Col.STATEMENT: words,
+        "se": float(boot.std(ddof=1)), "n_resamples": int(n_resamples), Col.SEED: seed, Col.STATEMENT: words,
     }])

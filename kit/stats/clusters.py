@@ -298,7 +298,7 @@ def cluster_bootstrap(a: Any, b: Any, clusters: Any, *, metric: str | Metric | C
     return pd.DataFrame([{Col.METRIC: m.name, Col.N: n, Col.N_CLUSTERS: g, "estimate_a": est_a, "estimate_b": est_b,
                           Col.DIFFERENCE: theta, Col.CI_LOW: lo, Col.CI_HIGH: hi, Col.CI_LEVEL: ci,
                           Col.METHOD: "cluster bootstrap (percentile)", "se": float(np.nanstd(boot, ddof=1)),
-                          "n_resamples": int(n_resamples), "seed": seed, Col.STATEMENT: words}])
+                          "n_resamples": int(n_resamples), Col.SEED: seed, Col.STATEMENT: words}])
 
 
 def item_clusters(scores_df: pd.DataFrame, *, where: str) -> pd.Series | None:
