@@ -26,7 +26,8 @@ out-of-fold estimates.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from enum import StrEnum
 from typing import Iterable, Sequence
 
@@ -34,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from kit.columns import Col
-from kit.economics import ApiPricing, LocalDeployment, api_option, hybrid_option, local_option
+from kit.economics import ApiPricing, CostOption, LocalDeployment, api_option, hybrid_option, local_option
 from kit.errors import ConfigError
 from kit.stats import Conclusion, accuracy_ci, non_inferiority
 
@@ -83,15 +84,25 @@ class _Pricing:
     concurrency: int
     epoch: int
 
+    @cached_property
+    def _local(self) -> CostOption:
+        return local_option("local", self.scores, deployment=self.deployment, arm=self.local_arm,
+                            concurrency=self.concurrency)
+
+    @cached_property
+    def _api(self) -> tuple[CostOption, pd.Series]:
+        """The API priced on every item it answered, and each item's position in its per-item costs."""
+        rows = self.scores[(self.scores[Col.OPTION] == self.hosted_arm) & (self.scores[Col.EPOCH] == self.epoch)]
+        return (api_option("api", rows, pricing=self.pricing, arm=self.hosted_arm),
+                pd.Series(np.arange(len(rows)), index=rows[Col.ITEM_ID].to_numpy()))
+
     def monthly(self, pairs: pd.DataFrame, esc: np.ndarray) -> float:
-        local_opt = local_option("local", self.scores, deployment=self.deployment, arm=self.local_arm,
-                                 concurrency=self.concurrency)
-        parts = [(local_opt, 1.0)]
+        parts = [(self._local, 1.0)]
         if esc.any():
-            api_rows = self.scores[(self.scores[Col.OPTION] == self.hosted_arm)
-                                   & (self.scores[Col.EPOCH] == self.epoch)].set_index(Col.ITEM_ID)
-            sent = api_rows.loc[pairs.loc[esc, Col.ITEM_ID]].reset_index()
-            parts.append((api_option("api", sent, pricing=self.pricing, arm=self.hosted_arm), float(esc.mean())))
+            api, position = self._api
+            assert api.item_costs is not None
+            sent = api.item_costs[position.loc[pairs.loc[esc, Col.ITEM_ID]].to_numpy()]
+            parts.append((replace(api, item_costs=sent), float(esc.mean())))
         return float(hybrid_option("cascade", parts).monthly(self.volume))
 
 
