@@ -362,8 +362,9 @@ def _fit_statement(row: dict[str, object], *, how: Fit, n_fit: int, fold_taus: S
     n = int(row[Col.N])  # type: ignore[call-overload]
     fitted = (f"τ fitted on {n_fit} dev items and applied to the {n} test items" if how is Fit.DEV else
               f"τ cross-fitted over {len(fold_taus)} folds of the {n} test items, each fold routed by the τ chosen "
-              f"on the others (τ per fold: {_taus(fold_taus)}); the τ to deploy is fitted on all items; its figures "
-              f"are out-of-fold estimates")
+              f"on the others (τ per fold: {_taus(fold_taus)}); "
+              + ("the τ to deploy is fitted on all items; its figures are out-of-fold estimates" if recommended else
+                 "the figures are out of fold"))
     figures = (f"{row[Col.SHARE_LOCAL]:.0%} of test items kept local, quality {row[Col.ACCURACY]:.1%} (95% CI "
                f"{row[Col.CI_LOW]:.1%} to {row[Col.CI_HIGH]:.1%}), {row[Col.CONCLUSION]} to API-only "
                f"({row[Col.API_ACCURACY]:.1%}; lower bound {100 * float(row[Col.LOWER_BOUND]):+.1f} points, margin "  # type: ignore[arg-type]
