@@ -29,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from functools import cached_property
 from enum import StrEnum
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -107,7 +107,7 @@ class _Pricing:
 
 
 def _evaluate(pairs: pd.DataFrame, esc: np.ndarray, price: _Pricing, *, margin: float, alpha: float,
-              ci: float) -> dict[str, object]:
+              ci: float) -> dict[str, Any]:
     """One route of the items (``esc``: which go to the API): quality with its interval, the paired test
     against API-only, cost, share kept local and p95 latency (local, plus the API's for escalated items)."""
     value = np.where(esc, pairs["api_score"], pairs["local_score"])
@@ -125,13 +125,15 @@ def _evaluate(pairs: pd.DataFrame, esc: np.ndarray, price: _Pricing, *, margin: 
         Col.CONCLUSION: ni[Col.CONCLUSION], Col.MONTHLY_COST: monthly, Col.COST_PER_ITEM: monthly / price.volume,
         Col.P95_LATENCY_S: float(np.quantile(latency, 0.95)),
         Col.STATEMENT: (f"{1 - share_esc:.0%} kept local, quality {acc[Col.ACCURACY]:.1%} ({100 * ci:g}% CI "
-                        f"{acc[Col.CI_LOW]:.1%} to {acc[Col.CI_HIGH]:.1%}) vs API-only {pairs['api_score'].mean():.1%}: "
-                        f"{ni[Col.CONCLUSION]}; ${monthly:,.0f}/month at {price.volume:,.0f} items."),
+                        f"{acc[Col.CI_LOW]:.1%} to {acc[Col.CI_HIGH]:.1%}) vs API-only "
+                        f"{pairs['api_score'].mean():.1%}: {ni[Col.CONCLUSION]}; ${monthly:,.0f}/month at "
+                        f"{price.volume:,.0f} items."),
     }
 
 
-def escalated(confidence: np.ndarray, tau: float) -> np.ndarray:
-    """Which items go to the API at threshold ``tau``: confidence below it, or no confidence at all.
+def escalated(confidence: np.ndarray, tau: float | np.ndarray) -> np.ndarray:
+    """Which items go to the API at threshold ``tau`` (one for all, or one per item): confidence below it, or no
+    confidence at all.
 
     >>> escalated(np.array([0.9, 0.4, np.nan]), 0.5).tolist()
     [False, True, True]
@@ -281,9 +283,9 @@ class CascadeFit:
     routes: pd.DataFrame
 
 
-def _usable(scores: pd.DataFrame | None, local_arm: str, hosted_arm: str, epoch: int) -> bool:
+def _usable(scores: pd.DataFrame, local_arm: str, hosted_arm: str, epoch: int) -> bool:
     """Dev answers can fit τ when both arms answered the same dev items and the local arm gave confidences."""
-    if scores is None or scores.empty or Col.OPTION not in scores.columns:
+    if scores.empty or Col.OPTION not in scores.columns:
         return False
     rows = scores[scores[Col.EPOCH] == epoch] if Col.EPOCH in scores.columns else scores
     local = rows[rows[Col.OPTION] == local_arm]
@@ -319,8 +321,10 @@ def fit_cascade(scores: pd.DataFrame, *, local_arm: str, hosted_arm: str, pricin
     options = dict(local_arm=local_arm, hosted_arm=hosted_arm, pricing=pricing, deployment=deployment, volume=volume,
                    concurrency=concurrency, keep_local=keep_local, margin=margin, alpha=alpha, ci=ci, epoch=epoch)
     n = len(pairs)
-    if _usable(dev_scores, local_arm, hosted_arm, epoch):
-        assert dev_scores is not None
+    if folds < 2:
+        raise ConfigError(f"cross-fitting needs at least 2 folds, got {folds}", where="kit.cascade",
+                          fix=f"pass folds={CROSS_FIT_FOLDS} (the default)")
+    if dev_scores is not None and _usable(dev_scores, local_arm, hosted_arm, epoch):
         dev = choose_threshold(sweep_cascade(dev_scores, **options))
         how, n_fit, deploy = Fit.DEV, dev.n_fit, dev.tau
         fold = np.zeros(n, dtype=int)
@@ -336,7 +340,7 @@ def fit_cascade(scores: pd.DataFrame, *, local_arm: str, hosted_arm: str, pricin
                           "the items it is tested on", where="kit.cascade",
                           fix="answer more test items, or give dev answers for both arms")
     taus = np.array([np.inf if fold_taus[f] is None else fold_taus[f] for f in fold], dtype=float)
-    esc = (np.isnan(pairs[Col.CONFIDENCE].to_numpy(dtype=float)) | (pairs[Col.CONFIDENCE].to_numpy() < taus)) & ~forced
+    esc = escalated(pairs[Col.CONFIDENCE].to_numpy(), taus) & ~forced
     price = _Pricing(scores, local_arm=local_arm, hosted_arm=hosted_arm, pricing=pricing, deployment=deployment,
                      volume=volume, concurrency=concurrency, epoch=epoch)
     row = _evaluate(pairs, esc, price, margin=margin, alpha=alpha, ci=ci)
@@ -356,10 +360,10 @@ def _taus(taus: Sequence[float | None]) -> str:
     return ", ".join("none" if t is None else f"{t:.3g}" for t in taus)
 
 
-def _fit_statement(row: dict[str, object], *, how: Fit, n_fit: int, fold_taus: Sequence[float | None],
+def _fit_statement(row: dict[str, Any], *, how: Fit, n_fit: int, fold_taus: Sequence[float | None],
                    deploy: float | None, recommended: bool, margin: float) -> str:
     """Where τ came from, then the routed test items' figures, in words."""
-    n = int(row[Col.N])  # type: ignore[call-overload]
+    n = int(row[Col.N])
     fitted = (f"τ fitted on {n_fit} dev items and applied to the {n} test items" if how is Fit.DEV else
               f"τ cross-fitted over {len(fold_taus)} folds of the {n} test items, each fold routed by the τ chosen "
               f"on the others (τ per fold: {_taus(fold_taus)}); "
@@ -367,7 +371,7 @@ def _fit_statement(row: dict[str, object], *, how: Fit, n_fit: int, fold_taus: S
                  "the figures are out of fold"))
     figures = (f"{row[Col.SHARE_LOCAL]:.0%} of test items kept local, quality {row[Col.ACCURACY]:.1%} (95% CI "
                f"{row[Col.CI_LOW]:.1%} to {row[Col.CI_HIGH]:.1%}), {row[Col.CONCLUSION]} to API-only "
-               f"({row[Col.API_ACCURACY]:.1%}; lower bound {100 * float(row[Col.LOWER_BOUND]):+.1f} points, margin "  # type: ignore[arg-type]
+               f"({row[Col.API_ACCURACY]:.1%}; lower bound {100 * row[Col.LOWER_BOUND]:+.1f} points, margin "
                f"{100 * margin:.1f}), ${row[Col.MONTHLY_COST]:,.0f}/month, p95 latency {row[Col.P95_LATENCY_S]:.2f} s")
     if recommended:
         return f"Escalating below τ={deploy:.3g} ({fitted}): {figures}."

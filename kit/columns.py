@@ -255,7 +255,6 @@ class Col(StrEnum):
     # -- cascade thresholds fitted on items they are not tested on (kit.cascade)
     FOLD = "fold"
     ESCALATED = "escalated"
-    FIT = "fit"
 
 
 class RowKind(StrEnum):

@@ -135,11 +135,14 @@ def test_dev_answers_without_both_options_fall_back_to_cross_fitting():
         assert fit_cascade(test, dev_scores=unusable, **KW).choice.fit is Fit.CROSS_FITTED
 
 
-def test_one_shared_item_cannot_be_cross_fitted():
+def test_one_shared_item_or_one_fold_cannot_be_cross_fitted():
     one = tiny()[lambda f: f["item_id"] == "a"]
     with pytest.raises(ConfigError, match="too few to fit a threshold") as err:
         fit_cascade(one, **KW)
     assert "dev answers" in err.value.fix
+    with pytest.raises(ConfigError, match="at least 2 folds") as err:
+        fit_cascade(tiny(), folds=1, **KW)
+    assert "folds=5" in err.value.fix
 
 
 def test_the_in_sample_sentence_is_gone():
