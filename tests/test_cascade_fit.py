@@ -172,7 +172,7 @@ def test_the_report_stages_cross_fit_then_use_dev_answers(project):
     assert len(good_routes) == 60 and sorted(good_routes["fold"].unique()) == [0, 1, 2, 3, 4]
     assert good["share_local"] == pytest.approx(1 - good_routes["escalated"].mean())
     text = views.cascades(folder)
-    assert "τ cross-fitted, 5 folds of the 60 test items; τ per fold" in text
+    assert "τ cross-fitted over 5 folds of the 60 test items" in text and "τ per fold: " in text
     assert "picked on these items" not in text
 
     # dev answers for both options (here: the test answers under other ids, so τ is the same as all items')
@@ -183,6 +183,6 @@ def test_the_report_stages_cross_fit_then_use_dev_answers(project):
     verdict.verdict_stage(folder)
     good = folder.doc(Doc.CASCADES, task="tickets")["Good"]
     assert good["fit"] == "dev" and good["n_fit"] == 60 and good["n_tested"] == 60
-    assert "τ fitted on 60 dev items, tested on 60 test items" in views.cascades(folder)
+    assert "τ fitted on 60 dev items and applied to the 60 test items" in views.cascades(folder)
     routes = folder.table(Table.CASCADE_ROUTES, task="tickets")
     assert (routes.loc[routes["candidate"] == "Good", "tau"] == good["fold_taus"][0]).all()

@@ -24,8 +24,7 @@ from kit import __version__
 from kit.columns import Col, RowKind
 from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
 from kit.models.hardware import machine_words
-from kit.cascade import CascadeChoice, Fit
-from kit.pipeline.costs import choice_of, hybrids_of
+from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -226,26 +225,14 @@ def break_even(folder: RunFolder) -> str:
 
 
 def cascades(folder: RunFolder) -> str:
-    """Each cascade: how its threshold was kept apart from the test items (dev items, or cross-fitted folds with
-    the τ of each), then its figures on the test items."""
+    """Each cascade in words: how its threshold was kept apart from the test items (fitted on dev items, or
+    cross-fitted with the τ of each fold), then its figures on the test items."""
     lines = []
     for task in folder.tasks():
         for c, v in folder.doc(Doc.CASCADES, task=task, default={}).items():
-            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['escalate_to'])} below τ** "
-                         f"({esc(_fitted(choice_of(v)))}): "
-                         f"{esc(v[Col.STATEMENT])}")
+            lines.append(f"- *{esc(task)}* — **{esc(c)} first, {esc(v['escalate_to'])} below τ**: {esc(v[Col.STATEMENT])}")
     return "\n".join(lines) or ("- no self-hosted candidate gives confidences (or the reference is self-hosted): "
                                 "no cascade was simulated")
-
-
-def _fitted(choice: CascadeChoice) -> str:
-    """Where a cascade's τ came from, in a few words."""
-    if choice.fit is Fit.DEV:
-        return f"τ fitted on {choice.n_fit} dev items, tested on {choice.n_tested} test items"
-    if choice.fit is Fit.CROSS_FITTED:
-        return (f"τ cross-fitted, {len(choice.fold_taus)} folds of the {choice.n_tested} test items; τ per fold "
-                + ", ".join("none" if t is None else f"{t:.3g}" for t in choice.fold_taus))
-    return f"τ chosen and measured on the same {choice.n_tested} items"
 
 
 def personal_data(folder: RunFolder) -> Styler:
