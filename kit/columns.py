@@ -263,6 +263,9 @@ class Col(StrEnum):
     CONTEXT_LENGTH = "context_length"
     SIZE_MB = "size_mb"
     SHA256 = "sha256"
+    # -- cascade thresholds fitted on items they are not tested on (kit.cascade)
+    FOLD = "fold"
+    ESCALATED = "escalated"
 
 
 class RowKind(StrEnum):

@@ -544,6 +544,7 @@ def _caveats(facts: Facts, c: Constraints, checks: list[_Check]) -> list[str]:
         out.append("The scan found no personal data, but it does not detect bare names, addresses or medical facts; "
                    "check a sample by hand before sending data to a third party.")
     if any(o.role is Role.HYBRID for o in facts.options):
-        out.append("Cascade thresholds were chosen on the same items they were tested on; confirm on fresh items.")
+        out.append("Each cascade is measured on test items its threshold never saw (fitted on dev items, or "
+                   "cross-fitted over folds of the test items); the τ to deploy is fitted on all of them.")
     out.extend(facts.notes)
     return out

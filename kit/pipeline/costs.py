@@ -4,7 +4,9 @@ Third-party options are priced from the tokens each item used and their declared
 from the throughput measured for them on this machine and their declared machine (its price per hour,
 utilisation, always-on, setup and ops hours, and — for a fine-tune — the measured training time as a
 one-time cost). Each cost carries a band from resampling the measured items. Every self-hosted candidate
-that gives confidences is simulated as a cascade in front of the reference.
+that gives confidences is simulated as a cascade in front of the reference, its threshold fitted on the dev
+items' answers when the run has them for both options, else cross-fitted over folds of the test items; its
+figures are the test items', each routed by a threshold that never saw it.
 
 >>> costs_stage(RunFolder("runs/report-x"))           # doctest: +SKIP
 """
@@ -19,7 +21,7 @@ import pandas as pd
 from kit.columns import Col
 from kit.economics import (ApiPricing, CostOption, LocalDeployment, ModelPrice, api_option, break_even, cost_curve,
                            cost_table, local_option, monthly_band)
-from kit.cascade import CascadeChoice
+from kit.cascade import CascadeChoice, Fit
 from kit.decision import Floor, Hybrid, OptionKey
 from kit.errors import ConfigError
 from kit.stats import Conclusion
@@ -110,51 +112,63 @@ class HybridResult:
     floor: Floor | None
 
 
+def choice_of(record: dict[str, Any]) -> CascadeChoice:
+    """A cascade's choice as the cascades record keeps it (JSON), typed again."""
+    choice = CascadeChoice(**{f.name: record[f.name] for f in fields(CascadeChoice) if f.name in record})
+    return replace(choice, conclusion=Conclusion(choice.conclusion), fit=Fit(choice.fit),
+                   fold_taus=tuple(choice.fold_taus))
+
+
 def hybrids_of(folder: RunFolder, task: str) -> list[HybridResult]:
     """The cascades of ``task`` that have a threshold, as typed records (from the cascades record)."""
     out = []
     for record in folder.doc(Doc.CASCADES, task=task, default={}).values():
-        choice = CascadeChoice(**{f.name: record[f.name] for f in fields(CascadeChoice)})
+        choice = choice_of(record)
         if choice.tau is None:
             continue
         floor = record.get("floor")
         out.append(HybridResult(Hybrid(OptionKey(record["first"]), OptionKey(record["escalate_to"]), choice.tau),
-                                replace(choice, conclusion=Conclusion(choice.conclusion)),
-                                Floor(**floor) if floor is not None else None))
+                                choice, Floor(**floor) if floor is not None else None))
     return out
 
 
 def _cascades(folder: RunFolder, task: str, scores: pd.DataFrame, options: dict[str, CostOption],
-              keep_local: list[str]) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
-    """A cascade per self-hosted candidate with confidences: it first, the reference below the threshold."""
-    from kit.cascade import cascade_scores, choose_threshold, sweep_cascade
+              keep_local: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, dict[str, Any]]]:
+    """A cascade per self-hosted candidate with confidences: it first, the reference below the threshold.
+
+    Returns the in-sample sweep over thresholds (the curve), each test item's route (its fold and the τ that
+    routed it) and the choices, whose figures are the routed test items'."""
+    from kit.cascade import fit_cascade, routed_scores, sweep_cascade
 
     exp = folder.experiment()
     task_obj = task_of(folder, task)
     ref = exp.reference
     if ref.self_hosted:
-        return pd.DataFrame(), {}
-    sweeps, choices = [], {}
+        return pd.DataFrame(), pd.DataFrame(), {}
+    dev = folder.table(Table.DEV_SCORES, task=task) if folder.has(Table.DEV_SCORES, task=task) else None
+    sweeps, routes, choices = [], [], {}
     for o in exp.candidates:
         rows = scores[scores[Col.OPTION] == o.name]
         if not o.self_hosted or o.name not in options or rows.empty or rows[Col.CONFIDENCE].isna().all():
             continue
-        sweep = sweep_cascade(scores, local_arm=o.name, hosted_arm=ref.name, pricing=pricing_of(ref),
-                              deployment=deployment_of(o, exp, train_seconds=_train_seconds(folder, o, task)),
-                              volume=exp.monthly_volume, margin=exp.margin, alpha=exp.alpha, keep_local=keep_local,
-                              concurrency=int(o.arm_options.get("concurrency", 1)))
-        sweeps.append(sweep.assign(candidate=o.name))
-        choice = choose_threshold(sweep)
+        settings = dict(local_arm=o.name, hosted_arm=ref.name, pricing=pricing_of(ref),
+                        deployment=deployment_of(o, exp, train_seconds=_train_seconds(folder, o, task)),
+                        volume=exp.monthly_volume, margin=exp.margin, alpha=exp.alpha, keep_local=keep_local,
+                        concurrency=int(o.arm_options.get("concurrency", 1)))
+        sweeps.append(sweep_cascade(scores, **settings).assign(**{Col.CANDIDATE: o.name}))
+        fit = fit_cascade(scores, dev_scores=dev, **settings)
+        routes.append(fit.routes.assign(**{Col.CANDIDATE: o.name}))
+        choice = fit.choice
         floor = None
         if choice.tau is not None and task_obj.labelled and task_obj.type.baselines(task_obj.train, task_obj.test):
             # the hybrid answers as it would route: it must clear the trivial baselines like any option
             hybrid = Hybrid(OptionKey(o.name), OptionKey(ref.name), choice.tau)
-            routed = cascade_scores(scores, local_arm=o.name, hosted_arm=ref.name, tau=choice.tau,
-                                    keep_local=keep_local, name=hybrid.name)
+            routed = routed_scores(scores, fit.routes, local_arm=o.name, hosted_arm=ref.name, name=hybrid.name)
             floor = floor_of(floor_table(task_obj, routed, exp.alpha), hybrid.name)
         choices[o.name] = {**asdict(choice), "first": o.name, "escalate_to": ref.name,
                            "floor": asdict(floor) if floor is not None else None}
-    return (pd.concat(sweeps, ignore_index=True) if sweeps else pd.DataFrame()), choices
+    return (pd.concat(sweeps, ignore_index=True) if sweeps else pd.DataFrame(),
+            pd.concat(routes, ignore_index=True) if routes else pd.DataFrame(), choices)
 
 
 def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
@@ -195,11 +209,12 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         table = pd.concat([table, pd.DataFrame(unpriced)], ignore_index=True) if unpriced else table
         flags = scan_items([task.item(i) for i in scores[Col.ITEM_ID].unique()])
         keep = list(flags.loc[flags[Col.HAS_PII], Col.ITEM_ID]) if exp.privacy_required else []
-        sweeps, choices = _cascades(folder, name, scores, options, keep)
+        sweeps, routes, choices = _cascades(folder, name, scores, options, keep)
         tables = {Table.COSTS: table,
                   Table.BREAK_EVEN: break_even(list(options.values())) if len(options) > 1 else pd.DataFrame(),
                   Table.COST_CURVE: cost_curve(list(options.values())) if options else pd.DataFrame(),
-                  Table.PII: pii_share(flags), Table.PII_ITEMS: flags, Table.CASCADE: sweeps}
+                  Table.PII: pii_share(flags), Table.PII_ITEMS: flags, Table.CASCADE: sweeps,
+                  Table.CASCADE_ROUTES: routes}
         for kind, frame in tables.items():
             folder.save_table(kind, frame, task=name)
         folder.save_doc(Doc.CASCADES, choices, task=name)

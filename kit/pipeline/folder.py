@@ -75,6 +75,10 @@ class Table(Enum):
     JUDGE = "judge", (Col.OPTION, Col.ORDERS_AGREE, Col.STATEMENT)  # free text: how often the two orders agreed
     DISAGREEMENTS = "disagreements", (Col.OPTION, Col.ITEM_ID, Col.ANSWER,
                                       Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
+    # -- answers on the dev items (prompt choice; cascade thresholds are fitted there): the scores' columns
+    DEV_SCORES = "dev_scores", SCORES[1]
+    CASCADE_ROUTES = "cascade_routes", (Col.CANDIDATE, Col.ITEM_ID, Col.FOLD, Col.TAU,
+                                        Col.ESCALATED)  # per cascade and test item: the τ that routed it, never fitted on it
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file

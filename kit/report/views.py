@@ -225,6 +225,8 @@ def break_even(folder: RunFolder) -> str:
 
 
 def cascades(folder: RunFolder) -> str:
+    """Each cascade in words: how its threshold was kept apart from the test items (fitted on dev items, or
+    cross-fitted with the τ of each fold), then its figures on the test items."""
     lines = []
     for task in folder.tasks():
         for c, v in folder.doc(Doc.CASCADES, task=task, default={}).items():
