@@ -186,3 +186,17 @@ def test_the_report_stages_cross_fit_then_use_dev_answers(project):
     assert "τ fitted on 60 dev items and applied to the 60 test items" in views.cascades(folder)
     routes = folder.table(Table.CASCADE_ROUTES, task="tickets")
     assert (routes.loc[routes["candidate"] == "Good", "tau"] == good["fold_taus"][0]).all()
+
+
+def test_the_cascade_plot_marks_the_held_out_figures_not_the_in_sample_curve():
+    from dataclasses import asdict
+
+    from kit.report.plots import cascade_plot
+
+    scores = synth(n=1000, seed=0)
+    choice = fit_cascade(scores, **KW).choice
+    sweep = sweep_cascade(scores, **KW).assign(candidate=LOCAL)
+    ax = cascade_plot(sweep, choices={LOCAL: asdict(choice)})
+    (note,) = [t.get_text() for t in ax.texts]
+    assert note == f"τ={choice.tau:.2f}, held out: {choice.share_local:.0%} self-hosted, {choice.accuracy:.0%} right"
+    assert "all test items" in ax.get_xlabel()
