@@ -244,6 +244,11 @@ class Col(StrEnum):
     LABELS_ONLY_CI_HIGH = "labels_only_ci_high"
     WIDTH_RATIO = "width_ratio"
     EFFECTIVE_LABELS = "effective_labels"
+    # -- partly labelled tasks: PPI++ in the quality stage (kit.stats.ppi, kit.tasks.ppi_compare)
+    STD_ERROR = "std_error"
+    DF = "df"
+    N_OUTSIDE = "n_labels_outside"
+    LABELS_NEEDED = "labels_needed"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

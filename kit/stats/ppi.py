@@ -194,7 +194,8 @@ def _ppi(y: Any, yhat: Any, yhat_u: Any, *, alpha: float, power_tuned: bool, clu
         var_labels = max(var_labels, smoothed.variance(0.0) / (n - 1))
     var_ppi = _mean_variance(lam * yhat_u, g_unl) + var_rect
     groups = n if g_lab is None else np.unique(g_lab).size
-    z = t_quantile(1 - alpha / 2, groups - 1) if small_sample and groups > 1 else z_of(1 - alpha / 2)
+    df = groups - 1 if small_sample and groups > 1 else math.inf
+    z = t_quantile(1 - alpha / 2, df) if math.isfinite(df) else z_of(1 - alpha / 2)
     half, half_labels = z * math.sqrt(var_ppi), z * math.sqrt(var_labels)
     labels_only = float(y.mean())
     if var_ppi > 0:
@@ -215,6 +216,7 @@ def _ppi(y: Any, yhat: Any, yhat_u: Any, *, alpha: float, power_tuned: bool, clu
         Col.N_LABELLED: n, Col.N_UNLABELLED: big_n, Col.LABELS_ONLY: labels_only,
         Col.LABELS_ONLY_CI_LOW: labels_only - half_labels, Col.LABELS_ONLY_CI_HIGH: labels_only + half_labels,
         Col.WIDTH_RATIO: ratio, Col.EFFECTIVE_LABELS: effective, Col.CI_LEVEL: 1 - alpha,
+        Col.STD_ERROR: math.sqrt(var_ppi), Col.DF: df,
         Col.METHOD: ("ppi++" if power_tuned else "ppi") + (" small-sample" if small_sample else ""),
         Col.STATEMENT: words}])
 
@@ -232,7 +234,8 @@ def ppi_mean(y_labelled: Any, yhat_labelled: Any, yhat_unlabelled: Any, *, alpha
     variance floor for 0/1 values, t quantile); ``small_sample=False`` gives ppi-python's estimate and interval.
 
     Columns: estimate, ci_low, ci_high, lambda, n_labelled, n_unlabelled, labels_only, labels_only_ci_low,
-    labels_only_ci_high (Wald, with the same adjustment), width_ratio (PPI / labels-only), effective_labels, ci_level, method, statement.
+    labels_only_ci_high (Wald, with the same adjustment), width_ratio (PPI / labels-only), effective_labels, ci_level,
+    std_error, df (the t quantile's degrees of freedom; inf: the normal), method, statement.
     NaN is refused (an error is a wrong answer, coded 0). Neither the estimate nor the interval is clipped to
     [0, 1]: a proxy-corrected accuracy can stray a little past the range, which is left visible.
 
