@@ -103,6 +103,10 @@ def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
     ranking = folder.table(Table.RANKING, task="tickets").set_index(Col.OPTION)
     assert ranking.loc["Majority", "status"] == "below the floor"
 
+    from kit.report import plots
+
+    plots.quality_grid(folder)
+    assert "nan" not in views.summary(folder).to_html().lower()
     html = views.quality(folder).to_html()
     assert "labels only" in html and "effective labels" in html
     text = views.prediction_powered(folder)
@@ -111,13 +115,16 @@ def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
 
 
 def test_with_no_labels_the_decision_is_about_agreement_and_says_what_labels_would_decide(project):
+    """A sample drawn but nothing labelled yet (a run with no labels doc at all takes the same path:
+    test_report_stages' unlabelled run)."""
     tmp_path, files = project
-    folder = _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True, agreement_target=0.5))
+    labels = {**_sample(tmp_path), "gold": {}}
+    folder = _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True, agreement_target=0.5), labels)
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
     assert set(compare[Col.KIND]) == {"agreement"}
     good = compare.loc["Good"]
     expected = labels_for_agreement(good[Col.CANDIDATE_VALUE], margin=0.02, alpha=0.05)["n_required"].item()
-    assert good[Col.LABELS_NEEDED] == expected and expected > 100
+    assert good[Col.LABELS_NEEDED] == expected and expected > 100 and good[Col.N_LABELLED] == 0
     assert f"about {expected:,.0f} random gold labels would be needed" in good[Col.STATEMENT]
     text = views.prediction_powered(folder)
     assert "about agreement with the reference, not correctness" in text and f"{expected:,.0f}" in text

@@ -152,7 +152,8 @@ def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics:
     for o in it.answers.columns:
         r = ppi_mean(it.right[o], it.agree[o].to_numpy()[it.labelled], it.agree[o].to_numpy()[~it.labelled],
                      alpha=alpha).iloc[0]
-        rows.append({Col.OPTION: o, Col.MEAN_SCORE: r[Col.ESTIMATE], Col.SCORE_CI_LOW: r[Col.CI_LOW],
+        rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
+                     Col.SCORE_CI_LOW: r[Col.CI_LOW],
                      Col.SCORE_CI_HIGH: r[Col.CI_HIGH], Col.ACCURACY: r[Col.ESTIMATE],
                      Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r),
                      Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
