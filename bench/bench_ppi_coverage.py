@@ -6,9 +6,10 @@ Run: ``python bench/bench_ppi_coverage.py`` (``--labels N``, ``--resamples N``, 
 a temporary file first and only read) it takes, per labelled task with stored answers of the stand-in's model
 (the default experiment's "API": Gemma 3 270M, behind the loopback server as ``openai:gemma-3-270m`` or in
 process as ``llama_cpp:gemma-3-270m``) and of a candidate (SmolLM2 + LoRA, SmolLM2), the items both answered
-(``--datasets DIR``: task files that are not in ``datasets/``). Y = the candidate is right against gold; the proxy Yhat = the candidate agrees with the
-stand-in. Each resample labels ``--labels`` random items and runs :func:`kit.stats.ppi_mean` with the other
-items as unlabelled; the target is the candidate's accuracy on all of them (what every label would give).
+(``--datasets DIR``: task files that are not in ``datasets/``). Y = the candidate is right against gold; the
+proxy Yhat = the candidate agrees with the stand-in. Each resample labels ``--labels`` random items and runs
+:func:`kit.stats.ppi_mean` with the other items as unlabelled; the target is the candidate's accuracy on all of
+them (what every label would give).
 
 **Synthetic answers.** On the built-in intent task (``snips-intents``, 693 items) a synthetic candidate (right
 on a share ``accuracy`` of the items, else a random wrong intent) and a synthetic reference — the proxy —
@@ -182,7 +183,8 @@ def main() -> int:
         ok = m["ppi++"] >= GOAL_COVERAGE and (pop.proxy_right < PROXY_GOOD or m["ratio"] <= GOAL_RATIO)
         failures += not ok
         print(f"{pop.name} | {pop.proxy_right:.1%} | {np.mean(pop.y == pop.yhat):.1%} | {m['ppi++']:.1%} | "
-              f"{m['plain']:.1%} | {m['labels']:.1%} | {m['wald']:.1%} | {m['ratio']:.2f} | {m['best']:.2f} | {m['ratio_wald']:.2f} | "
+              f"{m['plain']:.1%} | {m['labels']:.1%} | {m['wald']:.1%} | {m['ratio']:.2f} | {m['best']:.2f} | "
+              f"{m['ratio_wald']:.2f} | "
               f"{m['lambda']:.2f} | {m['effective']:.0f}{'' if ok else '  <- misses a goal'}")
     print(f"{time.perf_counter() - t0:.1f} s; goals: coverage >= {GOAL_COVERAGE:.0%}, width ratio <= {GOAL_RATIO} "
           f"where the proxy is right on >= {PROXY_GOOD:.0%} of items")

@@ -31,9 +31,10 @@ Wilson idea of adding a success and a failure), and then
 2. floors the rectifier's variance (ddof 1) at its variance under the smoothed table;
 3. uses the Student-t quantile with n - 1 degrees of freedom (clusters - 1 with clusters) instead of z.
 
-(Values that are all 0/1 or all in -1/0/1 are smoothed over that grid.) The labels-only interval gets the same three steps (at lambda = 0 the floor is ``p(1 - p)`` with
-``p = (right + 1) / (n + 2)``), so the width ratio compares like for like. The estimate stays unbiased for any
-fixed lambda; only which lambda, and the interval's width, change. At 40 labels this lifts the worst coverage
+Values that are all 0/1, or all in -1/0/1, are smoothed over that grid. The labels-only interval gets the same
+three steps (at lambda = 0 the floor is ``p(1 - p)`` with ``p = (right + 1) / (n + 2)``), so the width ratio
+compares like for like. The estimate stays unbiased for any fixed lambda; only which lambda, and the
+interval's width, change. At 40 labels this lifts the worst coverage
 from 78% to 95% (bench/README.md, PPI section). Other values than right/wrong get steps 3 and ddof 1 only.
 
 Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
@@ -244,7 +245,8 @@ def ppi_mean(y_labelled: Any, yhat_labelled: Any, yhat_unlabelled: Any, *, alpha
     (0.875, 1.0)
     """
     return _ppi(y_labelled, yhat_labelled, yhat_unlabelled, alpha=alpha, power_tuned=power_tuned,
-                clusters=clusters, small_sample=small_sample, supports=(BINARY, DIFFERENCES), where="kit.stats.ppi_mean",
+                clusters=clusters, small_sample=small_sample, supports=(BINARY, DIFFERENCES),
+                where="kit.stats.ppi_mean",
                 value_words=pct, what="The mean")
 
 
@@ -259,7 +261,8 @@ def ppi_mean_difference(candidate_labelled: Any, reference_labelled: Any, candid
     always agrees with itself). The mean of a difference is a mean, so this is :func:`ppi_mean` on the
     differences: one lambda, tuned for the difference's own variance, and the pairing (both options on the
     same items) enters through the per-item differences; with right/wrong inputs the small-sample smoothing
-    spreads its pseudo-counts over the differences' values -1, 0, 1. Same columns as :func:`ppi_mean`, ``estimate`` being
+    spreads its pseudo-counts over the differences' values -1, 0, 1. Same columns as :func:`ppi_mean`,
+    ``estimate`` being
     the difference.
 
     >>> r = ppi_mean_difference([1, 0, 1, 1], [1, 1, 1, 1], [1, 0, 1, 1], [1, 1, 1, 1],

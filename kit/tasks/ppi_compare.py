@@ -293,8 +293,8 @@ def labels_to_decide(compare: pd.DataFrame, *, margin: float, alpha: float = 0.0
         need = float(labels_for_agreement(agreement, margin=margin, alpha=alpha).iloc[0]["n_required"])
         how = (f"about {need:,.0f} random gold labels" if math.isfinite(need) else "no number of random labels")
         rows.append({Col.OPTION: r[Col.OPTION], Col.AGREEMENT: agreement, Col.LABELS_NEEDED: need,
-                     Col.STATEMENT: (f"{r[Col.OPTION]} agrees with the reference on {pct(agreement)} of the items: this "
-                                     f"decision is about agreement with the reference, not correctness. To decide on "
-                                     f"correctness at a {pts(margin, sign=False)} margin, {how} would be needed "
-                                     "(a paired non-inferiority test planned for no true difference, 80% power).")})
+                     Col.STATEMENT: (f"{r[Col.OPTION]} agrees with the reference on {pct(agreement)} of the items: "
+                                     "this decision is about agreement with the reference, not correctness. To "
+                                     f"decide on correctness at a {pts(margin, sign=False)} margin, {how} would be "
+                                     "needed (a paired non-inferiority test planned for no true difference, 80% power).")})
     return pd.DataFrame(rows, columns=[Col.OPTION, Col.AGREEMENT, Col.LABELS_NEEDED, Col.STATEMENT])
