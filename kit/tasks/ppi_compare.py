@@ -296,5 +296,6 @@ def labels_to_decide(compare: pd.DataFrame, *, margin: float, alpha: float = 0.0
                      Col.STATEMENT: (f"{r[Col.OPTION]} agrees with the reference on {pct(agreement)} of the items: "
                                      "this decision is about agreement with the reference, not correctness. To "
                                      f"decide on correctness at a {pts(margin, sign=False)} margin, {how} would be "
-                                     "needed (a paired non-inferiority test planned for no true difference, 80% power).")})
+                                     "needed (a paired non-inferiority test planned for no true difference, "
+                                     "80% power).")})
     return pd.DataFrame(rows, columns=[Col.OPTION, Col.AGREEMENT, Col.LABELS_NEEDED, Col.STATEMENT])
