@@ -429,7 +429,8 @@ def prediction_powered(folder: RunFolder) -> str:
             lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
                          f"{int(r[Col.N_UNLABELLED])} unlabelled items (the reference's answers as the proxy); "
                          f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and the "
-                         "comparisons are PPI++ estimates with the kit's small-sample adjustment.")
+                         "comparisons are PPI++ estimates with the kit's small-sample adjustment; where a comparison "
+                         "is inconclusive, its 'items needed' are random labels.")
         elif Col.LABELS_NEEDED in compare.columns:
             needs = [f"{esc(o)} about {n:,.0f}" if pd.notna(n) and n != float("inf") else f"{esc(o)}: none would do"
                      for o, n in zip(compare[Col.OPTION], compare[Col.LABELS_NEEDED])]
