@@ -24,7 +24,7 @@ With 40 labels and a proxy that seldom disagrees with Y, the plain normal interv
 only 78–95% of the time (``bench/bench_ppi_coverage.py``): the rectifier ``Y - lambda Yhat`` is nonzero on a
 handful of the labels and its variance is often underestimated — down to zero when no label disagrees. Since Y
 and Yhat are right/wrong (0/1, or -1/0/1 for a difference), the kit smooths their labelled joint table with
-pseudo-counts, 2 in all spread evenly over the cells (0.5 per cell for 0/1 values: the Agresti–Caffo /
+0.5 pseudo-observations per cell (the Jeffreys prior of the table; for 0/1 values 2 in all, the Agresti–Caffo /
 Wilson idea of adding a success and a failure), and then
 
 1. takes lambda from the smoothed covariance (so 40 right answers out of 40 still let the proxy speak);
@@ -66,7 +66,7 @@ from kit.format import pct, pts
 from kit.stats._data import check_level, z_of
 
 Clusters = tuple[Sequence[Any], Sequence[Any]]
-PSEUDO_COUNTS = 2.0  # small-sample smoothing: the pseudo-observations spread over a right/wrong joint table
+PSEUDO_COUNT = 0.5  # small-sample smoothing: pseudo-observations per cell of the joint table (the Jeffreys prior)
 BINARY = (0.0, 1.0)
 DIFFERENCES = (-1.0, 0.0, 1.0)
 
@@ -113,14 +113,14 @@ def _grid(values: Sequence[np.ndarray], supports: Sequence[tuple[float, ...]]) -
 
 
 class _Smoothed:
-    """The labelled (Y, Yhat) joint table plus :data:`PSEUDO_COUNTS` pseudo-observations spread evenly over
-    its cells (``grid``: the values each of Y and Yhat can take)."""
+    """The labelled (Y, Yhat) joint table plus :data:`PSEUDO_COUNT` pseudo-observations in each of its cells
+    (``grid``: the values each of Y and Yhat can take)."""
 
     def __init__(self, y: np.ndarray, yhat: np.ndarray, grid: tuple[float, ...]) -> None:
         g = np.asarray(grid)
         self.ys, self.hs = np.meshgrid(g, g, indexing="ij")
         counts = np.array([[np.sum((y == a) & (yhat == b)) for b in g] for a in g], dtype=float)
-        counts += PSEUDO_COUNTS / counts.size
+        counts += PSEUDO_COUNT
         self.p = counts / counts.sum()
 
     def covariance(self) -> float:
