@@ -401,7 +401,7 @@ PPI_METHODS = (
     "own accuracy rests on the labels alone. On top, the kit's small-sample adjustment: pseudo-counts smooth the "
     "labelled right/wrong table (for lambda and a floor under the variance) and the interval uses Student's t "
     "with n - 1 degrees of freedom, which keeps 95% coverage at 40 labels where the plain normal interval fell "
-    "to 78-95% (bench/README.md). Beside each interval: the labels-only interval (same adjustment) and the "
+    "to 77-94% (bench/README.md). Beside each interval: the labels-only interval (same adjustment) and the "
     "effective labels, how many labels alone would give the same width. The bar is non-inferiority at the "
     "margin (one-sided t test on the PPI++ difference), Holm-corrected across candidates. Labels given outside "
     "the random sample are counted and never used.")

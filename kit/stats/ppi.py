@@ -21,7 +21,7 @@ labels** ``n * var(labels only) / var(PPI)``: how many gold labels alone would g
 
 **Small-sample adjustment (the kit's own, on by default; ``small_sample=False`` gives ppi-python's numbers).**
 With 40 labels and a proxy that seldom disagrees with Y, the plain normal interval covered the all-labels value
-only 78–95% of the time (``bench/bench_ppi_coverage.py``): the rectifier ``Y - lambda Yhat`` is nonzero on a
+only 77–94% of the time (``bench/bench_ppi_coverage.py``): the rectifier ``Y - lambda Yhat`` is nonzero on a
 handful of the labels and its variance is often underestimated — down to zero when no label disagrees. Since Y
 and Yhat are right/wrong (0/1, or -1/0/1 for a difference), the kit smooths their labelled joint table with
 0.5 pseudo-observations per cell (the Jeffreys prior of the table; for 0/1 values 2 in all, the Agresti–Caffo /
@@ -35,7 +35,7 @@ Values that are all 0/1, or all in -1/0/1, are smoothed over that grid. The labe
 three steps (at lambda = 0 the floor is ``p(1 - p)`` with ``p = (right + 1) / (n + 2)``), so the width ratio
 compares like for like. The estimate stays unbiased for any fixed lambda; only which lambda, and the
 interval's width, change. At 40 labels this lifts the worst coverage
-from 78% to 95% (bench/README.md, PPI section). Other values than right/wrong get steps 3 and ddof 1 only.
+from 77% to 95% (bench/README.md, PPI section). Other values than right/wrong get steps 3 and ddof 1 only.
 
 Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
 sets disjoint, drawn from the same traffic); items are independent, or grouped in ``clusters`` (several
