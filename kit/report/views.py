@@ -403,8 +403,10 @@ PPI_METHODS = (
     "with n - 1 degrees of freedom, which keeps 95% coverage at 40 labels where the plain normal interval fell "
     "to 77-94% (bench/README.md). Beside each interval: the labels-only interval (same adjustment) and the "
     "effective labels, how many labels alone would give the same width. The bar is non-inferiority at the "
-    "margin (one-sided t test on the PPI++ difference), Holm-corrected across candidates. Labels given outside "
-    "the random sample are counted and never used.")
+    "margin (one-sided t test on the PPI++ difference), Holm-corrected across candidates; that difference gains "
+    "little from the proxy (agreeing with the reference says nothing about which of two differing answers is "
+    "right), so its interval is close to the labels' own. Labels given outside the random sample are counted "
+    "and never used.")
 
 
 def ppi_quality_frame(frame: pd.DataFrame) -> pd.DataFrame:
