@@ -178,7 +178,7 @@ def _partly_labelled(folder: RunFolder, task: Task, scores: pd.DataFrame,
     ref = exp.reference_name
     labels = sample_labels(folder, task.name)
     compare = tables[Table.COMPARE]
-    if Col.GAP not in scores.columns or compare.empty:  # free text: judged, not labelled by hand
+    if compare.empty or set(compare[Col.KIND]) != {ComparisonKind.AGREEMENT}:  # free text: judged, not labelled
         return {}
     if labels is None or not ppi_compare.usable(scores, labels):
         need = ppi_compare.labels_to_decide(compare, margin=exp.margin, alpha=exp.alpha).set_index(Col.OPTION)
