@@ -436,7 +436,10 @@ def prediction_powered(folder: RunFolder) -> str:
         elif Col.LABELS_NEEDED in compare.columns:
             needs = [f"{esc(o)} about {n:,.0f}" if pd.notna(n) and n != float("inf") else f"{esc(o)}: none would do"
                      for o, n in zip(compare[Col.OPTION], compare[Col.LABELS_NEEDED])]
-            lines.append(f"- *{esc(task)}*: no random labels, so this decision is about agreement with the reference, "
+            n = int(compare[Col.N_LABELLED].iloc[0]) if Col.N_LABELLED in compare.columns else 0
+            have = ("no random labels" if n == 0 else
+                    f"{n} random labels on the items asked, too few for an estimate (it needs 2, and one item without)")
+            lines.append(f"- *{esc(task)}*: {have}, so this decision is about agreement with the reference, "
                          "not correctness. Random gold labels that would make it a correctness decision at the "
                          f"margin, from each candidate's observed agreement: {'; '.join(needs)} "
                          "(`kit label` draws and records the sample).")
