@@ -180,6 +180,8 @@ def _partly_labelled(folder: RunFolder, task: Task, scores: pd.DataFrame,
     compare = tables[Table.COMPARE]
     if compare.empty or set(compare[Col.KIND]) != {ComparisonKind.AGREEMENT}:  # free text: judged, not labelled
         return {}
+    if labels is not None:
+        labels.check_split(task, where=f"{folder.path} labels of {task.name}")
     if labels is None or not ppi_compare.usable(scores, labels):
         need = ppi_compare.labels_to_decide(compare, margin=exp.margin, alpha=exp.alpha).set_index(Col.OPTION)
         return {Table.COMPARE: compare.assign(**{

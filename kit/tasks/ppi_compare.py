@@ -84,6 +84,18 @@ class SampleLabels:
         return cls(order=order, gold=MappingProxyType(gold), outside=int(data["outside"]),
                    population=int(data["population"]), seed=int(data["seed"]))
 
+    def check_split(self, task: Task, *, where: str) -> None:
+        """The sample must come from the test items this run's task has (same split, same ``ignore_labels``):
+        a sample of another split is not a random sample of these items, and PPI would be biased."""
+        test = {i.id for i in task.test}
+        stray = [i for i in self.order if i not in test]
+        if stray or (self.order and self.population != len(test)):
+            what = (f"{len(stray)} sampled items (e.g. {stray[0]!r}) are not test items of {task.name}" if stray else
+                    f"the sample was drawn from {self.population} test items, this run's task has {len(test)}")
+            raise ConfigError(f"the labels were drawn from another split: {what}", where=where,
+                              fix="draw the sample from the task as this experiment loads it (same ignore_labels, "
+                                  "same task file), then snapshot the labels again")
+
     def to_doc(self) -> dict[str, Any]:
         return {"order": list(self.order), "gold": dict(self.gold), "outside": self.outside,
                 "population": self.population, "seed": self.seed}
