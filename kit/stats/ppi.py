@@ -34,8 +34,8 @@ Wilson idea of adding a success and a failure), and then
 Values that are all 0/1, or all in -1/0/1, are smoothed over that grid. The labels-only interval gets the same
 three steps (at lambda = 0 the floor is ``p(1 - p)`` with ``p = (right + 1) / (n + 2)``), so the width ratio
 compares like for like. The estimate stays unbiased for any fixed lambda; only which lambda, and the
-interval's width, change. At 40 labels this lifts the worst coverage
-from 77% to 95% (bench/README.md, PPI section). Other values than right/wrong get steps 3 and ddof 1 only.
+interval's width, change. At 40 labels this lifts the worst coverage from 77% to 95% (bench/README.md, PPI
+section). Values other than right/wrong get step 3 and ddof 1 only.
 
 Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
 sets disjoint, drawn from the same traffic); items are independent, or grouped in ``clusters`` (several
