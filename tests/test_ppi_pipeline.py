@@ -109,6 +109,8 @@ def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
     assert "nan" not in views.summary(folder).to_html().lower()
     html = views.quality(folder).to_html()
     assert "labels only" in html and "effective labels" in html
+    html = views.comparison(folder).to_html()
+    assert "labels only 95% CI" in html and "effective labels" in html and "nan" not in html.lower()
     text = views.prediction_powered(folder)
     assert "Angelopoulos" in text and "PPI++" in text and "40 labelled" in text and "20 unlabelled" in text
     assert "3 labels outside the random sample" in text and "small-sample" in text

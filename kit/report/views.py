@@ -154,10 +154,14 @@ def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def comparison(folder: RunFolder) -> Styler:
-    """Each candidate against the reference: the difference with its interval, the bound, the conclusion."""
-    return show(_stack(folder, _comparison), {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS},
+    """Each candidate against the reference: the difference with its interval, the bound, the conclusion (partly
+    labelled tasks: the labels-only interval and the effective labels beside the PPI++ one)."""
+    frame = ppi_comparison_frame(_stack(folder, _comparison))
+    return show(frame, {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS, **PPI_FORMATS},
                 columns={Col.TASK: "task", Col.OPTION: "candidate", Col.N_ITEMS: "items", Col.DIFFERENCE: "difference",
-                         "difference CI": "95% CI", Col.LOWER_BOUND: "lower bound",
+                         "difference CI": "95% CI",
+                         **(PPI_COLUMNS if Col.LABELS_ONLY_CI_LOW in frame.columns else {}),
+                         Col.LOWER_BOUND: "lower bound",
                          Col.CONCLUSION_ADJUSTED: "conclusion", Col.N_NEEDED: "items needed"})
 
 
@@ -414,6 +418,14 @@ def ppi_quality_frame(frame: pd.DataFrame) -> pd.DataFrame:
     if Col.LABELS_ONLY_CI_LOW not in frame.columns:
         return frame
     return frame.assign(**{"labels only 95% CI": interval(frame, Col.LABELS_ONLY_CI_LOW, Col.LABELS_ONLY_CI_HIGH)})
+
+
+def ppi_comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table's PPI++ columns made readable: the labels-only interval of the difference as text."""
+    if Col.LABELS_ONLY_CI_LOW not in frame.columns:
+        return frame
+    return frame.assign(**{"labels only 95% CI": interval(frame, Col.LABELS_ONLY_CI_LOW, Col.LABELS_ONLY_CI_HIGH,
+                                                          POINTS)})
 
 
 def prediction_powered(folder: RunFolder) -> str:
