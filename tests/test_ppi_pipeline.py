@@ -77,6 +77,7 @@ def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
     assert row[Col.N_ITEMS] == 60 and row[Col.N_LABELLED] == N_LABELS and row[Col.N_UNLABELLED] == 20
     assert row[Col.DIFFERENCE] == pytest.approx(direct[Col.ESTIMATE])
     assert (row[Col.DIFF_CI_LOW], row[Col.DIFF_CI_HIGH]) == pytest.approx((direct[Col.CI_LOW], direct[Col.CI_HIGH]))
+    assert -1 < direct[Col.CI_LOW] and direct[Col.CI_HIGH] < 1  # inside [-1, 1]: nothing to cut
     assert (row[Col.LABELS_ONLY_CI_LOW], row[Col.LABELS_ONLY_CI_HIGH]) == pytest.approx(
         (direct[Col.LABELS_ONLY_CI_LOW], direct[Col.LABELS_ONLY_CI_HIGH]))
     assert row[Col.EFFECTIVE_LABELS] == pytest.approx(direct[Col.EFFECTIVE_LABELS])
@@ -92,6 +93,10 @@ def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
     assert metrics.loc["API", Col.MEAN_SCORE] == pytest.approx(y_api.mean())
     assert metrics.loc["API", Col.SCORE_CI_LOW] == pytest.approx(alone[Col.LABELS_ONLY_CI_LOW])
     assert metrics.loc["Good", Col.AGREEMENT] == pytest.approx(f_good.mean())
+    good_alone = ppi_mean(y_good, f_good[lab], f_good[~lab]).iloc[0]
+    assert good_alone[Col.CI_HIGH] > 1  # Good is right on 95%: the raw PPI++ interval passes 100% ...
+    assert metrics.loc["Good", Col.SCORE_CI_HIGH] == 1.0  # ... the report's stops there
+    assert metrics.loc["Good", Col.SCORE_CI_LOW] == pytest.approx(good_alone[Col.CI_LOW])
 
     floor = folder.table(Table.FLOOR, task="tickets").set_index(Col.OPTION)
     assert floor.loc["Majority", Col.ANSWER] == "a" and not floor.loc["Majority", Col.PASSES]

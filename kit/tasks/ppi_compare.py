@@ -165,8 +165,7 @@ def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics:
         r = ppi_mean(it.right[o], it.agree[o].to_numpy()[it.labelled], it.agree[o].to_numpy()[~it.labelled],
                      alpha=alpha).iloc[0]
         rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
-                     Col.SCORE_CI_LOW: r[Col.CI_LOW],
-                     Col.SCORE_CI_HIGH: r[Col.CI_HIGH], Col.ACCURACY: r[Col.ESTIMATE],
+                     **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0), Col.ACCURACY: r[Col.ESTIMATE],
                      Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r),
                      Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
     ppi = pd.DataFrame(rows).set_index(Col.OPTION)
@@ -198,9 +197,16 @@ def _baseline(it: _Items, *, reference: str, alpha: float) -> _Baseline:
     r = ppi_mean(right, agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
     name = "majority label of the labelled sample"
     return _Baseline(name=name, answer=answer, right=right, agree=agree, row={
-        Col.MEAN_SCORE: r[Col.ESTIMATE], Col.SCORE_CI_LOW: r[Col.CI_LOW], Col.SCORE_CI_HIGH: r[Col.CI_HIGH],
+        Col.MEAN_SCORE: r[Col.ESTIMATE], **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0),
         Col.ACCURACY: r[Col.ESTIMATE], **_ppi_columns(r),
         Col.STATEMENT: f"{name} ({answer}): {r[Col.STATEMENT]}"})
+
+
+def _clipped(r: pd.Series, low: str, high: str, floor: float) -> dict[str, float]:
+    """A PPI++ interval as ``{low: ..., high: ...}``, cut to the values the quantity can take ([0, 1] for an
+    accuracy, [-1, 1] for a difference of two): the estimator leaves it unclipped, the report need not show
+    an accuracy above 100%; coverage is unchanged, since the truth lies inside the range."""
+    return {low: max(float(r[Col.CI_LOW]), floor), high: min(float(r[Col.CI_HIGH]), 1.0)}
 
 
 def _t_sf(x: float, df: float) -> float:
@@ -227,8 +233,10 @@ def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, referen
                      Col.BASELINE_MEAN: base.row[Col.MEAN_SCORE], Col.DIFFERENCE: r[Col.ESTIMATE],
                      Col.P_VALUE: p, Col.PASSES: bool(p < alpha), **_ppi_columns(r),
                      Col.STATEMENT: (f"{o} against always answering {base.answer!r} (the most frequent label among "
-                                     f"the {len(it.gold)} labelled items): {r[Col.STATEMENT]} One-sided "
-                                     f"{p_words(p)}: it " + ("clears" if p < alpha else "does not clear")
+                                     f"the {len(it.gold)} labelled items): {pts(r[Col.ESTIMATE])} by PPI++ from "
+                                     f"{r[Col.N_LABELLED]} labels and the reference's answers on "
+                                     f"{r[Col.N_UNLABELLED]} more items (labels alone: {pts(r[Col.LABELS_ONLY])}); "
+                                     f"one-sided {p_words(p)}: it " + ("clears" if p < alpha else "does not clear")
                                      + " the floor.")})
     return pd.DataFrame(rows)
 
@@ -261,7 +269,7 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, refer
         cand = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
         rows.append({Col.OPTION: o, Col.REFERENCE: reference, Col.N_ITEMS: len(it.ids), Col.METRIC: "accuracy",
                      Col.CANDIDATE_VALUE: cand[Col.ESTIMATE], Col.REFERENCE_VALUE: float(it.right[reference].mean()),
-                     Col.DIFFERENCE: est, Col.DIFF_CI_LOW: r[Col.CI_LOW], Col.DIFF_CI_HIGH: r[Col.CI_HIGH],
+                     Col.DIFFERENCE: est, **_clipped(r, Col.DIFF_CI_LOW, Col.DIFF_CI_HIGH, -1.0),
                      Col.MARGIN: margin, Col.LOWER_BOUND: est - q * se, Col.UPPER_BOUND: est + q * se, **p,
                      Col.CONCLUSION: conclude(p, alpha, equivalence=False), **_ppi_columns(r),
                      Col.N_OUTSIDE: labels.outside, Col.METHOD: METHOD, Col.N_NEEDED: n_needed,
