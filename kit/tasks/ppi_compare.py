@@ -149,9 +149,12 @@ def usable(scores: pd.DataFrame, labels: SampleLabels | None) -> bool:
     return n >= 2 and n < scores[Col.ITEM_ID].nunique()
 
 
-def _ppi_columns(r: pd.Series) -> dict[str, Any]:
-    return {c: r[c] for c in (Col.LAMBDA, Col.N_LABELLED, Col.N_UNLABELLED, Col.LABELS_ONLY, Col.LABELS_ONLY_CI_LOW,
-                              Col.LABELS_ONLY_CI_HIGH, Col.WIDTH_RATIO, Col.EFFECTIVE_LABELS, Col.STD_ERROR, Col.DF)}
+def _ppi_columns(r: pd.Series, *, floor: float) -> dict[str, Any]:
+    """The columns shown beside a PPI++ interval; the labels-only interval cut to [floor, 1] like the PPI++ one."""
+    return {**{c: r[c] for c in (Col.LAMBDA, Col.N_LABELLED, Col.N_UNLABELLED, Col.LABELS_ONLY, Col.WIDTH_RATIO,
+                                 Col.EFFECTIVE_LABELS, Col.STD_ERROR, Col.DF)},
+            Col.LABELS_ONLY_CI_LOW: max(float(r[Col.LABELS_ONLY_CI_LOW]), floor),
+            Col.LABELS_ONLY_CI_HIGH: min(float(r[Col.LABELS_ONLY_CI_HIGH]), 1.0)}
 
 
 def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics: pd.DataFrame, *, reference: str,
@@ -166,7 +169,7 @@ def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics:
                      alpha=alpha).iloc[0]
         rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
                      **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0), Col.ACCURACY: r[Col.ESTIMATE],
-                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r),
+                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r, floor=0.0),
                      Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
     ppi = pd.DataFrame(rows).set_index(Col.OPTION)
     out = metrics[metrics[Col.KIND] == RowKind.OPTION].drop(columns=[Col.ACCURACY_CI_LOW, Col.ACCURACY_CI_HIGH],
@@ -198,7 +201,7 @@ def _baseline(it: _Items, *, reference: str, alpha: float) -> _Baseline:
     name = "majority label of the labelled sample"
     return _Baseline(name=name, answer=answer, right=right, agree=agree, row={
         Col.MEAN_SCORE: r[Col.ESTIMATE], **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0),
-        Col.ACCURACY: r[Col.ESTIMATE], **_ppi_columns(r),
+        Col.ACCURACY: r[Col.ESTIMATE], **_ppi_columns(r, floor=0.0),
         Col.STATEMENT: f"{name} ({answer}): {r[Col.STATEMENT]}"})
 
 
@@ -218,7 +221,9 @@ def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, referen
               alpha: float = 0.05) -> pd.DataFrame:
     """Each option against always answering the labelled sample's most frequent label: the PPI++ difference
     option - baseline (proxy: agrees with the reference - the label equals the reference's answer), one-sided
-    test that it is above 0. Columns of the floor table plus the PPI columns."""
+    test that it is above 0. Columns of the floor table (``candidate_mean``: the option's PPI++ accuracy, as in the
+    metrics; ``difference``: the difference tested, whose own lambda makes it differ a little from
+    ``candidate_mean - baseline_mean``) plus the PPI columns."""
     it = _items(task, scores, labels, reference=reference)
     base = _baseline(it, reference=reference, alpha=alpha)
     rows = []
@@ -228,10 +233,11 @@ def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, referen
                                 agree[~it.labelled], base.agree[~it.labelled], alpha=alpha).iloc[0]
         p = _t_sf(r[Col.ESTIMATE] / r[Col.STD_ERROR], r[Col.DF]) if r[Col.STD_ERROR] > 0 else float(
             r[Col.ESTIMATE] <= 0)
+        own = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]  # as in metrics
         rows.append({Col.OPTION: o, Col.BASELINE: base.name, Col.ANSWER: base.answer, Col.N: len(it.ids),
-                     Col.CANDIDATE_MEAN: r[Col.ESTIMATE] + base.row[Col.MEAN_SCORE],
+                     Col.CANDIDATE_MEAN: own[Col.ESTIMATE],
                      Col.BASELINE_MEAN: base.row[Col.MEAN_SCORE], Col.DIFFERENCE: r[Col.ESTIMATE],
-                     Col.P_VALUE: p, Col.PASSES: bool(p < alpha), **_ppi_columns(r),
+                     Col.P_VALUE: p, Col.PASSES: bool(p < alpha), **_ppi_columns(r, floor=-1.0),
                      Col.STATEMENT: (f"{o} against always answering {base.answer!r} (the most frequent label among "
                                      f"the {len(it.gold)} labelled items): {pts(r[Col.ESTIMATE])} by PPI++ from "
                                      f"{r[Col.N_LABELLED]} labels and the reference's answers on "
@@ -271,7 +277,7 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, refer
                      Col.CANDIDATE_VALUE: cand[Col.ESTIMATE], Col.REFERENCE_VALUE: float(it.right[reference].mean()),
                      Col.DIFFERENCE: est, **_clipped(r, Col.DIFF_CI_LOW, Col.DIFF_CI_HIGH, -1.0),
                      Col.MARGIN: margin, Col.LOWER_BOUND: est - q * se, Col.UPPER_BOUND: est + q * se, **p,
-                     Col.CONCLUSION: conclude(p, alpha, equivalence=False), **_ppi_columns(r),
+                     Col.CONCLUSION: conclude(p, alpha, equivalence=False), **_ppi_columns(r, floor=-1.0),
                      Col.N_OUTSIDE: labels.outside, Col.METHOD: METHOD, Col.N_NEEDED: n_needed,
                      Col.ENOUGH_ITEMS: bool(math.isfinite(n_needed) and r[Col.N_LABELLED] >= n_needed)})
     return finish_comparison(rows, p_columns=P_COLUMNS, rule=lambda p: conclude(p, alpha, equivalence=False),
