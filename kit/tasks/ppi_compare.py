@@ -115,7 +115,7 @@ class _Items:
 
 
 def _items(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str) -> _Items:
-    first = scores.sort_values(Col.EPOCH).drop_duplicates([Col.OPTION, Col.ITEM_ID])
+    first = scores.sort_values(Col.EPOCH, kind="stable").drop_duplicates([Col.OPTION, Col.ITEM_ID])
     answers = first.pivot(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.ANSWER)
     ok = first[Col.CORRECT].astype(bool)
     if Col.GAP in first.columns:
