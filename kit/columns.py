@@ -255,6 +255,11 @@ class Col(StrEnum):
     # -- clustered items (a task's `cluster:` column; kit.stats.clusters)
     CLUSTER = "cluster"
     N_CLUSTERS = "n_clusters"
+    # -- partly labelled tasks: PPI++ in the quality stage (kit.stats.ppi, kit.tasks.ppi_compare)
+    STD_ERROR = "std_error"
+    DF = "df"
+    N_OUTSIDE = "n_labels_outside"
+    LABELS_NEEDED = "labels_needed"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
     QUANTISATION = "quantisation"

@@ -49,7 +49,7 @@ def reference():
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_power_tuned_matches_ppi_python(reference, case):
     y, yhat, yhat_u = CASES[case]
-    r = ppi_mean(y, yhat, yhat_u, alpha=ALPHA).iloc[0]
+    r = ppi_mean(y, yhat, yhat_u, alpha=ALPHA, small_sample=False).iloc[0]
     est, lo, hi = reference[case][None]
     assert r[Col.ESTIMATE] == pytest.approx(est, abs=1e-12)
     assert (r[Col.CI_LOW], r[Col.CI_HIGH]) == pytest.approx((lo, hi), abs=1e-12)
@@ -61,7 +61,7 @@ def test_power_tuned_matches_ppi_python(reference, case):
 @pytest.mark.parametrize("case", range(len(CASES)))
 def test_classic_ppi_matches_ppi_python(reference, case):
     y, yhat, yhat_u = CASES[case]
-    r = ppi_mean(y, yhat, yhat_u, alpha=ALPHA, power_tuned=False).iloc[0]
+    r = ppi_mean(y, yhat, yhat_u, alpha=ALPHA, power_tuned=False, small_sample=False).iloc[0]
     est, lo, hi = reference[case][1.0]
     assert r[Col.LAMBDA] == 1.0 and r[Col.METHOD] == "ppi"
     assert r[Col.ESTIMATE] == pytest.approx(est, abs=1e-12)
@@ -79,7 +79,7 @@ def test_power_tuning_never_widens_much_and_classic_ppi_can():
 
 def test_a_perfect_proxy_is_worth_many_labels():
     y, yhat, yhat_u = _data(5, n=40, big_n=2000, agree=1.0)
-    r = ppi_mean(y, yhat, yhat_u).iloc[0]
+    r = ppi_mean(y, yhat, yhat_u, small_sample=False).iloc[0]
     # lambda* = var(Y on the labels) / ((1 + n/N) var(Yhat on all items)): about 1/(1 + 40/2000), clipped at 1
     assert r[Col.LAMBDA] > 0.9
     assert r[Col.WIDTH_RATIO] < 0.2
@@ -100,7 +100,7 @@ def test_a_random_proxy_falls_back_to_the_labels():
 
 def test_a_constant_proxy_gets_lambda_zero_and_the_labels_interval():
     y = np.array([1, 0, 1, 1, 0, 1, 1, 1], dtype=float)
-    r = ppi_mean(y, np.ones(8), np.ones(100)).iloc[0]
+    r = ppi_mean(y, np.ones(8), np.ones(100), small_sample=False).iloc[0]
     assert r[Col.LAMBDA] == 0.0
     assert r[Col.ESTIMATE] == 0.75 and r[Col.WIDTH_RATIO] == 1.0 and r[Col.EFFECTIVE_LABELS] == 8
     half = 1.959963984540054 * math.sqrt(0.75 * 0.25 / 8)
@@ -110,10 +110,11 @@ def test_a_constant_proxy_gets_lambda_zero_and_the_labels_interval():
 def test_clusters_of_repeated_rows_give_the_interval_of_the_items():
     """Each item asked twice (two epochs, same values): cluster-robust variance counts items, not rows."""
     y, yhat, yhat_u = _data(7, n=40, big_n=400)
-    once = ppi_mean(y, yhat, yhat_u, power_tuned=False).iloc[0]
-    twice = ppi_mean(np.repeat(y, 2), np.repeat(yhat, 2), np.repeat(yhat_u, 2), power_tuned=False,
+    once = ppi_mean(y, yhat, yhat_u, power_tuned=False, small_sample=False).iloc[0]
+    twice = ppi_mean(np.repeat(y, 2), np.repeat(yhat, 2), np.repeat(yhat_u, 2), power_tuned=False, small_sample=False,
                      clusters=(np.repeat(np.arange(40), 2), np.repeat(np.arange(40, 440), 2))).iloc[0]
-    naive = ppi_mean(np.repeat(y, 2), np.repeat(yhat, 2), np.repeat(yhat_u, 2), power_tuned=False).iloc[0]
+    naive = ppi_mean(np.repeat(y, 2), np.repeat(yhat, 2), np.repeat(yhat_u, 2), power_tuned=False,
+                     small_sample=False).iloc[0]
     assert twice[Col.ESTIMATE] == pytest.approx(once[Col.ESTIMATE])
     assert (twice[Col.CI_LOW], twice[Col.CI_HIGH]) == pytest.approx((once[Col.CI_LOW], once[Col.CI_HIGH]))
     width = once[Col.CI_HIGH] - once[Col.CI_LOW]
@@ -158,3 +159,68 @@ def test_bad_clusters_and_alpha_are_refused():
         ppi_mean([1, 0], [1, 0], [1, 1], alpha=5)
     with pytest.raises(ConfigError, match="reference_proxy_unlabelled has 1"):
         ppi_mean_difference([1, 0], [1, 1], [1, 0], [1, 1], [1, 1], [1])
+
+
+# --- the kit's small-sample adjustment (on by default; module docstring of kit.stats.ppi) ---------------------
+
+def test_the_t_quantile_is_students():
+    from scipy import stats as scipy_stats
+
+    from kit.stats.ppi import t_quantile
+
+    # t_{0.975, 39} = 2.0227 (printed t tables, e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2), and scipy's value
+    assert t_quantile(0.975, 39) == pytest.approx(2.0227, abs=5e-5)
+    assert t_quantile(0.975, 39) == pytest.approx(scipy_stats.t.ppf(0.975, 39), abs=1e-12)
+
+
+def test_the_small_sample_interval_by_hand():
+    """Labels all right and proxy all 1 on the labels: the plain interval is a point, the adjusted one is not.
+
+    By hand: the 2x2 table (Y, Yhat) holds 20 at (1, 1); with 0.5 pseudo-counts per cell, p = (0.5, 0.5, 0.5,
+    20.5) / 22 over (0,0), (0,1), (1,0), (1,1)."""
+    y, yhat, yhat_u = np.ones(20), np.ones(20), np.r_[np.ones(90), np.zeros(10)]
+    plain = ppi_mean(y, yhat, yhat_u, small_sample=False).iloc[0]
+    assert plain[Col.LAMBDA] == 0.0 and plain[Col.CI_LOW] == plain[Col.CI_HIGH] == 1.0
+    r = ppi_mean(y, yhat, yhat_u).iloc[0]
+    p = np.array([0.5, 0.5, 0.5, 20.5]) / 22
+    ys, hs = np.array([0, 0, 1, 1]), np.array([0, 1, 0, 1])
+    cov = p @ (ys * hs) - (p @ ys) * (p @ hs)
+    lam = cov / ((1 + 20 / 100) * np.var(np.r_[yhat, yhat_u], ddof=1))
+    assert r[Col.LAMBDA] == pytest.approx(lam)
+    assert r[Col.ESTIMATE] == pytest.approx(lam * 0.9 + 1 - lam)
+    rect = ys - lam * hs
+    var = np.var(lam * yhat_u) / 100 + (p @ (rect - p @ rect) ** 2) / 19
+    half = 2.0930240544083096 * math.sqrt(var)  # t_{0.975, 19} (scipy.stats.t.ppf)
+    assert (r[Col.CI_LOW], r[Col.CI_HIGH]) == pytest.approx((r[Col.ESTIMATE] - half, r[Col.ESTIMATE] + half))
+    # labels only: p = 21/22 right (one pseudo success, one pseudo failure), ddof 1, t quantile
+    half_labels = 2.0930240544083096 * math.sqrt((21 / 22) * (1 / 22) / 19)
+    assert r[Col.LABELS_ONLY_CI_HIGH] == pytest.approx(1 + half_labels)
+    assert r[Col.METHOD] == "ppi++ small-sample" and "small-sample" in r[Col.STATEMENT]
+
+
+def test_the_small_sample_interval_is_never_narrower_than_the_plain_one():
+    for seed in range(5):
+        y, yhat, yhat_u = _data(seed, n=40, big_n=600, agree=0.95)
+        plain = ppi_mean(y, yhat, yhat_u, power_tuned=False, small_sample=False).iloc[0]
+        adjusted = ppi_mean(y, yhat, yhat_u, power_tuned=False).iloc[0]
+        assert adjusted[Col.ESTIMATE] == pytest.approx(plain[Col.ESTIMATE])  # lambda = 1 fixed: same estimate
+        assert adjusted[Col.CI_HIGH] - adjusted[Col.CI_LOW] > plain[Col.CI_HIGH] - plain[Col.CI_LOW]
+
+
+def test_the_small_sample_interval_covers_where_the_plain_one_did_not():
+    """A candidate right on 90%, a proxy that misses 5% of its right answers, 40 labels: the plain PPI++
+    interval covers the all-items value in 83% of 400 resamples (no disagreement among the labels makes its
+    variance 0), the adjusted one in 98% (bench/bench_ppi_coverage.py measures 1,000 resamples per setting)."""
+    rng = np.random.default_rng(11)
+    y_all = (rng.random(700) < 0.9).astype(float)
+    yhat_all = y_all * (rng.random(700) < 0.95)
+    truth = y_all.mean()
+    hits = {True: 0, False: 0}
+    for _ in range(400):
+        lab = np.zeros(700, dtype=bool)
+        lab[rng.choice(700, 40, replace=False)] = True
+        for small in hits:
+            r = ppi_mean(y_all[lab], yhat_all[lab], yhat_all[~lab], small_sample=small).iloc[0]
+            hits[small] += r[Col.CI_LOW] <= truth <= r[Col.CI_HIGH]
+    assert hits[False] / 400 < 0.90
+    assert hits[True] / 400 >= 0.95

@@ -96,6 +96,8 @@ class Doc(str, Enum):
     STORE = "store"              # per run: where the answers are (the store's path)
     GOODPUT = "goodput"          # per task: each swept option's chosen load level and the decoding ceiling
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
+    LABELS = "labels"            # per task (partly labelled): a snapshot of the random sample's labels
+    #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampleLabels
 
 
 class State(str, Enum):

@@ -23,7 +23,10 @@ from kit.errors import ConfigError
 from kit.format import p_words, pct
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
+from kit.tasks import ppi_compare
 from kit.tasks.compare import compare_options, disagreements
+from kit.tasks.ppi_compare import SampleLabels
+from kit.tasks.types import ComparisonKind
 from kit.tasks.scoring import score_task
 
 
@@ -155,7 +158,45 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
             Table.DISAGREEMENTS: (disagreements(task, scores, reference=exp.reference_name)
                                   if not kind.correctness else pd.DataFrame()),
         }
+        if not task.labelled:
+            tables.update(_partly_labelled(folder, task, scores, tables))
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)
         out[name] = {k.file: v for k, v in tables.items()}
     return out
+
+
+# ---------------------------------------------------------------- partly labelled tasks (PPI++, issue 19)
+def sample_labels(folder: RunFolder, name: str) -> SampleLabels | None:
+    """The run folder's snapshot of the random sample's labels on a task (``Doc.LABELS``), None without one."""
+    if not folder.has(Doc.LABELS, task=name):
+        return None
+    return SampleLabels.from_doc(folder.doc(Doc.LABELS, task=name), where=f"{folder.path} labels of {name}")
+
+
+def _partly_labelled(folder: RunFolder, task: Task, scores: pd.DataFrame,
+                     tables: dict[Table, pd.DataFrame]) -> dict[Table, pd.DataFrame]:
+    """An unlabelled task's tables when the run folder holds labels on a random sample: accuracy, the bar and the
+    floor by PPI++ with the reference's answers as the proxy (:mod:`kit.tasks.ppi_compare`). With no labels (or
+    fewer than 2 on the items asked) the agreement comparison stays, and says how many labels would decide."""
+    exp = folder.experiment()
+    ref = exp.reference_name
+    labels = sample_labels(folder, task.name)
+    compare = tables[Table.COMPARE]
+    if compare.empty or set(compare[Col.KIND]) != {ComparisonKind.AGREEMENT}:  # free text: judged, not labelled
+        return {}
+    if labels is not None:
+        labels.check_split(task, where=f"{folder.path} labels of {task.name}")
+    if labels is None or not ppi_compare.usable(scores, labels):
+        need = ppi_compare.labels_to_decide(compare, margin=exp.margin, alpha=exp.alpha).set_index(Col.OPTION)
+        return {Table.COMPARE: compare.assign(**{
+            Col.LABELS_NEEDED: compare[Col.OPTION].map(need[Col.LABELS_NEEDED]),
+            Col.N_LABELLED: ppi_compare.labelled_count(scores, labels),
+            Col.STATEMENT: compare[Col.STATEMENT] + " " + compare[Col.OPTION].map(need[Col.STATEMENT])})}
+    table = ppi_compare.ppi_compare(task, scores, labels, reference=ref, margin=exp.margin, alpha=exp.alpha)
+    table.insert(0, Col.TASK, task.name)
+    table.insert(1, Col.KIND, ComparisonKind.PREDICTION_POWERED)
+    return {Table.METRICS: ppi_compare.ppi_metrics(task, scores, labels, tables[Table.METRICS], reference=ref,
+                                                   alpha=exp.alpha),
+            Table.COMPARE: table,
+            Table.FLOOR: ppi_compare.ppi_floor(task, scores, labels, reference=ref, alpha=exp.alpha)}

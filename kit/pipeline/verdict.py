@@ -23,6 +23,7 @@ from kit.pipeline.costs import hybrids_of
 from kit.pipeline.quality import floor_of, task_of
 from kit.stats import Conclusion
 from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.tasks.types import ComparisonKind
 
 
 RANKING_COLUMNS = [f.name for f in fields(Ranked)]
@@ -90,7 +91,8 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             monthly_cost=Interval(h.choice.monthly_cost), p95_s=Interval(h.choice.p95_latency_s),
             share_local=h.choice.share_local, keeps_pii_local=exp.privacy_required,
             ops_hours=first.machine.ops_hours_per_month if first.machine else 0.0))
-    correctness = t.type.comparison_kind(labelled=t.labelled).correctness
+    correctness = (t.type.comparison_kind(labelled=t.labelled).correctness  # or gold on a random sample (PPI)
+                   or (not compare.empty and ComparisonKind.PREDICTION_POWERED in set(compare[Col.KIND])))
     pii = folder.table(Table.PII, task=task)
     share = finite(pii.loc[pii[Col.KIND] == "any", Col.SHARE].iloc[0]) if not pii.empty else None
     best_floor = ""

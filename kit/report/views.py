@@ -137,9 +137,12 @@ def _quality(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def quality(folder: RunFolder) -> Styler:
-    """Each task's metric per option and per trivial baseline, with intervals and failures."""
-    return show(_stack(folder, _quality), {Col.MEAN_SCORE: PCT},
+    """Each task's metric per option and per trivial baseline, with intervals and failures (partly labelled
+    tasks: the PPI++ estimate, with the labels-only interval and the effective labels beside it)."""
+    frame = _stack(folder, _quality)
+    return show(ppi_quality_frame(frame), {Col.MEAN_SCORE: PCT, **PPI_FORMATS},
                 columns={Col.TASK: "task", "name": "option", Col.MEAN_SCORE: "quality", "95% CI": "95% CI",
+                         **(PPI_COLUMNS if Col.LABELS_ONLY_CI_LOW in frame.columns else {}),
                          Col.N_ITEMS: "items", Col.N_ERRORS: "errors", Col.N_PARSE_ERRORS: "unparseable"})
 
 
@@ -151,10 +154,14 @@ def _comparison(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def comparison(folder: RunFolder) -> Styler:
-    """Each candidate against the reference: the difference with its interval, the bound, the conclusion."""
-    return show(_stack(folder, _comparison), {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS},
+    """Each candidate against the reference: the difference with its interval, the bound, the conclusion (partly
+    labelled tasks: the labels-only interval and the effective labels beside the PPI++ one)."""
+    frame = ppi_comparison_frame(_stack(folder, _comparison))
+    return show(frame, {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS, **PPI_FORMATS},
                 columns={Col.TASK: "task", Col.OPTION: "candidate", Col.N_ITEMS: "items", Col.DIFFERENCE: "difference",
-                         "difference CI": "95% CI", Col.LOWER_BOUND: "lower bound",
+                         "difference CI": "95% CI",
+                         **(PPI_COLUMNS if Col.LABELS_ONLY_CI_LOW in frame.columns else {}),
+                         Col.LOWER_BOUND: "lower bound",
                          Col.CONCLUSION_ADJUSTED: "conclusion", Col.N_NEEDED: "items needed"})
 
 
@@ -417,3 +424,73 @@ def goodput(folder: RunFolder) -> str:
             ceiling = f" Ceiling: {g['ceiling']}." if g.get("ceiling") else ""
             lines.append(f"- *{esc(task)}* — **{esc(option)}** priced at {esc(g[Col.STATEMENT])}.{esc(ceiling)}")
     return "\n".join(lines) or "- no load sweep: self-hosted options are priced at the throughput they answered with"
+
+
+# ------------------------------------------ partly labelled tasks: prediction-powered estimates (PPI++, issue 19)
+PPI_COLUMNS = {"labels only 95% CI": "labels only 95% CI", Col.EFFECTIVE_LABELS: "effective labels",
+               Col.N_LABELLED: "labelled", Col.N_UNLABELLED: "unlabelled"}
+PPI_FORMATS = {Col.EFFECTIVE_LABELS: ITEMS, Col.N_LABELLED: ITEMS, Col.N_UNLABELLED: ITEMS}
+PPI_METHODS = (
+    "**Prediction-powered estimates.** On a task whose data has no gold answers, a uniformly random, seeded sample "
+    "of test items was labelled by hand. Each option's accuracy, its paired difference from the reference and its "
+    "difference from the floor (always the most frequent label among the labelled items) are PPI++ estimates "
+    "(prediction-powered inference: Angelopoulos, Bates, Fannjiang, Jordan, Zrnic, *Science* 2023; its "
+    "power-tuned form PPI++: Angelopoulos, Duchi, Zrnic 2023): the labels measure right and wrong, and on every "
+    "item an option's agreement with the reference's answer is the proxy whose bias the labels remove. A poor "
+    "proxy costs little (its weight lambda falls towards 0 and the interval to the labels' own); the reference's "
+    "own accuracy rests on the labels alone. On top, the kit's small-sample adjustment: pseudo-counts smooth the "
+    "labelled right/wrong table (for lambda and a floor under the variance) and the interval uses Student's t "
+    "with n - 1 degrees of freedom, which keeps 95% coverage at 40 labels where the plain normal interval fell "
+    "to 77-94% (bench/README.md). Beside each interval: the labels-only interval (same adjustment) and the "
+    "effective labels, how many labels alone would give the same width. The bar is non-inferiority at the "
+    "margin (one-sided t test on the PPI++ difference), Holm-corrected across candidates; that difference gains "
+    "little from the proxy (agreeing with the reference says nothing about which of two differing answers is "
+    "right), so its interval is close to the labels' own. Labels given outside the random sample are counted "
+    "and never used.")
+
+
+def ppi_quality_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The quality table's PPI++ columns made readable: the labels-only interval as text."""
+    if Col.LABELS_ONLY_CI_LOW not in frame.columns:
+        return frame
+    return frame.assign(**{"labels only 95% CI": interval(frame, Col.LABELS_ONLY_CI_LOW, Col.LABELS_ONLY_CI_HIGH)})
+
+
+def ppi_comparison_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The comparison table's PPI++ columns made readable: the labels-only interval of the difference as text."""
+    if Col.LABELS_ONLY_CI_LOW not in frame.columns:
+        return frame
+    return frame.assign(**{"labels only 95% CI": interval(frame, Col.LABELS_ONLY_CI_LOW, Col.LABELS_ONLY_CI_HIGH,
+                                                          POINTS)})
+
+
+def prediction_powered(folder: RunFolder) -> str:
+    """Markdown for the quality section: per task without gold answers, either what its random labels gave
+    (labelled / unlabelled items, labels outside the sample, the method and its papers) or — with no labels —
+    that the decision is about agreement, and how many random labels would make it one about correctness."""
+    lines, methods = [], False
+    for task in folder.tasks():
+        compare = folder.table(Table.COMPARE, task=task)
+        if compare.empty or Col.KIND not in compare.columns:
+            continue
+        if "prediction-powered accuracy" in set(compare[Col.KIND]):
+            methods = True
+            r = compare.iloc[0]
+            lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
+                         f"{int(r[Col.N_UNLABELLED])} unlabelled items (the reference's answers as the proxy); "
+                         f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and the "
+                         "comparisons are PPI++ estimates with the kit's small-sample adjustment; where a comparison "
+                         "is inconclusive, its 'items needed' are random labels.")
+        elif Col.LABELS_NEEDED in compare.columns:
+            needs = [f"{esc(o)} about {n:,.0f}" if pd.notna(n) and n != float("inf") else f"{esc(o)}: none would do"
+                     for o, n in zip(compare[Col.OPTION], compare[Col.LABELS_NEEDED])]
+            n = int(compare[Col.N_LABELLED].iloc[0]) if Col.N_LABELLED in compare.columns else 0
+            have = ("no random labels" if n == 0 else
+                    f"{n} random labels on the items asked, too few for an estimate (it needs 2, and one item without)")
+            lines.append(f"- *{esc(task)}*: {have}, so this decision is about agreement with the reference, "
+                         "not correctness. Random gold labels that would make it a correctness decision at the "
+                         f"margin, from each candidate's observed agreement: {'; '.join(needs)} "
+                         "(`kit label` draws and records the sample).")
+    if methods:
+        lines += ["", PPI_METHODS]
+    return "\n".join(lines) or "- every task has gold answers: no prediction-powered estimate was needed"

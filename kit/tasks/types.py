@@ -94,6 +94,7 @@ class ComparisonKind(StrEnum):
     PAIRED_ACCURACY = "paired accuracy"   # right or wrong against gold answers
     PAIRED_SCORES = "paired scores"       # scores in [0, 1] (free text)
     AGREEMENT = "agreement"               # no gold answers: agreement with the reference's answers
+    PREDICTION_POWERED = "prediction-powered accuracy"  # gold on a random sample, the reference's answers as proxy
 
     @property
     def correctness(self) -> bool:

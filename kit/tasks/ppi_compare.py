@@ -1,0 +1,327 @@
+"""Quality on a partly labelled task: prediction-powered estimates with the reference's answers as the proxy.
+
+A task without gold answers in its data (or run with ``ignore_labels: true``) can carry gold labels on a
+uniformly random, seeded sample of its test items (the labelling loop, :mod:`kit.labels`; the run folder keeps
+a snapshot, :class:`SampleLabels`). Then, per option, on the items the run asked:
+
+- Y = 1 when the option's answer is right against gold (labelled items only; an error counts as wrong);
+- the proxy f = 1 when the option's answer equals the reference's (every item; no reference answer: 0).
+  The reference's own proxy is constant 1, so its accuracy reduces to the labels alone (lambda = 0).
+
+Each option's accuracy is :func:`kit.stats.ppi_mean` (PPI++, Angelopoulos, Bates, Fannjiang, Jordan, Zrnic,
+*Science* 2023; Angelopoulos, Duchi, Zrnic 2023, "PPI++"), with the kit's small-sample adjustment. Each
+candidate's paired difference from the reference is :func:`kit.stats.ppi_mean_difference` (proxy: agrees with
+the reference - 1), tested for non-inferiority at the margin (one-sided, Student t) and Holm-corrected across
+candidates by :func:`kit.stats.conclusions.finish_comparison`, so the compare table reads like any other. The
+floor: each option against always answering the most frequent label among the labelled items (its proxy:
+that label equals the reference's answer). Labels outside the random sample are counted, never used.
+
+With no labels the task stays an agreement decision; :func:`labels_to_decide` says how many random labels
+would turn it into a correctness decision at the margin (:func:`kit.stats.power.labels_for_agreement`).
+
+>>> labels = SampleLabels.from_doc({"order": ["a", "b"], "gold": {"a": "x"}, "outside": 0, "population": 9,
+...                                 "seed": 1}, where="labels.json")
+>>> labels.gold["a"], labels.outside
+('x', 0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from kit.columns import Col, RowKind
+from kit.errors import ConfigError
+from kit.format import p_words, pct, pts
+from kit.stats import ppi_mean, ppi_mean_difference
+from kit.stats.conclusions import finish_comparison, holm_words
+from kit.stats.paired import conclude
+from kit.stats.power import labels_for_agreement, sample_size_noninferiority
+from kit.tasks.loading import Task
+
+P_COLUMNS = (Col.P_NONINFERIORITY, Col.P_SUPERIORITY, Col.P_INFERIORITY)
+METHOD = ("PPI++ (Angelopoulos et al., Science 2023; Angelopoulos, Duchi, Zrnic 2023) with the kit's small-sample "
+          "adjustment: smoothed lambda, variance floor, Student-t quantile")
+
+
+@dataclass(frozen=True)
+class SampleLabels:
+    """The labels a run may use on one task (the run folder's ``labels`` doc).
+
+    ``order``: the drawn random sample of test item ids; ``gold``: item id -> label, items of the sample only;
+    ``outside``: labels given outside the sample (kept, never used); ``population``: the test items the sample
+    was drawn from; ``seed``: the sample's seed.
+    """
+
+    order: tuple[str, ...]
+    gold: Mapping[str, Any]
+    outside: int
+    population: int
+    seed: int
+
+    @classmethod
+    def from_doc(cls, data: Mapping[str, Any], *, where: str) -> SampleLabels:
+        """Read the doc; a missing key or a label outside the sample is a ConfigError naming the fix."""
+        fix = "snapshot the labels again (kit label TASK, then re-run the report)"
+        missing = [k for k in ("order", "gold", "outside", "population", "seed") if k not in data]
+        if missing:
+            raise ConfigError(f"the labels record lacks {missing}", where=where, fix=fix)
+        order = tuple(str(i) for i in data["order"])
+        gold = {str(k): v for k, v in dict(data["gold"]).items()}
+        stray = sorted(set(gold) - set(order))
+        if stray:
+            raise ConfigError(f"{len(stray)} labelled items are not in the random sample (e.g. {stray[0]!r})",
+                              where=where, fix="count labels outside the sample under 'outside', not in 'gold': "
+                                               "the estimate may use the random sample only")
+        return cls(order=order, gold=MappingProxyType(gold), outside=int(data["outside"]),
+                   population=int(data["population"]), seed=int(data["seed"]))
+
+    def check_split(self, task: Task, *, where: str) -> None:
+        """The sample must come from the test items this run's task has (same split, same ``ignore_labels``):
+        a sample of another split is not a random sample of these items, and PPI would be biased."""
+        test = {i.id for i in task.test}
+        stray = [i for i in self.order if i not in test]
+        if stray or (self.order and self.population != len(test)):
+            what = (f"{len(stray)} sampled items (e.g. {stray[0]!r}) are not test items of {task.name}" if stray else
+                    f"the sample was drawn from {self.population} test items, this run's task has {len(test)}")
+            raise ConfigError(f"the labels were drawn from another split: {what}", where=where,
+                              fix="draw the sample from the task as this experiment loads it (same ignore_labels, "
+                                  "same task file), then snapshot the labels again")
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"order": list(self.order), "gold": dict(self.gold), "outside": self.outside,
+                "population": self.population, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class _Items:
+    """One row per item the run asked (first epoch), in the scores' order: every option's answer, whether it
+    agrees with the reference (the proxy), and — on labelled items — whether it is right."""
+
+    ids: list[str]
+    labelled: np.ndarray        # bool per item
+    answers: pd.DataFrame       # item x option
+    agree: pd.DataFrame         # item x option, 0/1
+    right: pd.DataFrame         # labelled item x option, 0/1
+    gold: list[Any]             # per labelled item
+
+
+def _items(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str) -> _Items:
+    first = scores.sort_values(Col.EPOCH, kind="stable").drop_duplicates([Col.OPTION, Col.ITEM_ID])
+    answers = first.pivot(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.ANSWER)
+    ok = first[Col.CORRECT].astype(bool)
+    if Col.GAP in first.columns:
+        ok &= first[Col.GAP].isna()
+    agree = first.assign(**{Col.CORRECT: ok.astype(float)}).pivot(index=Col.ITEM_ID, columns=Col.OPTION,
+                                                                   values=Col.CORRECT).fillna(0.0)
+    agree[reference] = 1.0
+    ids = [str(i) for i in answers.index]
+    labelled = np.array([i in labels.gold for i in ids])
+    gold = [labels.gold[i] for i in np.asarray(ids)[labelled]]
+    right = pd.DataFrame({o: [float(task.type.score(_answer(a), g).correct) for a, g in
+                              zip(answers[o].to_numpy()[labelled], gold)] for o in answers.columns},
+                         index=np.asarray(ids)[labelled])
+    return _Items(ids=ids, labelled=labelled, answers=answers, agree=agree, right=right, gold=gold)
+
+
+def _answer(value: Any) -> Any:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def labelled_count(scores: pd.DataFrame, labels: SampleLabels | None) -> int:
+    """How many of the items the run asked carry a label of the random sample."""
+    if labels is None:
+        return 0
+    return int(pd.Series(scores[Col.ITEM_ID].unique()).astype(str).isin(labels.gold.keys()).sum())
+
+
+def usable(scores: pd.DataFrame, labels: SampleLabels | None) -> bool:
+    """PPI needs at least 2 labelled and 1 unlabelled item among those the run asked."""
+    n = labelled_count(scores, labels)
+    return n >= 2 and n < scores[Col.ITEM_ID].nunique()
+
+
+def _ppi_columns(r: pd.Series, *, floor: float) -> dict[str, Any]:
+    """The columns shown beside a PPI++ interval; the labels-only interval cut to [floor, 1] like the PPI++ one."""
+    return {**{c: r[c] for c in (Col.LAMBDA, Col.N_LABELLED, Col.N_UNLABELLED, Col.LABELS_ONLY, Col.WIDTH_RATIO,
+                                 Col.EFFECTIVE_LABELS, Col.STD_ERROR, Col.DF)},
+            Col.LABELS_ONLY_CI_LOW: max(float(r[Col.LABELS_ONLY_CI_LOW]), floor),
+            Col.LABELS_ONLY_CI_HIGH: min(float(r[Col.LABELS_ONLY_CI_HIGH]), 1.0)}
+
+
+def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics: pd.DataFrame, *, reference: str,
+                alpha: float = 0.05) -> pd.DataFrame:
+    """The metrics table with each option's accuracy as PPI++ (``mean_score``, its interval and ``accuracy``),
+    the PPI columns beside it (labels-only interval, effective labels, n labelled / unlabelled, lambda), the
+    observed agreement with the reference kept in ``agreement``, and the majority-label baseline as a row."""
+    it = _items(task, scores, labels, reference=reference)
+    rows = []
+    for o in it.answers.columns:
+        r = ppi_mean(it.right[o], it.agree[o].to_numpy()[it.labelled], it.agree[o].to_numpy()[~it.labelled],
+                     alpha=alpha).iloc[0]
+        rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
+                     **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0), Col.ACCURACY: r[Col.ESTIMATE],
+                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r, floor=0.0),
+                     Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
+    ppi = pd.DataFrame(rows).set_index(Col.OPTION)
+    out = metrics[metrics[Col.KIND] == RowKind.OPTION].drop(columns=[Col.ACCURACY_CI_LOW, Col.ACCURACY_CI_HIGH],
+                                                             errors="ignore").set_index(Col.OPTION)
+    for col in ppi.columns:
+        out[col] = ppi[col]
+    out = out.reset_index()
+    base = _baseline(it, reference=reference, alpha=alpha)
+    return pd.concat([out, pd.DataFrame([{Col.OPTION: base.name, Col.KIND: RowKind.BASELINE,
+                                          Col.N_ITEMS: len(it.ids), **base.row}])], ignore_index=True)
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    name: str
+    answer: Any
+    right: np.ndarray   # per labelled item
+    agree: np.ndarray   # per item: the label equals the reference's answer
+    row: dict[str, Any]
+
+
+def _baseline(it: _Items, *, reference: str, alpha: float) -> _Baseline:
+    """Always the most frequent label among the labelled items (ties: the first in sorted order)."""
+    counts = Counter(map(str, it.gold))
+    answer = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    right = np.array([str(g) == answer for g in it.gold], dtype=float)
+    agree = np.array([str(_answer(a)) == answer for a in it.answers[reference]], dtype=float)
+    r = ppi_mean(right, agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
+    name = "majority label of the labelled sample"
+    return _Baseline(name=name, answer=answer, right=right, agree=agree, row={
+        Col.MEAN_SCORE: r[Col.ESTIMATE], **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0),
+        Col.ACCURACY: r[Col.ESTIMATE], **_ppi_columns(r, floor=0.0),
+        Col.STATEMENT: f"{name} ({answer}): {r[Col.STATEMENT]}"})
+
+
+def _clipped(r: pd.Series, low: str, high: str, floor: float) -> dict[str, float]:
+    """A PPI++ interval as ``{low: ..., high: ...}``, cut to the values the quantity can take ([0, 1] for an
+    accuracy, [-1, 1] for a difference of two): the estimator leaves it unclipped, the report need not show
+    an accuracy above 100%; coverage is unchanged, since the truth lies inside the range."""
+    return {low: max(float(r[Col.CI_LOW]), floor), high: min(float(r[Col.CI_HIGH]), 1.0)}
+
+
+def _t_sf(x: float, df: float) -> float:
+    """Upper tail of Student's t (the normal for ``df`` = inf)."""
+    return float(scipy_stats.t.sf(x, df) if math.isfinite(df) else scipy_stats.norm.sf(x))
+
+
+def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str,
+              alpha: float = 0.05) -> pd.DataFrame:
+    """Each option against always answering the labelled sample's most frequent label: the PPI++ difference
+    option - baseline (proxy: agrees with the reference - the label equals the reference's answer), one-sided
+    test that it is above 0. Columns of the floor table (``candidate_mean``: the option's PPI++ accuracy, as in the
+    metrics; ``difference``: the difference tested, whose own lambda makes it differ a little from
+    ``candidate_mean - baseline_mean``) plus the PPI columns."""
+    it = _items(task, scores, labels, reference=reference)
+    base = _baseline(it, reference=reference, alpha=alpha)
+    rows = []
+    for o in it.answers.columns:
+        agree = it.agree[o].to_numpy()
+        r = ppi_mean_difference(it.right[o], base.right, agree[it.labelled], base.agree[it.labelled],
+                                agree[~it.labelled], base.agree[~it.labelled], alpha=alpha).iloc[0]
+        p = _t_sf(r[Col.ESTIMATE] / r[Col.STD_ERROR], r[Col.DF]) if r[Col.STD_ERROR] > 0 else float(
+            r[Col.ESTIMATE] <= 0)
+        own = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]  # as in metrics
+        rows.append({Col.OPTION: o, Col.BASELINE: base.name, Col.ANSWER: base.answer, Col.N: len(it.ids),
+                     Col.CANDIDATE_MEAN: own[Col.ESTIMATE],
+                     Col.BASELINE_MEAN: base.row[Col.MEAN_SCORE], Col.DIFFERENCE: r[Col.ESTIMATE],
+                     Col.P_VALUE: p, Col.PASSES: bool(p < alpha), **_ppi_columns(r, floor=-1.0),
+                     Col.STATEMENT: (f"{o} against always answering {base.answer!r} (the most frequent label among "
+                                     f"the {len(it.gold)} labelled items): {pts(r[Col.ESTIMATE])} by PPI++ from "
+                                     f"{r[Col.N_LABELLED]} labels and the reference's answers on "
+                                     f"{r[Col.N_UNLABELLED]} more items (labels alone: {pts(r[Col.LABELS_ONLY])}); "
+                                     f"one-sided {p_words(p)}: it " + ("clears" if p < alpha else "does not clear")
+                                     + " the floor.")})
+    return pd.DataFrame(rows)
+
+
+def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str, margin: float = 0.02,
+                alpha: float = 0.05, power: float = 0.80) -> pd.DataFrame:
+    """Every candidate against ``reference`` in accuracy, by PPI++: the difference with its ``1 - alpha``
+    interval, the one-sided ``1 - alpha`` lower bound, non-inferiority at ``margin`` (Student t), Holm across
+    candidates; beside it the labels-only interval and the effective labels. ``n_needed``: labels for
+    ``power`` to show non-inferiority (Nam 1997 on the labelled pairs, divided by the proxy's gain)."""
+    it = _items(task, scores, labels, reference=reference)
+    ref_agree = it.agree[reference].to_numpy()
+    rows = []
+    for o in [c for c in it.answers.columns if c != reference]:
+        agree = it.agree[o].to_numpy()
+        r = ppi_mean_difference(it.right[o], it.right[reference], agree[it.labelled], ref_agree[it.labelled],
+                                agree[~it.labelled], ref_agree[~it.labelled], alpha=alpha).iloc[0]
+        est, se, df = float(r[Col.ESTIMATE]), float(r[Col.STD_ERROR]), float(r[Col.DF])
+        q = float(scipy_stats.t.ppf(1 - alpha, df) if math.isfinite(df) else scipy_stats.norm.ppf(1 - alpha))
+        if se > 0:
+            p = {Col.P_NONINFERIORITY: _t_sf((est + margin) / se, df), Col.P_SUPERIORITY: _t_sf(est / se, df),
+                 Col.P_INFERIORITY: _t_sf(-(est + margin) / se, df)}
+        else:
+            p = {Col.P_NONINFERIORITY: float(est <= -margin), Col.P_SUPERIORITY: float(est <= 0),
+                 Col.P_INFERIORITY: float(est >= -margin)}
+        need = sample_size_noninferiority(it.right[o], it.right[reference], margin=margin, alpha=alpha,
+                                          power=power).iloc[0]
+        gain = r[Col.EFFECTIVE_LABELS] / r[Col.N_LABELLED] if r[Col.EFFECTIVE_LABELS] > 0 else 1.0
+        n_needed = float(math.ceil(need["n_required"] / gain)) if math.isfinite(need["n_required"]) else math.inf
+        cand = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
+        rows.append({Col.OPTION: o, Col.REFERENCE: reference, Col.N_ITEMS: len(it.ids), Col.METRIC: "accuracy",
+                     Col.CANDIDATE_VALUE: cand[Col.ESTIMATE], Col.REFERENCE_VALUE: float(it.right[reference].mean()),
+                     Col.DIFFERENCE: est, **_clipped(r, Col.DIFF_CI_LOW, Col.DIFF_CI_HIGH, -1.0),
+                     Col.MARGIN: margin, Col.LOWER_BOUND: est - q * se, Col.UPPER_BOUND: est + q * se, **p,
+                     Col.CONCLUSION: conclude(p, alpha, equivalence=False), **_ppi_columns(r, floor=-1.0),
+                     Col.N_OUTSIDE: labels.outside, Col.METHOD: METHOD, Col.N_NEEDED: n_needed,
+                     Col.ENOUGH_ITEMS: bool(math.isfinite(n_needed) and r[Col.N_LABELLED] >= n_needed)})
+    return finish_comparison(rows, p_columns=P_COLUMNS, rule=lambda p: conclude(p, alpha, equivalence=False),
+                             words=lambda r, k: _statement(r, k, alpha=alpha))
+
+
+def _statement(r: pd.Series, k: int, *, alpha: float) -> str:
+    lvl = f"{100 * (1 - alpha):g}%"
+    text = (f"{r[Col.OPTION]} against {r[Col.REFERENCE]} on {r[Col.N_ITEMS]} items, {r[Col.N_LABELLED]} of them with a "
+            f"random gold label and the reference's answers as the proxy on the other {r[Col.N_UNLABELLED]}: accuracy "
+            f"{pct(r[Col.CANDIDATE_VALUE])}, difference {pts(r[Col.DIFFERENCE])} ({lvl} PPI++ interval "
+            f"{pts(r[Col.DIFF_CI_LOW])} to {pts(r[Col.DIFF_CI_HIGH])}; the labels alone give "
+            f"{pts(r[Col.LABELS_ONLY_CI_LOW])} to {pts(r[Col.LABELS_ONLY_CI_HIGH])}, so the proxy makes the "
+            f"{r[Col.N_LABELLED]} labels worth about {r[Col.EFFECTIVE_LABELS]:,.0f}). Margin "
+            f"{pts(r[Col.MARGIN], sign=False)}: one-sided {lvl} lower bound {pts(r[Col.LOWER_BOUND])}, so the result "
+            f"is **{r[Col.CONCLUSION]}**.")
+    text += holm_words(r, k)
+    if r[Col.CONCLUSION_ADJUSTED] == "inconclusive" and math.isfinite(r[Col.N_NEEDED]):
+        text += (f" About {int(r[Col.N_NEEDED]):,} random labels would be needed to show non-inferiority at this "
+                 "margin if the observed difference, discordance and proxy hold.")
+    if r[Col.N_OUTSIDE]:
+        text += f" {r[Col.N_OUTSIDE]} label(s) given outside the random sample are not used."
+    return text + (" Assumes the labelled items are a uniformly random sample of the test items; errors and "
+                   "unparseable answers count as wrong.")
+
+
+def labels_to_decide(compare: pd.DataFrame, *, margin: float, alpha: float = 0.05) -> pd.DataFrame:
+    """An agreement comparison (no labels): per candidate, the random gold labels that would turn it into a
+    correctness decision at ``margin``, planned from its observed agreement with the reference
+    (:func:`kit.stats.power.labels_for_agreement`). Columns: option, agreement, labels_needed, statement.
+
+    >>> t = pd.DataFrame({"option": ["local"], "candidate_value": [0.9]})
+    >>> int(labels_to_decide(t, margin=0.02)["labels_needed"].item())
+    1578
+    """
+    rows = []
+    for r in compare.to_dict("records"):
+        agreement = float(r[Col.CANDIDATE_VALUE])
+        need = float(labels_for_agreement(agreement, margin=margin, alpha=alpha).iloc[0]["n_required"])
+        how = (f"about {need:,.0f} random gold labels" if math.isfinite(need) else "no number of random labels")
+        rows.append({Col.OPTION: r[Col.OPTION], Col.AGREEMENT: agreement, Col.LABELS_NEEDED: need,
+                     Col.STATEMENT: (f"{r[Col.OPTION]} agrees with the reference on {pct(agreement)} of the items: "
+                                     "this decision is about agreement with the reference, not correctness. To "
+                                     f"decide on correctness at a {pts(margin, sign=False)} margin, {how} would be "
+                                     "needed (a paired non-inferiority test planned for no true difference, "
+                                     "80% power).")})
+    return pd.DataFrame(rows, columns=[Col.OPTION, Col.AGREEMENT, Col.LABELS_NEEDED, Col.STATEMENT])

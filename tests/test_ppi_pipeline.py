@@ -1,0 +1,171 @@
+"""A partly labelled task through the report stages: gold on a random sample (the run folder's labels doc), the
+reference's answers as the proxy on every item, PPI++ in the compare table, the floor and the verdict; and with
+no labels, the agreement decision says how many labels would make it a correctness one."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.columns import Col
+from kit.errors import ConfigError
+from kit.pipeline import answers, costs, prepare, quality, verdict
+from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.report import views
+from kit.stats import ppi_mean, ppi_mean_difference
+from kit.stats.power import labels_for_agreement
+from kit.tasks import load_task
+from test_report_stages import experiment, project  # noqa: F401  (the fixture: a three-label task, four replays)
+
+N_LABELS = 40
+
+
+def _stages(tmp_path, exp, labels=None) -> RunFolder:
+    folder = RunFolder(tmp_path / "run")
+    prepare.prepare_stage(exp, folder)
+    prepare.finetune_stage(folder, progress=False)
+    answers.answer_stage(folder, progress=False)
+    if labels is not None:  # what the lead's glue snapshots from the store's label book
+        folder.save_doc(Doc.LABELS, labels, task="tickets")
+    quality.quality_stage(folder)
+    costs.costs_stage(folder)
+    verdict.verdict_stage(folder)
+    return folder
+
+
+def _gold(tmp_path) -> dict[str, str]:
+    rows = [json.loads(line) for line in (tmp_path / "datasets" / "tickets.jsonl").read_text().splitlines()]
+    return {r["id"]: r["label"] for r in rows}
+
+
+def _outputs(path) -> dict[str, str]:
+    return {r["item_id"]: r["output"] for r in map(json.loads, open(path).read().splitlines())}
+
+
+def _sample(tmp_path, *, outside: int = 0) -> dict:
+    test = [i.id for i in load_task("tickets", ignore_labels=True).test]
+    order = [test[i] for i in np.random.default_rng(7).permutation(len(test))]
+    gold = _gold(tmp_path)
+    return {"order": order, "gold": {i: gold[i] for i in order[:N_LABELS]}, "outside": outside,
+            "population": len(test), "seed": 7}
+
+
+def test_a_partly_labelled_task_is_decided_on_ppi_intervals(project):
+    tmp_path, files = project
+    labels = _sample(tmp_path, outside=3)
+    folder = _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True), labels)
+
+    compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"}
+    assert set(compare.index) == {"Good", "Majority", "<img src=x onerror=alert(1)>"}
+
+    # by hand, from the task's data and the replay files: Y against gold on the 40 labels, the proxy against
+    # the API's answers on all 60 test items
+    test = [i.id for i in load_task("tickets", ignore_labels=True).test]
+    gold = _gold(tmp_path)
+    api, good = _outputs(files["api"]), _outputs(files["good"])
+    lab = np.array([i in labels["gold"] for i in test])
+    y_good = np.array([good[i] == gold[i] for i in test], dtype=float)[lab]
+    y_api = np.array([api[i] == gold[i] for i in test], dtype=float)[lab]
+    f_good = np.array([good[i] == api[i] for i in test], dtype=float)
+    ones = np.ones(len(test))
+    direct = ppi_mean_difference(y_good, y_api, f_good[lab], ones[lab], f_good[~lab], ones[~lab]).iloc[0]
+    row = compare.loc["Good"]
+    assert row[Col.N_ITEMS] == 60 and row[Col.N_LABELLED] == N_LABELS and row[Col.N_UNLABELLED] == 20
+    assert row[Col.DIFFERENCE] == pytest.approx(direct[Col.ESTIMATE])
+    assert (row[Col.DIFF_CI_LOW], row[Col.DIFF_CI_HIGH]) == pytest.approx((direct[Col.CI_LOW], direct[Col.CI_HIGH]))
+    assert -1 < direct[Col.CI_LOW] and direct[Col.CI_HIGH] < 1  # inside [-1, 1]: nothing to cut
+    assert (row[Col.LABELS_ONLY_CI_LOW], row[Col.LABELS_ONLY_CI_HIGH]) == pytest.approx(
+        (direct[Col.LABELS_ONLY_CI_LOW], direct[Col.LABELS_ONLY_CI_HIGH]))
+    assert row[Col.EFFECTIVE_LABELS] == pytest.approx(direct[Col.EFFECTIVE_LABELS])
+    # one-sided 95% lower bound: estimate - t_{0.95, 39} * se (scipy.stats.t.ppf(0.95, 39) = 1.6848751)
+    assert row[Col.LOWER_BOUND] == pytest.approx(direct[Col.ESTIMATE] - 1.6848751 * direct[Col.STD_ERROR], abs=1e-6)
+    assert row[Col.CONCLUSION_ADJUSTED] == "superior" and row[Col.QUALIFIES]
+    assert "3 label(s) given outside the random sample are not used" in row[Col.STATEMENT]
+    assert "worth about" in row[Col.STATEMENT]
+
+    metrics = folder.table(Table.METRICS, task="tickets").set_index(Col.OPTION)
+    alone = ppi_mean(y_api, ones[lab], ones[~lab]).iloc[0]  # the reference: proxy constant 1 -> labels only
+    assert metrics.loc["API", Col.LAMBDA] == 0.0
+    assert metrics.loc["API", Col.MEAN_SCORE] == pytest.approx(y_api.mean())
+    assert metrics.loc["API", Col.SCORE_CI_LOW] == pytest.approx(alone[Col.LABELS_ONLY_CI_LOW])
+    assert metrics.loc["Good", Col.AGREEMENT] == pytest.approx(f_good.mean())
+    good_alone = ppi_mean(y_good, f_good[lab], f_good[~lab]).iloc[0]
+    assert good_alone[Col.CI_HIGH] > 1  # Good is right on 95%: the raw PPI++ interval passes 100% ...
+    assert metrics.loc["Good", Col.SCORE_CI_HIGH] == 1.0  # ... the report's stops there
+    assert metrics.loc["Good", Col.SCORE_CI_LOW] == pytest.approx(good_alone[Col.CI_LOW])
+
+    floor = folder.table(Table.FLOOR, task="tickets").set_index(Col.OPTION)
+    assert floor.loc["Majority", Col.ANSWER] == "a" and not floor.loc["Majority", Col.PASSES]
+    assert floor.loc["Good", Col.PASSES]
+
+    decision = folder.doc(Doc.DECISION, task="tickets")
+    assert decision["recommended"] == "Good"
+    assert not any("agreement with the reference" in c for c in decision["caveats"])
+    ranking = folder.table(Table.RANKING, task="tickets").set_index(Col.OPTION)
+    assert ranking.loc["Majority", "status"] == "below the floor"
+
+    from kit.report import plots
+
+    plots.quality_grid(folder)
+    assert "nan" not in views.summary(folder).to_html().lower()
+    html = views.quality(folder).to_html()
+    assert "labels only" in html and "effective labels" in html
+    html = views.comparison(folder).to_html()
+    assert "labels only 95% CI" in html and "effective labels" in html and "nan" not in html.lower()
+    text = views.prediction_powered(folder)
+    assert "Angelopoulos" in text and "PPI++" in text and "40 labelled" in text and "20 unlabelled" in text
+    assert "3 labels outside the random sample" in text and "small-sample" in text
+
+
+def test_with_no_labels_the_decision_is_about_agreement_and_says_what_labels_would_decide(project):
+    """A sample drawn but nothing labelled yet (a run with no labels doc at all takes the same path:
+    test_report_stages' unlabelled run)."""
+    tmp_path, files = project
+    labels = {**_sample(tmp_path), "gold": {}}
+    folder = _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True, agreement_target=0.5), labels)
+    compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    assert set(compare[Col.KIND]) == {"agreement"}
+    good = compare.loc["Good"]
+    expected = labels_for_agreement(good[Col.CANDIDATE_VALUE], margin=0.02, alpha=0.05)["n_required"].item()
+    assert good[Col.LABELS_NEEDED] == expected and expected > 100 and good[Col.N_LABELLED] == 0
+    assert f"about {expected:,.0f} random gold labels would be needed" in good[Col.STATEMENT]
+    text = views.prediction_powered(folder)
+    assert "about agreement with the reference, not correctness" in text and f"{expected:,.0f}" in text
+
+
+def test_labels_outside_the_sample_are_refused_with_a_fix(project):
+    tmp_path, files = project
+    labels = _sample(tmp_path)
+    labels["gold"]["not-in-sample"] = "a"
+    with pytest.raises(ConfigError, match="not in the random sample") as err:
+        _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True), labels)
+    assert "outside" in err.value.fix
+
+
+def test_a_labels_record_missing_a_key_is_refused_with_a_fix():
+    from kit.tasks.ppi_compare import SampleLabels
+
+    with pytest.raises(ConfigError, match=r"lacks \['seed'\]") as err:
+        SampleLabels.from_doc({"order": ["a"], "gold": {"a": "x"}, "outside": 0, "population": 3}, where="labels.json")
+    assert "kit label" in err.value.fix and err.value.where == "labels.json"
+    doc = {"order": ["a", "b"], "gold": {"b": "y"}, "outside": 2, "population": 3, "seed": 4}
+    assert SampleLabels.from_doc(doc, where="x").to_doc() == doc
+
+
+def test_labels_drawn_from_another_split_are_refused(project):
+    """The labelled copy of the task splits (stratified) differently from the copy without labels: a sample
+    of its test items is not a random sample of the items this run asked."""
+    tmp_path, files = project
+    labelled_test = [i.id for i in load_task("tickets").test]
+    run_test = {i.id for i in load_task("tickets", ignore_labels=True).test}
+    assert set(labelled_test) != run_test
+    gold = _gold(tmp_path)
+    labels = {"order": labelled_test, "gold": {i: gold[i] for i in labelled_test[:N_LABELS]}, "outside": 0,
+              "population": len(labelled_test), "seed": 7}
+    with pytest.raises(ConfigError, match="drawn from another split") as err:
+        _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True), labels)
+    assert "ignore_labels" in err.value.fix
