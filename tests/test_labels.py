@@ -164,7 +164,7 @@ def test_sampled_labels_holds_the_sample_s_current_labels_only(store, support, b
     from kit.labels import SampledLabels, Source, sampled_labels
     from kit.labels.files import import_labels
 
-    assert sampled_labels(store, support) == SampledLabels(task="support", order=(), gold={}, outside=0,
+    assert sampled_labels(store, support) == SampledLabels(order=(), gold={}, outside=0,
                                                            population=20, seed=1)
     order = book.draw(5, seed=4).order
     book.give(order[0], "bug", who="ana", source=Source.FORM)
@@ -176,7 +176,7 @@ def test_sampled_labels_holds_the_sample_s_current_labels_only(store, support, b
     (tmp_path / "more.csv").write_text("id,label\n" + "".join(f"{i},bug\n" for i in outside), encoding="utf-8")
     assert import_labels(book, tmp_path / "more.csv", who="bo").outside == 2
     labels = sampled_labels(store, support)
-    assert labels == SampledLabels(task="support", order=order, gold={order[0]: "bug", order[1]: "other"},
+    assert labels == SampledLabels(order=order, gold={order[0]: "bug", order[1]: "other"},
                                    outside=2, population=20, seed=4)
     with pytest.raises(TypeError):
         labels.gold["x"] = "bug"  # read-only

@@ -147,13 +147,13 @@ def test_labels_outside_the_sample_are_refused_with_a_fix(project):
 
 
 def test_a_labels_record_missing_a_key_is_refused_with_a_fix():
-    from kit.tasks.ppi_compare import SampleLabels
+    from kit.tasks.ppi_compare import SampledLabels
 
     with pytest.raises(ConfigError, match=r"lacks \['seed'\]") as err:
-        SampleLabels.from_doc({"order": ["a"], "gold": {"a": "x"}, "outside": 0, "population": 3}, where="labels.json")
+        SampledLabels.from_doc({"order": ["a"], "gold": {"a": "x"}, "outside": 0, "population": 3}, where="labels.json")
     assert "kit label" in err.value.fix and err.value.where == "labels.json"
     doc = {"order": ["a", "b"], "gold": {"b": "y"}, "outside": 2, "population": 3, "seed": 4}
-    assert SampleLabels.from_doc(doc, where="x").to_doc() == doc
+    assert SampledLabels.from_doc(doc, where="x").to_doc() == doc
 
 
 def test_labels_drawn_from_another_split_are_refused(project):

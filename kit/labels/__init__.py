@@ -14,34 +14,15 @@ and when — and the labels the estimates use, :func:`sampled_labels`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 
-from kit.labels.book import DEFAULT_SEED, Label, LabelBook, Progress, Queue, Sample, Source, default_who
+from kit.labels.book import DEFAULT_SEED, SUPPORTED, Label, LabelBook, Progress, Queue, Sample, Source, default_who
 from kit.run.store import Store
 from kit.tasks.loading import Task
+from kit.tasks.ppi_compare import SampledLabels
 
-__all__ = ["Label", "LabelBook", "Progress", "Queue", "Sample", "SampledLabels", "Source", "default_who",
+__all__ = ["Label", "LabelBook", "Progress", "Queue", "Sample", "SampledLabels", "Source", "SUPPORTED", "default_who",
            "sampled_labels"]
-
-
-@dataclass(frozen=True)
-class SampledLabels:
-    """The labels an estimate may use.
-
-    ``order``: the drawn random sample of test item ids, in presentation order. ``gold``: item id -> its
-    current label, only for items of the sample (undone labels and skips excluded). ``outside``: how many
-    test items carry a label but lie outside the sample — kept, never used by the estimate. ``population``:
-    the number of test items the sample was drawn from. ``seed``: the sample's seed.
-    """
-
-    task: str
-    order: tuple[str, ...]
-    gold: Mapping[str, str]
-    outside: int
-    population: int
-    seed: int
 
 
 def sampled_labels(store: Store, task: Task) -> SampledLabels:
@@ -56,6 +37,6 @@ def sampled_labels(store: Store, task: Task) -> SampledLabels:
     labelled = {item_id: row.label for item_id, row in book.current().items()
                 if row.label is not None and book.item_problem(item_id) is None}
     gold = {item_id: labelled[item_id] for item_id in order if item_id in labelled}
-    return SampledLabels(task=task.name, order=order, gold=MappingProxyType(gold),
+    return SampledLabels(order=order, gold=MappingProxyType(gold),
                          outside=len(labelled) - len(gold), population=len(task.test),
                          seed=sample.seed if sample is not None else DEFAULT_SEED)

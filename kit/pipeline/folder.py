@@ -97,7 +97,7 @@ class Doc(str, Enum):
     GOODPUT = "goodput"          # per task: each swept option's chosen load level and the decoding ceiling
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
     LABELS = "labels"            # per task (partly labelled): a snapshot of the random sample's labels
-    #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampleLabels
+    #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampledLabels
 
 
 class State(str, Enum):

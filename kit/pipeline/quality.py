@@ -25,7 +25,7 @@ from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
 from kit.tasks import ppi_compare
 from kit.tasks.compare import compare_options, disagreements
-from kit.tasks.ppi_compare import SampleLabels
+from kit.tasks.ppi_compare import SampledLabels
 from kit.tasks.types import ComparisonKind
 from kit.tasks.scoring import score_task
 
@@ -159,6 +159,7 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
                                   if not kind.correctness else pd.DataFrame()),
         }
         if not task.labelled:
+            snapshot_labels(folder, task)
             tables.update(_partly_labelled(folder, task, scores, tables))
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)
@@ -167,11 +168,28 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
 
 
 # ---------------------------------------------------------------- partly labelled tasks (PPI++, issue 19)
-def sample_labels(folder: RunFolder, name: str) -> SampleLabels | None:
+def sample_labels(folder: RunFolder, name: str) -> SampledLabels | None:
     """The run folder's snapshot of the random sample's labels on a task (``Doc.LABELS``), None without one."""
     if not folder.has(Doc.LABELS, task=name):
         return None
-    return SampleLabels.from_doc(folder.doc(Doc.LABELS, task=name), where=f"{folder.path} labels of {name}")
+    return SampledLabels.from_doc(folder.doc(Doc.LABELS, task=name), where=f"{folder.path} labels of {name}")
+
+
+def snapshot_labels(folder: RunFolder, task: Task) -> SampledLabels | None:
+    """Copy the store's labels on the task's random sample (``kit label``, the form, an imported file) into the
+    run folder, so the report records exactly the labels it used; returns them. A task type not labelled by
+    hand, or a store where no sample was drawn, leaves the folder as it is."""
+    from kit.labels import SUPPORTED, sampled_labels
+    from kit.run.store import Store
+
+    if not isinstance(task.type, SUPPORTED):
+        return None
+    with Store(folder.doc(Doc.STORE)["path"]) as store:
+        labels = sampled_labels(store, task)
+    if not labels.order:
+        return None
+    folder.save_doc(Doc.LABELS, labels.to_doc(), task=task.name)
+    return labels
 
 
 def _partly_labelled(folder: RunFolder, task: Task, scores: pd.DataFrame,

@@ -2,7 +2,7 @@
 
 A task without gold answers in its data (or run with ``ignore_labels: true``) can carry gold labels on a
 uniformly random, seeded sample of its test items (the labelling loop, :mod:`kit.labels`; the run folder keeps
-a snapshot, :class:`SampleLabels`). Then, per option, on the items the run asked:
+a snapshot, :class:`SampledLabels`). Then, per option, on the items the run asked:
 
 - Y = 1 when the option's answer is right against gold (labelled items only; an error counts as wrong);
 - the proxy f = 1 when the option's answer equals the reference's (every item; no reference answer: 0).
@@ -19,7 +19,7 @@ that label equals the reference's answer). Labels outside the random sample are 
 With no labels the task stays an agreement decision; :func:`labels_to_decide` says how many random labels
 would turn it into a correctness decision at the margin (:func:`kit.stats.power.labels_for_agreement`).
 
->>> labels = SampleLabels.from_doc({"order": ["a", "b"], "gold": {"a": "x"}, "outside": 0, "population": 9,
+>>> labels = SampledLabels.from_doc({"order": ["a", "b"], "gold": {"a": "x"}, "outside": 0, "population": 9,
 ...                                 "seed": 1}, where="labels.json")
 >>> labels.gold["a"], labels.outside
 ('x', 0)
@@ -53,7 +53,7 @@ METHOD = ("PPI++ (Angelopoulos et al., Science 2023; Angelopoulos, Duchi, Zrnic 
 
 
 @dataclass(frozen=True)
-class SampleLabels:
+class SampledLabels:
     """The labels a run may use on one task (the run folder's ``labels`` doc).
 
     ``order``: the drawn random sample of test item ids; ``gold``: item id -> label, items of the sample only;
@@ -68,7 +68,7 @@ class SampleLabels:
     seed: int
 
     @classmethod
-    def from_doc(cls, data: Mapping[str, Any], *, where: str) -> SampleLabels:
+    def from_doc(cls, data: Mapping[str, Any], *, where: str) -> SampledLabels:
         """Read the doc; a missing key or a label outside the sample is a ConfigError naming the fix."""
         fix = "snapshot the labels again (kit label TASK, then re-run the report)"
         missing = [k for k in ("order", "gold", "outside", "population", "seed") if k not in data]
@@ -114,7 +114,7 @@ class _Items:
     gold: list[Any]             # per labelled item
 
 
-def _items(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str) -> _Items:
+def _items(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference: str) -> _Items:
     first = scores.sort_values(Col.EPOCH, kind="stable").drop_duplicates([Col.OPTION, Col.ITEM_ID])
     answers = first.pivot(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.ANSWER)
     ok = first[Col.CORRECT].astype(bool)
@@ -136,14 +136,14 @@ def _answer(value: Any) -> Any:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def labelled_count(scores: pd.DataFrame, labels: SampleLabels | None) -> int:
+def labelled_count(scores: pd.DataFrame, labels: SampledLabels | None) -> int:
     """How many of the items the run asked carry a label of the random sample."""
     if labels is None:
         return 0
     return int(pd.Series(scores[Col.ITEM_ID].unique()).astype(str).isin(labels.gold.keys()).sum())
 
 
-def usable(scores: pd.DataFrame, labels: SampleLabels | None) -> bool:
+def usable(scores: pd.DataFrame, labels: SampledLabels | None) -> bool:
     """PPI needs at least 2 labelled and 1 unlabelled item among those the run asked."""
     n = labelled_count(scores, labels)
     return n >= 2 and n < scores[Col.ITEM_ID].nunique()
@@ -157,7 +157,7 @@ def _ppi_columns(r: pd.Series, *, floor: float) -> dict[str, Any]:
             Col.LABELS_ONLY_CI_HIGH: min(float(r[Col.LABELS_ONLY_CI_HIGH]), 1.0)}
 
 
-def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampleLabels, metrics: pd.DataFrame, *, reference: str,
+def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampledLabels, metrics: pd.DataFrame, *, reference: str,
                 alpha: float = 0.05) -> pd.DataFrame:
     """The metrics table with each option's accuracy as PPI++ (``mean_score``, its interval and ``accuracy``),
     the PPI columns beside it (labels-only interval, effective labels, n labelled / unlabelled, lambda), the
@@ -217,7 +217,7 @@ def _t_sf(x: float, df: float) -> float:
     return float(scipy_stats.t.sf(x, df) if math.isfinite(df) else scipy_stats.norm.sf(x))
 
 
-def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str,
+def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference: str,
               alpha: float = 0.05) -> pd.DataFrame:
     """Each option against always answering the labelled sample's most frequent label: the PPI++ difference
     option - baseline (proxy: agrees with the reference - the label equals the reference's answer), one-sided
@@ -247,7 +247,7 @@ def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, referen
     return pd.DataFrame(rows)
 
 
-def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampleLabels, *, reference: str, margin: float = 0.02,
+def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference: str, margin: float = 0.02,
                 alpha: float = 0.05, power: float = 0.80) -> pd.DataFrame:
     """Every candidate against ``reference`` in accuracy, by PPI++: the difference with its ``1 - alpha``
     interval, the one-sided ``1 - alpha`` lower bound, non-inferiority at ``margin`` (Student t), Holm across
