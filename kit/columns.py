@@ -252,6 +252,15 @@ class Col(StrEnum):
     CONTEXT_LENGTH = "context_length"
     SIZE_MB = "size_mb"
     SHA256 = "sha256"
+    # -- runs that stop when the verdict is settled (kit.stats.sequential, kit.pipeline.sequential)
+    ROUND = "round"
+    ITEMS = "items"
+    QUESTION = "question"
+    CS_LOW = "cs_low"
+    CS_HIGH = "cs_high"
+    THRESHOLD = "threshold"
+    SPENT_USD = "spent_usd"
+    PLANNED_USD = "planned_usd"
 
 
 class RowKind(StrEnum):
