@@ -75,6 +75,9 @@ class Table(Enum):
     JUDGE = "judge", (Col.OPTION, Col.ORDERS_AGREE, Col.STATEMENT)  # free text: how often the two orders agreed
     DISAGREEMENTS = "disagreements", (Col.OPTION, Col.ITEM_ID, Col.ANSWER,
                                       Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
+    # runs that stop when the verdict is settled (kit.pipeline.sequential): per round, option and open question
+    SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE, Col.CS_LOW,
+                                Col.CS_HIGH, Col.STATUS)
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file
@@ -92,6 +95,7 @@ class Doc(str, Enum):
     STORE = "store"              # per run: where the answers are (the store's path)
     GOODPUT = "goodput"          # per task: each swept option's chosen load level and the decoding ceiling
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
+    SEQUENTIAL = "sequential"    # per task (sequential runs): where the rounds stopped, why, spent vs the fixed plan
 
 
 class State(str, Enum):

@@ -1,0 +1,156 @@
+"""Sequential runs (experiment key ``sequential:``) on a small project of their own: replayed outputs (a real arm)
+answer a real task through the real store in rounds; the rounds stop when the verdict is settled, and the quality
+stage decides on the confidence sequences."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from kit.columns import Col
+from kit.experiment import Experiment
+from kit.pipeline import answers, costs, prepare, quality, verdict
+from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.pipeline.sequential import Question, round_looks, settled_options
+from kit.stats.sequential import METHOD
+from kit.tasks import load_task
+
+N = 400  # 201 test items
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """One three-label task with balanced labels and the recorded outputs of an API (80 % right) and of a
+    self-hosted model (97 % right), both fast."""
+    rng = np.random.default_rng(11)
+    gold = rng.choice(["a", "b", "c"], size=N)
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
+    rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g} for i, g in enumerate(gold)]
+    (tmp_path / "datasets" / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "datasets" / "tickets.yaml").write_text(
+        "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\n"
+        "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1, stratify: true}\n")
+    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+
+    def replay(name: str, right: float) -> str:
+        out = []
+        for i, g in enumerate(gold):
+            answer = g if rng.random() < right else [x for x in "abc" if x != g][i % 2]
+            out.append({"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, 0.05)),
+                        "prompt_tokens": 40, "completion_tokens": 2})
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in out))
+        return str(path)
+
+    return tmp_path, {"api": replay("api", 0.80), "good": replay("good", 0.97)}
+
+
+def experiment(tmp_path, files, **changes) -> Experiment:
+    data = {
+        "tasks": {"tickets": None}, "reference": "API",
+        "options": [
+            {"name": "API", "arm": f"replay:{files['api']}", "runs": "third-party",
+             "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+            {"name": "Good", "arm": f"replay:{files['good']}", "runs": "self-hosted", "machine": "box"},
+        ],
+        "machines": {"box": {"price_per_hour": 0.5, "utilisation": 0.6}},
+        "latency_target_s": 2.0, "store": str(tmp_path / "kit.sqlite"), **changes}
+    return Experiment.from_mapping(data, source="test.yaml")
+
+
+def run_all(tmp_path, exp, name="run") -> RunFolder:
+    folder = RunFolder(tmp_path / name)
+    prepare.prepare_stage(exp, folder)
+    prepare.finetune_stage(folder, progress=False)
+    answers.answer_stage(folder, progress=False)
+    quality.quality_stage(folder)
+    costs.costs_stage(folder)
+    verdict.verdict_stage(folder)
+    return folder
+
+
+def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project):
+    tmp_path, files = project
+    fixed = run_all(tmp_path, experiment(tmp_path, files), "fixed")
+    seq = run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 40}), "seq")
+
+    doc = seq.doc(Doc.SEQUENTIAL, task="tickets")
+    assert doc["stopped"] == "settled" and doc["fixed_items"] == 201 and doc["method"] == METHOD
+    assert doc["items"] == 40 * doc["round"] and doc["items"] < 201
+    assert doc["settled"] == {"API": True, "Good": True}
+    # every option answered the same first items of the test split, in its order
+    first = [i.id for i in load_task("tickets").test][:doc["items"]]
+    assert all(sorted(r.keys) == sorted(first) and r.items == doc["items"] for r in seq.runs(task="tickets"))
+    # spent against the fixed plan: priced per item as answered, the plan is the same price for 200 items
+    assert doc["spent_usd"]["API"] == pytest.approx(doc["items"] * (40 * 0.15 + 2 * 0.6) / 1e6)
+    assert doc["planned_usd"]["API"] == pytest.approx(201 * (40 * 0.15 + 2 * 0.6) / 1e6)
+    assert 0 < doc["spent_usd"]["Good"] < doc["planned_usd"]["Good"]
+
+    looks = seq.table(Table.SEQUENTIAL, task="tickets")
+    assert looks[Col.ROUND].max() == doc["round"] and set(looks[Col.ITEMS]) == {40 * k for k in
+                                                                                range(1, doc["round"] + 1)}
+    last = looks[looks[Col.ROUND] == doc["round"]]
+    bar = last[last[Col.QUESTION] == Question.BAR.value].iloc[0]
+    assert bar[Col.OPTION] == "Good" and bar[Col.STATUS] == "passes" and bar[Col.CS_LOW] > -0.02
+    assert bar["alpha"] == pytest.approx(0.05)  # one candidate: Bonferroni leaves alpha whole
+    assert set(last[Col.QUESTION]) == {"bar", "floor", "latency"}
+    # earlier rounds left something open (else the run would have stopped there)
+    assert (looks[looks[Col.ROUND] < doc["round"]][Col.STATUS] == "open").any() or doc["round"] == 1
+
+    compare = seq.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    assert compare.loc["Good", Col.CONCLUSION_ADJUSTED] in ("superior", "non-inferior")
+    assert compare.loc["Good", Col.LOWER_BOUND] == pytest.approx(bar[Col.CS_LOW])
+    assert compare.loc["Good", Col.STATEMENT].startswith("Sequential run, stopped after")
+    assert seq.doc(Doc.DECISION, task="tickets")["recommended"] == fixed.doc(Doc.DECISION, task="tickets")[
+        "recommended"] == "Good"
+    floor = seq.table(Table.FLOOR, task="tickets")
+    assert floor[Col.PASSES].all() and floor[Col.STATEMENT].str.startswith("Sequential run").all()
+
+
+def test_the_cost_cap_stops_after_the_first_round(project):
+    tmp_path, files = project
+    folder = run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 30, "max_cost_usd": 1e-9}))
+    doc = folder.doc(Doc.SEQUENTIAL, task="tickets")
+    assert (doc["stopped"], doc["round"], doc["items"]) == ("cost cap", 1, 30)
+    # a question still open after stopping counts as not shown
+    compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    looks = folder.table(Table.SEQUENTIAL, task="tickets")
+    bar = looks[looks[Col.QUESTION] == "bar"].iloc[0]
+    expected = {"open": "inconclusive", "passes": compare.loc["Good", Col.CONCLUSION_ADJUSTED]}[bar[Col.STATUS]]
+    assert compare.loc["Good", Col.CONCLUSION_ADJUSTED] == expected
+
+
+def test_the_item_cap_stops_a_run_whose_questions_stay_open(project):
+    tmp_path, files = project
+    folder = run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 10, "max_items": 20}))
+    doc = folder.doc(Doc.SEQUENTIAL, task="tickets")
+    assert (doc["stopped"], doc["round"], doc["items"], doc["max_items"]) == ("item cap", 2, 20, 20)
+    assert not all(doc["settled"].values())
+
+
+def test_an_option_is_settled_when_a_question_fails_or_all_pass():
+    import pandas as pd
+
+    looks = pd.DataFrame({Col.OPTION: ["A", "A", "B", "B", "C"],
+                          Col.STATUS: ["passes", "passes", "fails", "open", "open"]})
+    assert settled_options(looks, ["A", "B", "C", "D"]) == {"A": True, "B": True, "C": False, "D": True}
+
+
+def test_a_candidate_identical_to_the_reference_stays_open(project):
+    # the same answers as the reference: the difference is 0 on every item; non-inferiority at 2 points is not
+    # shown after 40 items (the sequence does not collapse to a point) — the question stays open
+    import pandas as pd
+
+    tmp_path, files = project
+    task = load_task("tickets")
+    exp = experiment(tmp_path, files, sequential={"round_items": 40})
+    ids = [i.id for i in task.test][:40]
+    scores = pd.DataFrame({Col.OPTION: ["API"] * 40 + ["Twin"] * 40, Col.ITEM_ID: ids * 2,
+                           Col.SCORE: [1.0, 0.0] * 40, Col.LATENCY_S: 0.1})
+    looks = round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=201)
+    bar = looks[looks[Col.QUESTION] == "bar"].iloc[0]
+    assert (bar[Col.OPTION], bar[Col.ESTIMATE], bar[Col.STATUS]) == ("Twin", 0.0, "open")
+    assert bar[Col.CS_LOW] < -0.02 < 0.02 < bar[Col.CS_HIGH]
