@@ -254,7 +254,6 @@ class Col(StrEnum):
     SHA256 = "sha256"
     # -- runs that stop when the verdict is settled (kit.stats.sequential, kit.pipeline.sequential)
     ROUND = "round"
-    ITEMS = "items"
     QUESTION = "question"
     CS_LOW = "cs_low"
     CS_HIGH = "cs_high"

@@ -90,7 +90,7 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
     assert 0 < doc["spent_usd"]["Good"] < doc["planned_usd"]["Good"]
 
     looks = seq.table(Table.SEQUENTIAL, task="tickets")
-    assert looks[Col.ROUND].max() == doc["round"] and set(looks[Col.ITEMS]) == {40 * k for k in
+    assert looks[Col.ROUND].max() == doc["round"] and set(looks[Col.N_ITEMS]) == {40 * k for k in
                                                                                 range(1, doc["round"] + 1)}
     last = looks[looks[Col.ROUND] == doc["round"]]
     bar = last[last[Col.QUESTION] == Question.BAR.value].iloc[0]

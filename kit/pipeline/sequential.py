@@ -74,7 +74,7 @@ def plan_for(exp: Experiment, task: Task) -> RoundPlan:
 
 def _row(task: str, round_no: int, items: int, option: str, question: Question, baseline: str, threshold: float,
          cs: Any, status: Settled, alpha: float) -> dict[str, Any]:
-    return {Col.TASK: task, Col.ROUND: round_no, Col.ITEMS: items, Col.OPTION: option, Col.QUESTION: question.value,
+    return {Col.TASK: task, Col.ROUND: round_no, Col.N_ITEMS: items, Col.OPTION: option, Col.QUESTION: question.value,
             Col.BASELINE: baseline, Col.THRESHOLD: threshold, Col.ESTIMATE: cs.estimate, Col.CS_LOW: cs.low,
             Col.CS_HIGH: cs.high, Col.STATUS: status.value, "alpha": alpha}
 
@@ -273,7 +273,7 @@ def apply_sequential(folder: RunFolder, out: dict[str, dict[str, pd.DataFrame]])
             compare.loc[i, [Col.QUALIFIES, Col.BETTER]] = [c.passes, c.better]
             compare.loc[i, Col.LOWER_BOUND] = float(h[Col.CS_LOW])
             compare.loc[i, Col.STATEMENT] = (
-                f"Sequential run, stopped after {int(h[Col.ITEMS])} items: the confidence sequence for "
+                f"Sequential run, stopped after {int(h[Col.N_ITEMS])} items: the confidence sequence for "
                 f"{'the difference from the reference' if correctness else 'the agreement'} is "
                 f"[{h[Col.CS_LOW]:+.3f}, {h[Col.CS_HIGH]:+.3f}] (estimate {h[Col.ESTIMATE]:+.3f}, alpha "
                 f"{h['alpha']:.3g}): **{c.value}** against {h[Col.THRESHOLD]:+.3f}. {METHOD}.")
@@ -288,7 +288,7 @@ def apply_sequential(folder: RunFolder, out: dict[str, dict[str, pd.DataFrame]])
             floor.loc[i, Col.PASSES] = passes
             floor.loc[i, Col.STATEMENT] = (
                 f"Sequential run: {row[Col.OPTION]} minus {row[Col.ANSWER]} is [{h[Col.CS_LOW]:+.3f}, "
-                f"{h[Col.CS_HIGH]:+.3f}] after {int(h[Col.ITEMS])} items: "
+                f"{h[Col.CS_HIGH]:+.3f}] after {int(h[Col.N_ITEMS])} items: "
                 + ("shown better." if passes else "not shown better."))
         for kind, table in ((Table.COMPARE, compare), (Table.FLOOR, floor)):
             folder.save_table(kind, table, task=name)
