@@ -76,8 +76,8 @@ class Table(Enum):
     DISAGREEMENTS = "disagreements", (Col.OPTION, Col.ITEM_ID, Col.ANSWER,
                                       Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
     # runs that stop when the verdict is settled (kit.pipeline.sequential): per round, option and open question
-    SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.N_ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE, Col.CS_LOW,
-                                Col.CS_HIGH, Col.STATUS)
+    SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.N_ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE,
+                                      Col.CS_LOW, Col.CS_HIGH, Col.STATUS)
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file
