@@ -96,7 +96,9 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
     bar = last[last[Col.QUESTION] == Question.BAR.value].iloc[0]
     assert bar[Col.OPTION] == "Good" and bar[Col.STATUS] == "passes" and bar[Col.CS_LOW] > -0.02
     assert bar["alpha"] == pytest.approx(0.05)  # one candidate: Bonferroni leaves alpha whole
-    assert set(last[Col.QUESTION]) == {"bar", "floor", "latency"}
+    assert set(last[Col.QUESTION]) == {"bar", "floor", "latency", "vs leader"}
+    lead = last[last[Col.QUESTION] == "vs leader"].iloc[0]  # Good passes everything: it leads, API is tested on it
+    assert (lead[Col.OPTION], lead[Col.BASELINE]) == ("API", "Good") and lead[Col.CS_HIGH] < 0
     # earlier rounds left something open (else the run would have stopped there)
     assert (looks[looks[Col.ROUND] < doc["round"]][Col.STATUS] == "open").any() or doc["round"] == 1
 
@@ -154,3 +156,21 @@ def test_a_candidate_identical_to_the_reference_stays_open(project):
     bar = looks[looks[Col.QUESTION] == "bar"].iloc[0]
     assert (bar[Col.OPTION], bar[Col.ESTIMATE], bar[Col.STATUS]) == ("Twin", 0.0, "open")
     assert bar[Col.CS_LOW] < -0.02 < 0.02 < bar[Col.CS_HIGH]
+
+
+def test_an_option_shown_below_the_leader_is_settled_though_its_floor_stays_open(project):
+    # the reference answers exactly as the majority-class baseline (its floor can never be shown: difference 0 on
+    # every item), a candidate answers everything right: it leads, the reference is shown below it, the task stops
+    import pandas as pd
+
+    tmp_path, files = project
+    task = load_task("tickets")
+    exp = experiment(tmp_path, files, sequential={"round_items": 40})
+    majority = next(b for b in task.type.baselines(task.train, task.test) if b.name == "majority class")
+    ids = [i.id for i in task.test][:120]
+    scores = pd.DataFrame({Col.OPTION: ["API"] * 120 + ["Good"] * 120, Col.ITEM_ID: ids * 2,
+                           Col.SCORE: [s.score for s in majority.scores[:120]] + [1.0] * 120, Col.LATENCY_S: 0.1})
+    looks = round_looks(task, scores, exp=exp, round_no=3, items=120, planned_n=201)
+    api = looks[looks[Col.OPTION] == "API"].set_index([Col.QUESTION, Col.BASELINE])[Col.STATUS]
+    assert api[("floor", "majority class")] == "open" and api[("vs leader", "Good")] == "fails"
+    assert settled_options(looks, ["API", "Good"]) == {"API": True, "Good": True}

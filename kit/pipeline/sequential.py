@@ -15,8 +15,11 @@ After each round the verdict's open questions are re-tested with an always-valid
   (p95 within the target).
 
 An option is settled once any of its questions is shown to fail (it is out whatever the rest says) or all of
-them are shown to pass. A task stops when every option is settled, or at its item cap (``max_items``, default
-the experiment's items for the task) or cost cap (``max_cost_usd``). Because the run stopped on the sequences,
+them are shown to pass. Once a candidate passes every question, every other option is also tested against this
+*leader* (paired difference of scores, Bonferroni's alpha): one shown below it can no longer become the pick, so
+it is settled too. A task stops when every option is settled, or at its item cap (``max_items``, default
+the experiment's items for the task) or cost cap (``max_cost_usd``). Any stopping rule keeps the sequences
+valid; this one stops when more items could no longer change which option is recommended. Because the run stopped on the sequences,
 the quality stage's fixed-sample conclusions for the bar and the floor are replaced by the sequences' own
 (:func:`apply_sequential`; a question still open counts as not shown).
 
@@ -48,6 +51,7 @@ class Question(StrEnum):
     BAR = "bar"
     FLOOR = "floor"
     LATENCY = "latency"
+    LEADER = "vs leader"  # an option against a candidate that passes every question (``baseline`` names it)
 
 
 @dataclass(frozen=True)
@@ -131,7 +135,33 @@ def round_looks(task: Task, scores: pd.DataFrame, *, exp: Experiment, round_no: 
                                      planned_n=planned_n, lo=0, hi=1)
             rows.append(_row(task.name, round_no, items, name, Question.LATENCY, "", SLOW_SHARE, cs,
                              settle(cs, threshold=SLOW_SHARE, higher_is_better=False), exp.alpha))
+    rows += _leader_rows(task, wide, rows, round_no=round_no, items=items, planned_n=planned_n, alpha=bar_alpha)
     return pd.DataFrame(rows)
+
+
+def _leader_rows(task: Task, wide: pd.DataFrame, rows: list[dict[str, Any]], *, round_no: int, items: int,
+                 planned_n: int, alpha: float) -> list[dict[str, Any]]:
+    """When a candidate passes every question (the best-scoring such one leads), each option not yet shown to fail
+    a question is tested against it: shown below the leader, it can no longer become the pick, whatever more items
+    say of its own floor or limits (the decision takes the cheapest option not significantly worse than the best
+    qualifying one)."""
+    status: dict[str, list[str]] = {}
+    for r in rows:
+        status.setdefault(r[Col.OPTION], []).append(r[Col.STATUS])
+    bar = {r[Col.OPTION] for r in rows if r[Col.QUESTION] == Question.BAR.value}
+    passing = [o for o in bar if set(status[o]) == {Settled.PASSES.value} and o in wide.columns]
+    if not passing or not task.labelled:
+        return []
+    leader = max(passing, key=lambda o: float(wide[o].fillna(0.0).mean()))
+    out = []
+    for name in wide.columns:
+        if name == leader or Settled.FAILS.value in status.get(name, []):
+            continue
+        pair = wide[[name, leader]].fillna(0.0)
+        cs = confidence_sequence(pair[name] - pair[leader], alpha=alpha, planned_n=planned_n, lo=-1, hi=1)
+        out.append(_row(task.name, round_no, items, str(name), Question.LEADER, leader, 0.0, cs,
+                        settle(cs, threshold=0.0), alpha))
+    return out
 
 
 def settled_options(looks: pd.DataFrame, options: list[str]) -> dict[str, bool]:
