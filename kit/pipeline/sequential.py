@@ -12,7 +12,8 @@ After each round the verdict's open questions are re-tested with an always-valid
 * **the floor** — each option against each trivial baseline of the task: the paired difference of scores
   against 0;
 * **the limits** — with ``latency_target_s``: the share of items slower than the target against 5 %
-  (p95 within the target).
+  (p95 within the target), leaving out warm-up answers as the latency table does (each round is a run of its
+  own in the store, so each round's first answer counts as one).
 
 An option is settled once any of its questions is shown to fail (it is out whatever the rest says) or all of
 them are shown to pass. Once a candidate passes every question, every other option is also tested against this
@@ -127,7 +128,8 @@ def round_looks(task: Task, scores: pd.DataFrame, *, exp: Experiment, round_no: 
                                  settle(cs, threshold=0.0), exp.alpha))
     if exp.latency_target_s is not None and Col.LATENCY_S in scores.columns:
         for name in names:
-            lat = pd.to_numeric(scores.loc[scores[Col.OPTION] == name, Col.LATENCY_S], errors="coerce")
+            mine = scores[(scores[Col.OPTION] == name) & ~scores.get(Col.WARMUP, False)]  # as the latency table
+            lat = pd.to_numeric(mine[Col.LATENCY_S], errors="coerce")
             lat = lat[np.isfinite(lat)]
             if lat.empty:
                 continue
@@ -198,6 +200,7 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
     (``Doc.SEQUENTIAL``) are saved per task. Returns one record per (task, option), as the fixed stage does."""
     from kit.arms import get_arm
     from kit.pipeline.answers import arm_for
+    from kit.pipeline.quality import warmups
     from kit.privacy import withhold_pii
     from kit.run.runner import run_arm
     from kit.tasks.scoring import score_task
@@ -230,7 +233,9 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
                     continue
                 rows = pd.concat([store.rows([k for r in runs[o.name] for k in r.keys.values()]).assign(
                     **{Col.OPTION: o.name}) for o in options], ignore_index=True)
-                scores = score_task(task, rows, reference=exp.reference_name)
+                scores = score_task(task, rows, reference=exp.reference_name).merge(
+                    warmups(rows), on=[Col.OPTION, Col.ITEM_ID, Col.EPOCH], how="left")
+                scores[Col.WARMUP] = scores[Col.WARMUP].fillna(False).astype(bool)
                 spent = {o.name: option_spent_usd(o, scores, exp=exp) for o in options}
                 table = round_looks(task, scores, exp=exp, round_no=round_no, items=done, planned_n=plan.max_items)
                 looks.append(table)
