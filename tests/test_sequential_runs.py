@@ -14,6 +14,7 @@ from kit.experiment import Experiment
 from kit.pipeline import answers, costs, prepare, quality, verdict
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.pipeline.sequential import Question, round_looks, settled_options
+from kit.report import views
 from kit.stats.sequential import METHOD
 from kit.tasks import load_task
 
@@ -110,6 +111,14 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
         "recommended"] == "Good"
     floor = seq.table(Table.FLOOR, task="tickets")
     assert floor[Col.PASSES].all() and floor[Col.STATEMENT].str.startswith("Sequential run").all()
+
+    # the report says where it stopped, what it spent against the fixed plan, and names the method
+    text = views.sequential(seq)
+    assert f"stopped after **{doc['items']} of 201 items** (round {doc['round']}, 40 items a round: every " \
+           "option settled)" in text
+    assert f"{2 * doc['items']:,} answers against the fixed plan's" in text and "402 answers" in text
+    assert "Good passes the bar" in text and "Waudby-Smith" in text and "Annals of Statistics 2024" in text
+    assert views.sequential(fixed).startswith("- a fixed run")
 
 
 def test_the_cost_cap_stops_after_the_first_round(project):

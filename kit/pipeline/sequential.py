@@ -29,7 +29,7 @@ the quality stage's fixed-sample conclusions for the bar and the floor are repla
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -63,6 +63,32 @@ class RoundPlan:
     max_items: int
     fixed_items: int
     max_cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Where a task's rounds stopped (``Doc.SEQUENTIAL``): the last round, the items each option answered, the
+    caps, why it stopped (``settled``, ``item cap``, ``cost cap``), USD spent and the fixed plan's USD per option
+    (priced per answered item), which options settled, and the method."""
+
+    round: int
+    items: int
+    round_items: int
+    max_items: int
+    fixed_items: int
+    stopped: str
+    spent_usd: dict[str, float]
+    planned_usd: dict[str, float]
+    settled: dict[str, bool]
+    method: str
+    alpha: float
+    tested: bool  # False for a free-text task (judged after the answers: nothing to test between rounds)
+
+
+def stop_of(folder: RunFolder, task: str) -> Stop | None:
+    """A task's :class:`Stop`, or None when the run was not sequential."""
+    data = folder.doc(Doc.SEQUENTIAL, task=task, default={})
+    return Stop(**data) if data else None
 
 
 def plan_for(exp: Experiment, task: Task) -> RoundPlan:
@@ -262,13 +288,12 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
         table = pd.concat(looks, ignore_index=True) if looks else pd.DataFrame()
         folder.save_table(Table.SEQUENTIAL, table, task=name)
         per_item = {k: (v / done if done else 0.0) for k, v in spent.items()}
-        folder.save_doc(Doc.SEQUENTIAL, {
-            "round": round_no, "items": done, "round_items": plan.round_items, "max_items": plan.max_items,
-            "fixed_items": plan.fixed_items, "stopped": stopped, "spent_usd": spent,
-            "planned_usd": {k: v * plan.fixed_items for k, v in per_item.items()},
-            "settled": settled_options(looks[-1], list(spent)) if looks else {}, "method": METHOD,
-            "alpha": exp.alpha, "split": "Bonferroni across the candidates (bar)",
-            "tested": not task.type.judged}, task=name)
+        folder.save_doc(Doc.SEQUENTIAL, asdict(Stop(
+            round=round_no, items=done, round_items=plan.round_items, max_items=plan.max_items,
+            fixed_items=plan.fixed_items, stopped=stopped, spent_usd=spent,
+            planned_usd={k: v * plan.fixed_items for k, v in per_item.items()},
+            settled=settled_options(looks[-1], list(spent)) if looks else {}, method=METHOD, alpha=exp.alpha,
+            tested=not task.type.judged)), task=name)
     return records
 
 
