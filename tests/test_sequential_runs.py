@@ -183,3 +183,18 @@ def test_an_option_shown_below_the_leader_is_settled_though_its_floor_stays_open
     api = looks[looks[Col.OPTION] == "API"].set_index([Col.QUESTION, Col.BASELINE])[Col.STATUS]
     assert api[("floor", "majority class")] == "open" and api[("vs leader", "Good")] == "fails"
     assert settled_options(looks, ["API", "Good"]) == {"API": True, "Good": True}
+
+
+def test_the_latency_question_leaves_out_warm_up_answers(project):
+    # as the latency table does: a model's first answer (loading it) is not a served item's latency
+    import pandas as pd
+
+    tmp_path, files = project
+    task = load_task("tickets")
+    exp = experiment(tmp_path, files, sequential={"round_items": 40})
+    ids = [i.id for i in task.test][:40]
+    scores = pd.DataFrame({Col.OPTION: "API", Col.ITEM_ID: ids, Col.SCORE: 1.0,
+                           Col.LATENCY_S: [9.0, 9.0] + [0.1] * 38, Col.WARMUP: [True, False] + [False] * 38})
+    lat = round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=201)
+    lat = lat[lat[Col.QUESTION] == "latency"].iloc[0]
+    assert lat[Col.ESTIMATE] == pytest.approx(1 / 39)  # one slow item of the 39 served; the warm-up left out

@@ -153,8 +153,10 @@ def round_looks(task: Task, scores: pd.DataFrame, *, exp: Experiment, round_no: 
                 rows.append(_row(task.name, round_no, items, name, Question.FLOOR, b.name, 0.0, cs,
                                  settle(cs, threshold=0.0), exp.alpha))
     if exp.latency_target_s is not None and Col.LATENCY_S in scores.columns:
+        warm = (scores[Col.WARMUP].astype(bool) if Col.WARMUP in scores.columns
+                else pd.Series(False, index=scores.index))
         for name in names:
-            mine = scores[(scores[Col.OPTION] == name) & ~scores.get(Col.WARMUP, False)]  # as the latency table
+            mine = scores[(scores[Col.OPTION] == name) & ~warm]  # warm-up answers left out, as the latency table
             lat = pd.to_numeric(mine[Col.LATENCY_S], errors="coerce")
             lat = lat[np.isfinite(lat)]
             if lat.empty:
