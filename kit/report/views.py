@@ -413,7 +413,10 @@ def sequential(folder: RunFolder) -> str:
                         Question.LATENCY.value: "p95 within the latency target",
                         Question.LEADER.value: f"against {r[Col.BASELINE]}"}.get(r[Col.QUESTION], r[Col.QUESTION])
                 bounds = f"[{r[Col.CS_LOW]:+.3f}, {r[Col.CS_HIGH]:+.3f}]"
-                if r[Col.STATUS] == "open":
+                if r[Col.QUESTION] == Question.LEADER.value and r[Col.STATUS] != "open":
+                    side = "below" if r[Col.STATUS] == "fails" else "above"
+                    settled.append(f"{esc(r[Col.OPTION])} is shown {side} {esc(r[Col.BASELINE])} {bounds}")
+                elif r[Col.STATUS] == "open":
                     still_open.append(f"{esc(r[Col.OPTION])} {esc(what)} {bounds}")
                 else:
                     settled.append(f"{esc(r[Col.OPTION])} {esc(r[Col.STATUS])} {esc(what)} {bounds}")
