@@ -37,7 +37,12 @@ class Assumptions:
 
 
 def _stored_arms(option: Any) -> tuple[str, ...]:
-    """The arm specs under which an option's answers are stored (a fine-tune: any adapter of its base)."""
+    """The arm specs under which an option's answers are stored (a fine-tune: any adapter of its base, a prefix
+    ending in ``+``).
+
+    >>> _stored_arms(Experiment.load("notebooks/params/default.yaml").options[2])  # doctest: +SKIP
+    ('lora:smollm2-135m-instruct+',)
+    """
     from kit.experiment import STANDIN_MODEL
 
     if option.standin:
@@ -49,7 +54,11 @@ def _stored_arms(option: Any) -> tuple[str, ...]:
 
 def pilot_answers(store: Any, task: str, option: Any) -> pd.DataFrame:
     """The latest stored answers of ``option`` on ``task`` (``option`` column = its name); empty without any (or
-    without a store)."""
+    without a store).
+
+    >>> len(pilot_answers(store, "snips-intents", exp.reference))             # doctest: +SKIP
+    100
+    """
     if store is None:
         return pd.DataFrame(columns=[Col.ITEM_ID])
     specs = _stored_arms(option)
@@ -63,7 +72,11 @@ def pilot_answers(store: Any, task: str, option: Any) -> pd.DataFrame:
 def plan_rows(exp: Any, store: Any, *, assume: Assumptions = Assumptions()) -> pd.DataFrame:
     """One row per (task, candidate): what the plan is based on, the items (labelled) or random labels
     (unlabelled) needed at the margin, the items the pilot has, and the plan in words. ``store``: an open
-    :class:`kit.run.store.Store`, or None (a plan from the assumptions only)."""
+    :class:`kit.run.store.Store`, or None (a plan from the assumptions only).
+
+    >>> plan_rows(exp, None)["items needed"].tolist()                          # doctest: +SKIP
+    [1578.0, 1578.0, 1578.0]
+    """
     from kit.stats import labels_for_agreement, sample_size_noninferiority
     from kit.tasks import load_task
     from kit.tasks.scoring import score_responses, score_unlabelled

@@ -86,14 +86,22 @@ class Stop:
 
 
 def stop_of(folder: RunFolder, task: str) -> Stop | None:
-    """A task's :class:`Stop`, or None when the run was not sequential."""
+    """A task's :class:`Stop`, or None when the run was not sequential.
+
+    >>> stop_of(RunFolder("runs/report-x"), "snips-intents").items            # doctest: +SKIP
+    40
+    """
     data = folder.doc(Doc.SEQUENTIAL, task=task, default={})
     return Stop(**data) if data else None
 
 
 def plan_for(exp: Experiment, task: Task) -> RoundPlan:
     """A task's rounds under ``exp.sequential`` (a free-text task, graded by a judge after the answers, runs its
-    fixed items in one round: its scores do not exist between rounds)."""
+    fixed items in one round: its scores do not exist between rounds).
+
+    >>> plan_for(exp, load_task("snips-intents"))                             # doctest: +SKIP
+    RoundPlan(round_items=40, max_items=100, fixed_items=100, max_cost_usd=None)
+    """
     spec = exp.sequential
     n_test = len(task.test)
     fixed = min(exp.tasks.get(task.name) or n_test, n_test)
@@ -114,7 +122,11 @@ def round_looks(task: Task, scores: pd.DataFrame, *, exp: Experiment, round_no: 
                 planned_n: int) -> pd.DataFrame:
     """Every open question of the verdict re-tested on the items answered so far (``scores``: the per-item score
     table of every option, as :func:`kit.tasks.scoring.score_task` gives it): one row per option and question
-    with the estimate, the confidence sequence's bounds and the status (passes, fails, open)."""
+    with the estimate, the confidence sequence's bounds and the status (passes, fails, open).
+
+    >>> round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=100)[["option", "question", "status"]]
+    ...                                                                                   # doctest: +SKIP
+    """
     rows: list[dict[str, Any]] = []
     names = list(dict.fromkeys(scores[Col.OPTION]))
     ref = exp.reference_name
@@ -196,7 +208,12 @@ def _leader_rows(task: Task, wide: pd.DataFrame, rows: list[dict[str, Any]], *, 
 
 def settled_options(looks: pd.DataFrame, options: list[str]) -> dict[str, bool]:
     """Per option: settled once any question is shown to fail, or every question is shown to pass (an option
-    with no open question at all is settled)."""
+    with no open question at all is settled).
+
+    >>> looks = pd.DataFrame({"option": ["A", "A", "B"], "status": ["passes", "open", "fails"]})
+    >>> settled_options(looks, ["A", "B"])
+    {'A': False, 'B': True}
+    """
     out = {}
     for name in options:
         status = looks.loc[looks[Col.OPTION] == name, Col.STATUS].tolist() if not looks.empty else []
@@ -207,7 +224,11 @@ def settled_options(looks: pd.DataFrame, options: list[str]) -> dict[str, bool]:
 def option_spent_usd(option: Option, scores: pd.DataFrame, *, exp: Experiment) -> float:
     """USD the option's answered items cost as the costs stage prices them: a third-party option from the
     measured tokens at its price; a self-hosted one by its machine's paid hours (answering seconds over its
-    utilisation, at its price per hour). Answers served from the store are priced as if answered."""
+    utilisation, at its price per hour). Answers served from the store are priced as if answered.
+
+    >>> option_spent_usd(exp.option("API"), scores, exp=exp)                  # doctest: +SKIP
+    0.0029565
+    """
     from kit.economics import api_item_costs
     from kit.pipeline.costs import pricing_of
 
