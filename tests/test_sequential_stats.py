@@ -27,6 +27,20 @@ def test_the_boundary_is_where_robbins_normal_mixture_reaches_one_over_alpha(t: 
     assert mixture == pytest.approx(1 / alpha, rel=1e-6)
 
 
+# Reference values from the authors' package: confseq 0.0.11 (PyPI sdist, Howard & Waudby-Smith),
+# confseq::normal_mixture_bound(v=t, alpha, v_opt=t*, alpha_opt=alpha, is_one_sided=false) from its C++ header
+# src/confseq/uniform_boundaries.h, compiled with g++ 12 and printed with %.12f (the package's own pybind11 2.6
+# build does not compile on Python 3.11). It bounds a unit-variance sum S_t; the kit's boundary is S_t / t.
+CONFSEQ = [(40, 0.05, 400, 24.381506292683), (200, 0.025, 400, 47.006595336434), (1000, 0.1, 100, 94.377439793876),
+           (80, 0.05, 200, 27.939929582709), (400, 0.05, 400, 60.704179807525)]
+
+
+@pytest.mark.parametrize("t,alpha,planned,bound", CONFSEQ)
+def test_the_boundary_and_rho_match_the_authors_confseq_package(t: int, alpha: float, planned: int,
+                                                                 bound: float) -> None:
+    assert t * float(boundary(t, alpha=alpha, rho=rho_for(planned, alpha=alpha))) == pytest.approx(bound, rel=1e-10)
+
+
 def test_rho_makes_the_sequence_nearly_tightest_at_the_planned_size() -> None:
     # independent check: minimise the boundary at t* over rho with scipy; the closed form is within 1 % of it
     best = optimize.minimize_scalar(lambda r: float(boundary(400, alpha=0.05, rho=r)), bounds=(1e-3, 5),
