@@ -258,8 +258,6 @@ class Col(StrEnum):
     CS_LOW = "cs_low"
     CS_HIGH = "cs_high"
     THRESHOLD = "threshold"
-    SPENT_USD = "spent_usd"
-    PLANNED_USD = "planned_usd"
 
 
 class RowKind(StrEnum):
