@@ -201,3 +201,19 @@ def test_the_latency_question_leaves_out_warm_up_answers(project):
     lat = round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=201)
     lat = lat[lat[Col.QUESTION] == "latency"].iloc[0]
     assert lat[Col.ESTIMATE] == pytest.approx(1 / 39)  # one slow item of the 39 served; the warm-up left out
+
+
+def test_with_a_cost_per_error_no_option_is_settled_by_a_leader(project):
+    # a cheaper option shown worse may still be the pick when errors have a price: the leader rule is off
+    import pandas as pd
+
+    tmp_path, files = project
+    task = load_task("tickets")
+    exp = experiment(tmp_path, files, sequential={"round_items": 40}, cost_per_error=0.001)
+    majority = next(b for b in task.type.baselines(task.train, task.test) if b.name == "majority class")
+    ids = [i.id for i in task.test][:120]
+    scores = pd.DataFrame({Col.OPTION: ["API"] * 120 + ["Good"] * 120, Col.ITEM_ID: ids * 2,
+                           Col.SCORE: [s.score for s in majority.scores[:120]] + [1.0] * 120, Col.LATENCY_S: 0.1})
+    looks = round_looks(task, scores, exp=exp, round_no=3, items=120, planned_n=201)
+    assert "vs leader" not in set(looks[Col.QUESTION])
+    assert settled_options(looks, ["API", "Good"]) == {"API": False, "Good": True}

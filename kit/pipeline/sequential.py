@@ -18,7 +18,8 @@ After each round the verdict's open questions are re-tested with an always-valid
 An option is settled once any of its questions is shown to fail (it is out whatever the rest says) or all of
 them are shown to pass. Once a candidate passes every question, every other option is also tested against this
 *leader* (paired difference of scores, Bonferroni's alpha): one shown below it can no longer become the pick, so
-it is settled too. A task stops when every option is settled, or at its item cap (``max_items``, default
+it is settled too (labelled tasks with quality first — no ``cost_per_error``, where a cheaper but worse option
+could be the pick). A task stops when every option is settled, or at its item cap (``max_items``, default
 the experiment's items for the task) or cost cap (``max_cost_usd``). Any stopping rule keeps the sequences
 valid; this one stops when more items could no longer change which option is recommended. Because the run stopped on the sequences,
 the quality stage's fixed-sample conclusions for the bar and the floor are replaced by the sequences' own
@@ -177,7 +178,8 @@ def round_looks(task: Task, scores: pd.DataFrame, *, exp: Experiment, round_no: 
                                      planned_n=planned_n, lo=0, hi=1)
             rows.append(_row(task.name, round_no, items, name, Question.LATENCY, "", SLOW_SHARE, cs,
                              settle(cs, threshold=SLOW_SHARE, higher_is_better=False), exp.alpha))
-    rows += _leader_rows(task, wide, rows, round_no=round_no, items=items, planned_n=planned_n, alpha=bar_alpha)
+    if exp.cost_per_error is None:  # quality first: a cheaper option shown worse cannot be the pick
+        rows += _leader_rows(task, wide, rows, round_no=round_no, items=items, planned_n=planned_n, alpha=bar_alpha)
     return pd.DataFrame(rows)
 
 
