@@ -258,6 +258,7 @@ class Col(StrEnum):
     CS_LOW = "cs_low"
     CS_HIGH = "cs_high"
     THRESHOLD = "threshold"
+    SPENT_USD = "spent_usd"
 
 
 class RowKind(StrEnum):

@@ -94,6 +94,7 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
     assert looks[Col.ROUND].max() == doc["round"] and set(looks[Col.N_ITEMS]) == {40 * k for k in
                                                                                 range(1, doc["round"] + 1)}
     last = looks[looks[Col.ROUND] == doc["round"]]
+    assert last.groupby(Col.OPTION)[Col.SPENT_USD].first().to_dict() == pytest.approx(doc["spent_usd"])
     bar = last[last[Col.QUESTION] == Question.BAR.value].iloc[0]
     assert bar[Col.OPTION] == "Good" and bar[Col.STATUS] == "passes" and bar[Col.CS_LOW] > -0.02
     assert bar["alpha"] == pytest.approx(0.05)  # one candidate: Bonferroni leaves alpha whole

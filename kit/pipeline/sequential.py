@@ -289,7 +289,7 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
                 scores[Col.WARMUP] = scores[Col.WARMUP].fillna(False).astype(bool)
                 spent = {o.name: option_spent_usd(o, scores, exp=exp) for o in options}
                 table = round_looks(task, scores, exp=exp, round_no=round_no, items=done, planned_n=plan.max_items)
-                looks.append(table)
+                looks.append(table.assign(**{Col.SPENT_USD: table[Col.OPTION].map(spent)}))  # USD so far, per option
                 if all(settled_options(table, [o.name for o in options]).values()):
                     stopped = "settled"
                     break
