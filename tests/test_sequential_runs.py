@@ -218,3 +218,17 @@ def test_with_a_cost_per_error_no_option_is_settled_by_a_leader(project):
     looks = round_looks(task, scores, exp=exp, round_no=3, items=120, planned_n=201)
     assert "vs leader" not in set(looks[Col.QUESTION])
     assert settled_options(looks, ["API", "Good"]) == {"API": False, "Good": True}
+
+
+def test_a_judged_free_text_task_answers_its_items_in_one_round(monkeypatch):
+    # a judge grades free text after the answers: there are no scores between rounds, so one round of all items
+    from kit.paths import project_root
+    from kit.pipeline.sequential import plan_for
+
+    monkeypatch.setenv("KIT_PROJECT", str(project_root()))
+    exp = Experiment.load(project_root() / "notebooks" / "params" / "default.yaml",
+                          overrides={"tasks": {"aclsum-outcomes": 30, "snips-intents": 100},
+                                     "sequential": {"round_items": 10, "max_cost_usd": 2.0}})
+    free, labels = plan_for(exp, load_task("aclsum-outcomes")), plan_for(exp, load_task("snips-intents"))
+    assert (free.round_items, free.max_items, free.fixed_items, free.max_cost_usd) == (30, 30, 30, 2.0)
+    assert (labels.round_items, labels.max_items, labels.fixed_items) == (10, 100, 100)
