@@ -98,7 +98,22 @@ def test_plan_prints_a_table_and_its_assumptions(project, capsys):
                  "--assume-discordance", "0.2"]) == 0
     out = capsys.readouterr().out
     assert "items needed" in out and "pilot: 30 stored items" in out and "assumed: 20% discordant" in out
-    assert "Nam 1997" in out and "rounds of 20 items" in out
+    assert "Nam 1997" in out and "rounds of 20 items" in out and "sequential items (median)" in out
+
+
+def test_a_sequential_plan_simulates_the_stop_from_the_pilots_discordance(project, capsys):
+    from kit.stats.sequential import simulate_noninferiority
+
+    tmp_path, answers, _, pilot = project
+    assert main(["plan", _experiment(tmp_path, answers, sequential={"round_items": 20}), "--json"]) == 0
+    rows = {r["candidate"]: r for r in json.loads(capsys.readouterr().out)}
+    api, local = answers["api"][1], answers["local"][1]
+    p10 = np.mean([local[i.id] == i.gold and api[i.id] != i.gold for i in pilot])
+    p01 = np.mean([api[i.id] == i.gold and local[i.id] != i.gold for i in pilot])
+    # two candidates: the bar's alpha is split (Bonferroni); rounds of 20 up to the task's 60 test items
+    sim = simulate_noninferiority(p10=p10, p01=p01, margin=0.02, alpha=0.025, round_items=20, max_items=60)
+    assert rows["Local"]["sequential items (median)"] == sim.median_items
+    assert rows["Local"]["settled by the cap"] == sim.settled_share
 
 
 def test_a_bad_assumption_is_a_clear_error(project, capsys):

@@ -11,7 +11,7 @@ from scipy import integrate, optimize, stats as sps
 from kit.columns import Col
 from kit.errors import ConfigError
 from kit.stats.sequential import (ConfidenceSequence, Settled, boundary, confidence_sequence, rho_for, sequence_path,
-                                  settle)
+                                  settle, simulate_noninferiority)
 
 
 @pytest.mark.parametrize("t,alpha,planned", [(40, 0.05, 400), (200, 0.025, 400), (1000, 0.1, 100)])
@@ -104,3 +104,20 @@ def test_bad_values_are_a_clear_error(values: list[float], fix: str) -> None:
 def test_a_bad_planned_size_is_a_clear_error() -> None:
     with pytest.raises(ConfigError, match="planned number of items"):
         rho_for(0)
+
+
+def test_the_simulated_stop_is_the_stop_of_each_run_looked_at_one_by_one() -> None:
+    # the vectorised simulation against the same draws run one at a time through sequence_path
+    p10, p01, runs = 0.15, 0.05, 60
+    plan = simulate_noninferiority(p10=p10, p01=p01, round_items=40, max_items=200, runs=runs, seed=3)
+    d = np.random.default_rng(3).choice([1.0, -1.0, 0.0], size=(runs, 200), p=[p10, p01, 1 - p10 - p01])
+    stops, passed = [], 0
+    for row in d:
+        path = sequence_path(row, alpha=0.05, planned_n=200, looks=[40, 80, 120, 160, 200])
+        settled = [settle(ConfidenceSequence(int(n), e, lo, hi, 0.05, 0.0), threshold=-0.02)
+                   for n, e, lo, hi in path[[Col.N, Col.ESTIMATE, Col.CS_LOW, Col.CS_HIGH]].itertuples(index=False)]
+        first = next((i for i, s in enumerate(settled) if s.settled), None)
+        stops.append(200 if first is None else 40 * (first + 1))
+        passed += first is not None and settled[first] is Settled.PASSES
+    assert plan.median_items == float(np.median(stops)) and plan.passes_share == passed / runs
+    assert plan.runs == runs and 0 < plan.settled_share <= 1

@@ -109,6 +109,9 @@ def plan_rows(exp: Any, store: Any, *, assume: Assumptions = Assumptions()) -> p
                     basis = (f"assumed: {100 * assume.discordance:g}% discordant, true difference "
                              f"{100 * assume.difference:+g} pts")
                 n = float(plan["n_required"].iloc[0])
+                if exp.sequential is not None:
+                    row.update(_sequential_columns(exp, task, p10=float(plan["p10"].iloc[0]),
+                                                   p01=float(plan["p01"].iloc[0])))
                 row.update({"basis": basis, "decides on": "paired correctness",
                             "items needed": n if math.isfinite(n) else math.inf, "labels needed": 0,
                             "discordance": float(plan["discordance"].iloc[0]),
@@ -130,6 +133,19 @@ def plan_rows(exp: Any, store: Any, *, assume: Assumptions = Assumptions()) -> p
                                            + str(plan[Col.STATEMENT].iloc[0])})
             rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _sequential_columns(exp: Any, task: Any, *, p10: float, p01: float) -> dict[str, Any]:
+    """A sequential run's expected stop for one candidate, simulated from the discordance: its bar at alpha split
+    across the task's candidates (Bonferroni), in the experiment's rounds, up to its item cap."""
+    from kit.stats.sequential import simulate_noninferiority
+
+    spec, n_test = exp.sequential, len(task.test)
+    cap = min(spec.max_items or exp.tasks.get(task.name) or n_test, n_test)
+    k = max(sum(1 for c in exp.candidates if c.applies_to(task.name)), 1)
+    sim = simulate_noninferiority(p10=p10, p01=p01, margin=exp.margin, alpha=exp.alpha / k,
+                                  round_items=spec.round_items, max_items=cap)
+    return {"sequential items (median)": sim.median_items, "settled by the cap": sim.settled_share}
 
 
 def _cmd_plan(args: argparse.Namespace) -> int:
@@ -154,8 +170,15 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print_table(table, as_json=True)
         return 0
-    shown = table.drop(columns=[Col.STATEMENT, "discordance", "difference"])
-    for column in ("items needed", "labels needed"):
+    order = [Col.TASK, "candidate", "items planned", "basis", "decides on", "items needed", "labels needed",
+             "sequential items (median)", "settled by the cap"]
+    shown = table[[c for c in order if c in table.columns]].copy()
+    if "settled by the cap" in shown.columns:
+        shown["settled by the cap"] = [("" if v is None or v != v else f"{100 * v:.0f}%")
+                                       for v in shown["settled by the cap"]]
+    for column in ("items needed", "labels needed", "sequential items (median)"):
+        if column not in shown.columns:
+            continue
         shown[column] = [("" if n is None or (isinstance(n, float) and math.isnan(n)) or n == 0 else
                           "unreachable" if math.isinf(n) else f"{int(n):,}") for n in shown[column]]
     print_table(shown)
@@ -167,7 +190,9 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if exp.sequential is not None:
         print(f"This experiment runs in rounds of {exp.sequential.round_items} items and stops when the verdict is "
               "settled: a clear difference stops it early, a difference near the margin runs to its cap (the "
-              "always-valid sequence is wider than the fixed test at the same items).")
+              "always-valid sequence is wider than the fixed test at the same items). 'sequential items (median)' "
+              "and 'settled by the cap' come from 400 simulated runs at the same discordance (the bar alone; the "
+              "floor and latency may hold a run longer).")
     for statement in table[Col.STATEMENT] if not table.empty else []:
         print(f"- {statement}")
     return 0

@@ -177,3 +177,49 @@ def settle(cs: ConfidenceSequence, *, threshold: float, higher_is_better: bool =
     if not higher_is_better:
         above, below = below, above
     return Settled.PASSES if above else Settled.FAILS if below else Settled.OPEN
+
+
+@dataclass(frozen=True)
+class SequentialPlan:
+    """What a sequential non-inferiority run is expected to need, simulated from a discordance: the median items
+    at its stop, the share of runs settled before the cap, and the share of those that settle as passing."""
+
+    median_items: float
+    settled_share: float
+    passes_share: float
+    runs: int
+
+
+def simulate_noninferiority(*, p10: float, p01: float, margin: float = 0.02, alpha: float = 0.05,
+                            round_items: int = 40, max_items: int = 400, runs: int = 400,
+                            seed: int = 0) -> SequentialPlan:
+    """Simulated paired right/wrong runs (``p10``: only the candidate right, ``p01``: only the reference right) in
+    rounds of ``round_items`` up to ``max_items``, stopping once the sequence settles non-inferiority at ``margin``
+    (passes or fails): how many items such a run needs.
+
+    >>> simulate_noninferiority(p10=0.5, p01=0.0, round_items=40, max_items=400).median_items
+    40.0
+    """
+    where = "kit.stats.simulate_noninferiority"
+    alpha = check_level(alpha, "alpha", where=where)
+    if not (0 <= p10 <= 1 and 0 <= p01 <= 1 and p10 + p01 <= 1):
+        raise ConfigError(f"p10={p10}, p01={p01} are not shares of items", where=where,
+                          fix="both in [0, 1] with p10 + p01 <= 1")
+    if round_items < 1 or max_items < 1 or runs < 1:
+        raise ConfigError("round_items, max_items and runs must be at least 1", where=where,
+                          fix="e.g. round_items=40, max_items=400, runs=400")
+    rng = np.random.default_rng(seed)
+    looks = np.unique(np.minimum(np.arange(round_items, max_items + round_items, round_items), max_items))
+    d = rng.choice([1.0, -1.0, 0.0], size=(runs, max_items), p=[p10, p01, 1.0 - p10 - p01])
+    t = np.arange(1, max_items + 1, dtype=float)
+    mean = np.cumsum(d, axis=1) / t
+    ss = np.maximum(np.cumsum(d * d, axis=1) - t * mean * mean, 0.0)
+    half = np.sqrt((ss + 1.0) / (t + 1.0)) * boundary(t, alpha=alpha, rho=rho_for(max_items, alpha=alpha))
+    low, high = (mean - half)[:, looks - 1], (mean + half)[:, looks - 1]
+    settled = (low > -margin) | (high < -margin)
+    first = np.where(settled.any(axis=1), settled.argmax(axis=1), len(looks) - 1)
+    stop_items = looks[first].astype(float)
+    done = settled.any(axis=1)
+    passes = low[np.arange(runs), first] > -margin
+    return SequentialPlan(median_items=float(np.median(stop_items)), settled_share=float(done.mean()),
+                          passes_share=float((passes & done).mean()), runs=runs)
