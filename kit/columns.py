@@ -271,6 +271,13 @@ class Col(StrEnum):
     # -- cascade thresholds fitted on items they are not tested on (kit.cascade)
     FOLD = "fold"
     ESCALATED = "escalated"
+    # -- runs that stop when the verdict is settled (kit.stats.sequential, kit.pipeline.sequential)
+    ROUND = "round"
+    QUESTION = "question"
+    CS_LOW = "cs_low"
+    CS_HIGH = "cs_high"
+    THRESHOLD = "threshold"
+    SPENT_USD = "spent_usd"
 
 
 class RowKind(StrEnum):

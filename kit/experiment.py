@@ -165,6 +165,18 @@ class SweepSpec(_Schema):
         return self.tasks is None or task in self.tasks
 
 
+class SequentialSpec(_Schema):
+    """Runs that stop when the verdict is settled: items in rounds, re-tested after each round with an always-valid
+    confidence sequence (README, "Runs that stop when the verdict is settled")."""
+
+    round_items: int = Field(40, ge=1, description="test items every option answers per round")
+    max_items: int | None = Field(None, ge=1, examples=[400],
+                                  description="the most items per task; null: the task's items (`tasks:`)")
+    max_cost_usd: float | None = Field(None, gt=0, examples=[5.0],
+                                       description="stop a task's rounds once its answers cost this many USD; "
+                                                   "null: no cap")
+
+
 # `machine:` is a key of `machines:` or a machine declared in place
 _BY_NAME, _INLINE = "machine by name", "machine in place"
 MachineRef = Annotated[Union[Annotated[str, Tag(_BY_NAME)], Annotated[MachineSpec, Tag(_INLINE)]],
@@ -268,6 +280,9 @@ class Parameters(_Schema):
                                           "null: the reference")
     sweep: SweepSpec | None = Field(None, examples=[{"tasks": ["snips-intents"], "levels": [1, 2, 4, 8]}],
                                     description="a load sweep of the self-hosted options; null: none")
+    sequential: SequentialSpec | None = Field(None, examples=[{"round_items": 40}],
+                                              description="answer in rounds and stop when the verdict is "
+                                                          "settled; null: a fixed number of items")
     store: str | None = Field(None, min_length=1, examples=["runs/kit.sqlite"],
                               description="the SQLite response store; null: runs/kit.sqlite")
 

@@ -59,7 +59,10 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     records: list[RunRecord] = []
     sweeps: dict[str, list[pd.DataFrame]] = {}
     with Store(exp.store or default_store()) as store, _standin(exp) as server:
-        for option in exp.options:
+        if exp.sequential is not None:  # rounds that stop when the verdict is settled (kit.pipeline.sequential)
+            from kit.pipeline.sequential import answer_in_rounds
+            records = answer_in_rounds(folder, tasks, store=store, standin=server, progress=progress)
+        for option in exp.options if exp.sequential is None else ():
             names = [t for t in exp.tasks if option.applies_to(t)]
             arm = None
             try:

@@ -79,6 +79,9 @@ class Table(Enum):
     DEV_SCORES = "dev_scores", SCORES[1]
     CASCADE_ROUTES = "cascade_routes", (Col.CANDIDATE, Col.ITEM_ID, Col.FOLD, Col.TAU,
                                         Col.ESCALATED)  # per cascade and test item: the τ that routed it, never fitted on it
+    # runs that stop when the verdict is settled (kit.pipeline.sequential): per round, option and open question
+    SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.N_ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE,
+                                      Col.CS_LOW, Col.CS_HIGH, Col.STATUS)
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file
@@ -98,6 +101,7 @@ class Doc(str, Enum):
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
     LABELS = "labels"            # per task (partly labelled): a snapshot of the random sample's labels
     #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampledLabels
+    SEQUENTIAL = "sequential"    # per task (sequential runs): where the rounds stopped, why, spent vs the fixed plan
 
 
 class State(str, Enum):

@@ -164,6 +164,8 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)
         out[name] = {k.file: v for k, v in tables.items()}
+    from kit.pipeline.sequential import apply_sequential  # a sequential run decides on its confidence sequences
+    apply_sequential(folder, out)
     return out
 
 

@@ -494,3 +494,58 @@ def prediction_powered(folder: RunFolder) -> str:
     if methods:
         lines += ["", PPI_METHODS]
     return "\n".join(lines) or "- every task has gold answers: no prediction-powered estimate was needed"
+# -------------------------------------------------------------- runs that stop when the verdict is settled
+def sequential(folder: RunFolder) -> str:
+    """For a sequential run (``sequential:``), per task: where the rounds stopped and why, what each option settled,
+    and the items and dollars spent against the fixed plan, with the method named and cited. A fixed run says so.
+
+    >>> print(sequential(RunFolder("runs/report-x")))       # doctest: +SKIP
+    - *snips-intents*: stopped after 40 of 100 items (round 1) …
+    """
+    from kit.pipeline.sequential import Question, stop_of
+    from kit.stats.sequential import METHOD
+
+    exp = folder.experiment()
+    if exp.sequential is None:
+        return "- a fixed run: every option answered the experiment's items (no `sequential:` key)"
+    lines = []
+    for task in folder.tasks():
+        d = stop_of(folder, task)
+        if d is None:
+            continue
+        why = {"settled": "every option settled", "item cap": "the item cap",
+               "cost cap": "the cost cap"}.get(d.stopped, d.stopped)
+        looks = folder.table(Table.SEQUENTIAL, task=task)
+        settled, still_open = [], []
+        if not looks.empty:
+            last = looks[looks[Col.ROUND] == looks[Col.ROUND].max()]
+            for r in last.to_dict("records"):
+                what = {Question.BAR.value: "the bar", Question.FLOOR.value: f"the floor ({r[Col.BASELINE]})",
+                        Question.LATENCY.value: "p95 within the latency target",
+                        Question.LEADER.value: f"against {r[Col.BASELINE]}"}.get(r[Col.QUESTION], r[Col.QUESTION])
+                bounds = f"[{r[Col.CS_LOW]:+.3f}, {r[Col.CS_HIGH]:+.3f}]"
+                if r[Col.QUESTION] == Question.LEADER.value and r[Col.STATUS] != "open":
+                    side = "below" if r[Col.STATUS] == "fails" else "above"
+                    settled.append(f"{esc(r[Col.OPTION])} is shown {side} {esc(r[Col.BASELINE])} {bounds}")
+                elif r[Col.STATUS] == "open":
+                    still_open.append(f"{esc(r[Col.OPTION])} {esc(what)} {bounds}")
+                else:
+                    settled.append(f"{esc(r[Col.OPTION])} {esc(r[Col.STATUS])} {esc(what)} {bounds}")
+        spent, planned = sum(d.spent_usd.values()), sum(d.planned_usd.values())
+        n_opts = max(len(d.spent_usd), 1)
+        lines.append(
+            f"- *{esc(task)}*: stopped after **{d.items} of {d.fixed_items} items** (round {d.round}, "
+            f"{d.round_items} items a round: {why}). Settled: " + ("; ".join(settled) or "nothing")
+            + (f". Still open, counted as not shown: {'; '.join(still_open)}" if still_open else "")
+            + f". Spent **{esc(_usd(spent))}** and {d.items * n_opts:,} answers against the fixed plan's "
+              f"{esc(_usd(planned))} and {d.fixed_items * n_opts:,} answers (each answer priced as the costs "
+              "stage prices it).")
+    lines.append(f"- Method: the {esc(METHOD)}, re-tested after every round at alpha {exp.alpha:g} "
+                 "(Bonferroni across the candidates for the bar); because the run stopped on these sequences, the "
+                 "bar and the floor above are their conclusions, a question still open counting as not shown.")
+    return "\n".join(lines)
+
+
+def _usd(x: float) -> str:
+    """Dollars with the cents' fractions a few hundred answers cost (``$0.0123``)."""
+    return USD(x) if abs(x) >= 1 else f"${x:.4f}"
