@@ -169,3 +169,32 @@ def test_labels_drawn_from_another_split_are_refused(project):
     with pytest.raises(ConfigError, match="drawn from another split") as err:
         _stages(tmp_path, experiment(tmp_path, files, ignore_labels=True), labels)
     assert "ignore_labels" in err.value.fix
+
+
+def test_labels_given_in_the_store_reach_the_report_through_the_run_folder(project):
+    """The labelling loop's labels (drawn and given through the label book in the experiment's store) are
+    snapshotted by the quality stage into the run folder, decide the comparison, and the report says how many
+    of them lie among the items the run asked."""
+    from kit.labels import LabelBook, Source, sampled_labels
+    from kit.run.store import Store
+
+    tmp_path, files = project
+    exp = experiment(tmp_path, files, ignore_labels=True, tasks={"tickets": 45})
+    task = load_task("tickets", ignore_labels=True)
+    gold = _gold(tmp_path)
+    with Store(exp.store) as store:
+        book = LabelBook(store, task)
+        order = book.draw(N_LABELS).order
+        for item_id in order:
+            book.give(item_id, gold[item_id], who="ana", source=Source.IMPORT)
+        expected = sampled_labels(store, task)
+    folder = _stages(tmp_path, exp)
+
+    assert folder.doc(Doc.LABELS, task="tickets") == expected.to_doc()
+    asked = {i.id for i in task.test[:45]}
+    used = sum(i in asked for i in order)
+    compare = folder.table(Table.COMPARE, task="tickets")
+    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"}
+    assert set(compare[Col.N_LABELLED]) == {used} and used < N_LABELS
+    assert (f"Only {used} of the sample's {N_LABELS} labels lie among the 45 items this run asked"
+            in views.prediction_powered(folder))

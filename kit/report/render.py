@@ -122,7 +122,7 @@ def run_pipeline(*, experiment: str | Path | None = None, overrides: dict[str, A
             start = time.perf_counter()
             say(f"[{number}/{len(notebooks)}] {name} …")
             _execute(source_dir / name, folder / name, {k: v for k, v in params.items() if k in declared[name]},
-                     cwd=source_dir, kernel_name=kernel_name, env={PROGRESS_FILE: str(progress_file.resolve())},
+                     cwd=Path.cwd(), kernel_name=kernel_name, env={PROGRESS_FILE: str(progress_file.resolve())},
                      log=folder / f"{Path(name).stem}.kernel.log")
             follower.poll()  # this notebook's last progress lines before its "done"
             run.finished(name)

@@ -481,6 +481,11 @@ def prediction_powered(folder: RunFolder) -> str:
                          f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and the "
                          "comparisons are PPI++ estimates with the kit's small-sample adjustment; where a comparison "
                          "is inconclusive, its 'items needed' are random labels.")
+            given = len(folder.doc(Doc.LABELS, task=task).get("gold", {})) if folder.has(Doc.LABELS, task=task) else 0
+            if given > int(r[Col.N_LABELLED]):
+                lines.append(f"  Only {int(r[Col.N_LABELLED])} of the sample's {given} labels lie among the "
+                             f"{int(r[Col.N_ITEMS])} items this run asked: ask the whole test split (`tasks: "
+                             f"{{{esc(task)}: null}}`) to use them all.")
         elif Col.LABELS_NEEDED in compare.columns:
             needs = [f"{esc(o)} about {n:,.0f}" if pd.notna(n) and n != float("inf") else f"{esc(o)}: none would do"
                      for o, n in zip(compare[Col.OPTION], compare[Col.LABELS_NEEDED])]
