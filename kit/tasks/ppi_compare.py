@@ -169,7 +169,7 @@ def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampledLabels, metrics
                      alpha=alpha).iloc[0]
         rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
                      **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0), Col.ACCURACY: r[Col.ESTIMATE],
-                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], **_ppi_columns(r, floor=0.0),
+                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], Col.CI_METHOD: r[Col.METHOD], **_ppi_columns(r, floor=0.0),
                      Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
     ppi = pd.DataFrame(rows).set_index(Col.OPTION)
     out = metrics[metrics[Col.KIND] == RowKind.OPTION].drop(columns=[Col.ACCURACY_CI_LOW, Col.ACCURACY_CI_HIGH],
