@@ -75,6 +75,10 @@ class Table(Enum):
     JUDGE = "judge", (Col.OPTION, Col.ORDERS_AGREE, Col.STATEMENT)  # free text: how often the two orders agreed
     DISAGREEMENTS = "disagreements", (Col.OPTION, Col.ITEM_ID, Col.ANSWER,
                                       Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
+    # per task: each option's prompt variants on the dev split, and the one chosen for the test split
+    PROMPTS = "prompts", (Col.TASK, Col.OPTION, Col.VARIANT, Col.PROMPT, Col.DEV_ITEMS, Col.DEV_QUALITY,
+                          Col.DEV_CI_LOW, Col.DEV_CI_HIGH, Col.PROMPT_TOKENS, Col.CHOSEN, Col.SELECTION_CALLS,
+                          Col.SELECTION_SECONDS, Col.SELECTION_USD, Col.NOTE)
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file
@@ -92,6 +96,7 @@ class Doc(str, Enum):
     STORE = "store"              # per run: where the answers are (the store's path)
     GOODPUT = "goodput"          # per task: each swept option's chosen load level and the decoding ceiling
     JUDGING = "judging"          # per task (free text): who judged, calls, errors, self-preference
+    SPLITS = "splits"            # per run: each task's train, dev and test ids (disjoint, checked when written)
 
 
 class State(str, Enum):
@@ -146,6 +151,7 @@ class RunRecord:
     describe: str
     keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key in the store
     stopped: str | None = None  # why the run stopped early (a spending cap, a dead endpoint)
+    prompt: str = "default"  # the prompt variant that answered the test items (chosen on the dev split)
 
 
 class RunFolder:
