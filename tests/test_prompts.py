@@ -242,3 +242,18 @@ def test_test_items_are_asked_with_one_prompt_per_option_chosen_on_dev_items_onl
     shown = {by_text[re.search(r"(ticket number \d+ about \w+ things)", m["content"]).group(1)]
              for body in requests for m in body["messages"][:-1] if m["role"] == "user"}
     assert shown and shown <= train
+
+    # the report's block: variants tried, the chosen one's test figure, the optimism, and the sentence
+    from kit.pipeline import quality
+    from kit.report import views
+
+    quality.quality_stage(folder)
+    text = views.prompt_accounting(folder)
+    local_test = folder.table(Table.METRICS, task="tickets").set_index("option").loc["Local", "mean_score"]
+    assert "48 train, 12 dev and 60 test items, disjoint (checked)" in text
+    assert (f"**Local**: 3 variants tried on 12 dev items; chosen '4 balanced' (4 balanced shots), dev 100.0%, "
+            f"test {100 * local_test:.1f}%") in text
+    assert f"dev − test optimism {100 * (1 - local_test):+.1f} points" in text
+    assert "selection calls 36" in text and "no test item was used for selecting a prompt" in text
+    html = views.prompt_sensitivity(folder).to_html()
+    assert "4 letters" in html and "prompt tokens / item" in html and "✓" in html
