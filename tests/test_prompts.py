@@ -255,5 +255,25 @@ def test_test_items_are_asked_with_one_prompt_per_option_chosen_on_dev_items_onl
             f"test {100 * local_test:.1f}%") in text
     assert f"dev − test optimism {100 * (1 - local_test):+.1f} points" in text
     assert "selection calls 36" in text and "no test item was used for selecting a prompt" in text
+    assert "$" not in text and "&#36;" in text  # escaped: two dollar signs would open a LaTeX span
     html = views.prompt_sensitivity(folder).to_html()
     assert "4 letters" in html and "prompt tokens / item" in html and "✓" in html
+
+
+def test_selection_is_skipped_with_a_note_when_the_task_has_no_dev_split(tmp_path, store):
+    from servers import OpenAIServer
+
+    from kit.arms import get_arm
+    from kit.pipeline.selection import select_prompt
+
+    write_task(tmp_path, n=30)  # too small for a dev split
+    task = load_task(tmp_path / "tickets.yaml")
+    exp = Experiment.from_mapping({**BASE, "prompts": [{"name": "own"}, {"name": "0-shot", "shots": 0}]},
+                                  source="exp.yaml")
+    with OpenAIServer(answer=_answer) as server, get_arm("openai:fake-api", base_url=server.base_url, max_attempts=1,
+                                                         logprobs=False) as arm:
+        pick = select_prompt(task, exp.option("API"), arm, store=store, max_tokens=8)
+        assert server.calls() == 0  # nothing asked
+    assert pick.chosen.name == "own" and pick.table["chosen"].tolist() == [True, False]
+    assert pick.table["note"].iloc[0] == ("not selected: the task has too few non-test items for a dev split (fewer "
+                                          "than 10); the first variant answers the test items")

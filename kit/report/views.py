@@ -442,7 +442,7 @@ def prompt_accounting(folder: RunFolder) -> str:
                          f", test {pct(test_q)}{band}: dev − test optimism {pts(optimism)}.")
         calls = int(table[Col.SELECTION_CALLS].sum())
         lines.append(f"  - selection calls {calls}, {SECONDS(table[Col.SELECTION_SECONDS].sum())} of answering, "
-                     f"{USD(table[Col.SELECTION_USD].sum())} — counted apart from the test answers.")
+                     f"{esc(USD(table[Col.SELECTION_USD].sum()))} — counted apart from the test answers.")
     lines.append("\nThe test figures are the results: no test item was used for selecting a prompt, for shots or for "
                  "training. A variant's dev quality is optimistic by selection; the dev − test optimism shows how much.")
     return "\n".join(lines)
