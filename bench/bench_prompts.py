@@ -41,7 +41,7 @@ from kit.tasks.prompts import DEFAULT_PROMPT, PromptVariant
 from kit.tasks.scoring import score_responses
 
 MODEL = "llama_cpp:smollm2-135m-instruct"
-DEFAULT_TASKS = ("snips-intents", "news-topics", "review-polarity")
+DEFAULT_TASKS = ("snips-intents", "nace-activities", "fine-food-reviews")
 
 
 def variants_for(task) -> list[dict]:
@@ -68,8 +68,9 @@ def test_quality(task, arm, store, items, variant: PromptVariant, *, max_tokens:
 
 
 def bench_task(name: str, arm, store, *, dev: int, test: int) -> dict:
-    task = load_task(name)
+    task = load_task(name)  # a task name, or the path of a task file
     task = replace(task, dev=task.dev[:dev])
+    name = task.name
     max_tokens = task.type.max_tokens or 32
     exp = Experiment.from_mapping({"tasks": {name: None}, "reference": "local", "prompts": variants_for(task),
                                    "options": [{"name": "local", "arm": MODEL, "machine": {"price_per_hour": 0.2}}]},
@@ -101,7 +102,8 @@ def bench_task(name: str, arm, store, *, dev: int, test: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names")
+    parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS),
+                        help="comma-separated task names (or paths of task files)")
     parser.add_argument("--dev", type=int, default=40, help="dev items per task (the first of the dev split)")
     parser.add_argument("--test", type=int, default=100, help="test items per task")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")

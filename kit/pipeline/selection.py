@@ -74,7 +74,7 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                  Col.CHOSEN: i == 0, Col.SELECTION_CALLS: 0, Col.SELECTION_SECONDS: 0.0, Col.SELECTION_USD: 0.0,
                  Col.NOTE: note} for i, v in enumerate(variants)]
         return Selection(variants[0], pd.DataFrame(rows))
-    rows, chars = [], []
+    rows = []
     for v in variants:
         summary = run_arm(task, arm, store=store, items=task.dev, variant=v, kind=DEV_KIND, max_tokens=max_tokens,
                           withhold=withhold, progress=progress, label=f"{option.name} · prompt {v.name} (dev)")
@@ -88,27 +88,34 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                      Col.PROMPT_TOKENS: float(tokens.mean()) if tokens.notna().any() else math.nan,
                      Col.SELECTION_CALLS: len(answers), Col.SELECTION_SECONDS: seconds,
                      Col.SELECTION_USD: _usd(option, answers, seconds), Col.NOTE: ""})
-        chars.append(np.mean([sum(len(m["content"]) for m in build_request(task, i, variant=v).messages)
-                              for i in task.dev]))
-    best = choose(rows, chars)
+    best = choose(rows, [_chars(task, v) for v in variants]
+                  if not all(math.isfinite(r[Col.PROMPT_TOKENS]) for r in rows) else None)
     for i, row in enumerate(rows):
         row[Col.CHOSEN] = i == best
     return Selection(variants[best], pd.DataFrame(rows))
 
 
-def choose(rows: list[dict], chars: list[float]) -> int:
+def choose(rows: list[dict], chars: list[float] | None = None) -> int:
     """The index of the best variant: the highest dev quality; a tie (within TIE) goes to fewer prompt tokens
-    (prompt characters when any variant lacks a token count), then to the variant listed first.
+    per item (to fewer prompt characters, ``chars``, when given: the arm counted no tokens), then to the variant
+    listed first.
 
     >>> choose([{"dev_quality": 0.8, "prompt_tokens": 90.0}, {"dev_quality": 0.8, "prompt_tokens": 40.0},
-    ...         {"dev_quality": 0.7, "prompt_tokens": 10.0}], [300, 120, 30])
+    ...         {"dev_quality": 0.7, "prompt_tokens": 10.0}])
     1
+    >>> choose([{"dev_quality": 0.8, "prompt_tokens": math.nan}] * 2, chars=[120.0, 300.0])
+    0
     """
     best = max(r[Col.DEV_QUALITY] for r in rows)
     tied = [i for i, r in enumerate(rows) if r[Col.DEV_QUALITY] >= best - TIE]
-    tokens = [r[Col.PROMPT_TOKENS] for r in rows]
-    length = tokens if all(math.isfinite(t) for t in tokens) else chars
+    length = chars if chars is not None else [r[Col.PROMPT_TOKENS] for r in rows]
     return min(tied, key=lambda i: (length[i], i))
+
+
+def _chars(task: Task, variant: PromptVariant) -> float:
+    """The mean length of the variant's prompts on the dev items, in characters."""
+    return float(np.mean([sum(len(m["content"]) for m in build_request(task, i, variant=variant).messages)
+                          for i in task.dev]))
 
 
 def _usd(option: Option, answers: pd.DataFrame, seconds: float) -> float:

@@ -118,6 +118,7 @@ class Classification(TaskType):
         """The label whose letter (A for the first label, B for the second…) the text gives — ``B``, ``(b)``,
         ``B) book_restaurant`` — or, failing a letter, the label the text names (:meth:`parse`).
 
+        >>> t = Classification(labels=("a_b", "c"))
         >>> t.parse_letter("B)"), t.parse_letter("(a) a_b"), t.parse_letter("c"), t.parse_letter("Z")
         ('c', 'a_b', 'c', None)
         """
