@@ -77,7 +77,8 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                     # the option's prompt: its best variant on the dev split; only that one answers the test items
                     pick = select_prompt(task, option, arm, store=store, withhold=hook, progress=progress,
                                          max_tokens=task.type.max_tokens or exp.max_tokens)
-                    prompt_tables.setdefault(name, []).append(pick.table)
+                    if not pick.table.empty:
+                        prompt_tables.setdefault(name, []).append(pick.table)
                     summary = run_arm(task, arm, store=store, limit=exp.tasks[name], withhold=hook,
                                       progress=progress, max_tokens=task.type.max_tokens or exp.max_tokens,
                                       label=option.name, variant=pick.chosen)
