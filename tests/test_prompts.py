@@ -277,3 +277,16 @@ def test_selection_is_skipped_with_a_note_when_the_task_has_no_dev_split(tmp_pat
     assert pick.chosen.name == "own" and pick.table["chosen"].tolist() == [True, False]
     assert pick.table["note"].iloc[0] == ("not selected: the task has too few non-test items for a dev split (fewer "
                                           "than 10); the first variant answers the test items")
+
+
+def test_the_prepare_stage_refuses_letters_for_an_extraction_task_naming_the_option(hhs):
+    from kit.pipeline.prepare import check_prompts
+
+    exp = Experiment.from_mapping({**BASE, "tasks": {"hhs-breach-triage": 2},
+                                   "prompts": [{"name": "own"}, {"name": "L", "label_style": "letters"}]},
+                                  source="exp.yaml")
+    with pytest.raises(ConfigError) as err:
+        check_prompts(exp, {"hhs-breach-triage": hhs})
+    assert err.value.where == "exp.yaml: option 'API'"
+    assert "task 'hhs-breach-triage': prompt 'L': letters need a label set" in err.value.problem
+    assert "label_style: names" in err.value.fix

@@ -6,6 +6,10 @@ row must carry its gold answer — a row without one is an error naming the row,
 declares ``labels_missing: skip`` (such rows are left out, and counted). A task is read without gold
 answers only when no row has them, or when asked to (``ignore_labels``) — never guessed from one row.
 
+The items are split three ways: ``test`` (the verdict; ``split: {test_fraction, seed, stratify}``), ``dev``
+(the kit's choices, such as each option's prompt; ``dev_fraction``, see DEV_FRACTION) and ``train`` (k-shot
+examples and fine-tunes). The three are disjoint; the test split does not depend on the dev split.
+
 >>> task = load_task("snips-intents")          # doctest: +SKIP
 >>> len(task.test), task.type.labels[:2]        # doctest: +SKIP
 (347, ('add_to_playlist', 'book_restaurant'))
