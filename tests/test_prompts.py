@@ -125,6 +125,10 @@ def test_letters_list_the_labels_and_are_read_back_as_labels(tickets):
     assert [parse_answer(tickets, t, letters) for t in ("B", " c)", "(A) alpha", "gamma", "Z", "")] == \
         ["beta", "gamma", "alpha", "gamma", None, None]
     assert parse_answer(tickets, "B", DEFAULT_PROMPT) is None  # names: a letter is no label
+    # an instruction that does not list the labels gets the letters' list in a last line
+    own = PromptVariant(name="L2", shots=0, label_style="letters", instruction="Route: {text}")
+    assert build_request(tickets, tickets.test[0], variant=own).messages[-1]["content"] == \
+        f"Route: {tickets.test[0].text}\n\nAnswer with the letter of one of: A) alpha; B) beta; C) gamma."
 
 
 def test_an_own_instruction_replaces_the_tasks(tickets):

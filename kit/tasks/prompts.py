@@ -129,11 +129,15 @@ def _letters(task: Task) -> dict[str, str]:
 
 
 def render_instruction(task: Task, text: str, variant: PromptVariant = DEFAULT_PROMPT) -> str:
-    """The instruction with ``{text}`` and the type's placeholders (``{labels}``, ``{fields}``) filled in."""
+    """The instruction with ``{text}`` and the type's placeholders (``{labels}``, ``{fields}``) filled in. With
+    letters, ``{labels}`` lists each letter with its label; an instruction without ``{labels}`` gets that list
+    in a last line (a letter means nothing unless the prompt says which label it stands for)."""
     out = variant.instruction if variant.instruction is not None else task.instruction
     values = task.type.prompt_vars()
     if variant.label_style is LabelStyle.LETTERS:
         values = {**values, "labels": "; ".join(f"{letter}) {label}" for label, letter in _letters(task).items())}
+        if "{labels}" not in out:
+            out = out.rstrip() + "\n\nAnswer with the letter of one of: {labels}."
     for key, value in values.items():
         out = out.replace("{" + key + "}", value)
     return out.replace("{text}", text).strip()
