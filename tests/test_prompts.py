@@ -229,6 +229,8 @@ def test_test_items_are_asked_with_one_prompt_per_option_chosen_on_dev_items_onl
     assert table["chosen"].tolist() == [False, False, True] and (table["dev_items"] == len(dev)).all()
     assert (table["selection_calls"] == len(dev)).all() and (table["selection_usd"] >= 0).all()
     assert {r.option: r.prompt for r in folder.runs()} == {"API": "default", "Local": "4 balanced"}
+    local = next(r for r in folder.runs() if r.option == "Local")
+    assert set(local.dev_keys) == dev and not set(local.keys) & dev  # the chosen prompt's dev answers, kept apart
 
     # the store: each option asked each test item with exactly one prompt; the dev answers are filed apart
     with sqlite3.connect(project / "kit.sqlite") as db:

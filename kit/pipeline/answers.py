@@ -86,7 +86,8 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                                              items=summary.items, new_calls=summary.new_calls,
                                              from_store=summary.cached, errors=summary.errors,
                                              withheld=summary.withheld, describe=arm.describe(), keys=summary.keys,
-                                             stopped=summary.stopped, prompt=pick.chosen.name))
+                                             stopped=summary.stopped, prompt=pick.chosen.name,
+                                             dev_keys=pick.dev_keys))
                     if exp.sweep is not None and option.self_hosted and arm.load_kind is not None \
                             and exp.sweep.covers(name):
                         sweeps.setdefault(name, []).append(load_sweep(exp, option, task, arm, store=store,

@@ -152,6 +152,7 @@ class RunRecord:
     keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key in the store
     stopped: str | None = None  # why the run stopped early (a spending cap, a dead endpoint)
     prompt: str = "default"  # the prompt variant that answered the test items (chosen on the dev split)
+    dev_keys: dict[str, str] = field(default_factory=dict)  # its answers to the dev items, when it was chosen there
 
 
 class RunFolder:

@@ -19,7 +19,7 @@ without gold answers, a free-text task (its scores need a judge), or a task too 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -42,10 +42,12 @@ TIE = 1e-9  # dev qualities this close are a tie: the shorter prompt wins
 
 @dataclass(frozen=True)
 class Selection:
-    """The variant that answers the test split, and the rows of the prompts table (none with one variant)."""
+    """The variant that answers the test split, the rows of the prompts table (none with one variant), and the
+    chosen variant's answers to the dev items (item id -> cache key; none when nothing was selected)."""
 
     chosen: PromptVariant
     table: pd.DataFrame
+    dev_keys: dict[str, str] = field(default_factory=dict)
 
 
 def skip_reason(task: Task) -> str | None:
@@ -74,10 +76,11 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                  Col.CHOSEN: i == 0, Col.SELECTION_CALLS: 0, Col.SELECTION_SECONDS: 0.0, Col.SELECTION_USD: 0.0,
                  Col.NOTE: note} for i, v in enumerate(variants)]
         return Selection(variants[0], pd.DataFrame(rows))
-    rows = []
+    rows, keys = [], []
     for v in variants:
         summary = run_arm(task, arm, store=store, items=task.dev, variant=v, kind=DEV_KIND, max_tokens=max_tokens,
                           withhold=withhold, progress=progress, label=f"{option.name} · prompt {v.name} (dev)")
+        keys.append(summary.keys)
         answers = store.rows(summary.keys.values()).assign(**{Col.OPTION: option.name})
         scores = score_responses(task, answers)
         quality, low, high = mean_ci(scores[Col.SCORE].to_numpy(dtype=float))
@@ -92,7 +95,7 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                   if not all(math.isfinite(r[Col.PROMPT_TOKENS]) for r in rows) else None)
     for i, row in enumerate(rows):
         row[Col.CHOSEN] = i == best
-    return Selection(variants[best], pd.DataFrame(rows))
+    return Selection(variants[best], pd.DataFrame(rows), dev_keys=keys[best])
 
 
 def choose(rows: list[dict], chars: list[float] | None = None) -> int:
