@@ -278,6 +278,17 @@ class Col(StrEnum):
     CS_HIGH = "cs_high"
     THRESHOLD = "threshold"
     SPENT_USD = "spent_usd"
+    # -- prompt variants chosen on the dev split (kit.pipeline.selection)
+    VARIANT = "variant"
+    PROMPT = "prompt"
+    DEV_ITEMS = "dev_items"
+    DEV_QUALITY = "dev_quality"
+    DEV_CI_LOW = "dev_ci_low"
+    DEV_CI_HIGH = "dev_ci_high"
+    CHOSEN = "chosen"
+    SELECTION_CALLS = "selection_calls"
+    SELECTION_SECONDS = "selection_seconds"
+    SELECTION_USD = "selection_usd"
 
 
 class RowKind(StrEnum):

@@ -39,6 +39,7 @@ from pydantic_core import PydanticCustomError
 from kit.arms.base import backend_of
 from kit.arms.standin import STANDIN_MODEL
 from kit.errors import ArmError, ConfigError
+from kit.tasks.prompts import PromptVariant
 
 __all__ = ["STANDIN_MODEL", "Experiment", "ExperimentFile", "FinetuneSpec", "HostedPrice", "Machine", "MachineSpec",
            "Option", "OptionSpec", "SweepSpec", "Where", "override_value", "read_experiment_file", "schema_table"]
@@ -205,6 +206,14 @@ class OptionSpec(_Schema):
                                        description="self-hosted options: a key of `machines`, or a machine's "
                                                    "keys in place")
     description: str = Field("", examples=["Q4_K_M on one L4"], description="details shown beside the name")
+    prompts: tuple[PromptVariant, ...] | None = Field(None, strict=False, examples=[[{"name": "0-shot", "shots": 0}]],
+                                                      description="this option's prompt variants, instead of the "
+                                                                  "top-level `prompts`")
+
+    @field_validator("prompts")
+    @classmethod
+    def _option_prompts(cls, value: tuple[PromptVariant, ...] | None) -> tuple[PromptVariant, ...] | None:
+        return _unique_prompts(value) if value is not None else None
 
     @field_validator("options")
     @classmethod
@@ -285,6 +294,27 @@ class Parameters(_Schema):
                                                           "settled; null: a fixed number of items")
     store: str | None = Field(None, min_length=1, examples=["runs/kit.sqlite"],
                               description="the SQLite response store; null: runs/kit.sqlite")
+    # -- prompt variants, chosen per option on the dev split (kit.pipeline.selection)
+    prompts: tuple[PromptVariant, ...] = Field((), strict=False,
+                                               examples=[[{"name": "0-shot", "shots": 0},
+                                                          {"name": "5 similar", "shots": 5, "shot_choice": "similar"}]],
+                                               description="prompt variants for every option: each is scored on the "
+                                                           "dev split and the best one answers the test split; "
+                                                           "empty: the task's own prompt")
+
+    @field_validator("prompts")
+    @classmethod
+    def _top_prompts(cls, value: tuple[PromptVariant, ...]) -> tuple[PromptVariant, ...]:
+        return _unique_prompts(value)
+
+
+def _unique_prompts(variants: tuple[PromptVariant, ...]) -> tuple[PromptVariant, ...]:
+    """Each variant's name once: the report's tables and the run record name variants."""
+    names = [v.name for v in variants]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise _kit_error(f"two prompt variants share the name {dup[0]!r}", "give every variant its own name")
+    return variants
 
 
 class ExperimentFile(Parameters, Choices):
@@ -306,6 +336,7 @@ class Option(BaseModel):
     finetune: FinetuneSpec | None = None
     standin: bool = False
     description: str = ""
+    prompts: tuple[PromptVariant, ...] = ()  # its variants (its own, else the experiment's); empty: the task's
 
     @property
     def self_hosted(self) -> bool:
@@ -508,6 +539,7 @@ def _checked(spec: ExperimentFile, *, source: str, overridden: Collection[str] =
                           fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), add "
                               f"{missing[0]} to `tasks:`, or write sweep: null for no load sweep")
     options = tuple(_option(o, spec.machines, where=f"{at('options', 'machines')}: option {o.name!r}")
+                    .model_copy(update={"prompts": spec.prompts if o.prompts is None else o.prompts})
                     for o in spec.options)
     return Experiment(options=options, reference_name=spec.reference, source=source,
                       **{k: getattr(spec, k) for k in Experiment.model_fields if k in ExperimentFile.model_fields
@@ -823,9 +855,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
         cells = [f"`{key}`", _kind(field.annotation), default, ranges, field.description or ""]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
         inner, below = _without_none(field.annotation), f"{key}."
-        if get_origin(inner) in (list, dict):
-            below = f"{key}[]." if get_origin(inner) is list else f"{key}.NAME."
-            inner = _without_none(get_args(inner)[-1])
+        if get_origin(inner) in (list, tuple, dict):
+            below = f"{key}.NAME." if get_origin(inner) is dict else f"{key}[]."
+            inner = _without_none(get_args(inner)[-1] if get_origin(inner) is dict else get_args(inner)[0])
         if isinstance(inner, type) and issubclass(inner, BaseModel):
             rows += _rows(inner, below)
     return rows

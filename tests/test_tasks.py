@@ -16,7 +16,7 @@ def test_builtin_snips(snips):
     assert len(snips.items) == 693
     assert len(snips.type.labels) == 7
     assert {i.id for i in snips.train}.isdisjoint({i.id for i in snips.test})
-    assert len(snips.train) + len(snips.test) == 693
+    assert len(snips.train) + len(snips.dev) + len(snips.test) == 693 and len(snips.dev) == 67
     # stratified: every intent appears in the test split in about its share
     per_label = {label: sum(i.gold == label for i in snips.test) for label in snips.type.labels}
     assert min(per_label.values()) >= 40

@@ -52,12 +52,14 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     from kit.arms import get_arm
     from kit.paths import default_store
     from kit.privacy import withhold_pii
+    from kit.pipeline.selection import select_prompt
     from kit.run.runner import run_arm
 
     exp = folder.experiment()
     tasks = load_tasks(exp)
     records: list[RunRecord] = []
     sweeps: dict[str, list[pd.DataFrame]] = {}
+    prompt_tables: dict[str, list[pd.DataFrame]] = {}
     with Store(exp.store or default_store()) as store, _standin(exp) as server:
         if exp.sequential is not None:  # rounds that stop when the verdict is settled (kit.pipeline.sequential)
             from kit.pipeline.sequential import answer_in_rounds
@@ -75,14 +77,20 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                     task = tasks[name]
                     # a third-party option (and the stand-in, which plays one) obeys the privacy rule
                     hook = withhold_pii(task=task) if exp.privacy_required and not option.self_hosted else None
+                    # the option's prompt: its best variant on the dev split; only that one answers the test items
+                    pick = select_prompt(task, option, arm, store=store, withhold=hook, progress=progress,
+                                         max_tokens=task.type.max_tokens or exp.max_tokens)
+                    if not pick.table.empty:
+                        prompt_tables.setdefault(name, []).append(pick.table)
                     summary = run_arm(task, arm, store=store, limit=exp.tasks[name], withhold=hook,
                                       progress=progress, max_tokens=task.type.max_tokens or exp.max_tokens,
-                                      label=option.name)
+                                      label=option.name, variant=pick.chosen)
                     records.append(RunRecord(task=name, option=option.name, arm=spec, run_id=summary.run_id,
                                              items=summary.items, new_calls=summary.new_calls,
                                              from_store=summary.cached, errors=summary.errors,
                                              withheld=summary.withheld, describe=arm.describe(), keys=summary.keys,
-                                             stopped=summary.stopped))
+                                             stopped=summary.stopped, prompt=pick.chosen.name,
+                                             dev_keys=pick.dev_keys))
                     if exp.sweep is not None and option.self_hosted and arm.load_kind is not None \
                             and exp.sweep.covers(name):
                         sweeps.setdefault(name, []).append(load_sweep(exp, option, task, arm, store=store,
@@ -91,6 +99,9 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
                 if arm is not None:
                     arm.close()
         folder.save_runs(records)
+        for name in tasks:
+            folder.save_table(Table.PROMPTS, pd.concat(prompt_tables.get(name) or [pd.DataFrame()], ignore_index=True),
+                              task=name)
         folder.save_doc(Doc.STORE, {"path": str(exp.store or default_store())})
         for name, tables in sweeps.items():
             folder.save_table(Table.THROUGHPUT, pd.concat(tables, ignore_index=True), task=name)

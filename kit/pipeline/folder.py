@@ -82,6 +82,10 @@ class Table(Enum):
     # runs that stop when the verdict is settled (kit.pipeline.sequential): per round, option and open question
     SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.N_ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE,
                                       Col.CS_LOW, Col.CS_HIGH, Col.STATUS)
+    # per task: each option's prompt variants on the dev split, and the one chosen for the test split
+    PROMPTS = "prompts", (Col.TASK, Col.OPTION, Col.VARIANT, Col.PROMPT, Col.DEV_ITEMS, Col.DEV_QUALITY,
+                          Col.DEV_CI_LOW, Col.DEV_CI_HIGH, Col.PROMPT_TOKENS, Col.CHOSEN, Col.SELECTION_CALLS,
+                          Col.SELECTION_SECONDS, Col.SELECTION_USD, Col.NOTE)
 
     def __init__(self, file: str, columns: tuple[Col, ...]) -> None:
         self.file = file
@@ -102,6 +106,7 @@ class Doc(str, Enum):
     LABELS = "labels"            # per task (partly labelled): a snapshot of the random sample's labels
     #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampledLabels
     SEQUENTIAL = "sequential"    # per task (sequential runs): where the rounds stopped, why, spent vs the fixed plan
+    SPLITS = "splits"            # per run: each task's train, dev and test ids (disjoint, checked when written)
 
 
 class State(str, Enum):
@@ -156,6 +161,8 @@ class RunRecord:
     describe: str
     keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key in the store
     stopped: str | None = None  # why the run stopped early (a spending cap, a dead endpoint)
+    prompt: str = "default"  # the prompt variant that answered the test items (chosen on the dev split)
+    dev_keys: dict[str, str] = field(default_factory=dict)  # its answers to the dev items, when it was chosen there
 
 
 class RunFolder:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from kit.columns import Col
-from kit.errors import ConfigError
+from kit.errors import ConfigError, KitError, TaskError
 from kit.experiment import STANDIN_MODEL, Experiment, Option
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks import Task, load_task
@@ -52,6 +52,34 @@ def check_finetunes(exp: Experiment, tasks: dict[str, Task]) -> None:
                                       "list the tasks to fine-tune under finetune.tasks")
 
 
+def check_prompts(exp: Experiment, tasks: dict[str, Task]) -> None:
+    """Every option's prompt variants can be built for every task it answers (letters need a label set)."""
+    from kit.tasks.prompts import check_variant
+
+    for o in exp.options:
+        for name in (t for t in tasks if o.applies_to(t)):
+            for variant in o.prompts:
+                try:
+                    check_variant(tasks[name], variant, where=f"{exp.source}: option {o.name!r}")
+                except TaskError as exc:
+                    raise ConfigError(f"task {name!r}: {exc.problem}", where=exc.where, fix=exc.fix) from None
+
+
+def split_ids(tasks: dict[str, Task]) -> dict[str, dict[str, list[str]]]:
+    """Each task's train, dev and test ids (the run folder's record of them); a KitError if any two share an
+    id — no test item may be used for choices, shots or training."""
+    out = {}
+    for name, task in tasks.items():
+        ids = {"train": [i.id for i in task.train], "dev": [i.id for i in task.dev], "test": [i.id for i in task.test]}
+        train, dev, test = (set(v) for v in ids.values())
+        shared = (train & dev) | (train & test) | (dev & test)
+        if shared:
+            raise KitError(f"task {name!r}: the splits share items {sorted(shared)[:5]}", where=str(task.path),
+                           fix="report this as a bug: train, dev and test must be disjoint")
+        out[name] = ids
+    return out
+
+
 def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> pd.DataFrame:
     """Check the experiment, resolve ``arm: auto``, pull hub models, and record the experiment as it will run,
     the machine's fingerprint and the models with their sha256. Returns the models table."""
@@ -62,6 +90,7 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     exp = exp.resolved()
     tasks = load_tasks(exp)
     check_finetunes(exp, tasks)
+    check_prompts(exp, tasks)
     used: dict[str, list[str]] = {}
     for o in exp.options:
         for model in models_of(o):
@@ -79,6 +108,7 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     folder.save_experiment(exp)
     folder.save_doc(Doc.HARDWARE, fingerprint())
     folder.save_table(Table.MODELS, table)
+    folder.save_doc(Doc.SPLITS, split_ids(tasks))
     return table
 
 

@@ -22,7 +22,8 @@ from pandas.io.formats.style import Styler
 
 from kit import __version__
 from kit.columns import Col, RowKind
-from kit.format import ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, show
+from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
+                        show)
 from kit.models.hardware import machine_words
 from kit.pipeline.costs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
@@ -103,9 +104,9 @@ def options_table(folder: RunFolder) -> Styler:
 
 
 def runs(folder: RunFolder) -> Styler:
-    frame = pd.DataFrame([{Col.TASK: r.task, Col.OPTION: r.option, "items": r.items, "new calls": r.new_calls,
-                           "from store": r.from_store, "errors": r.errors, "withheld": r.withheld,
-                           "stopped": r.stopped or ""} for r in folder.runs()])
+    frame = pd.DataFrame([{Col.TASK: r.task, Col.OPTION: r.option, Col.PROMPT: r.prompt, "items": r.items,
+                           "new calls": r.new_calls, "from store": r.from_store, "errors": r.errors,
+                           "withheld": r.withheld, "stopped": r.stopped or ""} for r in folder.runs()])
     return show(frame)
 
 
@@ -554,3 +555,65 @@ def sequential(folder: RunFolder) -> str:
 def _usd(x: float) -> str:
     """Dollars with the cents' fractions a few hundred answers cost (``$0.0123``)."""
     return USD(x) if abs(x) >= 1 else f"${x:.4f}"
+# ------------------------------------------ each option at its best prompt: chosen on dev items, judged on test items
+def _prompts(folder: RunFolder, task: str) -> pd.DataFrame:
+    t = folder.table(Table.PROMPTS, task=task) if folder.has(Table.PROMPTS, task=task) else pd.DataFrame()
+    if not t.empty:
+        t["95% CI"] = interval(t, Col.DEV_CI_LOW, Col.DEV_CI_HIGH)
+        t["chosen for test"] = t[Col.CHOSEN].map({True: "✓", False: ""})
+    return t.drop(columns=[Col.TASK], errors="ignore")
+
+
+def prompt_sensitivity(folder: RunFolder) -> Styler:
+    """Each option's prompt variants on the dev items: quality with its interval, prompt length, the one chosen."""
+    frame = _stack(folder, _prompts)
+    if frame.empty:
+        return show(pd.DataFrame([{"prompts": "every option answered with the task's own prompt (no `prompts:` "
+                                              "variants in the experiment): nothing was selected"}]))
+    return show(frame, {Col.DEV_QUALITY: PCT, Col.PROMPT_TOKENS: NUMBER, Col.DEV_ITEMS: ITEMS},
+                columns={Col.TASK: "task", Col.OPTION: "option", Col.VARIANT: "variant", Col.PROMPT: "prompt",
+                         Col.DEV_ITEMS: "dev items", Col.DEV_QUALITY: "dev quality", "95% CI": "95% CI",
+                         Col.PROMPT_TOKENS: "prompt tokens / item", "chosen for test": "chosen for test",
+                         Col.NOTE: "note"})
+
+
+def prompt_accounting(folder: RunFolder) -> str:
+    """In words, per task: the splits (checked disjoint), each option's variants tried, the chosen variant's test
+    quality and its dev − test optimism, what selection cost — and that the test figure is the result."""
+    splits = folder.doc(Doc.SPLITS, default={})
+    lines = []
+    for task in folder.tasks():
+        ids = {k: set(v) for k, v in splits.get(task, {}).items()}
+        if ids:
+            shared = (ids["train"] & ids["dev"]) | (ids["train"] & ids["test"]) | (ids["dev"] & ids["test"])
+            if shared:  # never expected: the prepare stage refuses such splits
+                lines.append(f"- *{esc(task)}*: **the splits share {len(shared)} items**: the test figures below are "
+                             "not clean.")
+                continue
+            lines.append(f"- *{esc(task)}*: {len(ids['train'])} train, {len(ids['dev'])} dev and {len(ids['test'])} "
+                         "test items, disjoint (checked). Shots and fine-tunes used train items only; prompt choices "
+                         "used dev items only.")
+        table = _prompts(folder, task)
+        if table.empty:
+            continue
+        metrics = folder.table(Table.METRICS, task=task)
+        test = metrics[metrics[Col.KIND] == RowKind.OPTION].set_index(Col.OPTION)
+        for option, rows in table.groupby(Col.OPTION, sort=False):
+            chosen = rows[rows[Col.CHOSEN].astype(bool)].iloc[0]
+            if not rows[Col.NOTE].fillna("").eq("").all():
+                lines.append(f"  - **{esc(option)}**: {len(rows)} variants, {esc(chosen[Col.NOTE])} "
+                             f"('{esc(chosen[Col.VARIANT])}').")
+                continue
+            test_q = test.loc[option, Col.MEAN_SCORE] if option in test.index else None
+            band = (f" ({interval(test.loc[[option]], Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH).iloc[0]})"
+                    if option in test.index else "")
+            optimism = chosen[Col.DEV_QUALITY] - test_q if test_q is not None else None
+            lines.append(f"  - **{esc(option)}**: {len(rows)} variants tried on {int(chosen[Col.DEV_ITEMS])} dev items; "
+                         f"chosen '{esc(chosen[Col.VARIANT])}' ({esc(chosen[Col.PROMPT])}), dev {pct(chosen[Col.DEV_QUALITY])}"
+                         f", test {pct(test_q)}{band}: dev − test optimism {pts(optimism)}.")
+        calls = int(table[Col.SELECTION_CALLS].sum())
+        lines.append(f"  - selection calls {calls}, {SECONDS(table[Col.SELECTION_SECONDS].sum())} of answering, "
+                     f"{esc(USD(table[Col.SELECTION_USD].sum()))} — counted apart from the test answers.")
+    lines.append("\nThe test figures are the results: no test item was used for selecting a prompt, for shots or for "
+                 "training. A variant's dev quality is optimistic by selection; the dev − test optimism shows how much.")
+    return "\n".join(lines)

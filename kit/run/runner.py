@@ -40,7 +40,7 @@ from kit.progress import Progress
 from kit.run.budget import Budget
 from kit.run.store import Store, StoreBusy, cache_key
 from kit.tasks import Item, Task
-from kit.tasks.prompts import build_request, prompt_hash
+from kit.tasks.prompts import DEFAULT_PROMPT, PromptVariant, build_request, parse_answer, prompt_hash
 from kit.util import run_sync
 
 Withhold = Callable[[Item], "str | None"]
@@ -96,7 +96,7 @@ def _fingerprint() -> dict[str, Any]:
 def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, items: Iterable[Item] | None = None,
             epoch: int = 0, budget: Budget | None = None, withhold: Withhold | None = None,
             progress: bool = False, max_tokens: int = 256, label: str | None = None,
-            kind: str = "answer", load: int | None = None) -> RunSummary:
+            kind: str = "answer", load: int | None = None, variant: PromptVariant = DEFAULT_PROMPT) -> RunSummary:
     """Answer the task's test items (or ``items``) with ``arm``; return counts, the run id and the cache keys.
 
     ``limit`` takes the first N test items (N >= 1); ``epoch`` (>= 0) numbers deliberate repeats; ``label``
@@ -115,7 +115,7 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
     identity = arm.identity()
     questions = []
     for item in chosen:
-        request = build_request(task, item, max_tokens=max_tokens)
+        request = build_request(task, item, variant=variant, max_tokens=max_tokens)
         key = cache_key(task=task.name, item_id=request.item_id, identity=identity, prompt_hash=prompt_hash(request),
                         epoch=epoch, kind=kind, load=load)
         questions.append(Question(item_id=request.item_id, request=request, key=key, item=item))
@@ -123,7 +123,7 @@ def run_arm(task: Task, arm: Arm, *, store: Store, limit: int | None = None, ite
                "batch": arm.max_batch, Col.KIND: kind, Col.LOAD: load}
     summary = ask(task, arm, questions, store=store, epoch=epoch, kind=kind, load=load, budget=budget,
                   withhold=withhold, progress=progress, label=label, options=options, hardware=_fingerprint(),
-                  parse=lambda _question, text: task.type.parse(text))
+                  parse=lambda _question, text: parse_answer(task, text, variant))
     summary.keys = {q.item_id: q.key for q in questions}
     return summary
 

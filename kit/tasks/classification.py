@@ -114,6 +114,21 @@ class Classification(TaskType):
         best = [f for f in found if len(norm_text(f)) == longest]
         return best[0] if len(best) == 1 else None
 
+    def parse_letter(self, text: str) -> str | None:
+        """The label whose letter (A for the first label, B for the second…) the text gives — ``B``, ``(b)``,
+        ``B) book_restaurant`` — or, failing a letter, the label the text names (:meth:`parse`).
+
+        >>> t = Classification(labels=("a_b", "c"))
+        >>> t.parse_letter("B)"), t.parse_letter("(a) a_b"), t.parse_letter("c"), t.parse_letter("Z")
+        ('c', 'a_b', 'c', None)
+        """
+        match = re.match(r"^\W*([A-Za-z])(?![A-Za-z])", str(text).strip())
+        if match:
+            index = ord(match.group(1).upper()) - ord("A")
+            if index < len(self.labels):
+                return self.labels[index]
+        return self.parse(text)
+
     def score(self, answer: Any, gold: str) -> ItemScore:
         correct = answer is not None and answer == gold
         return ItemScore(correct=bool(correct), score=float(correct))

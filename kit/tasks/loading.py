@@ -6,6 +6,10 @@ row must carry its gold answer — a row without one is an error naming the row,
 declares ``labels_missing: skip`` (such rows are left out, and counted). A task is read without gold
 answers only when no row has them, or when asked to (``ignore_labels``) — never guessed from one row.
 
+The items are split three ways: ``test`` (the verdict; ``split: {test_fraction, seed, stratify}``), ``dev``
+(the kit's choices, such as each option's prompt; ``dev_fraction``, see DEV_FRACTION) and ``train`` (k-shot
+examples and fine-tunes). The three are disjoint; the test split does not depend on the dev split.
+
 >>> task = load_task("snips-intents")          # doctest: +SKIP
 >>> len(task.test), task.type.labels[:2]        # doctest: +SKIP
 (347, ('add_to_playlist', 'book_restaurant'))
@@ -32,6 +36,10 @@ KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "lab
                         "references", "rubric", "judge", "metric", "max_tokens", "labels_missing",
                         "cluster"})
 LABELS_MISSING = ("error", "skip")  # a labelled task's row without its gold answer: stop, or leave the row out
+# The dev split (every choice the kit makes, e.g. a prompt per option) is carved from the non-test items, after
+# the task's own k-shot examples are set aside: DEV_FRACTION of them by default (``split: {dev_fraction: F}``),
+# at most DEV_MAX; fewer than DEV_MIN is no dev split at all (choices that need one are skipped, with a note).
+DEV_FRACTION, DEV_MAX, DEV_MIN = 0.2, 100, 10
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,8 @@ class Task:
     train: tuple[Item, ...]
     test: tuple[Item, ...]
     split_seed: int
+    dev: tuple[Item, ...] = ()  # for choices (prompt selection); disjoint from train and test
+    shots_drawn: tuple[Item, ...] = ()  # the task's k-shot examples, drawn from the train split
     description: str = ""
     labelled: bool = True  # False: no gold answers; the reference option's answers are the bar
     spec: Mapping[str, Any] | None = None  # the YAML as read, for types that need more keys
@@ -67,12 +77,10 @@ class Task:
         return {i.id: i for i in self.items}
 
     def shot_items(self) -> tuple[Item, ...]:
-        """The k-shot examples: drawn once, seeded, from the train split (never from the test split)."""
+        """The k-shot examples: drawn once, seeded, from the train split (never from the dev or test split)."""
         if self.shots <= 0 or not self.train or not self.labelled:
             return ()
-        rng = np.random.default_rng(self.split_seed + 1)
-        pick = rng.choice(len(self.train), size=min(self.shots, len(self.train)), replace=False)
-        return tuple(self.train[i] for i in sorted(pick))
+        return self.shots_drawn
 
 
 def task_files(folder: Path | None = None) -> list[Path]:
@@ -149,24 +157,33 @@ def _int(spec: dict[str, Any], key: str, default: int, where: str, *, low: int =
     return value
 
 
-def _split_options(spec: dict[str, Any], where: str) -> tuple[float, int, bool]:
+def _split_options(spec: dict[str, Any], where: str) -> tuple[float, int, bool, float]:
     split = spec.get("split") or {}
     if not isinstance(split, Mapping):
         raise TaskError(f"`split:` must be a mapping, got {split!r}", where=where,
                         fix="write e.g. split: {test_fraction: 0.5, seed: 13, stratify: true}")
+    unknown = sorted(set(map(str, split)) - {"test_fraction", "seed", "stratify", "dev_fraction"})
+    if unknown:
+        raise TaskError(f"`split:` has unknown keys {unknown}", where=where,
+                        fix="use test_fraction, dev_fraction, seed and stratify")
     fraction = split.get("test_fraction", 0.5)
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
         raise TaskError(f"split.test_fraction must be a number in (0, 1], got {fraction!r}", where=where,
                         fix="write e.g. test_fraction: 0.5")
+    dev = split.get("dev_fraction", DEV_FRACTION)
+    if isinstance(dev, bool) or not isinstance(dev, (int, float)) or not 0 <= dev < 1:
+        raise TaskError(f"split.dev_fraction must be a number in [0, 1), got {dev!r}", where=where,
+                        fix=f"write e.g. dev_fraction: {DEV_FRACTION} (the share of the non-test items kept for "
+                            "choices such as the prompt; 0: no dev split)")
     seed = _int(split, "seed", 13, where)
-    return float(fraction), seed, bool(split.get("stratify", False))
+    return float(fraction), seed, bool(split.get("stratify", False)), float(dev)
 
 
 def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> Task:
     where = str(path)
     columns = _columns(spec, where)
     shots = _int(spec, "shots", 0, where)
-    fraction, seed, stratify = _split_options(spec, where)
+    fraction, seed, stratify, dev_fraction = _split_options(spec, where)
     data_path = (path.parent / str(spec["data"])).resolve()
     if not data_path.is_file():
         raise TaskError("data file not found", where=str(data_path), fix="put the file there or correct `data:`")
@@ -190,10 +207,13 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     instruction = spec["instruction"]
     if not isinstance(instruction, str) or "{text}" not in instruction:
         raise TaskError("instruction has no {text} placeholder", where=where, fix="put {text} where the item goes")
-    train, test = _split(items, fraction, seed, stratify and labelled, ttype)
+    pool, test = _split(items, fraction, seed, stratify and labelled, ttype)
+    drawn = _draw_shots(pool, shots, seed) if labelled else ()
+    train, dev = _carve_dev(pool, drawn, dev_fraction, seed, stratify and labelled, ttype)
     return Task(name=str(spec["name"]), path=path, data_path=data_path, type=ttype, instruction=instruction,
                 system=spec.get("system"), shots=shots, items=tuple(items), train=train, test=test, split_seed=seed,
-                description=str(spec.get("description", "")), labelled=labelled, spec=spec, skipped=skipped)
+                dev=dev, shots_drawn=drawn, description=str(spec.get("description", "")), labelled=labelled,
+                spec=spec, skipped=skipped)
 
 
 def _skip_missing(spec: dict[str, Any], where: str) -> bool:
@@ -281,6 +301,48 @@ def _split(items: list[Item], test_fraction: float, seed: int, stratify: bool,
     return train, test
 
 
+def _draw_shots(pool: tuple[Item, ...], shots: int, seed: int) -> tuple[Item, ...]:
+    """The task's k-shot examples: drawn once, seeded, from the non-test items (before the dev split is carved,
+    so the prompts — and the store's cache keys — are those the kit always built)."""
+    if shots <= 0 or not pool:
+        return ()
+    rng = np.random.default_rng(seed + 1)
+    pick = rng.choice(len(pool), size=min(shots, len(pool)), replace=False)
+    return tuple(pool[i] for i in sorted(pick))
+
+
+def dev_size(n_pool: int, fraction: float) -> int:
+    """How many dev items ``n_pool`` non-test items (less the k-shot examples) give: ``fraction`` of them,
+    at most DEV_MAX; 0 when that is fewer than DEV_MIN.
+
+    >>> dev_size(341, 0.2), dev_size(1000, 0.2), dev_size(40, 0.2), dev_size(341, 0.0)
+    (68, 100, 0, 0)
+    """
+    n = min(DEV_MAX, int(round(n_pool * fraction)))
+    return n if n >= DEV_MIN else 0
+
+
+def _carve_dev(pool: tuple[Item, ...], shots: tuple[Item, ...], fraction: float, seed: int, stratify: bool,
+               ttype: TaskType) -> tuple[tuple[Item, ...], tuple[Item, ...]]:
+    """Train and dev from the non-test items: dev is a seeded sample (stratified like the test split) of those
+    that are not k-shot examples; train is the rest, in their order. The test split is never touched."""
+    taken = {i.id for i in shots}
+    rest = [i for i in pool if i.id not in taken]
+    n_dev = dev_size(len(rest), fraction)
+    if n_dev == 0:
+        return pool, ()
+    rng = np.random.default_rng(seed + 2)
+    groups: dict[Any, list[int]] = {}
+    for i, item in enumerate(rest):
+        groups.setdefault(ttype.stratum(item.gold) if stratify else None, []).append(i)
+    dev_idx: set[int] = set()
+    for key in sorted(groups, key=str):
+        idx = rng.permutation(groups[key])
+        dev_idx.update(idx[: int(round(len(idx) * n_dev / len(rest)))].tolist())
+    dev_ids = {rest[i].id for i in dev_idx}
+    return tuple(i for i in pool if i.id not in dev_ids), tuple(i for i in pool if i.id in dev_ids)
+
+
 def list_tasks(folder: Path | None = None) -> list[dict[str, Any]]:
     """One row per task file: name, type, items, train, test, rows skipped for lacking a gold answer — or the
     error that stops it loading."""
@@ -289,9 +351,9 @@ def list_tasks(folder: Path | None = None) -> list[dict[str, Any]]:
         try:
             t = load_task(path)
             rows.append({"task": t.name, "type": t.kind + ("" if t.labelled else " (unlabelled)"),
-                         "items": len(t.items), "train": len(t.train), "test": len(t.test),
+                         "items": len(t.items), "train": len(t.train), "dev": len(t.dev), "test": len(t.test),
                          "skipped": len(t.skipped), "file": path.name, "error": ""})
         except TaskError as exc:
-            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "test": 0, "skipped": 0,
+            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "dev": 0, "test": 0, "skipped": 0,
                          "file": path.name, "error": str(exc)})
     return rows
