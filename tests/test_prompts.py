@@ -296,3 +296,34 @@ def test_the_prepare_stage_refuses_letters_for_an_extraction_task_naming_the_opt
     assert err.value.where == "exp.yaml: option 'API'"
     assert "task 'hhs-breach-triage': prompt 'L': letters need a label set" in err.value.problem
     assert "label_style: names" in err.value.fix
+
+
+def test_the_chosen_prompts_dev_answers_fit_the_cascade_threshold(project):
+    """When the reference and a self-hosted option both chose their prompt on the dev items, the quality stage
+    keeps those dev answers' scores, and the cascade's τ is fitted on them — not on the test items it is measured on."""
+    from servers import OpenAIServer
+
+    from kit.cascade import Fit
+    from kit.pipeline import answers, costs, prepare, quality
+
+    with OpenAIServer(answer=_answer) as server:
+        endpoint = {"base_url": server.base_url, "max_attempts": 1}
+        exp = Experiment.from_mapping({
+            "tasks": {"tickets": None}, "reference": "API", "store": str(project / "kit.sqlite"),
+            "prompts": [{"name": "0-shot", "shots": 0}, {"name": "4 balanced", "shots": 4, "shot_choice": "balanced"}],
+            "options": [{"name": "API", "arm": "openai:fake-api", "runs": "third-party", "options": endpoint,
+                         "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+                        {"name": "Local", "arm": "openai:fake-local", "runs": "self-hosted", "options": endpoint,
+                         "machine": {"price_per_hour": 0.5}}]}, source="exp.yaml")
+        folder = RunFolder(project / "run")
+        prepare.prepare_stage(exp, folder)
+        answers.answer_stage(folder, progress=False)
+    quality.quality_stage(folder)
+    costs.costs_stage(folder)
+
+    dev = set(folder.doc(Doc.SPLITS)["tickets"]["dev"])
+    dev_scores = folder.table(Table.DEV_SCORES, task="tickets")
+    assert set(dev_scores["option"]) == {"API", "Local"}
+    assert set(dev_scores["item_id"]) == dev and len(dev_scores) == 2 * len(dev)
+    choice = folder.doc(Doc.CASCADES, task="tickets")["Local"]
+    assert choice["fit"] == Fit.DEV and choice["n_fit"] == len(dev) and choice["n_tested"] == 60

@@ -34,16 +34,20 @@ def task_of(folder: RunFolder, name: str) -> Task:
     return load_task(name, ignore_labels=folder.experiment().ignore_labels)
 
 
-def responses(folder: RunFolder, name: str) -> pd.DataFrame:
+def responses(folder: RunFolder, name: str, *, dev: bool = False) -> pd.DataFrame:
     """The stored answers of every option on a task, exactly the questions the run asked; ``arm`` holds the
-    option's name."""
+    option's name. ``dev``: the answers its chosen prompt gave on the dev items instead (only the options that
+    chose a prompt there; an empty table when none did)."""
     from kit.run.store import Store
 
     frames = []
     with Store(folder.doc(Doc.STORE)["path"]) as db:
         for record in folder.runs(task=name):
-            rows = db.rows(record.keys.values())
-            frames.append(rows.assign(**{Col.OPTION: record.option}))
+            keys = record.dev_keys if dev else record.keys
+            if keys:
+                frames.append(db.rows(keys.values()).assign(**{Col.OPTION: record.option}))
+    if dev:
+        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if not frames:
         raise ConfigError(f"no option answered task {name!r} in this run", where=str(folder.path),
                           fix="run the answer stage (notebook 03) first")
@@ -61,6 +65,17 @@ def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
     scores = score_task(task, rows, reference=exp.reference_name, verdicts=verdicts)
     return scores.merge(warmups(rows), on=[Col.OPTION, Col.ITEM_ID, Col.EPOCH], how="left").assign(
         warmup=lambda s: s[Col.WARMUP].fillna(False).astype(bool))
+
+
+def dev_scores(folder: RunFolder, name: str) -> pd.DataFrame | None:
+    """The dev items' scores of the options that chose their prompt there (the same columns as the test items'),
+    for what else is fitted on dev — a cascade's threshold; None unless the reference and another option have
+    them."""
+    exp = folder.experiment()
+    rows = responses(folder, name, dev=True)
+    if rows.empty or exp.reference_name not in set(rows[Col.OPTION]) or rows[Col.OPTION].nunique() < 2:
+        return None
+    return score_task(task_of(folder, name), rows, reference=exp.reference_name).assign(**{Col.WARMUP: False})
 
 
 def warmups(rows: pd.DataFrame) -> pd.DataFrame:
@@ -158,6 +173,9 @@ def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
             Table.DISAGREEMENTS: (disagreements(task, scores, reference=exp.reference_name)
                                   if not kind.correctness else pd.DataFrame()),
         }
+        dev = dev_scores(folder, name)
+        if dev is not None:  # the chosen prompts' dev answers: a cascade's threshold is fitted there
+            tables[Table.DEV_SCORES] = dev
         if not task.labelled:
             snapshot_labels(folder, task)
             tables.update(_partly_labelled(folder, task, scores, tables))
