@@ -288,3 +288,16 @@ def test_builtin_prompts_are_unchanged(name, ignore_labels):
     task = load_task(name, folder=ROOT / "datasets", ignore_labels=ignore_labels)
     joined = "".join(prompt_hash(build_request(task, item)) for item in task.items)
     assert hashlib.sha256(joined.encode()).hexdigest() == PROMPT_HASHES[(name, ignore_labels)]
+
+
+def test_ignoring_labels_keeps_the_stratified_test_items():
+    """A stratified task run with ``ignore_labels`` asks the same test items, in the same order, as the labelled
+    task — so a label sample drawn under one way of loading is a random sample of the items the other asks."""
+    from kit.tasks import load_task
+
+    labelled, ignored = load_task("snips-intents"), load_task("snips-intents", ignore_labels=True)
+    assert labelled.spec["split"]["stratify"] is True
+    assert [i.id for i in ignored.test] == [i.id for i in labelled.test]
+    assert [i.id for i in ignored.dev] == [i.id for i in labelled.dev]
+    assert not ignored.labelled and all(i.gold is None for i in ignored.items)
+    assert {i.id for i in ignored.train} == {i.id for i in labelled.train}

@@ -26,7 +26,7 @@ def test_nace_topic_task_loads_with_its_twelve_sectors():
     assert task.kind == "classification"
     assert task.type.labels == NACE_SECTORS
     assert len(task.items) == 349
-    assert len(task.train) == 173 and len(task.test) == 176
+    assert len(task.train) + len(task.dev) == 173 and len(task.test) == 176
     assert {i.id for i in task.train}.isdisjoint({i.id for i in task.test})
     counts = Counter(i.gold for i in task.items)
     assert counts["manufacturing"] == 60 and counts["wholesale_retail_trade"] == 63

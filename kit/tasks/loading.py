@@ -207,13 +207,31 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     instruction = spec["instruction"]
     if not isinstance(instruction, str) or "{text}" not in instruction:
         raise TaskError("instruction has no {text} placeholder", where=where, fix="put {text} where the item goes")
-    pool, test = _split(items, fraction, seed, stratify and labelled, ttype)
-    drawn = _draw_shots(pool, shots, seed) if labelled else ()
-    train, dev = _carve_dev(pool, drawn, dev_fraction, seed, stratify and labelled, ttype)
+    kept = _labelled_split(spec, path) if ignore_labels and stratify else None
+    if kept is not None:  # labels ignored, not lost: the same stratified test items as the labelled task
+        by_id = {i.id: i for i in items}
+        drawn, (test, dev) = (), (tuple(by_id[i] for i in ids if i in by_id) for ids in kept)
+        train = tuple(i for i in items if i.id not in {*kept[0], *kept[1]})
+    else:
+        pool, test = _split(items, fraction, seed, stratify and labelled, ttype)
+        drawn = _draw_shots(pool, shots, seed) if labelled else ()
+        train, dev = _carve_dev(pool, drawn, dev_fraction, seed, stratify and labelled, ttype)
     return Task(name=str(spec["name"]), path=path, data_path=data_path, type=ttype, instruction=instruction,
                 system=spec.get("system"), shots=shots, items=tuple(items), train=train, test=test, split_seed=seed,
                 dev=dev, shots_drawn=drawn, description=str(spec.get("description", "")), labelled=labelled,
                 spec=spec, skipped=skipped)
+
+
+def _labelled_split(spec: dict[str, Any], path: Path) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    """The test and dev ids a stratified task has when its gold answers are read, for loading it with
+    ``ignore_labels``: the labels a split is stratified on are ignored for scoring, not for choosing the items, so
+    both ways of running a task (and a sample drawn under either) see the same test items. None when the data has
+    no usable gold answers (the task is then split as an unlabelled one)."""
+    try:
+        task = _build(spec, path)
+    except TaskError:
+        return None
+    return (tuple(i.id for i in task.test), tuple(i.id for i in task.dev)) if task.labelled else None
 
 
 def _skip_missing(spec: dict[str, Any], where: str) -> bool:
