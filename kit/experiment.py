@@ -485,9 +485,18 @@ def read_experiment_file(path: str | Path, *, overrides: Mapping[str, Any] | Non
     Experiment.from_mapping(data, source=str(path), overridden=tuple(overrides or ()))
     # a key the file leaves out takes the schema's default, never the default experiment's value that the first
     # notebook's parameters cell holds (papermill keeps a cell's value for every key it is not given)
-    defaults = {key: field.get_default(call_default_factory=True) for key, field in ExperimentFile.model_fields.items()
-                if not field.is_required()}
+    defaults = {key: _plain(field.get_default(call_default_factory=True))
+                for key, field in ExperimentFile.model_fields.items() if not field.is_required()}
     return {**defaults, **data}
+
+
+def _plain(value: Any) -> Any:
+    """A default as the YAML of an experiment file would give it (a list for a tuple), for papermill's parameters.
+
+    >>> _plain(()), _plain((1, 2)), _plain(0.5)
+    ([], [1, 2], 0.5)
+    """
+    return list(value) if isinstance(value, tuple) else value
 
 
 def override_value(key: str, text: str) -> Any:

@@ -14,6 +14,7 @@ from kit.run.runner import run_arm
 from kit.run.store import Store
 from kit.stats import labels_for_agreement, sample_size_noninferiority
 from kit.tasks import load_task
+from test_report_stages import write_tickets
 
 N = 120  # 60 test items
 
@@ -24,14 +25,7 @@ def project(tmp_path, monkeypatch):
     pilot); a second local model has no answers."""
     rng = np.random.default_rng(5)
     gold = rng.choice(["a", "b", "c"], size=N)
-    (tmp_path / "datasets").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
-    rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g} for i, g in enumerate(gold)]
-    (tmp_path / "datasets" / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "datasets" / "tickets.yaml").write_text(
-        "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\n"
-        "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1, stratify: true}\n")
-    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+    write_tickets(tmp_path, gold, monkeypatch)
     answers = {}
     for name, right in (("api", 0.7), ("local", 0.85), ("unseen", 0.9)):
         out = {f"t{i}": (g if rng.random() < right else [x for x in "abc" if x != g][i % 2]) for i, g in enumerate(gold)}

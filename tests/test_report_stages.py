@@ -19,11 +19,9 @@ N = 120
 XSS = "<img src=x onerror=alert(1)>"
 
 
-@pytest.fixture
-def project(tmp_path, monkeypatch):
-    """A project with one three-label task (label 'a' is the majority) and recorded outputs of four systems."""
-    rng = np.random.default_rng(3)
-    gold = rng.choice(["a", "b", "c"], size=N, p=[0.6, 0.2, 0.2])
+def write_tickets(tmp_path, gold, monkeypatch) -> None:
+    """A project folder with one three-label task, ``tickets`` (ids t0, t1, ...; half the items for test,
+    stratified), whose gold answers are ``gold``; the kit pointed at it."""
     (tmp_path / "datasets").mkdir()
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
     rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g} for i, g in enumerate(gold)]
@@ -32,6 +30,14 @@ def project(tmp_path, monkeypatch):
         "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\n"
         "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1, stratify: true}\n")
     monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A project with one three-label task (label 'a' is the majority) and recorded outputs of four systems."""
+    rng = np.random.default_rng(3)
+    gold = rng.choice(["a", "b", "c"], size=N, p=[0.6, 0.2, 0.2])
+    write_tickets(tmp_path, gold, monkeypatch)
 
     def replay(name, right, latency, *, confidence=False):
         out = []
@@ -70,8 +76,8 @@ def experiment(tmp_path, files, **changes) -> Experiment:
     return Experiment.from_mapping(data, source="test.yaml")
 
 
-def run_all(tmp_path, exp) -> RunFolder:
-    folder = RunFolder(tmp_path / "run")
+def run_all(tmp_path, exp, name: str = "run") -> RunFolder:
+    folder = RunFolder(tmp_path / name)
     prepare.prepare_stage(exp, folder)
     prepare.finetune_stage(folder, progress=False)
     answers.answer_stage(folder, progress=False)

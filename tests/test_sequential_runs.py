@@ -11,12 +11,12 @@ import pytest
 
 from kit.columns import Col
 from kit.experiment import Experiment
-from kit.pipeline import answers, costs, prepare, quality, verdict
-from kit.pipeline.folder import Doc, RunFolder, Table
+from kit.pipeline.folder import Doc, Table
 from kit.pipeline.sequential import Question, round_looks, settled_options
 from kit.report import views
 from kit.stats.sequential import METHOD
 from kit.tasks import load_task
+from test_report_stages import run_all, write_tickets
 
 N = 400  # 201 test items
 
@@ -27,14 +27,7 @@ def project(tmp_path, monkeypatch):
     self-hosted model (97 % right), both fast."""
     rng = np.random.default_rng(11)
     gold = rng.choice(["a", "b", "c"], size=N)
-    (tmp_path / "datasets").mkdir()
-    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'p'\n")
-    rows = [{"id": f"t{i}", "text": f"ticket number {i}", "label": g} for i, g in enumerate(gold)]
-    (tmp_path / "datasets" / "tickets.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    (tmp_path / "datasets" / "tickets.yaml").write_text(
-        "name: tickets\ntype: classification\ndata: tickets.jsonl\nlabels: [a, b, c]\n"
-        "instruction: 'Route: {text}'\nsplit: {test_fraction: 0.5, seed: 1, stratify: true}\n")
-    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+    write_tickets(tmp_path, gold, monkeypatch)
 
     def replay(name: str, right: float) -> str:
         out = []
@@ -60,17 +53,6 @@ def experiment(tmp_path, files, **changes) -> Experiment:
         "machines": {"box": {"price_per_hour": 0.5, "utilisation": 0.6}},
         "latency_target_s": 2.0, "store": str(tmp_path / "kit.sqlite"), **changes}
     return Experiment.from_mapping(data, source="test.yaml")
-
-
-def run_all(tmp_path, exp, name="run") -> RunFolder:
-    folder = RunFolder(tmp_path / name)
-    prepare.prepare_stage(exp, folder)
-    prepare.finetune_stage(folder, progress=False)
-    answers.answer_stage(folder, progress=False)
-    quality.quality_stage(folder)
-    costs.costs_stage(folder)
-    verdict.verdict_stage(folder)
-    return folder
 
 
 def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project):

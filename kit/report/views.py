@@ -26,6 +26,7 @@ from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, 
                         show)
 from kit.models.hardware import machine_words
 from kit.pipeline.costs import hybrids_of
+from kit.pipeline.quality import sample_labels
 from kit.pipeline.folder import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -482,7 +483,8 @@ def prediction_powered(folder: RunFolder) -> str:
                          f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and the "
                          "comparisons are PPI++ estimates with the kit's small-sample adjustment; where a comparison "
                          "is inconclusive, its 'items needed' are random labels.")
-            given = len(folder.doc(Doc.LABELS, task=task).get("gold", {})) if folder.has(Doc.LABELS, task=task) else 0
+            sample = sample_labels(folder, task)
+            given = len(sample.gold) if sample is not None else 0
             if given > int(r[Col.N_LABELLED]):
                 lines.append(f"  Only {int(r[Col.N_LABELLED])} of the sample's {given} labels lie among the "
                              f"{int(r[Col.N_ITEMS])} items this run asked: ask the whole test split (`tasks: "

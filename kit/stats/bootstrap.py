@@ -188,6 +188,21 @@ def bca_interval(boot: np.ndarray, theta: float, jack: np.ndarray, ci: float) ->
     return float(lo), float(hi), "bca"
 
 
+def prepared_pair(metric: str | Metric | Callable[[Any], float], a: Any, b: Any, *, n_resamples: int,
+                  where: str) -> tuple[Metric, Any, Any, int]:
+    """The metric and both arms' values prepared for resampling, with their common length; too few resamples or
+    arms of different lengths are errors naming the fix."""
+    if int(n_resamples) < 100:
+        raise ConfigError(f"n_resamples={n_resamples} is too few", where=where, fix="use at least 1,000 (10,000 for reports)")
+    m = resolve_metric(metric)
+    pa, pb = m.prepare(a), m.prepare(b)
+    n = _length(pa)
+    if _length(pb) != n:
+        raise ConfigError(f"a has {n} items but b has {_length(pb)}", where=where,
+                          fix="pass the same items in the same order for both arms (see kit.stats.pair_arms)")
+    return m, pa, pb, n
+
+
 def paired_bootstrap(a: Any, b: Any, *, metric: str | Metric | Callable[[Any], float] = "mean",
                      n_resamples: int = 10_000, ci: float = 0.95,
                      method: Literal["bca", "percentile"] = "bca", seed: int = 0) -> pd.DataFrame:
@@ -205,14 +220,7 @@ def paired_bootstrap(a: Any, b: Any, *, metric: str | Metric | Callable[[Any], f
     ci = check_level(ci, "ci", where=where)
     if method not in ("bca", "percentile"):
         raise ConfigError(f"method={method!r} is unknown", where=where, fix="use 'bca' or 'percentile'")
-    if int(n_resamples) < 100:
-        raise ConfigError(f"n_resamples={n_resamples} is too few", where=where, fix="use at least 1,000 (10,000 for reports)")
-    m = resolve_metric(metric)
-    pa, pb = m.prepare(a), m.prepare(b)
-    n = _length(pa)
-    if _length(pb) != n:
-        raise ConfigError(f"a has {n} items but b has {_length(pb)}", where=where,
-                          fix="pass the same items in the same order for both arms (see kit.stats.pair_arms)")
+    m, pa, pb, n = prepared_pair(metric, a, b, n_resamples=n_resamples, where=where)
     if n < 2:
         raise ConfigError("a paired bootstrap needs at least 2 items", where=where, fix="score more items")
     est_a = float(m.on_index(pa, np.arange(n)[None, :])[0])

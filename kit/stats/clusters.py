@@ -40,7 +40,7 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.format import pct, pts
 from kit.stats._data import as_values, check_level
-from kit.stats.bootstrap import MEAN, Metric, _length, resolve_metric
+from kit.stats.bootstrap import MEAN, Metric, prepared_pair
 
 CLUSTER_METHOD = "cluster-robust t (CR1, G-1 df)"
 CLUSTER_WORDS = ("Items come in {g} clusters ({col}); intervals and tests use cluster-robust standard errors "
@@ -270,14 +270,7 @@ def cluster_bootstrap(a: Any, b: Any, clusters: Any, *, metric: str | Metric | C
     """
     where = "kit.stats.cluster_bootstrap"
     ci = check_level(ci, "ci", where=where)
-    if int(n_resamples) < 100:
-        raise ConfigError(f"n_resamples={n_resamples} is too few", where=where, fix="use at least 1,000")
-    m = resolve_metric(metric)
-    pa, pb = m.prepare(a), m.prepare(b)
-    n = _length(pa)
-    if _length(pb) != n:
-        raise ConfigError(f"a has {n} items but b has {_length(pb)}", where=where,
-                          fix="pass the same items in the same order for both arms")
+    m, pa, pb, n = prepared_pair(metric, a, b, n_resamples=n_resamples, where=where)
     codes = cluster_codes(clusters, n, where=where)
     g = int(codes.max()) + 1
     est_a, est_b = m(a), m(b)
