@@ -94,7 +94,7 @@ def plan_rows(exp: Any, store: Any, *, assume: Assumptions = Assumptions()) -> p
             common = test_ids & set(ref_rows[Col.ITEM_ID]) & set(cand_rows[Col.ITEM_ID])
             both = pd.concat([ref_rows, cand_rows], ignore_index=True)
             both = both[both[Col.ITEM_ID].isin(common)]
-            row: dict[str, Any] = {Col.TASK: name, "candidate": cand.name, "items planned": limit or len(task.test)}
+            row: dict[str, Any] = {Col.TASK: name, Col.CANDIDATE: cand.name, "items planned": limit or len(task.test)}
             if task.labelled:
                 if common:
                     wide = score_responses(task, both).pivot_table(index=Col.ITEM_ID, columns=Col.OPTION,
@@ -170,7 +170,7 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     if args.json:
         print_table(table, as_json=True)
         return 0
-    order = [Col.TASK, "candidate", "items planned", "basis", "decides on", "items needed", "labels needed",
+    order = [Col.TASK, Col.CANDIDATE, "items planned", "basis", "decides on", "items needed", "labels needed",
              "sequential items (median)", "settled by the cap"]
     shown = table[[c for c in order if c in table.columns]].copy()
     if "settled by the cap" in shown.columns:
@@ -193,8 +193,8 @@ def _cmd_plan(args: argparse.Namespace) -> int:
               "always-valid sequence is wider than the fixed test at the same items). 'sequential items (median)' "
               "and 'settled by the cap' come from 400 simulated runs at the same discordance (the bar alone; the "
               "floor and latency may hold a run longer).")
-    for statement in table[Col.STATEMENT] if not table.empty else []:
-        print(f"- {statement}")
+    for r in table.to_dict("records") if not table.empty else []:
+        print(f"- {r[Col.TASK]} · {r[Col.CANDIDATE]}: {r[Col.STATEMENT]}")
     return 0
 
 
