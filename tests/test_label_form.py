@@ -18,11 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from conftest import ROOT
-
-pytest.importorskip("ipywidgets", reason="ipywidgets is a dependency of the kit (pyproject): run `make setup`")
 
 LABELS = ("billing", "bug", "other")
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
