@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 from conftest import ROOT
 
 LABELS = ("billing", "bug", "other")
