@@ -184,3 +184,30 @@ def test_report_stages_on_a_clustered_task_show_clusters_and_the_method(tmp_path
     assert html.count(f"59 in {g} clusters") == 2  # latency: each run's first (warm-up) call is reported apart
     assert "Clustered items" in views.caveats(folder) and f"tickets ({g} clusters)" in views.caveats(folder)
     assert "nan" not in html.lower().replace("nanos", "")
+
+
+def test_a_partly_labelled_clustered_task_gets_cluster_robust_ppi_intervals(tmp_path):
+    """PPI++ on a task with `cluster:` uses the cluster-robust variances (``ppi_mean(..., clusters=...)``), so the
+    labelled sample's interval accounts for customers answered wrongly as a whole."""
+    from kit.stats import ppi_mean
+    from kit.tasks.ppi_compare import SampledLabels, ppi_metrics
+
+    task = load_task(_write(tmp_path), ignore_labels=True)
+    labelled_task = load_task(_write(tmp_path))
+    scores = score_task(task, _answers(labelled_task), reference="api")
+    ids = [i.id for i in task.test]
+    order = tuple(ids[::2])  # every second ticket: each customer has labelled and unlabelled ones
+    gold = {i.id: i.gold for i in labelled_task.test if i.id in order}
+    labels = SampledLabels(order=order, gold=gold, outside=0, population=len(ids), seed=0)
+    metrics = _metrics(task, scores, [])
+    row = ppi_metrics(task, scores, labels, metrics, reference="api").set_index(Col.OPTION).loc["local"]
+
+    local = scores[scores[Col.OPTION] == "local"].set_index(Col.ITEM_ID).loc[ids]
+    lab = np.array([i in gold for i in ids])
+    right = np.array([local.loc[i, Col.ANSWER] == gold[i] for i in np.asarray(ids)[lab]], dtype=float)
+    agree = local[Col.CORRECT].astype(float).to_numpy()
+    customers = np.array([i.split("-")[0] for i in ids])
+    clustered = ppi_mean(right, agree[lab], agree[~lab], clusters=(customers[lab], customers[~lab])).iloc[0]
+    plain = ppi_mean(right, agree[lab], agree[~lab]).iloc[0]
+    assert row[Col.STD_ERROR] == pytest.approx(clustered[Col.STD_ERROR])
+    assert clustered[Col.STD_ERROR] > plain[Col.STD_ERROR]  # whole customers wrong: clustering widens

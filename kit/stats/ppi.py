@@ -39,7 +39,8 @@ section). Values other than right/wrong get step 3 and ddof 1 only.
 
 Assumptions: the labelled items are a uniformly random sample of all the items (labelled and unlabelled
 sets disjoint, drawn from the same traffic); items are independent, or grouped in ``clusters`` (several
-epochs of one item) whose rows all sit on the same side. No finite-population correction: when the labels are
+epochs of one item, a task's ``cluster:`` column); a cluster holding labelled and unlabelled rows gets the
+cluster-robust variance of the two parts together (their covariance within the cluster counted). No finite-population correction: when the labels are
 a large share of the items, the interval is conservative.
 
 >>> y = [1, 1, 0, 1, 0, 1, 1, 0, 1, 1]
@@ -159,11 +160,19 @@ def _check_clusters(clusters: Clusters | None, n: int, big_n: int, *, where: str
         raise ConfigError(f"clusters name {lab.size} labelled and {unl.size} unlabelled rows, "
                           f"for {n} and {big_n} values", where=where,
                           fix="pass one cluster id (e.g. the item id) per row, in the order of the values")
-    shared = np.intersect1d(lab, unl)
-    if shared.size:
-        raise ConfigError(f"{shared.size} clusters have rows both labelled and unlabelled (e.g. {shared[0]!r})",
-                          where=where, fix="label every row of a cluster (every epoch of an item) or none of them")
     return lab, unl
+
+
+def _joint_variance(rect: np.ndarray, proxy_u: np.ndarray, g_lab: np.ndarray, g_unl: np.ndarray, *,
+                    ddof: int) -> float:
+    """Cluster-robust variance of ``mean(proxy_u) + mean(rect)`` when a cluster may hold labelled and unlabelled
+    rows (items sampled for labelling within customers): per cluster, the sum of its rows' centred contributions
+    to the estimate, squared and summed (``G / (G - 1)`` with ``ddof=1``) — the sandwich of the stacked mean,
+    so the two parts' covariance within a cluster is counted."""
+    contributions = np.concatenate([(rect - rect.mean()) / rect.size, (proxy_u - proxy_u.mean()) / proxy_u.size])
+    uniq, codes = np.unique(np.concatenate([g_lab, g_unl]).astype(str), return_inverse=True)
+    var = float(np.sum(np.bincount(codes, weights=contributions) ** 2))
+    return var * uniq.size / (uniq.size - ddof) if uniq.size > ddof else var
 
 
 def _ppi(y: Any, yhat: Any, yhat_u: Any, *, alpha: float, power_tuned: bool, clusters: Clusters | None,
@@ -194,6 +203,9 @@ def _ppi(y: Any, yhat: Any, yhat_u: Any, *, alpha: float, power_tuned: bool, clu
         var_rect = max(var_rect, smoothed.variance(lam) / (n - 1))
         var_labels = max(var_labels, smoothed.variance(0.0) / (n - 1))
     var_ppi = _mean_variance(lam * yhat_u, g_unl) + var_rect
+    if g_lab is not None and np.intersect1d(g_lab.astype(str), g_unl.astype(str)).size:
+        # clusters on both sides: the labelled and unlabelled parts covary within a cluster (never below the floors)
+        var_ppi = max(var_ppi, _joint_variance(y - lam * yhat, lam * yhat_u, g_lab, g_unl, ddof=ddof))
     groups = n if g_lab is None else np.unique(g_lab).size
     df = groups - 1 if small_sample and groups > 1 else math.inf
     z = t_quantile(1 - alpha / 2, df) if math.isfinite(df) else z_of(1 - alpha / 2)

@@ -112,6 +112,12 @@ class _Items:
     agree: pd.DataFrame         # item x option, 0/1
     right: pd.DataFrame         # labelled item x option, 0/1
     gold: list[Any]             # per labelled item
+    cluster: np.ndarray | None = None  # per item, when the task declares ``cluster:``
+
+    @property
+    def clusters(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The clusters of the labelled and of the unlabelled items, for cluster-robust PPI++ variances."""
+        return None if self.cluster is None else (self.cluster[self.labelled], self.cluster[~self.labelled])
 
 
 def _items(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference: str) -> _Items:
@@ -129,7 +135,11 @@ def _items(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference
     right = pd.DataFrame({o: [float(task.type.score(_answer(a), g).correct) for a, g in
                               zip(answers[o].to_numpy()[labelled], gold)] for o in answers.columns},
                          index=np.asarray(ids)[labelled])
-    return _Items(ids=ids, labelled=labelled, answers=answers, agree=agree, right=right, gold=gold)
+    cluster = None
+    if Col.CLUSTER in first.columns:
+        by_item = first.drop_duplicates(Col.ITEM_ID).set_index(Col.ITEM_ID)[Col.CLUSTER]
+        cluster = np.array([str(by_item[i]) for i in answers.index])
+    return _Items(ids=ids, labelled=labelled, answers=answers, agree=agree, right=right, gold=gold, cluster=cluster)
 
 
 def _answer(value: Any) -> Any:
@@ -166,10 +176,11 @@ def ppi_metrics(task: Task, scores: pd.DataFrame, labels: SampledLabels, metrics
     rows = []
     for o in it.answers.columns:
         r = ppi_mean(it.right[o], it.agree[o].to_numpy()[it.labelled], it.agree[o].to_numpy()[~it.labelled],
-                     alpha=alpha).iloc[0]
+                     alpha=alpha, clusters=it.clusters).iloc[0]
         rows.append({Col.OPTION: o, Col.N_ITEMS: len(it.ids), Col.MEAN_SCORE: r[Col.ESTIMATE],
                      **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0), Col.ACCURACY: r[Col.ESTIMATE],
-                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], Col.CI_METHOD: r[Col.METHOD], **_ppi_columns(r, floor=0.0),
+                     Col.AGREEMENT: float(it.agree[o].mean()), Col.METHOD: r[Col.METHOD], Col.CI_METHOD: r[Col.METHOD],
+                     **_ppi_columns(r, floor=0.0),
                      Col.STATEMENT: f"{o}: {r[Col.STATEMENT]}"})
     ppi = pd.DataFrame(rows).set_index(Col.OPTION)
     out = metrics[metrics[Col.KIND] == RowKind.OPTION].drop(columns=[Col.ACCURACY_CI_LOW, Col.ACCURACY_CI_HIGH],
@@ -197,7 +208,7 @@ def _baseline(it: _Items, *, reference: str, alpha: float) -> _Baseline:
     answer = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
     right = np.array([str(g) == answer for g in it.gold], dtype=float)
     agree = np.array([str(_answer(a)) == answer for a in it.answers[reference]], dtype=float)
-    r = ppi_mean(right, agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
+    r = ppi_mean(right, agree[it.labelled], agree[~it.labelled], alpha=alpha, clusters=it.clusters).iloc[0]
     name = "majority label of the labelled sample"
     return _Baseline(name=name, answer=answer, right=right, agree=agree, row={
         Col.MEAN_SCORE: r[Col.ESTIMATE], **_clipped(r, Col.SCORE_CI_LOW, Col.SCORE_CI_HIGH, 0.0),
@@ -230,10 +241,12 @@ def ppi_floor(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, refere
     for o in it.answers.columns:
         agree = it.agree[o].to_numpy()
         r = ppi_mean_difference(it.right[o], base.right, agree[it.labelled], base.agree[it.labelled],
-                                agree[~it.labelled], base.agree[~it.labelled], alpha=alpha).iloc[0]
+                                agree[~it.labelled], base.agree[~it.labelled], alpha=alpha,
+                                clusters=it.clusters).iloc[0]
         p = _t_sf(r[Col.ESTIMATE] / r[Col.STD_ERROR], r[Col.DF]) if r[Col.STD_ERROR] > 0 else float(
             r[Col.ESTIMATE] <= 0)
-        own = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]  # as in metrics
+        own = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha,
+                       clusters=it.clusters).iloc[0]  # as in metrics
         rows.append({Col.OPTION: o, Col.BASELINE: base.name, Col.ANSWER: base.answer, Col.N: len(it.ids),
                      Col.CANDIDATE_MEAN: own[Col.ESTIMATE],
                      Col.BASELINE_MEAN: base.row[Col.MEAN_SCORE], Col.DIFFERENCE: r[Col.ESTIMATE],
@@ -259,7 +272,7 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, refe
     for o in [c for c in it.answers.columns if c != reference]:
         agree = it.agree[o].to_numpy()
         r = ppi_mean_difference(it.right[o], it.right[reference], agree[it.labelled], ref_agree[it.labelled],
-                                agree[~it.labelled], ref_agree[~it.labelled], alpha=alpha).iloc[0]
+                                agree[~it.labelled], ref_agree[~it.labelled], alpha=alpha, clusters=it.clusters).iloc[0]
         est, se, df = float(r[Col.ESTIMATE]), float(r[Col.STD_ERROR]), float(r[Col.DF])
         q = float(scipy_stats.t.ppf(1 - alpha, df) if math.isfinite(df) else scipy_stats.norm.ppf(1 - alpha))
         if se > 0:
@@ -272,7 +285,7 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, refe
                                           power=power).iloc[0]
         gain = r[Col.EFFECTIVE_LABELS] / r[Col.N_LABELLED] if r[Col.EFFECTIVE_LABELS] > 0 else 1.0
         n_needed = float(math.ceil(need["n_required"] / gain)) if math.isfinite(need["n_required"]) else math.inf
-        cand = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha).iloc[0]
+        cand = ppi_mean(it.right[o], agree[it.labelled], agree[~it.labelled], alpha=alpha, clusters=it.clusters).iloc[0]
         rows.append({Col.OPTION: o, Col.REFERENCE: reference, Col.N_ITEMS: len(it.ids), Col.METRIC: "accuracy",
                      Col.CANDIDATE_VALUE: cand[Col.ESTIMATE], Col.REFERENCE_VALUE: float(it.right[reference].mean()),
                      Col.DIFFERENCE: est, **_clipped(r, Col.DIFF_CI_LOW, Col.DIFF_CI_HIGH, -1.0),
