@@ -58,6 +58,7 @@ def slice_experiment(tmp: Path) -> dict:
              "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
         ],
         "store": str(tmp / "kit.sqlite"), "monthly_volume": 50000,
+        "sweep": {"tasks": ["snips-intents"], "levels": [1, 2], "items": 4},  # the throughput section, kept short
     }
 
 
