@@ -77,7 +77,8 @@ def replay(store: Path, run: Path, *, task: str = "snips-intents", items: int = 
     from kit.experiment import Experiment, SequentialSpec
     from kit.pipeline import costs, quality, verdict
     from kit.pipeline.folder import Doc, RunFolder, Table
-    from kit.pipeline.sequential import option_spent_usd, plan_for, round_looks, settled_options
+    from kit.pipeline.costs import answers_usd
+    from kit.pipeline.sequential import plan_for, round_looks, settled_options
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-seq-"))
     shutil.copy2(store, tmp / "kit.sqlite")
@@ -120,9 +121,9 @@ def replay(store: Path, run: Path, *, task: str = "snips-intents", items: int = 
     ranking = folder.table(Table.RANKING, task=task).set_index(Col.OPTION)[Col.STATUS].to_dict()
     fixed_ranking = pd.read_json(run / "tasks" / task / "ranking.json", orient="split").set_index(Col.OPTION)[
         Col.STATUS].to_dict()
-    spent = {o.name: option_spent_usd(o, scores[scores[Col.ITEM_ID].isin(kept)], exp=exp)
+    spent = {o.name: answers_usd(o, scores[scores[Col.ITEM_ID].isin(kept) & (scores[Col.OPTION] == o.name)])
              for o in exp.options_for(task)}
-    planned = {o.name: option_spent_usd(o, scores, exp=exp) for o in exp.options_for(task)}
+    planned = {o.name: answers_usd(o, scores[scores[Col.OPTION] == o.name]) for o in exp.options_for(task)}
     shutil.rmtree(tmp)
     return {"items": done, "of": items, "rounds": int(table[Col.ROUND].max()), "stopped": stopped,
             "recommended": decision.recommended, "fixed_recommended": fixed_decision["recommended"],

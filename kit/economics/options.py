@@ -202,7 +202,7 @@ def api_item_costs(scores: pd.DataFrame, *, pricing: ApiPricing, arm: str | None
     return pd.DataFrame({Col.OPTION: rows[Col.OPTION].to_numpy(), Col.ITEM_ID: rows[Col.ITEM_ID].to_numpy(),
                          Col.EPOCH: rows[Col.EPOCH].to_numpy() if "epoch" in rows else 0,
                          Col.PROMPT_TOKENS: p_tok.to_numpy(), Col.COMPLETION_TOKENS: c_tok.to_numpy(),
-                         "cost_usd": cost.to_numpy(dtype=float), "sent": sent.to_numpy()})
+                         Col.COST_USD: cost.to_numpy(dtype=float), "sent": sent.to_numpy()})
 
 
 def api_option(name: str, scores: pd.DataFrame, *, pricing: ApiPricing, arm: str | None = None) -> CostOption:
@@ -211,7 +211,7 @@ def api_option(name: str, scores: pd.DataFrame, *, pricing: ApiPricing, arm: str
     if costs.empty:
         raise ConfigError("no items to price", where="kit.economics.api_option", fix="score the hosted arm first")
     price = pricing.resolve()
-    return CostOption(name, "api", item_costs=costs["cost_usd"].to_numpy(dtype=float),
+    return CostOption(name, "api", item_costs=costs[Col.COST_USD].to_numpy(dtype=float),
                       basis=f"{pricing.model} at ${price.input_per_m:g}/${price.output_per_m:g} per million "
                             f"tokens in/out ({price.source}), measured tokens of {len(costs)} items")
 

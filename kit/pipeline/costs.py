@@ -44,6 +44,25 @@ def pricing_of(option: Option) -> ApiPricing:
     return ApiPricing(model=str(price.model), cached_share=price.cached_share)
 
 
+def answers_usd(option: Option, answers: pd.DataFrame) -> float:
+    """What an option's stored answers cost as this stage prices them: a third-party option's measured tokens at
+    its price; a self-hosted one's paid machine hours (its answering seconds over the machine's utilisation, at its
+    price per hour; 0 without a declared machine). Answers served from the store are priced as if answered.
+
+    >>> answers_usd(exp.option("API"), scores[scores["option"] == "API"])        # doctest: +SKIP
+    0.0029565
+    """
+    from kit.economics import api_item_costs
+
+    if answers.empty:
+        return 0.0
+    if not option.self_hosted:
+        return float(api_item_costs(answers, pricing=pricing_of(option))[Col.COST_USD].sum())
+    machine = option.machine
+    seconds = float(pd.to_numeric(answers[Col.LATENCY_S], errors="coerce").fillna(0.0).clip(lower=0).sum())
+    return seconds / 3600 / machine.utilisation * machine.price_per_hour if machine is not None else 0.0
+
+
 def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0) -> LocalDeployment:
     """What running a self-hosted option costs besides its throughput."""
     m = option.machine

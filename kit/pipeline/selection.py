@@ -90,7 +90,7 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                      Col.DEV_QUALITY: quality, Col.DEV_CI_LOW: low, Col.DEV_CI_HIGH: high,
                      Col.PROMPT_TOKENS: float(tokens.mean()) if tokens.notna().any() else math.nan,
                      Col.SELECTION_CALLS: len(answers), Col.SELECTION_SECONDS: seconds,
-                     Col.SELECTION_USD: _usd(option, answers, seconds), Col.NOTE: ""})
+                     Col.SELECTION_USD: _usd(option, answers), Col.NOTE: ""})
     best = choose(rows, [_chars(task, v) for v in variants]
                   if not all(math.isfinite(r[Col.PROMPT_TOKENS]) for r in rows) else None)
     for i, row in enumerate(rows):
@@ -121,15 +121,11 @@ def _chars(task: Task, variant: PromptVariant) -> float:
                           for i in task.dev]))
 
 
-def _usd(option: Option, answers: pd.DataFrame, seconds: float) -> float:
-    """What the dev answers cost: their tokens at a third-party option's price, or their seconds of a
-    self-hosted option's machine (NaN when the price is unknown)."""
-    from kit.economics import api_item_costs
-    from kit.pipeline.costs import pricing_of
+def _usd(option: Option, answers: pd.DataFrame) -> float:
+    """What the dev answers cost, priced as the costs stage prices answers (NaN when the price is unknown)."""
+    from kit.pipeline.costs import answers_usd
 
-    if option.self_hosted:
-        return seconds / 3600 * option.machine.price_per_hour if option.machine is not None else math.nan
     try:
-        return float(api_item_costs(answers, pricing=pricing_of(option))["cost_usd"].sum()) if len(answers) else 0.0
+        return answers_usd(option, answers)
     except ConfigError:
         return math.nan

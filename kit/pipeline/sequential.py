@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from kit.columns import Col
-from kit.experiment import Experiment, Option
+from kit.experiment import Experiment
 from kit.pipeline.folder import Doc, RunFolder, RunRecord, Table
 from kit.stats import Conclusion
 from kit.stats.sequential import METHOD, Settled, confidence_sequence, settle
@@ -223,33 +223,13 @@ def settled_options(looks: pd.DataFrame, options: list[str]) -> dict[str, bool]:
     return out
 
 
-def option_spent_usd(option: Option, scores: pd.DataFrame, *, exp: Experiment) -> float:
-    """USD the option's answered items cost as the costs stage prices them: a third-party option from the
-    measured tokens at its price; a self-hosted one by its machine's paid hours (answering seconds over its
-    utilisation, at its price per hour). Answers served from the store are priced as if answered.
-
-    >>> option_spent_usd(exp.option("API"), scores, exp=exp)                  # doctest: +SKIP
-    0.0029565
-    """
-    from kit.economics import api_item_costs
-    from kit.pipeline.costs import pricing_of
-
-    rows = scores[scores[Col.OPTION] == option.name]
-    if rows.empty:
-        return 0.0
-    if not option.self_hosted:
-        return float(api_item_costs(rows, pricing=pricing_of(option))["cost_usd"].sum())
-    machine = option.machine
-    seconds = pd.to_numeric(rows[Col.LATENCY_S], errors="coerce").fillna(0.0).clip(lower=0).sum()
-    return float(seconds / 3600 / machine.utilisation * machine.price_per_hour) if machine else 0.0
-
-
 def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, standin: Any,
                      progress: bool = True) -> list[RunRecord]:
     """The answer stage of a sequential run: per task, rounds of items for every option until the verdict is
     settled or a cap is reached; the rounds' looks (``Table.SEQUENTIAL``) and where they stopped
     (``Doc.SEQUENTIAL``) are saved per task. Returns one record per (task, option), as the fixed stage does."""
     from kit.arms import get_arm
+    from kit.pipeline.costs import answers_usd
     from kit.pipeline.answers import arm_for
     from kit.pipeline.quality import warmups
     from kit.privacy import withhold_pii
@@ -287,7 +267,7 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
                 scores = score_task(task, rows, reference=exp.reference_name).merge(
                     warmups(rows), on=[Col.OPTION, Col.ITEM_ID, Col.EPOCH], how="left")
                 scores[Col.WARMUP] = scores[Col.WARMUP].fillna(False).astype(bool)
-                spent = {o.name: option_spent_usd(o, scores, exp=exp) for o in options}
+                spent = {o.name: answers_usd(o, scores[scores[Col.OPTION] == o.name]) for o in options}
                 table = round_looks(task, scores, exp=exp, round_no=round_no, items=done, planned_n=plan.max_items)
                 looks.append(table.assign(**{Col.SPENT_USD: table[Col.OPTION].map(spent)}))  # USD so far, per option
                 if all(settled_options(table, [o.name for o in options]).values()):
