@@ -214,3 +214,33 @@ def test_a_judged_free_text_task_answers_its_items_in_one_round(monkeypatch):
     free, labels = plan_for(exp, load_task("aclsum-outcomes")), plan_for(exp, load_task("snips-intents"))
     assert (free.round_items, free.max_items, free.fixed_items, free.max_cost_usd) == (30, 30, 30, 2.0)
     assert (labels.round_items, labels.max_items, labels.fixed_items) == (10, 100, 100)
+
+
+def test_a_sequential_run_chooses_each_options_prompt_on_dev_items_first(project):
+    """`prompts:` with `sequential:`: every option's variants answer the dev items before the first round, and the
+    rounds ask the test items with the chosen variant only."""
+    import sqlite3
+
+    from kit.tasks.prompts import build_request, prompt_hash
+
+    tmp_path, files = project
+    variants = [{"name": "wordy", "instruction": "Please read this ticket with care, then route it: {text}"},
+                {"name": "own"}]
+    exp = experiment(tmp_path, files, sequential={"round_items": 40}, prompts=variants)
+    folder = run_all(tmp_path, exp)
+    table = folder.table(Table.PROMPTS, task="tickets")
+    dev = folder.doc(Doc.SPLITS)["tickets"]["dev"]
+    assert sorted(zip(table[Col.OPTION], table[Col.VARIANT])) == [("API", "own"), ("API", "wordy"),
+                                                                  ("Good", "own"), ("Good", "wordy")]
+    chosen = dict(zip(table.loc[table[Col.CHOSEN].astype(bool), Col.OPTION],
+                      table.loc[table[Col.CHOSEN].astype(bool), Col.VARIANT]))
+    task = load_task("tickets")
+    with sqlite3.connect(exp.store) as db:
+        asked = dict(db.execute("SELECT cache_key, prompt_hash FROM responses").fetchall())
+    for record in folder.runs(task="tickets"):
+        assert record.prompt == chosen[record.option] and set(record.dev_keys) == set(dev)
+        assert not set(record.keys) & set(dev)
+        assert len(record.keys) == folder.doc(Doc.SEQUENTIAL, task="tickets")["items"]
+        variant = next(v for v in exp.option(record.option).prompts if v.name == record.prompt)
+        for item_id, key in record.keys.items():
+            assert asked[key] == prompt_hash(build_request(task, task.item(item_id), variant=variant))

@@ -63,7 +63,7 @@ def answer_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
     with Store(exp.store or default_store()) as store, _standin(exp) as server:
         if exp.sequential is not None:  # rounds that stop when the verdict is settled (kit.pipeline.sequential)
             from kit.pipeline.sequential import answer_in_rounds
-            records = answer_in_rounds(folder, tasks, store=store, standin=server, progress=progress)
+            records, prompt_tables = answer_in_rounds(folder, tasks, store=store, standin=server, progress=progress)
         for option in exp.options if exp.sequential is None else ():
             names = [t for t in exp.tasks if option.applies_to(t)]
             arm = None

@@ -77,8 +77,8 @@ class Table(Enum):
                                       Col.REFERENCE_ANSWER)  # unlabelled: items where a candidate differs
     # -- answers on the dev items (prompt choice; cascade thresholds are fitted there): the scores' columns
     DEV_SCORES = "dev_scores", SCORES[1]
-    CASCADE_ROUTES = "cascade_routes", (Col.CANDIDATE, Col.ITEM_ID, Col.FOLD, Col.TAU,
-                                        Col.ESCALATED)  # per cascade and test item: the τ that routed it, never fitted on it
+    # per cascade and test item: the τ that routed it, never fitted on it
+    CASCADE_ROUTES = "cascade_routes", (Col.CANDIDATE, Col.ITEM_ID, Col.FOLD, Col.TAU, Col.ESCALATED)
     # runs that stop when the verdict is settled (kit.pipeline.sequential): per round, option and open question
     SEQUENTIAL = "sequential_looks", (Col.TASK, Col.ROUND, Col.N_ITEMS, Col.OPTION, Col.QUESTION, Col.ESTIMATE,
                                       Col.CS_LOW, Col.CS_HIGH, Col.STATUS)

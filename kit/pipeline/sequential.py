@@ -21,7 +21,8 @@ them are shown to pass. Once a candidate passes every question, every other opti
 it is settled too (labelled tasks with quality first — no ``cost_per_error``, where a cheaper but worse option
 could be the pick). A task stops when every option is settled, or at its item cap (``max_items``, default
 the experiment's items for the task) or cost cap (``max_cost_usd``). Any stopping rule keeps the sequences
-valid; this one stops when more items could no longer change which option is recommended. Because the run stopped on the sequences,
+valid; this one stops when more items could no longer change which option is recommended. Because the run
+stopped on the sequences,
 the quality stage's fixed-sample conclusions for the bar and the floor are replaced by the sequences' own
 (:func:`apply_sequential`; a question still open counts as not shown).
 
@@ -224,20 +225,23 @@ def settled_options(looks: pd.DataFrame, options: list[str]) -> dict[str, bool]:
 
 
 def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, standin: Any,
-                     progress: bool = True) -> list[RunRecord]:
-    """The answer stage of a sequential run: per task, rounds of items for every option until the verdict is
-    settled or a cap is reached; the rounds' looks (``Table.SEQUENTIAL``) and where they stopped
-    (``Doc.SEQUENTIAL``) are saved per task. Returns one record per (task, option), as the fixed stage does."""
+                     progress: bool = True) -> tuple[list[RunRecord], dict[str, list[pd.DataFrame]]]:
+    """The answer stage of a sequential run: per task, each option's prompt chosen on the dev items first (as in a
+    fixed run), then rounds of test items for every option until the verdict is settled or a cap is reached; the
+    rounds' looks (``Table.SEQUENTIAL``) and where they stopped (``Doc.SEQUENTIAL``) are saved per task. Returns
+    one record per (task, option), as the fixed stage does, and the prompt-selection tables per task."""
     from kit.arms import get_arm
     from kit.pipeline.costs import answers_usd
     from kit.pipeline.answers import arm_for
     from kit.pipeline.quality import warmups
+    from kit.pipeline.selection import select_prompt
     from kit.privacy import withhold_pii
     from kit.run.runner import run_arm
     from kit.tasks.scoring import score_task
 
     exp = folder.experiment()
     records: list[RunRecord] = []
+    prompt_tables: dict[str, list[pd.DataFrame]] = {}
     for name, task in tasks.items():
         options = list(exp.options_for(name))
         plan = plan_for(exp, task)
@@ -245,10 +249,16 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
         runs: dict[str, list[Any]] = {o.name: [] for o in options}
         looks: list[pd.DataFrame] = []
         done, round_no, spent = 0, 0, {o.name: 0.0 for o in options}
+        picks: dict[str, Any] = {}
         try:
             for o in options:
                 spec, arm_options = arm_for(o, task=name, folder=folder, standin=standin)
                 arms[o.name] = (spec, get_arm(spec, **arm_options))
+                hook = withhold_pii(task=task) if exp.privacy_required and not o.self_hosted else None
+                picks[o.name] = select_prompt(task, o, arms[o.name][1], store=store, withhold=hook, progress=progress,
+                                              max_tokens=task.type.max_tokens or exp.max_tokens)
+                if not picks[o.name].table.empty:
+                    prompt_tables.setdefault(name, []).append(picks[o.name].table)
             stopped = "item cap"
             while done < plan.max_items:
                 round_no += 1
@@ -258,7 +268,7 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
                     hook = withhold_pii(task=task) if exp.privacy_required and not o.self_hosted else None
                     runs[o.name].append(run_arm(task, arm, store=store, items=items, withhold=hook, progress=progress,
                                                 max_tokens=task.type.max_tokens or exp.max_tokens,
-                                                label=f"{o.name} · round {round_no}"))
+                                                label=f"{o.name} · round {round_no}", variant=picks[o.name].chosen))
                 done += len(items)
                 if task.type.judged:
                     continue
@@ -289,7 +299,8 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
                                      errors=sum(r.errors for r in done_runs),
                                      withheld=sum(r.withheld for r in done_runs),
                                      describe=arms[o.name][1].describe(), keys=keys,
-                                     stopped=next((r.stopped for r in done_runs if r.stopped), None)))
+                                     stopped=next((r.stopped for r in done_runs if r.stopped), None),
+                                     prompt=picks[o.name].chosen.name, dev_keys=picks[o.name].dev_keys))
         table = pd.concat(looks, ignore_index=True) if looks else pd.DataFrame()
         folder.save_table(Table.SEQUENTIAL, table, task=name)
         per_item = {k: (v / done if done else 0.0) for k, v in spent.items()}
@@ -299,7 +310,7 @@ def answer_in_rounds(folder: RunFolder, tasks: dict[str, Task], *, store: Any, s
             planned_usd={k: v * plan.fixed_items for k, v in per_item.items()},
             settled=settled_options(looks[-1], list(spent)) if looks else {}, method=METHOD, alpha=exp.alpha,
             tested=not task.type.judged)), task=name)
-    return records
+    return records, prompt_tables
 
 
 def _bar_conclusion(status: str, low: float, *, correctness: bool) -> Conclusion:
