@@ -91,8 +91,10 @@ def facts_for(folder: RunFolder, task: str) -> Facts:
             monthly_cost=Interval(h.choice.monthly_cost), p95_s=Interval(h.choice.p95_latency_s),
             share_local=h.choice.share_local, keeps_pii_local=exp.privacy_required,
             ops_hours=first.machine.ops_hours_per_month if first.machine else 0.0))
-    correctness = (t.type.comparison_kind(labelled=t.labelled).correctness  # or gold on a random sample (PPI)
-                   or (not compare.empty and ComparisonKind.PREDICTION_POWERED in set(compare[Col.KIND])))
+    # the comparison that ran decides (a task without gold answers but a labelled random sample ran PPI++)
+    kinds = ({ComparisonKind(k) for k in compare[Col.KIND]} if not compare.empty and Col.KIND in compare.columns
+             else {t.type.comparison_kind(labelled=t.labelled)})
+    correctness = all(k.correctness for k in kinds)
     pii = folder.table(Table.PII, task=task)
     share = finite(pii.loc[pii[Col.KIND] == "any", Col.SHARE].iloc[0]) if not pii.empty else None
     best_floor = ""

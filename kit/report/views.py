@@ -27,6 +27,7 @@ from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, 
 from kit.models.hardware import machine_words
 from kit.pipeline.costs import hybrids_of
 from kit.pipeline.quality import sample_labels
+from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
 
 PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
@@ -475,7 +476,7 @@ def prediction_powered(folder: RunFolder) -> str:
         compare = folder.table(Table.COMPARE, task=task)
         if compare.empty or Col.KIND not in compare.columns:
             continue
-        if "prediction-powered accuracy" in set(compare[Col.KIND]):
+        if ComparisonKind.PREDICTION_POWERED in set(compare[Col.KIND]):
             methods = True
             r = compare.iloc[0]
             lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
