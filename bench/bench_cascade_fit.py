@@ -87,7 +87,7 @@ def synthetic(seeds: int, n: int, *, informative: bool) -> None:
 
 
 def run_folder(path: Path) -> None:
-    from kit.pipeline.costs import deployment_of, pricing_of
+    from kit.pipeline.pricing import deployment_of, pricing_of
     from kit.pipeline.folder import RunFolder, Table
 
     folder = RunFolder(path)

@@ -13,7 +13,7 @@ real 10-point gain gives the items a sequential run needs.
 (b) **Stored answers of the default experiment.** A report run's folder and its store (copied to a temporary
 folder; the original is never written): the snips-intents answers of API, SmolLM2 and SmolLM2 + LoRA on the
 first 100 test items, replayed in rounds of 40 through the kit's own stopping rule
-(:func:`kit.pipeline.sequential.round_looks`); at the stop, the quality, costs and verdict stages run on the
+(:func:`kit.pipeline.looks.round_looks`); at the stop, the quality, costs and verdict stages run on the
 items answered so far and the recommendation is compared with the fixed run's.
 """
 
@@ -77,8 +77,10 @@ def replay(store: Path, run: Path, *, task: str = "snips-intents", items: int = 
     from kit.experiment import Experiment, SequentialSpec
     from kit.pipeline import costs, quality, verdict
     from kit.pipeline.folder import Doc, RunFolder, Table
-    from kit.pipeline.costs import answers_usd
-    from kit.pipeline.sequential import plan_for, round_looks, settled_options
+    from kit.pipeline.looks import Questions, round_looks, settled_options
+    from kit.pipeline.pricing import answers_usd
+    from kit.pipeline.scores import responses, scored, task_of
+    from kit.pipeline.sequential import plan_for
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-seq-"))
     shutil.copy2(store, tmp / "kit.sqlite")
@@ -91,9 +93,9 @@ def replay(store: Path, run: Path, *, task: str = "snips-intents", items: int = 
     exp = Experiment.from_dict({**exp.to_dict(), "tasks": {task: items},
                                 "sequential": SequentialSpec(round_items=ROUND).model_dump()})
     folder.save_experiment(exp)
-    t = quality.task_of(folder, task)
+    t = task_of(exp, task)
     order = [i.id for i in t.test][:items]
-    scores = quality.task_scores(folder, task)
+    scores = scored(t, responses(folder, task), reference=exp.reference_name)
     scores = scores[scores[Col.ITEM_ID].isin(order)]
     plan = plan_for(exp, t)
     names = list(dict.fromkeys(scores[Col.OPTION]))
@@ -101,7 +103,7 @@ def replay(store: Path, run: Path, *, task: str = "snips-intents", items: int = 
     for round_no in range(1, 1 + -(-plan.max_items // plan.round_items)):
         done = min(round_no * plan.round_items, plan.max_items)
         now = scores[scores[Col.ITEM_ID].isin(order[:done])]
-        looks = round_looks(t, now, exp=exp, round_no=round_no, items=done, planned_n=plan.max_items)
+        looks = round_looks(t, now, questions=Questions.of(exp), round_no=round_no, items=done, planned_n=plan.max_items)
         tables.append(looks)
         if all(settled_options(looks, names).values()):
             stopped = "settled"

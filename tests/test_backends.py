@@ -14,7 +14,7 @@ import pytest
 
 from kit.arms import backend_of, get_arm, registered_backends
 from kit.experiment import Experiment, Where
-from kit.pipeline.prepare import models_of
+from kit.pipeline.arming import models_of
 from kit.tasks.prompts import build_request
 
 MODULE = '''

@@ -15,7 +15,8 @@ from statsmodels.regression.linear_model import OLS
 
 from kit.columns import Col
 from kit.errors import TaskError
-from kit.pipeline.quality import _metrics, _pairs, floor_table
+from kit.pipeline.quality import _metrics, _pairs
+from kit.pipeline.scores import floor_table
 from kit.tasks import load_task
 from kit.tasks.compare import compare_options
 from kit.tasks.scoring import score_task

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
+from pathlib import Path
 
 import yaml
 
@@ -45,22 +47,85 @@ def test_ci_runs_the_readme_test_command():
     assert command in ci
 
 
-def _kit_imports() -> dict[str, set[str]]:
-    """Module -> the kit modules it imports (at any level of the file), from the source."""
-    import ast
-
+def import_graph(root: Path, package: str = "kit") -> dict[str, set[str]]:
+    """Module -> the modules of ``package`` it imports, from the source under ``root``: every import statement
+    of the file (at module level, inside functions and classes, within the package, relative ones resolved);
+    ``from pkg import name`` counts as importing the module ``pkg.name`` when there is one, else ``pkg``."""
+    files = {}
+    for path in (root / package).rglob("*.py"):
+        rel = path.relative_to(root).with_suffix("")
+        files[".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)] = path
     graph: dict[str, set[str]] = {}
-    for path in (ROOT / "kit").rglob("*.py"):
-        rel = path.relative_to(ROOT).with_suffix("")
-        name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+    for name, path in files.items():
+        here = name if path.name == "__init__.py" else name.rpartition(".")[0]
         found: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kit"):
-                found.add(node.module)
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:  # relative: from . import x, from ..y import z
+                    parts = here.split(".")[: len(here.split(".")) - node.level + 1]
+                    base = ".".join(parts + ([base] if base else []))
+                if base == package or base.startswith(package + "."):
+                    for alias in node.names:
+                        sub = f"{base}.{alias.name}"
+                        found.add(sub if sub in files else base)
             elif isinstance(node, ast.Import):
-                found.update(a.name for a in node.names if a.name.startswith("kit"))
-        graph[name] = found
+                found.update(a.name for a in node.names if a.name == package or a.name.startswith(package + "."))
+        graph[name] = {m for m in found if m in files and m != name}
     return graph
+
+
+def local_imports(path: Path) -> list[tuple[int, str, str]]:
+    """The imports inside functions or classes of a file: (line, the statement, its trailing comment)."""
+    source = path.read_text()
+    lines = source.splitlines()
+    tree = ast.parse(source)
+    top = {id(node) for node in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+            comment = lines[node.end_lineno - 1].partition("#")[2].strip()
+            out.append((node.lineno, ast.unparse(node), comment))
+    return out
+
+
+def import_circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The circles of an import graph: its strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                circles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return circles
+
+
+def _kit_imports() -> dict[str, set[str]]:
+    return import_graph(ROOT)
 
 
 # The kit's layers, lowest first: a package imports only from layers below its own (and from itself).
@@ -79,35 +144,105 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in l
     "cli",                                          # the command line: the only layer on top
 ))
 
+# Within kit.pipeline, lowest first: a module imports only from floors below its own — so no stage imports
+# another stage, and only the drivers (which walk the stages) import them.
+PIPELINE_LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.pipeline.{n}" for n in layer.split()) for layer in (
+    "folder",                                       # the run folder, its artefacts and the Stage declaration
+    "arming pricing scores looks outputs",          # helpers of several stages
+    "selection",                                    # prompt choice, the answer stage's helper
+    "prepare answers quality costs verdict",        # the stages: none imports another
+    "sequential",                                   # the rounds driver: calls the answer and quality stages
+    "runner",                                       # the graph of the stages and its drivers
+))
+
 
 def _package(module: str) -> str:
     return ".".join(module.split(".")[:2])
+
+
+def layer_violations(graph: dict[str, set[str]], layers: tuple[frozenset[str], ...], *,
+                     unit=_package) -> list[str]:
+    """Imports that run up or across ``layers`` (each module placed by ``unit(module)``; imports within one
+    unit, and of modules no layer places, are not judged here)."""
+    layer = {name: i for i, names in enumerate(layers) for name in names}
+    wrong = []
+    for module, imports in graph.items():
+        here = unit(module)
+        for target in imports:
+            there = unit(target)
+            if there == here or here not in layer or there not in layer:
+                continue
+            if layer[there] >= layer[here]:
+                wrong.append(f"{module} imports {target}")
+    return sorted(wrong)
 
 
 def test_every_package_has_a_layer():
     placed = set().union(*LAYERS)
     unplaced = sorted({_package(m) for m in _kit_imports() if m != "kit"} - placed)
     assert not unplaced, f"give these a place in LAYERS: {unplaced}"
+    modules = {m for m in _kit_imports() if m.startswith("kit.pipeline.")}
+    assert not modules - set().union(*PIPELINE_LAYERS), "give these a place in PIPELINE_LAYERS"
 
 
 def test_imports_only_run_down_the_layers():
-    layer = {name: i for i, names in enumerate(LAYERS) for name in names}
-    wrong = []
-    for module, imports in _kit_imports().items():
-        here = _package(module)
-        for target in imports:
-            there = _package(target)
-            if target == "kit" or there == here:
-                continue
-            if layer[there] >= layer[here]:
-                wrong.append(f"{module} imports {target}")
-    assert not wrong, "imports that run up or across the layers:\n" + "\n".join(sorted(wrong))
+    wrong = layer_violations(_kit_imports(), LAYERS)
+    assert not wrong, "imports that run up or across the layers:\n" + "\n".join(wrong)
+
+
+def test_within_the_pipeline_no_stage_imports_another():
+    wrong = layer_violations(_kit_imports(), PIPELINE_LAYERS, unit=lambda m: m)
+    assert not wrong, "imports that run up or across the pipeline's floors:\n" + "\n".join(wrong)
+
+
+def test_no_import_circle_in_the_kit():
+    """Counting every import — inside functions too, and within a package — no module of the kit reaches
+    itself again."""
+    circles = import_circles(_kit_imports())
+    assert not circles, f"import circles: {circles}"
+
+
+def test_function_local_imports_in_the_pipeline_say_why():
+    """In kit.pipeline and kit.decision a function-local import stays only where start-up time needs it, and
+    says so on its line."""
+    unexplained = [f"{path.relative_to(ROOT)}:{line} {stmt}" for path in
+                   [*sorted((ROOT / "kit" / "pipeline").glob("*.py")), ROOT / "kit" / "decision.py"]
+                   for line, stmt, why in local_imports(path) if not why]
+    assert not unexplained, "function-local imports without a reason comment:\n" + "\n".join(unexplained)
+
+
+def _tree(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+def test_the_checks_catch_a_planted_function_local_import(tmp_path):
+    """A function-local import that runs up a layer, or closes a circle, is found by the same checks."""
+    clean = {"kit/__init__.py": "", "kit/low/__init__.py": "", "kit/high/__init__.py": "",
+             "kit/low/a.py": "import os\n\ndef f():\n    return os.sep\n",
+             "kit/low/b.py": "from kit.low import a\n",
+             "kit/high/c.py": "from kit.low.a import f\n"}
+    layers = (frozenset({"kit.low"}), frozenset({"kit.high"}))
+    graph = import_graph(_tree(tmp_path / "clean", clean))
+    assert graph["kit.low.b"] == {"kit.low.a"} and graph["kit.high.c"] == {"kit.low.a"}
+    assert layer_violations(graph, layers) == [] and import_circles(graph) == []
+
+    up = {**clean, "kit/low/a.py": "def f():\n    from kit.high.c import g  # planted\n    return g\n"}
+    graph = import_graph(_tree(tmp_path / "up", up))
+    assert layer_violations(graph, layers) == ["kit.low.a imports kit.high.c"]
+    assert import_circles(graph) == [["kit.high.c", "kit.low.a"]]
+
+    around = {**clean, "kit/low/a.py": "def f():\n    from . import b\n    return b\n"}  # relative, in a function
+    graph = import_graph(_tree(tmp_path / "around", around))
+    assert import_circles(graph) == [["kit.low.a", "kit.low.b"]]
+    assert local_imports(tmp_path / "around" / "kit" / "low" / "a.py") == [(2, "from . import b", "")]
 
 
 def test_decision_is_pure():
     """kit.decision takes typed facts and returns a typed verdict: no pandas, no files, no network, no printing."""
-    import ast
-
     tree = ast.parse((ROOT / "kit" / "decision.py").read_text())
     imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
@@ -125,8 +260,6 @@ def test_make_test_runs_the_doctests_of_the_package():
 def _column_literals(tree) -> list:
     """String constants where a table's column is named: subscripts (``df["x"]``, ``row["x"]``), keys of dict
     literals (rows), and the arguments of pandas' column-taking methods and keywords."""
-    import ast
-
     methods = {"get", "pop", "groupby", "sort_values", "drop_duplicates", "set_index", "pivot_table", "insert",
                "drop", "isin", "merge", "duplicated", "unstack", "explode", "dropna", "reindex", "pivot", "melt"}
     keywords = {"columns", "on", "by", "subset", "index", "values", "id_vars", "value_vars", "left_on", "right_on"}
@@ -160,8 +293,6 @@ def _column_literals(tree) -> list:
 def test_no_column_name_is_written_in_two_modules():
     """A table's column is named through kit.columns.Col: its name as a string literal stands in one module at
     most (the one that has it to itself), never in a producer and again in each reader."""
-    import ast
-
     from kit.columns import Col
 
     names = {c.value for c in Col}
@@ -178,7 +309,5 @@ def test_no_column_name_is_written_in_two_modules():
 
 
 def test_the_check_finds_a_column_written_twice():
-    import ast
-
     reader = ast.parse('frame["p95_s"].max()\nrow = {"option": 1}\nif "score" in frame.columns: band(frame, "low")')
     assert sorted(c.value for c in _column_literals(reader)) == ["low", "option", "p95_s", "score"]

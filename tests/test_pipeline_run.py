@@ -146,6 +146,27 @@ def test_a_failed_run_in_a_reused_folder_shows_none_of_the_earlier_runs_results(
     assert (run / "a.ipynb").is_file() and (run / "c.ipynb").is_file()
 
 
+def test_a_run_whose_process_was_killed_reads_interrupted_not_running(tmp_path):
+    """Issue 26, case 7: status.json records the pid of the run; after ``kill -9`` a reader whose pid is gone
+    says "interrupted", never "running" forever."""
+    import signal
+
+    from kit.pipeline.folder import RunFolder, State
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run = RunFolder(tmp_path / "run")
+    run.begin(pid=child.pid, notebooks=("a.ipynb",))
+    run.running("a.ipynb")
+    assert run.status().state is State.RUNNING and json.loads((tmp_path / "run" / "status.json").read_text())[
+        "pid"] == child.pid
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    status = run.status()
+    assert status.state is State.INTERRUPTED and status.notebook == "a.ipynb"
+    assert status.words().startswith(f"interrupted at a.ipynb: process {child.pid} is gone")
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "running"  # read, not rewritten
+
+
 def test_a_reports_folder_that_cannot_be_written_fails_before_any_notebook(tmp_path):
     write_notebook(tmp_path / "nb", "06_report.ipynb", "raise SystemExit('no notebook may run')")
     blocked = tmp_path / "a-file"

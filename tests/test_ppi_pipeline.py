@@ -197,3 +197,105 @@ def test_labels_given_in_the_store_reach_the_report_through_the_run_folder(proje
     assert set(compare[Col.N_LABELLED]) == {used} and used < N_LABELS
     assert (f"Only {used} of the sample's {N_LABELS} labels lie among the 45 items this run asked"
             in views.prediction_powered(folder))
+
+
+# ------------------------------------------- issue 25: a partly labelled verdict reads correctness, never agreement
+@pytest.fixture
+def audit(tmp_path, monkeypatch):
+    """The audit's setting: an API right on about half the items, a local model right on almost all of them;
+    60 test items of a three-label task. Returns the project folder and the experiment's options."""
+    from test_report_stages import write_tickets
+
+    rng = np.random.default_rng(25)
+    gold = rng.choice(["a", "b", "c"], size=120)
+    write_tickets(tmp_path, gold, monkeypatch)
+
+    def replay(name: str, right: float) -> str:
+        rows = []
+        for i, g in enumerate(gold):
+            answer = g if rng.random() < right else [x for x in "abc" if x != g][i % 2]
+            rows.append({"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, 0.05)),
+                         "prompt_tokens": 40, "completion_tokens": 2})
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(path)
+
+    options = [{"name": "API", "arm": f"replay:{replay('api', 0.51)}", "runs": "third-party",
+                "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+               {"name": "Local", "arm": f"replay:{replay('local', 0.98)}", "runs": "self-hosted", "machine": "box"}]
+    return tmp_path, options
+
+
+def _audit_experiment(tmp_path, options, name: str, **changes):
+    from kit.experiment import Experiment
+
+    return Experiment.from_mapping({
+        "tasks": {"tickets": None}, "reference": "API", "options": options,
+        "machines": {"box": {"price_per_hour": 0.5, "utilisation": 0.6}}, "latency_target_s": 2.0,
+        "store": str(tmp_path / f"{name}.sqlite"), **changes}, source="audit.yaml")
+
+
+def _label_a_random_sample(tmp_path, exp, size: int) -> None:
+    """Draw the kit's random sample of the test items in the experiment's store and give each its gold label."""
+    from kit.labels import LabelBook, Source
+    from kit.run.store import Store
+
+    gold = _gold(tmp_path)
+    with Store(exp.store) as store:
+        book = LabelBook(store, load_task("tickets", ignore_labels=True))
+        for item_id in book.draw(size, seed=5).order:
+            book.give(item_id, gold[item_id], who="ana", source=Source.IMPORT)
+
+
+def _verdict(tmp_path, exp, name: str):
+    from kit.pipeline import runner
+
+    folder = RunFolder(tmp_path / name)
+    return folder, runner.run_all(exp, folder)["tickets"]
+
+
+def test_a_better_option_the_labels_prove_better_is_chosen_as_with_every_label(audit):
+    """Audit case "the verdict ignored a better option that the labels proved better": 20 random labels, the API
+    right on about half, Local on almost all. The oracle is the verdict on the same answers with every label."""
+    tmp_path, options = audit
+    _, oracle = _verdict(tmp_path, _audit_experiment(tmp_path, options, "all"), "all")
+    assert oracle.recommended == "Local"
+
+    partly = _audit_experiment(tmp_path, options, "partly", ignore_labels=True)
+    _label_a_random_sample(tmp_path, partly, 20)
+    folder, made = _verdict(tmp_path, partly, "partly")
+    compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"} and compare.loc["Local", Col.N_LABELLED] == 20
+    assert compare.loc["Local", Col.CONCLUSION_ADJUSTED] == "superior"
+    # every pair, too, is compared in correctness (PPI++), not in agreement with the reference
+    pairs = folder.table(Table.PAIRS, task="tickets").iloc[0]
+    diff = pairs[Col.DIFFERENCE] if pairs[Col.A] == "Local" else -pairs[Col.DIFFERENCE]
+    assert diff > 0.3 and pairs[Col.P_HOLM] < 0.05 and "accuracy (PPI++" in pairs[Col.STATEMENT]
+    assert made.recommended == oracle.recommended == "Local"
+    assert made.runner_up == oracle.runner_up == "API"
+    assert made.verdict.startswith("Choose Local:") and "superior to the reference API" in made.verdict
+    assert not any("agreement with the reference" in c for c in made.caveats)
+
+
+def test_a_sequential_run_on_a_partly_labelled_task_tests_correctness(audit):
+    """Audit case "`sequential:` on a partly labelled task tested agreement": the rounds' bar is the paired
+    difference in correctness on the labelled items answered so far, never the agreement target; the verdict is
+    the one every label gives on the same answers, in rounds too."""
+    tmp_path, options = audit
+    rounds = {"sequential": {"round_items": 10}}
+    _, oracle = _verdict(tmp_path, _audit_experiment(tmp_path, options, "all", **rounds), "all")
+    assert oracle.recommended == "Local"
+
+    partly = _audit_experiment(tmp_path, options, "partly", ignore_labels=True, **rounds)
+    _label_a_random_sample(tmp_path, partly, 30)
+    folder, made = _verdict(tmp_path, partly, "partly")
+    looks = folder.table(Table.SEQUENTIAL, task="tickets")
+    bars = looks[looks[Col.QUESTION] == "bar"]
+    assert set(bars[Col.METRIC]) == {"paired difference in correctness"}
+    assert set(bars[Col.THRESHOLD]) == {-0.02} and "fails" not in set(bars[Col.STATUS])
+    assert (bars[Col.ESTIMATE].dropna() > 0.2).all()  # Local's edge in correctness, not its ~50% agreement
+    stop = folder.doc(Doc.SEQUENTIAL, task="tickets")
+    assert stop["settled"]["Local"]
+    compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
+    assert "difference in correctness" in compare.loc["Local", Col.STATEMENT]
+    assert made.recommended == oracle.recommended == "Local"

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kit.pipeline import answers, costs, prepare, quality, verdict
+from kit.pipeline import answers, costs, prepare, quality, runner, verdict
 from kit.report import views
 from kit.experiment import Experiment
 from kit.pipeline.folder import Doc, RunFolder, Table
@@ -77,13 +77,9 @@ def experiment(tmp_path, files, **changes) -> Experiment:
 
 
 def run_all(tmp_path, exp, name: str = "run") -> RunFolder:
+    """Every stage in the graph's order, through the experiment's driver (kit.pipeline.runner)."""
     folder = RunFolder(tmp_path / name)
-    prepare.prepare_stage(exp, folder)
-    prepare.finetune_stage(folder, progress=False)
-    answers.answer_stage(folder, progress=False)
-    quality.quality_stage(folder)
-    costs.costs_stage(folder)
-    verdict.verdict_stage(folder)
+    runner.run_all(exp, folder)
     return folder
 
 

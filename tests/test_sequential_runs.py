@@ -12,7 +12,7 @@ import pytest
 from kit.columns import Col
 from kit.experiment import Experiment
 from kit.pipeline.folder import Doc, Table
-from kit.pipeline.sequential import Question, round_looks, settled_options
+from kit.pipeline.looks import Question, Questions, round_looks, settled_options
 from kit.report import views
 from kit.stats.sequential import METHOD
 from kit.tasks import load_task
@@ -107,17 +107,36 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
     assert views.sequential(fixed).startswith("- a fixed run")
 
 
-def test_the_cost_cap_stops_after_the_first_round(project):
+def test_the_cost_cap_holds_every_call_priced_at_its_most_before_it_starts(project):
+    """Issue 26, case 5: a round never starts a call that could take the spend over ``max_cost_usd`` (rounds
+    shrink to what the cap allows), and the report states the spend against the cap."""
     tmp_path, files = project
-    folder = run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 30, "max_cost_usd": 1e-9}))
+    cap = 4e-4
+    folder = run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 30, "max_cost_usd": cap}))
     doc = folder.doc(Doc.SEQUENTIAL, task="tickets")
-    assert (doc["stopped"], doc["round"], doc["items"]) == ("cost cap", 1, 30)
+    assert doc["stopped"] == "cost cap" and doc["max_cost_usd"] == cap and 0 < doc["items"] < 201
+    assert sum(doc["spent_usd"].values()) <= cap
+    assert doc["round"] >= 2 and doc["items"] < 30 * doc["round"]  # a single item first, then rounds cut to the cap
+    assert f"cost cap &#36;{cap:.4f}" in views.sequential(folder)
     # a question still open after stopping counts as not shown
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
     looks = folder.table(Table.SEQUENTIAL, task="tickets")
-    bar = looks[looks[Col.QUESTION] == "bar"].iloc[0]
+    bar = looks[(looks[Col.QUESTION] == "bar") & (looks[Col.ROUND] == doc["round"])].iloc[0]
     expected = {"open": "inconclusive", "passes": compare.loc["Good", Col.CONCLUSION_ADJUSTED]}[bar[Col.STATUS]]
     assert compare.loc["Good", Col.CONCLUSION_ADJUSTED] == expected
+
+
+def test_a_cost_cap_below_one_items_calls_is_refused_before_any_call(project):
+    import sqlite3
+
+    from kit.errors import ConfigError
+
+    tmp_path, files = project
+    with pytest.raises(ConfigError, match="below what one item's calls can cost") as err:
+        run_all(tmp_path, experiment(tmp_path, files, sequential={"round_items": 30, "max_cost_usd": 1e-9}))
+    assert "raise max_cost_usd" in err.value.fix
+    with sqlite3.connect(tmp_path / "kit.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM responses").fetchone()[0] == 0
 
 
 def test_the_item_cap_stops_a_run_whose_questions_stay_open(project):
@@ -147,7 +166,7 @@ def test_a_candidate_identical_to_the_reference_stays_open(project):
     ids = [i.id for i in task.test][:40]
     scores = pd.DataFrame({Col.OPTION: ["API"] * 40 + ["Twin"] * 40, Col.ITEM_ID: ids * 2,
                            Col.SCORE: [1.0, 0.0] * 40, Col.LATENCY_S: 0.1})
-    looks = round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=201)
+    looks = round_looks(task, scores, questions=Questions.of(exp), round_no=1, items=40, planned_n=201)
     bar = looks[looks[Col.QUESTION] == "bar"].iloc[0]
     assert (bar[Col.OPTION], bar[Col.ESTIMATE], bar[Col.STATUS]) == ("Twin", 0.0, "open")
     assert bar[Col.CS_LOW] < -0.02 < 0.02 < bar[Col.CS_HIGH]
@@ -165,7 +184,7 @@ def test_an_option_shown_below_the_leader_is_settled_though_its_floor_stays_open
     ids = [i.id for i in task.test][:120]
     scores = pd.DataFrame({Col.OPTION: ["API"] * 120 + ["Good"] * 120, Col.ITEM_ID: ids * 2,
                            Col.SCORE: [s.score for s in majority.scores[:120]] + [1.0] * 120, Col.LATENCY_S: 0.1})
-    looks = round_looks(task, scores, exp=exp, round_no=3, items=120, planned_n=201)
+    looks = round_looks(task, scores, questions=Questions.of(exp), round_no=3, items=120, planned_n=201)
     api = looks[looks[Col.OPTION] == "API"].set_index([Col.QUESTION, Col.BASELINE])[Col.STATUS]
     assert api[("floor", "majority class")] == "open" and api[("vs leader", "Good")] == "fails"
     assert settled_options(looks, ["API", "Good"]) == {"API": True, "Good": True}
@@ -181,7 +200,7 @@ def test_the_latency_question_leaves_out_warm_up_answers(project):
     ids = [i.id for i in task.test][:40]
     scores = pd.DataFrame({Col.OPTION: "API", Col.ITEM_ID: ids, Col.SCORE: 1.0,
                            Col.LATENCY_S: [9.0, 9.0] + [0.1] * 38, Col.WARMUP: [True, False] + [False] * 38})
-    lat = round_looks(task, scores, exp=exp, round_no=1, items=40, planned_n=201)
+    lat = round_looks(task, scores, questions=Questions.of(exp), round_no=1, items=40, planned_n=201)
     lat = lat[lat[Col.QUESTION] == "latency"].iloc[0]
     assert lat[Col.ESTIMATE] == pytest.approx(1 / 39)  # one slow item of the 39 served; the warm-up left out
 
@@ -197,7 +216,7 @@ def test_with_a_cost_per_error_no_option_is_settled_by_a_leader(project):
     ids = [i.id for i in task.test][:120]
     scores = pd.DataFrame({Col.OPTION: ["API"] * 120 + ["Good"] * 120, Col.ITEM_ID: ids * 2,
                            Col.SCORE: [s.score for s in majority.scores[:120]] + [1.0] * 120, Col.LATENCY_S: 0.1})
-    looks = round_looks(task, scores, exp=exp, round_no=3, items=120, planned_n=201)
+    looks = round_looks(task, scores, questions=Questions.of(exp), round_no=3, items=120, planned_n=201)
     assert "vs leader" not in set(looks[Col.QUESTION])
     assert settled_options(looks, ["API", "Good"]) == {"API": False, "Good": True}
 

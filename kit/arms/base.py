@@ -304,9 +304,14 @@ def get_arm(spec: str, **options: Any) -> Arm:
     return backend_of(spec).factory(spec.partition(":")[2], **options)
 
 
+# Each module registers its backend(s) on import; heavy libraries are imported inside factories.
+BUILTIN_MODULES: tuple[str, ...] = (
+    "kit.arms.llama_cpp", "kit.arms.lora", "kit.arms.openai_compat", "kit.arms.anthropic_arm", "kit.arms.replay",
+)
+
+
 def _load_builtin() -> None:
     """Import the built-in arm modules; each registers itself. Heavy imports stay in factories."""
-    from kit.arms import BUILTIN_MODULES  # noqa: PLC0415  (import cycle avoided)
     import importlib
 
     for module in BUILTIN_MODULES:

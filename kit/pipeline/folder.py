@@ -4,6 +4,10 @@ A report run has one folder (``runs/report-<stamp>/``). :class:`RunFolder` is th
 artefacts' file names: stages save and load typed records and tables through it, per run or per task.
 The responses themselves stay in the store; the folder records which questions were asked (cache keys).
 
+Each stage declares the artefacts it reads and writes (a :class:`Stage`); the stage works through
+``folder.scoped(STAGE)``, a view of the folder that refuses to read or write anything the declaration leaves
+out, so the declared graph (:mod:`kit.pipeline.runner`) is the graph that runs.
+
 >>> import tempfile
 >>> folder = RunFolder(tempfile.mkdtemp())
 >>> folder.save_table(Table.PII_ITEMS, pd.DataFrame({"item_id": ["a"], "has_pii": [False], "kinds": [""]}), task="t")
@@ -17,6 +21,8 @@ kit.errors.KitError: ...: the pii_items table lacks its columns ['has_pii', 'kin
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from enum import Enum
@@ -28,6 +34,7 @@ import pandas as pd
 from kit.columns import Col
 from kit.errors import ConfigError, KitError
 from kit.experiment import Experiment
+from kit.paths import runs_dir
 from kit.util import atomic_write_json, atomic_write_text
 
 
@@ -107,14 +114,54 @@ class Doc(str, Enum):
     #                              {order, gold, outside, population, seed}: kit.tasks.ppi_compare.SampledLabels
     SEQUENTIAL = "sequential"    # per task (sequential runs): where the rounds stopped, why, spent vs the fixed plan
     SPLITS = "splits"            # per run: each task's train, dev and test ids (disjoint, checked when written)
+    EXPERIMENT = "experiment"    # per run: the experiment as it runs (``auto`` resolved)
+    RUNS = "runs"                # per run: what each option answered on each task (RunRecord: the store's keys)
+
+
+Artefact = Table | Doc
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of a report run: its name, its notebook, and the run-folder artefacts it reads and writes.
+
+    >>> s = Stage("costs", "05_costs.ipynb", reads=frozenset({Doc.EXPERIMENT}), writes=frozenset({Table.COSTS}))
+    >>> s.touches(Table.COSTS), s.touches(Table.SCORES)
+    (True, False)
+    """
+
+    name: str
+    notebook: str
+    reads: frozenset[Artefact]
+    writes: frozenset[Artefact]
+
+    def touches(self, kind: Artefact) -> bool:
+        return kind in self.reads or kind in self.writes
 
 
 class State(str, Enum):
-    """Where a report run stands."""
+    """Where a report run stands. INTERRUPTED is never written: a reader finds a run recorded as running whose
+    process is gone (``kill -9``, a reboot, a closed terminal)."""
 
     RUNNING = "running"
     FAILED = "failed"
     DONE = "done"
+    INTERRUPTED = "interrupted"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (signal 0 checks without sending anything).
+
+    >>> process_alive(os.getpid())
+    True
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    return True
 
 
 @dataclass(frozen=True)
@@ -139,6 +186,9 @@ class RunStatus:
             return f"running {self.notebook or ''} (process {self.pid}, since {self.started})".replace("  ", " ")
         if self.state is State.FAILED:
             return f"failed at {self.notebook}: {self.error}"
+        if self.state is State.INTERRUPTED:
+            return (f"interrupted at {self.notebook or 'its start'}: process {self.pid} is gone (killed, or the "
+                    f"machine restarted; started {self.started}) — run it again, answers already stored are reused")
         return f"done at {self.finished}" + (f": {self.report}" if self.report else "")
 
 
@@ -168,15 +218,35 @@ class RunRecord:
 class RunFolder:
     """A report run's folder. Create it with a path; every stage gets the same object."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, stage: Stage | None = None) -> None:
         self.path = Path(path)
         self.path.mkdir(parents=True, exist_ok=True)
+        self.stage = stage
+
+    def scoped(self, stage: Stage) -> RunFolder:
+        """This folder as ``stage`` sees it: reading or writing an artefact it does not declare is a KitError.
+
+        >>> import tempfile
+        >>> s = Stage("x", "x.ipynb", reads=frozenset(), writes=frozenset({Table.PII}))
+        >>> RunFolder(tempfile.mkdtemp()).scoped(s).table(Table.SCORES, task="t")
+        Traceback (most recent call last):
+        kit.errors.KitError: ...: stage x reads the scores table, which it does not declare. Fix: ...
+        """
+        return RunFolder(self.path, stage=stage)
+
+    def _check(self, kind: Artefact, *, write: bool) -> None:
+        if self.stage is None:
+            return
+        allowed = kind in self.stage.writes if write else self.stage.touches(kind)
+        if not allowed:
+            what = f"the {kind.file} table" if isinstance(kind, Table) else f"the {kind.value} record"
+            raise KitError(f"stage {self.stage.name} {'writes' if write else 'reads'} {what}, which it does not "
+                           "declare", where=str(self.path),
+                           fix=f"declare it in the stage's {'writes' if write else 'reads'} (kit.pipeline.runner)")
 
     @classmethod
     def open(cls, run_dir: str | Path | None) -> RunFolder:
         """The folder a notebook works in: ``run_dir`` (kit report passes it), else ``runs/interactive``."""
-        from kit.paths import runs_dir
-
         return cls(run_dir if run_dir else runs_dir() / "interactive")
 
     def __repr__(self) -> str:
@@ -188,11 +258,9 @@ class RunFolder:
         records, its verdict, a failure marker), so the folder never shows another run's results as its own.
         ``resume`` continues this folder's run from a later stage instead: the earlier stages' results stay, and
         the notebooks to run again, the verdict and the failure marker go. Answers stay in the store either way."""
-        import shutil
-
         done: tuple[str, ...] = ()
         if resume:
-            earlier = self.status() if (self.path / "status.json").is_file() else None
+            earlier = self._recorded() if (self.path / "status.json").is_file() else None
             done = tuple(n for n in (earlier.done if earlier else ()) if n not in notebooks)
             stale = [self.path / n for n in notebooks] + [self._file(Doc.SUMMARY.value, None), self.path / FAILED_MARKER]
             for path in stale:
@@ -207,22 +275,30 @@ class RunFolder:
         return self._set(RunStatus(State.RUNNING, started=_now(), pid=pid, done=done))
 
     def running(self, notebook: str) -> RunStatus:
-        return self._set(replace(self.status(), notebook=notebook))
+        return self._set(replace(self._recorded(), notebook=notebook))
 
     def finished(self, notebook: str) -> RunStatus:
-        s = self.status()
+        s = self._recorded()
         return self._set(replace(s, notebook=None, done=(*s.done, notebook)))
 
     def fail(self, notebook: str | None, error: str) -> RunStatus:
         """Record the failure in the status and in a marker file (``FAILED.txt``) beside the outputs."""
         atomic_write_text(self.path / FAILED_MARKER, f"This run failed at {notebook or 'its start'}:\n{error}\n")
-        return self._set(replace(self.status(), state=State.FAILED, notebook=notebook, error=error,
+        return self._set(replace(self._recorded(), state=State.FAILED, notebook=notebook, error=error,
                                  finished=_now()))
 
     def done(self, *, report: str | None = None) -> RunStatus:
-        return self._set(replace(self.status(), state=State.DONE, notebook=None, finished=_now(), report=report))
+        return self._set(replace(self._recorded(), state=State.DONE, notebook=None, finished=_now(), report=report))
 
     def status(self) -> RunStatus:
+        """Where the run stands; a run recorded as running whose process (``pid``) is gone reads INTERRUPTED."""
+        status = self._recorded()
+        if status.state is State.RUNNING and not process_alive(status.pid):
+            return replace(status, state=State.INTERRUPTED)
+        return status
+
+    def _recorded(self) -> RunStatus:
+        """The status as ``status.json`` records it."""
         path = self.path / "status.json"
         if not path.is_file():
             raise self._missing("status", None)
@@ -245,6 +321,7 @@ class RunFolder:
     # tables ------------------------------------------------------------------------------------------
     def save_table(self, kind: Table, frame: pd.DataFrame, *, task: str | None = None) -> None:
         """Write a stage's table; one with rows must carry every column of its schema (``Table.columns``)."""
+        self._check(kind, write=True)
         missing = [c.value for c in kind.columns if c not in frame.columns]
         if len(frame) and missing:
             raise KitError(f"the {kind.file} table lacks its columns {missing}", where=str(self.path),
@@ -254,20 +331,24 @@ class RunFolder:
                           frame.to_json(orient="split", index=False, default_handler=str))
 
     def table(self, kind: Table, *, task: str | None = None) -> pd.DataFrame:
+        self._check(kind, write=False)
         path = self._file(kind.file, task)
         if not path.is_file():
             raise self._missing(kind.file, task)
         data = json.loads(path.read_text(encoding="utf-8"))
         return pd.DataFrame(data["data"], columns=data["columns"])
 
-    def has(self, kind: Table | Doc, *, task: str | None = None) -> bool:
+    def has(self, kind: Artefact, *, task: str | None = None) -> bool:
+        self._check(kind, write=False)
         return self._file(kind.file if isinstance(kind, Table) else kind.value, task).is_file()
 
     # records -----------------------------------------------------------------------------------------
     def save_doc(self, kind: Doc, data: Any, *, task: str | None = None) -> None:
+        self._check(kind, write=True)
         atomic_write_json(self._file(kind.value, task), data)
 
     def doc(self, kind: Doc, *, task: str | None = None, default: Any = None) -> Any:
+        self._check(kind, write=False)
         path = self._file(kind.value, task)
         if not path.is_file():
             if default is not None:
@@ -277,26 +358,20 @@ class RunFolder:
 
     # the experiment ------------------------------------------------------------------------------------
     def save_experiment(self, experiment: Experiment) -> None:
-        atomic_write_json(self.path / "experiment.json", experiment.to_dict())
+        self.save_doc(Doc.EXPERIMENT, experiment.to_dict())
 
     def has_experiment(self) -> bool:
-        return (self.path / "experiment.json").is_file()
+        return self.has(Doc.EXPERIMENT)
 
     def experiment(self) -> Experiment:
-        path = self.path / "experiment.json"
-        if not path.is_file():
-            raise self._missing("experiment", None)
-        return Experiment.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        return Experiment.from_dict(self.doc(Doc.EXPERIMENT))
 
     # what ran ------------------------------------------------------------------------------------------
     def save_runs(self, records: list[RunRecord]) -> None:
-        atomic_write_json(self.path / "runs.json", [asdict(r) for r in records])
+        self.save_doc(Doc.RUNS, [asdict(r) for r in records])
 
     def runs(self, *, task: str | None = None) -> list[RunRecord]:
-        path = self.path / "runs.json"
-        if not path.is_file():
-            raise self._missing("runs", None)
-        records = [RunRecord(**r) for r in json.loads(path.read_text(encoding="utf-8"))]
+        records = [RunRecord(**r) for r in self.doc(Doc.RUNS)]
         return [r for r in records if task is None or r.task == task]
 
     def tasks(self) -> list[str]:

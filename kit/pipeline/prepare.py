@@ -13,25 +13,21 @@ import pandas as pd
 
 from kit.columns import Col
 from kit.errors import ConfigError, KitError, TaskError
-from kit.experiment import STANDIN_MODEL, Experiment, Option
-from kit.pipeline.folder import Doc, RunFolder, Table
-from kit.tasks import Task, load_task
+from kit.experiment import Experiment
+from kit.finetune import finetune
+from kit.models import resolve_model
+from kit.models.gguf import read_gguf_info
+from kit.models.hardware import fingerprint
+from kit.pipeline.arming import models_of
+from kit.pipeline.folder import Doc, RunFolder, Stage, Table
+from kit.pipeline.scores import load_tasks
+from kit.tasks import Task
+from kit.tasks.prompts import check_variant
 
-
-def load_tasks(exp: Experiment) -> dict[str, Task]:
-    """Every task of the experiment, loaded (with its labels ignored when the experiment says so)."""
-    return {name: load_task(name, ignore_labels=exp.ignore_labels) for name in exp.tasks}
-
-
-def models_of(option: Option) -> list[str]:
-    """The GGUF models an option runs on this machine (catalog ids or paths), as its backend declares them."""
-    from kit.arms import backend_of
-
-    if option.standin:
-        return [STANDIN_MODEL]
-    if option.finetune is not None:
-        return [option.finetune.base]
-    return backend_of(str(option.arm)).models(str(option.arm).partition(":")[2]) if option.arm else []
+PREPARE = Stage("prepare", "01_prepare.ipynb", reads=frozenset(),
+                writes=frozenset({Doc.EXPERIMENT, Doc.HARDWARE, Table.MODELS, Doc.SPLITS}))
+FINETUNE = Stage("finetune", "02_finetune.ipynb", reads=frozenset({Doc.EXPERIMENT}),
+                 writes=frozenset({Doc.FINETUNES}))
 
 
 def check_finetunes(exp: Experiment, tasks: dict[str, Task]) -> None:
@@ -54,8 +50,6 @@ def check_finetunes(exp: Experiment, tasks: dict[str, Task]) -> None:
 
 def check_prompts(exp: Experiment, tasks: dict[str, Task]) -> None:
     """Every option's prompt variants can be built for every task it answers (letters need a label set)."""
-    from kit.tasks.prompts import check_variant
-
     for o in exp.options:
         for name in (t for t in tasks if o.applies_to(t)):
             for variant in o.prompts:
@@ -83,10 +77,7 @@ def split_ids(tasks: dict[str, Task]) -> dict[str, dict[str, list[str]]]:
 def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> pd.DataFrame:
     """Check the experiment, resolve ``arm: auto``, pull hub models, and record the experiment as it will run,
     the machine's fingerprint and the models with their sha256. Returns the models table."""
-    from kit.models import resolve_model
-    from kit.models.gguf import read_gguf_info
-    from kit.models.hardware import fingerprint
-
+    folder = folder.scoped(PREPARE)
     exp = exp.resolved()
     tasks = load_tasks(exp)
     check_finetunes(exp, tasks)
@@ -117,8 +108,7 @@ def finetune_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
 
     The manifests go into the run folder; the answer stage runs each adapter as a ``lora:`` arm.
     """
-    from kit.finetune import finetune
-
+    folder = folder.scoped(FINETUNE)
     exp = folder.experiment()
     tasks = load_tasks(exp)
     trained: dict[str, dict[str, dict]] = {}

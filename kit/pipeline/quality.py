@@ -6,6 +6,18 @@ against the reference (the quality bar, Holm across candidates), each option aga
 (the floor), every pair of options (for the quality trade), latency, errors and — for labels — agreement with
 the reference.
 
+The comparison that applies writes the compare, floor and pairs tables, once:
+
+* a labelled task: paired tests of per-item scores (:func:`kit.tasks.compare.compare_options`);
+* a task without gold answers but with labels on a random sample (``kit label``): PPI++ estimates of
+  correctness, the reference's answers as the proxy (:mod:`kit.tasks.ppi_compare`) — bar, floor and pairs;
+* a task with no labels at all: agreement with the reference, with the labels that would decide on correctness;
+* a sequential run (``sequential:``): the conclusions of the bar and the floor come from the confidence
+  sequences of its last round (:func:`kit.pipeline.looks.sequential_tables`; a test after optional stopping is
+  not valid, the sequence is).
+
+The rounds driver also asks this stage, after every round, where the open questions stand (:func:`round_look`).
+
 >>> tables = quality_stage(RunFolder("runs/report-x"))          # doctest: +SKIP
 """
 
@@ -18,73 +30,32 @@ import pandas as pd
 
 from kit import stats
 from kit.columns import Col, RowKind
-from kit.decision import Floor
-from kit.errors import ConfigError
-from kit.format import p_words, pct
-from kit.pipeline.folder import Doc, RunFolder, Table
-from kit.tasks import Task, load_task
-from kit.tasks import ppi_compare
+from kit.experiment import Experiment
+from kit.labels import SUPPORTED, sampled_labels
+from kit.pipeline.folder import Doc, RunFolder, Stage, Table
+from kit.pipeline.looks import Questions, round_looks, sequential_tables
+from kit.pipeline.outputs import sample_labels
+from kit.pipeline.scores import floor_table, responses, scored, task_of
+from kit.run.store import Store
+from kit.tasks import Task, ppi_compare
 from kit.tasks.compare import compare_options, disagreements
 from kit.tasks.ppi_compare import SampledLabels
 from kit.tasks.types import ComparisonKind
-from kit.tasks.scoring import score_task
+
+STAGE = Stage("quality", "04_quality.ipynb",
+              reads=frozenset({Doc.EXPERIMENT, Doc.RUNS, Doc.STORE, Table.VERDICTS, Table.SEQUENTIAL}),
+              writes=frozenset({Table.SCORES, Table.METRICS, Table.COMPARE, Table.FLOOR, Table.PAIRS, Table.LATENCY,
+                                Table.ERRORS, Table.AGREEMENT, Table.DISAGREEMENTS, Table.DEV_SCORES, Doc.LABELS}))
 
 
-def task_of(folder: RunFolder, name: str) -> Task:
-    return load_task(name, ignore_labels=folder.experiment().ignore_labels)
-
-
-def responses(folder: RunFolder, name: str, *, dev: bool = False) -> pd.DataFrame:
-    """The stored answers of every option on a task, exactly the questions the run asked; ``arm`` holds the
-    option's name. ``dev``: the answers its chosen prompt gave on the dev items instead (only the options that
-    chose a prompt there; an empty table when none did)."""
-    from kit.run.store import Store
-
-    frames = []
-    with Store(folder.doc(Doc.STORE)["path"]) as db:
-        for record in folder.runs(task=name):
-            keys = record.dev_keys if dev else record.keys
-            if keys:
-                frames.append(db.rows(keys.values()).assign(**{Col.OPTION: record.option}))
-    if dev:
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-    if not frames:
-        raise ConfigError(f"no option answered task {name!r} in this run", where=str(folder.path),
-                          fix="run the answer stage (notebook 03) first")
-    return pd.concat(frames, ignore_index=True)
-
-
-def task_scores(folder: RunFolder, name: str) -> pd.DataFrame:
-    """Per item and option: answer, gold, correct, score, latency, tokens (``arm`` is the option's name). Free
-    text is scored with its references and the judge's verdicts; an unlabelled task against the reference's
-    answers (items the reference could not answer stay, with the reason in ``gap``)."""
-    exp = folder.experiment()
-    task = task_of(folder, name)
-    verdicts = folder.table(Table.VERDICTS, task=name) if folder.has(Table.VERDICTS, task=name) else None
-    rows = responses(folder, name)
-    scores = score_task(task, rows, reference=exp.reference_name, verdicts=verdicts)
-    return scores.merge(warmups(rows), on=[Col.OPTION, Col.ITEM_ID, Col.EPOCH], how="left").assign(
-        warmup=lambda s: s[Col.WARMUP].fillna(False).astype(bool))
-
-
-def dev_scores(folder: RunFolder, name: str) -> pd.DataFrame | None:
+def dev_scores(folder: RunFolder, task: Task, *, reference: str) -> pd.DataFrame | None:
     """The dev items' scores of the options that chose their prompt there (the same columns as the test items'),
     for what else is fitted on dev — a cascade's threshold; None unless the reference and another option have
     them."""
-    exp = folder.experiment()
-    rows = responses(folder, name, dev=True)
-    if rows.empty or exp.reference_name not in set(rows[Col.OPTION]) or rows[Col.OPTION].nunique() < 2:
+    rows = responses(folder, task.name, dev=True)
+    if rows.empty or reference not in set(rows[Col.OPTION]) or rows[Col.OPTION].nunique() < 2:
         return None
-    return score_task(task_of(folder, name), rows, reference=exp.reference_name).assign(**{Col.WARMUP: False})
-
-
-def warmups(rows: pd.DataFrame) -> pd.DataFrame:
-    """Which stored answers were their run's first call — the one that paid for loading the model or opening the
-    connection: per option, the first answer each run stored (of those this report reads). Columns: arm, item_id, epoch,
-    warmup."""
-    first = rows.sort_values(Col.ID).groupby([Col.OPTION, Col.RUN_ID], sort=False).head(1).index  # id: the order stored
-    return rows.assign(warmup=rows.index.isin(first))[[Col.OPTION, Col.ITEM_ID, Col.EPOCH, Col.WARMUP]].drop_duplicates(
-        [Col.OPTION, Col.ITEM_ID, Col.EPOCH])
+    return scored(task, rows, reference=reference).assign(**{Col.WARMUP: False})
 
 
 def _scored(scores: pd.DataFrame) -> pd.DataFrame:
@@ -113,35 +84,6 @@ def _metrics(task: Task, scores: pd.DataFrame, baselines: list[Any]) -> pd.DataF
     return pd.concat([table, pd.DataFrame(rows)], ignore_index=True) if rows else table
 
 
-def floor_table(task: Task, scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
-    """Each option (each ``arm`` in ``scores``) against each trivial baseline, on the items it answered."""
-    rows = []
-    by_id = {item.id: i for i, item in enumerate(task.test)}
-    for b in task.type.baselines(task.train, task.test):
-        for arm, group in scores.groupby(Col.OPTION, sort=False):
-            keep = group[group[Col.ITEM_ID].isin(by_id)]
-            values = keep[Col.SCORE].to_numpy(dtype=float)
-            base = np.array([b.scores[by_id[i]].score for i in keep[Col.ITEM_ID]])
-            groups = keep[Col.CLUSTER].to_numpy(dtype=object) if Col.CLUSTER in keep.columns else None
-            test = stats.beats_baseline(values, base, alpha=alpha, paired=b.paired, name=f"{b.name} ({b.answer})",
-                                        clusters=groups)
-            rows.append({Col.OPTION: arm, Col.BASELINE: b.name, Col.ANSWER: b.answer, **test.iloc[0].to_dict()})
-    return pd.DataFrame(rows)
-
-
-def floor_of(floor: pd.DataFrame, option: str) -> Floor | None:
-    """An option against the trivial baselines, from a floor table: None when there are no baselines."""
-    if floor.empty:
-        return None
-    rows = floor[floor[Col.OPTION] == option]
-    failed = rows[~rows[Col.PASSES].astype(bool)]
-    if failed.empty:
-        return Floor(passes=True)
-    r = failed.iloc[0]
-    return Floor(passes=False, reason=f"not significantly better than {r[Col.ANSWER]} "
-                                      f"({pct(r[Col.BASELINE_MEAN])}, {p_words(r[Col.P_VALUE])})")
-
-
 def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
     wide = stats.pair_arms(scores, value=Col.SCORE)
     groups = stats.clusters_for(wide.index, stats.item_clusters(scores, where="pairs"))  # a `cluster:` task's
@@ -151,90 +93,97 @@ def _pairs(scores: pd.DataFrame, alpha: float) -> pd.DataFrame:
 def quality_stage(folder: RunFolder) -> dict[str, dict[str, pd.DataFrame]]:
     """Per task: scores, metrics (with baselines), the comparison with the reference, the floor, every pair,
     latency, errors and agreement — saved in the run folder and returned."""
+    folder = folder.scoped(STAGE)
     exp = folder.experiment()
     out: dict[str, dict[str, pd.DataFrame]] = {}
     for name in folder.tasks():
-        task = task_of(folder, name)
-        scores = task_scores(folder, name)
-        scored = _scored(scores)
-        baselines = task.type.baselines(task.train, task.test) if task.labelled else []
-        kind = task.type.comparison_kind(labelled=task.labelled)
-        tables = {
-            Table.SCORES: scores,
-            Table.METRICS: _metrics(task, scored, baselines),
-            Table.COMPARE: compare_options(task, scores, reference=exp.reference_name, margin=exp.margin,
-                                           alpha=exp.alpha, agreement_target=exp.agreement_target),
-            Table.FLOOR: floor_table(task, scored, exp.alpha) if baselines else pd.DataFrame(),
-            Table.PAIRS: _pairs(scored, exp.alpha),
-            Table.LATENCY: stats.latency_summary(scores),
-            Table.ERRORS: stats.errors_table(scores),
-            Table.AGREEMENT: (task.type.agreement(scored, reference=exp.reference_name) if task.labelled
-                              else pd.DataFrame()),
-            Table.DISAGREEMENTS: (disagreements(task, scores, reference=exp.reference_name)
-                                  if not kind.correctness else pd.DataFrame()),
-        }
-        dev = dev_scores(folder, name)
+        task = task_of(exp, name)
+        verdicts = folder.table(Table.VERDICTS, task=name) if folder.has(Table.VERDICTS, task=name) else None
+        scores = scored(task, responses(folder, name), reference=exp.reference_name, verdicts=verdicts)
+        labels = snapshot_labels(folder, task) if not task.labelled else None
+        tables = {Table.SCORES: scores, **_comparison(task, scores, labels, exp),
+                  Table.LATENCY: stats.latency_summary(scores), Table.ERRORS: stats.errors_table(scores)}
+        if folder.has(Table.SEQUENTIAL, task=name):  # the run stopped on its sequences: they conclude
+            tables[Table.COMPARE], tables[Table.FLOOR] = sequential_tables(
+                tables[Table.COMPARE], tables[Table.FLOOR], folder.table(Table.SEQUENTIAL, task=name))
+        dev = dev_scores(folder, task, reference=exp.reference_name)
         if dev is not None:  # the chosen prompts' dev answers: a cascade's threshold is fitted there
             tables[Table.DEV_SCORES] = dev
-        if not task.labelled:
-            snapshot_labels(folder, task)
-            tables.update(_partly_labelled(folder, task, scores, tables))
         for kind, table in tables.items():
             folder.save_table(kind, table, task=name)
         out[name] = {k.file: v for k, v in tables.items()}
-    from kit.pipeline.sequential import apply_sequential  # a sequential run decides on its confidence sequences
-    apply_sequential(folder, out)
     return out
 
 
-# ---------------------------------------------------------------- partly labelled tasks (PPI++, issue 19)
-def sample_labels(folder: RunFolder, name: str) -> SampledLabels | None:
-    """The run folder's snapshot of the random sample's labels on a task (``Doc.LABELS``), None without one."""
-    if not folder.has(Doc.LABELS, task=name):
+def _comparison(task: Task, scores: pd.DataFrame, labels: SampledLabels | None,
+                exp: Experiment) -> dict[Table, pd.DataFrame]:
+    """The tables of the comparison that applies to ``task``: metrics, compare, floor, pairs, agreement and
+    disagreements (module docstring)."""
+    ref, scored_rows = exp.reference_name, _scored(scores)
+    kind = task.type.comparison_kind(labelled=task.labelled)
+    baselines = task.type.baselines(task.train, task.test) if task.labelled else []
+    metrics = _metrics(task, scored_rows, baselines)
+    shared = {Table.AGREEMENT: (task.type.agreement(scored_rows, reference=ref) if task.labelled else pd.DataFrame()),
+              Table.DISAGREEMENTS: (disagreements(task, scores, reference=ref) if not kind.correctness
+                                    else pd.DataFrame())}
+    if _ppi_applies(task, scores, labels, reference=ref):
+        assert labels is not None
+        table = ppi_compare.ppi_compare(task, scores, labels, reference=ref, margin=exp.margin, alpha=exp.alpha)
+        table.insert(0, Col.TASK, task.name)
+        table.insert(1, Col.KIND, ComparisonKind.PREDICTION_POWERED)
+        return {Table.METRICS: ppi_compare.ppi_metrics(task, scores, labels, metrics, reference=ref, alpha=exp.alpha),
+                Table.COMPARE: table,
+                Table.FLOOR: ppi_compare.ppi_floor(task, scores, labels, reference=ref, alpha=exp.alpha),
+                Table.PAIRS: ppi_compare.ppi_pairs(task, scores, labels, reference=ref, alpha=exp.alpha), **shared}
+    compare = compare_options(task, scores, reference=ref, margin=exp.margin, alpha=exp.alpha,
+                              agreement_target=exp.agreement_target)
+    if not task.labelled and not compare.empty and set(compare[Col.KIND]) == {ComparisonKind.AGREEMENT}:
+        need = ppi_compare.labels_to_decide(compare, margin=exp.margin, alpha=exp.alpha).set_index(Col.OPTION)
+        compare = compare.assign(**{
+            Col.LABELS_NEEDED: compare[Col.OPTION].map(need[Col.LABELS_NEEDED]),
+            Col.N_LABELLED: ppi_compare.labelled_count(scores, labels),
+            Col.STATEMENT: compare[Col.STATEMENT] + " " + compare[Col.OPTION].map(need[Col.STATEMENT])})
+    return {Table.METRICS: metrics, Table.COMPARE: compare,
+            Table.FLOOR: floor_table(task, scored_rows, exp.alpha) if baselines else pd.DataFrame(),
+            Table.PAIRS: _pairs(scored_rows, exp.alpha), **shared}
+
+
+def _ppi_applies(task: Task, scores: pd.DataFrame, labels: SampledLabels | None, *, reference: str) -> bool:
+    """A task without gold answers (not free text) whose random sample has usable labels among the items asked,
+    with a candidate to compare."""
+    if task.labelled or labels is None or task.type.comparison_kind(labelled=False) != ComparisonKind.AGREEMENT:
+        return False
+    if not (set(scores[Col.OPTION]) - {reference}):
+        return False
+    labels.check_split(task, where=f"labels of {task.name}")
+    return ppi_compare.usable(scores, labels)
+
+
+def round_look(task: Task, rows: pd.DataFrame, *, questions: Questions, labels: SampledLabels | None,
+               round_no: int, items: int, planned_n: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """After a round of a sequential run: the scores of the answers so far (``rows``, every option's stored
+    answers) and where the verdict's open questions stand (:func:`kit.pipeline.looks.round_looks`)."""
+    scores = scored(task, rows, reference=questions.reference)
+    return scores, round_looks(task, scores, questions=questions, round_no=round_no, items=items,
+                               planned_n=planned_n, labels=labels)
+
+
+# ---------------------------------------------------------------- partly labelled tasks (PPI++)
+def store_labels(store: Store, task: Task) -> SampledLabels | None:
+    """The store's labels on the task's random sample (``kit label``, the form, an imported file); None for a
+    task type not labelled by hand, or when no sample was drawn."""
+    if task.labelled or not isinstance(task.type, SUPPORTED):
         return None
-    return SampledLabels.from_doc(folder.doc(Doc.LABELS, task=name), where=f"{folder.path} labels of {name}")
+    labels = sampled_labels(store, task)
+    return labels if labels.order else None
 
 
 def snapshot_labels(folder: RunFolder, task: Task) -> SampledLabels | None:
-    """Copy the store's labels on the task's random sample (``kit label``, the form, an imported file) into the
-    run folder, so the report records exactly the labels it used; returns them. A task type not labelled by
-    hand, or a store where no sample was drawn, leaves the folder as it is."""
-    from kit.labels import SUPPORTED, sampled_labels
-    from kit.run.store import Store
-
-    if not isinstance(task.type, SUPPORTED):
-        return None
+    """Copy the store's labels on the task's random sample into the run folder, so the report records exactly
+    the labels it used; returns them (None, and the folder as it is, when there are none)."""
     with Store(folder.doc(Doc.STORE)["path"]) as store:
-        labels = sampled_labels(store, task)
-    if not labels.order:
-        return None
+        labels = store_labels(store, task)
+    if labels is None:
+        return sample_labels(folder, task.name) if folder.has(Doc.LABELS, task=task.name) else None
     folder.save_doc(Doc.LABELS, labels.to_doc(), task=task.name)
     return labels
-
-
-def _partly_labelled(folder: RunFolder, task: Task, scores: pd.DataFrame,
-                     tables: dict[Table, pd.DataFrame]) -> dict[Table, pd.DataFrame]:
-    """An unlabelled task's tables when the run folder holds labels on a random sample: accuracy, the bar and the
-    floor by PPI++ with the reference's answers as the proxy (:mod:`kit.tasks.ppi_compare`). With no labels (or
-    fewer than 2 on the items asked) the agreement comparison stays, and says how many labels would decide."""
-    exp = folder.experiment()
-    ref = exp.reference_name
-    labels = sample_labels(folder, task.name)
-    compare = tables[Table.COMPARE]
-    if compare.empty or set(compare[Col.KIND]) != {ComparisonKind.AGREEMENT}:  # free text: judged, not labelled
-        return {}
-    if labels is not None:
-        labels.check_split(task, where=f"{folder.path} labels of {task.name}")
-    if labels is None or not ppi_compare.usable(scores, labels):
-        need = ppi_compare.labels_to_decide(compare, margin=exp.margin, alpha=exp.alpha).set_index(Col.OPTION)
-        return {Table.COMPARE: compare.assign(**{
-            Col.LABELS_NEEDED: compare[Col.OPTION].map(need[Col.LABELS_NEEDED]),
-            Col.N_LABELLED: ppi_compare.labelled_count(scores, labels),
-            Col.STATEMENT: compare[Col.STATEMENT] + " " + compare[Col.OPTION].map(need[Col.STATEMENT])})}
-    table = ppi_compare.ppi_compare(task, scores, labels, reference=ref, margin=exp.margin, alpha=exp.alpha)
-    table.insert(0, Col.TASK, task.name)
-    table.insert(1, Col.KIND, ComparisonKind.PREDICTION_POWERED)
-    return {Table.METRICS: ppi_compare.ppi_metrics(task, scores, labels, tables[Table.METRICS], reference=ref,
-                                                   alpha=exp.alpha),
-            Table.COMPARE: table,
-            Table.FLOOR: ppi_compare.ppi_floor(task, scores, labels, reference=ref, alpha=exp.alpha)}

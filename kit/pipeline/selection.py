@@ -1,4 +1,4 @@
-"""Prompt selection, at the start of the answer stage: each option at its best prompt, chosen on the dev split.
+"""Prompt selection, a helper of the answer stage: each option at its best prompt, chosen on the dev split.
 
 An option with more than one prompt variant (``prompts:`` in the experiment) answers the task's dev items with
 every variant — through the runner and the store, so each answer is kept and paid once — and each variant is
@@ -28,6 +28,7 @@ from kit.arms.base import Arm
 from kit.columns import Col
 from kit.errors import ConfigError
 from kit.experiment import Option
+from kit.pipeline.pricing import answers_usd
 from kit.run.runner import Withhold, run_arm
 from kit.run.store import Store
 from kit.stats.intervals import mean_ci
@@ -123,8 +124,6 @@ def _chars(task: Task, variant: PromptVariant) -> float:
 
 def _usd(option: Option, answers: pd.DataFrame) -> float:
     """What the dev answers cost, priced as the costs stage prices answers (NaN when the price is unknown)."""
-    from kit.pipeline.costs import answers_usd
-
     try:
         return answers_usd(option, answers)
     except ConfigError:

@@ -19,11 +19,17 @@ from kit.columns import Col, RowKind
 from kit.decision import Constraints, Decision, Facts, Interval, OptionFacts, OptionKey, PairFacts, Ranked, Role, decide
 from kit.experiment import Experiment
 from kit.format import finite, pct
-from kit.pipeline.costs import hybrids_of
-from kit.pipeline.quality import floor_of, task_of
+from kit.pipeline.folder import Doc, RunFolder, Stage, Table
+from kit.pipeline.outputs import hybrids_of
+from kit.pipeline.scores import floor_of, task_of
 from kit.stats import Conclusion
-from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.tasks.types import ComparisonKind
+
+STAGE = Stage("verdict", "06_report.ipynb",
+              reads=frozenset({Doc.EXPERIMENT, Doc.RUNS, Table.METRICS, Table.COMPARE, Table.COSTS, Table.LATENCY,
+                               Table.ERRORS, Table.FLOOR, Table.PAIRS, Table.PII, Doc.GOODPUT, Doc.CASCADES,
+                               Doc.JUDGING, Table.JUDGE}),
+              writes=frozenset({Doc.DECISION, Table.RANKING, Doc.SUMMARY}))
 
 
 RANKING_COLUMNS = [f.name for f in fields(Ranked)]
@@ -49,10 +55,11 @@ def _interval(row: dict[str, Any] | None, value: str, low: str, high: str) -> In
     return Interval(float(row[value]), finite(row.get(low)), finite(row.get(high)))
 
 
-def facts_for(folder: RunFolder, task: str) -> Facts:
-    """The typed facts of every option (and every cascade that passed) on one task."""
-    exp = folder.experiment()
-    t = task_of(folder, task)
+def facts_for(folder: RunFolder, task: str, *, exp: Experiment | None = None) -> Facts:
+    """The typed facts of every option (and every cascade that passed) on one task (``exp``: the run's
+    experiment, read from the folder when not given)."""
+    exp = exp if exp is not None else folder.experiment()
+    t = task_of(exp, task)
     metrics, compare = folder.table(Table.METRICS, task=task), folder.table(Table.COMPARE, task=task)
     costs, latency = folder.table(Table.COSTS, task=task), folder.table(Table.LATENCY, task=task)
     errors, floor = folder.table(Table.ERRORS, task=task), folder.table(Table.FLOOR, task=task)
@@ -130,11 +137,12 @@ def _judge_notes(folder: RunFolder, task: str) -> list[str]:
 
 def verdict_stage(folder: RunFolder) -> dict[str, Decision]:
     """Per task: the decision over every option, with its ranking — saved in the run folder and returned."""
+    folder = folder.scoped(STAGE)
     exp = folder.experiment()
     limits = constraints_of(exp)
     out = {}
     for task in folder.tasks():
-        made = decide(facts_for(folder, task), limits)
+        made = decide(facts_for(folder, task, exp=exp), limits)
         folder.save_doc(Doc.DECISION, made.to_dict(), task=task)
         folder.save_table(Table.RANKING, pd.DataFrame(made.ranking_rows(), columns=RANKING_COLUMNS), task=task)
         out[task] = made

@@ -25,8 +25,7 @@ from kit.columns import Col, RowKind
 from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
                         show)
 from kit.models.hardware import machine_words
-from kit.pipeline.costs import hybrids_of
-from kit.pipeline.quality import sample_labels
+from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
 
@@ -260,14 +259,14 @@ def ranking(folder: RunFolder) -> Styler:
 
 
 def _examples(folder: RunFolder, task: str, n: int = 4) -> pd.DataFrame:
-    from kit.pipeline.quality import responses, task_of
+    from kit.pipeline.scores import responses, task_of
 
     scores = folder.table(Table.SCORES, task=task)
     raw = responses(folder, task)
     outputs = raw.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.OUTPUT, aggfunc="first")
     correct = scores.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.CORRECT, aggfunc="first")
     order = correct.astype(float).std(axis=1).sort_values(ascending=False).index[:n]
-    t = task_of(folder, task)
+    t = task_of(folder.experiment(), task)
     rows = []
     for item_id in order:
         item = t.item(item_id)
@@ -511,7 +510,7 @@ def sequential(folder: RunFolder) -> str:
     >>> print(sequential(RunFolder("runs/report-x")))       # doctest: +SKIP
     - *snips-intents*: stopped after 40 of 100 items (round 1) …
     """
-    from kit.pipeline.sequential import Question, stop_of
+    from kit.pipeline.looks import Question
     from kit.stats.sequential import METHOD
 
     exp = folder.experiment()
@@ -546,7 +545,10 @@ def sequential(folder: RunFolder) -> str:
             f"- *{esc(task)}*: stopped after **{d.items} of {d.fixed_items} items** (round {d.round}, "
             f"{d.round_items} items a round: {why}). Settled: " + ("; ".join(settled) or "nothing")
             + (f". Still open, counted as not shown: {'; '.join(still_open)}" if still_open else "")
-            + f". Spent **{esc(_usd(spent))}** and {d.items * n_opts:,} answers against the fixed plan's "
+            + f". Spent **{esc(_usd(spent))}**"
+            + (f" (cost cap {esc(_usd(d.max_cost_usd))}: every call priced at its most before it started)"
+               if d.max_cost_usd is not None else "")
+            + f" and {d.items * n_opts:,} answers against the fixed plan's "
               f"{esc(_usd(planned))} and {d.fixed_items * n_opts:,} answers (each answer priced as the costs "
               "stage prices it).")
     lines.append(f"- Method: the {esc(METHOD)}, re-tested after every round at alpha {exp.alpha:g} "

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
+from itertools import combinations
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
@@ -42,7 +43,7 @@ from kit.columns import Col, RowKind
 from kit.errors import ConfigError
 from kit.format import p_words, pct, pts
 from kit.stats import ppi_mean, ppi_mean_difference
-from kit.stats.conclusions import finish_comparison, holm_words
+from kit.stats.conclusions import finish_comparison, holm, holm_words
 from kit.stats.paired import conclude
 from kit.stats.power import labels_for_agreement, sample_size_noninferiority
 from kit.tasks.loading import Task
@@ -338,3 +339,33 @@ def labels_to_decide(compare: pd.DataFrame, *, margin: float, alpha: float = 0.0
                                      "needed (a paired non-inferiority test planned for no true difference, "
                                      "80% power).")})
     return pd.DataFrame(rows, columns=[Col.OPTION, Col.AGREEMENT, Col.LABELS_NEEDED, Col.STATEMENT])
+
+
+def ppi_pairs(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, reference: str,
+              alpha: float = 0.05) -> pd.DataFrame:
+    """Every pair of options in accuracy, by PPI++ (the pairs table of a partly labelled task): the paired
+    difference ``a - b`` (proxies: each agrees with the reference), a two-sided Student-t test, Holm across the
+    pairs — so the verdict's "significantly better than" and its quality trade read correctness, never agreement.
+    Columns of :func:`kit.stats.pairwise`: a, b, n, mean_a, mean_b, difference, p_value, p_holm, significant,
+    statement (``mean_a``/``mean_b``: each option's PPI++ accuracy)."""
+    it = _items(task, scores, labels, reference=reference)
+    acc = {o: float(ppi_mean(it.right[o], it.agree[o].to_numpy()[it.labelled], it.agree[o].to_numpy()[~it.labelled],
+                             alpha=alpha, clusters=it.clusters).iloc[0][Col.ESTIMATE]) for o in it.answers.columns}
+    rows = []
+    for a, b in combinations(it.answers.columns, 2):
+        fa, fb = it.agree[a].to_numpy(), it.agree[b].to_numpy()
+        r = ppi_mean_difference(it.right[a], it.right[b], fa[it.labelled], fb[it.labelled], fa[~it.labelled],
+                                fb[~it.labelled], alpha=alpha, clusters=it.clusters).iloc[0]
+        est, se = float(r[Col.ESTIMATE]), float(r[Col.STD_ERROR])
+        p = min(1.0, 2 * _t_sf(abs(est) / se, float(r[Col.DF]))) if se > 0 else float(est == 0)
+        rows.append({Col.A: a, Col.B: b, Col.N: len(it.ids), Col.MEAN_A: acc[a], Col.MEAN_B: acc[b],
+                     Col.DIFFERENCE: est, Col.P_VALUE: p, Col.N_LABELLED: int(r[Col.N_LABELLED])})
+    out = pd.DataFrame(rows, columns=[Col.A, Col.B, Col.N, Col.MEAN_A, Col.MEAN_B, Col.DIFFERENCE, Col.P_VALUE,
+                                      Col.N_LABELLED])
+    out[Col.P_HOLM] = holm(out[Col.P_VALUE]) if len(out) else []
+    out[Col.SIGNIFICANT] = out[Col.P_HOLM] < alpha
+    out[Col.STATEMENT] = [
+        f"{r.a} {pct(r.mean_a)} vs {r.b} {pct(r.mean_b)} in accuracy (PPI++ from {r.n_labelled} random labels and "
+        f"the reference's answers): {pts(r.difference)}, {p_words(r.p_holm)} after Holm over {len(out)} pairs — "
+        + ("a real difference." if r.significant else "not shown to differ.") for r in out.itertuples()]
+    return out
