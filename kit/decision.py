@@ -165,6 +165,7 @@ class Facts:
     reference_is_standin: bool = False
     floor_text: str = ""  # the best trivial baseline, in words: "always 'ham' (70.0%)"
     notes: tuple[str, ...] = ()
+    reference_gaps: int = 0  # items where the reference gave no usable answer (unlabelled: they cannot be scored)
 
     @property
     def reference(self) -> OptionFacts | None:
@@ -321,6 +322,12 @@ def decide(facts: Facts, c: Constraints) -> Decision:
     caveats = _caveats(facts, c, checks)
     reasons = [f"{k.name} is out: {'; '.join(k.hard)}." for k in checks if k.hard]
     volume = f"{c.monthly_volume:,.0f} items/month"
+    if ref is not None and not ref.measured and facts.reference_gaps:
+        return _finish(facts, checks, None, "no-reference",
+                       f"No verdict: the reference {ref.name} gave no usable answer on {facts.reference_gaps} items, "
+                       "so there is nothing to measure the candidates against. Read its errors (a failed call, an "
+                       "answer that does not parse), fix the reference and run again, or label a sample of the items.",
+                       reasons, caveats, c)
     if ref is None or not ref.measured:
         return _finish(facts, checks, None, "no-reference", "The reference option was not measured, so no "
                        "candidate can be tested against it: run the reference on the same items first.",

@@ -211,7 +211,7 @@ def test_unlabelled_run_uses_the_reference_answers_as_the_bar(project):
 def test_every_artefact_has_its_own_file_name():
     from kit.pipeline.folder import Doc
 
-    names = [t.file for t in Table] + [d.value for d in Doc] + ["experiment", "runs"]
+    names = [t.file for t in Table] + [d.value for d in Doc]  # the experiment and the runs are Docs too
     assert len(names) == len(set(names))
 
 
@@ -236,3 +236,32 @@ def test_the_cold_start_is_reported_apart_from_steady_state_latency(project):
     assert scores.loc[scores["warmup"], "option"].value_counts().to_dict() == {o: 1 for o in set(scores["option"])}
     ranking = folder.table(Table.RANKING, task="tickets").set_index("option")
     assert ranking.loc["Good", "p95_s"] == pytest.approx(0.3) and "p95 latency" not in ranking.loc["Good", "why"]
+
+
+def test_the_stages_form_a_declared_graph_that_the_notebooks_follow():
+    """Each stage declares what it reads and writes; the order comes from those declarations (listed backwards,
+    the same order), every artefact read is written by exactly one stage, and the report runs its notebooks
+    in that order."""
+    from kit.pipeline.runner import STAGES, flow_order, notebooks
+    from kit.report.render import NOTEBOOKS
+
+    assert [s.name for s in flow_order()] == ["prepare", "finetune", "answers", "quality", "costs", "verdict"]
+    assert flow_order(tuple(reversed(STAGES))) == flow_order()
+    assert notebooks() == NOTEBOOKS
+    written = [kind for s in STAGES for kind in s.writes]
+    assert len(written) == len(set(written))  # one writer each: the compare table is written by quality alone
+    assert Table.COMPARE in quality.STAGE.writes and not any(Table.COMPARE in s.writes for s in STAGES
+                                                             if s is not quality.STAGE)
+
+
+def test_a_stage_is_refused_an_artefact_it_does_not_declare(tmp_path):
+    from kit.errors import KitError
+
+    folder = RunFolder(tmp_path / "run")
+    folder.save_table(Table.COMPARE, pd.DataFrame(), task="t")
+    with pytest.raises(KitError, match="stage costs writes the compare table, which it does not declare"):
+        folder.scoped(costs.STAGE).save_table(Table.COMPARE, pd.DataFrame(), task="t")
+    with pytest.raises(KitError, match="stage costs reads the compare table, which it does not declare") as err:
+        folder.scoped(costs.STAGE).table(Table.COMPARE, task="t")
+    assert "kit.pipeline.runner" in err.value.fix
+    assert folder.scoped(verdict.STAGE).table(Table.COMPARE, task="t").empty  # declared: read as before

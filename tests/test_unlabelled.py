@@ -94,3 +94,39 @@ def test_compare_options_dispatches_and_refuses_gold_scores_without_labels(snips
     assert labelled["kind"].item() == "paired accuracy" and "b10" in labelled
     with pytest.raises(ConfigError, match="score_unlabelled"):
         compare_options(snips_unlabelled, score_responses(snips, pd.DataFrame(rows)), reference="api")
+
+
+def test_a_reference_that_never_parses_is_a_counted_gap_and_no_verdict(tmp_path, monkeypatch):
+    """Issue 26, case 3: an unlabelled task whose reference gives no usable answer on any item runs through
+    quality, costs and the verdict (nothing crashes after the calls were paid) and says why there is no verdict."""
+    from kit.experiment import Experiment
+    from kit.pipeline import runner
+    from kit.pipeline.folder import Doc, RunFolder, Table
+    from kit.report import views
+    from test_report_stages import write_tickets
+
+    write_tickets(tmp_path, ["a", "b", "c"] * 20, monkeypatch)
+
+    def replay(name: str, answer) -> str:
+        rows = [{"item_id": f"t{i}", "output": answer(i), "latency_s": 0.1, "prompt_tokens": 40,
+                 "completion_tokens": 2} for i in range(60)]
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return str(tmp_path / f"{name}.jsonl")
+
+    exp = Experiment.from_mapping({
+        "tasks": {"tickets": None}, "reference": "API", "ignore_labels": True,
+        "options": [{"name": "API", "arm": f"replay:{replay('api', lambda i: 'I cannot help with that')}",
+                     "runs": "third-party", "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+                    {"name": "Local", "arm": f"replay:{replay('local', lambda i: 'abc'[i % 3])}",
+                     "runs": "self-hosted", "machine": "box"}],
+        "machines": {"box": {"price_per_hour": 0.5}}, "store": str(tmp_path / "kit.sqlite")}, source="gap.yaml")
+    folder = RunFolder(tmp_path / "run")
+    made = runner.run_all(exp, folder)["tickets"]
+    test_items = len(load_task("tickets", ignore_labels=True).test)
+    assert made.recommended is None
+    assert made.verdict.startswith(f"No verdict: the reference API gave no usable answer on {test_items} items")
+    errors = folder.table(Table.ERRORS, task="tickets").set_index("option")
+    assert errors.loc["API", "n_parse_errors"] == test_items  # counted, reported
+    assert folder.table(Table.COMPARE, task="tickets").empty
+    assert folder.doc(Doc.DECISION, task="tickets")["verdict"] == made.verdict
+    assert "No verdict" in views.headline(folder)

@@ -120,6 +120,9 @@ def _comparison(task: Task, scores: pd.DataFrame, labels: SampledLabels | None,
     """The tables of the comparison that applies to ``task``: metrics, compare, floor, pairs, agreement and
     disagreements (module docstring)."""
     ref, scored_rows = exp.reference_name, _scored(scores)
+    if scored_rows.empty:  # no item has a usable reference answer (an unlabelled task): a counted gap, no comparison
+        return {t: pd.DataFrame() for t in (Table.METRICS, Table.COMPARE, Table.FLOOR, Table.PAIRS, Table.AGREEMENT,
+                                            Table.DISAGREEMENTS)}
     kind = task.type.comparison_kind(labelled=task.labelled)
     baselines = task.type.baselines(task.train, task.test) if task.labelled else []
     metrics = _metrics(task, scored_rows, baselines)

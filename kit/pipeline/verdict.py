@@ -26,7 +26,7 @@ from kit.stats import Conclusion
 from kit.tasks.types import ComparisonKind
 
 STAGE = Stage("verdict", "06_report.ipynb",
-              reads=frozenset({Doc.EXPERIMENT, Doc.RUNS, Table.METRICS, Table.COMPARE, Table.COSTS, Table.LATENCY,
+              reads=frozenset({Doc.EXPERIMENT, Doc.RUNS, Table.SCORES, Table.METRICS, Table.COMPARE, Table.COSTS, Table.LATENCY,
                                Table.ERRORS, Table.FLOOR, Table.PAIRS, Table.PII, Doc.GOODPUT, Doc.CASCADES,
                                Doc.JUDGING, Table.JUDGE}),
               writes=frozenset({Doc.DECISION, Table.RANKING, Doc.SUMMARY}))
@@ -102,6 +102,8 @@ def facts_for(folder: RunFolder, task: str, *, exp: Experiment | None = None) ->
     kinds = ({ComparisonKind(k) for k in compare[Col.KIND]} if not compare.empty and Col.KIND in compare.columns
              else {t.type.comparison_kind(labelled=t.labelled)})
     correctness = all(k.correctness for k in kinds)
+    scores = folder.table(Table.SCORES, task=task)
+    gaps = int(scores.loc[scores[Col.GAP].notna(), Col.ITEM_ID].nunique()) if Col.GAP in scores.columns else 0
     pii = folder.table(Table.PII, task=task)
     share = finite(pii.loc[pii[Col.KIND] == "any", Col.SHARE].iloc[0]) if not pii.empty else None
     best_floor = ""
@@ -113,7 +115,8 @@ def facts_for(folder: RunFolder, task: str, *, exp: Experiment | None = None) ->
                              for r in pairs.to_dict("records")) if not pairs.empty else (),
                  metric=t.type.metrics[0] if correctness else "agreement with the reference",
                  labelled=correctness,
-                 pii_share=share, reference_is_standin=exp.reference.standin, floor_text=best_floor)
+                 pii_share=share, reference_is_standin=exp.reference.standin, floor_text=best_floor,
+                 reference_gaps=gaps if not any(o.measured for o in options if o.role is Role.REFERENCE) else 0)
 
 
 def _judge_notes(folder: RunFolder, task: str) -> list[str]:
