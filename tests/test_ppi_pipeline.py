@@ -271,9 +271,12 @@ def test_a_better_option_the_labels_prove_better_is_chosen_as_with_every_label(a
     pairs = folder.table(Table.PAIRS, task="tickets").iloc[0]
     diff = pairs[Col.DIFFERENCE] if pairs[Col.A] == "Local" else -pairs[Col.DIFFERENCE]
     assert diff > 0.3 and pairs[Col.P_HOLM] < 0.05 and "accuracy (PPI++" in pairs[Col.STATEMENT]
-    assert made.recommended == oracle.recommended == "Local"
-    assert made.runner_up == oracle.runner_up == "API"
-    assert made.verdict.startswith("Choose Local:") and "superior to the reference API" in made.verdict
+    assert made.recommended == oracle.recommended == "Local" and made.verdict.startswith("Choose Local:")
+    # the runner-up: the same as with every label, or — where 20 labels cannot show the API above the labelled
+    # sample's majority label — the API said plainly to be below the floor
+    ranking = folder.table(Table.RANKING, task="tickets").set_index(Col.OPTION)
+    assert made.runner_up == oracle.runner_up == "API" or (
+        made.runner_up is None and ranking.loc["API", Col.STATUS] == "below the floor")
     assert not any("agreement with the reference" in c for c in made.caveats)
 
 
