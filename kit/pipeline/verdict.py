@@ -66,8 +66,9 @@ def facts_for(folder: RunFolder, task: str, *, exp: Experiment | None = None) ->
     pairs = folder.table(Table.PAIRS, task=task)
     goodputs = folder.doc(Doc.GOODPUT, task=task, default={})
     options = []
+    measured = metrics[metrics[Col.KIND] == RowKind.OPTION] if not metrics.empty else metrics  # none: no reference answer
     for o in exp.options_for(task):
-        m = _row(metrics[metrics[Col.KIND] == RowKind.OPTION], Col.OPTION, o.name)
+        m = _row(measured, Col.OPTION, o.name)
         c = _row(compare, Col.OPTION, o.name)
         cost = _row(costs, Col.OPTION, o.name)
         lat, err = _row(latency, Col.OPTION, o.name), _row(errors, Col.OPTION, o.name)
