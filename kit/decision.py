@@ -116,6 +116,8 @@ class OptionFacts:
     share_local: float | None = None
     keeps_pii_local: bool = False
     cost_basis: str = ""
+    difference: float | None = None  # quality minus the reference's, as the comparison with it measured it
+    p_better: float | None = None  # that comparison's p-value for "better than the reference" (after Holm)
 
     @property
     def measured(self) -> bool:
@@ -300,12 +302,18 @@ def _checks(facts: Facts, c: Constraints) -> list[_Check]:
 
 
 def _significantly_better(facts: Facts, a: str, b: str, alpha: float) -> PairFacts | None:
-    """The pair showing ``a`` significantly better than ``b``, if the tests show it."""
+    """The pair showing ``a`` significantly better than ``b``, if the tests show it: the test of the pair, or —
+    when ``b`` is the reference — ``a``'s comparison with the reference concluding it better (the test the bar
+    reads: a candidate shown better than the reference is never passed over for it)."""
     for p in facts.pairs:
         if {p.a, p.b} == {a, b}:
             diff = p.difference if p.a == a else -p.difference
             if diff > 0 and p.p_value < alpha:
                 return PairFacts(a, b, diff, p.p_value)
+    ref = facts.reference
+    mine = next((o for o in facts.options if o.name == a), None)
+    if ref is not None and b == ref.name and mine is not None and mine.better and mine.difference is not None:
+        return PairFacts(a, b, mine.difference, mine.p_better if mine.p_better is not None else math.nan)
     return None
 
 

@@ -225,3 +225,18 @@ def test_every_option_misses_a_limit_and_only_the_unproven_misses_least():
     d = decide(facts(no_ref, inferior, pii=0.2), Constraints(monthly_volume=VOL, latency_target_s=2.0,
                                                              privacy_required=True))
     assert d.recommended is None and d.rule == "nothing-qualifies"
+
+
+def test_a_candidate_shown_better_than_the_reference_is_not_passed_over_for_it():
+    """Issue 25: the bar's comparison shows the dearer candidate superior to the cheap reference; the test of the
+    pair (another test, here not significant) does not make the reference "not significantly worse than the
+    best". The same facts without the superiority keep the cheapest-of-the-best rule."""
+    from dataclasses import replace
+
+    api = opt("API", q=0.65, cost=1.0, role=REF)
+    local = replace(opt("Local", q=0.95, cost=5.0, concl="superior"), difference=0.30, p_better=0.002)
+    weak_pair = [PairFacts("API", "Local", -0.30, 0.08)]
+    d = decide(facts(api, local, pairs=weak_pair), Constraints(monthly_volume=VOL))
+    assert d.recommended == "Local" and d.runner_up == "API"
+    merely = replace(local, conclusion=Conclusion.NON_INFERIOR)
+    assert decide(facts(api, merely, pairs=weak_pair), Constraints(monthly_volume=VOL)).recommended == "API"

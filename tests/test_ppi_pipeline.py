@@ -202,8 +202,8 @@ def test_labels_given_in_the_store_reach_the_report_through_the_run_folder(proje
 # ------------------------------------------- issue 25: a partly labelled verdict reads correctness, never agreement
 @pytest.fixture
 def audit(tmp_path, monkeypatch):
-    """The audit's setting: an API right on about half the items, a local model right on almost all of them;
-    60 test items of a three-label task. Returns the project folder and the experiment's options."""
+    """The audit's setting: a cheap API right on about 70% of the items, a dearer local model right on almost all
+    of them; 60 test items of a three-label task. Returns the project folder and the experiment's options."""
     from test_report_stages import write_tickets
 
     rng = np.random.default_rng(25)
@@ -220,7 +220,7 @@ def audit(tmp_path, monkeypatch):
         path.write_text("".join(json.dumps(r) + "\n" for r in rows))
         return str(path)
 
-    options = [{"name": "API", "arm": f"replay:{replay('api', 0.51)}", "runs": "third-party",
+    options = [{"name": "API", "arm": f"replay:{replay('api', 0.72)}", "runs": "third-party",
                 "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
                {"name": "Local", "arm": f"replay:{replay('local', 0.98)}", "runs": "self-hosted", "machine": "box"}]
     return tmp_path, options
@@ -255,28 +255,26 @@ def _verdict(tmp_path, exp, name: str):
 
 
 def test_a_better_option_the_labels_prove_better_is_chosen_as_with_every_label(audit):
-    """Audit case "the verdict ignored a better option that the labels proved better": 20 random labels, the API
-    right on about half, Local on almost all. The oracle is the verdict on the same answers with every label."""
+    """Audit case "the verdict ignored a better option that the labels proved better": 40 random labels show Local
+    superior to the cheaper API (+30 points), and the verdict chose the API — "not significantly worse than the
+    best" by a test of agreement with the API itself. The oracle is the verdict on the same answers with every
+    label."""
     tmp_path, options = audit
     _, oracle = _verdict(tmp_path, _audit_experiment(tmp_path, options, "all"), "all")
     assert oracle.recommended == "Local"
 
     partly = _audit_experiment(tmp_path, options, "partly", ignore_labels=True)
-    _label_a_random_sample(tmp_path, partly, 20)
+    _label_a_random_sample(tmp_path, partly, 40)
     folder, made = _verdict(tmp_path, partly, "partly")
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
-    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"} and compare.loc["Local", Col.N_LABELLED] == 20
+    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"} and compare.loc["Local", Col.N_LABELLED] == 40
     assert compare.loc["Local", Col.CONCLUSION_ADJUSTED] == "superior"
     # every pair, too, is compared in correctness (PPI++), not in agreement with the reference
     pairs = folder.table(Table.PAIRS, task="tickets").iloc[0]
     diff = pairs[Col.DIFFERENCE] if pairs[Col.A] == "Local" else -pairs[Col.DIFFERENCE]
-    assert diff > 0.3 and pairs[Col.P_HOLM] < 0.05 and "accuracy (PPI++" in pairs[Col.STATEMENT]
+    assert diff > 0.2 and pairs[Col.P_HOLM] < 0.05 and "accuracy (PPI++" in pairs[Col.STATEMENT]
     assert made.recommended == oracle.recommended == "Local" and made.verdict.startswith("Choose Local:")
-    # the runner-up: the same as with every label, or — where 20 labels cannot show the API above the labelled
-    # sample's majority label — the API said plainly to be below the floor
-    ranking = folder.table(Table.RANKING, task="tickets").set_index(Col.OPTION)
-    assert made.runner_up == oracle.runner_up == "API" or (
-        made.runner_up is None and ranking.loc["API", Col.STATUS] == "below the floor")
+    assert "superior to the reference API" in made.verdict and made.runner_up == oracle.runner_up == "API"
     assert not any("agreement with the reference" in c for c in made.caveats)
 
 
@@ -296,7 +294,8 @@ def test_a_sequential_run_on_a_partly_labelled_task_tests_correctness(audit):
     bars = looks[looks[Col.QUESTION] == "bar"]
     assert set(bars[Col.METRIC]) == {"paired difference in correctness"}
     assert set(bars[Col.THRESHOLD]) == {-0.02} and "fails" not in set(bars[Col.STATUS])
-    assert (bars[Col.ESTIMATE].dropna() > 0.2).all()  # Local's edge in correctness, not its ~50% agreement
+    # Local's edge in correctness (about +0.3), not its agreement with the API (about 0.7)
+    assert bars[Col.ESTIMATE].dropna().between(0.0, 0.5).all()
     stop = folder.doc(Doc.SEQUENTIAL, task="tickets")
     assert stop["settled"]["Local"]
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)

@@ -88,7 +88,9 @@ def facts_for(folder: RunFolder, task: str, *, exp: Experiment | None = None) ->
                    else _interval(lat, Col.P95_S, Col.P95_CI_LOW, Col.P95_CI_HIGH)),
             error_rate=float(err[Col.FAILED_RATE]) if err else 0.0,
             ops_hours=o.machine.ops_hours_per_month if o.machine else 0.0,
-            cost_basis=str(cost.get(Col.BASIS, "")) if cost else ""))
+            cost_basis=str(cost.get(Col.BASIS, "")) if cost else "",
+            difference=finite(c[Col.DIFFERENCE]) if c and not is_ref else None,
+            p_better=finite(c.get(f"{Col.P_SUPERIORITY.value}_adj")) if c and not is_ref else None))
     for h in hybrids_of(folder, task):
         first = exp.option(h.hybrid.first)
         options.append(OptionFacts(
