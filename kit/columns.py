@@ -260,7 +260,7 @@ class Col(StrEnum):
     DF = "df"
     N_OUTSIDE = "n_labels_outside"
     LABELS_NEEDED = "labels_needed"
-    # -- what answers cost (kit.economics.api_item_costs, kit.pipeline.costs.answers_usd)
+    # -- what answers cost (kit.economics.api_item_costs, kit.pipeline.pricing.answers_usd)
     COST_USD = "cost_usd"
     # -- the models (kit.pipeline.prepare)
     MODEL = "model"
