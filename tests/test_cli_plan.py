@@ -183,12 +183,12 @@ def write_breaches(tmp_path, monkeypatch, *, clusters: bool = False) -> list[dic
     return rows
 
 
-def _breach_answers(tmp_path, rows):
+def _breach_answers(tmp_path, rows, better=lambda i: i % 2 == 0):
     """The reference gets 'kind' wrong everywhere (2 of 3 fields right: score 2/3, never all right); the candidate
-    answers every field right on even items and as the reference on odd ones."""
+    answers every field right on the items ``better`` picks (by position) and as the reference on the others."""
     other = {"theft": "loss", "loss": "hack", "hack": "theft"}
     ref = {r["id"]: {"kind": other[r["kind"]], "place": r["place"], "count": r["count"]} for r in rows}
-    cand = {r["id"]: ({"kind": r["kind"], "place": r["place"], "count": r["count"]} if i % 2 == 0 else ref[r["id"]])
+    cand = {r["id"]: ({"kind": r["kind"], "place": r["place"], "count": r["count"]} if better(i) else ref[r["id"]])
             for i, r in enumerate(rows)}
     paths = {}
     for name, out in (("api", ref), ("local", cand)):
@@ -228,11 +228,11 @@ def test_a_mean_score_task_is_planned_on_its_scores(tmp_path, monkeypatch, capsy
 
 def test_a_clustered_task_scales_the_plan_by_the_pilots_design_effect(tmp_path, monkeypatch, capsys):
     rows = write_breaches(tmp_path, monkeypatch, clusters=True)
-    task, exp = _breach_answers(tmp_path, rows)
+    task, exp = _breach_answers(tmp_path, rows, better=lambda i: (i // 4) % 2 == 0)  # whole customers better
     assert main(["plan", exp, "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)[0]
     index = {r["id"]: i for i, r in enumerate(rows)}
-    d = np.array([1 / 3 if index[i.id] % 2 == 0 else 0.0 for i in task.test])
+    d = np.array([1 / 3 if (index[i.id] // 4) % 2 == 0 else 0.0 for i in task.test])
     groups = np.array([f"c{index[i.id] // 4}" for i in task.test])
     # design effect by hand: the CR1 variance of the mean (G/(G-1) * sum over clusters of the summed residuals
     # squared / n^2; Cameron & Miller 2015) over the item-level one (sample variance / n)

@@ -206,8 +206,9 @@ def stored_arm(option: Option, *, task: str, folder: RunFolder | None) -> str | 
     """The arm the answer stage stores ``option``'s answers on ``task`` under (its own mapping,
     :func:`kit.pipeline.answers.arm_for`); None for a fine-tune that no report folder at hand has trained.
 
-    >>> stored_arm(Experiment.load("notebooks/params/default.yaml").reference, task="snips-intents", folder=None)
-    'openai:gemma-3-270m'
+    >>> from kit.experiment import Where
+    >>> stored_arm(Option(name="API", where=Where.THIRD_PARTY, arm="openai:gpt-4o-mini"), task="t", folder=None)
+    'openai:gpt-4o-mini'
     """
     if option.finetune is not None:  # its arm exists once a report trained it: that folder records the adapter
         trained = folder.doc(Doc.FINETUNES, default={}) if folder is not None else {}
