@@ -338,7 +338,9 @@ class _Context:
                 row = sample_size_noninferiority(p10=p10, p01=p01, margin=exp.margin, alpha=exp.alpha,
                                                  power=assume.power).iloc[0]
                 n = float(row["n_required"])
-            decides = Decides.MEAN_SCORE if kind is ComparisonKind.PAIRED_SCORES else Decides.CORRECTNESS
+            # without answers to look at, the task's headline metric says whether its items are right or wrong
+            right_wrong = kind is ComparisonKind.PAIRED_ACCURACY and task.metrics[0] == Col.ACCURACY
+            decides = Decides.CORRECTNESS if right_wrong else Decides.MEAN_SCORE
         if deff is not None and math.isfinite(n):
             n = float(math.ceil(n * deff))
         method = ("paired t-test (noncentral t) on the score differences" if kind is ComparisonKind.PAIRED_SCORES
