@@ -13,6 +13,7 @@ from kit.cli import main
 from kit.run.runner import run_arm
 from kit.run.store import Store
 from kit.stats import labels_for_agreement, sample_size_noninferiority
+from kit.stats.label_designs import stratified_labels
 from kit.tasks import load_task
 from test_report_stages import write_tickets
 
@@ -87,6 +88,8 @@ def test_plan_for_an_unlabelled_task_gives_random_labels_from_the_observed_agree
     assert rows["Unseen"]["random_labels"] == labels_for_agreement(0.9)["n_required"].item() == 1578
     # the stratified design labels only disagreements: d = 0.1 of the 60 test items (6), Cochran with z-table
     # quantiles: (1.644854 + 0.841621)^2 * 0.1^2 / 0.02^2 = 154.6 -> 155, more than the 6 the task has
+    local = stratified_labels(disagreement=1 - agreement, n_items=60, margin=0.02)
+    assert rows["Local"]["stratified_labels"] == local.labels and rows["Local"]["disagreement_items"] == local.population
     unseen = rows["Unseen"]
     assert unseen["stratified_labels"] == 155 and unseen["disagreement_items"] == 6
     assert any(f.startswith("more than the task has: 1,578 random labels, its test split has 60") for f in unseen["flags"])
@@ -243,3 +246,32 @@ def test_a_clustered_task_scales_the_plan_by_the_pilots_design_effect(tmp_path, 
     assert plan["design_effect"] == pytest.approx(deff) and deff > 1
     assert plan["items_needed"] == np.ceil(nam * deff)
     assert "design effect" in plan["statement"]
+
+
+def test_a_fine_tunes_pilot_is_found_under_the_adapter_its_report_trained(project, capsys):
+    """The plan finds each option's answers under the arm the answer stage stores them under
+    (kit.pipeline.answers.arm_for): a fine-tune's is the adapter recorded in the report folder that trained it."""
+    from kit.pipeline.folder import Doc, RunFolder
+
+    tmp_path, answers, task, pilot = project
+    # the trained adapter's answers: stored under its arm spec (a replay stands in for the LoRA arm here)
+    spec = f"replay:{answers['local'][0]}"
+    folder = RunFolder(tmp_path / "runs" / "report-1")
+    folder.save_doc(Doc.FINETUNES, {"Tuned": {"tickets": {"arm_spec": spec, "adapter_sha256": "ab" * 32}}})
+    path = _experiment(tmp_path, answers)
+    data = yaml.safe_load(open(path))
+    data["options"][2] = {"name": "Tuned", "finetune": {"base": "smollm2-135m-instruct"}, "runs": "self-hosted",
+                          "machine": {"price_per_hour": 0.5}}
+    open(path, "w").write(yaml.safe_dump(data))
+    for how in ([], ["--run-dir", str(folder.path)]):  # found under runs/ by default, or named
+        assert main(["plan", path, "--json", *how]) == 0
+        rows = {r["candidate"]: r for r in json.loads(capsys.readouterr().out)}
+        assert rows["Tuned"]["basis_words"] == "pilot: 30 stored items"
+        assert rows["Tuned"]["items_needed"] == rows["Local"]["items_needed"]
+    # without the folder that trained it (no runs/ under this project holds one): assumptions, said so
+    (tmp_path / "runs" / "report-1" / "finetunes.json").unlink()
+    assert main(["plan", path, "--json"]) == 0
+    rows = {r["candidate"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["Tuned"]["basis_words"].startswith("assumed: 10% discordant")
+    assert main(["plan", path, "--run-dir", str(tmp_path / "nowhere")]) == 2
+    assert "--run-dir" in capsys.readouterr().err

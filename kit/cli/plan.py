@@ -82,20 +82,18 @@ def _cmd_plan(args: argparse.Namespace) -> int:
 
 def register_cli(sub: argparse._SubParsersAction) -> None:
     """``kit plan EXPERIMENT``: the items and labels the decision needs at the margin, before any model runs."""
-    from kit.pipeline.plan import Assumptions
-
     p = sub.add_parser("plan", help="items (and gold labels) the decision needs at the margin, from a pilot "
                                     "in the store or stated assumptions; runs no model")
     p.add_argument("experiment", help="an experiment file, e.g. notebooks/params/default.yaml")
     p.add_argument("--assume-discordance", type=float, default=None,
                    help="with no pilot: the share of items only one of the two answers right "
-                        f"(default {Assumptions.discordance:g})")
+                        "(default 0.1)")
     p.add_argument("--assume-difference", type=float, default=None,
                    help="the true difference candidate - reference, within ±discordance (default 0; "
                         "labelled tasks with a pilot use the pilot's)")
     p.add_argument("--assume-agreement", type=float, default=None,
                    help="unlabelled tasks with no pilot: the share of items the candidate agrees with the "
-                        f"reference on (default {Assumptions.agreement:g})")
+                        "reference on (default 0.9)")
     p.add_argument("--run-dir", dest="run_dir", default=None,
                    help="a report's run folder whose trained fine-tunes' answers count as their pilot (default: "
                         "the newest under runs/ that trained one)")
