@@ -227,6 +227,15 @@ def test_a_mean_score_task_is_planned_on_its_scores(tmp_path, monkeypatch, capsy
     # the comparison runs Tango's test on these scores: Nam (1997) on the per-item score differences
     assert plan["items_needed"] == sample_size_noninferiority(cand, ref, margin=0.05)["n_required"].item()
     assert "paired mean score" in plan["statement"]
+    # and it is the count the report's comparison gives on the same answers (its n_needed)
+    from kit.columns import Col
+    from kit.tasks.scoring import score_responses
+
+    with Store(tmp_path / "kit.sqlite") as store:
+        stored = store.responses(task="breaches", epoch=0)
+    stored = stored.assign(**{Col.OPTION: stored[Col.ARM].map(lambda a: "Local" if "local" in a else "API")})
+    table = task.type.compare(score_responses(task, stored), reference="API", margin=0.05).table
+    assert table[Col.N_NEEDED].item() == plan["items_needed"]
 
 
 def test_a_clustered_task_scales_the_plan_by_the_pilots_design_effect(tmp_path, monkeypatch, capsys):
