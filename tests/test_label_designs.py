@@ -79,3 +79,13 @@ def test_an_impossible_difference_is_refused():
         stratified_labels(disagreement=0.05, difference=0.5)
     with pytest.raises(ConfigError, match="impossible"):
         random_labels(agreement=0.95, difference=-0.2)
+
+
+def test_the_power_functions_refuse_a_difference_the_discordance_cannot_carry():
+    # issue 26 case 10: 5% discordant and a difference of 50 points used to become 50% discordant, silently
+    from kit.stats import sample_size_noninferiority
+
+    with pytest.raises(ConfigError, match="impossible when 0.05 of the items are discordant"):
+        sample_size_noninferiority(p10=0.025, p01=0.025, difference=0.5, margin=0.05)
+    moved = sample_size_noninferiority(p10=0.025, p01=0.025, difference=0.03, margin=0.05).iloc[0]
+    assert (moved["p10"], moved["p01"]) == pytest.approx((0.04, 0.01))
