@@ -284,3 +284,28 @@ def test_a_fine_tunes_pilot_is_found_under_the_adapter_its_report_trained(projec
     assert rows["Tuned"]["basis_words"].startswith("assumed: 10% discordant")
     assert main(["plan", path, "--run-dir", str(tmp_path / "nowhere")]) == 2
     assert "--run-dir" in capsys.readouterr().err
+
+
+def test_an_unlabelled_clustered_task_scales_both_label_counts_by_the_disagreements_design_effect(
+        tmp_path, monkeypatch, capsys):
+    from kit.stats.label_designs import random_labels
+
+    rows = write_breaches(tmp_path, monkeypatch, clusters=True)
+    _, exp = _breach_answers(tmp_path, rows, better=lambda i: (i // 4) % 2 == 0)  # disagree on whole customers
+    data = yaml.safe_load(open(exp))
+    open(exp, "w").write(yaml.safe_dump({**data, "ignore_labels": True}))
+    assert main(["plan", exp, "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)[0]
+    test = load_task("breaches", ignore_labels=True).test
+    index = {r["id"]: i for i, r in enumerate(rows)}
+    x = np.array([1.0 if (index[i.id] // 4) % 2 == 0 else 0.0 for i in test])  # where the two disagree
+    groups = np.array([f"c{index[i.id] // 4}" for i in test])
+    g, n = len(set(groups)), x.size
+    cr1 = g / (g - 1) * sum(((x - x.mean())[groups == c].sum()) ** 2 for c in set(groups)) / n ** 2  # CR1
+    deff = cr1 / (x.var(ddof=1) / n)
+    assert plan["decides_on"] == "agreement" and plan["agreement"] == pytest.approx(1 - x.mean())
+    assert plan["design_effect"] == pytest.approx(deff) and deff > 1
+    assert plan["random_labels"] == np.ceil(random_labels(agreement=1 - x.mean(), margin=0.05).labels * deff)
+    strat = stratified_labels(disagreement=x.mean(), n_items=n, margin=0.05)
+    assert plan["stratified_labels"] == np.ceil(strat.labels * deff)
+    assert "design effect of the disagreements" in plan["statement"]

@@ -280,7 +280,7 @@ class _Context:
     def n_test(self) -> int:
         return len(self.task.test)
 
-    def _deff(self, values: np.ndarray, items: list[str]) -> tuple[float | None, str]:
+    def _deff(self, values: np.ndarray, items: list[str], *, of: str) -> tuple[float | None, str]:
         """The pilot's design effect of ``values`` on a clustered task (None: items independent) and its words."""
         clusters = {i.id: i.cluster for i in self.task.items}
         if all(c is None for c in clusters.values()):
@@ -290,8 +290,8 @@ class _Context:
             return None, (" The task's items come in clusters, but the pilot covers fewer than two of them, so the "
                           "design effect is unknown: the plan treats items as independent, which undercounts.")
         deff = max(1.0, design_effect(values, groups))
-        return deff, (f" Items come in clusters: the counts are scaled by the pilot's design effect {deff:.2f} "
-                      f"(its {len(set(groups))} clusters).")
+        return deff, (f" Items come in clusters: the counts are scaled by the design effect of {of} in the pilot, "
+                      f"{deff:.2f} (its {len(set(groups))} clusters).")
 
     def _no_pilot_clusters(self) -> str:
         if all(i.cluster is None for i in self.task.items):
@@ -310,7 +310,7 @@ class _Context:
         if pilot.items:
             scored = score_responses(task, pilot.rows)
             wide = scored.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.SCORE, aggfunc="mean")
-            wide = wide.reindex(index=pilot.items).fillna(0.0)  # an unparsed answer scores 0, as the comparison counts
+            wide = wide.reindex(index=pilot.items, columns=[self.cand.name, exp.reference.name]).fillna(0.0)  # an unparsed answer scores 0, as the comparison counts
             c, r = wide[self.cand.name].to_numpy(float), wide[exp.reference.name].to_numpy(float)
             binary = bool(np.isin(np.concatenate([c, r]), (0.0, 1.0)).all())
             basis = Basis(Source.PILOT, len(pilot.items), ignored=self._ignored())
@@ -322,7 +322,7 @@ class _Context:
                 n = float(row["n_required"])
             p10, p01 = float(np.clip(c - r, 0, None).mean()), float(np.clip(r - c, 0, None).mean())
             discordance = float(np.mean(c != r)) if not binary else p10 + p01
-            deff, cluster_words = self._deff(c - r, pilot.items)
+            deff, cluster_words = self._deff(c - r, pilot.items, of="the per-item differences")
             decides = Decides.CORRECTNESS if binary and kind is not ComparisonKind.PAIRED_SCORES else Decides.MEAN_SCORE
         else:
             psi, delta = assume.discordance, assume.difference
@@ -394,7 +394,8 @@ class _Context:
             if len(mine):
                 agrees = mine[Col.CORRECT].astype(float).to_numpy()
                 agreement = float(agrees.mean())
-                deff, cluster_words = self._deff(1.0 - agrees, mine[Col.ITEM_ID].tolist())
+                deff, cluster_words = self._deff(1.0 - agrees, mine[Col.ITEM_ID].tolist(),
+                                                 of="the disagreements (where the difference lives)")
         if agreement is not None:
             basis = Basis(Source.PILOT, len(pilot.items), used=(Assumption.DIFFERENCE,),
                           ignored=self._ignored(Assumption.DIFFERENCE))
