@@ -309,3 +309,11 @@ def test_an_unlabelled_clustered_task_scales_both_label_counts_by_the_disagreeme
     strat = stratified_labels(disagreement=x.mean(), n_items=n, margin=0.05)
     assert plan["stratified_labels"] == np.ceil(strat.labels * deff)
     assert "design effect of the disagreements" in plan["statement"]
+
+
+def test_a_plan_beyond_the_experiments_item_limit_says_so(project, capsys):
+    tmp_path, answers, _, _ = project
+    assert main(["plan", _experiment(tmp_path, answers, tasks={"tickets": 20}, margin=0.15), "--json"]) == 0
+    unseen = {r["candidate"]: r for r in json.loads(capsys.readouterr().out)}["Unseen"]
+    assert 20 < unseen["items_needed"] <= 60 and unseen["flags"] == []  # Nam (1997): 10% discordant, 15-point margin
+    assert "asks only 20 of its 60 test items" in unseen["statement"]

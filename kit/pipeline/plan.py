@@ -259,7 +259,8 @@ def plan_experiment(exp: Experiment, store: Store | None, *, assume: Assumptions
             if not cand.applies_to(name):
                 continue
             cand_rows = pilot_answers(store, name, cand, folder=folder)
-            common = [i for i in test_ids if i in set(ref_rows[Col.ITEM_ID]) & set(cand_rows[Col.ITEM_ID])]
+            answered = set(ref_rows[Col.ITEM_ID]) & set(cand_rows[Col.ITEM_ID])
+            common = [i for i in test_ids if i in answered]
             both = pd.concat([ref_rows, cand_rows], ignore_index=True)
             pilot = _Pilot(both[both[Col.ITEM_ID].isin(common)], common)
             one = _Context(exp, task, cand, assume, min(limit or len(test_ids), len(test_ids)), k)
@@ -346,9 +347,12 @@ class _Context:
         method = ("paired t-test (noncentral t) on the score differences" if kind is ComparisonKind.PAIRED_SCORES
                   else "Nam (1997) formula, Tango's paired test" + ("" if decides is Decides.CORRECTNESS else
                                                                      " on the per-item scores"))
-        flags = ()
+        flags: tuple[str, ...] = ()
         if math.isfinite(n) and n > self.n_test:
             flags = (f"more than the task has: {int(n):,} paired items needed, its test split has {self.n_test:,}",)
+        elif math.isfinite(n) and n > self.planned:
+            cluster_words += (f" The experiment asks only {self.planned:,} of its {self.n_test:,} test items (its "
+                              "`tasks:` limit): raise the limit to reach this power.")
         sequential = None
         if exp.sequential is not None and kind is ComparisonKind.PAIRED_ACCURACY:
             sequential = self._sequential(p10=p10, p01=p01)
