@@ -54,7 +54,11 @@ def _discordance(candidate: Any, reference: Any, p10: float | None, p01: float |
         raise ConfigError(f"p10={p10}, p01={p01} are not shares of items", where=where,
                           fix="both in [0, 1] with p10 + p01 <= 1")
     if difference is not None:  # keep the observed discordance, move the difference
-        psi = max(p10 + p01, abs(difference))
+        psi = p10 + p01
+        if abs(difference) > psi + 1e-12:  # never widen the discordance silently to fit the difference
+            raise ConfigError(f"a true difference of {difference:+g} is impossible when {psi:g} of the items are "
+                              "discordant: only items where exactly one arm is right move the difference",
+                              where=where, fix=f"give a difference within ±{psi:g}, or a larger discordance")
         p10, p01 = (psi + difference) / 2.0, (psi - difference) / 2.0
     return p10, p01, n_have
 
