@@ -1,0 +1,93 @@
+"""Label until settled (kit.stats.settle): the paired question on the disagreement items, a stratum's mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kit.errors import ConfigError
+from kit.stats.sequential import bounds_path
+from kit.stats.settle import (Look, MeanQuestion, PairedQuestion, Verdict, first_settled, look, looks,
+                              sentence)
+
+
+def _population(d10: int, d01: int, d00: int) -> np.ndarray:
+    """The per-item differences on the disagreement items: only the candidate right (+1), only the reference
+    right (-1), both wrong with different answers (0)."""
+    return np.r_[np.ones(d10), -np.ones(d01), np.zeros(d00)]
+
+
+def test_the_paired_interval_is_the_disagreement_share_times_the_without_replacement_sequence() -> None:
+    q = PairedQuestion(disagreements=30, items=200, margin=0.05)
+    labels = np.random.default_rng(0).permutation(_population(12, 14, 4))[:18]
+    path = looks(q, labels)
+    low, high = bounds_path(labels, lo=-1, hi=1, population=30, planned_n=30)
+    assert [x.labels for x in path] == list(range(19))
+    assert path[-1].estimate == pytest.approx(0.15 * labels.mean())
+    assert (path[-1].low, path[-1].high) == (pytest.approx(0.15 * low[-1]), pytest.approx(0.15 * high[-1]))
+    assert (path[0].low, path[0].high) == (pytest.approx(-0.15), pytest.approx(0.15))  # before any label: ±d
+
+
+def test_with_every_disagreement_labelled_the_interval_is_the_all_labels_difference() -> None:
+    # the all-labels paired difference on the 200 items: (10 - 16) / 200 = -3 points; a 5-point margin
+    q = PairedQuestion(disagreements=30, items=200, margin=0.05)
+    labels = np.random.default_rng(1).permutation(_population(10, 16, 4))
+    last = look(q, labels)
+    assert (last.low, last.estimate, last.high) == (pytest.approx(-0.03), pytest.approx(-0.03), pytest.approx(-0.03))
+    assert last.verdict is Verdict.NON_INFERIOR
+    q2 = PairedQuestion(disagreements=30, items=200, margin=0.02)
+    assert look(q2, labels).verdict is Verdict.INFERIOR
+
+
+def test_a_false_non_inferior_verdict_at_the_margin_is_rarer_than_alpha() -> None:
+    # the null at the margin on these items: 200 items, 24 disagree, all-labels difference (7 - 17) / 200 = -5
+    # points exactly. 400 labelling orders, each looked at after every label until settled.
+    q = PairedQuestion(disagreements=24, items=200, margin=0.05)
+    rng = np.random.default_rng(2)
+    orders = np.array([rng.permutation(_population(7, 17, 0)) for _ in range(400)])
+    low, _ = bounds_path(orders, lo=-1, hi=1, population=24, planned_n=24)
+    assert (q.share * low > -0.05).any(axis=1).mean() <= q.alpha
+
+
+def test_a_clear_difference_settles_on_a_fraction_of_the_disagreements() -> None:
+    # candidate right on 28 of 30 disagreements: shown within 5 points long before the 30th label
+    q = PairedQuestion(disagreements=30, items=200, margin=0.05)
+    labels = np.random.default_rng(3).permutation(_population(28, 2, 0))
+    n = first_settled(q, labels)
+    assert n is not None and n < 15
+    assert look(q, labels[:n]).verdict is Verdict.NON_INFERIOR and not look(q, labels[:n - 1]).settled
+
+
+def test_when_the_options_never_disagree_the_difference_is_zero_without_a_label() -> None:
+    now = look(PairedQuestion(disagreements=0, items=120, margin=0.02), [])
+    assert (now.labels, now.estimate, now.low, now.high, now.verdict) == (0, 0.0, 0.0, 0.0, Verdict.NON_INFERIOR)
+
+
+def test_a_stratum_mean_passes_or_fails_against_its_threshold() -> None:
+    q = MeanQuestion(size=60, threshold=0.8)
+    assert look(q, np.ones(40)).verdict is Verdict.PASSES
+    assert look(q, np.r_[np.zeros(20), np.ones(5)]).verdict is Verdict.FAILS
+    assert look(q, [1.0, 0.0, 1.0]).verdict is Verdict.OPEN
+    assert look(q, np.ones(60)).low == pytest.approx(1.0)  # the whole stratum labelled
+
+
+def test_the_loops_line_says_what_is_settled() -> None:
+    q = PairedQuestion(disagreements=28, items=200, margin=0.05)
+    done = sentence(q, Look(23, 0.01, -0.03, 0.05, Verdict.NON_INFERIOR), candidate="SmolLM2", reference="the API")
+    assert done.startswith("enough: SmolLM2 is within 5 points of the API after 23 labels")
+    assert sentence(q, Look(5, 0.0, -0.1, 0.1, Verdict.OPEN)).startswith("open after 5 labels")
+    worse = sentence(q, Look(9, -0.12, -0.14, -0.07, Verdict.INFERIOR), candidate="Local", reference="the API")
+    assert "Local is more than 5 points below the API after 9 labels" in worse
+
+
+@pytest.mark.parametrize("make,fix", [
+    (lambda: PairedQuestion(disagreements=30, items=20, margin=0.05), "at most items"),
+    (lambda: PairedQuestion(disagreements=3, items=20, margin=5), "margin as a share"),
+    (lambda: PairedQuestion(disagreements=3, items=0, margin=0.05), "whole number of items"),
+    (lambda: MeanQuestion(size=10, threshold=80), "threshold as a share"),
+    (lambda: look(PairedQuestion(disagreements=3, items=20, margin=0.05), [1, 0, -1, 1]), "at most once"),
+    (lambda: look(MeanQuestion(size=10, threshold=0.5), [1, 2]), "in that range"),
+])
+def test_bad_questions_and_labels_are_a_clear_error(make, fix: str) -> None:
+    with pytest.raises(ConfigError, match=fix):
+        make()
