@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.stats.paired import tango_bound  # noqa: E402
 from kit.stats.sequential import bounds_path  # noqa: E402
-from kit.stats.settle import PairedQuestion, first_settled, look  # noqa: E402
+from kit.stats.settle import TIE, PairedQuestion, first_settled, look  # noqa: E402
 
 N, MARGIN, ALPHA, CAP = 200, 0.05, 0.05, 200
 
@@ -121,9 +121,9 @@ def part_b(runs: int, rng: np.random.Generator) -> None:
         orders = np.array([rng.permutation(np.r_[np.ones(d10), -np.ones(d01), np.zeros(d00)]) for _ in range(runs)])
         low, high = bounds_path(orders, lo=-1, hi=1, population=dis, planned_n=dis, alpha=ALPHA)
         low, high = q.share * low, q.share * high
-        settled = (low > -MARGIN) | (high < -MARGIN)
+        settled = (low > -MARGIN + TIE) | (high < -MARGIN - TIE)  # the rule's own tie guard (kit.stats.settle)
         first = np.where(settled.any(axis=1), settled.argmax(axis=1), dis - 1)
-        false_ni = (low > -MARGIN).any(axis=1).mean()
+        false_ni = (low > -MARGIN + TIE).any(axis=1).mean()
         fixed = all_labels_verdict(d10, d01) == "non-inferior"
         print(f"| these 200 items (all-labels difference exactly -5 points) | {100 * agreement:.0f}% | {dis} "
               f"({d10} / {d01} / {d00}) | **{100 * false_ni:.1f}%** | {'100' if fixed else '0'}% (one task) | "
