@@ -35,8 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.stats.paired import tango_bound  # noqa: E402
-from kit.stats.sequential import bounds_path  # noqa: E402
-from kit.stats.settle import TIE, PairedQuestion, first_settled, look  # noqa: E402
+from kit.stats.settle import PairedQuestion, first_settled, look  # noqa: E402
 
 N, MARGIN, ALPHA, CAP = 200, 0.05, 0.05, 200
 
@@ -61,85 +60,81 @@ def all_labels_verdict(d10: int, d01: int) -> str:
     return "inconclusive"
 
 
-def loop(d10: int, d01: int, d00: int, rng: np.random.Generator) -> tuple[str, int]:
+def loop(d10: int, d01: int, d00: int, rng: np.random.Generator, *, traffic: bool) -> tuple[str, int]:
     """The labelling loop on one task: (its verdict, the labels it used)."""
-    q = PairedQuestion(disagreements=d10 + d01 + d00, items=N, margin=MARGIN, alpha=ALPHA)
-    if q.disagreements == 0:
-        return look(q, []).verdict.value, 0
+    q = PairedQuestion(disagreements=d10 + d01 + d00, items=N, margin=MARGIN, alpha=ALPHA, traffic=traffic)
     labels = rng.permutation(np.r_[np.ones(d10), -np.ones(d01), np.zeros(d00)])[:CAP]
     n = first_settled(q, labels)
     return (look(q, labels[:n]).verdict.value, n) if n is not None else ("open", labels.size)
 
 
 def part_a(runs: int, rng: np.random.Generator) -> None:
-    rows = []
-    while len(rows) < runs:
+    tasks = []
+    while len(tasks) < runs:
         agreement = rng.uniform(0.70, 0.98)
         decisive = 0.8 * (1 - agreement)  # a fifth of the disagreements: both wrong, differently
         difference = rng.uniform(max(-0.12, -decisive), min(0.06, decisive))
         d10, d01, d00 = task(agreement, difference, rng)
-        truth = all_labels_verdict(d10, d01)
-        verdict, used = loop(d10, d01, d00, rng)
-        rows.append((agreement, truth, verdict, used, d10 + d01 + d00))
-    settled = [r for r in rows if r[1] != "inconclusive"]
-    same = sum(r[1] == r[2] for r in settled)
-    print(f"(a) {runs} tasks; all-labels verdict settled on {len(settled)}: the loop stops with it on "
-          f"**{same} of {len(settled)} ({100 * same / max(len(settled), 1):.1f}%)**")
-    print("| agreement | tasks with a settled all-labels verdict | loop = all-labels | median labels used | "
-          "median disagreements | labels / disagreements (median) |")
-    print("|---|---|---|---|---|---|")
-    for lo, hi in ((0.70, 0.80), (0.80, 0.90), (0.90, 0.98)):
-        sub = [r for r in settled if lo <= r[0] < hi]
-        if sub:
-            print(f"| {100 * lo:.0f}–{100 * hi:.0f}% | {len(sub)} | {100 * np.mean([r[1] == r[2] for r in sub]):.1f}%"
-                  f" | {np.median([r[3] for r in sub]):.0f} | {np.median([r[4] for r in sub]):.0f} | "
-                  f"{np.median([r[3] / max(r[4], 1) for r in sub]):.2f} |")
-    wrong = [r for r in settled if r[2] not in ("open", r[1])]
-    opened = [r for r in settled if r[2] == "open"]
-    print(f"loop wrong: {len(wrong)}, loop still open with every disagreement labelled: {len(opened)}")
-    inc = [r for r in rows if r[1] == "inconclusive"]
-    if inc:
-        said = {v: sum(r[2] == v for r in inc) for v in ("non-inferior", "inferior", "open")}
-        print(f"all-labels inconclusive on {len(inc)} tasks; the loop said {said} (it answers for these 200 items, "
-              f"without their sampling error as a sample of traffic)")
+        tasks.append((agreement, d10, d01, d00, all_labels_verdict(d10, d01)))
+    for traffic in (True, False):
+        target = "the traffic (traffic=True, the default)" if traffic else "these 200 items (traffic=False)"
+        rows = [(a, truth, *loop(d10, d01, d00, rng, traffic=traffic), d10 + d01 + d00)
+                for a, d10, d01, d00, truth in tasks]
+        settled = [r for r in rows if r[1] != "inconclusive"]
+        same = sum(r[1] == r[2] for r in settled)
+        print(f"\n(a) loop for {target}: {runs} tasks; all-labels verdict settled on {len(settled)}: the loop "
+              f"stops with it on **{same} of {len(settled)} ({100 * same / max(len(settled), 1):.1f}%)**")
+        print("| agreement | tasks with a settled all-labels verdict | loop = all-labels | median labels used | "
+              "median disagreements | labels / disagreements (median) |")
+        print("|---|---|---|---|---|---|")
+        for lo, hi in ((0.70, 0.80), (0.80, 0.90), (0.90, 0.98)):
+            sub = [r for r in settled if lo <= r[0] < hi]
+            if sub:
+                print(f"| {100 * lo:.0f}–{100 * hi:.0f}% | {len(sub)} | "
+                      f"{100 * np.mean([r[1] == r[2] for r in sub]):.1f}% | {np.median([r[3] for r in sub]):.0f} | "
+                      f"{np.median([r[4] for r in sub]):.0f} | {np.median([r[3] / max(r[4], 1) for r in sub]):.2f} |")
+        wrong = [r for r in settled if r[2] not in ("open", r[1])]
+        opened = [r for r in settled if r[2] == "open"]
+        print(f"loop with the opposite verdict: {len(wrong)}; still open with every disagreement labelled: "
+              f"{len(opened)}")
+        inc = [r for r in rows if r[1] == "inconclusive"]
+        if inc:
+            said = {v: sum(r[2] == v for r in inc) for v in ("non-inferior", "inferior", "open")}
+            print(f"all-labels inconclusive on {len(inc)} tasks; there the loop said {said}")
 
 
 def part_b(runs: int, rng: np.random.Generator) -> None:
     print(f"\n(b) false 'non-inferior' at the margin (difference -{100 * MARGIN:g} points), {runs} runs each")
-    print("| null | agreement | disagreements | loop: false non-inferior | fixed all-labels test: false "
-          "non-inferior | median labels at the loop's stop |")
-    print("|---|---|---|---|---|---|")
-    for agreement in (0.75, 0.85, 0.93):
+    print("| null | agreement | disagreements | loop for the traffic (default) | loop for these items | fixed "
+          "all-labels test | median labels at the stop (traffic / items) |")
+    print("|---|---|---|---|---|---|---|")
+    for agreement in (0.75, 0.85, 0.93):  # the null on these 200 items: exactly -5 points
         dis = round((1 - agreement) * N)
-        d00 = dis // 5
-        decisive = dis - d00
         gap = round(MARGIN * N)
-        if (decisive - gap) % 2:
-            d00, decisive = d00 + 1, decisive - 1
-        d10, d01 = (decisive - gap) // 2, (decisive + gap) // 2
-        q = PairedQuestion(disagreements=dis, items=N, margin=MARGIN, alpha=ALPHA)
-        orders = np.array([rng.permutation(np.r_[np.ones(d10), -np.ones(d01), np.zeros(d00)]) for _ in range(runs)])
-        low, high = bounds_path(orders, lo=-1, hi=1, population=dis, planned_n=dis, alpha=ALPHA)
-        low, high = q.share * low, q.share * high
-        settled = (low > -MARGIN + TIE) | (high < -MARGIN - TIE)  # the rule's own tie guard (kit.stats.settle)
-        first = np.where(settled.any(axis=1), settled.argmax(axis=1), dis - 1)
-        false_ni = (low > -MARGIN + TIE).any(axis=1).mean()
+        d00 = dis // 5
+        if (dis - d00 - gap) % 2:
+            d00 += 1
+        d10, d01 = (dis - d00 - gap) // 2, (dis - d00 + gap) // 2
+        res = {t: [loop(d10, d01, d00, rng, traffic=t) for _ in range(runs)] for t in (True, False)}
         fixed = all_labels_verdict(d10, d01) == "non-inferior"
-        print(f"| these 200 items (all-labels difference exactly -5 points) | {100 * agreement:.0f}% | {dis} "
-              f"({d10} / {d01} / {d00}) | **{100 * false_ni:.1f}%** | {'100' if fixed else '0'}% (one task) | "
-              f"{np.median(first + 1):.0f} |")
-    for agreement in (0.75, 0.85, 0.93):
-        ni_loop = ni_fixed = 0
-        used = []
+        print(f"| these 200 items: all-labels difference exactly -5 points | {100 * agreement:.0f}% | {dis} "
+              f"({d10} / {d01} / {d00}) | **{100 * np.mean([v == 'non-inferior' for v, _ in res[True]]):.1f}%** | "
+              f"**{100 * np.mean([v == 'non-inferior' for v, _ in res[False]]):.1f}%** | "
+              f"{'non-inferior' if fixed else 'not non-inferior'} (one task) | "
+              f"{np.median([n for _, n in res[True]]):.0f} / {np.median([n for _, n in res[False]]):.0f} |")
+    for agreement in (0.75, 0.85, 0.93):  # the null on the traffic: each run draws its own 200 items
+        ni = {True: 0, False: 0}
+        fixed, used = 0, {True: [], False: []}
         for _ in range(runs):
             d10, d01, d00 = task(agreement, -MARGIN, rng)
-            verdict, n = loop(d10, d01, d00, rng)
-            ni_loop += verdict == "non-inferior"
-            ni_fixed += all_labels_verdict(d10, d01) == "non-inferior"
-            used.append(n)
-        print(f"| the traffic (population difference -5 points, 200 items drawn per run) | {100 * agreement:.0f}% | "
-              f"~{round((1 - agreement) * N)} | {100 * ni_loop / runs:.1f}% | {100 * ni_fixed / runs:.1f}% | "
-              f"{np.median(used):.0f} |")
+            for t in (True, False):
+                verdict, n = loop(d10, d01, d00, rng, traffic=t)
+                ni[t] += verdict == "non-inferior"
+                used[t].append(n)
+            fixed += all_labels_verdict(d10, d01) == "non-inferior"
+        print(f"| the traffic: population difference -5 points, 200 items drawn per run | {100 * agreement:.0f}% | "
+              f"~{round((1 - agreement) * N)} | **{100 * ni[True] / runs:.1f}%** | {100 * ni[False] / runs:.1f}% | "
+              f"{100 * fixed / runs:.1f}% | {np.median(used[True]):.0f} / {np.median(used[False]):.0f} |")
 
 
 def main() -> int:

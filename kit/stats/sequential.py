@@ -298,7 +298,7 @@ def simulate_noninferiority(*, p10: float, p01: float, margin: float = 0.02, alp
     rounds of ``round_items`` up to ``max_items``, stopping once the sequence settles non-inferiority at ``margin``
     (passes or fails): how many items such a run needs.
 
-    >>> simulate_noninferiority(p10=0.5, p01=0.0, round_items=40, max_items=400).median_items
+    >>> simulate_noninferiority(p10=0.5, p01=0.0, round_items=40, max_items=200, runs=100).median_items
     40.0
     """
     where = "kit.stats.simulate_noninferiority"

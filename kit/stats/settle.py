@@ -20,26 +20,39 @@ sequence as the labels use up the D items, and with all D labelled it is ``delta
 **A mean of one stratum** (an option's accuracy on a stratum, a floor): per-item scores in [0, 1] drawn without
 replacement from the stratum's ``size`` items, against a threshold: "passes" / "fails".
 
-What the interval covers: the value all labels of these items would give (the *all-labels* value) — the
-question a labelling loop can settle. It does not include the items' own sampling error as a sample of future
-traffic (``d`` and the differences are exact only for these items): a fixed-sample report on all the labels adds
-that (e.g. Tango's interval over the N items); combine the two for a claim about traffic.
+**Two targets** (``traffic=``):
 
-Each wrong verdict has probability at most alpha (the two-sided sequence at alpha, read one side at a time:
-conservative, about alpha / 2), however many looks and whenever the loop stops — provided the labels come in the
-design's random order with no item skipped (a skipped item's label must come before any later one is used).
+* ``traffic=False`` — the value all labels of *these* items would give (the all-labels value on the N items):
+  the interval is the labels' confidence sequence alone, and it shrinks to a point once every item of the
+  design is labelled;
+* ``traffic=True`` (the default) — the traffic the N items were drawn from, which is what "the candidate is
+  within 5 points of the API" claims. The N items are themselves a sample: the interval is widened on each side
+  by ``z(1 - alpha/2) * sqrt(v / N)``, a fixed-sample bound on how far the N items' value can lie from the
+  traffic's, with the per-item variance bounded from above without any label (a paired difference is 0 on
+  agreement items, so ``v <= d``, taken as ``(D + 1) / N``; a score in [0, 1] has ``v <= 1/4``). A wrong verdict then needs the sequence
+  to miss on its side (at most alpha / 2: the hedged sequence is two-sided at alpha) or the N items to sit more
+  than that bound from the traffic (alpha / 2, by the normal approximation the kit's fixed tests use): at most
+  alpha in all. With every item labelled, the interval is the all-labels value ± that bound — a little wider
+  than the fixed test on all the labels (Tango's), whose variance uses the labels.
+
+Each wrong verdict has probability at most alpha, however many looks and whenever the loop stops — provided the
+labels come in the design's random order with no item skipped (a skipped item's label must come before any later
+one is used).
 
 >>> q = PairedQuestion(disagreements=28, items=200, margin=0.05)
->>> labels = [1, -1, 0, 1, 1, -1, 1, 0, 1, 1, -1, 1, 1, 0, 1, -1, 1, 1, 1, 0]   # candidate minus reference
+>>> labels = [1, -1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 1, 0, 1, 1]   # candidate minus reference
 >>> now = look(q, labels)
 >>> now.labels, now.verdict.value, round(now.low, 3), round(now.estimate, 3)
-(20, 'non-inferior', 0.003, 0.056)
+(22, 'non-inferior', -0.015, 0.083)
 >>> first_settled(q, labels)   # the label after which the loop could have stopped
-12
+16
+>>> first_settled(PairedQuestion(disagreements=28, items=200, margin=0.05, traffic=False), labels)   # these items
+9
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -47,7 +60,7 @@ from typing import Any
 import numpy as np
 
 from kit.errors import ConfigError
-from kit.stats._data import check_level
+from kit.stats._data import check_level, z_of
 from kit.stats.sequential import Settled, bounds_path
 
 
@@ -86,6 +99,7 @@ class PairedQuestion:
     items: int
     margin: float
     alpha: float = 0.05
+    traffic: bool = True
 
     def __post_init__(self) -> None:
         where = "kit.stats.settle.PairedQuestion"
@@ -103,6 +117,15 @@ class PairedQuestion:
     def share(self) -> float:
         """``d``: the disagreement share, known exactly from the stored answers."""
         return self.disagreements / self.items
+
+    @property
+    def items_error(self) -> float:
+        """How far the N items' paired difference may lie from the traffic's, on each side (0 without
+        ``traffic``): ``z(1 - alpha/2) sqrt(v / N)``, the per-item variance bounded by the disagreement share with
+        one pseudo-disagreement, ``v = (D + 1) / N`` (no disagreement among N items does not prove none in
+        traffic)."""
+        v = min(1.0, (self.disagreements + 1) / self.items)
+        return z_of(1 - self.alpha / 2) * math.sqrt(v / self.items) if self.traffic else 0.0
 
     @property
     def population(self) -> int:
@@ -126,6 +149,7 @@ class MeanQuestion:
     size: int
     threshold: float
     alpha: float = 0.05
+    traffic: bool = True
 
     def __post_init__(self) -> None:
         where = "kit.stats.settle.MeanQuestion"
@@ -138,6 +162,12 @@ class MeanQuestion:
     @property
     def share(self) -> float:
         return 1.0
+
+    @property
+    def items_error(self) -> float:
+        """How far the stratum's mean may lie from the traffic's (0 without ``traffic``):
+        ``z(1 - alpha/2) sqrt(1 / (4 size))``."""
+        return z_of(1 - self.alpha / 2) * math.sqrt(0.25 / self.size) if self.traffic else 0.0
 
     @property
     def population(self) -> int:
@@ -180,7 +210,8 @@ def looks(question: Question, labels: Any) -> list[Look]:
     """The question after each label (the first entry: before any label). ``labels``: the per-item values in
     the order the design drew them (paired differences in [-1, 1], or scores in [0, 1]).
 
-    >>> [x.verdict.value for x in looks(MeanQuestion(size=10, threshold=0.5), [1, 1, 1, 1, 1, 1])][4:]
+    >>> q = MeanQuestion(size=10, threshold=0.5, traffic=False)   # the mean of these 10 items
+    >>> [x.verdict.value for x in looks(q, [1, 1, 1, 1, 1, 1])][4:]
     ['open', 'passes', 'passes']
     """
     where = "kit.stats.settle.looks"
@@ -192,15 +223,16 @@ def looks(question: Question, labels: Any) -> list[Look]:
     if x.size and (not np.isfinite(x).all() or x.min() < lo or x.max() > hi):
         raise ConfigError(f"labels must be numbers in [{lo:g}, {hi:g}]", where=where,
                           fix="pass per-item scores (a paired question: candidate minus reference) in that range")
-    d, threshold = question.share, question.threshold
-    out = [_look(question, 0, float("nan"), lo * d, hi * d, threshold)]
-    if question.population == 0:  # nothing disagrees: the difference is 0, exactly
-        return [_look(question, 0, 0.0, 0.0, 0.0, threshold)]
+    d, threshold, e = question.share, question.threshold, question.items_error
+    if question.population == 0:  # nothing disagrees: the difference on these items is 0, exactly
+        return [_look(question, 0, 0.0, max(lo, -e), min(hi, e), threshold)]
+    out = [_look(question, 0, float("nan"), max(lo, lo * d - e), min(hi, hi * d + e), threshold)]
     if x.size:
         low, high = bounds_path(x, alpha=question.alpha, planned_n=question.population, lo=lo, hi=hi,
                                 population=question.population)
+        low, high = np.maximum(lo, d * low - e), np.minimum(hi, d * high + e)
         mean = np.cumsum(x) / np.arange(1, x.size + 1)
-        out += [_look(question, i + 1, d * mean[i], d * low[i], d * high[i], threshold) for i in range(x.size)]
+        out += [_look(question, i + 1, d * mean[i], low[i], high[i], threshold) for i in range(x.size)]
     return out
 
 
@@ -227,7 +259,7 @@ def first_settled(question: Question, labels: Any) -> int | None:
     """The number of labels after which the question was first settled (None: still open). The verdict at that
     look is the loop's answer: :func:`look` on those first labels.
 
-    >>> first_settled(MeanQuestion(size=10, threshold=0.5), [1, 1, 1, 1, 1, 1])
+    >>> first_settled(MeanQuestion(size=10, threshold=0.5, traffic=False), [1, 1, 1, 1, 1, 1])
     5
     """
     return next((x.labels for x in looks(question, labels) if x.settled), None)
