@@ -39,11 +39,12 @@ def test_with_every_disagreement_labelled_the_interval_is_the_all_labels_differe
     assert last.verdict is Verdict.NON_INFERIOR
     q2 = PairedQuestion(disagreements=30, items=200, margin=0.02, traffic=False)
     assert look(q2, labels).verdict is Verdict.INFERIOR
-    # for the traffic: the all-labels value ± z(0.975) sqrt((D + 1) / N / N) (scipy.stats.norm as the reference)
-    e = sps.norm.ppf(0.975) * np.sqrt(31 / 200 / 200)
+    # for the traffic: the all-labels value ± z(1 - 0.8 alpha) sqrt(v / N), v = (26 decisive + 1 pseudo) / 200,
+    # the mean square known exactly once every disagreement is labelled (scipy.stats.norm as the reference)
+    e = sps.norm.ppf(1 - 0.04) * np.sqrt(27 / 200 / 200)
     wide = look(PairedQuestion(disagreements=30, items=200, margin=0.05), labels)
     assert (wide.low, wide.high) == (pytest.approx(-0.03 - e), pytest.approx(-0.03 + e))
-    assert wide.verdict is Verdict.OPEN  # -3 points ± 5.5: these 200 items cannot show the traffic within 5
+    assert wide.verdict is Verdict.OPEN  # -3 points ± 4.5: these 200 items cannot show the traffic within 5
 
 
 def test_a_false_non_inferior_verdict_at_the_margin_is_rarer_than_alpha() -> None:
@@ -86,7 +87,7 @@ def test_a_clear_difference_settles_on_a_fraction_of_the_disagreements() -> None
 def test_when_the_options_never_disagree_the_difference_is_zero_without_a_label() -> None:
     now = look(PairedQuestion(disagreements=0, items=120, margin=0.02, traffic=False), [])
     assert (now.labels, now.estimate, now.low, now.high, now.verdict) == (0, 0.0, 0.0, 0.0, Verdict.NON_INFERIOR)
-    # for the traffic, no disagreement among 120 items still leaves z sqrt(1/120/120) = 1.6 points either way
+    # for the traffic, no disagreement among 120 items still leaves z(0.96) sqrt(1/120/120) = 1.5 points
     assert look(PairedQuestion(disagreements=0, items=120, margin=0.02), []).verdict is Verdict.NON_INFERIOR
     assert look(PairedQuestion(disagreements=0, items=120, margin=0.01), []).verdict is Verdict.OPEN
 
@@ -97,7 +98,7 @@ def test_a_stratum_mean_passes_or_fails_against_its_threshold() -> None:
     assert look(q, np.r_[np.zeros(20), np.ones(5)]).verdict is Verdict.FAILS
     assert look(q, [1.0, 0.0, 1.0]).verdict is Verdict.OPEN
     assert look(q, np.ones(60)).low == pytest.approx(1.0)  # the whole stratum labelled
-    e = sps.norm.ppf(0.975) * np.sqrt(0.25 / 60)  # for the traffic: ± z sqrt(1/4 / size)
+    e = sps.norm.ppf(0.96) * np.sqrt(1 / 60 / 60)  # for the traffic: 60 of 60 right, one pseudo-item's variance
     assert look(MeanQuestion(size=60, threshold=0.8), np.ones(60)).low == pytest.approx(1.0 - e)
 
 

@@ -27,13 +27,15 @@ replacement from the stratum's ``size`` items, against a threshold: "passes" / "
   design is labelled;
 * ``traffic=True`` (the default) — the traffic the N items were drawn from, which is what "the candidate is
   within 5 points of the API" claims. The N items are themselves a sample: the interval is widened on each side
-  by ``z(1 - alpha/2) * sqrt(v / N)``, a fixed-sample bound on how far the N items' value can lie from the
-  traffic's, with the per-item variance bounded from above without any label (a paired difference is 0 on
-  agreement items, so ``v <= d``, taken as ``(D + 1) / N``; a score in [0, 1] has ``v <= 1/4``). A wrong verdict then needs the sequence
-  to miss on its side (at most alpha / 2: the hedged sequence is two-sided at alpha) or the N items to sit more
-  than that bound from the traffic (alpha / 2, by the normal approximation the kit's fixed tests use): at most
-  alpha in all. With every item labelled, the interval is the all-labels value ± that bound — a little wider
-  than the fixed test on all the labels (Tango's), whose variance uses the labels.
+  by ``z(1 - 0.8 alpha) * sqrt(v / N)``, the normal-approximation bound the kit's fixed tests use on how far the
+  N items' value can lie from the traffic's, with the per-item variance ``v`` bounded from above by the labels
+  so far: a paired difference is 0 on agreement items, so ``v <= d * (the disagreements' mean square)``, and that
+  mean square gets its own upper confidence sequence (one pseudo-disagreement added: none among N items does
+  not prove none in traffic); a score in [0, 1] has ``v <= m (1 - m)`` over its interval. alpha is split: the
+  sequence for the mean runs at alpha / 5 (one side: alpha / 10), the mean square's at alpha / 5 (alpha / 10),
+  the items' sampling error gets 0.8 alpha — a wrong verdict needs one of the three to miss, so at most alpha
+  in all. With every item labelled the interval is the all-labels value ± that bound: a Wald interval with
+  z(0.96) = 1.75 where the fixed test on all labels (Tango's) uses 1.645.
 
 Each wrong verdict has probability at most alpha, however many looks and whenever the loop stops — provided the
 labels come in the design's random order with no item skipped (a skipped item's label must come before any later
@@ -43,9 +45,9 @@ one is used).
 >>> labels = [1, -1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 1, 0, 1, 1]   # candidate minus reference
 >>> now = look(q, labels)
 >>> now.labels, now.verdict.value, round(now.low, 3), round(now.estimate, 3)
-(22, 'non-inferior', -0.015, 0.083)
+(22, 'non-inferior', -0.01, 0.083)
 >>> first_settled(q, labels)   # the label after which the loop could have stopped
-16
+17
 >>> first_settled(PairedQuestion(disagreements=28, items=200, margin=0.05, traffic=False), labels)   # these items
 9
 """
@@ -118,14 +120,6 @@ class PairedQuestion:
         """``d``: the disagreement share, known exactly from the stored answers."""
         return self.disagreements / self.items
 
-    @property
-    def items_error(self) -> float:
-        """How far the N items' paired difference may lie from the traffic's, on each side (0 without
-        ``traffic``): ``z(1 - alpha/2) sqrt(v / N)``, the per-item variance bounded by the disagreement share with
-        one pseudo-disagreement, ``v = (D + 1) / N`` (no disagreement among N items does not prove none in
-        traffic)."""
-        v = min(1.0, (self.disagreements + 1) / self.items)
-        return z_of(1 - self.alpha / 2) * math.sqrt(v / self.items) if self.traffic else 0.0
 
     @property
     def population(self) -> int:
@@ -163,11 +157,6 @@ class MeanQuestion:
     def share(self) -> float:
         return 1.0
 
-    @property
-    def items_error(self) -> float:
-        """How far the stratum's mean may lie from the traffic's (0 without ``traffic``):
-        ``z(1 - alpha/2) sqrt(1 / (4 size))``."""
-        return z_of(1 - self.alpha / 2) * math.sqrt(0.25 / self.size) if self.traffic else 0.0
 
     @property
     def population(self) -> int:
@@ -206,6 +195,24 @@ def _range(question: Question) -> tuple[float, float]:
     return (-1.0, 1.0) if isinstance(question, PairedQuestion) else (0.0, 1.0)
 
 
+SEQUENCE_SHARE, SQUARES_SHARE, TRAFFIC_SHARE = 0.2, 0.2, 0.8  # alpha's split for a claim about traffic
+
+
+def _items(question: Question) -> int:
+    return question.items if isinstance(question, PairedQuestion) else question.size
+
+
+def _variance(question: Question, square_high: float, low: float, high: float) -> float:
+    """An upper bound on the per-item variance over the N items (a stratum's items), from the labels so far:
+    a paired difference is 0 on agreement items, so its mean square is d x (the disagreements' mean square,
+    bounded from above by ``square_high``), with one pseudo-disagreement; a score in [0, 1] has variance at most
+    m (1 - m) for a mean m in its interval (plus one pseudo-item's 1 / size)."""
+    if isinstance(question, PairedQuestion):
+        return min(1.0, (question.disagreements * square_high + 1.0) / question.items)
+    worst = min(max(0.5, low), high)  # the point of [low, high] nearest 1/2
+    return min(0.25, worst * (1.0 - worst) + 1.0 / question.size)  # and one pseudo-item's worth
+
+
 def looks(question: Question, labels: Any) -> list[Look]:
     """The question after each label (the first entry: before any label). ``labels``: the per-item values in
     the order the design drew them (paired differences in [-1, 1], or scores in [0, 1]).
@@ -223,13 +230,28 @@ def looks(question: Question, labels: Any) -> list[Look]:
     if x.size and (not np.isfinite(x).all() or x.min() < lo or x.max() > hi):
         raise ConfigError(f"labels must be numbers in [{lo:g}, {hi:g}]", where=where,
                           fix="pass per-item scores (a paired question: candidate minus reference) in that range")
-    d, threshold, e = question.share, question.threshold, question.items_error
+    d, threshold, n_items = question.share, question.threshold, _items(question)
+    traffic = question.traffic
+    a_seq = question.alpha * (SEQUENCE_SHARE if traffic else 1.0)
+    z = z_of(1 - question.alpha * TRAFFIC_SHARE)
     if question.population == 0:  # nothing disagrees: the difference on these items is 0, exactly
+        e = z * math.sqrt(1.0 / n_items / n_items) if traffic else 0.0  # one pseudo-disagreement
         return [_look(question, 0, 0.0, max(lo, -e), min(hi, e), threshold)]
-    out = [_look(question, 0, float("nan"), max(lo, lo * d - e), min(hi, hi * d + e), threshold)]
+    e0 = z * math.sqrt(_variance(question, 1.0, 0.0, 1.0) / n_items) if traffic else 0.0
+    out = [_look(question, 0, float("nan"), max(lo, lo * d - e0), min(hi, hi * d + e0), threshold)]
     if x.size:
-        low, high = bounds_path(x, alpha=question.alpha, planned_n=question.population, lo=lo, hi=hi,
+        low, high = bounds_path(x, alpha=a_seq, planned_n=question.population, lo=lo, hi=hi,
                                 population=question.population)
+        if traffic:
+            if isinstance(question, PairedQuestion):  # the decisive share among the D items, from above
+                _, square_high = bounds_path(x * x, alpha=question.alpha * SQUARES_SHARE, lo=0.0, hi=1.0,
+                                             planned_n=question.population, population=question.population)
+            else:
+                square_high = np.ones(x.size)
+            v = np.array([_variance(question, q, lo_, hi_) for q, lo_, hi_ in zip(square_high, low, high)])
+            e = z * np.sqrt(v / n_items)
+        else:
+            e = np.zeros(x.size)
         low, high = np.maximum(lo, d * low - e), np.minimum(hi, d * high + e)
         mean = np.cumsum(x) / np.arange(1, x.size + 1)
         out += [_look(question, i + 1, d * mean[i], low[i], high[i], threshold) for i in range(x.size)]
