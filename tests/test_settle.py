@@ -39,9 +39,9 @@ def test_with_every_disagreement_labelled_the_interval_is_the_all_labels_differe
     assert last.verdict is Verdict.NON_INFERIOR
     q2 = PairedQuestion(disagreements=30, items=200, margin=0.02, traffic=False)
     assert look(q2, labels).verdict is Verdict.INFERIOR
-    # for the traffic: the all-labels value ± z(1 - 0.8 alpha) sqrt(v / N), v = (26 decisive + 1 pseudo) / 200,
+    # for the traffic: the all-labels value ± z(1 - 0.96 alpha) sqrt(v / N), v = (26 decisive + 1 pseudo) / 200,
     # the mean square known exactly once every disagreement is labelled (scipy.stats.norm as the reference)
-    e = sps.norm.ppf(1 - 0.04) * np.sqrt(27 / 200 / 200)
+    e = sps.norm.ppf(1 - 0.048) * np.sqrt(27 / 200 / 200)
     wide = look(PairedQuestion(disagreements=30, items=200, margin=0.05), labels)
     assert (wide.low, wide.high) == (pytest.approx(-0.03 - e), pytest.approx(-0.03 + e))
     assert wide.verdict is Verdict.OPEN  # -3 points ± 4.5: these 200 items cannot show the traffic within 5
@@ -87,9 +87,13 @@ def test_a_clear_difference_settles_on_a_fraction_of_the_disagreements() -> None
 def test_when_the_options_never_disagree_the_difference_is_zero_without_a_label() -> None:
     now = look(PairedQuestion(disagreements=0, items=120, margin=0.02, traffic=False), [])
     assert (now.labels, now.estimate, now.low, now.high, now.verdict) == (0, 0.0, 0.0, 0.0, Verdict.NON_INFERIOR)
-    # for the traffic, no disagreement among 120 items still leaves z(0.96) sqrt(1/120/120) = 1.5 points
-    assert look(PairedQuestion(disagreements=0, items=120, margin=0.02), []).verdict is Verdict.NON_INFERIOR
-    assert look(PairedQuestion(disagreements=0, items=120, margin=0.01), []).verdict is Verdict.OPEN
+    # for the traffic, no disagreement among 120 items shows "within 5 points" but not "within 2": were the
+    # candidate 2 points worse, 0 of 120 would happen with probability about exp(-2.4) = 9 % > alpha. The bound:
+    # z(1 - 0.96 alpha) sqrt(margin (1 - margin) / 120), the variance at the margin (a score test's).
+    wide = look(PairedQuestion(disagreements=0, items=120, margin=0.05), [])
+    assert wide.verdict is Verdict.NON_INFERIOR
+    assert wide.low == pytest.approx(-sps.norm.ppf(1 - 0.048) * np.sqrt(0.05 * 0.95 / 120))
+    assert look(PairedQuestion(disagreements=0, items=120, margin=0.02), []).verdict is Verdict.OPEN
 
 
 def test_a_stratum_mean_passes_or_fails_against_its_threshold() -> None:
@@ -98,7 +102,7 @@ def test_a_stratum_mean_passes_or_fails_against_its_threshold() -> None:
     assert look(q, np.r_[np.zeros(20), np.ones(5)]).verdict is Verdict.FAILS
     assert look(q, [1.0, 0.0, 1.0]).verdict is Verdict.OPEN
     assert look(q, np.ones(60)).low == pytest.approx(1.0)  # the whole stratum labelled
-    e = sps.norm.ppf(0.96) * np.sqrt(1 / 60 / 60)  # for the traffic: 60 of 60 right, one pseudo-item's variance
+    e = sps.norm.ppf(1 - 0.048) * np.sqrt((0.8 * 0.2 + 1 / 60) / 60)  # the traffic: the variance at the threshold
     assert look(MeanQuestion(size=60, threshold=0.8), np.ones(60)).low == pytest.approx(1.0 - e)
 
 

@@ -27,15 +27,16 @@ replacement from the stratum's ``size`` items, against a threshold: "passes" / "
   design is labelled;
 * ``traffic=True`` (the default) — the traffic the N items were drawn from, which is what "the candidate is
   within 5 points of the API" claims. The N items are themselves a sample: the interval is widened on each side
-  by ``z(1 - 0.8 alpha) * sqrt(v / N)``, the normal-approximation bound the kit's fixed tests use on how far the
-  N items' value can lie from the traffic's, with the per-item variance ``v`` bounded from above by the labels
-  so far: a paired difference is 0 on agreement items, so ``v <= d * (the disagreements' mean square)``, and that
-  mean square gets its own upper confidence sequence (one pseudo-disagreement added: none among N items does
-  not prove none in traffic); a score in [0, 1] has ``v <= m (1 - m)`` over its interval. alpha is split: the
-  sequence for the mean runs at alpha / 5 (one side: alpha / 10), the mean square's at alpha / 5 (alpha / 10),
-  the items' sampling error gets 0.8 alpha — a wrong verdict needs one of the three to miss, so at most alpha
-  in all. With every item labelled the interval is the all-labels value ± that bound: a Wald interval with
-  z(0.96) = 1.75 where the fixed test on all labels (Tango's) uses 1.645.
+  by ``z(1 - 0.96 alpha) * sqrt(v / N)``, the normal-approximation bound the kit's fixed tests use on how far
+  the N items' value can lie from the traffic's, with the per-item variance ``v`` taken where the verdict is
+  decided, at the threshold (as a score test takes it) and bounded from above by the labels so far: a paired
+  difference is 0 on agreement items, so ``v <= d * (the disagreements' mean square)`` — that mean square gets
+  its own upper confidence sequence, plus one pseudo-disagreement (none among N items does not prove none in
+  traffic) — and at the margin ``v >= margin (1 - margin)``; a score in [0, 1] at a threshold t has
+  ``v <= t (1 - t)``. alpha is split: the sequence for the mean runs at 0.04 alpha (one side: 0.02 alpha), the
+  mean square's at 0.04 alpha (0.02 alpha), the items' sampling error gets 0.96 alpha — a wrong verdict needs
+  one of the three to miss, so at most alpha in all. With every item labelled the interval is the all-labels
+  value ± that bound: z(0.952) = 1.66 where the fixed test on all labels (Tango's) uses 1.645.
 
 Each wrong verdict has probability at most alpha, however many looks and whenever the loop stops — provided the
 labels come in the design's random order with no item skipped (a skipped item's label must come before any later
@@ -45,9 +46,9 @@ one is used).
 >>> labels = [1, -1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 0, 1, 1, -1, 1, 1, 1, 1, 0, 1, 1]   # candidate minus reference
 >>> now = look(q, labels)
 >>> now.labels, now.verdict.value, round(now.low, 3), round(now.estimate, 3)
-(22, 'non-inferior', -0.01, 0.083)
+(22, 'non-inferior', -0.007, 0.083)
 >>> first_settled(q, labels)   # the label after which the loop could have stopped
-17
+18
 >>> first_settled(PairedQuestion(disagreements=28, items=200, margin=0.05, traffic=False), labels)   # these items
 9
 """
@@ -136,8 +137,8 @@ class MeanQuestion:
     items drawn in random order without replacement from the stratum's ``size`` items (an option's accuracy
     on a stratum against a floor, say).
 
-    >>> look(MeanQuestion(size=170, threshold=0.8), [1.0] * 35).verdict
-    <Verdict.PASSES: 'passes'>
+    >>> first_settled(MeanQuestion(size=170, threshold=0.8), [1.0] * 60)   # 43 right of 43: above 80 %
+    43
     """
 
     size: int
@@ -195,22 +196,26 @@ def _range(question: Question) -> tuple[float, float]:
     return (-1.0, 1.0) if isinstance(question, PairedQuestion) else (0.0, 1.0)
 
 
-SEQUENCE_SHARE, SQUARES_SHARE, TRAFFIC_SHARE = 0.2, 0.2, 0.8  # alpha's split for a claim about traffic
+# alpha's split for a claim about traffic: each two-sided sequence errs on one side with at most half its share
+SEQUENCE_SHARE, SQUARES_SHARE, TRAFFIC_SHARE = 0.04, 0.04, 0.96
 
 
 def _items(question: Question) -> int:
     return question.items if isinstance(question, PairedQuestion) else question.size
 
 
-def _variance(question: Question, square_high: float, low: float, high: float) -> float:
-    """An upper bound on the per-item variance over the N items (a stratum's items), from the labels so far:
-    a paired difference is 0 on agreement items, so its mean square is d x (the disagreements' mean square,
-    bounded from above by ``square_high``), with one pseudo-disagreement; a score in [0, 1] has variance at most
-    m (1 - m) for a mean m in its interval (plus one pseudo-item's 1 / size)."""
+def _variance(question: Question, square_high: float) -> float:
+    """An upper bound on the per-item variance of the N items (a stratum's items) where the verdict is decided:
+    at the threshold, as a score test takes it. A paired difference is 0 on agreement items, so its variance is
+    at most d x (the disagreements' mean square, bounded from above by ``square_high``; one pseudo-disagreement
+    added), and at the margin it is at least margin (1 - margin) (the reference alone right on at least a
+    margin's share of items): the larger of the two. A score in [0, 1] at a threshold t: t (1 - t), plus one
+    pseudo-item's 1 / size."""
     if isinstance(question, PairedQuestion):
-        return min(1.0, (question.disagreements * square_high + 1.0) / question.items)
-    worst = min(max(0.5, low), high)  # the point of [low, high] nearest 1/2
-    return min(0.25, worst * (1.0 - worst) + 1.0 / question.size)  # and one pseudo-item's worth
+        m = question.margin
+        return min(1.0, max((question.disagreements * square_high + 1.0) / question.items, m * (1.0 - m)))
+    t = question.threshold
+    return min(0.25, t * (1.0 - t) + 1.0 / question.size)
 
 
 def looks(question: Question, labels: Any) -> list[Look]:
@@ -235,9 +240,9 @@ def looks(question: Question, labels: Any) -> list[Look]:
     a_seq = question.alpha * (SEQUENCE_SHARE if traffic else 1.0)
     z = z_of(1 - question.alpha * TRAFFIC_SHARE)
     if question.population == 0:  # nothing disagrees: the difference on these items is 0, exactly
-        e = z * math.sqrt(1.0 / n_items / n_items) if traffic else 0.0  # one pseudo-disagreement
+        e = z * math.sqrt(_variance(question, 0.0) / n_items) if traffic else 0.0
         return [_look(question, 0, 0.0, max(lo, -e), min(hi, e), threshold)]
-    e0 = z * math.sqrt(_variance(question, 1.0, 0.0, 1.0) / n_items) if traffic else 0.0
+    e0 = z * math.sqrt(_variance(question, 1.0) / n_items) if traffic else 0.0
     out = [_look(question, 0, float("nan"), max(lo, lo * d - e0), min(hi, hi * d + e0), threshold)]
     if x.size:
         low, high = bounds_path(x, alpha=a_seq, planned_n=question.population, lo=lo, hi=hi,
@@ -248,7 +253,7 @@ def looks(question: Question, labels: Any) -> list[Look]:
                                              planned_n=question.population, population=question.population)
             else:
                 square_high = np.ones(x.size)
-            v = np.array([_variance(question, q, lo_, hi_) for q, lo_, hi_ in zip(square_high, low, high)])
+            v = np.array([_variance(question, q) for q in square_high])
             e = z * np.sqrt(v / n_items)
         else:
             e = np.zeros(x.size)
