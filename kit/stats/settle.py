@@ -13,7 +13,7 @@ is 0 whatever the gold label says. So the all-labels paired difference on these 
 
 and the labels are a sample drawn uniformly **without replacement** from the D disagreement items. The interval
 is the betting confidence sequence of :mod:`kit.stats.sequential` for that mean in its without-replacement form
-(Waudby-Smith & Ramdas, JRSS-B 2024, Section 6), scaled by ``d``: it narrows faster than a with-replacement
+(Waudby-Smith & Ramdas, JRSS-B 2024), scaled by ``d``: it narrows faster than a with-replacement
 sequence as the labels use up the D items, and with all D labelled it is ``delta`` itself. Settled
 "non-inferior" once its lower bound is above ``-margin``, "inferior" once its upper bound is below.
 
