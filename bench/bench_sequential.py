@@ -86,7 +86,8 @@ def shares_table(runs: int, rng: np.random.Generator) -> None:
         new, old = by_n(high < LIMIT), by_n(old_high < LIMIT)
         tag = "**false**" if p >= LIMIT else "power"
         print(f"| {100 * p:g}% ({tag}) | " + " | ".join(
-            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old)) + f" |  ({time.perf_counter() - start:.0f} s)")
+            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old))
+              + f" |  ({time.perf_counter() - start:.0f} s)")
 
 
 def margin_table(runs: int, rng: np.random.Generator) -> None:
@@ -101,7 +102,8 @@ def margin_table(runs: int, rng: np.random.Generator) -> None:
         old_low, _ = asymptotic_path(d, lo=-1, hi=1, planned_n=MAX_ITEMS)
         new, old = by_n(low > -margin), by_n(old_low > -margin)
         print(f"| {name} (p10 {p10:g}, p01 {p01:g}) | " + " | ".join(
-            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old)) + f" |  ({time.perf_counter() - start:.0f} s)")
+            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old))
+              + f" |  ({time.perf_counter() - start:.0f} s)")
 
 
 def simulate(p10: float, p01: float, false: str | None, *, runs: int, rng: np.random.Generator) -> dict[str, float]:

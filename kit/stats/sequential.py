@@ -36,7 +36,8 @@ martingale property (any predictable bet does) and were measured while choosing 
   0.58 / 0.39 / 0.24 / 0.11 at n = 20 / 40 / 100 / 400 against 0.64 / 0.39 / 0.22 / 0.10 with ``c = 1/2`` alone.
 
 **Without replacement** (``population=N``): labels drawn one at a time, uniformly without replacement, from a
-finite set of ``N`` items (the paper's without-replacement sequences): the bet is on the mean of the items *not yet drawn*,
+finite set of ``N`` items (the paper's without-replacement sequences): the bet is on the mean of the items
+*not yet drawn*,
 ``mu_t(m) = (N m - sum_{i<t} z_i) / (N - t + 1)``; a candidate whose ``mu_t`` leaves [0, 1] is impossible, and
 the interval is intersected with what the draws prove (the *logical* bounds). With every item drawn the interval
 is the population mean itself.

@@ -296,9 +296,12 @@ def sentence(question: Question, now: Look, *, candidate: str = "the candidate",
              reference: str = "the reference") -> str:
     """The loop's line for a person, e.g. "enough: SmolLM2 is within 5 points of the API after 23 labels".
 
-    >>> sentence(PairedQuestion(disagreements=28, items=200, margin=0.05),
-    ...          Look(23, 0.01, -0.03, 0.05, Verdict.NON_INFERIOR), candidate="SmolLM2", reference="the API")
-    'enough: SmolLM2 is within 5 points of the API after 23 labels (difference +1.0 points, always-valid interval -3.0 to +5.0)'
+    >>> line = sentence(PairedQuestion(disagreements=28, items=200, margin=0.05),
+    ...                 Look(23, 0.01, -0.03, 0.05, Verdict.NON_INFERIOR), candidate="SmolLM2", reference="the API")
+    >>> line.split(" (")[0]
+    'enough: SmolLM2 is within 5 points of the API after 23 labels'
+    >>> line.split(" (")[1]
+    'difference +1.0 points, always-valid interval -3.0 to +5.0)'
     """
     span = f"{100 * now.low:+.1f} to {100 * now.high:+.1f}"
     if isinstance(question, PairedQuestion):
