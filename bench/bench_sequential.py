@@ -1,14 +1,21 @@
-"""Benchmark: runs that stop when the verdict is settled — false positives under the null, items saved on real answers.
+"""Benchmark: runs that stop when the verdict is settled — error rates at every n, items saved on real answers.
 
 Run: ``python bench/bench_sequential.py`` (``--runs N``, ``--seed N``, ``--store PATH --run DIR``).
 
-(a) **Null simulation.** A candidate and a reference answer paired right/wrong items; rounds of 40 items up to
-400. Two nulls: equal true accuracy (a false positive is "better"), and a candidate exactly at the margin
-(2 points worse: a false positive is "passes", non-inferior). Per case, the share of runs in which the
-sequential rule (the kit's confidence sequence, :mod:`kit.stats.sequential`) ever concludes the false thing,
-beside the naive rule — the fixed-sample test the kit runs on a fixed run (Tango's bound), checked after every
-round and stopped at the first success — and that same test at one fixed look of 400 items. A third case with a
-real 10-point gain gives the items a sequential run needs.
+(a) **Error rates at every n, monitored after every item.** The kit's betting confidence sequence
+(:mod:`kit.stats.sequential`) beside the asymptotic sequence it replaced (Waudby-Smith et al., AoS 2024, as the
+kit had it: two-sided at alpha, one pseudo-item of variance), both tuned for 400 items, looked at after every item:
+
+* *shares against a 5 % limit* (p95 within a latency target): true shares of 0.5–10 % slow items; the share of
+  runs that have concluded "within the limit" (upper bound below 5 %) by n = 10, 20, 40, 100, 400. At a true share
+  of 5 % or more that is a false conclusion (must stay <= alpha); below 5 % it is power;
+* *paired differences at the margin*: right/wrong pairs with the candidate exactly ``margin`` worse; the share of
+  runs that have concluded "non-inferior" (lower bound above -margin) by each n.
+
+(a2) **Rounds of 40 up to 400 items**, non-inferiority at a 2-point margin: the sequential rule beside the naive
+rule — the fixed-sample test a fixed run uses (Tango's bound) checked after every round, stopping at the first
+success — and that test once at 400 items. A third case with a real 10-point gain gives the items a sequential
+run needs.
 
 (b) **Stored answers of the default experiment.** A report run's folder and its store (copied to a temporary
 folder; the original is never written): the snips-intents answers of API, SmolLM2 and SmolLM2 + LoRA on the
@@ -21,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import sys
 import tempfile
@@ -33,37 +41,92 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from kit.columns import Col  # noqa: E402
 from kit.stats.paired import tango_bound  # noqa: E402
-from kit.stats.sequential import sequence_path  # noqa: E402
+from kit.stats.sequential import bounds_path  # noqa: E402
 
 ALPHA, MARGIN, ROUND, MAX_ITEMS = 0.05, 0.02, 40, 400
-# (name, p10 = only the candidate right, p01 = only the reference right, the false conclusion)
+LOOKS = (10, 20, 40, 100, 400)
+SHARES, LIMIT = (0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.10), 0.05
+# paired right/wrong at the margin: (name, p10 = only the candidate right, p01 = only the reference right, margin)
+AT_MARGIN = [("86% agreement, 5-point margin", 0.045, 0.095, 0.05), ("84% agreement, 2-point margin", 0.07, 0.09,
+                                                                        0.02)]
+# (name, p10, p01, the false conclusion) for the rounds table
 CASES = [("equal accuracy", 0.08, 0.08, "better"), ("at the margin (-2 points)", 0.07, 0.09, "passes"),
          ("10 points better", 0.15, 0.05, None)]
 
 
+def asymptotic_path(x: np.ndarray, *, lo: float, hi: float, planned_n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The asymptotic sequence the kit used before (Waudby-Smith, Arnold, Wu, Howard & Ramdas, AoS 2024, Thm 2.2,
+    rho tuned for ``planned_n``, the sd shrunk by one pseudo-item), for comparison only: runs x items."""
+    t = np.arange(1, x.shape[1] + 1, dtype=float)
+    a = -2.0 * math.log(ALPHA)
+    r2 = (a + math.log(a + 1.0)) / planned_n
+    bound = np.sqrt(2.0 * (t * r2 + 1.0) / (t * t * r2) * np.log(np.sqrt(t * r2 + 1.0) / ALPHA))
+    mean = np.cumsum(x, axis=1) / t
+    ss = np.maximum(np.cumsum(x * x, axis=1) - t * mean * mean, 0.0)
+    half = np.sqrt((ss + ((hi - lo) / 2.0) ** 2) / (t + 1.0)) * bound
+    return np.maximum(lo, mean - half), np.minimum(hi, mean + half)
+
+
+def by_n(concluded: np.ndarray) -> list[float]:
+    """The share of runs that have concluded by each n of LOOKS (concluded: runs x items, at each item)."""
+    ever = np.logical_or.accumulate(concluded, axis=1)
+    return [float(ever[:, n - 1].mean()) for n in LOOKS]
+
+
+def shares_table(runs: int, rng: np.random.Generator) -> None:
+    print(f"shares against a {100 * LIMIT:g}% limit: runs concluding 'within the limit' by n (betting / "
+          f"asymptotic), {runs} runs, looked at after every item")
+    print("| true share slow | " + " | ".join(f"n = {n}" for n in LOOKS) + " |")
+    print("|---|" + "---|" * len(LOOKS))
+    for p in SHARES:
+        start = time.perf_counter()
+        x = (rng.random((runs, MAX_ITEMS)) < p).astype(float)
+        _, high = bounds_path(x, alpha=ALPHA, planned_n=MAX_ITEMS, lo=0, hi=1)
+        _, old_high = asymptotic_path(x, lo=0, hi=1, planned_n=MAX_ITEMS)
+        new, old = by_n(high < LIMIT), by_n(old_high < LIMIT)
+        tag = "**false**" if p >= LIMIT else "power"
+        print(f"| {100 * p:g}% ({tag}) | " + " | ".join(
+            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old))
+              + f" |  ({time.perf_counter() - start:.0f} s)")
+
+
+def margin_table(runs: int, rng: np.random.Generator) -> None:
+    print(f"\npaired differences at the margin: runs concluding 'non-inferior' by n (betting / asymptotic), {runs} "
+          "runs, looked at after every item")
+    print("| case | " + " | ".join(f"n = {n}" for n in LOOKS) + " |")
+    print("|---|" + "---|" * len(LOOKS))
+    for name, p10, p01, margin in AT_MARGIN:
+        start = time.perf_counter()
+        d = rng.choice([1.0, -1.0, 0.0], size=(runs, MAX_ITEMS), p=[p10, p01, 1 - p10 - p01])
+        low, _ = bounds_path(d, alpha=ALPHA, planned_n=MAX_ITEMS)
+        old_low, _ = asymptotic_path(d, lo=-1, hi=1, planned_n=MAX_ITEMS)
+        new, old = by_n(low > -margin), by_n(old_low > -margin)
+        print(f"| {name} (p10 {p10:g}, p01 {p01:g}) | " + " | ".join(
+            f"{100 * a:.1f}% / {100 * b:.1f}%" for a, b in zip(new, old))
+              + f" |  ({time.perf_counter() - start:.0f} s)")
+
+
 def simulate(p10: float, p01: float, false: str | None, *, runs: int, rng: np.random.Generator) -> dict[str, float]:
-    """One case: false-positive rates of the sequential and naive rules, items at the sequential stop."""
+    """One case in rounds: false-positive rates of the sequential and naive rules, items at the sequential stop."""
     looks = np.arange(ROUND, MAX_ITEMS + 1, ROUND)
     threshold = 0.0 if false == "better" else -MARGIN
+    d = rng.choice([1.0, -1.0, 0.0], size=(runs, MAX_ITEMS), p=[p10, p01, 1 - p10 - p01])
+    low, high = bounds_path(d, alpha=ALPHA, planned_n=MAX_ITEMS)
+    low, high = low[:, looks - 1], high[:, looks - 1]
     seq_fp = naive_fp = fixed_fp = 0
     stops = []
-    for _ in range(runs):
-        d = rng.choice([1.0, -1.0, 0.0], size=MAX_ITEMS, p=[p10, p01, 1 - p10 - p01])
-        path = sequence_path(d, alpha=ALPHA, planned_n=MAX_ITEMS, looks=looks)
-        low, high = path[Col.CS_LOW].to_numpy(), path[Col.CS_HIGH].to_numpy()
+    for r in range(runs):
         # the stage's stop: non-inferiority settled (passes or fails); "better" read at every look up to the stop
-        settled = np.flatnonzero((low > -MARGIN) | (high < -MARGIN))
+        settled = np.flatnonzero((low[r] > -MARGIN) | (high[r] < -MARGIN))
         stop = int(settled[0]) if settled.size else len(looks) - 1
         stops.append(int(looks[stop]))
-        seq_fp += bool((low[:stop + 1] > threshold).any())
-        hit = False
+        seq_fp += bool((low[r, :stop + 1] > threshold).any())
         for n in looks:  # the naive rule: Tango's one-sided bound after every round, stop at the first success
-            x, y = int((d[:n] == 1).sum()), int((d[:n] == -1).sum())
+            x, y = int((d[r, :n] == 1).sum()), int((d[r, :n] == -1).sum())
             if tango_bound(x, y, int(n), 1 - ALPHA, upper=False) > threshold:
-                hit = True
+                naive_fp += 1
                 break
-        naive_fp += hit
-        x, y = int((d == 1).sum()), int((d == -1).sum())
+        x, y = int((d[r] == 1).sum()), int((d[r] == -1).sum())
         fixed_fp += tango_bound(x, y, MAX_ITEMS, 1 - ALPHA, upper=False) > threshold
     return {"sequential": seq_fp / runs, "naive": naive_fp / runs, "fixed": fixed_fp / runs,
             "items_mean": float(np.mean(stops)), "items_median": float(np.median(stops))}
@@ -144,8 +207,10 @@ def main() -> int:
     ap.add_argument("--run", type=Path, default=None, help="a default report's run folder (default: the newest)")
     args = ap.parse_args()
     rng = np.random.default_rng(args.seed)
-    print(f"(a) null simulation: {args.runs} runs per case, rounds of {ROUND} up to {MAX_ITEMS} items, alpha "
-          f"{ALPHA}, margin {MARGIN}")
+    print(f"(a) error rates at every n: alpha {ALPHA}, tuned for {MAX_ITEMS} items")
+    shares_table(args.runs, rng)
+    margin_table(args.runs, rng)
+    print(f"\n(a2) rounds of {ROUND} up to {MAX_ITEMS} items, margin {MARGIN}, {args.runs} runs per case")
     print("| case | false conclusion | sequential (CS) | naive: fixed test after every round | fixed test at "
           f"{MAX_ITEMS} | items at the sequential stop (mean / median) |")
     print("|---|---|---|---|---|---|")

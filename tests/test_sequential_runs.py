@@ -103,7 +103,7 @@ def test_a_sequential_run_stops_when_settled_with_the_fixed_runs_verdict(project
     spent, planned = sum(doc["spent_usd"].values()), sum(doc["planned_usd"].values())
     assert f"Spent **&#36;{spent:.4f}**" in text and f"fixed plan's &#36;{planned:.4f}" in text  # $ kept out of LaTeX
     assert "API is shown below Good" in text
-    assert "Good passes the bar" in text and "Waudby-Smith" in text and "Annals of Statistics 2024" in text
+    assert "Good passes the bar" in text and "Waudby-Smith" in text and "JRSS-B 2024" in text
     assert views.sequential(fixed).startswith("- a fixed run")
 
 
