@@ -152,7 +152,7 @@ PIPELINE_LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.pipeline.{n}
     "selection",                                    # prompt choice, the answer stage's helper
     "prepare answers quality costs verdict",        # the stages: none imports another
     "sequential",                                   # the rounds driver: calls the answer and quality stages
-    "runner",                                       # the graph of the stages and its drivers
+    "runner plan",                                  # the graph of the stages and its drivers; planning from stored answers
 ))
 
 

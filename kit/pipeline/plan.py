@@ -2,7 +2,7 @@
 
 No model runs. Per task and candidate the plan uses a **pilot** — the reference's and the candidate's answers
 already in the store on the same test items, found under the arm the answer stage stores them under
-(:func:`kit.pipeline.answers.arm_for`) — or, without one, stated **assumptions** (:class:`Assumptions`), and
+(:func:`kit.pipeline.arming.arm_for`) — or, without one, stated **assumptions** (:class:`Assumptions`), and
 says which of the two it used. It plans for the test the comparison will run:
 
 - a labelled task whose answers are right or wrong: Tango's paired test, Nam's (1997) formula
@@ -39,7 +39,7 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.experiment import Experiment, Option
 from kit.format import pts
-from kit.pipeline.answers import arm_for
+from kit.pipeline.arming import arm_for
 from kit.pipeline.folder import Doc, RunFolder
 from kit.run.store import Store
 from kit.stats.clusters import design_effect
@@ -204,17 +204,16 @@ class _Pilot:
 
 def stored_arm(option: Option, *, task: str, folder: RunFolder | None) -> str | None:
     """The arm the answer stage stores ``option``'s answers on ``task`` under (its own mapping,
-    :func:`kit.pipeline.answers.arm_for`); None for a fine-tune that no report folder at hand has trained.
+    :func:`kit.pipeline.arming.arm_for`); None for a fine-tune that no report folder at hand has trained.
 
     >>> from kit.experiment import Where
     >>> stored_arm(Option(name="API", where=Where.THIRD_PARTY, arm="openai:gpt-4o-mini"), task="t", folder=None)
     'openai:gpt-4o-mini'
     """
-    if option.finetune is not None:  # its arm exists once a report trained it: that folder records the adapter
-        trained = folder.doc(Doc.FINETUNES, default={}) if folder is not None else {}
-        if task not in trained.get(option.name, {}):
-            return None
-    return arm_for(option, task=task, folder=folder, standin=None)[0]  # type: ignore[arg-type]
+    trained = folder.doc(Doc.FINETUNES, default={}) if folder is not None else {}
+    if option.finetune is not None and task not in trained.get(option.name, {}):
+        return None  # its arm exists once a report trained it: that folder records the adapter
+    return arm_for(option, task=task, finetunes=trained, standin=None)[0]
 
 
 def trained_folder(exp: Experiment, root: Path) -> RunFolder | None:
