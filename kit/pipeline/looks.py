@@ -113,6 +113,8 @@ def round_looks(task: Task, scores: pd.DataFrame, *, questions: Questions, round
     scored = scores[scores[Col.SCORE].notna()]
     wide = (correctness_on_labels(task, scores, labels) if sampled else
             scored.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.SCORE, aggfunc="mean"))
+    arrival = {item.id: k for k, item in enumerate(task.test)}  # a sequence reads its values in the order drawn
+    wide = wide.loc[sorted(wide.index, key=lambda i: arrival.get(str(i), len(arrival)))]
     correctness = task.labelled or sampled
     candidates = [n for n in names if n != ref]
     bar_alpha = q.alpha / max(len(candidates), 1)  # Bonferroni across the candidates
