@@ -203,7 +203,7 @@ class Router:
                   "time": at, "text": text, "option": option, "route": route}
         reference = task.get("fallback")
         shadow = None
-        if reference and self.shadow_share > 0 and shadowed(item_id, self.shadow_share):
+        if reference and reference != task["first"] and self.shadow_share > 0 and shadowed(item_id, self.shadow_share):
             shadow = {"item_id": item_id, **{k: v for k, v in self.ask(reference, task, text).items() if v is not None},
                       "task": task_name, "time": at, "text": text, "option": reference, "route": "shadow"}
         with self._lock:

@@ -15,11 +15,10 @@ is served how is a registry (:func:`register_serving`), not a chain of ifs.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import pandas as pd
 
 from kit.arms.base import backend_of
 from kit.columns import Col
@@ -251,6 +250,9 @@ def routing_of(folder: RunFolder, *, shadow_share: float = 0.1, endpoints: Mappi
         if serving is None:
             raise ConfigError(f"no way to serve {option_name} ({spec}) over HTTP is registered", where="kit export",
                               fix="give its endpoint: kit export RUN --endpoint 'NAME=http://HOST:PORT/v1'")
+        if not identity:  # the store is gone: what the run folder recorded of the arm
+            record = next((r for r in folder.runs(task=task_name) if r.option == option_name), None)
+            identity = {"arm": spec, **({"describe": record.describe} if record else {})}
         endpoint = serving(option, spec, identity, port)
         if option_name in given:
             endpoint = Endpoint(**{**asdict(endpoint), "base_url": given[option_name], "serve": None})
@@ -259,7 +261,7 @@ def routing_of(folder: RunFolder, *, shadow_share: float = 0.1, endpoints: Mappi
 
 
 def _expectations(folder: RunFolder, task: str, *, pick: str, first: str) -> Expectations:
-    """The figures the monitor compares each window with, from the report's scores and floor tables."""
+    """The figures the monitor compares each window with: from the report's scores, and the task's train split."""
     exp = folder.experiment()
     scores = folder.table(Table.SCORES, task=task)
     scores = scores[scores[Col.EPOCH] == scores[Col.EPOCH].min()] if not scores.empty else scores
@@ -271,13 +273,15 @@ def _expectations(folder: RunFolder, task: str, *, pick: str, first: str) -> Exp
         common = mine.index.intersection(ref.index)
         n = len(common)
         agreement = float((mine.loc[common] == ref.loc[common]).mean()) if n else None
-    floor = folder.table(Table.FLOOR, task=task) if folder.has(Table.FLOOR, task=task) else pd.DataFrame()
-    top = floor.sort_values(Col.BASELINE_MEAN, ascending=False).iloc[0] if not floor.empty else None
+    # the floor: the most common label of the train split (the majority-class baseline), where answers are labels
+    t = task_of(folder, task)
+    golds = [i.gold for i in t.train] if t.labelled else []
+    majority = Counter(golds).most_common(1)[0][0] if golds and all(isinstance(g, str) for g in golds) else None
+    share = sum(i.gold == majority for i in t.test) / len(t.test) if majority is not None and t.test else None
     mine_scores = scores[scores[Col.OPTION] == deployed]
     accuracy = float(mine_scores[Col.CORRECT].astype(float).mean()) if not mine_scores.empty and \
         mine_scores[Col.CORRECT].notna().all() else None
-    return Expectations(agreement=agreement, n_items=n, majority=str(top[Col.ANSWER]) if top is not None else None,
-                        majority_share=float(top[Col.BASELINE_MEAN]) if top is not None else None, accuracy=accuracy,
+    return Expectations(agreement=agreement, n_items=n, majority=majority, majority_share=share, accuracy=accuracy,
                         latency_target_s=exp.latency_target_s, margin=exp.margin, alpha=exp.alpha,
                         finetuned=exp.option(first).finetune is not None)
 
