@@ -18,7 +18,9 @@ with every look at the full alpha (no spending across windows: what reading a fi
 intent drawn three times as often); (ii) a new phrasing (each request wrapped as "hey assistant, could you
 please … thanks"; the recorded answers are kept, so only the inputs move). The shifted month is read after
 25, 50, … items: the items it takes until the monitor first flags it (median and 90th percentile over the
-streams), and the share flagged by the month's end.
+streams), and the share flagged by the month's end. Each of the first 12 windows gets the same level, and drift
+is tested against the first month, so the shifted month is read beside the first month alone (its look has the
+7th look's level; the months between change nothing in it).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ sys.path.insert(0, str(ROOT))
 from kit.columns import Col  # noqa: E402
 from kit.export import routing_of  # noqa: E402
 from kit.monitor import Advice, Windows, watch  # noqa: E402
-from kit.monitor.watch import TAIL, spent  # noqa: E402
+from kit.monitor.watch import question_values, spent  # noqa: E402
 from kit.pipeline.folder import RunFolder, Table  # noqa: E402
 from kit.pipeline.quality import task_of  # noqa: E402
+from kit.stats.sequential import Settled, confidence_sequence, settle  # noqa: E402
 
 TASK, MONTHS, SHIFT_MONTH, SHADOW = "snips-intents", 12, 7, 0.5
 
@@ -87,6 +90,19 @@ def clopper_pearson(k: int, n: int) -> tuple[float, float]:
             float(beta.ppf(0.975, k + 1, n - k)) if k < n else 1.0)
 
 
+def naive_alarm(route: dict, frame: pd.DataFrame, report, alpha: float) -> bool:
+    """The same windows read at the full alpha every month (no split across questions, no spending): the quality
+    questions' sequences at level alpha, and the drift tests (the same p-values) against alpha / 2 each."""
+    expect = route["expect"]
+    for name, part in frame.groupby(Col.TIME, sort=True):
+        for q in {k.question for k in report.looks}:
+            v, threshold, lo, hi, up = question_values(q, part, expect)
+            if v.size and settle(confidence_sequence(v, alpha=alpha, planned_n=len(part), lo=lo, hi=hi),
+                                 threshold=threshold, higher_is_better=up) is Settled.FAILS:
+                return True
+    return any(t.p_value < alpha / 2 for _, t in report.drift)
+
+
 def flagged(report) -> bool:
     return any(w.advice is not Advice.STILL_HOLDS for w in report.advice)
 
@@ -118,11 +134,7 @@ def main() -> None:
         for w in report.advice:
             if w.advice is not Advice.STILL_HOLDS:
                 by_advice[str(w.advice)] = by_advice.get(str(w.advice), 0) + 1
-        # the same looks without spending: every window at the full alpha (a fixed-level test read monthly)
-        questions = len({k.question for k in report.looks}) + 1  # and drift
-        every = watch(route, frame, windows, sizes=False, seed=s, alpha=alpha * questions * MONTHS / (1 - TAIL),
-                      horizon=MONTHS)
-        naive += flagged(every)
+        naive += naive_alarm(route, frame, report, alpha)
     low, high = clopper_pearson(alarms, args.streams)
     print(f"\n(a) {args.streams} unshifted streams × {MONTHS} monthly looks ({time.perf_counter() - start:.0f} s)")
     print(f"  monitor (alpha spent across windows): any false alarm in {alarms}/{args.streams} = "
@@ -140,11 +152,11 @@ def main() -> None:
         start = time.perf_counter()
         first_flag = []
         for s in range(args.shifted):
-            before = [month(items, m, args.window, rng) for m in range(1, SHIFT_MONTH)]
+            before = month(items, 1, args.window, rng)
             shifted = month(items, SHIFT_MONTH, args.window, rng, **kwargs)
             hit = np.inf
             for n in steps:
-                report = watch(route, pd.concat(before + [shifted.iloc[:n]], ignore_index=True), windows,
+                report = watch(route, pd.concat([before, shifted.iloc[:n]], ignore_index=True), windows,
                                sizes=False, seed=s)
                 if report.advice[-1].advice is not Advice.STILL_HOLDS:
                     hit = n

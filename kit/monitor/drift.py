@@ -23,13 +23,14 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, sparse, stats
+from scipy import optimize, sparse, special, stats
 
 from kit.errors import ConfigError
 
@@ -38,6 +39,7 @@ METHOD = "classifier two-sample test (Lopez-Paz & Oquab, ICLR 2017): TF-IDF + lo
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
+@functools.lru_cache(maxsize=200_000)
 def _bucket(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode("utf-8"), digest_size=8).digest(), "little") % N_FEATURES
 
@@ -73,19 +75,25 @@ def fit_logistic(x: sparse.csr_matrix, y: np.ndarray, *, c: float = 1.0) -> tupl
     """L2-penalised logistic regression (the intercept unpenalised, as scikit-learn's lbfgs solver):
     minimises ``0.5 |w|² + C Σ log(1 + exp(-s_i (x_i·w + b)))``, ``s_i = ±1``. Returns (w, b)."""
     s = np.where(np.asarray(y) > 0, 1.0, -1.0)
+    full = x.shape[1]
+    # a column no training text uses has weight 0 at the optimum (no loss gradient, only the penalty): fit the rest
+    used = np.unique(sparse.csr_matrix(x).indices)
+    x = sparse.csr_matrix(x)[:, used]
     d = x.shape[1]
 
     def loss(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:d], theta[d]
         z = s * (x @ w + b)
         value = 0.5 * float(w @ w) + c * float(np.logaddexp(0.0, -z).sum())
-        g = -c * s * stats.logistic.cdf(-z)  # d/dz of log(1 + e^-z), times s
+        g = -c * s * special.expit(-z)  # d/dz of log(1 + e^-z), times s
         grad = np.concatenate([w + x.T @ g, [g.sum()]])
         return value, grad
 
     res = optimize.minimize(loss, np.zeros(d + 1), jac=True, method="L-BFGS-B",
                             options={"maxiter": 500, "gtol": 1e-8})
-    return res.x[:d], float(res.x[d])
+    w = np.zeros(full)
+    w[used] = res.x[:d]
+    return w, float(res.x[d])
 
 
 @dataclass(frozen=True)

@@ -190,8 +190,9 @@ def _norm(values: pd.Series) -> pd.Series:
     return values.astype(str).str.strip().str.strip('"').str.casefold()
 
 
-def _values(question: Question, rows: pd.DataFrame, expect: dict[str, Any]) -> tuple[np.ndarray, float, float, float, bool]:
-    """Per-item values, threshold, range and direction of a quality question on one window's rows."""
+def question_values(question: Question, rows: pd.DataFrame, expect: dict[str, Any]) -> tuple[np.ndarray, float, float, float, bool]:
+    """Per-item values, threshold, range (lo, hi) and direction (higher is better) of a question other than drift
+    on one window's rows."""
     ok = rows[rows[Col.ERROR].isna()] if Col.ERROR in rows.columns else rows
     mine = _norm(ok[Col.OUTPUT])
     if question is Question.AGREEMENT:
@@ -243,7 +244,7 @@ def watch(route: dict[str, Any], frame: pd.DataFrame, windows: Windows, *, alpha
         for q in questions:
             if q is Question.DRIFT:
                 continue
-            v, threshold, lo, hi, up = _values(q, part, expect)
+            v, threshold, lo, hi, up = question_values(q, part, expect)
             if v.size == 0:
                 window_looks.append(Look(name, q, 0, None, None, None, threshold, level, None,
                                          statement=f"{q}: no items in this window"))
