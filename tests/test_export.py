@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from report_run import build_report_run
 from servers import OpenAIServer, last_user
 
 from kit.cli import main
@@ -19,15 +20,19 @@ from kit.export import export_decision
 from kit.export.router import SLOT, Router, RoutingError, shadowed
 from kit.pipeline.folder import Doc, RunFolder
 
-# a report run folder of the default experiment (`kit report`, embedded models, stand-in reference), without its
-# store: the verdicts, tables and records the export reads (tests/data/README.md says how it was made)
-FIXTURE = ROOT / "tests" / "data" / "report_run"
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """A report's run folder made through the real stages (tests/report_run.py): the verdict recommends the
+    self-hosted SmolLM2 over the third-party reference API on snips-intents."""
+    return build_report_run(tmp_path_factory.mktemp("report"))
 
 
 @pytest.fixture
-def run_folder(tmp_path):
+def run_folder(built, tmp_path):
     dest = tmp_path / "report-run"
-    shutil.copytree(FIXTURE, dest)
+    shutil.copytree(built.path, dest)
     return RunFolder(dest)
 
 
@@ -63,7 +68,8 @@ def test_export_writes_the_routing_the_verdict_chose(run_folder, tmp_path):
         assert route["expect"]["alpha"] == exp.alpha and route["expect"]["margin"] == exp.margin
         if "⇢" in route["option"]:  # a hybrid: its local option, τ and escalation target
             assert route["tau"] is not None and route["escalate_to"] == exp.reference_name
-    assert routing["tasks"], "the fixture's verdict recommends at least one option"
+    assert routing["tasks"]["snips-intents"]["first"] == "SmolLM2", "the verdict recommends the local option"
+    assert routing["tasks"]["snips-intents"]["expect"]["agreement"] > 0.8
     for endpoint in routing["endpoints"].values():
         assert endpoint["base_url"].startswith("http") and endpoint["identity"]
     # the router is the kit's module, byte for byte: the standard library only
@@ -88,7 +94,7 @@ def test_litellm_config_loads_in_litellm_and_falls_back_over_loopback(run_folder
                                if first != exp.reference_name else {first: ref.base_url})
         config = yaml.safe_load(done.litellm_file.read_text())
         router = litellm.Router(model_list=config["model_list"], **config["router_settings"])
-        assert sorted(router.get_model_names()) == sorted(m["model_name"] for m in config["model_list"])
+        assert sorted(m["model_name"] for m in router.model_list) == sorted(m["model_name"] for m in config["model_list"])
         item = snips.test[0]
         reply = router.completion(model=task, messages=[{"role": "user", "content": f"Intent of: {item.text}"}])
         assert reply.choices[0].message.content == item.gold
