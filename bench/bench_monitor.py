@@ -1,7 +1,8 @@
 """Benchmark: the monitor on simulated monthly traffic — false alarms over 12 looks, and how soon a shift is flagged.
 
 Run: ``python bench/bench_monitor.py`` (``--streams 200 --shifted 100 --window 150 --seed 0``;
-``--run DIR``: another report run folder; default: the committed one in tests/data/report_run).
+``--run DIR``: a report's run folder, e.g. the default report's; default: the run folder tests/report_run.py makes
+through the real stages from replayed outputs — SNIPS's real texts and labels, answers written with known rates).
 
 The traffic is the report's own: the snips-intents test items with the answers the deployed option (what the
 run folder's verdict recommends, as ``kit export`` reads it) and the reference gave in the report, their
@@ -16,17 +17,18 @@ with every look at the full alpha (no spending across windows: what reading a fi
 
 (b) **Detection.** Streams whose 7th month is shifted, two ways: (i) a label's share tripled (the items of one
 intent drawn three times as often); (ii) a new phrasing (each request wrapped as "hey assistant, could you
-please … thanks"; the recorded answers are kept, so only the inputs move). The shifted month is read after
-25, 50, … items: the items it takes until the monitor first flags it (median and 90th percentile over the
-streams), and the share flagged by the month's end. Each of the first 12 windows gets the same level, and drift
-is tested against the first month, so the shifted month is read beside the first month alone (its look has the
-7th look's level; the months between change nothing in it).
+please … thanks"; the recorded answers are kept, so only the inputs move). For months of 50, 100, 200 and 400
+requests (``--sizes``), the share of streams whose shifted month the monitor flags when it reads that month —
+once, at its end, as it is meant to be read — and the smallest size at which it flags 90% of them. Each of the
+first 12 windows gets the same level and drift is tested against the first month, so the shifted month is read
+beside the first month alone (its look has the 7th look's level; the months between change nothing in it).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -109,13 +111,22 @@ def flagged(report) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default=str(ROOT / "tests" / "data" / "report_run"))
+    parser.add_argument("--run", help="a report's run folder (default: one made through the real stages by "
+                                      "tests/report_run.py in a temporary folder)")
     parser.add_argument("--streams", type=int, default=200)
     parser.add_argument("--shifted", type=int, default=100)
     parser.add_argument("--window", type=int, default=150)
+    parser.add_argument("--sizes", default="50,100,200,400", help="requests a month for the detection runs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    route, items = pool(RunFolder(args.run))
+    if args.run:
+        folder = RunFolder(args.run)
+    else:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from report_run import build_report_run
+
+        folder = build_report_run(Path(tempfile.mkdtemp(prefix="bench-monitor-")))
+    route, items = pool(folder)
     alpha = route["expect"]["alpha"]
     rng = np.random.default_rng(args.seed)
     windows = Windows(by_month=True)
@@ -135,6 +146,7 @@ def main() -> None:
             if w.advice is not Advice.STILL_HOLDS:
                 by_advice[str(w.advice)] = by_advice.get(str(w.advice), 0) + 1
         naive += naive_alarm(route, frame, report, alpha)
+        questions = len({k.question for k in report.looks}) + 1  # and drift
     low, high = clopper_pearson(alarms, args.streams)
     print(f"\n(a) {args.streams} unshifted streams × {MONTHS} monthly looks ({time.perf_counter() - start:.0f} s)")
     print(f"  monitor (alpha spent across windows): any false alarm in {alarms}/{args.streams} = "
@@ -142,34 +154,29 @@ def main() -> None:
     nl, nh = clopper_pearson(naive, args.streams)
     print(f"  every look at the full alpha per question (no spending): {naive}/{args.streams} = "
           f"{naive / args.streams:.3f} (95% CI {nl:.3f}–{nh:.3f})")
-    print(f"  level of each monthly look per question: {spent(1, alpha=alpha / 3, horizon=MONTHS):.5f} "
-          f"(alpha / 3 questions × 0.9 / 12)")
+    print(f"  level of each monthly look per question: {spent(1, alpha=alpha / questions, horizon=MONTHS):.5f} "
+          f"(alpha / {questions} questions × 0.9 / 12)")
 
     weights, what = tripled(items)
-    steps = list(range(25, args.window + 1, 25))
+    sizes = [int(x) for x in args.sizes.split(",")]
     for name, kwargs in ((f"a label's share tripled ({what})", {"weights": weights}),
                          ("a new phrasing", {"reword": True})):
         start = time.perf_counter()
-        first_flag = []
-        for s in range(args.shifted):
-            before = month(items, 1, args.window, rng)
-            shifted = month(items, SHIFT_MONTH, args.window, rng, **kwargs)
-            hit = np.inf
-            for n in steps:
-                report = watch(route, pd.concat([before, shifted.iloc[:n]], ignore_index=True), windows,
-                               sizes=False, seed=s)
-                if report.advice[-1].advice is not Advice.STILL_HOLDS:
-                    hit = n
-                    break
-            first_flag.append(hit)
-        hits = np.array(first_flag)
-        found = np.isfinite(hits)
-        median = np.median(hits) if found.mean() >= 0.5 else np.inf
-        p90 = np.quantile(hits, 0.9) if found.mean() >= 0.9 else np.inf
-        print(f"\n(b) month {SHIFT_MONTH} shifted — {name}: {args.shifted} streams "
+        shares = []
+        for n in sizes:
+            hits = 0
+            for s in range(args.shifted):
+                frame = pd.concat([month(items, 1, n, rng), month(items, SHIFT_MONTH, n, rng, **kwargs)],
+                                  ignore_index=True)
+                hits += watch(route, frame, windows, sizes=False, seed=s).advice[-1].advice is not Advice.STILL_HOLDS
+            shares.append(hits / args.shifted)
+        within = next((n for n, share in zip(sizes, shares) if share >= 0.9), None)
+        print(f"\n(b) month {SHIFT_MONTH} shifted — {name}: {args.shifted} streams per size "
               f"({time.perf_counter() - start:.0f} s)")
-        print(f"  flagged by the month's end ({args.window} items): {found.mean():.0%}; items to the first flag "
-              f"(looks every 25): median {median:g}, 90th percentile {p90:g}")
+        print("  share of streams whose shifted month is flagged, by requests a month: "
+              + ", ".join(f"{n}: {share:.0%}" for n, share in zip(sizes, shares)))
+        print(f"  flagged in >= 90% of streams within {within} items a month" if within else
+              f"  not flagged in 90% of streams at up to {sizes[-1]} items a month")
 
 
 if __name__ == "__main__":

@@ -144,3 +144,14 @@ def test_monitor_cli(tmp_path, snips, capsys):
     (tmp_path / "requests.jsonl").write_text('{"item_id": "a", "output": "x", "time": "later"}\n')
     assert main(["monitor", str(tmp_path)]) == 2
     assert "no readable time" in capsys.readouterr().err
+
+
+def test_a_hybrid_window_says_how_much_stayed_local(tmp_path, snips):
+    log, side = _stream(tmp_path, snips, 1, agree=0.95)
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    for n, r in enumerate(rows):
+        r["route"] = "escalated" if n % 10 < 3 else "local"  # 70% kept local
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    route = {**_route(), "tau": 0.6, "escalate_to": "API", "share_local": 0.8}
+    report = watch(route, read_log(log, shadow=side), Windows(every=150), sizes=False)
+    assert any(e == "kept local: 70.0% of 150 requests (the report's cascade: 80.0%)" for e in report.advice[0].evidence)

@@ -34,7 +34,7 @@ labels would settle it at the window's level, if the estimate stays where it is.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -270,7 +270,12 @@ def watch(route: dict[str, Any], frame: pd.DataFrame, windows: Windows, *, alpha
                     drift_failed.append(f"{t.test}: p = {t.p_value:.2g} < {level / 2:.2g} (statistic {t.statistic:.3g}, "
                                         f"{t.n_window} items against {t.n_first})")
         looks += window_looks
-        advice.append(_advise(name, len(part), window_looks, drift_failed, route, expect))
+        told = _advise(name, len(part), window_looks, drift_failed, route, expect)
+        if route.get("tau") is not None and route.get("share_local") is not None:  # a hybrid: is τ routing as fitted?
+            kept = float((part[Col.ROUTE] == "local").mean())
+            told = replace(told, evidence=(*told.evidence, f"kept local: {pct(kept)} of {len(part)} requests (the "
+                                                              f"report's cascade: {pct(route['share_local'])})"))
+        advice.append(told)
     notes = (f"alpha {alpha:g} split over {len(questions)} questions; each window's level is its share of it "
              f"(horizon {horizon} windows), so looking every window keeps the chance of any false alarm within "
              f"{alpha:g}.",)
