@@ -193,3 +193,17 @@ def test_export_says_what_to_fix(run_folder, tmp_path, capsys):
     assert main(["export", str(run_folder.path), "-o", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
     assert "routing.json" in out and "kit monitor" in out
+
+
+def test_local_models_are_served_by_llama_cpp_and_the_standin_is_named():
+    from kit.experiment import EXAMPLE, Experiment
+    from kit.export.routing import _SERVING
+    from kit.models import resolve_model
+
+    exp = Experiment.from_mapping(yaml.safe_load(EXAMPLE), source="example").resolved()
+    local = _SERVING["lora"](exp.option("SmolLM2"), "lora:smollm2-135m-instruct+runs/adapters/a.gguf", {}, 8082)
+    assert str(resolve_model("smollm2-135m-instruct").path) in local.serve and "--lora_path" in local.serve
+    assert "--logits_all true" in local.serve and local.base_url == "http://127.0.0.1:8082/v1"
+    assert local.structured == "json_object" and not local.third_party
+    standin = _SERVING["openai"](exp.option("API"), "openai:gemma-3-270m", {}, 8083)
+    assert standin.serve == "kit serve --model gemma-3-270m --port 8083" and "stand-in" in standin.note
