@@ -291,6 +291,12 @@ class Col(StrEnum):
     SELECTION_CALLS = "selection_calls"
     SELECTION_SECONDS = "selection_seconds"
     SELECTION_USD = "selection_usd"
+    # -- the deployed routing's logs, watched window by window (kit.export, kit.monitor)
+    TIME = "time"
+    ROUTE = "route"
+    WINDOW = "window"
+    SHADOW_OUTPUT = "shadow_output"
+    ADVICE = "advice"
 
 
 class RowKind(StrEnum):

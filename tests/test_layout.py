@@ -140,6 +140,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in l
     "decision",                                     # pure rules over typed facts
     "experiment",                                   # the experiment's schema
     "pipeline",                                     # the run folder and the stages, in flow order
+    "export monitor",                               # the chosen routing deployed, and its logs watched
     "report",                                       # views, plots, rendering
     "cli",                                          # the command line: the only layer on top
 ))

@@ -16,7 +16,7 @@ from kit.errors import KitError
 COMMAND_MODULES: tuple[str, ...] = ("kit.cli.run", "kit.cli.models", "kit.cli.serve", "kit.cli.stats",
                                     "kit.cli.finetune", "kit.cli.price", "kit.cli.privacy", "kit.cli.report",
                                     "kit.cli.sweep", "kit.cli.doctor", "kit.cli.llama", "kit.cli.label",
-                                    "kit.cli.plan")
+                                    "kit.cli.plan", "kit.cli.export", "kit.cli.monitor")
 
 
 def build_parser() -> argparse.ArgumentParser:
