@@ -35,7 +35,7 @@ import json
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -76,16 +76,17 @@ class Answered:
     variants: list[PromptVariant]
     scores: np.ndarray
     tokens: np.ndarray
-    seconds_per_item: np.ndarray
+    seconds_per_item: np.ndarray  # the model's seconds per answer, as the runner measured them when asked
     chars: np.ndarray
+    wall_per_item: np.ndarray  # this pass's wall clock per item (the answering's when the store was empty)
 
 
 def score_items(task, arm, store, variant: PromptVariant, items: Sequence[Item], max_tokens: int) -> pd.DataFrame:
     """Ask (or read from the store) ``variant``'s answers to ``items``; their scores, indexed by item id."""
     summary = run_arm(task, arm, store=store, items=items, variant=variant, kind=DEV_KIND, max_tokens=max_tokens)
     answers = store.rows([summary.keys[i.id] for i in items]).assign(**{Col.OPTION: "local"})
-    return score_responses(task, answers).set_index(Col.ITEM_ID).join(
-        answers.set_index(Col.ITEM_ID)[[Col.PROMPT_TOKENS]], rsuffix="_answer")
+    scores = score_responses(task, answers).set_index(Col.ITEM_ID)[[Col.SCORE]]
+    return scores.join(answers.set_index(Col.ITEM_ID)[[Col.PROMPT_TOKENS, Col.LATENCY_S]])
 
 
 def answer_all(name: str, arm, store, *, dev: int | None) -> Answered:
@@ -93,18 +94,18 @@ def answer_all(name: str, arm, store, *, dev: int | None) -> Answered:
     items = task.dev[:dev] if dev else task.dev
     variants = variants_for(task)
     max_tokens = task.type.max_tokens or 32
-    scores, tokens, seconds, chars = [], [], [], []
+    scores, tokens, seconds, chars, wall = [], [], [], [], []
     for v in variants:
         start = time.perf_counter()
         table = score_items(task, arm, store, v, items, max_tokens)
-        seconds.append((time.perf_counter() - start) / len(items))
+        wall.append((time.perf_counter() - start) / len(items))
         scores.append([float(table.loc[i.id, Col.SCORE]) for i in items])
         tokens.append(float(pd.to_numeric(table[Col.PROMPT_TOKENS], errors="coerce").mean()))
+        seconds.append(float(pd.to_numeric(table[Col.LATENCY_S], errors="coerce").mean()))
         chars.append(float(np.mean([sum(len(m["content"]) for m in build_request(task, i, variant=v).messages)
                                     for i in items])))
-    from dataclasses import replace
     return Answered(replace(task, dev=tuple(items)), variants, np.array(scores), np.array(tokens), np.array(seconds),
-                    np.array(chars))
+                    np.array(chars), np.array(wall))
 
 
 def exhaustive(scores: np.ndarray, tokens: Sequence[float]) -> int:
@@ -198,7 +199,8 @@ def main() -> None:
             print(f"\n{a.task.name}: {len(a.task.dev)} dev items, {len(names)} variants")
             table = pd.DataFrame({"variant": names, "prompt": [v.describe() for v in a.variants],
                                   "dev_score": a.scores.mean(axis=1), "prompt_tokens": a.tokens,
-                                  "prompt_chars": a.chars, "s_per_item": a.seconds_per_item})
+                                  "prompt_chars": a.chars, "s_per_item": a.seconds_per_item,
+                                  "wall_per_item": a.wall_per_item})
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             sets = {"all": list(range(len(names))), "default": [names.index(n) for n in DEFAULT_SET if n in names]}
             task_row = {"task": a.task.name, "dev_items": len(a.task.dev), "variants": table.to_dict("records")}

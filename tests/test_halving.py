@@ -75,7 +75,7 @@ def test_two_variants_err_as_often_as_the_exact_binomial_probability():
     k = np.arange(n + 1)
     exact = float(sum(binom.pmf(x, n, p_best) * binom.sf(x - 1, n, p_worse) for x in k))  # scipy 1.x
     rng = np.random.default_rng(7)
-    reps, wrong = 4000, 0
+    reps, wrong = 2000, 0
     for _ in range(reps):
         scores = (rng.random((2, 2 * n)) < np.array([[p_best], [p_worse]])).astype(float)
         wrong += successive_halving(2, 2 * n, _recorder(scores)[0], tiebreak=[1.0, 0.0]).best == 1
