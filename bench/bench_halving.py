@@ -22,7 +22,8 @@ calls, and the dev score it gave up when it did not; then the issue's check (sam
 cases at <= 50% of the calls) and the model seconds each selection costs per task (the calls each one asks,
 priced at each variant's measured seconds per item).
 
-Then two resampling checks of the rule itself (no model calls): on each task's real score matrix, items drawn
+Then two resampling checks of the rule itself (no model calls; ``--sim-only`` runs a grid of the second alone:
+4 or 6 variants whose mean scores step down from 0.8 by 0.03–0.2, on 40, 68 or 100 items): on each task's real score matrix, items drawn
 with replacement (``--boot`` times) — how often halving agrees with exhaustive selection on the same draw; and
 a simulation with known truth (Bernoulli variants whose mean scores are spread like the real ones) — how often
 each picks the truly best variant, and the mean score given up.
@@ -89,10 +90,10 @@ def score_items(task, arm, store, variant: PromptVariant, items: Sequence[Item],
     return scores.join(answers.set_index(Col.ITEM_ID)[[Col.PROMPT_TOKENS, Col.LATENCY_S]])
 
 
-def answer_all(name: str, arm, store, *, dev: int | None) -> Answered:
+def answer_all(name: str, arm, store, *, dev: int | None, leave_out: Sequence[str] = ()) -> Answered:
     task = load_task(name)
     items = task.dev[:dev] if dev else task.dev
-    variants = variants_for(task)
+    variants = [v for v in variants_for(task) if v.name not in leave_out]
     max_tokens = task.type.max_tokens or 32
     scores, tokens, seconds, chars, wall = [], [], [], [], []
     for v in variants:
@@ -176,6 +177,18 @@ def simulate(means: np.ndarray, n_items: int, *, reps: int, budget: float, seed:
             "given_up_halving": lost["halving"] / reps}
 
 
+def simulation_table(*, reps: int, budget: float) -> pd.DataFrame:
+    """The rule alone, with known truth: K variants whose mean scores step down from 0.8 by ``gap``."""
+    rows = []
+    for k in (4, 6):
+        for gap in (0.03, 0.05, 0.1, 0.2):
+            means = np.clip(0.8 - gap * np.arange(k), 0.02, 0.98)
+            for n in (40, 68, 100):
+                rows.append({"variants": k, "gap": gap, "dev_items": n,
+                             **simulate(means, n, reps=reps, budget=budget)})
+    return pd.DataFrame(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names or task files")
@@ -187,14 +200,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads")
     parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     parser.add_argument("--store", type=Path, default=None, help="a store for the answers (a re-run reads them)")
+    parser.add_argument("--dev-for", default="", help="dev items for some tasks, as TASK:N pairs separated by "
+                                                         "commas (overrides --dev for those)")
+    parser.add_argument("--leave-out", default="",
+                        help="variants not tried, as TASK:VARIANT pairs separated by commas (e.g. for time)")
+    parser.add_argument("--sim-only", action="store_true", help="only the simulation with known truth (no model)")
     args = parser.parse_args()
+    if args.sim_only:
+        table = simulation_table(reps=args.sim, budget=args.budget)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        if args.json:
+            args.json.write_text(json.dumps(table.to_dict("records"), indent=1))
+        return
     options = {"n_ctx": 4096, **({"n_threads": args.threads, "n_threads_batch": args.threads} if args.threads else {})}
     start = time.perf_counter()
     cases, tasks_out = [], []
     with tempfile.TemporaryDirectory() as tmp, Store(args.store or Path(tmp) / "kit.sqlite") as store, \
             get_arm(MODEL, **options) as arm:
         for name in args.tasks.split(","):
-            a = answer_all(name.strip(), arm, store, dev=args.dev)
+            left = [pair.split(":", 1)[1] for pair in args.leave_out.split(",") if pair.split(":", 1)[0] == name]
+            dev = {k: int(v) for k, v in (p.split(":") for p in args.dev_for.split(",") if p)}.get(name, args.dev)
+            a = answer_all(name.strip(), arm, store, dev=dev, leave_out=left)
             names = [v.name for v in a.variants]
             print(f"\n{a.task.name}: {len(a.task.dev)} dev items, {len(names)} variants")
             table = pd.DataFrame({"variant": names, "prompt": [v.describe() for v in a.variants],
@@ -203,6 +229,8 @@ def main() -> None:
                                   "wall_per_item": a.wall_per_item})
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             sets = {"all": list(range(len(names))), "default": [names.index(n) for n in DEFAULT_SET if n in names]}
+            if sets["default"] == sets["all"]:  # variants left out: the two sets are one
+                del sets["default"]
             task_row = {"task": a.task.name, "dev_items": len(a.task.dev), "variants": table.to_dict("records")}
             for option, subset in sets.items():
                 for seed in range(args.seeds):
