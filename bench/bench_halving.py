@@ -243,7 +243,7 @@ def main() -> None:
                                budget=args.budget)
                 task_row[option] = {"bootstrap_agreement": boot, **sim}
                 print(f"  {option} ({len(subset)} variants): exhaustive picks "
-                      f"'{names[exhaustive(a.scores[subset], a.tokens[subset])]}'; resampled items: halving agrees "
+                      f"'{names[subset[exhaustive(a.scores[subset], a.tokens[subset])]]}'; resampled items: halving agrees "
                       f"{boot:.1%}; simulated truth: true best picked by exhaustive {sim['true_best_exhaustive']:.1%},"
                       f" by halving {sim['true_best_halving']:.1%} (score given up {sim['given_up_exhaustive']:.3f} vs"
                       f" {sim['given_up_halving']:.3f})")
@@ -252,7 +252,9 @@ def main() -> None:
     print("\n" + frame[["task", "option", "seed", "exhaustive_variant", "halving_variant", "same", "calls",
                         "exhaustive_calls", "share", "given_up"]].to_string(index=False,
                                                                            float_format=lambda v: f"{v:.3f}"))
-    summary = frame.groupby(["task", "option"]).agg(same=("same", "sum"), cases=("same", "size"),
+    frame["no_loss"] = frame["given_up"] <= 1e-9  # the same pick, or one with the same dev score (a tie)
+    summary = frame.groupby(["task", "option"]).agg(same=("same", "sum"), no_loss=("no_loss", "sum"),
+                                                    cases=("same", "size"),
                                                     share=("share", "mean"), given_up=("given_up", "mean"),
                                                     halving_s=("halving_s", "mean"),
                                                     exhaustive_s=("exhaustive_s", "mean")).reset_index()
