@@ -122,6 +122,21 @@ def test_empty_cluster_cell_names_the_row(tmp_path):
     assert str(err.value.where).endswith("t.csv:3")
 
 
+def test_one_cluster_is_refused_at_load_before_any_answer(tmp_path):
+    """Issue 26 case 2: one distinct value used to load, and the quality stage failed after every answer was
+    paid; now loading stops, naming the value — for the whole data file, and for a test split of one cluster."""
+    rows = [f"t{k},ticket {k},{['bug', 'billing'][k % 2]},acme" for k in range(20)]
+    with pytest.raises(TaskError, match=r"all 20 items are in one cluster \('acme'\)") as err:
+        load_task(_write(tmp_path, rows=rows))
+    assert "drop `cluster:`" in err.value.fix and str(err.value.where).endswith("t.yaml")
+    two = rows[:19] + ["t19,ticket 19,billing,other"]  # two clusters, but the test split (first 10) has one
+    (tmp_path / "t.csv").write_text("id,text,label,customer\n" + "\n".join(two) + "\n", encoding="utf-8")
+    spec = (tmp_path / "t.yaml").read_text().replace("test_fraction: 1.0", "test_fraction: 0.5, seed: 3")
+    (tmp_path / "t.yaml").write_text(spec, encoding="utf-8")
+    with pytest.raises(TaskError, match=r"all 10 test items are in one cluster \('acme'\)"):
+        load_task(tmp_path / "t.yaml")
+
+
 def test_cluster_key_must_name_a_column(tmp_path):
     with pytest.raises(TaskError, match="must name a data column") as err:
         load_task(_write(tmp_path, cluster_line="cluster: [customer]"))

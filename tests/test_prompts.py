@@ -66,11 +66,56 @@ def test_a_small_task_has_no_dev_split(tmp_path):
     assert task.dev == () and len(task.train) == 15
 
 
+def test_the_dev_split_has_the_documented_size_when_each_label_is_small(tmp_path):
+    """Issue 26 case 13: 120 items over 30 labels left 2 non-test items per label; rounding each label's share
+    (0.4) on its own gave no dev split at all where the documented rule (20% of 60) gives 12. The largest
+    remainders now take exactly 12, at most one per label here, and the test split is the one it always was."""
+    labels = [f"l{k:02d}" for k in range(30)]
+    rows = [{"id": f"t{i}", "text": f"ticket {i}", "label": labels[i % 30]} for i in range(120)]
+    (tmp_path / "many.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    (tmp_path / "many.yaml").write_text(
+        "name: many\ntype: classification\ndata: many.jsonl\ninstruction: 'Route: {text}'\n"
+        "split: {test_fraction: 0.5, seed: 1, stratify: true}\n", encoding="utf-8")
+    task = load_task(tmp_path / "many.yaml")
+    assert len(task.test) == 60 and len(task.dev) == 12 and len(task.train) == 48
+    assert len({i.gold for i in task.dev}) == 12  # one each from 12 labels
+    spec = (tmp_path / "many.yaml").read_text().replace("stratify: true", "stratify: true, dev_fraction: 0")
+    (tmp_path / "many.yaml").write_text(spec, encoding="utf-8")
+    assert [i.id for i in load_task(tmp_path / "many.yaml").test] == [i.id for i in task.test]
+
+
+def test_a_variant_is_checked_against_the_task_before_any_call(tickets):
+    """More shots than the train split holds, or a placeholder nothing fills, stop the experiment check
+    (prepare) naming the option and the task — before any answer is paid."""
+    from kit.pipeline.prepare import check_prompts
+
+    too_many = PromptVariant(name="all of them", shots=len(tickets.train) + 1)
+    with pytest.raises(TaskError, match=rf"prompt 'all of them' asks for {len(tickets.train) + 1} shots and task "
+                                        rf"'tickets' has {len(tickets.train)} train items") as err:
+        check_variant(tickets, too_many, where="exp.yaml")
+    assert f"shots: {len(tickets.train)} or fewer" in err.value.fix
+    check_variant(tickets, PromptVariant(name="ok", shots=len(tickets.train), shot_choice="balanced"), where="x")
+    typo = PromptVariant(name="t", instruction="Pick from {lables}: {text}")
+    with pytest.raises(TaskError, match=r"prompt 't': `instruction:` has the unknown placeholder \{lables\}") as err:
+        check_variant(tickets, typo, where="exp.yaml")
+    assert "did you mean {labels}?" in err.value.fix
+    exp = Experiment.from_mapping({**BASE, "tasks": {"tickets": None},
+                                   "prompts": [{"name": "own"}, {"name": "t", "instruction": "{foo} {text}"}]},
+                                  source="exp.yaml")
+    with pytest.raises(ConfigError, match=r"task 'tickets': prompt 't': `instruction:` has the unknown placeholder "
+                                          r"\{foo\}") as err:
+        check_prompts(exp, {"tickets": tickets})
+    assert "option 'API'" in err.value.where
+
+
 # the built-in tasks' test splits, exactly as before the dev split existed (sha256 of the ids in order, computed on
 # the code before the change, 35daace): the default report's stored answers depend on them
 TEST_IDS = {"snips-intents": "b0b8ee92c36223e06991c7e08def94c49ef3e403b762c5c657a059880efc6fce",
             "hhs-breach-triage": "b335c87df4e86d7444c971d95a78d3f4af895deb5aa58d1d30a046dcac82b831",
-            "aclsum-outcomes": "5185258a8a76b388668cab506344ff922fc15b42a6beb8645063478d0d2bb5c2"}
+            "aclsum-outcomes": "5185258a8a76b388668cab506344ff922fc15b42a6beb8645063478d0d2bb5c2",
+            # computed on 1c268f24, before the dev split's sizes were apportioned by largest remainders
+            "nace-activities": "a2819b5e406593a0cba08ebb4412b6eaf134335c9565ccf805be2939c9b8dcb9",
+            "fine-food-reviews": "51cea924baf605919b7c0e4db03bd0c497b9a1faaac4111b441868e465647cd3"}
 
 
 @pytest.mark.parametrize("name", list(TEST_IDS))

@@ -16,7 +16,7 @@ def test_builtin_snips(snips):
     assert len(snips.items) == 693
     assert len(snips.type.labels) == 7
     assert {i.id for i in snips.train}.isdisjoint({i.id for i in snips.test})
-    assert len(snips.train) + len(snips.dev) + len(snips.test) == 693 and len(snips.dev) == 67
+    assert len(snips.train) + len(snips.dev) + len(snips.test) == 693 and len(snips.dev) == 68  # 20% of the 341 non-test, non-shot items
     # stratified: every intent appears in the test split in about its share
     per_label = {label: sum(i.gold == label for i in snips.test) for label in snips.type.labels}
     assert min(per_label.values()) >= 40
@@ -111,6 +111,45 @@ def test_instruction_needs_text_placeholder(task_dir):
     (task_dir / "mini.yaml").write_text("name: mini\ntype: classification\ndata: mini.jsonl\ninstruction: hi\n")
     with pytest.raises(TaskError, match=r"no \{text\} placeholder"):
         load_task(task_dir / "mini.yaml")
+
+
+def test_more_shots_than_non_test_items_are_refused_at_load(task_dir):
+    """Issue 26 case 9: `shots: 1000` on a small task sent what there was and the report said 1000; now loading
+    stops and names the most it can send (12 rows, half for test: 6)."""
+    _write(task_dir, yaml_extra="shots: 1000\n")
+    with pytest.raises(TaskError, match=r"`shots: 1000` asks for more k-shot examples than the 6 non-test items") \
+            as err:
+        load_task(task_dir / "mini.yaml")
+    assert "at most 6" in err.value.fix
+    text = (task_dir / "mini.yaml").read_text().replace("shots: 1000", "shots: 6")
+    (task_dir / "mini.yaml").write_text(text)
+    assert len(load_task(task_dir / "mini.yaml").shot_items()) == 6  # exactly as many as there are is fine
+
+
+@pytest.mark.parametrize("instruction, unknown, hint", [
+    ("'Answer {lables}: {text}'", "{lables}", "did you mean {labels}?"),
+    ("'{foo} {text}'", "{foo}", "The placeholders filled in are {labels}, {text}"),
+    ("'{txt} or {text} in {labelz}'", "{labelz}, {txt}", "{labelz} → {labels}? {txt} → {text}?"),
+])
+def test_unknown_placeholders_are_refused_at_load_with_the_nearest(task_dir, instruction, unknown, hint):
+    """An unknown placeholder used to reach the model literally; now loading stops before any call."""
+    text = (task_dir / "mini.yaml").read_text().replace("'Answer yes or no: {text}'", instruction)
+    (task_dir / "mini.yaml").write_text(text)
+    with pytest.raises(TaskError) as err:
+        load_task(task_dir / "mini.yaml")
+    assert f"`instruction:` has the unknown placeholder{'s' if ',' in unknown else ''} {unknown}" in err.value.problem
+    assert hint in err.value.fix and str(err.value.where).endswith("mini.yaml")
+
+
+def test_placeholders_in_the_system_message_are_refused(task_dir):
+    """The system message is sent as written, so a `{labels}` there would reach the model literally."""
+    _write(task_dir, yaml_extra="system: 'You pick one of {labels}.'\n")
+    with pytest.raises(TaskError, match=r"`system:` has the unknown placeholder \{labels\}") as err:
+        load_task(task_dir / "mini.yaml")
+    assert "placeholders are filled in the instruction only" in err.value.fix
+    text = (task_dir / "mini.yaml").read_text().replace("{labels}", 'a label; JSON such as {"a": 1} is fine')
+    (task_dir / "mini.yaml").write_text(text)
+    assert load_task(task_dir / "mini.yaml").system.startswith("You pick one of a label")
 
 
 def test_labels_derived_when_not_given(task_dir):

@@ -18,6 +18,7 @@ from kit.stats.bootstrap import MACRO_F1, MEAN, Metric, metric_from_function, pa
 from kit.stats.clusters import (ClusteredMean, cluster_bootstrap, cluster_difference, cluster_interval, clustered_mean,
                                 clusters_for, item_clusters)
 from kit.stats.compare import compare_arms
+from kit.stats.halving import Halving, successive_halving
 from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
 from kit.stats.conclusions import Conclusion, finish_comparison, holm
@@ -31,6 +32,7 @@ from kit.stats.scores import (compare_scores, items_needed_mean, mean_difference
 from kit.stats.tables import epoch_variation, errors_table, metric_table
 
 __all__ = [
+    "Halving", "successive_halving",
     "accuracy_ci", "agreement", "cluster_bootstrap", "cluster_difference", "cluster_interval", "ClusteredMean",
     "clustered_mean", "clusters_for", "item_clusters",
     "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",

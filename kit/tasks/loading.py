@@ -18,6 +18,8 @@ examples and fine-tunes). The three are disjoint; the test split does not depend
 from __future__ import annotations
 
 import difflib
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -207,6 +209,9 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     instruction = spec["instruction"]
     if not isinstance(instruction, str) or "{text}" not in instruction:
         raise TaskError("instruction has no {text} placeholder", where=where, fix="put {text} where the item goes")
+    check_placeholders(instruction, ttype, what="`instruction:`", where=where)
+    if spec.get("system") is not None:
+        check_placeholders(str(spec["system"]), ttype, what="`system:`", where=where, allowed=frozenset())
     kept = _labelled_split(spec, path) if ignore_labels and stratify else None
     if kept is not None:  # labels ignored, not lost: the same stratified test items as the labelled task
         by_id = {i.id: i for i in items}
@@ -214,8 +219,14 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
         train = tuple(i for i in items if i.id not in {*kept[0], *kept[1]})
     else:
         pool, test = _split(items, fraction, seed, stratify and labelled, ttype)
+        if labelled and shots > len(pool):
+            raise TaskError(f"`shots: {shots}` asks for more k-shot examples than the {len(pool)} non-test items "
+                            "they are drawn from", where=where,
+                            fix=f"write shots: {min(len(pool), 8)} (at most {len(pool)}), or lower "
+                                "split.test_fraction")
         drawn = _draw_shots(pool, shots, seed) if labelled else ()
         train, dev = _carve_dev(pool, drawn, dev_fraction, seed, stratify and labelled, ttype)
+    _check_clusters(items, test, spec, where=where)
     return Task(name=str(spec["name"]), path=path, data_path=data_path, type=ttype, instruction=instruction,
                 system=spec.get("system"), shots=shots, items=tuple(items), train=train, test=test, split_seed=seed,
                 dev=dev, shots_drawn=drawn, description=str(spec.get("description", "")), labelled=labelled,
@@ -232,6 +243,52 @@ def _labelled_split(spec: dict[str, Any], path: Path) -> tuple[tuple[str, ...], 
     except TaskError:
         return None
     return (tuple(i.id for i in task.test), tuple(i.id for i in task.dev)) if task.labelled else None
+
+
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # `{name}`: what the kit fills in an instruction
+
+
+def check_placeholders(template: str, ttype: TaskType, *, what: str, where: str,
+                       allowed: frozenset[str] | None = None) -> None:
+    """A TaskError naming each placeholder of ``template`` that nothing fills in — it would reach the model
+    literally — with the nearest known one. ``allowed``: the names that are filled (default: ``text`` and the
+    task type's, such as ``labels`` or ``fields``; an empty set for text that is sent as it is).
+
+    >>> from kit.tasks.classification import Classification
+    >>> try:
+    ...     check_placeholders("One of {lables}: {text}", Classification(labels=("a", "b")), what="`instruction:`",
+    ...                        where="t.yaml")
+    ... except TaskError as err:
+    ...     print(err.problem, "|", err.fix)
+    `instruction:` has the unknown placeholder {lables} (it would be sent to the model as it is) | did you mean \
+{labels}? The placeholders filled in are {labels}, {text}
+    """
+    known = frozenset({"text", *ttype.prompt_vars()}) if allowed is None else allowed
+    unknown = sorted(set(PLACEHOLDER.findall(template)) - known)
+    if not unknown:
+        return
+    near = {u: difflib.get_close_matches(u, sorted(known), n=1) for u in unknown}
+    hint = " ".join(f"did you mean {{{n[0]}}}?" if len(unknown) == 1 else f"{{{u}}} → {{{n[0]}}}?"
+                    for u, n in near.items() if n)
+    filled = (f"The placeholders filled in are {', '.join('{' + k + '}' for k in sorted(known))}" if known else
+              "Nothing is filled in there: placeholders are filled in the instruction only")
+    names = ", ".join("{" + u + "}" for u in unknown)
+    raise TaskError(f"{what} has the unknown placeholder{'s' if len(unknown) > 1 else ''} {names} (it would be "
+                    "sent to the model as it is)", where=where, fix=(hint + " " if hint else "") + filled)
+
+
+def _check_clusters(items: list[Item], test: tuple[Item, ...], spec: dict[str, Any], *, where: str) -> None:
+    """A TaskError when ``cluster:`` leaves fewer than two clusters among all items or among the test items: a
+    cluster-robust interval needs at least two, and the quality stage would fail after every answer was paid."""
+    if spec.get("cluster") is None:
+        return
+    for part, chosen in (("items", items), ("test items", test)):
+        values = sorted({str(i.cluster) for i in chosen})
+        if len(values) == 1:
+            raise TaskError(f"`cluster: {spec['cluster']}`: all {len(chosen)} {part} are in one cluster "
+                            f"({values[0]!r}); a cluster-robust interval needs at least two clusters", where=where,
+                            fix="name the column that groups related items (customer, thread, document), or drop "
+                                "`cluster:` if the items are independent")
 
 
 def _skip_missing(spec: dict[str, Any], where: str) -> bool:
@@ -340,10 +397,33 @@ def dev_size(n_pool: int, fraction: float) -> int:
     return n if n >= DEV_MIN else 0
 
 
+def apportion(sizes: list[int], total: int) -> list[int]:
+    """How many of each group's ``sizes`` a stratified sample of exactly ``total`` takes: each group its share
+    rounded down, then one more to the groups with the largest remainders (Hamilton's largest-remainder method;
+    ties to the larger group, then the earlier one). Rounding each group's share on its own can take far more or
+    fewer than ``total`` — none at all when every group is small — where this always takes ``total``.
+
+    >>> apportion([2] * 30, 12)                     # 30 labels of 2 items: 0.4 each, 12 of them get one
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    >>> apportion([50, 30, 20], 10), apportion([7, 7, 7], 21)
+    ([5, 3, 2], [7, 7, 7])
+    """
+    whole = sum(sizes)
+    if whole == 0:
+        return [0] * len(sizes)
+    quotas = [size * total / whole for size in sizes]
+    counts = [math.floor(q + 1e-9) for q in quotas]
+    order = sorted(range(len(sizes)), key=lambda g: (-(quotas[g] - counts[g]), -sizes[g], g))
+    for g in order[: total - sum(counts)]:
+        counts[g] += 1
+    return [min(c, s) for c, s in zip(counts, sizes)]
+
+
 def _carve_dev(pool: tuple[Item, ...], shots: tuple[Item, ...], fraction: float, seed: int, stratify: bool,
                ttype: TaskType) -> tuple[tuple[Item, ...], tuple[Item, ...]]:
-    """Train and dev from the non-test items: dev is a seeded sample (stratified like the test split) of those
-    that are not k-shot examples; train is the rest, in their order. The test split is never touched."""
+    """Train and dev from the non-test items: dev is a seeded sample of exactly :func:`dev_size` of those that
+    are not k-shot examples (stratified like the test split, each label's count by :func:`apportion`); train is
+    the rest, in their order. The test split is never touched."""
     taken = {i.id for i in shots}
     rest = [i for i in pool if i.id not in taken]
     n_dev = dev_size(len(rest), fraction)
@@ -353,11 +433,10 @@ def _carve_dev(pool: tuple[Item, ...], shots: tuple[Item, ...], fraction: float,
     groups: dict[Any, list[int]] = {}
     for i, item in enumerate(rest):
         groups.setdefault(ttype.stratum(item.gold) if stratify else None, []).append(i)
-    dev_idx: set[int] = set()
-    for key in sorted(groups, key=str):
-        idx = rng.permutation(groups[key])
-        dev_idx.update(idx[: int(round(len(idx) * n_dev / len(rest)))].tolist())
-    dev_ids = {rest[i].id for i in dev_idx}
+    keys = sorted(groups, key=str)
+    shuffled = [rng.permutation(groups[key]) for key in keys]
+    counts = apportion([len(groups[key]) for key in keys], n_dev)
+    dev_ids = {rest[i].id for idx, n in zip(shuffled, counts) for i in idx[:n].tolist()}
     return tuple(i for i in pool if i.id not in dev_ids), tuple(i for i in pool if i.id in dev_ids)
 
 

@@ -31,6 +31,7 @@ from kit.arms.base import Request
 from kit.errors import TaskError
 from kit.tasks import Item, Task
 from kit.tasks.classification import Classification
+from kit.tasks.loading import check_placeholders
 
 LETTERS = string.ascii_uppercase
 
@@ -109,8 +110,17 @@ DEFAULT_PROMPT = PromptVariant()
 
 
 def check_variant(task: Task, variant: PromptVariant, *, where: str) -> None:
-    """A TaskError when ``variant`` cannot be built for ``task`` (letters for a task without a label set,
-    or for more labels than letters)."""
+    """A TaskError when ``variant`` cannot be built for ``task`` as declared: an instruction with a placeholder
+    nothing fills in, more shots than the train split holds (the prompt would carry fewer than the report says),
+    letters for a task without a label set or for more labels than letters. Called before any answer is asked."""
+    if variant.instruction is not None:
+        check_placeholders(variant.instruction, task.type, what=f"prompt {variant.name!r}: `instruction:`",
+                           where=where)
+    if variant.shots is not None and variant.shots > len(task.train) and task.labelled:
+        raise TaskError(f"prompt {variant.name!r} asks for {variant.shots} shots and task {task.name!r} has "
+                        f"{len(task.train)} train items to draw them from", where=where,
+                        fix=f"give the variant shots: {len(task.train)} or fewer (or give it only to options of "
+                            "tasks with a larger train split)")
     if variant.label_style is LabelStyle.LETTERS:
         choices = task.type.constraint().choices
         if not choices:
