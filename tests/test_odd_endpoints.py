@@ -153,6 +153,51 @@ def test_an_html_page_is_named_as_one(backend, options, mini, store):
     assert _stored(store) == [] and store.runs()["status"].tolist() == ["interrupted"]
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_an_html_page_costs_one_request_at_any_concurrency(concurrency, mini, store):
+    """The first request goes alone until the endpoint has answered as the API: a web page costs one call, not
+    one per request in flight (before: 4 at concurrency 4)."""
+    with OpenAIServer(plan=lambda body, seen: "html") as srv:
+        arm = get_arm("openai:fake", base_url=srv.base_url, concurrency=concurrency)
+        with pytest.raises(ArmError, match="answered HTTP 200 with an HTML page"):
+            run_arm(mini, arm, store=store)
+        assert srv.calls() == 1
+    assert _stored(store) == []
+
+
+# --- HTTP 200 whose body is not JSON (issue 26, case 4) ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("concurrency", [1, 4])
+def test_a_reply_that_is_not_json_is_not_bought_again_and_again(stream, concurrency, mini, store):
+    """A complete 200 reply that cannot be read is not a transient fault: one retry at most, counted by the
+    breaker, then a stop that names the reply — not the connection, the server is up. Before: 5 attempts for
+    every item (30 billable calls here) and an exit with every item an error; streamed, "3 connection attempts
+    failed … start the server"."""
+    with OpenAIServer(plan=lambda body, seen: "garbage") as srv:
+        arm = get_arm("openai:fake", base_url=srv.base_url, concurrency=concurrency, stream=stream, backoff_s=0.01)
+        with pytest.raises(ArmError) as info:
+            run_arm(mini, arm, store=store)
+        calls = srv.calls()
+    assert calls == 3  # the first item: its attempt and one retry; the second item's attempt trips the breaker
+    message = str(info.value)
+    assert not isinstance(info.value, EndpointDown)
+    assert "the endpoint answered, but not as the API: 3 replies in a row were not the API's JSON" in message
+    assert "connection" not in message and "start the server" not in message
+    assert "is base_url the API's /v1 endpoint?" in message
+    assert len(_stored(store)) <= 1  # the first item gave up after its retry; nothing else was asked
+
+
+def test_one_unreadable_reply_gets_one_retry(mini, store):
+    """A glitch (one garbled reply, then a good one) costs one more call per item, and every item is answered."""
+    with OpenAIServer(plan=lambda body, seen: "garbage" if seen == 1 else "ok") as srv:
+        arm = get_arm("openai:fake", base_url=srv.base_url, concurrency=2, stream=False, backoff_s=0.01)
+        summary = run_arm(mini, arm, store=store)
+        assert srv.calls() == 12
+    assert (summary.new_calls, summary.errors) == (6, 0)
+
+
 # --- credentials in the base URL ------------------------------------------------------------------------------
 
 
