@@ -64,13 +64,14 @@ def test_hung_endpoint_trips_the_breaker_after_three_timeouts(backend, concurren
             run_arm(mini, arm, store=store)
         elapsed = time.perf_counter() - started
         accepted = hung.accepted
-    # one at a time: 3 x 0.3 s (+ 2 short waits); four in flight: all four time out together after 0.3 s
+    # one at a time: 3 x 0.3 s (+ 2 short waits); four in flight: the first request goes alone until the endpoint
+    # has answered or failed (one timeout), then the rest time out together (a second): about 0.6 s
     # (before, timeouts did not count: 5 attempts x 0.3 s an item and every item stored as an error, 9 s in all)
-    assert (0.85 if concurrency == 1 else 0.28) < elapsed < (1.6 if concurrency == 1 else 1.0)
+    assert (0.85 if concurrency == 1 else 0.55) < elapsed < (1.6 if concurrency == 1 else 1.3)
     assert arm._breaker.failures == 3
-    # four in flight: a request that started a little earlier may have begun its second attempt before the
-    # third timeout tripped the breaker
-    assert accepted == 3 if concurrency == 1 else accepted in (4, 5)
+    # four in flight: the breaker trips at the third timeout, while attempts that started with it may not yet have
+    # been accepted by the server (it accepts on one thread)
+    assert accepted == 3 if concurrency == 1 else 2 <= accepted <= 5
     message = str(info.value)
     assert "the endpoint stopped answering" in message
     assert "3 attempts in a row got no answer in time (last: no answer within 0.3 s)" in message
@@ -118,7 +119,7 @@ def test_the_deadline_defaults_to_three_attempt_timeouts():
     assert get_arm("openai:fake", base_url="http://127.0.0.1:9/v1").deadline_s == 180.0
     assert get_arm("openai:fake", base_url="http://127.0.0.1:9/v1", timeout=10).deadline_s == 30.0
     assert get_arm("anthropic:fake", base_url="http://127.0.0.1:9", deadline=45).deadline_s == 45.0
-    with pytest.raises(ConfigError, match="deadline=0.0 must be above 0"):
+    with pytest.raises(ConfigError, match="deadline=0 must be above 0"):
         get_arm("openai:fake", base_url="http://127.0.0.1:9/v1", deadline=0)
 
 

@@ -49,14 +49,12 @@ from kit.arms.retry import (
     Outcome,
     RateLimiter,
     RetryPolicy,
-    Tripped,
     classify,
     redact,
     with_retries,
 )
 
 LOOPBACK_KEY = "sk-no-key-needed-on-loopback"
-FATAL_STATUS = (401, 403, 404)  # a rejected key, an unknown model or path: every item would fail the same way
 
 
 class HostedOptions(ArmOptions):
@@ -236,11 +234,12 @@ class HostedArm(Arm):
         self._client_obj: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._keeper: Any = None
-        # the first answer comes alone (see _gated): a wrong URL, a rejected key, a web page cost one call
+        # the first request goes alone (see _first_alone): a wrong URL, a rejected key, a web page cost one call
         self._open = False
-        self._stop: BaseException | None = None
+        self._stop: BaseException | None = None  # the reply that ended the run, for the requests that waited
         self._gate: asyncio.Lock | None = None
         self._gate_loop: asyncio.AbstractEventLoop | None = None
+        self._holder: asyncio.Lock | None = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"<{type(self).__name__} {self.spec} at {endpoint_identity(self.base_url)}>"
@@ -303,8 +302,9 @@ class HostedArm(Arm):
             raise self._stopped()
         estimate = estimate_tokens(request) + request.max_tokens
         await self._limiter.acquire(tokens=estimate)
-        began = time.perf_counter()
-        outcome, notes = await self._call(request, Deadline.start(self.deadline_s))
+        async with self._first_alone():
+            began = time.perf_counter()
+            outcome, notes = await self._call(request, Deadline.start(self.deadline_s))
         if outcome.tripped:
             raise self._stopped()
         if outcome.value is not None:
@@ -333,39 +333,56 @@ class HostedArm(Arm):
         return await with_retries(lambda: self._gated(request, plan), policy=self._policy, classify=sort,
                                   breaker=self._breaker, timeout_s=self.options.timeout, deadline=deadline)
 
+    @contextlib.asynccontextmanager
+    async def _first_alone(self) -> AsyncIterator[None]:
+        """Until the endpoint has answered as the API, one request at a time (the others wait here, before their
+        deadline starts).
+
+        The gate opens at the first attempt that succeeds or fails in a way that is not the whole endpoint's (an
+        HTTP error status, a timeout, a dropped connection: the breaker counts those). A reply that ends the run
+        (an HTML page, a rejected key, an unknown model) is not sent again by the requests that waited; a reply
+        that is not the API's JSON keeps them waiting, so the breaker stops the arm after its threshold of calls,
+        whatever the concurrency."""
+        if self._open:
+            yield
+            return
+        lock = self._gate_lock()
+        await lock.acquire()
+        self._holder = lock
+        try:
+            if self._stop is not None:
+                raise self._fatal(self._stop) or self._stopped()
+            if self._breaker.tripped:
+                raise self._stopped()
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.release()
+
     async def _gated(self, request: Request, plan: Any) -> Completion:
-        """One attempt; until the endpoint has given an answer that says it is the API, one at a time.
-
-        The attempts that wait go out together once one has succeeded or failed in a way that is not the whole
-        endpoint's (an HTTP error status, a timeout, a dropped connection: the breaker counts those). A reply
-        that ends the run (an HTML page, a rejected key, an unknown model) is not sent again by the others;
-        a reply that is not the API's JSON keeps them waiting, so the breaker stops the arm after its threshold
-        of calls, whatever the concurrency."""
-        if not self._open:
-            async with self._gate_lock():
-                if not self._open:
-                    return await self._first(request, plan)
-        if self._stop is not None:
-            raise self._stop
-        if self._breaker.tripped:
-            raise Tripped(self._breaker.notice or "stopped")
-        return await self._attempt(request, plan)
-
-    async def _first(self, request: Request, plan: Any) -> Completion:
-        if self._breaker.tripped:
-            raise Tripped(self._breaker.notice or "stopped")
+        """One attempt; the first that shows the endpoint speaks the API (or that it is down) opens the gate."""
         try:
             value = await self._attempt(request, plan)
         except Exception as exc:
-            fault = classify(exc)
-            if fault.reply:
-                raise  # the next attempt goes alone too
-            if isinstance(exc, NotJSON) or fault.status in FATAL_STATUS:
-                self._stop = exc  # the others stop with the same reply, unsent
-            self._open = True
+            if not classify(exc).reply:
+                if self._fatal(exc) is not None:
+                    self._stop = exc  # the requests that waited stop with the same reply, unsent
+                self._opened()
             raise
-        self._open = True
+        except BaseException:  # cut by its time limit, or by the breaker
+            self._opened()
+            raise
+        self._opened()
         return value
+
+    def _opened(self) -> None:
+        if not self._open:
+            self._open = True
+            self._release()
 
     def _gate_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -402,19 +419,26 @@ class HostedArm(Arm):
     def _raise_if_fatal(self, outcome: Outcome[Completion]) -> None:
         """A rejected key, an unknown model or a web page instead of the API would fail every item: stop the
         run with a clear error."""
-        if isinstance(outcome.exception, NotJSON):
-            what = str(outcome.exception).removesuffix(f": {NOT_JSON_FIX}")
-            raise ArmError(f"the endpoint {self._hide(what)}", where=f"{self.spec} at {self.base_url}",
-                           fix=f"{NOT_JSON_FIX} Give the API's own URL (an OpenAI-compatible one usually ends in /v1, "
-                               "e.g. http://127.0.0.1:8080/v1); a captive portal or a proxy's login page answers "
-                               "like this too: sign in to the network, then run again")
-        fault = outcome.fault
-        if fault is None or fault.status not in FATAL_STATUS:
-            return
+        if outcome.exception is not None:
+            error = self._fatal(outcome.exception, outcome.fault)
+            if error is not None:
+                raise error
+
+    def _fatal(self, exc: BaseException, fault: Fault | None = None) -> ArmError | None:
+        """The error that stops the run for a reply every item would get (else None)."""
+        if isinstance(exc, NotJSON):
+            what = str(exc).removesuffix(f": {NOT_JSON_FIX}")
+            return ArmError(f"the endpoint {self._hide(what)}", where=f"{self.spec} at {self.base_url}",
+                            fix=f"{NOT_JSON_FIX} Give the API's own URL (an OpenAI-compatible one usually ends in /v1, "
+                                "e.g. http://127.0.0.1:8080/v1); a captive portal or a proxy's login page answers "
+                                "like this too: sign in to the network, then run again")
+        fault = fault or classify(exc)
         if fault.status in (401, 403):
-            raise ArmError(f"the endpoint refused the API key from {self.key_env} (HTTP {fault.status})",
-                           where=f"{self.spec} at {self.base_url}",
-                           fix=f"check the key in {self.key_env} and that it may use {self.model}")
-        raise ArmError(f"the endpoint does not know this model or path: {self._hide(fault.reason)}",
-                       where=f"{self.spec} at {self.base_url}",
-                       fix="check the model name and --base-url (an OpenAI-compatible URL usually ends in /v1)")
+            return ArmError(f"the endpoint refused the API key from {self.key_env} (HTTP {fault.status})",
+                            where=f"{self.spec} at {self.base_url}",
+                            fix=f"check the key in {self.key_env} and that it may use {self.model}")
+        if fault.status == 404:
+            return ArmError(f"the endpoint does not know this model or path: {self._hide(fault.reason)}",
+                            where=f"{self.spec} at {self.base_url}",
+                            fix="check the model name and --base-url (an OpenAI-compatible URL usually ends in /v1)")
+        return None

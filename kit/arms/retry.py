@@ -156,8 +156,6 @@ def classify(exc: BaseException) -> Fault:
         return Fault(retry=False, reason=str(exc), status=200)
     if isinstance(exc, UnreadableReply):
         return Fault(retry=True, reason=str(exc), reply=True)
-    if isinstance(exc, Tripped):
-        return Fault(retry=False, reason=str(exc))
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or names & {"APITimeoutError", "TimeoutException"}:
         return Fault(retry=True, reason="timed out", timeout=True)
     if isinstance(exc, ConnectionError) or names & {"APIConnectionError", "TransportError", "NetworkError",
@@ -200,10 +198,6 @@ NOT_JSON_FIX = "is base_url the API's /v1 endpoint?"
 class UnreadableReply(Exception):
     """The server answered (HTTP 200) with a complete reply whose body is not the API's JSON (a stream's data
     lines included). Asking again usually gets the same: retried once at most, counted by the breaker."""
-
-
-class Tripped(Exception):
-    """An attempt that waited for the arm's first answer finds the arm stopped: it is not sent."""
 
 
 def check_json_answer(content_type: str | None, *, body: str | None = None) -> None:
