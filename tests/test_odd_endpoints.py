@@ -166,6 +166,23 @@ def test_an_html_page_costs_one_request_at_any_concurrency(concurrency, mini, st
     assert _stored(store) == []
 
 
+def test_once_the_endpoint_has_answered_the_requests_go_together(mini, store):
+    """The first request alone, then the concurrency asked for: four requests in flight at once."""
+    starts: list[float] = []
+
+    def plan(body, seen):
+        starts.append(time.monotonic())
+        return ("slow", 0.5)
+
+    with OpenAIServer(plan=plan) as srv:
+        arm = get_arm("openai:fake", base_url=srv.base_url, concurrency=4)
+        summary = run_arm(mini, arm, store=store)
+        assert srv.calls() == 6 and summary.errors == 0
+    first, *rest = sorted(starts)
+    assert rest[0] - first >= 0.45  # the second waited for the first answer
+    assert rest[3] - rest[0] < 0.45  # then four went out before any of them was answered
+
+
 # --- HTTP 200 whose body is not JSON (issue 26, case 4) ---------------------------------------------------------
 
 

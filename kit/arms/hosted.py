@@ -348,12 +348,16 @@ class HostedArm(Arm):
             return
         lock = self._gate_lock()
         await lock.acquire()
-        self._holder = lock
-        try:
+        if self._open or self._stop is not None or self._breaker.tripped:
+            lock.release()  # opened (or stopped) while this request waited: the next waiter goes on at once
             if self._stop is not None:
                 raise self._fatal(self._stop) or self._stopped()
             if self._breaker.tripped:
                 raise self._stopped()
+            yield
+            return
+        self._holder = lock  # this request probes the endpoint
+        try:
             yield
         finally:
             self._release()
