@@ -36,9 +36,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, V
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
-from kit.arms.base import backend_of
-from kit.arms.standin import STANDIN_MODEL
-from kit.errors import ArmError, ConfigError
+from kit.arms.registry import backend_of, check_options
+from kit.arms.standin import STANDIN_MODEL, standin_arm_options
+from kit.errors import ArmError, ConfigError, KitError
 from kit.tasks.prompts import PromptVariant
 
 __all__ = ["STANDIN_MODEL", "Experiment", "ExperimentFile", "FinetuneSpec", "HostedPrice", "Machine", "MachineSpec",
@@ -588,8 +588,43 @@ def _option(spec: OptionSpec, machines: Mapping[str, MachineSpec], *, where: str
             raise ConfigError("a self-hosted option is priced by its machine, not per token", where=where,
                               fix="drop `price:`, or declare `runs: third-party` if a provider bills you per token")
         machine = _machine_of(spec.machine, machines, where=where)
+    _check_arm_options(spec, where=where)
     return Option(name=spec.name, where=where_runs, arm=spec.arm, arm_options=spec.options, price=price,
                   machine=machine, finetune=spec.finetune, standin=spec.arm == STANDIN, description=spec.description)
+
+
+OPTIONS_STYLE = "options: {{{name}: {value}}}"  # how a fix writes an arm option in an experiment file
+
+
+def runs_as(spec: OptionSpec) -> tuple[str, dict[str, Any]]:
+    """The arm spec and options an option will be answered by, as far as they are known before any work: a
+    fine-tune's adapter is not trained yet, ``auto`` resolves with the keys set now, the stand-in's server is
+    not started (its URL and identity are added when it is).
+
+    >>> runs_as(OptionSpec(name="L", arm="llama_cpp:smollm2-135m-instruct", options={"n_ctx": 2048}))
+    ('llama_cpp:smollm2-135m-instruct', {'n_ctx': 2048})
+    """
+    if spec.finetune is not None:
+        return f"{FINETUNE_BACKEND}:{spec.finetune.base}+ADAPTER", dict(spec.options)
+    arm = str(spec.arm)
+    if arm == AUTO:
+        keyed = next(((a, o) for variable, a, o in KEYED_DEFAULTS if os.environ.get(variable)), None)
+        if keyed is not None:
+            return keyed[0], {**keyed[1], **spec.options}
+        arm = STANDIN
+    if arm == STANDIN:
+        return f"openai:{STANDIN_MODEL}", {**standin_arm_options(), **spec.options}
+    return arm, dict(spec.options)
+
+
+def _check_arm_options(spec: OptionSpec, *, where: str) -> None:
+    """Every option's arm options against its backend's schema, and what a run will need (a key variable
+    named with ``api_key_env``), before anything runs — a fine-tune listed first would otherwise train first."""
+    arm, options = runs_as(spec)
+    try:
+        check_options(arm, options, style=OPTIONS_STYLE)
+    except KitError as exc:
+        raise ConfigError(exc.problem, where=f"{where} (arm {arm})", fix=exc.fix) from None
 
 
 def _placement(runs: Where | None, *, backend: str, in_process: bool, where: str) -> Where:

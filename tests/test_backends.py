@@ -1,4 +1,5 @@
-"""Backends declare what the kit may ask of them; a new one needs only its own module.
+"""Backends declare what the kit may ask of them; a new one needs only its own module (registered in process
+here; a package declares an entry point: tests/test_arm_plugins.py).
 
 A module written by the test registers an in-process backend (a small subclass of the llama.cpp arm under
 another name). Without a line changed elsewhere, an experiment option that names it runs self-hosted, the
@@ -20,8 +21,8 @@ from kit.tasks.prompts import build_request
 MODULE = '''
 """A new in-process backend: llama.cpp with a fixed small context, registered under its own name."""
 
-from kit.arms.base import register_arm
-from kit.arms.llama_cpp import LlamaCppArm
+from kit.arms import register_arm
+from kit.arms.llama_cpp import LlamaCppArm, LlamaOptions
 
 
 class TinyLlamaArm(LlamaCppArm):
@@ -31,19 +32,19 @@ class TinyLlamaArm(LlamaCppArm):
         super().__init__(model, **{"n_ctx": 2048, "n_threads": 1, "n_threads_batch": 1, **options})
 
 
-register_arm("tiny_llama", TinyLlamaArm, in_process=True, gives_confidence=True, models=lambda name: [name])
+register_arm("tiny_llama", TinyLlamaArm, options=LlamaOptions, in_process=True, models=lambda name: [name])
 '''
 
 
 @pytest.fixture
 def tiny_backend(tmp_path, monkeypatch):
-    from kit.arms import base
+    from kit.arms import unregister_arm
 
     (tmp_path / "tiny_backend.py").write_text(MODULE)
     monkeypatch.syspath_prepend(str(tmp_path))
     importlib.import_module("tiny_backend")
     yield "tiny_llama"
-    base._REGISTRY.pop("tiny_llama", None)
+    unregister_arm("tiny_llama")
     sys.modules.pop("tiny_backend", None)
 
 
@@ -66,13 +67,15 @@ def test_a_new_in_process_backend_needs_only_its_own_module(tiny_backend, snips)
     assert done.error is None and done.text in snips.type.labels and 0 < done.confidence <= 1
 
 
-def test_every_builtin_backend_declares_its_capabilities():
-    declared = {name: (b.in_process, b.gives_confidence, b.models("m+a.gguf"))
+def test_every_builtin_backend_declares_its_capabilities_and_options():
+    """What the core asks of a backend without building an arm: in process, its options' schema, its models.
+    (Whether answers carry a confidence is not declared: the cascade reads the confidences answers carry.)"""
+    declared = {name: (b.in_process, b.options.__name__, b.models("m+a.gguf"))
                 for name in registered_backends() for b in [backend_of(f"{name}:x")]}
     assert declared == {
-        "llama_cpp": (True, True, ["m+a.gguf"]),
-        "lora": (True, True, ["m"]),
-        "openai": (False, False, []),  # a confidence only where the endpoint sends logprobs: not promised
-        "anthropic": (False, False, []),
-        "replay": (False, False, []),
+        "llama_cpp": (True, "LlamaOptions", ["m+a.gguf"]),
+        "lora": (True, "LoraOptions", ["m"]),
+        "openai": (False, "OpenAIOptions", []),
+        "anthropic": (False, "AnthropicOptions", []),
+        "replay": (False, "NoOptions", []),
     }

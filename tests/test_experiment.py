@@ -326,3 +326,57 @@ def test_keys_a_file_leaves_out_take_the_schema_defaults_not_the_default_experim
     assert params["sweep"] is None and params["latency_target_s"] is None and params["budget_per_month"] is None
     assert params["margin"] == 0.02 and params["tasks"] == BASE["tasks"]
     assert read_experiment_file(path, overrides={"margin": 0.05})["margin"] == 0.05
+
+
+# --- arm options: each backend's typed schema, checked when the experiment loads (issue 26, case 1) ---------------
+
+
+@pytest.mark.parametrize("index, options, problem, fix", [
+    (5, {"n_ctx": -1}, "option n_ctx=-1 must be at least 1", "write e.g. options: {n_ctx: 4096}"),  # the fine-tune's
+    (2, {"concurrency": "lots"}, "option concurrency='lots' is not a whole number", "options: {concurrency: 4}"),
+    (3, {"base_url": 5}, "option base_url=5 is not text", "options: {base_url: http://127.0.0.1:8080/v1}"),
+    (1, {"n_ctxx": 4096}, "unknown llama_cpp option n_ctxx", "did you mean n_ctx?"),
+    (1, {"temperature": -3}, "option temperature=-3 must be at least 0", "options: {temperature: 0}"),
+    (2, {"structured": "json"}, "option structured='json' is not one of 'auto', 'off'", "options: {structured: auto}"),
+    (3, {"base_url": "ftp://x/v1"}, "base_url 'ftp://x/v1' is not an http(s) URL", "--base-url"),
+    (0, {"api_key_env": "KIT_TEST_KEY_NOT_SET"}, "the environment variable KIT_TEST_KEY_NOT_SET is not set",
+     "export KIT_TEST_KEY_NOT_SET=..."),
+    (4, {"concurrency": 2}, "unknown replay option concurrency", "none (everything comes from the spec)"),
+])
+def test_arm_options_are_checked_when_the_experiment_loads(tmp_path, monkeypatch, index, options, problem, fix):
+    """Every option's arm options, the fine-tune's included, are checked against its backend's schema at load —
+    before any model loads or any LoRA trains — and a key variable a run will read must be set."""
+    monkeypatch.delenv("KIT_TEST_KEY_NOT_SET", raising=False)
+    file = write_experiment(tmp_path, [(f"options.{index}.options", options)])
+    with pytest.raises(ConfigError) as err:
+        Experiment.load(file)
+    name = BASE["options"][index]["name"]
+    assert err.value.where.startswith(f"{file}: option {name!r} (arm "), err.value.where
+    assert problem in err.value.problem, err.value.problem
+    assert fix in err.value.fix, err.value.fix
+    assert "\n" not in str(err.value)
+
+
+def test_good_arm_options_load_and_a_set_key_variable_passes(monkeypatch):
+    monkeypatch.setenv("KIT_TEST_KEY_SET", "sk-test-0000000000")
+    data = copy.deepcopy(BASE)
+    data["options"][0]["options"] = {"api_key_env": "KIT_TEST_KEY_SET", "concurrency": 8, "temperature": 0}
+    data["options"][1]["options"] = {"n_ctx": 2048, "batch": 4}
+    data["options"][5]["options"] = {"n_ctx": 1024}
+    exp = Experiment.from_mapping(data, source="exp.yaml")
+    assert exp.option("API").arm_options["concurrency"] == 8 and exp.option("LoRA").arm_options == {"n_ctx": 1024}
+
+
+def test_kit_report_refuses_bad_arm_options_before_any_notebook_or_training(tmp_path, capsys):
+    """The fine-tune is listed first: before, it trained, then 03_answers refused the next option's n_ctx."""
+    from kit.cli import main
+
+    data = copy.deepcopy(BASE)
+    data["options"] = [data["options"][5], *data["options"][:5]]
+    data["options"][2]["options"] = {"n_ctx": -1}
+    file = tmp_path / "exp.yaml"
+    file.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    code = main(["report", "--experiment", str(file), "--run-dir", str(tmp_path / "run")])
+    assert code == 2 and not (tmp_path / "run").exists()
+    assert "option 'Mistral' (arm llama_cpp:mistral-7b-instruct-v0.3:Q4_K_M): option n_ctx=-1 must be at least 1" \
+        in capsys.readouterr().err

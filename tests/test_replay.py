@@ -70,7 +70,9 @@ def test_replay_csv_with_id_column(mini, store, tmp_path):
     assert summary.errors == 0
     rows = store.responses(task="mini")
     assert rows["answer"].tolist() == [next(i.gold for i in mini.test if i.id == r) for r in rows["item_id"]]
-    assert rows["prompt_tokens"].isna().all() and (rows["completion_tokens"] == 3).all()
+    # an empty prompt_tokens is estimated from the prompt sent (4 characters per token), and said so
+    assert (rows["prompt_tokens"] > 0).all() and (rows["completion_tokens"] == 3).all()
+    assert rows["extra"].str.contains('"usage": "estimated"').all()
     # a second run is served from the store; an edited file is a new identity and is replayed again
     assert run_arm(mini, arm, store=store).cached == 6
 
@@ -109,3 +111,39 @@ def test_replay_file_not_utf8_is_a_clear_error(tmp_path):
     bad.write_bytes(b'{"item_id": "r1", "output": "ok"}\n{"item_id": "r2", "output": "caf\xe9"}\n')
     with pytest.raises(ArmError, match=r"not UTF-8 at line 2.*re-save the file as UTF-8"):
         get_arm(f"replay:{bad}")
+
+
+def test_a_log_without_token_counts_is_priced_on_estimated_tokens_never_zero(mini, store, tmp_path):
+    """Issue 26, case 12: real logs often lack prompt_tokens/completion_tokens. The replay arm estimates them —
+    the prompt from the request the kit would send, the completion from the recorded output, at 4 characters per
+    token — marks each such answer as estimated and says so in its description; the price is never $0."""
+    from kit.arms.base import CHARS_PER_TOKEN, estimate_text_tokens, estimate_tokens
+    from kit.economics import ApiPricing, api_item_costs
+    from kit.tasks.prompts import build_request
+
+    gold = {i.id: i.gold for i in mini.test}
+    path = _write_jsonl(tmp_path / "log.jsonl", [{"item_id": i, "output": g} for i, g in gold.items()])
+    arm = get_arm(f"replay:{path}")
+    assert f"token counts of 6 rows estimated at {CHARS_PER_TOKEN} characters per token" in arm.describe()
+    summary = run_arm(mini, arm, store=store)
+    rows = store.rows(summary.keys.values()).set_index("item_id")
+    for item in mini.test:  # what the kit would have sent for this item, counted the stated way
+        sent = build_request(mini, item)
+        assert rows.loc[item.id, "prompt_tokens"] == estimate_tokens(sent) > 10
+        assert rows.loc[item.id, "completion_tokens"] == estimate_text_tokens(gold[item.id]) >= 1
+        assert json.loads(rows.loc[item.id, "extra"])["usage"] == "estimated"
+    costs = api_item_costs(rows.reset_index().assign(option="Logs"), pricing=ApiPricing("gpt-4o-mini"))
+    assert (costs["cost_usd"] > 0).all()  # gpt-4o-mini: $0.15 / $0.60 per million tokens (genai-prices)
+    expected = sum(estimate_tokens(build_request(mini, i)) * 0.15 + estimate_text_tokens(gold[i.id]) * 0.60
+                   for i in mini.test) / 1e6
+    assert costs["cost_usd"].sum() == pytest.approx(expected)
+
+
+def test_token_counts_in_the_log_are_used_as_they_are(mini, store, tmp_path):
+    rows = [{"item_id": i.id, "output": i.gold, "prompt_tokens": 30, "completion_tokens": 2} for i in mini.test]
+    arm = get_arm(f"replay:{_write_jsonl(tmp_path / 'log.jsonl', rows)}")
+    assert "estimated" not in arm.describe()
+    summary = run_arm(mini, arm, store=store)
+    stored = store.rows(summary.keys.values())
+    assert stored["prompt_tokens"].tolist() == [30] * 6 and stored["completion_tokens"].tolist() == [2] * 6
+    assert not stored["extra"].fillna("").str.contains("estimated").any()

@@ -12,27 +12,30 @@ the rest. The key comes from ``ANTHROPIC_API_KEY`` (or ``--api-key-env VAR``).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+from kit.arms.base import Completion, Request
 from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
-from kit.arms.base import Completion, Request, register_arm
+from kit.arms.options import Field
+from kit.arms.registry import Backend
 from kit.errors import MissingDependency
 from kit.arms.retry import Deadline, IncompleteStream, Outcome, check_json_answer
 
 
-@dataclass(frozen=True)
 class AnthropicOptions(HostedOptions):
+    """The hosted options for the Messages API."""
+
+    default_url: ClassVar[str] = "https://api.anthropic.com"
+    default_key_env: ClassVar[str] = "ANTHROPIC_API_KEY"
+
     # Recent SDKs no longer take sampling parameters (newer models fix them); when set, it is sent as-is.
-    temperature: float | None = None  # type: ignore[assignment]
+    temperature: float | None = Field(None, ge=0, examples=[0.0])  # type: ignore[assignment]
 
 
 class AnthropicArm(HostedArm):
     """A Claude model behind the Anthropic Messages API (or a server that speaks it)."""
 
     backend = "anthropic"
-    default_url = "https://api.anthropic.com"
-    default_key_env = "ANTHROPIC_API_KEY"
     options_class = AnthropicOptions
 
     def __init__(self, model: str, **options: Any) -> None:
@@ -120,4 +123,5 @@ class AnthropicArm(HostedArm):
                           latency_s=time.perf_counter() - start, ttft_s=ttft, model=model, extra=extra)
 
 
-register_arm("anthropic", AnthropicArm, in_process=False, gives_confidence=False)  # no logprobs in the API
+# found through the kit.arms entry point `anthropic` (pyproject.toml)
+BACKEND = Backend("anthropic", AnthropicArm, options=AnthropicOptions)

@@ -33,11 +33,11 @@ import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from kit.arms.base import Arm, Completion, Request, build_options
+from kit.arms.base import Arm, Completion, Request, estimate_tokens
+from kit.arms.options import ArmOptions, Field, parse_options
 from kit.errors import ArmError, ConfigError, EndpointDown
 from kit.util import run_sync
 from kit.arms.retry import (
@@ -57,31 +57,51 @@ from kit.arms.retry import (
 LOOPBACK_KEY = "sk-no-key-needed-on-loopback"
 
 
-@dataclass(frozen=True)
-class HostedOptions:
-    """Options every hosted arm takes (``-o KEY=VALUE`` or the named ``kit run`` flags)."""
+class HostedOptions(ArmOptions):
+    """Options every hosted arm takes (``-o KEY=VALUE``, the named ``kit run`` flags, or ``options:`` in an
+    experiment). A subclass sets the API's default URL and key variable."""
 
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = field(default=4, metadata={"min": 1})
-    rpm: float | None = field(default=None, metadata={"above": 0})
-    tpm: float | None = field(default=None, metadata={"above": 0})
-    timeout: float = field(default=60.0, metadata={"above": 0})  # seconds one attempt may take
-    # seconds one item may take over all its attempts and waits; None: three times `timeout`
-    deadline: float | None = field(default=None, metadata={"above": 0})
-    max_attempts: int = field(default=5, metadata={"min": 1})
-    backoff_s: float = field(default=0.5, metadata={"min": 0})
-    temperature: float = field(default=0.0, metadata={"min": 0})
-    # "auto": constrain answers (labels, JSON schema) where the endpoint allows; "off": never
-    structured: str = field(default="auto", metadata={"choices": ("auto", "off")})
-    price_in: float | None = field(default=None, metadata={"min": 0})  # USD per million input tokens
-    price_out: float | None = field(default=None, metadata={"min": 0})  # USD per million output tokens
-    # connection failures (refused, reset) and timeouts in a row that stop the arm with EndpointDown; 0: never
-    breaker: int = field(default=3, metadata={"min": 0})
+    default_url: ClassVar[str] = ""
+    default_key_env: ClassVar[str] = ""
+
+    base_url: str | None = Field(None, min_length=1, examples=["http://127.0.0.1:8080/v1"],
+                                 description="the API's URL; default: the provider's")
+    api_key_env: str | None = Field(None, min_length=1, examples=["MY_GATEWAY_KEY"],
+                                    description="the environment variable that holds the key (never the key)")
+    concurrency: int = Field(4, ge=1, description="requests in flight")
+    rpm: float | None = Field(None, gt=0, examples=[60], description="requests per minute")
+    tpm: float | None = Field(None, gt=0, examples=[100000], description="tokens per minute")
+    timeout: float = Field(60.0, gt=0, description="seconds one attempt may take")
+    deadline: float | None = Field(None, gt=0, examples=[180],
+                                   description="seconds one item may take over all its attempts and waits; "
+                                               "default three times `timeout`")
+    max_attempts: int = Field(5, ge=1)
+    backoff_s: float = Field(0.5, ge=0)
+    temperature: float = Field(0.0, ge=0)
+    structured: Literal["auto", "off"] = Field("auto", description="auto: constrain answers (labels, JSON "
+                                                                   "schema) where the endpoint allows; off: never")
+    price_in: float | None = Field(None, ge=0, examples=[0.15], description="USD per million input tokens")
+    price_out: float | None = Field(None, ge=0, examples=[0.6], description="USD per million output tokens")
+    breaker: int = Field(3, ge=0, description="connection failures (refused, reset) and timeouts in a row that "
+                                              "stop the arm with EndpointDown; 0: never")
     # asked at every connection failure: a notice once the server process behind the endpoint has exited
     watch: Callable[[], str | None] | None = None
     # what answers, for a server the kit started (model sha256, server software): replaces the URL in the identity
     served_by: dict[str, str] | None = None
+
+    def url(self) -> str:
+        """The endpoint as given (credentials included), without a trailing slash."""
+        return (self.base_url or self.default_url).rstrip("/")
+
+    def key_variable(self) -> str:
+        """The environment variable the key is read from."""
+        return self.api_key_env or self.default_key_env
+
+    def preflight(self, *, spec: str) -> None:
+        """The URL is an http(s) URL, and a key variable named with ``api_key_env`` is set (a run reads it)."""
+        url = check_url(self.url(), spec=spec)
+        if self.api_key_env is not None:
+            resolve_key(spec=spec, env=self.api_key_env, explicit=True, loopback=is_loopback(url))
 
 
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#@\s]*@")
@@ -179,12 +199,6 @@ def resolve_key(*, spec: str, env: str, explicit: bool, loopback: bool) -> str:
     )
 
 
-def estimate_tokens(request: Request) -> int:
-    """A rough prompt size in tokens (about 4 characters per token, plus a few per message)."""
-    chars = sum(len(str(m.get("content", ""))) for m in request.messages)
-    return chars // 4 + 4 * len(request.messages) + 2
-
-
 async def _close_at_loop_end(client: Any) -> AsyncIterator[None]:
     try:
         yield
@@ -197,22 +211,20 @@ class HostedArm(Arm):
     """Base of the OpenAI-compatible and Anthropic arms: keys, identity, limiter, retries, errors."""
 
     backend = ""
-    default_url = ""
-    default_key_env = ""
-    options_class: type = HostedOptions
+    options_class: type[HostedOptions] = HostedOptions
 
     def __init__(self, model: str, **options: Any) -> None:
         self.model = model
         self.spec = f"{self.backend}:{model}"
-        self.options = build_options(self.options_class, self.spec, options)
-        url = check_url((self.options.base_url or self.default_url).rstrip("/"), spec=self.spec)
+        self.options = parse_options(self.options_class, self.spec, options)
+        url = self.options.url()  # checked by the options' preflight
         self._url = url  # with any credentials in it: for the requests only
         self.base_url = mask_url(url)  # what is shown: credentials masked
         self.deadline_s = self.options.deadline or 3 * self.options.timeout
         self.loopback = is_loopback(self.base_url)
         self.hosted = not self.loopback
         self.concurrency = self.options.concurrency
-        self.key_env = self.options.api_key_env or self._default_key_env()
+        self.key_env = self.options.key_variable()
         self._key = resolve_key(spec=self.spec, env=self.key_env, explicit=bool(self.options.api_key_env),
                                 loopback=self.loopback)
         self._secrets = (self._key, *url_secrets(url))  # never shown: redacted from every message
@@ -222,14 +234,17 @@ class HostedArm(Arm):
         self._client_obj: Any = None
         self._client_loop: asyncio.AbstractEventLoop | None = None
         self._keeper: Any = None
+        # the first request goes alone (see _first_alone): a wrong URL, a rejected key, a web page cost one call
+        self._open = False
+        self._stop: BaseException | None = None  # the reply that ended the run, for the requests that waited
+        self._gate: asyncio.Lock | None = None
+        self._gate_loop: asyncio.AbstractEventLoop | None = None
+        self._holder: asyncio.Lock | None = None
 
     def __repr__(self) -> str:  # never shows the key
         return f"<{type(self).__name__} {self.spec} at {endpoint_identity(self.base_url)}>"
 
     # identity and description ------------------------------------------------------------------
-    def _default_key_env(self) -> str:
-        return self.default_key_env
-
     def identity(self) -> dict[str, Any]:
         """What answers: the model at its endpoint (URL with port), or ``served_by`` when the kit started the
         server and knows its model file, so the same server on another port is the same identity."""
@@ -284,13 +299,14 @@ class HostedArm(Arm):
 
         The item's deadline (``deadline`` seconds) starts once the rate limiter lets the request go."""
         if self._breaker.tripped:
-            raise self._endpoint_down()
+            raise self._stopped()
         estimate = estimate_tokens(request) + request.max_tokens
         await self._limiter.acquire(tokens=estimate)
-        began = time.perf_counter()
-        outcome, notes = await self._call(request, Deadline.start(self.deadline_s))
+        async with self._first_alone():
+            began = time.perf_counter()
+            outcome, notes = await self._call(request, Deadline.start(self.deadline_s))
         if outcome.tripped:
-            raise self._endpoint_down()
+            raise self._stopped()
         if outcome.value is not None:
             completion = outcome.value
         else:
@@ -314,16 +330,83 @@ class HostedArm(Arm):
     async def _retrying(self, request: Request, plan: Any, deadline: Deadline, *,
                         sort: Callable[[BaseException], Fault] = classify) -> Outcome[Completion]:
         """The attempts of ``plan`` for one request, under the arm's policy, breaker, timeout and ``deadline``."""
-        return await with_retries(lambda: self._attempt(request, plan), policy=self._policy, classify=sort,
+        return await with_retries(lambda: self._gated(request, plan), policy=self._policy, classify=sort,
                                   breaker=self._breaker, timeout_s=self.options.timeout, deadline=deadline)
+
+    @contextlib.asynccontextmanager
+    async def _first_alone(self) -> AsyncIterator[None]:
+        """Until the endpoint has answered as the API, one request at a time (the others wait here, before their
+        deadline starts).
+
+        The gate opens at the first attempt that succeeds or fails in a way that is not the whole endpoint's (an
+        HTTP error status, a timeout, a dropped connection: the breaker counts those). A reply that ends the run
+        (an HTML page, a rejected key, an unknown model) is not sent again by the requests that waited; a reply
+        that is not the API's JSON keeps them waiting, so the breaker stops the arm after its threshold of calls,
+        whatever the concurrency."""
+        if self._open:
+            yield
+            return
+        lock = self._gate_lock()
+        await lock.acquire()
+        if self._open or self._stop is not None or self._breaker.tripped:
+            lock.release()  # opened (or stopped) while this request waited: the next waiter goes on at once
+            if self._stop is not None:
+                raise self._fatal(self._stop) or self._stopped()
+            if self._breaker.tripped:
+                raise self._stopped()
+            yield
+            return
+        self._holder = lock  # this request probes the endpoint
+        try:
+            yield
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            holder.release()
+
+    async def _gated(self, request: Request, plan: Any) -> Completion:
+        """One attempt; the first that shows the endpoint speaks the API (or that it is down) opens the gate."""
+        try:
+            value = await self._attempt(request, plan)
+        except Exception as exc:
+            if not classify(exc).reply:
+                if self._fatal(exc) is not None:
+                    self._stop = exc  # the requests that waited stop with the same reply, unsent
+                self._opened()
+            raise
+        except BaseException:  # cut by its time limit, or by the breaker
+            self._opened()
+            raise
+        self._opened()
+        return value
+
+    def _opened(self) -> None:
+        if not self._open:
+            self._open = True
+            self._release()
+
+    def _gate_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._gate is None or self._gate_loop is not loop:
+            self._gate, self._gate_loop = asyncio.Lock(), loop
+        return self._gate
 
     async def _attempt(self, request: Request, plan: Any) -> Completion:
         raise NotImplementedError
 
-    def _endpoint_down(self) -> EndpointDown:
-        """The error that stops the arm once its breaker has tripped: what happened, where, and what to do."""
+    def _stopped(self) -> ArmError:
+        """The error that stops the arm once its breaker has tripped: what happened, where, and what to do.
+        Replies that are not the API's JSON are named as replies (the server is up); else the endpoint is down."""
         breaker = self._breaker
         again = "run the same command again: the answers already stored are kept and only the missing items are asked"
+        if breaker.replies:
+            return ArmError(f"the endpoint answered, but not as the API: {self._hide(breaker.notice)}",
+                            where=f"{self.spec} at {self.base_url}",
+                            fix=f"{NOT_JSON_FIX} Check what serves {self.base_url} (a proxy, a gateway or a web UI "
+                                f"answers like this; its log says more), then {again}")
         if breaker.exited:
             fix = f"restart the server (the end of its log is quoted above) and {again}"
         elif breaker.hung:
@@ -340,19 +423,26 @@ class HostedArm(Arm):
     def _raise_if_fatal(self, outcome: Outcome[Completion]) -> None:
         """A rejected key, an unknown model or a web page instead of the API would fail every item: stop the
         run with a clear error."""
-        if isinstance(outcome.exception, NotJSON):
-            what = str(outcome.exception).removesuffix(f": {NOT_JSON_FIX}")
-            raise ArmError(f"the endpoint {self._hide(what)}", where=f"{self.spec} at {self.base_url}",
-                           fix=f"{NOT_JSON_FIX} Give the API's own URL (an OpenAI-compatible one usually ends in /v1, "
-                               "e.g. http://127.0.0.1:8080/v1); a captive portal or a proxy's login page answers "
-                               "like this too: sign in to the network, then run again")
-        fault = outcome.fault
-        if fault is None or fault.status not in (401, 403, 404):
-            return
+        if outcome.exception is not None:
+            error = self._fatal(outcome.exception, outcome.fault)
+            if error is not None:
+                raise error
+
+    def _fatal(self, exc: BaseException, fault: Fault | None = None) -> ArmError | None:
+        """The error that stops the run for a reply every item would get (else None)."""
+        if isinstance(exc, NotJSON):
+            what = str(exc).removesuffix(f": {NOT_JSON_FIX}")
+            return ArmError(f"the endpoint {self._hide(what)}", where=f"{self.spec} at {self.base_url}",
+                            fix=f"{NOT_JSON_FIX} Give the API's own URL (an OpenAI-compatible one usually ends in /v1, "
+                                "e.g. http://127.0.0.1:8080/v1); a captive portal or a proxy's login page answers "
+                                "like this too: sign in to the network, then run again")
+        fault = fault or classify(exc)
         if fault.status in (401, 403):
-            raise ArmError(f"the endpoint refused the API key from {self.key_env} (HTTP {fault.status})",
-                           where=f"{self.spec} at {self.base_url}",
-                           fix=f"check the key in {self.key_env} and that it may use {self.model}")
-        raise ArmError(f"the endpoint does not know this model or path: {self._hide(fault.reason)}",
-                       where=f"{self.spec} at {self.base_url}",
-                       fix="check the model name and --base-url (an OpenAI-compatible URL usually ends in /v1)")
+            return ArmError(f"the endpoint refused the API key from {self.key_env} (HTTP {fault.status})",
+                            where=f"{self.spec} at {self.base_url}",
+                            fix=f"check the key in {self.key_env} and that it may use {self.model}")
+        if fault.status == 404:
+            return ArmError(f"the endpoint does not know this model or path: {self._hide(fault.reason)}",
+                            where=f"{self.spec} at {self.base_url}",
+                            fix="check the model name and --base-url (an OpenAI-compatible URL usually ends in /v1)")
+        return None

@@ -22,13 +22,15 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from kit.arms.base import Arm, Completion, Request, build_options, register_arm
+from kit.arms.base import Arm, Completion, Request
 from kit.arms.label_walk import LabelWalk
+from kit.arms.options import ArmOptions, Field, parse_options
+from kit.arms.registry import Backend
 from kit.errors import ArmError, MissingDependency
 
 CHATML = (
@@ -37,21 +39,25 @@ CHATML = (
 )
 
 
-@dataclass(frozen=True)
-class LlamaOptions:
-    n_ctx: int = field(default=4096, metadata={"min": 1})
-    n_threads: int | None = field(default=None, metadata={"min": 1})
-    # threads for batches of tokens (prompts, batched steps); default all cores
-    n_threads_batch: int | None = field(default=None, metadata={"min": 1})
-    n_gpu_layers: int = field(default=0, metadata={"min": -1})
-    n_batch: int = field(default=512, metadata={"min": 1})
+class LlamaOptions(ArmOptions):
+    """The options of an in-process llama.cpp arm (``-o KEY=VALUE``, or ``options:`` in an experiment)."""
+
+    n_ctx: int = Field(4096, ge=1, description="tokens of context: prompt and answer")
+    n_threads: int | None = Field(None, ge=1, examples=[4], description="threads for one token at a time; "
+                                                                      "default: llama.cpp's choice")
+    n_threads_batch: int | None = Field(None, ge=1, examples=[4],
+                                        description="threads for batches of tokens (prompts, batched steps); "
+                                                    "default all cores")
+    n_gpu_layers: int = Field(0, ge=-1, description="layers on the GPU; -1: all")
+    n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama.cpp call")
     seed: int = 0
-    temperature: float = field(default=0.0, metadata={"min": 0})
-    top_p: float = field(default=1.0, metadata={"above": 0})
-    prefix_cache: bool = True
-    lora_path: str | None = None
-    lora_sha256: str | None = None
-    batch: int = field(default=1, metadata={"min": 1})  # decoded together (kit.arms.llama_batch); not identity
+    temperature: float = Field(0.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    prefix_cache: bool = Field(True, description="reuse the prompt prefix shared with the previous item "
+                                                 "(system message, shots) from the KV cache")
+    lora_path: str | None = Field(None, description="a GGUF LoRA adapter to apply")
+    lora_sha256: str | None = Field(None, description="the adapter's sha256, checked when given")
+    batch: int = Field(1, ge=1, description="requests decoded together (kit.arms.llama_batch); not identity")
 
 
 class LlamaCppArm(Arm):
@@ -74,7 +80,7 @@ class LlamaCppArm(Arm):
 
         if not hasattr(self, "spec"):  # a subclass (lora) names itself first
             self.spec = f"{self.backend}:{model}"
-        self.options = build_options(LlamaOptions, self.spec, options)
+        self.options = parse_options(LlamaOptions, self.spec, options)
         batch = _check_batch(self.options.batch, where=self.spec)
         check_gpu_offload(self.options.n_gpu_layers)
         self.model = resolve_model(model)
@@ -381,4 +387,9 @@ def _sha256(path: str) -> str:
     return file_sha256(path)
 
 
-register_arm("llama_cpp", LlamaCppArm, in_process=True, gives_confidence=True, models=lambda name: [name])
+def _models(name: str) -> list[str]:
+    return [name]
+
+
+# found through the kit.arms entry point `llama_cpp` (pyproject.toml)
+BACKEND = Backend("llama_cpp", LlamaCppArm, options=LlamaOptions, in_process=True, models=_models)

@@ -15,9 +15,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from kit.arms.base import register_arm
-from kit.arms.llama_cpp import LlamaCppArm
+from kit.arms.llama_cpp import LlamaCppArm, LlamaOptions
+from kit.arms.options import parse_options
+from kit.arms.registry import Backend
 from kit.errors import ArmError
+
+
+class LoraOptions(LlamaOptions):
+    """The llama.cpp arm's options; the adapter comes from the spec (``lora_path`` is refused), and
+    ``lora_sha256``, when given, is checked against it."""
+
+    def preflight(self, *, spec: str) -> None:
+        if self.lora_path is not None:
+            raise ArmError("option lora_path is set by the spec", where=spec, fix="drop the option")
 
 
 def parse_lora_spec(name: str) -> tuple[str, Path]:
@@ -44,12 +54,10 @@ class LoraArm(LlamaCppArm):
         from kit.models import file_sha256
 
         base, adapter = parse_lora_spec(name)
+        parse_options(LoraOptions, f"lora:{name}", options)
         if not adapter.is_file():
             raise ArmError("LoRA adapter file not found", where=str(adapter),
                            fix=f"train one with `kit finetune --task TASK --base {base}` and pass the path it prints")
-        for key in ("lora_path",):
-            if key in options:
-                raise ArmError(f"option {key} is set by the spec", where=f"lora:{name}", fix="drop the option")
         sha = file_sha256(adapter)
         expected = options.pop("lora_sha256", None)
         if expected and expected != sha:
@@ -70,5 +78,9 @@ class LoraArm(LlamaCppArm):
                 f"(local, fine-tuned; adapter sha256 {str(self.options.lora_sha256)[:12]}…)")
 
 
-register_arm("lora", LoraArm, in_process=True, gives_confidence=True,
-             models=lambda name: [name.partition("+")[0]])
+def _models(name: str) -> list[str]:
+    return [name.partition("+")[0]]
+
+
+# found through the kit.arms entry point `lora` (pyproject.toml)
+BACKEND = Backend("lora", LoraArm, options=LoraOptions, in_process=True, models=_models)

@@ -11,9 +11,8 @@ answer is kept as text: the runner records it as a parse error, scored wrong. An
 with no choices", without retries. An HTML page instead of the API's JSON stops the arm with an error that
 says so (see :mod:`kit.arms.hosted`).
 
-Confidence: the backend is registered with ``gives_confidence=False`` because a confidence is not promised —
-answers carry one only where the endpoint sends logprobs (OpenAI's API, llama.cpp's server, vLLM do; many
-gateways and some providers do not). A cascade looks at the confidences the answers actually carry.
+Confidence: answers carry one only where the endpoint sends logprobs (OpenAI's API, llama.cpp's server, vLLM
+do; many gateways and some providers do not). A cascade looks at the confidences the answers actually carry.
 
 >>> arm = get_arm("openai:gpt-4o-mini")                                   # doctest: +SKIP
 >>> arm = get_arm("openai:gemma-3-270m", base_url="http://127.0.0.1:8080/v1")  # the stand-in  # doctest: +SKIP
@@ -26,12 +25,13 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens
-from kit.arms.base import Completion, Request, register_arm
+from kit.arms.base import Completion, Request
+from kit.arms.hosted import HostedArm, HostedOptions, estimate_tokens, mask_url
+from kit.arms.options import Field
+from kit.arms.registry import Backend
 from kit.errors import MissingDependency
 from kit.arms.retry import Deadline, Fault, IncompleteStream, Outcome, check_json_answer, classify
 
@@ -51,11 +51,22 @@ class NoChoices(Exception):
     """The endpoint answered, but with an empty ``choices`` list: nothing to record as the model's answer."""
 
 
-@dataclass(frozen=True)
 class OpenAIOptions(HostedOptions):
-    seed: int | None = 0
-    logprobs: bool = True
-    stream: bool = True
+    """The hosted options, and what an OpenAI-compatible endpoint takes besides."""
+
+    default_url: ClassVar[str] = "https://api.openai.com/v1"
+    default_key_env: ClassVar[str] = "OPENAI_API_KEY"
+
+    seed: int | None = Field(0, description="sent where the endpoint takes it; null: none")
+    logprobs: bool = Field(True, description="ask for logprobs (a confidence per answer, where sent)")
+    stream: bool = Field(True, description="stream the answer (time to first token)")
+
+    def key_variable(self) -> str:
+        """``api_key_env``, else MISTRAL_API_KEY for Mistral's API and OPENAI_API_KEY elsewhere."""
+        if self.api_key_env:
+            return self.api_key_env
+        host = (urlsplit(mask_url(self.url())).hostname or "").lower()
+        return "MISTRAL_API_KEY" if host == "mistral.ai" or host.endswith(".mistral.ai") else self.default_key_env
 
 
 class OpenAICompatArm(HostedArm):
@@ -63,8 +74,6 @@ class OpenAICompatArm(HostedArm):
 
     backend = "openai"
     load_kind = "concurrency"  # a load sweep varies the requests in flight (vLLM, llama-server, Ollama, ...)
-    default_url = "https://api.openai.com/v1"
-    default_key_env = "OPENAI_API_KEY"
     options_class = OpenAIOptions
 
     def __init__(self, model: str, **options: Any) -> None:
@@ -75,10 +84,6 @@ class OpenAICompatArm(HostedArm):
         super().__init__(model, **options)
         self._off: set[str] = set()
         self._max_tokens_name = "max_tokens"
-
-    def _default_key_env(self) -> str:
-        host = (urlsplit(self.base_url).hostname or "").lower()
-        return "MISTRAL_API_KEY" if host == "mistral.ai" or host.endswith(".mistral.ai") else "OPENAI_API_KEY"
 
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "seed": self.options.seed}
@@ -327,5 +332,5 @@ def _confidence(logprobs: list[tuple[str, float]], text: str, span: tuple[int, i
     return math.exp(total) if used else None
 
 
-# logprobs make a confidence only where the endpoint sends them: not promised (see the module's docstring)
-register_arm("openai", OpenAICompatArm, in_process=False, gives_confidence=False)
+# found through the kit.arms entry point `openai` (pyproject.toml)
+BACKEND = Backend("openai", OpenAICompatArm, options=OpenAIOptions)

@@ -6,6 +6,12 @@ The file is JSONL or CSV with an item id (``item_id`` or ``id``) and ``output``;
 ``Completion(error="not in replay file")``, and :meth:`ReplayArm.coverage` reports ids missing from
 the file and ids in the file that the task does not have.
 
+Token counts are what a hosted reference is priced on. Real logs often lack them; then they are estimated —
+the prompt from the request the kit would send (the prompt the task builds), the completion from the recorded
+output, at :data:`~kit.arms.base.CHARS_PER_TOKEN` characters per token (the kit has no tokenizer of hosted
+models) — and the answer says so (``extra["usage"] == "estimated"``), so the cost table calls its price an
+estimate. A log is never priced at $0 for want of counts.
+
 >>> arm = get_arm("replay:exports/vendor_outputs.jsonl")                   # doctest: +SKIP
 >>> arm.coverage(task)["missing"]                                          # doctest: +SKIP
 ['test-17']
@@ -17,21 +23,19 @@ import hashlib
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.arms.base import Arm, Completion, Request, build_options, register_arm
+from kit.arms.base import CHARS_PER_TOKEN, Arm, Completion, Request, estimate_text_tokens, estimate_tokens
+from kit.arms.options import NoOptions, parse_options
+from kit.arms.registry import Backend
 from kit.errors import ArmError
 from kit.records import read_records
 
 NUMBERS = {"latency_s": float, "ttft_s": float, "prompt_tokens": int, "completion_tokens": int, "confidence": float}
 NOT_IN_FILE = "not in replay file"
-
-
-@dataclass(frozen=True)
-class ReplayOptions:
-    """A replay arm takes no options: everything comes from the file."""
+ESTIMATED = "estimated"  # extra["usage"] of an answer whose token counts the file lacks
+TOKENS_RULE = f"file, else estimated at {CHARS_PER_TOKEN} characters per token"
 
 
 class ReplayArm(Arm):
@@ -42,7 +46,7 @@ class ReplayArm(Arm):
 
     def __init__(self, path: str, **options: Any) -> None:
         self.spec = f"replay:{path}"
-        build_options(ReplayOptions, self.spec, options)
+        parse_options(NoOptions, self.spec, options)  # everything comes from the file
         self.path = Path(path).expanduser()
         if not self.path.is_file():
             raise ArmError("no such replay file", where=str(self.path),
@@ -55,11 +59,14 @@ class ReplayArm(Arm):
 
     def identity(self) -> dict[str, Any]:
         return {"backend": "replay", "model": ", ".join(self.models) or self.path.name, "file": self.path.name,
-                "sha256": self.sha256}
+                "sha256": self.sha256, "tokens": TOKENS_RULE}
 
     def describe(self) -> str:
         who = f" of {', '.join(self.models)}" if self.models else ""
-        return f"outputs{who} recorded elsewhere, replayed from {self.path.name} ({len(self.rows)} rows)"
+        uncounted = sum(1 for r in self.rows.values() if "prompt_tokens" not in r or "completion_tokens" not in r)
+        tokens = (f"; token counts of {uncounted} rows estimated at {CHARS_PER_TOKEN} characters per token (the "
+                  "file has none)" if uncounted else "")
+        return f"outputs{who} recorded elsewhere, replayed from {self.path.name} ({len(self.rows)} rows{tokens})"
 
     def coverage(self, task: Any, *, items: Iterable[Any] | None = None) -> dict[str, Any]:
         """Which of the task's items (test split, or ``items``) the file answers; ids it lacks; foreign ids.
@@ -93,10 +100,17 @@ class ReplayArm(Arm):
         row = self.rows.get(request.item_id)
         if row is None:
             return Completion(error=NOT_IN_FILE)
-        return Completion(text=row["output"], prompt_tokens=row.get("prompt_tokens"),
-                          completion_tokens=row.get("completion_tokens"), latency_s=row.get("latency_s"),
-                          ttft_s=row.get("ttft_s"), confidence=row.get("confidence"), error=row.get("error"),
-                          model=row.get("model"), extra={"replayed": True})
+        extra: dict[str, Any] = {"replayed": True}
+        prompt_tokens, completion_tokens = row.get("prompt_tokens"), row.get("completion_tokens")
+        if row.get("error") is None and (prompt_tokens is None or completion_tokens is None):
+            # a log without token counts is priced on the prompt the kit sends and the recorded answer: never $0
+            estimated = [name for name, v in (("prompt", prompt_tokens), ("completion", completion_tokens)) if v is None]
+            prompt_tokens = estimate_tokens(request) if prompt_tokens is None else prompt_tokens
+            completion_tokens = estimate_text_tokens(row["output"]) if completion_tokens is None else completion_tokens
+            extra.update(usage=ESTIMATED, estimated=estimated)
+        return Completion(text=row["output"], prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                          latency_s=row.get("latency_s"), ttft_s=row.get("ttft_s"), confidence=row.get("confidence"),
+                          error=row.get("error"), model=row.get("model"), extra=extra)
 
     async def acomplete(self, request: Request) -> Completion:
         return self.complete(request)
@@ -146,6 +160,6 @@ def _clean(rec: dict[str, Any], where: str, path: Path) -> dict[str, Any]:
     return row
 
 
-# recorded elsewhere: no model runs here (where the outputs came from is the experiment's `runs:`), and a
-# confidence only where the file has that column
-register_arm("replay", ReplayArm, in_process=False, gives_confidence=False)
+# recorded elsewhere: no model runs here (where the outputs came from is the experiment's `runs:`); found through
+# the kit.arms entry point `replay` (pyproject.toml)
+BACKEND = Backend("replay", ReplayArm, options=NoOptions)

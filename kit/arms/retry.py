@@ -13,7 +13,9 @@ A :class:`Breaker` stops an arm whose endpoint is down instead of spending every
 connection failures (refused, reset, dropped) and attempts that got no answer in time (a hung server) —
 not 429 or 5xx, which keep the policy above — are counted over all of the arm's requests, and
 ``threshold`` of them in a row trip it; a ``watch`` callable that reports the exit of the server process
-behind the endpoint trips it at the first failure.
+behind the endpoint trips it at the first failure. A complete HTTP 200 reply that is not the API's JSON is not
+a transient fault: it is retried once at most, and ``threshold`` such replies in a row trip the breaker too,
+which then names the reply, not the connection.
 
 >>> policy = RetryPolicy(max_attempts=3, base_s=0.0)
 >>> asyncio.run(with_retries(lambda: asyncio.sleep(0, result="ok"), policy=policy)).value
@@ -65,6 +67,9 @@ class Fault:
     retry_after: float | None = None
     connection: bool = False  # the endpoint was not reached, or the connection dropped (counts for the breaker)
     timeout: bool = False  # no answer within the attempt's time limit (counts for the breaker too)
+    # a complete reply that cannot be read as the API's (HTTP 200, body not JSON): not transient, so retried once
+    # at most and counted by the breaker, which stops the arm naming the reply
+    reply: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,8 @@ def classify(exc: BaseException) -> Fault:
         return Fault(retry=status in RETRY_STATUS, reason=message, status=status, retry_after=after)
     if isinstance(exc, NotJSON):  # the server answered; asking again gets the same page
         return Fault(retry=False, reason=str(exc), status=200)
+    if isinstance(exc, UnreadableReply):
+        return Fault(retry=True, reason=str(exc), reply=True)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or names & {"APITimeoutError", "TimeoutException"}:
         return Fault(retry=True, reason="timed out", timeout=True)
     if isinstance(exc, ConnectionError) or names & {"APIConnectionError", "TransportError", "NetworkError",
@@ -157,7 +164,8 @@ def classify(exc: BaseException) -> Fault:
         detail = f" ({type(cause).__name__})" if cause is not None else ""
         return Fault(retry=True, reason=f"connection failed or dropped{detail}", connection=True)
     if isinstance(exc, ValueError) or names & {"APIResponseValidationError"}:  # JSONDecodeError is a ValueError
-        return Fault(retry=True, reason=f"unreadable response ({type(exc).__name__}: {str(exc)[:120]})")
+        return Fault(retry=True, reason=f"answered with a reply that is not the API's JSON ({type(exc).__name__}: "
+                                        f"{str(exc)[:120]})", reply=True)
     return Fault(retry=False, reason=f"{type(exc).__name__}: {str(exc)[:300]}")
 
 
@@ -185,6 +193,11 @@ class NotJSON(Exception):
 
 
 NOT_JSON_FIX = "is base_url the API's /v1 endpoint?"
+
+
+class UnreadableReply(Exception):
+    """The server answered (HTTP 200) with a complete reply whose body is not the API's JSON (a stream's data
+    lines included). Asking again usually gets the same: retried once at most, counted by the breaker."""
 
 
 def check_json_answer(content_type: str | None, *, body: str | None = None) -> None:
@@ -230,14 +243,24 @@ class Breaker:
     >>> hung.failure("no answer within 60 s", timeout=True); hung.failure("no answer within 60 s", timeout=True)
     >>> hung.notice
     '2 attempts in a row got no answer in time (last: no answer within 60 s)'
+
+    :meth:`unreadable` counts complete replies that are not the API's JSON the same way, in their own count:
+    the server is up, but what answers is not the API (``replies`` tells the two apart).
+
+    >>> odd = Breaker(threshold=2)
+    >>> odd.unreadable("a body of text/plain ('hello')"); odd.unreadable("a body of text/plain ('hello')")
+    >>> odd.notice, odd.replies
+    ("2 replies in a row were not the API's JSON (last: a body of text/plain ('hello'))", True)
     """
 
     def __init__(self, threshold: int = 3, *, watch: Watch | None = None) -> None:
         self.threshold, self.watch = threshold, watch
         self.failures = 0
         self.timeouts = 0  # of the failures in a row, those that timed out
+        self.unread = 0  # complete replies in a row that were not the API's JSON
         self.notice: str | None = None
         self.exited = False
+        self.replies = False  # tripped by replies that could not be read (the server is up)
         self._clocks: set[asyncio.Timeout] = set()
 
     @contextlib.contextmanager
@@ -260,8 +283,18 @@ class Breaker:
         return self.failures > 0 and self.timeouts == self.failures
 
     def answered(self) -> None:
-        """The server answered (success or HTTP status): it is up."""
-        self.failures = self.timeouts = 0
+        """The server answered (success or HTTP status): it is up, and what answers speaks the API."""
+        self.failures = self.timeouts = self.unread = 0
+
+    def unreadable(self, reason: str) -> None:
+        """A complete reply that is not the API's JSON; ``threshold`` in a row trip the breaker."""
+        if self.tripped:
+            return
+        self.unread += 1
+        self.failures = self.timeouts = 0  # the server answered
+        if self.threshold and self.unread >= self.threshold:
+            self.notice, self.replies = f"{self.unread} replies in a row were not the API's JSON (last: {reason})", True
+            self._end_in_flight()
 
     def failure(self, reason: str, *, timeout: bool = False) -> None:
         """A connection attempt failed (refused, reset, dropped) or, ``timeout``, got no answer in time; may
@@ -279,9 +312,12 @@ class Breaker:
                     "attempts in a row failed or got no answer in time")
             self.notice = f"{self.failures} {what} (last: {reason})"
         if self.tripped:
-            for clock in list(self._clocks):  # the attempts in flight: their limits expire now
-                if not clock.expired():  # (one that is expiring already ends by itself)
-                    clock.reschedule(asyncio.get_running_loop().time())
+            self._end_in_flight()
+
+    def _end_in_flight(self) -> None:
+        for clock in list(self._clocks):  # the attempts in flight: their limits expire now
+            if not clock.expired():  # (one that is expiring already ends by itself)
+                clock.reschedule(asyncio.get_running_loop().time())
 
     def attempts_for(self, fault: Fault, max_attempts: int) -> int:
         """How many attempts an item may take: a connection failure or a timeout goes on until the breaker
@@ -351,11 +387,15 @@ async def with_retries(attempt: Callable[[], Awaitable[T]], *, policy: RetryPoli
             if breaker is not None:
                 if fault.connection or fault.timeout:
                     breaker.failure(fault.reason, timeout=fault.timeout)
+                elif fault.reply:
+                    breaker.unreadable(fault.reason)
                 elif fault.status is not None:
                     breaker.answered()
                 if breaker.tripped:
                     continue
                 most = breaker.attempts_for(fault, most)
+            if fault.reply:  # the same reply would come again: one retry at most (a glitch gets its second try)
+                most = min(most, 2)
             if not fault.retry or number >= max(1, most):
                 break
             wait = policy.backoff(number, rng)
