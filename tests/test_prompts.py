@@ -372,3 +372,37 @@ def test_the_chosen_prompts_dev_answers_fit_the_cascade_threshold(project):
     assert set(dev_scores["item_id"]) == dev and len(dev_scores) == 2 * len(dev)
     choice = folder.doc(Doc.CASCADES, task="tickets")["Local"]
     assert choice["fit"] == Fit.DEV and choice["n_fit"] == len(dev) and choice["n_tested"] == 60
+
+
+def test_four_variants_are_chosen_by_successive_halving_for_fewer_dev_answers(project):
+    """Four variants: every one answers a first slice of the dev items, the better half the next; the pick is the
+    one exhaustive selection makes (the shortest prompt among those right on every dev item)."""
+    from servers import OpenAIServer
+
+    from kit.pipeline import answers, prepare
+
+    with OpenAIServer(answer=_answer) as server:
+        exp = Experiment.from_mapping({
+            "tasks": {"tickets": None}, "reference": "API", "store": str(project / "kit.sqlite"),
+            "prompts": [{"name": "0-shot", "shots": 0}, {"name": "4 letters", "shots": 4, "label_style": "letters"},
+                        {"name": "4 balanced", "shots": 4, "shot_choice": "balanced"},
+                        {"name": "2 random", "shots": 2}],
+            "options": [{"name": "API", "arm": "openai:fake-api", "runs": "third-party", "prompts": [],
+                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
+                         "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+                        {"name": "Local", "arm": "openai:fake-local", "runs": "self-hosted",
+                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
+                         "machine": {"price_per_hour": 0.5}}]}, source="exp.yaml")
+        folder = RunFolder(project / "run")
+        prepare.prepare_stage(exp, folder)
+        answers.answer_stage(folder, progress=False)
+
+    dev = set(folder.doc(Doc.SPLITS)["tickets"]["dev"])
+    table = folder.table(Table.PROMPTS, task="tickets").set_index("variant")
+    assert table["chosen"].tolist() == [False, False, False, True]  # '2 random': right on every item, shortest
+    assert "cut in round 1" in table.loc["0-shot", "note"] and table.loc["0-shot", "dev_items"] < len(dev)
+    assert table.loc["2 random", "note"].startswith("chosen after every round")
+    with sqlite3.connect(project / "kit.sqlite") as db:
+        dev_answers = db.execute("SELECT COUNT(*) FROM responses WHERE kind = 'dev'").fetchone()[0]
+    assert dev_answers == table["selection_calls"].sum() < 4 * len(dev)  # fewer than asking every variant
+    assert {r.option: r.prompt for r in folder.runs()} == {"API": "default", "Local": "2 random"}

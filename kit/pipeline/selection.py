@@ -4,7 +4,10 @@ An option with more than one prompt variant (``prompts:`` in the experiment) ans
 every variant — through the runner and the store, so each answer is kept and paid once — and each variant is
 scored with the task's type. The best dev quality wins; ties (within ``TIE``) go to the shorter prompt: fewer
 prompt tokens per dev item as the arm measured them (prompt characters where it reports none), then the
-variant listed first. Only the chosen variant answers the test split, so the test figure is the result and no
+variant listed first. With four variants or more the dev items are spent by **successive halving**
+(:func:`kit.stats.halving.successive_halving`: every variant on a first slice, the better half on the next, …,
+half the answers of asking every variant every item; bench/README.md measures how often it picks what
+exhaustive selection picks); each row says how many dev items its variant answered and the round it was cut in. Only the chosen variant answers the test split, so the test figure is the result and no
 test item took part in the choice. The dev answers are filed apart (``kind="dev"``) and counted: calls, seconds
 and USD.
 
@@ -31,6 +34,7 @@ from kit.experiment import Option
 from kit.pipeline.pricing import answers_usd
 from kit.run.runner import Withhold, run_arm
 from kit.run.store import Store
+from kit.stats.halving import successive_halving
 from kit.stats.intervals import mean_ci
 from kit.tasks import Task
 from kit.tasks.loading import DEV_MIN
@@ -39,6 +43,7 @@ from kit.tasks.scoring import score_responses
 
 DEV_KIND = "dev"  # the store's kind for answers to dev items (never read as an option's test answers)
 TIE = 1e-9  # dev qualities this close are a tie: the shorter prompt wins
+HALVING_FROM = 4  # from this many variants on, the dev items are spent by successive halving
 
 
 @dataclass(frozen=True)
@@ -77,26 +82,63 @@ def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tok
                  Col.CHOSEN: i == 0, Col.SELECTION_CALLS: 0, Col.SELECTION_SECONDS: 0.0, Col.SELECTION_USD: 0.0,
                  Col.NOTE: note} for i, v in enumerate(variants)]
         return Selection(variants[0], pd.DataFrame(rows))
+    if len(variants) >= HALVING_FROM:
+        return _halving(task, option, arm, variants, store=store, max_tokens=max_tokens, withhold=withhold,
+                        progress=progress)
     rows, keys = [], []
     for v in variants:
         summary = run_arm(task, arm, store=store, items=task.dev, variant=v, kind=DEV_KIND, max_tokens=max_tokens,
                           withhold=withhold, progress=progress, label=f"{option.name} · prompt {v.name} (dev)")
         keys.append(summary.keys)
-        answers = store.rows(summary.keys.values()).assign(**{Col.OPTION: option.name})
-        scores = score_responses(task, answers)
-        quality, low, high = mean_ci(scores[Col.SCORE].to_numpy(dtype=float))
-        tokens = pd.to_numeric(answers.get(Col.PROMPT_TOKENS), errors="coerce")
-        seconds = float(pd.to_numeric(answers.get(Col.LATENCY_S), errors="coerce").fillna(0.0).sum())
-        rows.append({**base, Col.VARIANT: v.name, Col.PROMPT: v.describe(), Col.DEV_ITEMS: len(task.dev),
-                     Col.DEV_QUALITY: quality, Col.DEV_CI_LOW: low, Col.DEV_CI_HIGH: high,
-                     Col.PROMPT_TOKENS: float(tokens.mean()) if tokens.notna().any() else math.nan,
-                     Col.SELECTION_CALLS: len(answers), Col.SELECTION_SECONDS: seconds,
-                     Col.SELECTION_USD: _usd(option, answers), Col.NOTE: ""})
+        rows.append(_row(task, option, v, store.rows(summary.keys.values()).assign(**{Col.OPTION: option.name})))
     best = choose(rows, [_chars(task, v) for v in variants]
                   if not all(math.isfinite(r[Col.PROMPT_TOKENS]) for r in rows) else None)
     for i, row in enumerate(rows):
         row[Col.CHOSEN] = i == best
     return Selection(variants[best], pd.DataFrame(rows), dev_keys=keys[best])
+
+
+def _halving(task: Task, option: Option, arm: Arm, variants: tuple[PromptVariant, ...], *, store: Store,
+             max_tokens: int, withhold: Withhold | None, progress: bool) -> Selection:
+    """Selection by successive halving: each variant answers a prefix of the dev items, the better half goes on."""
+    keys: list[dict[str, str]] = [{} for _ in variants]
+
+    def score(v: int, items: range) -> list[float]:
+        summary = run_arm(task, arm, store=store, items=task.dev[items.start:items.stop], variant=variants[v],
+                          kind=DEV_KIND, max_tokens=max_tokens, withhold=withhold, progress=progress,
+                          label=f"{option.name} · prompt {variants[v].name} (dev {items.start + 1}–{items.stop})")
+        keys[v].update(summary.keys)
+        order = [summary.keys[item.id] for item in task.dev[items.start:items.stop] if item.id in summary.keys]
+        scored = score_responses(task, store.rows(order).assign(**{Col.OPTION: option.name}))
+        by_id = dict(zip(scored[Col.ITEM_ID].astype(str), scored[Col.SCORE].astype(float)))
+        return [min(1.0, max(0.0, by_id.get(item.id, 0.0))) if math.isfinite(by_id.get(item.id, 0.0)) else 0.0
+                for item in task.dev[items.start:items.stop]]  # an error or a withheld item scores 0
+
+    chars = [_chars(task, v) for v in variants]
+    pick = successive_halving(len(variants), len(task.dev), score, tiebreak=chars)
+    rows = []
+    for v, record in zip(variants, pick.arms):
+        row = _row(task, option, v, store.rows(keys[record.arm].values()).assign(
+            **{Col.OPTION: option.name}))
+        row[Col.CHOSEN] = record.arm == pick.best
+        row[Col.NOTE] = ("chosen after every round of successive halving" if record.cut_in_round is None else
+                         f"cut in round {record.cut_in_round + 1} of successive halving, after {record.items} "
+                         f"of {len(task.dev)} dev items")
+        rows.append(row)
+    return Selection(variants[pick.best], pd.DataFrame(rows), dev_keys=keys[pick.best])
+
+
+def _row(task: Task, option: Option, variant: PromptVariant, answers: pd.DataFrame) -> dict:
+    """One variant's row of the prompts table from its dev answers (``chosen`` is filled in by the caller)."""
+    scores = score_responses(task, answers)
+    quality, low, high = mean_ci(scores[Col.SCORE].to_numpy(dtype=float))
+    tokens = pd.to_numeric(answers.get(Col.PROMPT_TOKENS), errors="coerce")
+    seconds = float(pd.to_numeric(answers.get(Col.LATENCY_S), errors="coerce").fillna(0.0).sum())
+    return {Col.TASK: task.name, Col.OPTION: option.name, Col.VARIANT: variant.name, Col.PROMPT: variant.describe(),
+            Col.DEV_ITEMS: len(answers), Col.DEV_QUALITY: quality, Col.DEV_CI_LOW: low, Col.DEV_CI_HIGH: high,
+            Col.PROMPT_TOKENS: float(tokens.mean()) if tokens.notna().any() else math.nan,
+            Col.SELECTION_CALLS: len(answers), Col.SELECTION_SECONDS: seconds,
+            Col.SELECTION_USD: _usd(option, answers), Col.NOTE: ""}
 
 
 def choose(rows: list[dict], chars: list[float] | None = None) -> int:
