@@ -1,0 +1,309 @@
+"""Stratified, design-weighted estimates: labels drawn where the options disagree, weighted back to every item.
+
+A stratified design (:mod:`kit.labels.design`) splits a task's N test items into strata H from the options'
+stored answers (all agree; this one disagrees with the others; …) and labels a simple random sample of
+``n_h`` of the ``N_h`` items of each stratum (inclusion probability ``n_h / N_h``). For a per-item value y
+(right/wrong, or a paired difference in {-1, 0, 1}) the design-weighted mean is the stratified estimator
+(Cochran, *Sampling Techniques*, 3rd ed. 1977, §5.2–5.3)
+
+    mean = sum_h (N_h / N) * ybar_h,   Var_labelling = sum_h (N_h / N)^2 (1 - n_h / N_h) s_h^2 / n_h,
+
+with two refinements, each a standard survey estimator and each reducing to the plain one when it has nothing
+to add:
+
+- **Known values.** Where a value is known without a label — a paired difference is 0 on every item where the
+  two options gave the same answer, whatever gold says — those items are exact; the stratum's other items
+  (``M_h`` of them, ``m_h`` labelled) are post-stratified (Cochran §5A.9). With strata "agree / disagree" this is
+  the issue's estimator: (disagreement share, known exactly) × (mean difference on the labelled disagreement
+  items), with the finite-population correction ``1 - m/M``.
+- **A proxy inside a stratum** (PPI++ within strata — stratified PPI, Fisch, Maynez, Hofer, Dhingra, Globerson,
+  Cohen, NeurIPS 2024): ``ybar_h = lambda_h * mean_{M_h}(f) + mean_{m_h}(y - lambda_h f)``, the model-assisted
+  difference estimator of Särndal, Swensson & Wretman (*Model Assisted Survey Sampling*, 1992, §6.3) with the
+  PPI++ lambda. When the strata are the answer patterns, each option's proxy (agrees with the reference) is
+  constant inside every stratum, lambda carries nothing and this *is* the stratified estimator: the strata
+  have already used everything the proxy knows. It matters for merged strata, for answers that changed after
+  the draw, and for the floor (the majority label against the reference's answer varies inside a stratum).
+
+Why strata and not Active Statistical Inference (Zrnic & Candès, ICML 2024, the general form: label item i with
+a probability ``pi_i`` proportional to the model's uncertainty, inverse-probability weight it): here the
+"uncertainty" takes a handful of values known before labelling (the answer pattern), for which the optimal
+``pi_i`` is constant within each pattern — exactly a stratified design, with Neyman allocation as the optimal
+``pi``. Strata give fixed sample sizes per stratum (no Poisson-sampling variance in how many labels each pattern
+gets), a known finite-population correction and an estimator a survey package checks; active inference would
+add variance (random sample sizes) and no information.
+
+**Traffic.** The N test items are themselves a sample of the traffic, so the interval for the traffic adds the
+items' own sampling error ``S^2 / N`` (S^2: the population variance of y, design-estimated) to the labelling
+variance; with every item labelled it is the ordinary paired interval. ``effective_labels`` is the number of
+uniformly random labels with the same labelling variance: ``S^2 / (Var_labelling + S^2 / N)``.
+
+**Small samples.** As in :mod:`kit.stats.ppi`: values on a 0/1 or -1/0/1 grid get their per-stratum variance
+floored at the variance of the joint (y, proxy) table smoothed with 0.5 pseudo-observations per cell, and the
+interval uses Student t with Satterthwaite's degrees of freedom across strata.
+
+Several designs (answers changed, a second stratified draw): each design's estimate is unbiased on its own
+and the draws are independent, so :func:`combine_designs` weights them by inverse variance.
+
+>>> import numpy as np
+>>> strata = np.array(["agree"] * 85 + ["disagree"] * 15)
+>>> y = np.full(100, np.nan); y[:85] = 0.0                    # known: 0 where the options agree
+>>> labelled = np.zeros(100, bool); labelled[85:95] = True    # 10 of the 15 disagreements labelled
+>>> y[85:95] = [1, 1, 0, -1, 1, 0, 1, 1, 0, 1]
+>>> r = stratified_mean(y, strata=strata, labelled=labelled, known=~np.isnan(y) & ~labelled)
+>>> round(float(r["estimate"].item()), 3)                     # 0.15 * 0.5
+0.075
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from kit.columns import Col
+from kit.errors import ConfigError
+from kit.stats._data import check_level
+
+PSEUDO_COUNT = 0.5
+GRIDS = ((0.0, 1.0), (-1.0, 0.0, 1.0))
+METHOD = ("design-weighted stratified estimator (Cochran 1977 §5; known values exact, post-stratified within "
+          "strata) with PPI++ within strata (Fisch et al., NeurIPS 2024), finite-population correction, the items' "
+          "own sampling error for the traffic, Satterthwaite t")
+
+
+@dataclass(frozen=True)
+class Stratum:
+    """One stratum of an estimate: its items ``size``, how many are ``known`` without a label, ``labelled``
+    (among the others), its weighted mean and labelling variance."""
+
+    name: str
+    size: int
+    known: int
+    labelled: int
+    mean: float
+    variance: float
+    lam: float
+
+
+def _grid(*arrays: np.ndarray) -> tuple[float, ...] | None:
+    return next((g for g in GRIDS if all(np.isin(a, g).all() for a in arrays)), None)
+
+
+def _smoothed_floor(y: np.ndarray, f: np.ndarray, lam: float) -> float:
+    """The variance of ``y - lam f`` under the (y, f) table smoothed with 0.5 per cell (0 when off-grid)."""
+    grid = _grid(y, f)
+    if grid is None:
+        return 0.0
+    g = np.asarray(grid)
+    ys, fs = np.meshgrid(g, g, indexing="ij")
+    counts = np.array([[np.sum((y == a) & (f == b)) for b in g] for a in g], float) + PSEUDO_COUNT
+    if np.all(f == f[0]) if f.size else True:  # a constant proxy: the table of y alone
+        counts = np.zeros_like(counts)
+        col = int(np.searchsorted(g, f[0])) if f.size else 0
+        counts[:, col] = [np.sum(y == a) + PSEUDO_COUNT for a in g]
+    p = counts / counts.sum()
+    r = ys - lam * fs
+    return float(np.sum(p * (r - np.sum(p * r)) ** 2))
+
+
+def _lambda(y: np.ndarray, f: np.ndarray, f_all: np.ndarray) -> float:
+    """PPI++'s variance-minimising lambda inside a stratum, clipped to [0, 1]; 0 for a constant proxy."""
+    if y.size < 2 or np.var(f_all) <= 0:
+        return 0.0
+    cov = float(np.cov(y, f, ddof=1)[0, 1]) if np.var(f) > 0 else 0.0
+    return float(np.clip(cov / (float(np.var(f_all, ddof=1)) * (1 + y.size / f_all.size)), 0.0, 1.0))
+
+
+def _strata_estimates(y: np.ndarray, *, strata: np.ndarray, labelled: np.ndarray, known: np.ndarray,
+                      proxy: np.ndarray | None, small_sample: bool) -> list[Stratum]:
+    big_n = y.size
+    out = []
+    for h in sorted(set(strata.tolist())):
+        in_h = strata == h
+        size = int(in_h.sum())
+        k = in_h & known
+        u = in_h & ~known
+        lab = u & labelled
+        m, big_m = int(lab.sum()), int(u.sum())
+        known_total = float(y[k].sum())
+        if big_m == 0:
+            out.append(Stratum(name=str(h), size=size, known=int(k.sum()), labelled=0, mean=known_total / size,
+                               variance=0.0, lam=0.0))
+            continue
+        if m == 0:
+            out.append(Stratum(name=str(h), size=size, known=int(k.sum()), labelled=0, mean=math.nan,
+                               variance=math.nan, lam=0.0))
+            continue
+        yl = y[lab]
+        f_all = proxy[u] if proxy is not None else np.zeros(big_m)
+        fl = proxy[lab] if proxy is not None else np.zeros(m)
+        lam = _lambda(yl, fl, f_all)
+        e = yl - lam * fl
+        mean_u = lam * float(f_all.mean()) + float(e.mean())
+        s2 = float(np.var(e, ddof=1)) if m > 1 else 0.0
+        if small_sample:
+            s2 = max(s2, _smoothed_floor(yl, fl, lam))
+        var_u = (1 - m / big_m) * s2 / m
+        w = big_m / size
+        out.append(Stratum(name=str(h), size=size, known=int(k.sum()), labelled=m,
+                           mean=(known_total + big_m * mean_u) / size, variance=w ** 2 * var_u, lam=lam))
+    del big_n
+    return out
+
+
+def _arrays(values: Any, strata: Any, labelled: Any, known: Any, proxy: Any) -> tuple[np.ndarray, ...]:
+    y = np.asarray(values, dtype=float).ravel()
+    s = np.asarray(strata).astype(str).ravel()
+    lab = np.asarray(labelled, dtype=bool).ravel()
+    kn = np.zeros(y.size, bool) if known is None else np.asarray(known, dtype=bool).ravel()
+    f = None if proxy is None else np.asarray(proxy, dtype=float).ravel()
+    sizes = {s.size, lab.size, kn.size, *(() if f is None else (f.size,))}
+    if sizes != {y.size}:
+        raise ConfigError("values, strata, labelled, known and proxy must have one entry per item", where="stratified",
+                          fix="pass arrays over every item of the population (NaN where a value is not known)")
+    missing = (lab | kn) & ~np.isfinite(y)
+    if missing.any():
+        raise ConfigError(f"{int(missing.sum())} labelled or known items have no value", where="stratified",
+                          fix="code errors and unparseable answers as wrong instead of leaving them out")
+    if f is not None and not np.isfinite(f).all():
+        raise ConfigError("the proxy has missing values", where="stratified", fix="give a proxy on every item")
+    return y, s, lab, kn, f
+
+
+def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = None, proxy: Any = None,
+                    alpha: float = 0.05, small_sample: bool = True) -> pd.DataFrame:
+    """The design-weighted mean of ``values`` over every item, from a stratified random sample of labels.
+
+    Arrays run over every item of the population: ``values`` (NaN where not known), ``strata`` (each item's
+    stratum, as recorded when the sample was drawn), ``labelled`` (the item's label is in the sample's used
+    part), ``known`` (the value is exact without a label), ``proxy`` (a per-item guess of the value, e.g.
+    "agrees with the reference"). One row: ``estimate``, ``ci_low``/``ci_high`` (the traffic's interval),
+    ``std_error``, ``labelling_se`` (the labelling's share), ``df``, ``n_labelled``, ``n_unlabelled``,
+    ``effective_labels``, ``labels_only`` (the estimate without known values or proxy) with its interval,
+    ``width_ratio``, ``lambda`` (the strata's size-weighted mean), ``method``, ``statement``.
+
+    >>> r = stratified_mean([1, 0, 1, np.nan, 1, np.nan], strata=list("aaabbb"),
+    ...                     labelled=[1, 1, 1, 0, 1, 0])
+    >>> int(r["n_labelled"].item()), round(float(r["estimate"].item()), 3)
+    (4, 0.833)
+    """
+    check_level(alpha, name="alpha")
+    y, s, lab, kn, f = _arrays(values, strata, labelled, known, proxy)
+    lab = lab & ~kn
+    main = _estimate(y, s, lab, kn, f, alpha=alpha, small_sample=small_sample)
+    plain = _estimate(np.where(lab, y, np.nan), s, lab, np.zeros_like(kn), None, alpha=alpha,
+                      small_sample=small_sample)
+    width = main[Col.CI_HIGH] - main[Col.CI_LOW]
+    plain_width = plain[Col.CI_HIGH] - plain[Col.CI_LOW]
+    row = {**main, Col.LABELS_ONLY: plain[Col.ESTIMATE], Col.LABELS_ONLY_CI_LOW: plain[Col.CI_LOW],
+           Col.LABELS_ONLY_CI_HIGH: plain[Col.CI_HIGH],
+           Col.WIDTH_RATIO: width / plain_width if plain_width > 0 else math.nan, Col.METHOD: METHOD}
+    row[Col.STATEMENT] = (f"{row[Col.ESTIMATE]:.3f} (design-weighted, {100 * (1 - alpha):g}% interval "
+                          f"{row[Col.CI_LOW]:.3f} to {row[Col.CI_HIGH]:.3f}) from {row[Col.N_LABELLED]} stratified "
+                          f"labels, worth about {row[Col.EFFECTIVE_LABELS]:,.0f} uniformly random ones")
+    return pd.DataFrame([row])
+
+
+def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: np.ndarray | None, *,
+              alpha: float, small_sample: bool) -> dict[str, Any]:
+    big_n = y.size
+    parts = _strata_estimates(y, strata=s, labelled=lab, known=kn, proxy=f, small_sample=small_sample)
+    weights = np.array([p.size / big_n for p in parts])
+    means = np.array([p.mean for p in parts])
+    estimate = float(np.sum(weights * means))
+    v_lab = float(sum(p.variance for p in parts))
+    # the population variance of y (for the traffic's share and the effective labels): E[y^2] - E[y]^2
+    sq = _strata_estimates(np.where(np.isfinite(y), y ** 2, np.nan), strata=s, labelled=lab, known=kn, proxy=None,
+                           small_sample=False)
+    second = float(np.sum(np.array([p.size / big_n for p in sq]) * np.array([p.mean for p in sq])))
+    s2 = max(second - estimate ** 2, 0.0) * big_n / max(big_n - 1, 1)
+    v_traffic = s2 / big_n
+    variance = v_lab + v_traffic
+    # Satterthwaite's degrees of freedom over the estimated parts (the traffic's with N - 1)
+    terms = [(p.variance, p.labelled - 1) for p in parts if p.variance > 0 and p.labelled > 1]
+    terms.append((v_traffic, big_n - 1))
+    denom = sum(v ** 2 / d for v, d in terms if d > 0)
+    df = float(max(1.0, variance ** 2 / denom)) if denom > 0 else float(max(big_n - 1, 1))
+    se = math.sqrt(variance) if math.isfinite(variance) else math.nan
+    q = float(scipy_stats.t.ppf(1 - alpha / 2, df))
+    n_lab = int(sum(p.labelled for p in parts))
+    effective = s2 / (v_lab + s2 / big_n) if (v_lab + s2 / big_n) > 0 else float(n_lab)
+    lam = float(np.sum(weights * np.array([p.lam for p in parts])))
+    return {Col.ESTIMATE: estimate, Col.CI_LOW: estimate - q * se, Col.CI_HIGH: estimate + q * se,
+            Col.STD_ERROR: se, Col.LABELLING_SE: math.sqrt(v_lab) if math.isfinite(v_lab) else math.nan,
+            Col.DF: df, Col.N_LABELLED: n_lab, Col.N_UNLABELLED: big_n - n_lab,
+            Col.EFFECTIVE_LABELS: float(min(effective, big_n)) if math.isfinite(effective) else math.nan,
+            Col.LAMBDA: lam}
+
+
+def combine_designs(estimates: Sequence[Mapping[str, float]], *, alpha: float = 0.05) -> dict[str, float]:
+    """Independent designs' estimates of one quantity, weighted by inverse variance (each ``estimate``,
+    ``std_error``, ``df``): ``estimate``, ``std_error``, ``ci_low``, ``ci_high``, ``df`` (Satterthwaite).
+    A design whose standard error is 0 decides alone (the quantity is known exactly there).
+
+    >>> r = combine_designs([{"estimate": 0.1, "std_error": 0.1, "df": 20},
+    ...                      {"estimate": 0.2, "std_error": 0.1, "df": 20}])
+    >>> round(r["estimate"], 3), round(r["std_error"], 4)
+    (0.15, 0.0707)
+    """
+    check_level(alpha, name="alpha")
+    usable = [e for e in estimates if math.isfinite(e[Col.ESTIMATE]) and math.isfinite(e[Col.STD_ERROR])]
+    if not usable:
+        return {Col.ESTIMATE: math.nan, Col.STD_ERROR: math.nan, Col.CI_LOW: math.nan, Col.CI_HIGH: math.nan,
+                Col.DF: math.nan}
+    exact = [e for e in usable if e[Col.STD_ERROR] == 0]
+    if exact:
+        est = float(exact[-1][Col.ESTIMATE])
+        return {Col.ESTIMATE: est, Col.STD_ERROR: 0.0, Col.CI_LOW: est, Col.CI_HIGH: est, Col.DF: math.inf}
+    w = np.array([1 / e[Col.STD_ERROR] ** 2 for e in usable])
+    est = float(np.sum(w * np.array([e[Col.ESTIMATE] for e in usable])) / w.sum())
+    var = float(1 / w.sum())
+    parts = [(w_i / w.sum()) ** 2 * e[Col.STD_ERROR] ** 2 for w_i, e in zip(w, usable)]
+    df = float(var ** 2 / sum(p ** 2 / max(float(e[Col.DF]), 1.0) for p, e in zip(parts, usable)))
+    q = float(scipy_stats.t.ppf(1 - alpha / 2, df))
+    return {Col.ESTIMATE: est, Col.STD_ERROR: math.sqrt(var), Col.CI_LOW: est - q * math.sqrt(var),
+            Col.CI_HIGH: est + q * math.sqrt(var), Col.DF: df}
+
+
+def allocate(sizes: Mapping[str, int], spreads: Mapping[str, float], *, total: int, proportional_share: float = 0.2,
+             minimum: int = 2) -> dict[str, int]:
+    """How many of ``total`` labels each stratum gets: ``proportional_share`` of them in proportion to the
+    strata's sizes (each option's accuracy and the floor need every stratum), the rest by Neyman allocation
+    (``n_h`` ∝ ``N_h S_h``, Cochran §5.5) on the paired differences' anticipated spread ``S_h`` (0 where every
+    option agrees: the difference is known there); at least ``minimum`` per stratum (a variance needs two), never
+    more than its size. Largest-remainder rounding; the counts add up to ``total`` (or every item).
+
+    >>> allocate({"agree": 850, "disagree": 150}, {"agree": 0.0, "disagree": 1.0}, total=40)
+    {'agree': 7, 'disagree': 33}
+    """
+    if total < 1:
+        raise ConfigError(f"a stratified sample of {total} labels is empty", fix="ask for at least 1 label")
+    names = sorted(sizes)
+    big_n = sum(sizes.values())
+    total = min(total, big_n)
+    ns = np.array([sizes[h] for h in names], float)
+    sd = np.array([max(float(spreads.get(h, 1.0)), 0.0) for h in names])
+    share = proportional_share if (ns * sd).sum() > 0 else 1.0
+    neyman = ns * sd / (ns * sd).sum() if (ns * sd).sum() > 0 else ns / ns.sum()
+    ideal = total * (share * ns / ns.sum() + (1 - share) * neyman)
+    floor = np.minimum(minimum, ns)
+    ideal = np.minimum(np.maximum(ideal, floor), ns)
+    counts = np.floor(ideal).astype(int)
+    while counts.sum() > total and (counts > floor).any():  # the minimums pushed it over: trim the largest
+        i = int(np.argmax(np.where(counts > floor, counts, -1)))
+        counts[i] -= 1
+    order = np.argsort(-(ideal - counts), kind="stable")
+    for i in order:
+        if counts.sum() >= total:
+            break
+        if counts[i] < ns[i]:
+            counts[i] += 1
+    while counts.sum() < total:  # still short (strata full): fill wherever room is left
+        room = np.flatnonzero(counts < ns)
+        counts[room[0]] += 1
+    return {h: int(c) for h, c in zip(names, counts)}
