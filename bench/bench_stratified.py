@@ -116,12 +116,15 @@ def estimates(pop: Population, strata: np.ndarray, labelled: np.ndarray, *, alph
     right_b = (pop.gold == base).astype(float)
     agree_b = (pop.ref == base).astype(float)
     out = {}
-    for name, y, proxy, known in (("difference", right_c - right_r, agree - 1, pop.agree & ~labelled),
-                                  ("accuracy", right_c, agree, None), ("floor", right_c - right_b, agree - agree_b, None)):
+    diff = (-1.0, 0.0, 1.0)
+    for name, y, proxy, known, support in (
+            ("difference", right_c - right_r, agree - 1, pop.agree & ~labelled, diff),
+            ("accuracy", right_c, agree, None, (0.0, 1.0)), ("floor", right_c - right_b, agree - agree_b, None, diff)):
         values = np.where(labelled, y, np.nan)
         if known is not None:
             values[known] = 0.0
-        r = stratified_mean(values, strata=strata, labelled=labelled, known=known, proxy=proxy, alpha=alpha).iloc[0]
+        r = stratified_mean(values, strata=strata, labelled=labelled, known=known, proxy=proxy, alpha=alpha,
+                            support=support).iloc[0]
         out[name] = (float(r[Col.CI_LOW]), float(r[Col.CI_HIGH]), float(r[Col.EFFECTIVE_LABELS]))
     truth_floor = float(np.mean(right_c) - np.mean(right_b))
     out["floor_truth"] = (truth_floor,)
@@ -192,7 +195,8 @@ def power(design: str, *, n: int, items: int, p: np.ndarray, k: int, reps: int, 
             y = np.where(labelled, right_c - right_r, np.nan)
             known = pop.agree & ~labelled
             y[known] = 0.0
-            low = stratified_mean(y, strata=strata, labelled=labelled, known=known, alpha=0.10).iloc[0][Col.CI_LOW]
+            low = stratified_mean(y, strata=strata, labelled=labelled, known=known, alpha=0.10,
+                                  support=(-1.0, 0.0, 1.0)).iloc[0][Col.CI_LOW]
         else:
             labelled = np.zeros(items, bool)
             labelled[rng.choice(items, n, replace=False)] = True

@@ -60,5 +60,4 @@ def _record(sample: Sample, given: dict[str, Label], labelled: set[str], design:
                          population=population, seed=sample.seed, design=str(sample.design), skipped=skipped,
                          waiting=waiting,
                          strata=MappingProxyType(dict(design.strata) if design else {}),
-                         inclusion=MappingProxyType(dict(design.inclusion) if design else
-                                                    {i: len(sample.order) / population for i in sample.order}))
+                         inclusion=MappingProxyType(dict(design.inclusion) if design else {}))

@@ -90,23 +90,22 @@ class Stratum:
     lam: float
 
 
-def _grid(*arrays: np.ndarray) -> tuple[float, ...] | None:
-    return next((g for g in GRIDS if all(np.isin(a, g).all() for a in arrays)), None)
+def _support(y: np.ndarray) -> tuple[float, ...] | None:
+    """The grid right/wrong values live on: 0/1, or -1/0/1 for a difference of two; None off-grid."""
+    return next((g for g in GRIDS if np.isin(y, g).all()), None)
 
 
-def _smoothed_floor(y: np.ndarray, f: np.ndarray, lam: float) -> float:
-    """The variance of ``y - lam f`` under the (y, f) table smoothed with 0.5 per cell (0 when off-grid)."""
-    grid = _grid(y, f)
-    if grid is None:
+def _smoothed_floor(y: np.ndarray, f: np.ndarray, f_all: np.ndarray, lam: float,
+                    support: tuple[float, ...] | None) -> float:
+    """The variance of ``y - lam f`` under the labelled (y, f) table smoothed with 0.5 pseudo-observations per
+    cell — y over its ``support``, f over the values the proxy takes in the stratum (known for every item) — as
+    :mod:`kit.stats.ppi` does for a random sample; 0 when y is off-grid."""
+    if support is None or not np.isin(y, support).all():
         return 0.0
-    g = np.asarray(grid)
-    ys, fs = np.meshgrid(g, g, indexing="ij")
-    counts = np.array([[np.sum((y == a) & (f == b)) for b in g] for a in g], float) + PSEUDO_COUNT
-    if np.all(f == f[0]) if f.size else True:  # a constant proxy: the table of y alone
-        counts = np.zeros_like(counts)
-        col = int(np.searchsorted(g, f[0])) if f.size else 0
-        counts[:, col] = [np.sum(y == a) + PSEUDO_COUNT for a in g]
+    ys_grid, fs_grid = np.asarray(support), np.unique(f_all)
+    counts = np.array([[np.sum((y == a) & (f == b)) for b in fs_grid] for a in ys_grid], float) + PSEUDO_COUNT
     p = counts / counts.sum()
+    ys, fs = np.meshgrid(ys_grid, fs_grid, indexing="ij")
     r = ys - lam * fs
     return float(np.sum(p * (r - np.sum(p * r)) ** 2))
 
@@ -120,8 +119,8 @@ def _lambda(y: np.ndarray, f: np.ndarray, f_all: np.ndarray) -> float:
 
 
 def _strata_estimates(y: np.ndarray, *, strata: np.ndarray, labelled: np.ndarray, known: np.ndarray,
-                      proxy: np.ndarray | None, small_sample: bool) -> list[Stratum]:
-    big_n = y.size
+                      proxy: np.ndarray | None, small_sample: bool,
+                      support: tuple[float, ...] | None = None) -> list[Stratum]:
     out = []
     for h in sorted(set(strata.tolist())):
         in_h = strata == h
@@ -147,12 +146,11 @@ def _strata_estimates(y: np.ndarray, *, strata: np.ndarray, labelled: np.ndarray
         mean_u = lam * float(f_all.mean()) + float(e.mean())
         s2 = float(np.var(e, ddof=1)) if m > 1 else 0.0
         if small_sample:
-            s2 = max(s2, _smoothed_floor(yl, fl, lam))
+            s2 = max(s2, _smoothed_floor(yl, fl, f_all, lam, support))
         var_u = (1 - m / big_m) * s2 / m
         w = big_m / size
         out.append(Stratum(name=str(h), size=size, known=int(k.sum()), labelled=m,
                            mean=(known_total + big_m * mean_u) / size, variance=w ** 2 * var_u, lam=lam))
-    del big_n
     return out
 
 
@@ -176,7 +174,8 @@ def _arrays(values: Any, strata: Any, labelled: Any, known: Any, proxy: Any) -> 
 
 
 def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = None, proxy: Any = None,
-                    alpha: float = 0.05, small_sample: bool = True) -> pd.DataFrame:
+                    alpha: float = 0.05, small_sample: bool = True,
+                    support: tuple[float, ...] | None = None) -> pd.DataFrame:
     """The design-weighted mean of ``values`` over every item, from a stratified random sample of labels.
 
     Arrays run over every item of the population: ``values`` (NaN where not known), ``strata`` (each item's
@@ -185,7 +184,9 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
     "agrees with the reference"). One row: ``estimate``, ``ci_low``/``ci_high`` (the traffic's interval),
     ``std_error``, ``labelling_se`` (the labelling's share), ``df``, ``n_labelled``, ``n_unlabelled``,
     ``effective_labels``, ``labels_only`` (the estimate without known values or proxy) with its interval,
-    ``width_ratio``, ``lambda`` (the strata's size-weighted mean), ``method``, ``statement``.
+    ``width_ratio``, ``lambda`` (the strata's size-weighted mean), ``method``, ``statement``. ``support``: the
+    values an item's value can take, for the small-sample smoothing (default: 0/1 when every value given is
+    0 or 1, else -1/0/1 when they lie there; pass ``(-1.0, 0.0, 1.0)`` for a paired difference).
 
     >>> r = stratified_mean([1, 0, 1, np.nan, 1, np.nan], strata=list("aaabbb"),
     ...                     labelled=[1, 1, 1, 0, 1, 0])
@@ -195,9 +196,10 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
     check_level(alpha, name="alpha")
     y, s, lab, kn, f = _arrays(values, strata, labelled, known, proxy)
     lab = lab & ~kn
-    main = _estimate(y, s, lab, kn, f, alpha=alpha, small_sample=small_sample)
+    grid = support if support is not None else _support(y[lab | kn])
+    main = _estimate(y, s, lab, kn, f, alpha=alpha, small_sample=small_sample, support=grid)
     plain = _estimate(np.where(lab, y, np.nan), s, lab, np.zeros_like(kn), None, alpha=alpha,
-                      small_sample=small_sample)
+                      small_sample=small_sample, support=grid)
     width = main[Col.CI_HIGH] - main[Col.CI_LOW]
     plain_width = plain[Col.CI_HIGH] - plain[Col.CI_LOW]
     row = {**main, Col.LABELS_ONLY: plain[Col.ESTIMATE], Col.LABELS_ONLY_CI_LOW: plain[Col.CI_LOW],
@@ -210,9 +212,10 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
 
 
 def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: np.ndarray | None, *,
-              alpha: float, small_sample: bool) -> dict[str, Any]:
+              alpha: float, small_sample: bool, support: tuple[float, ...] | None) -> dict[str, Any]:
     big_n = y.size
-    parts = _strata_estimates(y, strata=s, labelled=lab, known=kn, proxy=f, small_sample=small_sample)
+    parts = _strata_estimates(y, strata=s, labelled=lab, known=kn, proxy=f, small_sample=small_sample,
+                              support=support)
     weights = np.array([p.size / big_n for p in parts])
     means = np.array([p.mean for p in parts])
     estimate = float(np.sum(weights * means))

@@ -55,6 +55,7 @@ METHOD = ("PPI++ (Angelopoulos et al., Science 2023; Angelopoulos, Duchi, Zrnic 
 
 MIN_LABELS = 10  # fewer labels in the design: no estimate is shown as a measurement (the task stays on agreement)
 RANDOM, STRATIFIED = "random", "stratified"  # the designs (kit.labels.design.Design)
+DIFFERENCE_VALUES = (-1.0, 0.0, 1.0)  # a difference of two right/wrong values
 
 
 @dataclass(frozen=True)
@@ -228,11 +229,11 @@ def _difference(labels: SampledLabels, it: _Items, right: Any, other: Any, proxy
         return ppi_mean_difference(right, other, proxy[it.labelled], other_proxy[it.labelled], proxy[~it.labelled],
                                    other_proxy[~it.labelled], alpha=alpha, clusters=it.clusters).iloc[0]
     return _weighted(labels, it, np.asarray(right, float) - np.asarray(other, float), proxy=proxy - other_proxy,
-                     alpha=alpha, zero=zero)
+                     alpha=alpha, zero=zero, support=DIFFERENCE_VALUES)
 
 
 def _weighted(labels: SampledLabels, it: _Items, values: np.ndarray, *, proxy: np.ndarray, alpha: float,
-              zero: np.ndarray | None = None) -> pd.Series:
+              zero: np.ndarray | None = None, support: tuple[float, ...] = (0.0, 1.0)) -> pd.Series:
     """Each design's design-weighted estimate (:func:`kit.stats.stratified_mean`), combined across designs by
     inverse variance (:func:`kit.stats.stratified.combine_designs`)."""
     full = np.full(len(it.ids), np.nan)
@@ -246,7 +247,7 @@ def _weighted(labels: SampledLabels, it: _Items, values: np.ndarray, *, proxy: n
             continue
         strata = np.array([design.stratum_of(i) for i in it.ids])
         rows.append(stratified_mean(np.where(in_design | known, full, np.nan), strata=strata, labelled=in_design,
-                                    known=known, proxy=proxy, alpha=alpha).iloc[0])
+                                    known=known, proxy=proxy, alpha=alpha, support=support).iloc[0])
     if len(rows) == 1:
         return rows[0]
     both = combine_designs([{Col.ESTIMATE: r[Col.ESTIMATE], Col.STD_ERROR: r[Col.STD_ERROR], Col.DF: r[Col.DF]}
