@@ -173,11 +173,25 @@ def test_a_second_design_after_the_answers_changed_keeps_the_first_s_labels_and_
     both = ppi_compare(triage, scores, labels, reference="api").iloc[0]
     alone = [ppi_compare(triage, scores, part, reference="api").iloc[0]
              for part in (labels.earlier[0], replace(labels, earlier=()))]
-    expected = combine_designs([{"estimate": r[Col.DIFFERENCE], "std_error": r[Col.STD_ERROR], "df": r[Col.DF]}
-                                for r in alone])
+    # each design's labelling error weighs it; the items' own sampling error is the same for both, counted once
+    lab = [_labelling_se(triage, scores, part) for part in (labels.earlier[0], replace(labels, earlier=()))]
+    traffic = alone[1][Col.STD_ERROR] ** 2 - lab[1] ** 2
+    expected = combine_designs([{"estimate": r[Col.DIFFERENCE], "std_error": se, "df": r[Col.DF]}
+                                for r, se in zip(alone, lab)], shared_variance=traffic, shared_df=99)
     assert both[Col.DIFFERENCE] == pytest.approx(expected["estimate"])
     assert both[Col.STD_ERROR] == pytest.approx(expected["std_error"])
     assert both[Col.N_LABELLED] == len(set(one.order) | set(two.design.order))
+
+
+def _labelling_se(task, scores, labels) -> float:
+    """The labelling share of the difference's standard error, as the compare table's estimator computes it."""
+    from kit.tasks import ppi_compare
+
+    it = ppi_compare._items(task, scores, labels, reference="api")
+    agree = it.agree["local"].to_numpy()
+    r = ppi_compare._difference(labels, it, it.right["local"], it.right["api"], agree, it.agree["api"].to_numpy(),
+                                alpha=0.05, zero=agree == 1.0)
+    return float(r[Col.LABELLING_SE])
 
 
 # labels that are not a random sample --------------------------------------------------------------------------

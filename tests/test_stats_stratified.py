@@ -103,6 +103,10 @@ def test_designs_combine_by_inverse_variance():
     assert r["estimate"] == pytest.approx((w1 * 0.10 + w2 * 0.04) / (w1 + w2))
     assert r["std_error"] == pytest.approx(math.sqrt(1 / (w1 + w2)))
     assert 10 < r["df"] < 40
+    shared = combine_designs([{"estimate": 0.10, "std_error": 0.05, "df": 30},
+                              {"estimate": 0.04, "std_error": 0.10, "df": 10}], shared_variance=0.03 ** 2)
+    assert shared["estimate"] == r["estimate"]  # the traffic's error is one, added once
+    assert shared["std_error"] == pytest.approx(math.sqrt(1 / (w1 + w2) + 0.03 ** 2))
     exact = combine_designs([{"estimate": 0.2, "std_error": 0.0, "df": 5}, {"estimate": 0.1, "std_error": 0.1,
                                                                            "df": 5}])
     assert exact["estimate"] == 0.2 and exact["std_error"] == 0.0

@@ -193,7 +193,7 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
     >>> int(r["n_labelled"].item()), round(float(r["estimate"].item()), 3)
     (4, 0.833)
     """
-    check_level(alpha, name="alpha")
+    check_level(alpha, name="alpha", where="stratified")
     y, s, lab, kn, f = _arrays(values, strata, labelled, known, proxy)
     lab = lab & ~kn
     grid = support if support is not None else _support(y[lab | kn])
@@ -219,7 +219,8 @@ def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: 
     weights = np.array([p.size / big_n for p in parts])
     means = np.array([p.mean for p in parts])
     estimate = float(np.sum(weights * means))
-    v_lab = float(sum(p.variance for p in parts))
+    contributions = [(w ** 2 * p.variance, p.labelled) for w, p in zip(weights, parts)]  # Var of sum W_h ybar_h
+    v_lab = float(sum(v for v, _ in contributions))
     # the population variance of y (for the traffic's share and the effective labels): E[y^2] - E[y]^2
     sq = _strata_estimates(np.where(np.isfinite(y), y ** 2, np.nan), strata=s, labelled=lab, known=kn, proxy=None,
                            small_sample=False)
@@ -228,7 +229,7 @@ def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: 
     v_traffic = s2 / big_n
     variance = v_lab + v_traffic
     # Satterthwaite's degrees of freedom over the estimated parts (the traffic's with N - 1)
-    terms = [(p.variance, p.labelled - 1) for p in parts if p.variance > 0 and p.labelled > 1]
+    terms = [(v, m - 1) for v, m in contributions if v > 0 and m > 1]
     terms.append((v_traffic, big_n - 1))
     denom = sum(v ** 2 / d for v, d in terms if d > 0)
     df = float(max(1.0, variance ** 2 / denom)) if denom > 0 else float(max(big_n - 1, 1))
@@ -244,33 +245,41 @@ def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: 
             Col.LAMBDA: lam}
 
 
-def combine_designs(estimates: Sequence[Mapping[str, float]], *, alpha: float = 0.05) -> dict[str, float]:
-    """Independent designs' estimates of one quantity, weighted by inverse variance (each ``estimate``,
-    ``std_error``, ``df``): ``estimate``, ``std_error``, ``ci_low``, ``ci_high``, ``df`` (Satterthwaite).
-    A design whose standard error is 0 decides alone (the quantity is known exactly there).
+def combine_designs(estimates: Sequence[Mapping[str, float]], *, shared_variance: float = 0.0,
+                    shared_df: float = math.inf, alpha: float = 0.05) -> dict[str, float]:
+    """Independent designs' estimates of one quantity on the same items, weighted by the inverse of their
+    labelling variance (each ``estimate``, ``std_error`` — the labelling's — and ``df``); the variance they share,
+    the items' own sampling error for the traffic, is added once (``shared_variance``, with ``shared_df``).
+    Returns ``estimate``, ``std_error``, ``ci_low``, ``ci_high``, ``df`` (Satterthwaite). A design whose labelling
+    error is 0 (every item of its strata labelled) decides alone.
 
     >>> r = combine_designs([{"estimate": 0.1, "std_error": 0.1, "df": 20},
     ...                      {"estimate": 0.2, "std_error": 0.1, "df": 20}])
     >>> round(r["estimate"], 3), round(r["std_error"], 4)
     (0.15, 0.0707)
     """
-    check_level(alpha, name="alpha")
+    check_level(alpha, name="alpha", where="stratified")
     usable = [e for e in estimates if math.isfinite(e[Col.ESTIMATE]) and math.isfinite(e[Col.STD_ERROR])]
     if not usable:
         return {Col.ESTIMATE: math.nan, Col.STD_ERROR: math.nan, Col.CI_LOW: math.nan, Col.CI_HIGH: math.nan,
                 Col.DF: math.nan}
     exact = [e for e in usable if e[Col.STD_ERROR] == 0]
     if exact:
-        est = float(exact[-1][Col.ESTIMATE])
-        return {Col.ESTIMATE: est, Col.STD_ERROR: 0.0, Col.CI_LOW: est, Col.CI_HIGH: est, Col.DF: math.inf}
-    w = np.array([1 / e[Col.STD_ERROR] ** 2 for e in usable])
-    est = float(np.sum(w * np.array([e[Col.ESTIMATE] for e in usable])) / w.sum())
-    var = float(1 / w.sum())
-    parts = [(w_i / w.sum()) ** 2 * e[Col.STD_ERROR] ** 2 for w_i, e in zip(w, usable)]
-    df = float(var ** 2 / sum(p ** 2 / max(float(e[Col.DF]), 1.0) for p, e in zip(parts, usable)))
-    q = float(scipy_stats.t.ppf(1 - alpha / 2, df))
-    return {Col.ESTIMATE: est, Col.STD_ERROR: math.sqrt(var), Col.CI_LOW: est - q * math.sqrt(var),
-            Col.CI_HIGH: est + q * math.sqrt(var), Col.DF: df}
+        est, var, parts = float(exact[-1][Col.ESTIMATE]), 0.0, []
+    else:
+        w = np.array([1 / e[Col.STD_ERROR] ** 2 for e in usable])
+        est = float(np.sum(w * np.array([e[Col.ESTIMATE] for e in usable])) / w.sum())
+        var = float(1 / w.sum())
+        parts = [((w_i / w.sum()) ** 2 * e[Col.STD_ERROR] ** 2, max(float(e[Col.DF]), 1.0)) for w_i, e in
+                 zip(w, usable)]
+    total = var + shared_variance
+    if shared_variance > 0:
+        parts.append((shared_variance, shared_df))
+    denom = sum(p ** 2 / d for p, d in parts if math.isfinite(d))
+    df = float(total ** 2 / denom) if denom > 0 else math.inf
+    se = math.sqrt(total)
+    q = float(scipy_stats.t.ppf(1 - alpha / 2, df)) if math.isfinite(df) else float(scipy_stats.norm.ppf(1 - alpha / 2))
+    return {Col.ESTIMATE: est, Col.STD_ERROR: se, Col.CI_LOW: est - q * se, Col.CI_HIGH: est + q * se, Col.DF: df}
 
 
 def allocate(sizes: Mapping[str, int], spreads: Mapping[str, float], *, total: int, proportional_share: float = 0.2,

@@ -250,15 +250,19 @@ def _weighted(labels: SampledLabels, it: _Items, values: np.ndarray, *, proxy: n
                                     known=known, proxy=proxy, alpha=alpha, support=support).iloc[0])
     if len(rows) == 1:
         return rows[0]
-    both = combine_designs([{Col.ESTIMATE: r[Col.ESTIMATE], Col.STD_ERROR: r[Col.STD_ERROR], Col.DF: r[Col.DF]}
-                            for r in rows], alpha=alpha)
+    traffic = float(rows[-1][Col.STD_ERROR]) ** 2 - float(rows[-1][Col.LABELLING_SE]) ** 2  # shared by the designs
+    both = combine_designs([{Col.ESTIMATE: r[Col.ESTIMATE], Col.STD_ERROR: r[Col.LABELLING_SE], Col.DF: r[Col.DF]}
+                            for r in rows], shared_variance=max(traffic, 0.0), shared_df=len(it.ids) - 1,
+                           alpha=alpha)
     out = rows[-1].copy()
     for key in (Col.ESTIMATE, Col.STD_ERROR, Col.CI_LOW, Col.CI_HIGH, Col.DF):
         out[key] = both[key]
     out[Col.N_LABELLED] = int(it.labelled.sum())
     out[Col.N_UNLABELLED] = len(it.ids) - int(it.labelled.sum())
     out[Col.EFFECTIVE_LABELS] = float(sum(r[Col.EFFECTIVE_LABELS] for r in rows))
-    out[Col.METHOD] = f"{out[Col.METHOD]}; {len(rows)} designs combined by inverse variance"
+    out[Col.LABELLING_SE] = math.sqrt(max(both[Col.STD_ERROR] ** 2 - max(traffic, 0.0), 0.0))
+    out[Col.METHOD] = (f"{out[Col.METHOD]}; {len(rows)} designs combined by the inverse of their labelling "
+                       "variance, the items' own sampling error counted once")
     return out
 
 
