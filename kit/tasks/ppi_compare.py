@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
@@ -82,8 +82,8 @@ class SampledLabels:
     design: str = RANDOM
     skipped: int = 0
     waiting: int = 0
-    strata: Mapping[str, str] = MappingProxyType({})
-    inclusion: Mapping[str, float] = MappingProxyType({})
+    strata: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    inclusion: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
     earlier: tuple[SampledLabels, ...] = ()
 
     @property
@@ -238,13 +238,14 @@ def _weighted(labels: SampledLabels, it: _Items, values: np.ndarray, *, proxy: n
     inverse variance (:func:`kit.stats.stratified.combine_designs`)."""
     full = np.full(len(it.ids), np.nan)
     full[it.labelled] = values
-    known = np.zeros(len(it.ids), bool) if zero is None else np.asarray(zero, bool) & ~it.labelled
-    full[known] = 0.0
+    zeros = np.zeros(len(it.ids), bool) if zero is None else np.asarray(zero, bool)
+    full[zeros] = 0.0  # the same answers: a difference of 0, labelled or not
     rows = []
     for design in labels.all_designs:
         in_design = np.array([i in design.gold for i in it.ids])
         if not in_design.any():
             continue
+        known = zeros & ~in_design  # a design's own labels stay its labels; other items are known where 0
         strata = np.array([design.stratum_of(i) for i in it.ids])
         rows.append(stratified_mean(np.where(in_design | known, full, np.nan), strata=strata, labelled=in_design,
                                     known=known, proxy=proxy, alpha=alpha, support=support).iloc[0])
