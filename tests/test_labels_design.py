@@ -86,10 +86,18 @@ def kit_label(*args: str, stdin: str = "") -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
-def run_label(*args: str, stdin: str = "") -> tuple[int, str]:
-    p = kit_label(*args)
-    out, err = p.communicate(stdin, timeout=120)
-    return p.returncode, out + err
+def run_label(*args: str) -> tuple[int, str]:
+    """``kit label ARGS`` through the CLI's entry point in this process (a subprocess only where processes must
+    race): its exit code and what it printed."""
+    import contextlib
+    import io
+
+    from kit.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        code = main(["label", *args])
+    return code, out.getvalue()
 
 
 # the stratified design --------------------------------------------------------------------------------------
