@@ -315,7 +315,8 @@ def test_kit_label_errors_are_one_clear_line(tmp_path, support):
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert "1 rows of the label file cannot be imported" in bad.stderr and "line 2:" in bad.stderr
     status = kit_label(str(support.path), "--store", store, "--status")
-    assert status.stdout == "support: 0 / 3 labelled\n"
+    assert status.stdout == ("support: 0 / 3 labelled\n"
+                             "  0 labels used: below 10, no estimate is shown as a measurement yet\n")
 
 
 def test_the_disagreements_queue_is_for_reading_and_stays_out_of_the_estimate(tmp_path, support):

@@ -36,8 +36,15 @@ def test_the_estimate_and_labelling_variance_are_cochran_s_by_hand():
     assert r["n_labelled"] == 19 and r["n_unlabelled"] == 81
     # the traffic's interval adds S^2 / N, S^2 estimated from the design: never narrower than the labelling's
     assert r["std_error"] > r["labelling_se"]
-    q = scipy_stats.t.ppf(0.975, r["df"])
-    assert r["ci_high"] - r["ci_low"] == pytest.approx(2 * q * r["std_error"])
+    # a share's interval: Korn & Graubard's (R: survey::svyciprop(method = "beta")), by hand with scipy's beta
+    n_eff = est * (1 - est) / r["std_error"] ** 2 * (scipy_stats.t.ppf(0.975, 18) / scipy_stats.t.ppf(0.975, r["df"])) ** 2
+    assert r["ci_low"] == pytest.approx(scipy_stats.beta.ppf(0.025, n_eff * est, n_eff * (1 - est) + 1))
+    assert r["ci_high"] == pytest.approx(scipy_stats.beta.ppf(0.975, n_eff * est + 1, n_eff * (1 - est)))
+    # other values (a difference of two shares): the Student-t interval with Satterthwaite's df
+    d = stratified_mean(np.where(labelled, y - 1, np.nan), strata=strata, labelled=labelled, small_sample=False,
+                        support=(-1.0, 0.0, 1.0)).iloc[0]
+    q = scipy_stats.t.ppf(0.975, d["df"])
+    assert d["ci_high"] - d["ci_low"] == pytest.approx(2 * q * d["std_error"])
 
 
 def test_every_possible_sample_gives_the_exact_mean_and_an_unbiased_variance():

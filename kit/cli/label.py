@@ -97,7 +97,8 @@ def _draw(book: LabelBook, design: Design | None, size: int, *, seed: int | None
     if before is not None and before.design == sample.design and len(before.order) >= size:
         print(f"the sample already holds {len(before.order)} items, so --size {size} changes nothing (a sample "
               f"only grows: its first {size} items are labelled first)")
-    print(f"sample ({sample.design}): {len(sample.order)} of {len(task.test)} test items of {task.name} "
+    kind = "" if sample.design is Design.RANDOM else f" ({sample.design})"
+    print(f"sample{kind}: {len(sample.order)} of {len(task.test)} test items of {task.name} "
           f"(seed {sample.seed})")
     if design is Design.STRATIFIED:
         _print_design(book)
@@ -109,7 +110,7 @@ def _print_design(book: LabelBook) -> None:
     labels = sampled_labels(book.store, book.task)
     if not labels.order:
         return
-    for r in labels.stratum_table().to_dict("records"):
+    for r in labels.stratum_table().to_dict("records") if labels.design != Design.RANDOM else ():
         print(f"  {r[Col.STRATUM]}: {r[Col.STRATUM_SIZE]} items, {r[Col.DRAWN]} drawn, {r[Col.N_LABELLED]} labels used")
     if not labels.measured:
         print(f"  {len(labels.gold)} labels used: below {MIN_LABELS}, no estimate is shown as a measurement yet")

@@ -39,7 +39,10 @@ uniformly random labels with the same labelling variance: ``S^2 / (Var_labelling
 
 **Small samples.** As in :mod:`kit.stats.ppi`: values on a 0/1 or -1/0/1 grid get their per-stratum variance
 floored at the variance of the joint (y, proxy) table smoothed with 0.5 pseudo-observations per cell, and the
-interval uses Student t with Satterthwaite's degrees of freedom across strata.
+interval uses Student t with Satterthwaite's degrees of freedom across strata — except a share (0/1 values),
+whose interval is Korn & Graubard's (Clopper–Pearson on the design's effective sample size): at 98% agreement an
+accuracy of about 86% from 33 labels in one stratum covered only 87–94% with the symmetric interval
+(bench/bench_stratified.py).
 
 Several designs (answers changed, a second stratified draw): each design's estimate is unbiased on its own
 and the draws are independent, so :func:`combine_designs` weights them by inverse variance.
@@ -236,13 +239,31 @@ def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: 
     se = math.sqrt(variance) if math.isfinite(variance) else math.nan
     q = float(scipy_stats.t.ppf(1 - alpha / 2, df))
     n_lab = int(sum(p.labelled for p in parts))
+    low, high = estimate - q * se, estimate + q * se
+    if support == GRIDS[0] and 0 < estimate < 1 and variance > 0 and n_lab > 1:
+        low, high = _korn_graubard(estimate, variance, df=df, n=n_lab, alpha=alpha)
     effective = s2 / (v_lab + s2 / big_n) if (v_lab + s2 / big_n) > 0 else float(n_lab)
     lam = float(np.sum(weights * np.array([p.lam for p in parts])))
-    return {Col.ESTIMATE: estimate, Col.CI_LOW: estimate - q * se, Col.CI_HIGH: estimate + q * se,
+    return {Col.ESTIMATE: estimate, Col.CI_LOW: low, Col.CI_HIGH: high,
             Col.STD_ERROR: se, Col.LABELLING_SE: math.sqrt(v_lab) if math.isfinite(v_lab) else math.nan,
             Col.DF: df, Col.N_LABELLED: n_lab, Col.N_UNLABELLED: big_n - n_lab,
             Col.EFFECTIVE_LABELS: float(min(effective, big_n)) if math.isfinite(effective) else math.nan,
             Col.LAMBDA: lam}
+
+
+def _korn_graubard(p: float, variance: float, *, df: float, n: int, alpha: float) -> tuple[float, float]:
+    """A share's interval from a complex sample (Korn & Graubard, *Survey Methodology* 1998; R's
+    ``survey::svyciprop(method = "beta")``): Clopper–Pearson on the effective sample size
+    ``p (1 - p) / variance``, scaled by ``(t_{n-1} / t_df)^2`` for the design's degrees of freedom. Near 0 and 1,
+    where the symmetric interval of a share from 30-odd labels covers too little, it stays inside [0, 1] and
+    skews the right way."""
+    n_eff = p * (1 - p) / variance
+    if math.isfinite(df) and n > 1:
+        n_eff *= (float(scipy_stats.t.ppf(1 - alpha / 2, n - 1)) / float(scipy_stats.t.ppf(1 - alpha / 2, df))) ** 2
+    x = n_eff * p
+    low = float(scipy_stats.beta.ppf(alpha / 2, x, n_eff - x + 1)) if x > 0 else 0.0
+    high = float(scipy_stats.beta.ppf(1 - alpha / 2, x + 1, n_eff - x)) if n_eff - x > 0 else 1.0
+    return low, high
 
 
 def combine_designs(estimates: Sequence[Mapping[str, float]], *, shared_variance: float = 0.0,
