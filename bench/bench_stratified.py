@@ -248,13 +248,13 @@ def main() -> None:
                                       delta=delta, rng=rng))
     print(f"Coverage of the design-weighted 95% intervals at {args.labels} labels, {resamples} resamples each "
           f"(goal >= {GOAL_COVERAGE:.0%})")
-    print(f"{'population':<74} {'agree':>6} {'diff':>6} {'true d':>7} {'cov d':>6} {'cov acc':>7} {'cov floor':>9} "
+    print(f"{'population':<74} {'agree':>6} {'true d':>7} {'cov d':>6} {'cov acc':>7} {'cov floor':>9} "
           f"{'eff. labels':>11}")
     worst = 1.0
     for pop in pops:
         c = coverage(pop, labels=args.labels, resamples=resamples, rng=rng)
         worst = min(worst, c["difference"], c["accuracy"], c["floor"])
-        print(f"{pop.name:<74} {pop.agree.mean():>6.1%} {'':>6} {pop.truths()['difference']:>+7.3f} "
+        print(f"{pop.name:<74} {pop.agree.mean():>6.1%} {pop.truths()['difference']:>+7.3f} "
               f"{c['difference']:>6.1%} {c['accuracy']:>7.1%} {c['floor']:>9.1%} {c['effective']:>11.0f}")
     print(f"worst coverage: {worst:.1%} ({'meets' if worst >= GOAL_COVERAGE else 'MISSES'} the goal)")
 
