@@ -467,7 +467,9 @@ def _statement(r: pd.Series, k: int, *, alpha: float, labels: SampledLabels) -> 
         text += (f" About {int(r[Col.N_NEEDED]):,} random labels would be needed to show non-inferiority at this "
                  "margin if the observed difference, discordance and proxy hold.")
     if r[Col.N_OUTSIDE]:
-        text += f" {r[Col.N_OUTSIDE]} label(s) given outside the design (not drawn when given) are not used."
+        text += (f" {r[Col.N_OUTSIDE]} label(s) given outside the design are not used (items not drawn when "
+                 "labelled, or labelled from the disagreements queue)." if _designed(labels) else
+                 f" {r[Col.N_OUTSIDE]} label(s) given outside the random sample are not used.")
     if labels.skipped:
         text += (f" {labels.skipped} sampled item(s) were skipped: the estimate uses the labels before the first "
                  f"gap" + (f" ({labels.waiting} later label(s) wait for it)." if labels.waiting else "."))
