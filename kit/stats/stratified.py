@@ -178,7 +178,7 @@ def _arrays(values: Any, strata: Any, labelled: Any, known: Any, proxy: Any) -> 
 
 def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = None, proxy: Any = None,
                     alpha: float = 0.05, small_sample: bool = True,
-                    support: tuple[float, ...] | None = None) -> pd.DataFrame:
+                    support: tuple[float, ...] | None = None, labels_only: bool = True) -> pd.DataFrame:
     """The design-weighted mean of ``values`` over every item, from a stratified random sample of labels.
 
     Arrays run over every item of the population: ``values`` (NaN where not known), ``strata`` (each item's
@@ -190,6 +190,7 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
     ``width_ratio``, ``lambda`` (the strata's size-weighted mean), ``method``, ``statement``. ``support``: the
     values an item's value can take, for the small-sample smoothing (default: 0/1 when every value given is
     0 or 1, else -1/0/1 when they lie there; pass ``(-1.0, 0.0, 1.0)`` for a paired difference).
+    ``labels_only=False`` leaves the labels-only columns NaN (a simulation's shortcut).
 
     >>> r = stratified_mean([1, 0, 1, np.nan, 1, np.nan], strata=list("aaabbb"),
     ...                     labelled=[1, 1, 1, 0, 1, 0])
@@ -201,8 +202,9 @@ def stratified_mean(values: Any, *, strata: Any, labelled: Any, known: Any = Non
     lab = lab & ~kn
     grid = support if support is not None else _support(y[lab | kn])
     main = _estimate(y, s, lab, kn, f, alpha=alpha, small_sample=small_sample, support=grid)
-    plain = _estimate(np.where(lab, y, np.nan), s, lab, np.zeros_like(kn), None, alpha=alpha,
-                      small_sample=small_sample, support=grid)
+    plain = (_estimate(np.where(lab, y, np.nan), s, lab, np.zeros_like(kn), None, alpha=alpha,
+                       small_sample=small_sample, support=grid) if labels_only else
+             {Col.ESTIMATE: math.nan, Col.CI_LOW: math.nan, Col.CI_HIGH: math.nan})
     width = main[Col.CI_HIGH] - main[Col.CI_LOW]
     plain_width = plain[Col.CI_HIGH] - plain[Col.CI_LOW]
     row = {**main, Col.LABELS_ONLY: plain[Col.ESTIMATE], Col.LABELS_ONLY_CI_LOW: plain[Col.CI_LOW],
