@@ -334,3 +334,31 @@ def test_kit_label_draws_the_stratified_design_and_shows_its_strata(tmp_path, tr
     rc, out = run_label(str(triage.path), "--store", db, "--design", "stratified", "--size", "30", "--status")
     assert rc == 0 and "sample (stratified): 30 of 100" in out and "api | local:" in out and "all agree:" in out
     assert "below 10, no estimate is shown as a measurement" in out
+
+
+def test_the_form_and_the_csv_round_trip_serve_the_stratified_design(store, triage, tmp_path):
+    """The notebook's form draws the stratified design and presents its items; an exported file lists the design's
+    items, and importing it back fills the design (labels given after the draw count)."""
+    from kit.labels import LabelBook, sampled_labels
+    from kit.labels.files import export_labels, import_labels
+    from kit.labels.form import label_form
+
+    store_answers(store, triage, answers_for(triage))
+    form = label_form(triage, store=store, who="ana", size=20, design="stratified")
+    book = LabelBook(store, triage)
+    sample = book.sample()
+    assert sample.design == "stratified" and len(sample.order) == 20
+    assert sample.order[0] in form.header.value
+    form.buttons[0].click()  # the first item labelled in the form
+    assert book.next_item().id == sample.order[1]
+    export_labels(book, tmp_path / "design.csv")
+    rows = (tmp_path / "design.csv").read_text(encoding="utf-8").splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == list(sample.order)
+    (tmp_path / "back.csv").write_text("id,label\n" + "".join(f"{i},{truth(i)}\n" for i in sample.order[1:]),
+                                       encoding="utf-8")
+    done = import_labels(book, tmp_path / "back.csv", who="bo")
+    assert done.added == 19 and done.outside == 0
+    labels = sampled_labels(store, triage)
+    assert len(labels.gold) == 20 and labels.design == "stratified" and labels.measured
+    with pytest.raises(ConfigError, match="unknown design"):
+        label_form(triage, store=store, who="ana", size=20, design="clustered")
