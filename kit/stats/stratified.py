@@ -41,8 +41,8 @@ uniformly random labels with the same labelling variance: ``S^2 / (Var_labelling
 floored at the variance of the joint (y, proxy) table smoothed with 0.5 pseudo-observations per cell, and the
 interval uses Student t with Satterthwaite's degrees of freedom across strata — except a share (0/1 values),
 whose interval is Korn & Graubard's (Clopper–Pearson on the design's effective sample size): at 98% agreement an
-accuracy of about 86% from 33 labels in one stratum covered only 87–94% with the symmetric interval
-(bench/bench_stratified.py).
+accuracy of about 86% from 33 labels in one stratum covered only 87–94% with the symmetric interval (100–300
+resamples of bench/bench_stratified.py's settings); with it, at least 95% at 1,000 (bench/README.md).
 
 Several designs (answers changed, a second stratified draw): each design's estimate is unbiased on its own
 and the draws are independent, so :func:`combine_designs` weights them by inverse variance.
