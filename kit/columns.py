@@ -252,6 +252,15 @@ class Col(StrEnum):
     UNDONE_AT = "undone_at"
     POSITION = "position"
     SEED = "seed"
+    # -- stratified label designs (kit.labels.design, kit.stats.stratified)
+    DESIGN = "design"
+    STRATUM = "stratum"
+    INCLUSION = "inclusion"
+    DRAWN_AFTER = "drawn_after"
+    ARMS = "arms"
+    STRATUM_SIZE = "stratum_size"
+    DRAWN = "drawn"
+    LABELLING_SE = "labelling_se"
     # -- clustered items (a task's `cluster:` column; kit.stats.clusters)
     CLUSTER = "cluster"
     N_CLUSTERS = "n_clusters"

@@ -6,6 +6,7 @@
     kit label snips-intents --export labels.csv  # label elsewhere, then --import labels.csv
     kit label snips-intents --status             # how far the labelling is
     kit label snips-intents --queue disagreements  # read the items the options answered differently
+    kit label snips-intents --design stratified --size 40  # once the options answered: label where they disagree
 
 Interactively each item shows its text and the numbered labels; answer with a number or a label's name,
 ``s`` to skip, ``u`` to undo your last label, ``q`` to stop (end of input stops too).
@@ -19,7 +20,10 @@ from pathlib import Path
 from typing import TextIO
 
 from kit.cli.common import whole
+from kit.columns import Col
 from kit.labels.book import DEFAULT_SEED, LABELLER_ENV, LabelBook, Queue, Source, default_who
+from kit.labels.design import Design
+from kit.tasks.ppi_compare import MIN_LABELS
 
 QUIT, SKIP, UNDO = "q", "s", "u"
 
@@ -34,18 +38,24 @@ def cmd_label(args: argparse.Namespace) -> int:
     if args.seed is not None and args.size is None:
         raise ConfigError("--seed is recorded when the sample is drawn", where="kit label",
                           fix="pass it with --size N (the first draw), or leave it out")
+    if args.design is not None and args.size is None:
+        raise ConfigError("--design says how a sample is drawn", where="kit label",
+                          fix=f"pass it with --size N, e.g. kit label {args.task} --design {args.design} --size 40")
     task = load_task(args.task)
     who = args.who or default_who()
     with Store(args.store or default_store()) as store:
         book = LabelBook(store, task)
         if args.size is not None:
-            sample = book.draw(args.size, seed=args.seed)
-            print(f"sample: {len(sample.order)} of {len(task.test)} test items of {task.name} (seed {sample.seed})")
+            _draw(book, Design(args.design) if args.design else None, args.size, seed=args.seed)
         if args.import_file:
-            done = import_labels(book, Path(args.import_file), who=who)
+            done = import_labels(book, Path(args.import_file), who=who, overwrite=not args.no_overwrite)
+            replaced = "; ".join(f"replaced {n} labels given by {by}" for by, n in sorted(done.replaced.items()))
             print(f"imported {args.import_file}: {done.added} labels added, {done.unchanged} unchanged, "
                   f"{done.blank} rows without a label left out"
-                  + (f"; {done.outside} lie outside the random sample (kept, not used by the estimates)"
+                  + (f"; {replaced}" if replaced else "")
+                  + (f"; {done.kept} items labelled differently by someone else kept their label (--no-overwrite)"
+                     if done.kept else "")
+                  + (f"; {done.outside} lie outside the sample (kept, not used by the estimates)"
                      if done.outside else ""))
         if args.undo:
             undone = book.undo(who=who)
@@ -56,6 +66,8 @@ def cmd_label(args: argparse.Namespace) -> int:
             print(f"exported {rows} rows to {args.export_file}")
         if args.import_file or args.undo or args.export_file or args.status:
             print(f"{task.name}: {book.progress()}")
+            if args.status:
+                _print_design(book)
             return 0
         queue = Queue(args.queue)
         if queue is Queue.SAMPLE and book.sample() is None:
@@ -63,6 +75,45 @@ def cmd_label(args: argparse.Namespace) -> int:
                               fix=f"draw one: kit label {args.task} --size 50")
         label_interactively(book, who=who, read=sys.stdin, write=sys.stdout, queue=queue)
     return 0
+
+
+def _draw(book: LabelBook, design: Design | None, size: int, *, seed: int | None) -> None:
+    """Draw or extend the sample (``design`` None: the task's active design, random for a first draw) and say
+    what happened — a smaller size than drawn changes nothing, and says so."""
+    from kit.labels.design import draw_stratified
+
+    task = book.task
+    before = book.sample()
+    design = design or (before.design if before is not None else Design.RANDOM)
+    if design is Design.STRATIFIED:
+        drawn = draw_stratified(book.store, task, size, seed=DEFAULT_SEED if seed is None else seed)
+        if drawn.new and before is not None and before.design is Design.STRATIFIED:
+            print(f"the stored answers changed since design {before.design_id} was drawn: drew design "
+                  f"{drawn.design.id} with the new strata; the earlier design's labels stay valid and are combined")
+        sample = book.sample()
+    else:
+        sample = book.draw(size, seed=seed)
+    assert sample is not None
+    if before is not None and before.design == sample.design and len(before.order) >= size:
+        print(f"the sample already holds {len(before.order)} items, so --size {size} changes nothing (a sample "
+              f"only grows: its first {size} items are labelled first)")
+    kind = "" if sample.design is Design.RANDOM else f" ({sample.design})"
+    print(f"sample{kind}: {len(sample.order)} of {len(task.test)} test items of {task.name} "
+          f"(seed {sample.seed})")
+    if design is Design.STRATIFIED:
+        _print_design(book)
+
+
+def _print_design(book: LabelBook) -> None:
+    from kit.labels import sampled_labels
+
+    labels = sampled_labels(book.store, book.task)
+    if not labels.order:
+        return
+    for r in labels.stratum_table().to_dict("records") if labels.design != Design.RANDOM else ():
+        print(f"  {r[Col.STRATUM]}: {r[Col.STRATUM_SIZE]} items, {r[Col.DRAWN]} drawn, {r[Col.N_LABELLED]} labels used")
+    if not labels.measured:
+        print(f"  {len(labels.gold)} labels used: below {MIN_LABELS}, no estimate is shown as a measurement yet")
 
 
 def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextIO,
@@ -143,6 +194,11 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
                    help="import labels from a CSV or JSONL file with columns id,label[,who]")
     p.add_argument("--export", dest="export_file", metavar="FILE",
                    help="export the sample and its labels to a CSV or JSONL file")
+    p.add_argument("--design", choices=[str(d) for d in Design],
+                   help="with --size: random (a uniformly random sample; the default) or stratified (strata from the "
+                        "options' stored answers, labels spent where they disagree; needs the answers of 2+ options)")
+    p.add_argument("--no-overwrite", action="store_true",
+                   help="with --import: keep labels someone else gave that the file would change")
     p.add_argument("--undo", action="store_true", help="undo your last label (or skip) on the task")
     p.add_argument("--status", action="store_true", help="only say how far the labelling is")
     p.add_argument("--queue", choices=[str(q) for q in Queue], default=str(Queue.SAMPLE),

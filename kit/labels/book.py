@@ -28,7 +28,7 @@ import getpass
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -36,6 +36,7 @@ import numpy as np
 
 from kit.columns import Col
 from kit.errors import ConfigError, TaskError
+from kit.labels.design import Design, designs, used_prefix
 from kit.run.store import Store, now
 from kit.tasks.classification import Classification
 from kit.tasks.loading import Task
@@ -73,6 +74,7 @@ class Label:
     at: str
     source: Source
     undone_at: str | None = None
+    row_id: int = field(default=0, compare=False)  # the store's row id (0 before it is written)
 
     @property
     def skipped(self) -> bool:
@@ -81,27 +83,52 @@ class Label:
 
 @dataclass(frozen=True)
 class Sample:
-    """The drawn sample: test item ids in presentation order (position 1 first), and the seed."""
+    """The drawn sample of the task's active design: test item ids in presentation order (position 1 first),
+    the seed, and — for a stratified design — its id and each drawn item's stratum (``groups``: stratum -> its
+    drawn items in permutation order; the random design is one group)."""
 
     task: str
     seed: int
     order: tuple[str, ...]
+    design: Design = Design.RANDOM
+    design_id: int = 0
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def prefixes(self) -> dict[str, tuple[str, ...]]:
+        """Stratum -> its drawn items in the order their prefix is read (the random design: one group)."""
+        return dict(self.groups) if self.groups else {str(Design.RANDOM): self.order}
 
 
 @dataclass(frozen=True)
 class Progress:
-    """How far the sample's labelling is: items labelled, skipped, and the sample's size.
+    """How far the sample's labelling is: items labelled, skipped, the sample's size, and the labels that wait
+    behind a skipped (or not yet labelled) item — not used until it is labelled (:mod:`kit.labels.design`).
 
-    >>> str(Progress(labelled=12, skipped=1, size=50))
-    '12 / 50 labelled, 1 skipped'
+    >>> str(Progress(labelled=12, skipped=1, size=50, waiting=4))
+    '12 / 50 labelled, 1 skipped (4 labels after a gap wait for it: not used until it is labelled)'
     """
 
     labelled: int
     skipped: int
     size: int
+    waiting: int = 0
 
     def __str__(self) -> str:
-        return f"{self.labelled} / {self.size} labelled" + (f", {self.skipped} skipped" if self.skipped else "")
+        return (f"{self.labelled} / {self.size} labelled" + (f", {self.skipped} skipped" if self.skipped else "")
+                + (f" ({self.waiting} labels after a gap wait for it: not used until it is labelled)"
+                   if self.waiting else ""))
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write did: rows ``added`` (new labels or changed ones), ``unchanged``, labels of other people it
+    ``replaced`` (who -> count), and those it ``kept`` because overwriting was not allowed."""
+
+    rows: tuple[Label, ...]
+    added: int
+    unchanged: int
+    replaced: dict[str, int]
+    kept: int
 
 
 def default_who() -> str:
@@ -146,12 +173,27 @@ class LabelBook:
 
     # the sample ------------------------------------------------------------------------------------
     def sample(self) -> Sample | None:
-        """The sample drawn so far (None before the first :meth:`draw`)."""
+        """The active design's sample (the latest stratified design when one was drawn, else the random
+        sample); None before the first draw."""
+        stratified = designs(self.store, self.task)
+        if stratified:
+            d = stratified[-1]
+            self._check_ids(d.order)
+            return Sample(task=self.task.name, seed=d.seed, order=d.order, design=Design.STRATIFIED, design_id=d.id,
+                          groups=tuple((h, tuple(items)) for h, items in d.drawn().items()))
+        return self.random_sample()
+
+    def random_sample(self) -> Sample | None:
+        """The uniformly random sample drawn so far (None before the first :meth:`draw`)."""
         rows = self.store.db.execute("SELECT item_id, seed FROM label_sample WHERE task=? ORDER BY position",
                                      (self.task.name,)).fetchall()
         if not rows:
             return None
         order = tuple(r[Col.ITEM_ID] for r in rows)
+        self._check_ids(order)
+        return Sample(task=self.task.name, seed=int(rows[0][Col.SEED]), order=order)
+
+    def _check_ids(self, order: Sequence[str]) -> None:
         gone = [i for i in order if i not in self._test]
         if gone:
             raise TaskError(f"the labelling sample holds {len(gone)} ids that are not test items of the task any more "
@@ -159,7 +201,6 @@ class LabelBook:
                             where=f"{self.store.path}, task {self.task.name}",
                             fix="restore the task's data and split, or label the changed task in a new store "
                                 "(--store PATH)")
-        return Sample(task=self.task.name, seed=int(rows[0][Col.SEED]), order=order)
 
     def draw(self, size: int, *, seed: int | None = None) -> Sample:
         """Draw the sample, or extend it to ``size`` items (earlier positions are kept; a smaller size
@@ -171,8 +212,13 @@ class LabelBook:
         if size > population:
             raise ConfigError(f"a sample of {size} items is more than the task's {population} test items",
                               where=f"task {self.task.name}", fix=f"ask for at most {population} (--size {population})")
+        if designs(self.store, self.task):
+            raise ConfigError(f"task '{self.task.name}' is labelled under a stratified design: a random draw now "
+                              "would not add to it", where=self.store.path,
+                              fix=f"extend the stratified design: kit label {self.task.name} --design stratified "
+                                  "--size N")
         with self.store.writing() as db:
-            drawn = self.sample()
+            drawn = self.random_sample()
             if drawn is not None and seed is not None and seed != drawn.seed:
                 raise ConfigError(f"the sample of task '{self.task.name}' was drawn with seed {drawn.seed}, not {seed}",
                                   where=self.store.path, fix="leave --seed out to extend the recorded sample; "
@@ -186,10 +232,12 @@ class LabelBook:
                                 where=f"{self.store.path}, task {self.task.name}",
                                 fix="label this sample without extending it, or draw a new one in a new store "
                                     "(--store PATH)")
-            db.executemany("INSERT INTO label_sample(task, position, item_id, seed) VALUES (?,?,?,?)",
-                           [(self.task.name, position + 1, permuted[position], use)
+            watermark = int(db.execute("SELECT coalesce(max(id), 0) FROM labels WHERE task=?",
+                                       (self.task.name,)).fetchone()[0])
+            db.executemany("INSERT INTO label_sample(task, position, item_id, seed, drawn_after) VALUES (?,?,?,?,?)",
+                           [(self.task.name, position + 1, permuted[position], use, watermark)
                             for position in range(len(have), size)])
-        return self.sample() or Sample(task=self.task.name, seed=use, order=())
+        return self.random_sample() or Sample(task=self.task.name, seed=use, order=())
 
     # reading ---------------------------------------------------------------------------------------
     def history(self) -> list[Label]:
@@ -201,12 +249,41 @@ class LabelBook:
         """Item id -> its latest row not undone (a label, or a skip)."""
         return {row.item_id: row for row in self.history() if row.undone_at is None}
 
+    def drawn_after(self) -> dict[str, int]:
+        """Item -> the last label row id when it was first drawn into any design of the task."""
+        rows = self.store.db.execute(
+            "SELECT item_id, min(drawn_after) AS drawn_after FROM (SELECT item_id, drawn_after FROM label_sample "
+            "WHERE task=:t UNION ALL SELECT d.item_id, d.drawn_after FROM label_design_draws d JOIN label_designs g "
+            "ON g.id = d.design WHERE g.task=:t) GROUP BY item_id", {"t": self.task.name}).fetchall()
+        return {r[Col.ITEM_ID]: int(r[Col.DRAWN_AFTER]) for r in rows}
+
+    def design_labels(self) -> dict[str, Label]:
+        """Drawn item -> its latest row (label or skip) not undone that a design may use: given after the item
+        was drawn, and not from the disagreements queue (a label on an item the labeller chose is not random)."""
+        drawn = self.drawn_after()
+        out: dict[str, Label] = {}
+        for row in self.history():
+            if (row.undone_at is None and row.source is not Source.QUEUE and row.item_id in drawn
+                    and row.row_id > drawn[row.item_id]):
+                out[row.item_id] = row
+        return out
+
+    def used(self) -> tuple[set[str], int, int]:
+        """The active sample's labels the estimate uses — each stratum's longest gap-free prefix — with the
+        skips among the drawn items and the labels waiting behind a gap (:func:`kit.labels.design.used_prefix`)."""
+        sample = self.sample()
+        if sample is None:
+            return set(), 0, 0
+        given = {i: not row.skipped for i, row in self.design_labels().items()}
+        return used_prefix(sample.prefixes(), given)
+
     def next_item(self, queue: Queue = Queue.SAMPLE) -> Item | None:
-        """The first item of ``queue`` with neither a label nor a skip (None when none is left)."""
+        """The first item of ``queue`` with neither a label nor a skip (None when none is left); in the sample,
+        an item whose only label came from outside the design (the queue, before its draw) is asked again."""
         if queue is Queue.DISAGREEMENTS:
             return next(iter(self.disagreements()), None)
-        sample, current = self.sample(), self.current()
-        pending = (i for i in (sample.order if sample else ()) if i not in current)
+        sample, given = self.sample(), self.design_labels()
+        pending = (i for i in (sample.order if sample else ()) if i not in given)
         return next((self._test[i] for i in pending), None)
 
     def disagreements(self) -> tuple[Item, ...]:
@@ -222,11 +299,12 @@ class LabelBook:
         return tuple(self._test[i] for i in sorted(split, key=lambda i: -len(answers[i])))
 
     def progress(self) -> Progress:
-        sample, current = self.sample(), self.current()
+        sample, current = self.sample(), self.design_labels()
         order = sample.order if sample else ()
         given = [current[i] for i in order if i in current]
+        _, _, waiting = self.used()
         return Progress(labelled=sum(not g.skipped for g in given), skipped=sum(g.skipped for g in given),
-                        size=len(order))
+                        size=len(order), waiting=waiting)
 
     def position(self, item_id: str) -> int | None:
         """An item's position in the sample (1 is first), None outside it."""
@@ -256,6 +334,9 @@ class LabelBook:
             return "the id is empty"
         if any(item.id == item_id for item in self.task.train):
             return f"'{item_id}' is a training item; only the task's test items are labelled"
+        if any(item.id == item_id for item in self.task.dev):
+            return (f"'{item_id}' is a dev item (used for the kit's choices, e.g. the prompt); only the task's test "
+                    "items are labelled")
         near = difflib.get_close_matches(item_id, self._test_ids, n=1)
         hint = f" — did you mean '{near[0]}'?" if near else ""
         return f"unknown id '{item_id}': not a test item of task '{self.task.name}'{hint}"
@@ -288,20 +369,43 @@ class LabelBook:
     def write(self, rows: Sequence[Label]) -> list[Label]:
         """Write checked rows in one transaction: all of them or none. A row equal to its item's current
         label (or skip) is not written again; what each item has now is returned, in order."""
-        kept: list[Label] = []
+        return list(self.write_counted(rows).rows)
+
+    def write_counted(self, rows: Sequence[Label], *, overwrite: bool = True) -> Written:
+        """:meth:`write`, saying what it did: labels added, unchanged, and other people's labels it replaced
+        (read inside the same transaction, so a concurrent labeller's labels are counted too). With
+        ``overwrite=False`` an item someone else labelled differently keeps that label."""
+        out: list[Label] = []
+        added = unchanged = kept = 0
+        replaced: dict[str, int] = {}
         with self.store.writing() as db:
-            current = self.current()
+            current, usable, drawn = self.current(), self.design_labels(), self.drawn_after()
             for row in rows:
-                now_has = current.get(row.item_id)
+                counts = row.source is not Source.QUEUE and row.item_id in drawn
+                now_has = usable.get(row.item_id) if counts else current.get(row.item_id)
                 if now_has is not None and now_has.label == row.label:
-                    kept.append(now_has)
+                    out.append(now_has)
+                    unchanged += 1
                     continue
-                db.execute("INSERT INTO labels(task, item_id, label, who, at, source) VALUES (?,?,?,?,?,?)",
-                           (row.task, row.item_id, None if row.label is None else json.dumps(row.label),
-                            row.who, row.at, str(row.source)))
+                before = current.get(row.item_id)
+                theirs = before is not None and not before.skipped and before.label != row.label \
+                    and before.who != row.who
+                if theirs and not overwrite:
+                    out.append(before)
+                    kept += 1
+                    continue
+                if theirs:
+                    replaced[before.who] = replaced.get(before.who, 0) + 1
+                cursor = db.execute("INSERT INTO labels(task, item_id, label, who, at, source) VALUES (?,?,?,?,?,?)",
+                                    (row.task, row.item_id, None if row.label is None else json.dumps(row.label),
+                                     row.who, row.at, str(row.source)))
+                row = replace(row, row_id=int(cursor.lastrowid or 0))
                 current[row.item_id] = row
-                kept.append(row)
-        return kept
+                if counts:
+                    usable[row.item_id] = row
+                out.append(row)
+                added += 1
+        return Written(rows=tuple(out), added=added, unchanged=unchanged, replaced=replaced, kept=kept)
 
     def undo(self, *, who: str) -> Label | None:
         """Mark undone the last label (or skip) ``who`` gave on this task, never deleting it; that item's
@@ -327,4 +431,4 @@ def check_who(who: str) -> str:
 def _label(row: Any) -> Label:
     return Label(task=row[Col.TASK], item_id=row[Col.ITEM_ID],
                  label=None if row[Col.LABEL] is None else json.loads(row[Col.LABEL]), who=row[Col.WHO],
-                 at=row[Col.AT], source=Source(row[Col.SOURCE]), undone_at=row[Col.UNDONE_AT])
+                 at=row[Col.AT], source=Source(row[Col.SOURCE]), undone_at=row[Col.UNDONE_AT], row_id=int(row[Col.ID]))

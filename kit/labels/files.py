@@ -24,7 +24,8 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,8 @@ class Imported:
     unchanged: int
     blank: int
     outside: int
+    replaced: Mapping[str, int] = field(default_factory=dict)  # who -> their labels this import changed
+    kept: int = 0  # items someone else had labelled differently, left as they were (overwrite=False)
 
 
 def export_labels(book: LabelBook, path: Path) -> int:
@@ -72,25 +75,31 @@ def export_labels(book: LabelBook, path: Path) -> int:
 
 
 def _export_rows(book: LabelBook) -> Iterator[dict[str, Any]]:
-    sample, current = book.sample(), book.current()
+    sample, current, usable = book.sample(), book.current(), book.design_labels()
     order = sample.order if sample is not None else ()
     outside = [i for i, row in current.items() if i not in set(order) and not row.skipped
                and book.item_problem(i) is None]
     for position, item_id in [*enumerate(order, start=1), *((None, i) for i in outside)]:
-        row = current.get(item_id)
+        row = usable.get(item_id) if position is not None else current.get(item_id)
         given = row if row is not None and not row.skipped else None
         yield {Col.ID: item_id, Col.POSITION: position, Col.TEXT: book.item(item_id).text,
                Col.LABEL: given.label if given else None, Col.WHO: given.who if given else None,
                Col.AT: given.at if given else None}
 
 
-def import_labels(book: LabelBook, path: Path, *, who: str, source: Source = Source.IMPORT) -> Imported:
+def import_labels(book: LabelBook, path: Path, *, who: str, source: Source = Source.IMPORT,
+                  overwrite: bool = True) -> Imported:
     """Check every row of ``path`` (.csv or .jsonl), then store its labels in one transaction — or, when
     any row is wrong, raise one :class:`~kit.errors.ConfigError` naming every bad row and write nothing.
-    ``who`` labels the rows without a ``who`` of their own."""
+    ``who`` labels the rows without a ``who`` of their own. Labels of other people that the file changes are
+    counted in ``replaced`` (read in the same transaction, so a concurrent import is seen); with
+    ``overwrite=False`` they are kept instead."""
     _suffix(path)
     who = check_who(who)
     records = read_records(path, error=ConfigError, kind="label file")
+    if not records:
+        raise ConfigError("the label file has no rows (nothing below its header)", where=str(path),
+                          fix="add one row per labelled item under the header, e.g. snips-0001,PlayMusic")
     seen = {str(key) for _, record in records for key in record}
     missing = [str(c) for c in REQUIRED_COLUMNS if c not in seen]
     if missing:
@@ -129,13 +138,12 @@ def import_labels(book: LabelBook, path: Path, *, who: str, source: Source = Sou
                           fix="correct those rows (or empty their label to leave them out) and import the file again")
     rows = [Label(task=book.task.name, item_id=item_id, label=label, who=row_who, at=at, source=source)
             for item_id, (_, label, row_who) in chosen.items()]
-    before = book.current()
-    book.write(rows)
-    unchanged = sum(1 for row in rows if row.item_id in before and before[row.item_id].label == row.label)
+    done = book.write_counted(rows, overwrite=overwrite)
     sample = book.sample()
     in_sample = set(sample.order) if sample is not None else set()
-    return Imported(added=len(rows) - unchanged, unchanged=unchanged, blank=blank,
-                    outside=sum(1 for row in rows if row.item_id not in in_sample))
+    return Imported(added=done.added, unchanged=done.unchanged, blank=blank,
+                    outside=sum(1 for row in rows if row.item_id not in in_sample), replaced=done.replaced,
+                    kept=done.kept)
 
 
 def _text(value: Any) -> str:

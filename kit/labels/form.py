@@ -111,16 +111,27 @@ class LabelForm:
 
 
 def label_form(task: str | Path | Task, *, store: str | Path | Store = "", who: str = "",
-               size: int | None = None, seed: int | None = None) -> LabelForm:
+               size: int | None = None, seed: int | None = None, design: str = "") -> LabelForm:
     """The form for ``task`` (a name, a YAML path or a loaded task) in ``store`` (default runs/kit.sqlite),
-    drawing or extending the sample to ``size`` items first. ``who`` defaults to ``$KIT_LABELLER`` or the
-    user name. The store stays open while the form is used."""
+    drawing or extending the sample to ``size`` items first — ``design`` ``"stratified"`` draws where the
+    options' stored answers disagree (:mod:`kit.labels.design`); empty keeps the task's design (random for a
+    first draw). ``who`` defaults to ``$KIT_LABELLER`` or the user name. The store stays open while the form is
+    used."""
+    from kit.labels.book import DEFAULT_SEED
+    from kit.labels.design import Design, draw_stratified
     from kit.paths import default_store
 
     loaded = task if isinstance(task, Task) else load_task(task)
     opened = store if isinstance(store, Store) else Store(store or default_store())
     book = LabelBook(opened, loaded)
-    if size:
+    drawn = book.sample()
+    try:
+        chosen = Design(design) if design else (drawn.design if drawn is not None else Design.RANDOM)
+    except ValueError:
+        raise ConfigError(f"unknown design {design!r}", fix="set design to 'random' or 'stratified'") from None
+    if size and chosen is Design.STRATIFIED:
+        draw_stratified(opened, loaded, int(size), seed=DEFAULT_SEED if seed is None else seed)
+    elif size:
         book.draw(int(size), seed=seed)
     elif book.sample() is None:
         raise ConfigError(f"no sample of {loaded.name} is drawn yet", where=opened.path,

@@ -108,6 +108,26 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX IF NOT EXISTS labels_task_item ON labels(task, item_id);
     """,
+    # labelling designs (kit.labels.design): drawn_after is the last label row id when an item was drawn — a
+    # label enters a design only when given after its item was drawn, never from the disagreements queue; a
+    # stratified design keeps every test item's stratum (from the stored answers when it was drawn) and its
+    # rank in the stratum's seeded permutation, and every draw with its inclusion probability at the draw
+    """
+    ALTER TABLE label_sample ADD COLUMN drawn_after INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE IF NOT EXISTS label_designs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, task TEXT NOT NULL, kind TEXT NOT NULL, seed INTEGER NOT NULL,
+        at TEXT NOT NULL, arms TEXT NOT NULL, population INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS label_design_items (
+        design INTEGER NOT NULL REFERENCES label_designs(id), item_id TEXT NOT NULL, stratum TEXT NOT NULL,
+        rank INTEGER NOT NULL, PRIMARY KEY (design, item_id)
+    );
+    CREATE TABLE IF NOT EXISTS label_design_draws (
+        design INTEGER NOT NULL REFERENCES label_designs(id), position INTEGER NOT NULL, item_id TEXT NOT NULL,
+        stratum TEXT NOT NULL, inclusion REAL NOT NULL, drawn_after INTEGER NOT NULL,
+        PRIMARY KEY (design, position), UNIQUE (design, item_id)
+    );
+    """,
 )
 
 KINDS = (Col.ANSWER, Col.JUDGE, "sweep")
