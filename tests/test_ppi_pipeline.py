@@ -288,7 +288,7 @@ def test_a_sequential_run_on_a_partly_labelled_task_tests_correctness(audit):
     assert oracle.recommended == "Local"
 
     partly = _audit_experiment(tmp_path, options, "partly", ignore_labels=True, **rounds)
-    _label_a_random_sample(tmp_path, partly, 30)
+    _label_a_random_sample(tmp_path, partly, 50)  # a betting sequence is valid at every n: it needs more labels
     folder, made = _verdict(tmp_path, partly, "partly")
     looks = folder.table(Table.SEQUENTIAL, task="tickets")
     bars = looks[looks[Col.QUESTION] == "bar"]
@@ -296,8 +296,9 @@ def test_a_sequential_run_on_a_partly_labelled_task_tests_correctness(audit):
     assert set(bars[Col.THRESHOLD]) == {-0.02} and "fails" not in set(bars[Col.STATUS])
     # Local's edge in correctness (about +0.3), not its agreement with the API (about 0.7)
     assert bars[Col.ESTIMATE].dropna().between(0.0, 0.5).all()
-    stop = folder.doc(Doc.SEQUENTIAL, task="tickets")
-    assert stop["settled"]["Local"]
+    # the bar is settled on correctness (the latency question, 0 slow answers in 60, stays open: a finite-sample
+    # sequence cannot show a share under 5% from 60 items)
+    assert bars[Col.STATUS].iloc[-1] == "passes"
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
     assert "difference in correctness" in compare.loc["Local", Col.STATEMENT]
     assert made.recommended == oracle.recommended == "Local"
