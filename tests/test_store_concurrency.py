@@ -193,39 +193,57 @@ def test_three_runs_of_the_same_questions_pay_each_once(tmp_path):
         assert db.execute("SELECT count(*) FROM claims").fetchone()[0] == 0
 
 
-def test_the_claims_of_a_killed_run_are_taken_over(tmp_path):
-    n = 12
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_a_run_cut_off_mid_call_is_taken_over_and_its_calls_in_flight_are_counted(sig, tmp_path, capsys):
+    """kill -9 or Ctrl-C while 3 calls hang at the server: those 3 were sent (a provider would bill them) and
+    are asked again; the run that asks them says so, and `kit runs` shows both runs without NaN."""
+    from kit.cli import main
+
+    n = 6
     task, store = parity_task(tmp_path, n), tmp_path / "kit.sqlite"
     opened = threading.Event()
 
     def answer(body):
-        opened.wait(20)  # the first run's questions hang until it is killed
+        opened.wait(20)  # the first run's questions hang until it is cut off
         return parity_answer(body)
+
+    def claims() -> list[tuple[str, int]]:
+        try:
+            with sqlite3.connect(store) as db:
+                return db.execute("SELECT run_id, pid FROM claims").fetchall()
+        except sqlite3.OperationalError:
+            return []
 
     with OpenAIServer(answer=answer) as srv:
         first = _run(task, srv.base_url, store, "--concurrency", "3")
-
-        def claims() -> list[tuple[str, int]]:
-            try:
-                with sqlite3.connect(store) as db:
-                    return db.execute("SELECT run_id, pid FROM claims").fetchall()
-            except sqlite3.OperationalError:
-                return []
-
         _until(lambda: len(claims()) == 3 and srv.calls() == 3)
         assert {pid for _, pid in claims()} == {first.pid}
-        first.send_signal(signal.SIGKILL)
-        first.wait()
+        first.send_signal(sig)
+        first.wait(timeout=20)
+        assert len(claims()) == 3  # Ctrl-C too leaves the claims of the calls in flight: they may be paid
         opened.set()
         began = time.monotonic()
         again = _run(task, srv.base_url, store, "--concurrency", "3")
         out, err = again.communicate(timeout=60)
         assert again.returncode == 0, err
         assert time.monotonic() - began < 30  # far inside the claims' 15 minutes: a dead process's claim is void
-        assert json.loads(out)[0]["new_calls"] == n and srv.calls() == 3 + n
+        summary = json.loads(out)[0]
+        assert summary["new_calls"] == n and srv.calls() == 3 + n  # the 3 in flight were bought twice ...
+        assert summary["maybe_paid_twice"] == 3  # ... and the run says so
+        assert "3 calls may be paid twice: in flight when an earlier run was cut off" in err
     assert claims() == [] and sorted(_rows(store)) == sorted(f"r{i}" for i in range(n))
     with sqlite3.connect(store) as db:
-        assert [r[0] for r in db.execute("SELECT status FROM runs ORDER BY started_at")] == ["running", "finished"]
+        statuses = [r[0] for r in db.execute("SELECT status FROM runs ORDER BY started_at")]
+    assert statuses == ["running" if sig == signal.SIGKILL else "interrupted", "finished"]
+
+    capsys.readouterr()
+    assert main(["runs", "--store", str(store)]) == 0
+    text = capsys.readouterr().out
+    assert "NaN" not in text and "interrupted" in text and "3 calls may be paid twice" in text
+    assert main(["runs", "--store", str(store), "--json"]) == 0
+    killed, resumed = json.loads(capsys.readouterr().out)
+    assert killed["status"] == "interrupted" and killed["new_calls"] == 0 and resumed["new_calls"] == n
+    assert killed["from_store"] is None if sig == signal.SIGKILL else killed["from_store"] == 0  # unknown vs counted
 
 
 def test_a_store_under_a_file_is_a_clear_error(tmp_path, capsys):
