@@ -207,8 +207,10 @@ def accumulate_step(model: Any, batch: Sequence[Example], *, prefix: Sequence[in
         value += float(loss.detach())
         del hidden, logits, loss
     if p:
-        pairs = [(t, leaf.grad) for t, leaf in zip(shared, leaves) if leaf.grad is not None]
-        torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+        # a layer whose keys/values no LoRA reaches (e.g. the first layer's keys without k_proj) has no graph
+        pairs = [(t, leaf.grad) for t, leaf in zip(shared, leaves) if t.requires_grad and leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
     return value
 
 
