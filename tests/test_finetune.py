@@ -149,10 +149,10 @@ def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(
         g_ref = grads()
         own = [Example(e.item_id, e.prompt[len(prefix):], e.answer) for e in examples]
         tokens = 2 * max(len(e.prompt) + len(e.answer) for e in own)  # at most 2 rows a pass: 2 passes
-        assert len(passes(own, tokens=tokens)) == 2
-        for pre, rows in ((prefix, own), ((), examples)):
+        assert len(passes(own, tokens=tokens)) == 2 and len(prefix) > tokens  # the prefix is run again too
+        for pre, rows, budget in ((prefix, own, tokens), (prefix, own, 10**6), ((), examples, 10**6)):
             loss = accumulate_step(lora, rows, prefix=pre, device="cpu", pad_id=tok.eos_token_id,
-                                   tokens_per_pass=tokens if pre else 10**6)
+                                   tokens_per_pass=budget)  # prefix run again / held / no prefix
             g = grads()
             assert loss == pytest.approx(ref.item(), rel=1e-4)
             assert float((g - g_ref).norm() / g_ref.norm()) < 1e-3

@@ -174,8 +174,10 @@ def accumulate_step(model: Any, batch: Sequence[Example], *, prefix: Sequence[in
     once, its keys/values are shared by every row, and the rows run in :func:`passes` of at most
     ``tokens_per_pass`` own tokens, each pass's activations freed by its backward before the next. The
     gradients reaching the prefix's keys/values are summed over the passes and sent through the prefix
-    once at the end. The same gradients as one pass over the full padded sequences (tests check it), with
-    the memory of one prefix and one pass, and no padding beyond a pass's own.
+    once at the end. A prefix longer than ``tokens_per_pass`` is first run without gradients and run again
+    with them at the end (its activations are not held while the passes run). The same gradients as one
+    pass over the full padded sequences (tests check both ways), with the memory of at most about
+    ``tokens_per_pass`` tokens of prefix and one pass, and no padding beyond a pass's own.
     """
     import torch
 
@@ -185,9 +187,11 @@ def accumulate_step(model: Any, batch: Sequence[Example], *, prefix: Sequence[in
     p = len(prefix)
     shared: list[Any] = []
     leaves: list[Any] = []
+    recompute = p > tokens_per_pass  # a long prefix is not held: run again with gradients at the end
     if p:
-        out = decoder(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
-        shared = _cache_tensors(out.past_key_values)
+        prefix_ids = torch.tensor([list(prefix)], device=device)
+        with torch.set_grad_enabled(not recompute):
+            shared = _cache_tensors(decoder(input_ids=prefix_ids, use_cache=True).past_key_values)
         leaves = [t.detach().requires_grad_() for t in shared]
     value = 0.0
     for rows in passes(batch, tokens=tokens_per_pass):
@@ -207,6 +211,8 @@ def accumulate_step(model: Any, batch: Sequence[Example], *, prefix: Sequence[in
         value += float(loss.detach())
         del hidden, logits, loss
     if p:
+        if recompute:  # the same values, now with their graph: one more prefix forward instead of holding it
+            shared = _cache_tensors(decoder(input_ids=prefix_ids, use_cache=True).past_key_values)
         # a layer whose keys/values no LoRA reaches (e.g. the first layer's keys without k_proj) has no graph
         pairs = [(t, leaf.grad) for t, leaf in zip(shared, leaves) if t.requires_grad and leaf.grad is not None]
         if pairs:
