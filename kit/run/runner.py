@@ -2,7 +2,7 @@
 or any list of questions (:func:`ask`, which the judge uses) — each response written as it completes.
 
 Responses already in the store (same task, item, model identity, parameters, prompt and epoch, no
-error) are served from it: no model call is made twice, no API call is paid twice — also when several
+error) are served from it: no stored answer is asked for again — also when several
 processes run the same questions on one store at once: each question is claimed in the store before it
 is asked (:meth:`~kit.run.store.Store.claim`), and a run comes back to questions another run is asking
 until they are answered. A run stopped at any point — even by SIGKILL — continues where it stopped; the
