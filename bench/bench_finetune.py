@@ -1,9 +1,26 @@
-"""Benchmark: SNIPS intents accuracy of the embedded SmolLM2-135M before and after LoRA fine-tuning.
+"""Benchmark the LoRA fine-tune: its memory and speed against a plain peft loop (``--loops``), and what it
+buys — SNIPS accuracy of the embedded SmolLM2-135M before and after (the default).
 
-Fine-tunes on the task's train split, then runs the base model and the fine-tuned model through
-llama.cpp on the same held-out test items (the first ``--limit`` of the seeded test order) and compares
-them with the paired tests of kit.stats (exact McNemar, paired bootstrap of the accuracy difference).
-Prints a markdown table for bench/README.md. Timings depend on what else runs on the machine.
+**Memory and speed (``--loops``).** Each training loop runs in a process of its own (so its peak resident
+set is its own: ``ru_maxrss``) on the same train items of a task, tokenised the same way (the kit's
+chat-formatted prompts, loss on the answer tokens), the same seeded batches of 8, the same LoRA (rank 8,
+alpha 16, q/k/v/o/gate/up/down), AdamW lr 1e-3 with the kit's schedule, float32 on the CPU:
+
+- ``kit``: :func:`kit.finetune.train.train` of this checkout;
+- ``before``: the same function of the checkout given with ``--before`` (e.g. the main branch);
+- ``plain``: what a peft tutorial writes — each batch padded to its longest sequence, ``labels`` with -100
+  on the prompt, ``model(**batch, labels=labels).loss.backward()``.
+
+It prints, per task and loop: peak RSS after loading the model, peak RSS at the end, seconds per step,
+steps/s, the first and last losses and the largest loss difference from the ``plain`` loop (the same
+batches: the curves should agree to float rounding), then the ratios.
+
+    .venv/bin/python bench/bench_finetune.py --loops --tasks snips-intents,nace-activities --steps 6 --before ../main
+
+**Accuracy (default).** Fine-tunes on the task's train split, then runs the base model and the fine-tuned
+model through llama.cpp on the same held-out test items (the first ``--limit`` of the seeded test order)
+and compares them with the paired tests of kit.stats (exact McNemar, paired bootstrap of the accuracy
+difference). Prints a markdown table for bench/README.md. Timings depend on what else runs on the machine.
 
     .venv/bin/python bench/bench_finetune.py --steps 80 --limit 150
 """
@@ -11,24 +28,106 @@ Prints a markdown table for bench/README.md. Timings depend on what else runs on
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, os.environ.get("KIT_BENCH_CHECKOUT", str(ROOT)))  # a --loops worker runs the kit it names
+BASE = "smollm2-135m-instruct"
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def worker(loop: str, task_name: str, steps: int, seed: int) -> dict:
+    """One loop in this process; returns its figures (printed as JSON by ``--worker``)."""
+    import peft
+    import torch
+
+    from kit.finetune.train import build_examples, load_base, train
+    from kit.models import resolve_model
+    from kit.tasks import load_task
+
+    task = load_task(task_name, folder=ROOT / "datasets")
+    model, tok, _ = load_base(resolve_model(BASE).path, device="cpu", quantize="none")
+    loaded_rss = _rss_mb()
+    torch.manual_seed(seed)
+    config = peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none", target_modules=TARGETS,
+                             task_type="CAUSAL_LM")
+    model = peft.get_peft_model(model, config)
+    examples = build_examples(task, tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    if loop == "plain":
+        run = plain_loop(model, examples, steps=steps, seed=seed, pad_id=pad)
+    else:
+        run = train(model, examples, steps=steps, batch_size=8, lr=1e-3, seed=seed, device="cpu", pad_id=pad,
+                    share_prefix=True)
+    tokens = [len(e.prompt) + len(e.answer) for e in examples]
+    return {"loop": loop, "task": task_name, "steps": steps, "train_s": run["train_seconds"],
+            "losses": run["losses"], "loaded_rss_mb": loaded_rss, "peak_rss_mb": _rss_mb(),
+            "threads": run.get("threads", torch.get_num_threads()), "items": len(examples),
+            "mean_tokens": sum(tokens) / len(tokens), "max_tokens": max(tokens),
+            "prefix_tokens": run.get("shared_prefix_tokens", 0)}
+
+
+def plain_loop(model, examples, *, steps: int, seed: int, pad_id: int, batch_size: int = 8, lr: float = 1e-3) -> dict:
+    """The loop of a peft tutorial, on the kit's batches: pad, mask the prompt in the labels, loss, step."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    warm = max(1, min(10, steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
+    order: list[int] = []
+    losses = []
+    model.train()
+    start = time.perf_counter()
+    for _ in range(steps):
+        if len(order) < batch_size:
+            order += rng.permutation(len(examples)).tolist()
+        batch = [examples[i] for i in order[:batch_size]]
+        del order[:batch_size]
+        seqs = [list(e.prompt) + list(e.answer) for e in batch]
+        width = max(map(len, seqs))
+        ids = torch.tensor([s + [pad_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        labels = torch.tensor([[-100] * len(e.prompt) + list(e.answer) + [-100] * (width - len(s))
+                               for e, s in zip(batch, seqs)])
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
+        losses.append(round(float(loss.detach()), 6))
+    return {"losses": losses, "train_seconds": time.perf_counter() - start}
+
+
+def _spawn(loop: str, task: str, steps: int, seed: int, checkout: Path) -> dict:
+    env = {**os.environ, "KIT_BENCH_CHECKOUT": str(checkout), "KIT_PROJECT": str(checkout)}
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", loop, "--tasks", task, "--steps", str(steps),
+           "--seed", str(seed)]
+    out = subprocess.run(cmd, env=env, cwd=checkout, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"{loop} on {task} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
-    from kit.arms import get_arm
-    from kit.finetune import DEFAULT_LR, finetune
-    from kit.models.hardware import cpu_info
-    from kit.run.runner import run_arm
-    from kit.tasks.scoring import score_responses
-    from kit.stats import accuracy_ci, mcnemar, paired_bootstrap
-    from kit.run.store import Store
-    from kit.tasks import load_task
+    from kit.finetune import DEFAULT_LR
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--task", default="snips-intents")
@@ -39,7 +138,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "runs" / "adapters"), help="adapter folder (cached by settings)")
     p.add_argument("--force", action="store_true", help="retrain even if a matching adapter is cached")
+    p.add_argument("--loops", action="store_true", help="compare the training loops' memory and speed instead")
+    p.add_argument("--tasks", default="snips-intents,nace-activities", help="--loops: the tasks")
+    p.add_argument("--before", help="--loops: another checkout of the kit whose loop to run too (e.g. main)")
+    p.add_argument("--which", default="kit,plain,before", help="--loops: which loops, in this order")
+    p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.tasks, args.steps, args.seed)))
+        return 0
+    if args.loops:
+        return compare_loops(args)
+    from kit.arms import get_arm
+    from kit.finetune import finetune
+    from kit.models.hardware import cpu_info
+    from kit.run.runner import run_arm
+    from kit.run.store import Store
+    from kit.stats import accuracy_ci, mcnemar, paired_bootstrap
+    from kit.tasks import load_task
+    from kit.tasks.scoring import score_responses
 
     task = load_task(args.task, folder=ROOT / "datasets")
     result = finetune(task, base=args.base, max_steps=args.steps, lr=args.lr, seed=args.seed, out_dir=args.out,
@@ -84,6 +201,40 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- adapter: {Path(result.adapter_path).name}, sha256 {result.adapter_sha256[:16]}…, "
           f"{Path(result.adapter_path).stat().st_size / 1e6:.1f} MB")
     return 0
+
+
+
+def compare_loops(args: argparse.Namespace) -> int:
+    from kit.models.hardware import cpu_info
+
+    cpu = cpu_info()
+    print(f"{cpu['model']}, {cpu['usable_cores']} usable cores; {args.steps} steps of 8 items, rank 8, float32\n")
+    print("| task | loop | items (mean / max tokens) | RSS after load | peak RSS | s/step | steps/s | threads "
+          "| loss first → last | max loss diff vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    loops = [lp for lp in args.which.split(",") if lp != "before" or args.before]
+    for task in args.tasks.split(","):
+        rows = {}
+        for loop in loops:
+            checkout = Path(args.before).resolve() if loop == "before" else ROOT
+            rows[loop] = _spawn("kit" if loop == "before" else loop, task, args.steps, args.seed, checkout)
+        plain = rows.get("plain", {}).get("losses")
+        for loop, r in rows.items():
+            diff = max(abs(a - b) for a, b in zip(r["losses"], plain)) if plain else float("nan")
+            print(f"| {task} | {loop} | {r['items']} ({r['mean_tokens']:.0f} / {r['max_tokens']}) | "
+                  f"{r['loaded_rss_mb'] / 1024:.2f} GB | {r['peak_rss_mb'] / 1024:.2f} GB | "
+                  f"{r['train_s'] / r['steps']:.2f} | {r['steps'] / r['train_s']:.3f} | {r['threads']} | "
+                  f"{r['losses'][0]:.4f} → {r['losses'][-1]:.4f} | {diff:.2g} |")
+        if "kit" in rows:
+            kit = rows["kit"]
+            for other in ("before", "plain"):
+                if other in rows:
+                    o = rows[other]
+                    print(f"| {task} | kit vs {other} | | | {o['peak_rss_mb'] / kit['peak_rss_mb']:.2f}x less memory | "
+                          f"| {(o['train_s']) / kit['train_s']:.2f}x steps/s | | | |")
+        sys.stdout.flush()
+    return 0
+
 
 
 if __name__ == "__main__":

@@ -32,14 +32,14 @@ from kit.run.sweep import choose_goodput, sweep
 from kit.tasks import load_task
 
 SHOW = ["load", "items_per_s", "tokens_per_s", "completion_tokens_per_s", "p50_latency_s", "p95_latency_s",
-        "p50_ttft_s", "n_ok", "errors", "status", "note"]
+        "p50_ttft_s", "p95_ttft_s", "p50_itl_s", "p50_tpot_s", "n_ok", "errors", "status", "note"]
 
 
 def run_twice(task, arm, store, *, levels, items, target, label, whole_curve: bool = False) -> pd.DataFrame:
     """Sweep, then sweep again on the same store (served from it). With ``whole_curve`` the sweep runs on past
     the target and past a level that did not raise throughput; the target then only chooses the level."""
-    kwargs = {"levels": levels, "items": items, "latency_target_s": None if whole_curve else target,
-              "min_gain": -1.0 if whole_curve else 0.05, "label": label, "max_tokens": 32}
+    kwargs = {"levels": levels, "items": items, "latency_target_s": target, "every_level": whole_curve,
+              "label": label, "max_tokens": 32}
     start = time.perf_counter()
     result = sweep(task, arm, store=store, **kwargs)
     first = time.perf_counter() - start

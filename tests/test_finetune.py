@@ -112,31 +112,53 @@ def test_prompt_tokens_match_llama_cpp(hf_base, small_snips, smol_arm):
         assert list(ex.answer) == label
 
 
-def test_shared_prefix_gives_the_same_loss_and_gradients(hf_base, small_snips):
+def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(hf_base, small_snips):
+    """A step run as a shared prefix plus passes of a few rows (each freed by its own backward) gives the loss
+    and gradients of transformers' own causal-LM loss over the full padded sequences in one pass."""
     import torch
 
-    from kit.finetune.train import batch_loss, build_examples, shared_prefix
+    from kit.finetune.train import Example, accumulate_step, build_examples, passes, shared_prefix
 
     model, tok, _ = hf_base
+    layers, depth = model.model.layers, model.config.num_hidden_layers
+    model.model.layers, model.config.num_hidden_layers = layers[:4], 4  # the same arithmetic in 4 layers, not 30
     lora = _peft(model, ("q_proj", "v_proj"))
     try:
         for name, p in lora.named_parameters():
             if "lora_B" in name:
                 torch.nn.init.normal_(p, std=0.02)
-        examples = build_examples(small_snips, tok)[:2]
+        examples = build_examples(small_snips, tok)[:3]
         prefix = shared_prefix(examples)
         assert len(prefix) > 400  # system message and the 5 k-shot turns
-        grads = []
-        for pre in (prefix, ()):
-            lora.zero_grad()
-            loss = batch_loss(lora, examples, prefix=pre, device="cpu", pad_id=tok.eos_token_id)
-            loss.backward()
-            grads.append((loss.item(), torch.cat([p.grad.flatten() for p in lora.parameters() if p.grad is not None])))
-        (l1, g1), (l2, g2) = grads
-        assert l1 == pytest.approx(l2, rel=1e-4)
-        assert float((g1 - g2).norm() / g2.norm()) < 1e-3
+
+        def grads():
+            out = torch.cat([p.grad.flatten() for p in lora.parameters() if p.grad is not None])
+            lora.zero_grad(set_to_none=True)
+            return out
+
+        # the reference: one padded batch of the full sequences, labels on the answer tokens (transformers' loss)
+        seqs = [list(e.prompt) + list(e.answer) for e in examples]
+        width = max(map(len, seqs))
+        ids = torch.tensor([s + [tok.eos_token_id] * (width - len(s)) for s in seqs])
+        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
+        labels = torch.tensor([[-100] * len(e.prompt) + list(e.answer) + [-100] * (width - len(s))
+                               for e, s in zip(examples, seqs)])
+        lora.zero_grad(set_to_none=True)
+        ref = lora(input_ids=ids, attention_mask=mask, labels=labels).loss
+        ref.backward()
+        g_ref = grads()
+        own = [Example(e.item_id, e.prompt[len(prefix):], e.answer) for e in examples]
+        tokens = 2 * max(len(e.prompt) + len(e.answer) for e in own)  # at most 2 rows a pass: 2 passes
+        assert len(passes(own, tokens=tokens)) == 2 and len(prefix) > tokens  # the prefix is run again too
+        for pre, rows, budget in ((prefix, own, tokens), (prefix, own, 10**6), ((), examples, 10**6)):
+            loss = accumulate_step(lora, rows, prefix=pre, device="cpu", pad_id=tok.eos_token_id,
+                                   tokens_per_pass=budget)  # prefix run again / held / no prefix
+            g = grads()
+            assert loss == pytest.approx(ref.item(), rel=1e-4)
+            assert float((g - g_ref).norm() / g_ref.norm()) < 1e-3
     finally:
         lora.unload()
+        model.model.layers, model.config.num_hidden_layers = layers, depth
 
 
 def test_training_changes_adapter_and_outputs_and_llama_cpp_follows(hf_base, small_snips, snips, tmp_path):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from kit.errors import StoreError
-from kit.run.store import MIGRATIONS, Claims, Store, StoreBusy, cache_key
+from kit.run.store import MIGRATIONS, Claims, Store, StoreBusy, Unwritten, cache_key
 
 
 def _row(item="a", error=None, output="x", arm="t:a"):
@@ -167,7 +167,24 @@ def test_a_question_is_claimed_by_one_run_at_a_time(store):
     store.write("k1", {**_row(), "run_id": first})  # answered: its claim goes with the write
     assert store.claim(["k1"], run_id=second) == Claims(mine=(), answered=("k1",), held={})
     store.finish_run(first, status="stopped", n_items=2, new_calls=1, cached=0, errors=0)
-    assert store.claim(["k2"], run_id=second).mine == ("k2",)  # a run that ended holds nothing
+    again = store.claim(["k2"], run_id=second)
+    assert again.mine == ("k2",) and again.taken_over == {}  # a run that ended holds nothing
+
+
+def test_the_claims_of_calls_in_flight_outlive_a_run_cut_off_and_are_counted_when_taken_over(store):
+    first, second = _run(store), _run(store)
+    store.claim(["sent", "not-sent"], run_id=first)
+    store.finish_run(first, status="interrupted", n_items=2, new_calls=0, cached=0, errors=0, in_flight=["sent"])
+    held = store.db.execute("SELECT cache_key, run_id FROM claims").fetchall()
+    assert [tuple(r) for r in held] == [("sent", first)]  # kept: its call may have been paid
+    claims = store.claim(["sent", "not-sent"], run_id=second)
+    assert claims.mine == ("sent", "not-sent") and claims.taken_over == {"sent": first}
+    # kept aside while the store is busy, the run's end keeps the same claim when it lands
+    third = _run(store)
+    store.claim(["k9"], run_id=third)
+    store._keep_aside(Unwritten("runs", {"run_id": third, "status": "interrupted", "in_flight": ["k9"]}))
+    store.flush()
+    assert store.claim(["k9"], run_id=second).taken_over == {"k9": third}
 
 
 def test_a_claim_is_honoured_no_longer_than_its_time_to_live(tmp_path):

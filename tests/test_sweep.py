@@ -3,7 +3,9 @@ physical ceiling of decoding, and pricing a self-hosted option at a chosen throu
 
 from __future__ import annotations
 
+import json
 import threading
+import time
 
 import matplotlib
 import numpy as np
@@ -97,6 +99,9 @@ def test_an_in_process_sweep_varies_the_batch_and_stops_when_the_context_is_full
     assert table["load"].tolist() == [1, 2] and table["load_kind"].iloc[0] == "batch"
     assert (table["status"] == "ok").all() and (table["n_ok"] == 4).all()
     assert "at batch 4" in result.stopped and "raise n_ctx to at least" in result.stopped
+    # the label's tokens are the output: time per output token and output tokens/s at every level
+    assert (table["p50_tpot_s"] > 0).all() and (table["completion_tokens_per_s"] > 0).all()
+    assert (table["p95_ttft_s"] <= table["p95_latency_s"]).all()
     assert result.goodput().load in (1, 2)
 
 
@@ -144,6 +149,44 @@ def test_level_figures_come_from_rows():
     assert level.tokens_per_s == pytest.approx(39 / 2.0) and level.completion_tokens_per_s == pytest.approx(4.5)
     assert level.p95_latency_s == pytest.approx(np.quantile([1.0, 1.2, 0.9], 0.95))
     assert level.refused == 1 and level.status == "failed"  # a 429 that a retry got through still counts
+    # by hand, GuideLLM's definitions: ITL = (latency - ttft) / (tokens - 1) = 0.9/1, 1.0/2, 0.6/3;
+    # TPOT = latency / tokens = 1.0/2, 1.2/3, 0.9/4
+    assert level.p50_itl_s == pytest.approx(0.5) and level.p95_itl_s == pytest.approx(np.quantile([0.9, 0.5, 0.2], 0.95))
+    assert level.p50_tpot_s == pytest.approx(0.4) and level.p95_tpot_s == pytest.approx(np.quantile([0.5, 0.4, 0.225], 0.95))
+    one = level_stats(rows.assign(completion_tokens=[1, 1, 0]), load=2)  # no second token: no ITL
+    assert np.isnan(one.p50_itl_s) and one.p50_tpot_s == pytest.approx(1.1)  # tpot over the two with a token
+
+
+class Serial(OpenAIServer):
+    """Answers one request at a time (``delay`` each): more load adds waiting, never throughput."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__(answer=lambda body: "yes it is")
+        self.wait, self._one = delay, threading.Lock()
+
+    def respond(self, h, body, cut=False):
+        with self._one:
+            time.sleep(self.wait)
+            super().respond(h, body, cut)
+
+
+def test_every_level_sweeps_past_flat_throughput_and_the_latency_target(task_dir, store):
+    task = load_task("mini", folder=task_dir)  # 6 test items
+    # one request at a time: doubling the requests in flight cannot quadruple throughput (min_gain 3), and no
+    # answer comes within 1 ms
+    with Serial(delay=0.02) as server, endpoint_arm(server.base_url) as arm:
+        early = sweep(task, arm, store=store, levels=(1, 2, 4), items=4, min_gain=3.0, warmup=False)
+        short = sweep(task, arm, store=store, levels=(1, 2, 4), items=4, latency_target_s=0.001, warmup=False)
+        full = sweep(task, arm, store=store, levels=(1, 2, 4), items=4, min_gain=3.0, latency_target_s=0.001,
+                     warmup=False, every_level=True)
+    assert early.table()["load"].tolist() == [1, 2] and "stopped rising" in early.stopped
+    assert short.table()["load"].tolist() == [1] and "passed the target" in short.stopped
+    table = full.table()
+    assert table["load"].tolist() == [1, 2, 4] and full.stopped.startswith("every level asked for was measured")
+    assert (table["status"] == "over target").all() and full.goodput().load is None  # measured, never chosen
+    # the streamed answer '"yes it is"' is 3 tokens: ITL and TPOT are measured at every level
+    assert (table["p50_itl_s"] > 0).all() and (table["p95_tpot_s"] >= table["p50_tpot_s"]).all()
+    assert (table["completion_tokens_per_s"] > 0).all() and (table["p95_ttft_s"] >= table["p50_ttft_s"]).all()
 
 
 def test_sweep_plot_draws_one_line_per_option():
@@ -190,6 +233,16 @@ def test_kit_sweep_prints_the_curve_and_the_chosen_level(task_dir, tmp_path, cap
         assert code == 0, captured.err
         assert "concurrency" in captured.out.splitlines()[0] and "items_per_s" in captured.out
         assert "chosen: concurrency " in captured.out and "stopped:" in captured.err
+        code = main(["sweep", "--task", str(task_dir / "mini.yaml"), "--arm", "openai:fake", "--base-url",
+                     server.base_url, "--levels", "1,2", "--items", "4", "--every-level", "--json",
+                     "--store", str(tmp_path / "kit.sqlite"), "-o", "max_attempts=1", "-o", "logprobs=false"])
+        captured = capsys.readouterr()
+        assert code == 0, captured.err
+        levels = json.loads(captured.out[:captured.out.rindex("]") + 1])
+        assert [lv["concurrency"] for lv in levels] == [1, 2] and "every level asked for" in captured.err
+        for key in ("output_tokens_per_s", "p95_ttft_s", "p50_itl_s", "p95_itl_s", "p50_tpot_s", "p95_tpot_s"):
+            assert all(key in lv for lv in levels), key
+        assert all(lv["output_tokens_per_s"] > 0 and lv["p50_tpot_s"] > 0 for lv in levels)
         assert main(["sweep", "--task", str(task_dir / "mini.yaml"), "--arm", "openai:fake", "--base-url",
                      server.base_url, "--levels", "1,two"]) == 2
     assert "--levels 1,2,4,8,16" in capsys.readouterr().err

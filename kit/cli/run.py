@@ -29,7 +29,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from kit.run.budget import make_budget
     from kit.paths import default_store
     from kit.privacy import privacy_hook
-    from kit.run.runner import run_arm
+    from kit.run.runner import repaid_note, run_arm
     from kit.tasks.scoring import metrics, score_responses
     from kit.run.store import Store
     from kit.tasks import load_task
@@ -52,11 +52,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     table = metrics(task, scores)
     row = {"task": task.name, "arm": arm.spec, "items": summary.items, "new_calls": summary.new_calls,
            "from_store": summary.cached, "errors": summary.errors, "withheld": summary.withheld}
+    if args.json or summary.maybe_paid_twice:
+        row["maybe_paid_twice"] = summary.maybe_paid_twice
     if not table.empty:
         row.update({m: table.iloc[0][m] for m in task.metrics})
     print_table([row], as_json=args.json)
     if summary.stopped:
         print(f"note: {summary.stopped}", file=sys.stderr)
+    if summary.maybe_paid_twice:
+        print(f"note: {repaid_note(summary.maybe_paid_twice)} (see `kit runs`)", file=sys.stderr)
 
 
 def cmd_results(args: argparse.Namespace) -> None:
@@ -90,7 +94,13 @@ def cmd_runs(args: argparse.Namespace) -> None:
     if not args.json:
         for row in rows:
             row["note"] = row["note"] if len(row["note"]) <= 70 else row["note"][:69] + "…"
+            for key in COUNTS:  # a count the run never recorded (still running, killed) is unknown, not NaN
+                row[key] = UNKNOWN if row[key] is None else row[key]
     print_table(rows, as_json=args.json)
+
+
+COUNTS = ("items", "new_calls", "from_store", "errors")
+UNKNOWN = "—"
 
 
 def _count(value: Any) -> int | None:

@@ -9,8 +9,10 @@ from kit.cli.common import print_table
 from kit.cli.run import arm_options
 from kit.errors import ConfigError
 
-COLUMNS = ["load", "items_per_s", "tokens_per_s", "p50_latency_s", "p95_latency_s", "p50_ttft_s", "n_ok", "errors",
+COLUMNS = ["load", "items_per_s", "tokens_per_s", "completion_tokens_per_s", "p50_latency_s", "p95_latency_s",
+           "p50_ttft_s", "p95_ttft_s", "p50_itl_s", "p95_itl_s", "p50_tpot_s", "p95_tpot_s", "n_ok", "errors",
            "refused", "new_calls", "cached", "status", "note"]
+SHOWN = {"completion_tokens_per_s": "output_tokens_per_s"}  # the name GuideLLM's users look for
 
 
 def parse_levels(text: str) -> tuple[int, ...]:
@@ -35,9 +37,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print(f"{arm.describe()} · task {task.name} · load sweep ({arm.load_kind or 'no load to vary'}) · "
               f"store {store.path}", file=sys.stderr)
         result = sweep(task, arm, store=store, levels=levels, items=args.items, latency_target_s=args.latency_target,
-                       max_seconds=args.max_seconds, max_tokens=args.max_tokens, progress=True)
+                       max_seconds=args.max_seconds, max_tokens=args.max_tokens, progress=True,
+                       every_level=args.every_level)
     table = result.table()
-    print_table(table[COLUMNS].rename(columns={"load": result.load_kind}), as_json=args.json)
+    print_table(table[COLUMNS].rename(columns={"load": result.load_kind, **SHOWN}), as_json=args.json)
     choice = result.goodput()
     print(f"stopped: {result.stopped}", file=sys.stderr)
     print(f"chosen: {choice.statement}")
@@ -49,6 +52,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arm", required=True,
                    help="llama_cpp:MODEL / lora:... (batch sizes) or openai:MODEL --base-url URL (requests in flight)")
     p.add_argument("--levels", help="load levels, e.g. 1,2,4,8,16 (default 1,2,4,...,64 until throughput stops rising)")
+    p.add_argument("--every-level", dest="every_level", action="store_true",
+                   help="measure every level: do not stop when throughput gains fall under 5%% or p95 passes "
+                        "--latency-target (a failing level, a full context or --max-seconds still stop it)")
     p.add_argument("--items", type=int, default=32, help="items per level (the first N test items; default 32)")
     p.add_argument("--latency-target", dest="latency_target", type=float, metavar="S",
                    help="p95 latency target in seconds: the sweep stops past it, the chosen level stays under it")

@@ -6,7 +6,11 @@ by the gold answer and the end-of-turn token. The loss covers the answer tokens 
 
 On the CPU the prompt prefix that every example shares (system message and k-shot turns) is run once
 per step and its keys/values are shared by the whole batch, with gradients flowing through it: the
-same loss as running each sequence in full, at a fraction of the cost.
+same loss as running each sequence in full, at a fraction of the cost. The rows' own tokens then run in
+passes of at most 512 tokens, shortest rows together (little padding), each pass's activations freed
+by its own backward: a step's memory is one prefix and one pass, whatever the batch size and however
+long the task's texts (a long-text task once held 8 padded rows of ~1,000 tokens at once, 7.4 GB).
+torch runs on the cores this process may use (:func:`cpu_threads`).
 
 >>> model, tok, info = load_base(model_file, device="cpu", quantize="none")  # doctest: +SKIP
 """
@@ -22,6 +26,7 @@ from typing import Any
 from kit.errors import ConfigError, KitError, MissingDependency
 
 TORCH_PIN = "torch==2.13.0"
+TOKENS_PER_PASS = 512  # a pass's own tokens (rows x padded width): bounds the activations held at once
 CPU_TORCH = f"pip install {TORCH_PIN} --index-url https://download.pytorch.org/whl/cpu"
 
 
@@ -141,43 +146,123 @@ def shared_prefix(examples: Sequence[Example]) -> tuple[int, ...]:
     return first[:max(n, 0)]
 
 
-def batch_loss(model: Any, batch: Sequence[Example], *, prefix: Sequence[int], device: str, pad_id: int) -> Any:
-    """Mean cross-entropy over the answer tokens of ``batch``; ``prefix`` (may be empty) is run once and shared."""
+def passes(batch: Sequence[Example], *, tokens: int) -> list[list[Example]]:
+    """The batch's rows in passes of at most ``tokens`` own tokens each (rows × the pass's longest row; a
+    longer row alone), shortest rows first, so that a pass pads little and holds few activations at once.
+
+    >>> rows = [Example(str(n), (1,) * n, (2,)) for n in (9, 2, 3, 8)]
+    >>> [[e.item_id for e in p] for p in passes(rows, tokens=12)]
+    [['2', '3'], ['8'], ['9']]
+    """
+    order = sorted(batch, key=lambda e: len(e.prompt) + len(e.answer))
+    out: list[list[Example]] = []
+    for e in order:
+        width = len(e.prompt) + len(e.answer)
+        if out and (len(out[-1]) + 1) * width <= tokens:  # sorted: this row is the pass's longest
+            out[-1].append(e)
+        else:
+            out.append([e])
+    return out
+
+
+def accumulate_step(model: Any, batch: Sequence[Example], *, prefix: Sequence[int], device: str, pad_id: int,
+                    tokens_per_pass: int = TOKENS_PER_PASS) -> float:
+    """Add the gradients of one step's loss — the mean cross-entropy over the answer tokens of ``batch`` — to
+    the trainable parameters' ``.grad``; return the loss.
+
+    ``prefix`` (may be empty: then every row runs in full) is the prompt start every row shares: it is run
+    once, its keys/values are shared by every row, and the rows run in :func:`passes` of at most
+    ``tokens_per_pass`` own tokens, each pass's activations freed by its backward before the next. The
+    gradients reaching the prefix's keys/values are summed over the passes and sent through the prefix
+    once at the end. A prefix longer than ``tokens_per_pass`` is first run without gradients and run again
+    with them at the end (its activations are not held while the passes run). The same gradients as one
+    pass over the full padded sequences (tests check both ways), with the memory of at most about
+    ``tokens_per_pass`` tokens of prefix and one pass, and no padding beyond a pass's own.
+    """
     import torch
 
+    core = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder, head = core.get_decoder(), core.get_output_embeddings()
+    total = sum(len(e.answer) for e in batch)
     p = len(prefix)
-    rows = [list(e.prompt[p:]) + list(e.answer) for e in batch]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    targets = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, (row, e) in enumerate(zip(rows, batch)):
+    shared: list[Any] = []
+    leaves: list[Any] = []
+    recompute = p > tokens_per_pass  # a long prefix is not held: run again with gradients at the end
+    if p:
+        prefix_ids = torch.tensor([list(prefix)], device=device)
+        with torch.set_grad_enabled(not recompute):
+            shared = _cache_tensors(decoder(input_ids=prefix_ids, use_cache=True).past_key_values)
+        leaves = [t.detach().requires_grad_() for t in shared]
+    value = 0.0
+    for rows in passes(batch, tokens=tokens_per_pass):
+        ids, mask, targets = _padded(rows, pad_id=pad_id, device=device)
+        kwargs: dict[str, Any] = {}
+        if p:
+            kwargs = {"past_key_values": _shared_cache(core.config, leaves, len(rows)), "use_cache": True}
+            mask = torch.cat([torch.ones((len(rows), p), dtype=mask.dtype, device=device), mask], dim=1)
+        hidden = decoder(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
+        keep = targets != -100
+        logits = head(hidden[keep]).float()
+        cap = getattr(core.config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        loss = torch.nn.functional.cross_entropy(logits, targets[keep], reduction="sum") / total
+        loss.backward()
+        value += float(loss.detach())
+        del hidden, logits, loss
+    if p:
+        if recompute:  # the same values, now with their graph: one more prefix forward instead of holding it
+            shared = _cache_tensors(decoder(input_ids=prefix_ids, use_cache=True).past_key_values)
+        # a layer whose keys/values no LoRA reaches (e.g. the first layer's keys without k_proj) has no graph
+        pairs = [(t, leaf.grad) for t, leaf in zip(shared, leaves) if t.requires_grad and leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([t for t, _ in pairs], [g for _, g in pairs])
+    return value
+
+
+def _padded(rows: Sequence[Example], *, pad_id: int, device: str) -> tuple[Any, Any, Any]:
+    """Ids, attention mask and targets (-100 but where a logit predicts an answer token) of ``rows`` after
+    the shared prefix, padded on the right to the longest."""
+    import torch
+
+    seqs = [list(e.prompt) + list(e.answer) for e in rows]
+    width = max(len(r) for r in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    targets = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for i, (row, e) in enumerate(zip(seqs, rows)):
         ids[i, :len(row)] = torch.tensor(row)
         mask[i, :len(row)] = 1
         start = len(row) - len(e.answer)  # position of the first answer token
         targets[i, start - 1:len(row) - 1] = torch.tensor(e.answer)  # logits at t predict token t + 1
-    ids, mask, targets = ids.to(device), mask.to(device), targets.to(device)
-    core = model.get_base_model() if hasattr(model, "get_base_model") else model
-    decoder, head = core.get_decoder(), core.get_output_embeddings()
-    kwargs: dict[str, Any] = {}
-    if p:
-        out = decoder(input_ids=torch.tensor([list(prefix)], device=device), use_cache=True)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(len(rows))
-        kwargs = {"past_key_values": cache, "use_cache": True}
-        mask = torch.cat([torch.ones((len(rows), p), dtype=mask.dtype, device=device), mask], dim=1)
-    hidden = decoder(input_ids=ids, attention_mask=mask, **kwargs).last_hidden_state
-    keep = targets != -100
-    logits = head(hidden[keep]).float()
-    cap = getattr(core.config, "final_logit_softcapping", None)
-    if cap:
-        logits = torch.tanh(logits / cap) * cap
-    return torch.nn.functional.cross_entropy(logits, targets[keep])
+    return ids.to(device), mask.to(device), targets.to(device)
+
+
+def _cache_tensors(cache: Any) -> list[Any]:
+    """Every layer's keys then values of a transformers cache, in layer order."""
+    return [t for layer in cache.layers for t in (layer.keys, layer.values)]
+
+
+def _shared_cache(config: Any, tensors: Sequence[Any], rows: int) -> Any:
+    """A fresh cache holding the shared prefix's keys/values for ``rows`` rows (views, not copies): each pass
+    appends its own keys/values to a cache of its own, and gradients flow back to ``tensors``."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for layer in range(len(tensors) // 2):
+        keys, values = tensors[2 * layer], tensors[2 * layer + 1]
+        cache.update(keys.expand(rows, -1, -1, -1), values.expand(rows, -1, -1, -1), layer)
+    return cache
 
 
 def train(model: Any, examples: Sequence[Example], *, steps: int, batch_size: int, lr: float, seed: int,
-          device: str, pad_id: int, share_prefix: bool, on_step: Callable[[int, float], None] | None = None) -> dict:
-    """Run ``steps`` AdamW steps over seeded shuffles of ``examples``; return losses and timing."""
+          device: str, pad_id: int, share_prefix: bool, on_step: Callable[[int, float], None] | None = None,
+          tokens_per_pass: int = TOKENS_PER_PASS, threads: int | None = None) -> dict:
+    """Run ``steps`` AdamW steps over seeded shuffles of ``examples``; return losses and timing.
+
+    ``threads``: torch's CPU threads for the run (default: the cores this process may use, see
+    :func:`cpu_threads`); restored afterwards.
+    """
     import numpy as np
     import torch
 
@@ -189,27 +274,54 @@ def train(model: Any, examples: Sequence[Example], *, steps: int, batch_size: in
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: (s + 1) / warm if s < warm else max(0.0, (steps - s) / max(1, steps - warm)))
     prefix = shared_prefix(examples) if share_prefix else ()
+    own = [Example(e.item_id, e.prompt[len(prefix):], e.answer) for e in examples]
     order: list[int] = []
     losses: list[float] = []
+    before = torch.get_num_threads()
+    n_threads = threads or cpu_threads()
+    torch.set_num_threads(n_threads)
     model.train()
     start = time.perf_counter()
-    for step in range(steps):
-        if len(order) < batch_size:
-            order += rng.permutation(len(examples)).tolist()
-        batch = [examples[i] for i in order[:batch_size]]
-        del order[:batch_size]
-        loss = batch_loss(model, batch, prefix=prefix, device=device, pad_id=pad_id)
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise ConfigError(f"the loss became {value} at step {step + 1}", where="finetune",
-                              fix="lower the learning rate (--lr)")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        losses.append(round(value, 6))
-        if on_step:
-            on_step(step + 1, losses[-1])
-    model.eval()
-    return {"losses": losses, "train_seconds": time.perf_counter() - start, "shared_prefix_tokens": len(prefix)}
+    try:
+        for step in range(steps):
+            if len(order) < batch_size:
+                order += rng.permutation(len(examples)).tolist()
+            batch = [own[i] for i in order[:batch_size]]
+            del order[:batch_size]
+            value = accumulate_step(model, batch, prefix=prefix, device=device, pad_id=pad_id,
+                                    tokens_per_pass=tokens_per_pass)
+            if not math.isfinite(value):
+                raise ConfigError(f"the loss became {value} at step {step + 1}", where="finetune",
+                                  fix="lower the learning rate (--lr)")
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(round(value, 6))
+            if on_step:
+                on_step(step + 1, losses[-1])
+    finally:
+        torch.set_num_threads(before)
+        model.eval()
+    return {"losses": losses, "train_seconds": time.perf_counter() - start, "shared_prefix_tokens": len(prefix),
+            "threads": n_threads, "tokens_per_pass": tokens_per_pass}
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on — its CPU affinity, and a container's cgroup CPU quota — not every
+    core the machine shows: more torch threads than that only wait on each other.
+
+    >>> cpu_threads() >= 1
+    True
+    """
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)

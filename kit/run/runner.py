@@ -2,10 +2,12 @@
 or any list of questions (:func:`ask`, which the judge uses) — each response written as it completes.
 
 Responses already in the store (same task, item, model identity, parameters, prompt and epoch, no
-error) are served from it: no model call is made twice, no API call is paid twice — also when several
+error) are served from it: no stored answer is asked for again — also when several
 processes run the same questions on one store at once: each question is claimed in the store before it
 is asked (:meth:`~kit.run.store.Store.claim`), and a run comes back to questions another run is asking
-until they are answered. A run stopped at any point — even by SIGKILL — continues where it stopped.
+until they are answered. A run stopped at any point — even by SIGKILL — continues where it stopped; the
+calls it had in flight then are asked again (their answers never reached the store, though a provider may
+have billed them), and the run that asks them says how many (``RunSummary.maybe_paid_twice``, and its note).
 
 When an arm's endpoint goes down (:class:`~kit.errors.EndpointDown`: its breaker tripped, or its server
 process exited) or an error ends the run (a rejected API key, a store that stays locked), no new call
@@ -78,6 +80,7 @@ class RunSummary:
     errors: int = 0
     withheld: int = 0
     reasked: int = 0  # questions asked again because the reply did not parse (``reask``)
+    maybe_paid_twice: int = 0  # calls an earlier run had in flight when it was cut off, made again here
     stopped: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     keys: dict[str, str] = field(default_factory=dict)  # item id -> cache key: exactly the questions asked
@@ -148,6 +151,7 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
                              kit_version=__version__, n_items=len(questions))
     summary = RunSummary(run_id=run_id, task=task.name, arm=arm.spec, items=len(questions))
     status, note = "finished", None
+    in_flight: set[str] = set()  # sent, not answered yet: their claims outlive a run cut off mid-call
     try:
         hits = store.cached(q.key for q in questions)
         summary.cached = sum(q.key in hits for q in questions)
@@ -156,7 +160,7 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
                       detail=f"{summary.cached} from the store" if summary.cached else "") as bar:
             asking = _Asking(task, arm, store=store, run_id=run_id, epoch=epoch, identity=identity, budget=budget,
                              withhold=withhold, summary=summary, parse=parse, reask=reask, bar=bar,
-                             filed={Col.KIND: kind, Col.LOAD: load})
+                             filed={Col.KIND: kind, Col.LOAD: load}, in_flight=in_flight)
             run_sync(asking.run(todo))
         if summary.stopped:
             status = "stopped"
@@ -168,8 +172,22 @@ def ask(task: Task, arm: Arm, questions: Sequence[Question], *, store: Store, pa
         raise
     finally:
         store.finish_run(run_id, status=status, n_items=len(questions), new_calls=summary.new_calls,
-                         cached=summary.cached, errors=summary.errors, message=note or summary.stopped)
+                         cached=summary.cached, errors=summary.errors,
+                         message=note or summary.stopped or repaid_note(summary.maybe_paid_twice),
+                         in_flight=in_flight)
     return summary
+
+
+def repaid_note(count: int) -> str | None:
+    """What a run says when it asked again questions an earlier run had in flight when it was cut off
+    (Ctrl-C, SIGKILL): those calls may have been paid twice.
+
+    >>> repaid_note(3)
+    '3 calls may be paid twice: in flight when an earlier run was cut off'
+    """
+    if not count:
+        return None
+    return f"{count} call{'s' if count != 1 else ''} may be paid twice: in flight when an earlier run was cut off"
 
 
 def run_note(exc: BaseException) -> str:
@@ -194,8 +212,10 @@ class _Asking:
 
     def __init__(self, task: Task, arm: Arm, *, store: Store, run_id: str, epoch: int, identity: dict[str, Any],
                  budget: Budget | None, withhold: Withhold | None, summary: RunSummary, parse: Parse, reask: int,
-                 bar: Progress, filed: dict[str, Any]) -> None:
+                 bar: Progress, filed: dict[str, Any], in_flight: set[str]) -> None:
         self.task, self.arm, self.store, self.run_id, self.epoch = task, arm, store, run_id, epoch
+        self.in_flight = in_flight  # cache keys sent and not answered yet
+        self.taken_over: set[str] = set()  # claims taken over from a run cut off mid-call (counted when sent)
         self.identity, self.budget, self.withhold, self.summary = identity, budget, withhold, summary
         self.parse, self.reask, self.bar, self.filed = parse, reask, bar, filed
         self.halt: list[KitError] = []  # the first error that ends the run: no new call starts after it
@@ -241,6 +261,7 @@ class _Asking:
             if claims.answered:
                 self.bar.advance(len(claims.answered))
             self.later += [q for q in ready if q.key in claims.held]
+            self.taken_over.update(claims.taken_over)
             mine = set(claims.mine)
             await self._ask([q for q in ready if q.key in mine])
 
@@ -295,13 +316,19 @@ class _Asking:
 
     async def _call(self, questions: list[Question]) -> list[Completion] | None:
         """The arm's completions, in order; None when an error ends the run (it is kept in ``halt``)."""
+        keys = [q.key for q in questions]
+        self.summary.maybe_paid_twice += sum(k in self.taken_over for k in keys)
+        self.taken_over.difference_update(keys)
+        self.in_flight.update(keys)  # a cut here (Ctrl-C, SIGKILL) leaves these claims behind
         try:
             completions = await self.arm.acomplete_many([q.request for q in questions])
         except KitError as exc:  # EndpointDown, a rejected key: stop asking, finish what is in flight
+            self.in_flight.difference_update(keys)
             self.halt.append(exc)
             return None
         except Exception as exc:  # a backend fault is recorded on the group's questions, and the run goes on
             completions = [Completion(error=f"{type(exc).__name__}: {exc}") for _ in questions]
+        self.in_flight.difference_update(keys)
         for completion in completions:
             self.summary.new_calls += 1
             if self.budget is not None:

@@ -7,12 +7,15 @@ calling the model again.
 
 Several processes may use one store at once (``kit run`` in two terminals, a notebook beside the CLI):
 
-- **Nothing paid twice.** Before a question is asked its cache key is *claimed* (a row in ``claims`` with
-  the run, pid and host), in the same transaction that checks it is not answered yet. A second run
-  skips a claimed question and comes back to it: by then it is answered (served from the store), or its
-  claim is gone. A claim is honoured while its run is ``running``, its process lives (on this host: a
-  SIGKILLed run's claims are taken over at once) and for at most ``claim_ttl_s`` (15 minutes) — so no
-  claim blocks forever; a run that holds one longer may see its question asked again.
+- **No answer bought twice by two runs; a call cut off is counted.** Before a question is sent its cache
+  key is *claimed* (a row in ``claims`` with the run, pid and host), in the same transaction that checks
+  it is not answered yet. A second run skips a claimed question and comes back to it: by then it is
+  answered (served from the store), or its claim is void. A claim is honoured while its run is
+  ``running``, its process lives (on this host: a SIGKILLed run's claims are taken over at once) and for
+  at most ``claim_ttl_s`` (15 minutes) — so no claim blocks forever. A run stopped with calls in flight
+  (Ctrl-C, SIGKILL, a crash) cannot store their answers, though the provider may bill them: their claims
+  stay, and the run that asks those questions again counts them (:attr:`Claims.taken_over`) as calls
+  that may have been paid twice.
 - **Nothing paid lost.** A write that finds the store locked by another process waits a moment
   (:data:`QUICK_WAIT_S`), then the row goes to a side file beside the store (``PATH.unwritten.jsonl``;
   a file in the temporary folder if that one cannot be written; memory as the last resort). Every
@@ -21,6 +24,8 @@ Several processes may use one store at once (``kit run`` in two terminals, a not
   names the process holding the lock and where the unwritten answers are kept.
 - **Safe creation.** Migrations run in one ``BEGIN IMMEDIATE`` transaction that re-reads the schema
   version, so two processes creating one new store at once do not collide.
+- **The OS side** (file locks, who holds the store's lock, whether a run's process lives) is in
+  :mod:`kit.run.locks`.
 - **Clear errors.** A read-only store (``chmod``, ``chattr +i``, a read-only folder), a ``--store`` whose
   folder is a file, a damaged file or a full disk is a :class:`~kit.errors.StoreError` with the fix —
   raised when the store is opened, before anything is asked.
@@ -32,7 +37,6 @@ Several processes may use one store at once (``kit run`` in two terminals, a not
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -43,7 +47,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Iterable
@@ -52,6 +56,7 @@ import pandas as pd
 
 from kit.columns import Col
 from kit.errors import ConfigError, StoreError
+from kit.run.locks import LockHolder, alive, exclusive, exclusive_lines, lock_holders, unix_time
 
 # Append only: a schema change is a new entry. user_version records how many have been applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -139,6 +144,7 @@ RESPONSE_COLUMNS = (
 )
 RUN_END_COLUMNS = ("finished_at", Col.STATUS, Col.N_ITEMS, "new_calls", "cached", "errors", "message")
 
+IN_FLIGHT = "in_flight"  # in a kept-aside run's end: the cache keys whose claims stay (calls in flight)
 DEFAULT_WAIT_S = 60.0  # how long a run waits, in all, for another process's write lock
 CLAIM_TTL_S = 900.0  # how long a live run's claim on a question is honoured
 QUICK_WAIT_S = 0.05  # how long one write waits for the lock before its row is kept aside
@@ -169,12 +175,15 @@ class Claims:
 
     ``mine``: claimed for this run now — ask them. ``answered``: answered without error by now (by another
     run, meanwhile) — serve them from the store. ``held``: key -> who is asking it (another live run) —
-    come back to them later.
+    come back to them later. ``taken_over``: key -> the run that had claimed it and ended without its answer
+    (killed, interrupted mid-call, or its claim expired): part of ``mine``, and its earlier call may have
+    been paid — asking it again may pay it twice.
     """
 
     mine: tuple[str, ...]
     answered: tuple[str, ...]
     held: dict[str, str]
+    taken_over: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,17 +205,6 @@ class Unwritten:
             return cls(table=str(data["table"]), values=dict(data["values"]))
         except (ValueError, KeyError, TypeError):
             return None
-
-
-@dataclass(frozen=True)
-class LockHolder:
-    """A process of this host that holds a write lock on the store's files."""
-
-    pid: int
-    command: str
-
-    def __str__(self) -> str:
-        return f"process {self.pid} ({self.command})" if self.command else f"process {self.pid}"
 
 
 class Store:
@@ -389,15 +387,12 @@ class Store:
         for entry in self._aside:
             self._apply(entry)
         for path in self.side_files():
-            try:
-                if path.stat().st_size == 0:
-                    continue
-                f = open(path, "r+", encoding="utf-8")
-            except OSError:
+            opened = exclusive_lines(path)
+            if opened is None:
                 continue
+            f, lines = opened
             files.append(f)
-            fcntl.flock(f, fcntl.LOCK_EX)
-            for line in f.read().splitlines():
+            for line in lines:
                 entry = Unwritten.parse(line)
                 if entry is not None:
                     self._apply(entry)
@@ -407,8 +402,7 @@ class Store:
         """Append ``entry`` to the first side file that takes it (synced to disk); memory as the last resort."""
         for path in self.side_files():
             try:
-                with open(path, "a", encoding="utf-8") as f:
-                    fcntl.flock(f, fcntl.LOCK_EX)
+                with exclusive(path, "a") as f:
                     f.write(entry.line())
                     f.flush()
                     os.fsync(f.fileno())
@@ -457,11 +451,13 @@ class Store:
 
     def _apply(self, entry: Unwritten) -> None:
         values = dict(entry.values)
-        if entry.table == "runs":  # a run's end: the claims it still holds go with it
+        if entry.table == "runs":  # a run's end: the claims it still holds go with it, but those of calls in flight
             run_id = values.pop(Col.RUN_ID)
+            keep = list(values.pop(IN_FLIGHT, None) or ())
             sets = ", ".join(f"{c}=?" for c in values)
             self.db.execute(f"UPDATE runs SET {sets} WHERE run_id=?", (*values.values(), run_id))
-            self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
+            self.db.execute(f"DELETE FROM claims WHERE run_id=? AND cache_key NOT IN ({','.join('?' * len(keep))})",
+                            (run_id, *keep))
             return
         cols = ", ".join(values)
         updates = ", ".join(f"{c}=excluded.{c}" for c in values if c != "cache_key")
@@ -478,7 +474,7 @@ class Store:
         """The processes of this host holding a write lock on the store (from Linux's /proc/locks)."""
         if self.path == ":memory:":
             return []
-        return _lock_holders(Path(self.path))
+        return lock_holders(Path(self.path))
 
     def busy_error(self, *, waited_s: float) -> StoreBusy:
         """The error that ends a wait for the lock: who holds it, how long this waited, where the answers
@@ -544,12 +540,14 @@ class Store:
         return run_id
 
     def finish_run(self, run_id: str, *, status: str, n_items: int, new_calls: int, cached: int, errors: int,
-                   message: str | None = None) -> bool:
-        """Record how a run ended and drop the claims it still holds (questions it did not get to); True when
-        written now. Never raises: a store that cannot take it now (locked, read-only) gets it kept aside,
-        and it lands with a later write (of any process)."""
+                   message: str | None = None, in_flight: Iterable[str] = ()) -> bool:
+        """Record how a run ended and drop the claims it still holds on questions it did not get to — but
+        not on ``in_flight`` (cache keys sent and not answered: their calls may have been paid, and the run
+        that asks them again says so); True when written now. Never raises: a store that cannot take it now
+        (locked, read-only) gets it kept aside, and it lands with a later write (of any process)."""
         entry = Unwritten("runs", {Col.RUN_ID: run_id, "finished_at": now(), Col.STATUS: status, Col.N_ITEMS: n_items,
-                                   "new_calls": new_calls, "cached": cached, "errors": errors, "message": message})
+                                   "new_calls": new_calls, "cached": cached, "errors": errors, "message": message,
+                                   IN_FLIGHT: sorted(in_flight)})
         try:
             with self._transaction(wait=False):
                 self._apply(entry)
@@ -568,15 +566,16 @@ class Store:
 
     def reap(self) -> list[str]:
         """Mark as ``interrupted`` the runs still ``running`` whose process on this host is gone (killed with
-        SIGKILL, out of memory, the machine restarted), with the calls they stored, and drop their claims;
-        return their run ids. Skipped (nothing marked) while another process holds the write lock.
+        SIGKILL, out of memory, the machine restarted), with the calls they stored; return their run ids.
+        Their claims stay (no longer honoured): the run that asks those questions again learns that their
+        calls may have been paid. Skipped (nothing marked) while another process holds the write lock.
 
         Runs of other hosts are left alone: their processes cannot be seen from here.
         """
         rows = self.db.execute("SELECT run_id, pid, started_at FROM runs WHERE status='running' AND host=?",
                                (self._host,)).fetchall()
         gone = [r[Col.RUN_ID] for r in rows if r["pid"] is not None
-                and not _alive(int(r["pid"]), _unix(r["started_at"]))]
+                and not alive(int(r["pid"]), unix_time(r["started_at"]))]
         if not gone:
             return []
         try:
@@ -588,7 +587,6 @@ class Store:
                         " errors=(SELECT count(*) FROM responses WHERE run_id=runs.run_id AND error IS NOT NULL)"
                         " WHERE run_id=? AND status='running'",
                         ("its process ended without finishing the run (killed?); run it again to continue", run_id))
-                    self.db.execute("DELETE FROM claims WHERE run_id=?", (run_id,))
         except sqlite3.Error:
             return []
         return gone
@@ -602,12 +600,17 @@ class Store:
         >>> claims = store.claim(["k1", "k2"], run_id=run_id)   # doctest: +SKIP
         >>> claims.mine, claims.held                             # doctest: +SKIP
         (('k1',), {'k2': 'run 20250101T000000-ab12cd34 (pid 4242 on this-host)'})
+
+        A claim is the record, made before the question is sent, that it is being asked: a run that ends
+        with calls in flight (Ctrl-C, SIGKILL) leaves their claims behind, and the run that asks them again
+        finds them in ``taken_over`` — those calls may have been paid twice.
         """
         keys = list(dict.fromkeys(keys))
         if not keys:
             return Claims(mine=(), answered=(), held={})
         mine: list[str] = []
         held: dict[str, str] = {}
+        taken: dict[str, str] = {}
         answered: set[str] = set()
         try:
             with self._transaction(wait=False):
@@ -625,6 +628,8 @@ class Store:
                     if other is not None and other[Col.RUN_ID] != run_id and self._honoured(other, taken_at):
                         held[key] = f"run {other[Col.RUN_ID]} (pid {other['pid']} on {other['host']})"
                         continue
+                    if other is not None and other[Col.RUN_ID] != run_id:
+                        taken[key] = str(other[Col.RUN_ID])
                     self.db.execute(
                         "INSERT INTO claims(cache_key, run_id, pid, host, claimed_at) VALUES (?,?,?,?,?)"
                         " ON CONFLICT(cache_key) DO UPDATE SET run_id=excluded.run_id, pid=excluded.pid,"
@@ -633,14 +638,14 @@ class Store:
                     mine.append(key)
         except sqlite3.Error as exc:
             raise self._error(exc) from None
-        return Claims(mine=tuple(mine), answered=tuple(k for k in keys if k in answered), held=held)
+        return Claims(mine=tuple(mine), answered=tuple(k for k in keys if k in answered), held=held, taken_over=taken)
 
     def _honoured(self, claim: sqlite3.Row, at: float) -> bool:
         """Whether another run's claim still stands: its run is running, its process lives (as far as this
         host can tell) and it is younger than ``claim_ttl_s``."""
         if claim[Col.STATUS] != "running" or at - float(claim["claimed_at"]) >= self.claim_ttl_s:
             return False
-        return claim["host"] != self._host or _alive(int(claim["pid"]), float(claim["claimed_at"]))
+        return claim["host"] != self._host or alive(int(claim["pid"]), float(claim["claimed_at"]))
 
     # responses -------------------------------------------------------------------------------------
     def cached(self, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -741,83 +746,6 @@ def _kept_words(count: int) -> str:
 def _is_busy(exc: BaseException) -> bool:
     name = str(getattr(exc, "sqlite_errorname", ""))
     return name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in str(exc)
-
-
-def _lock_holders(path: Path) -> list[LockHolder]:
-    """Processes of this host (other than this one) holding a write lock on the store: the WAL write lock
-    (byte 120 of the -shm file) or a lock on the file itself (rollback-journal mode). Linux only."""
-    inodes: dict[int, bool] = {}  # inode -> is the -shm file
-    for candidate, shm in ((path, False), (Path(f"{path}-shm"), True)):
-        try:
-            inodes[candidate.stat().st_ino] = shm
-        except OSError:
-            continue
-    try:
-        with open("/proc/locks", encoding="ascii", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    pids: list[int] = []
-    for line in lines:
-        parts = line.split()
-        if "->" in parts or len(parts) < 8 or parts[3] != "WRITE":
-            continue
-        try:
-            pid, inode = int(parts[4]), int(parts[5].rsplit(":", 1)[1])
-            first, last = int(parts[6]), (None if parts[7] == "EOF" else int(parts[7]))
-        except ValueError:
-            continue
-        if inode not in inodes or pid == os.getpid() or pid in pids:
-            continue
-        if inodes[inode] and not (first <= 120 and (last is None or last >= 120)):
-            continue  # a reader's or checkpointer's lock on the -shm file, not the write lock
-        pids.append(pid)
-    return [LockHolder(pid=pid, command=_command(pid)) for pid in pids]
-
-
-def _command(pid: int) -> str:
-    """A process's command line, shortened (from /proc; empty where it cannot be read)."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            text = " ".join(f.read().replace(b"\0", b" ").decode(errors="replace").split())
-    except OSError:
-        return ""
-    return text if len(text) <= 80 else text[:79] + "…"
-
-
-def _unix(stamp: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(str(stamp)).timestamp()
-    except (TypeError, ValueError):
-        return None
-
-
-def _alive(pid: int, since: float | None) -> bool:
-    """Whether process ``pid`` of this host still runs and is the one that was running at Unix time
-    ``since`` (a pid reused by a process started later does not count, where /proc tells start times)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # another user's process: alive
-    began = _process_start(pid)
-    if began is None or since is None:
-        return True
-    return began <= since + 2.0  # /proc/stat's boot time has whole seconds
-
-
-def _process_start(pid: int) -> float | None:
-    """When process ``pid`` started (Unix time), from Linux's /proc; None elsewhere."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            stat = f.read()
-        with open("/proc/stat", encoding="ascii") as f:
-            boot = next(float(line.split()[1]) for line in f if line.startswith("btime "))
-    except (OSError, StopIteration, ValueError):
-        return None
-    ticks = float(stat.rpartition(")")[2].split()[19])  # field 22, starttime, in clock ticks since boot
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _decoded(frame: pd.DataFrame) -> pd.DataFrame:

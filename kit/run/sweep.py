@@ -3,8 +3,9 @@
 A load sweep runs the first ``items`` test items of a task through a self-hosted option at load 1, 2, 4,
 8, 16 … — for an in-process llama.cpp arm the batch size (requests decoded together), for an
 OpenAI-compatible endpoint you run (vLLM, llama.cpp's server, Ollama) the requests in flight — and
-measures at each level items/s, tokens/s, p50/p95 latency and time to first token. It stops when
-throughput stops rising, when p95 passes the latency target, when the endpoint refuses or fails requests
+measures at each level items/s, tokens/s (all, and output alone), p50/p95 latency, time to first token,
+inter-token latency and time per output token. It stops when throughput stops rising, when p95 passes the
+latency target (unless ``every_level``), when the endpoint refuses or fails requests
 (HTTP 429/503: the last good level stands, and the reason is said), when the context cannot hold the
 batch, or when the time budget is spent.
 
@@ -63,6 +64,10 @@ class SweepLevel:
     p95_latency_s: float
     p50_ttft_s: float
     p95_ttft_s: float
+    p50_itl_s: float  # inter-token latency: (latency - TTFT) / (output tokens - 1), per request
+    p95_itl_s: float
+    p50_tpot_s: float  # time per output token: latency / output tokens, per request
+    p95_tpot_s: float
     status: str
     note: str = ""
 
@@ -172,6 +177,7 @@ def level_stats(rows: pd.DataFrame, *, load: int, new_calls: int = 0, cached: in
     ttft = pd.to_numeric(ok[Col.TTFT_S], errors="coerce").dropna().to_numpy(dtype=float) if n else np.array([])
     p_tok = float(pd.to_numeric(ok[Col.PROMPT_TOKENS], errors="coerce").fillna(0).sum()) if n else 0.0
     c_tok = float(pd.to_numeric(ok[Col.COMPLETION_TOKENS], errors="coerce").fillna(0).sum()) if n else 0.0
+    itl, tpot = per_token_latencies(ok) if n else (np.array([]), np.array([]))
 
     def rate(x: float) -> float:
         return x / wall if wall > 0 else float("nan")
@@ -184,7 +190,29 @@ def level_stats(rows: pd.DataFrame, *, load: int, new_calls: int = 0, cached: in
                       new_calls=new_calls, cached=cached, wall_s=wall, items_per_s=rate(len(ok)),
                       tokens_per_s=rate(p_tok + c_tok), completion_tokens_per_s=rate(c_tok),
                       p50_latency_s=q(lat, 0.5), p95_latency_s=q(lat, 0.95), p50_ttft_s=q(ttft, 0.5),
-                      p95_ttft_s=q(ttft, 0.95), status=status)
+                      p95_ttft_s=q(ttft, 0.95), p50_itl_s=q(itl, 0.5), p95_itl_s=q(itl, 0.95),
+                      p50_tpot_s=q(tpot, 0.5), p95_tpot_s=q(tpot, 0.95), status=status)
+
+
+def per_token_latencies(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per request: the inter-token latency, (latency − TTFT) / (output tokens − 1), for requests with a
+    TTFT and at least 2 output tokens; and the time per output token, latency / output tokens, for
+    requests with at least 1 (GuideLLM's definitions of ITL and TPOT).
+
+    >>> rows = pd.DataFrame({"latency_s": [1.0, 0.5], "ttft_s": [0.1, None], "completion_tokens": [10, 5]})
+    >>> itl, tpot = per_token_latencies(rows)
+    >>> itl.round(3).tolist(), tpot.round(3).tolist()
+    ([0.1], [0.1, 0.1])
+    """
+    lat = pd.to_numeric(rows[Col.LATENCY_S], errors="coerce").to_numpy(dtype=float)
+    ttft = pd.to_numeric(rows[Col.TTFT_S], errors="coerce").to_numpy(dtype=float)
+    out = pd.to_numeric(rows[Col.COMPLETION_TOKENS], errors="coerce").to_numpy(dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        itl = (lat - ttft) / (out - 1)
+        tpot = lat / out
+    itl = itl[np.isfinite(itl) & (out >= 2)]
+    tpot = tpot[np.isfinite(tpot) & (out >= 1)]
+    return itl, tpot
 
 
 def _refused(row: Any) -> bool:
@@ -208,10 +236,13 @@ def _wall_s(rows: pd.DataFrame) -> float:
 def sweep(task: Task, arm: Arm, *, store: Store, levels: Sequence[int] = DEFAULT_LEVELS, items: int = 32,
           latency_target_s: float | None = None, max_seconds: float | None = 600.0, min_gain: float = 0.05,
           max_tokens: int = 256, epoch: int = 0, progress: bool = False, label: str | None = None,
-          warmup: bool = True) -> SweepResult:
+          warmup: bool = True, every_level: bool = False) -> SweepResult:
     """Run the first ``items`` test items at each load level in turn; see the module's docstring.
 
     ``min_gain``: the sweep goes on only while a level's items/s beats the best so far by this share.
+    ``every_level``: measure every level asked for — neither a throughput that stops rising nor a p95
+    past the target ends the sweep (such levels are still marked, and never chosen past the target); a
+    level that fails, a context too small or the time budget still do.
     ``max_seconds``: no new level starts once the sweep has run this long (levels served from the store
     take no time). ``label`` names the option (default: the arm's spec). ``warmup``: before a level that
     calls the model, one unrecorded request fills the prefix cache (a served model has it warm), so the
@@ -257,6 +288,8 @@ def sweep(task: Task, arm: Arm, *, store: Store, levels: Sequence[int] = DEFAULT
             stats = level_stats(store.rows(summary.keys.values()), load=level, new_calls=summary.new_calls,
                                 cached=summary.cached)
             stats, stop = _judge(stats, best, latency_target_s, arm.load_kind, last=result.levels, min_gain=min_gain)
+            if every_level and stats.status != "failed":
+                stop = ""
             result.levels.append(stats)
             bar.advance(len(chosen), detail=f"{arm.load_kind} {level}: {stats.items_per_s:.3g} items/s, "
                                             f"p95 {stats.p95_latency_s:.2f} s")
