@@ -20,14 +20,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from kit.arms.base import backend_of
+from kit.arms.registry import backend_of
 from kit.columns import Col
 from kit.errors import ConfigError
 from kit.experiment import Experiment, Option
 from kit.export.router import ROUTING_VERSION, SLOT
-from kit.pipeline.costs import hybrids_of
+from kit.pipeline.outputs import hybrids_of
 from kit.pipeline.folder import Doc, RunFolder, Table
-from kit.pipeline.quality import task_of
+from kit.pipeline.scores import task_of
 from kit.tasks.prompts import DEFAULT_PROMPT, PromptVariant, ShotChoice, build_request
 from kit.tasks.types import Item
 
@@ -222,7 +222,7 @@ def routing_of(folder: RunFolder, *, shadow_share: float = 0.1, endpoints: Mappi
             continue
         hybrid = next((h for h in hybrids_of(folder, name) if h.hybrid.name == pick), None)
         first = str(hybrid.hybrid.first) if hybrid else pick
-        task = task_of(folder, name)
+        task = task_of(folder.experiment(), name)
         record = next((r for r in folder.runs(task=name) if r.option == first), None)
         variant = _variant(exp, exp.option(first), record.prompt if record else "default")
         if variant.shot_choice is ShotChoice.SIMILAR and (variant.shots or task.shots):
@@ -274,7 +274,7 @@ def _expectations(folder: RunFolder, task: str, *, pick: str, first: str) -> Exp
         n = len(common)
         agreement = float((mine.loc[common] == ref.loc[common]).mean()) if n else None
     # the floor: the most common label of the train split (the majority-class baseline), where answers are labels
-    t = task_of(folder, task)
+    t = task_of(folder.experiment(), task)
     golds = [i.gold for i in t.train] if t.labelled else []
     majority = Counter(golds).most_common(1)[0][0] if golds and all(isinstance(g, str) for g in golds) else None
     share = sum(i.gold == majority for i in t.test) / len(t.test) if majority is not None and t.test else None
