@@ -297,6 +297,11 @@ class Col(StrEnum):
     WINDOW = "window"
     SHADOW_OUTPUT = "shadow_output"
     ADVICE = "advice"
+    # -- the cost of staying right: labelling and retraining once deployed (kit.economics.upkeep, costs stage)
+    LABELLING_COST = "labelling_cost"
+    RETRAINING_COST = "retraining_cost"
+    LABELLING_BASIS = "labelling_basis"
+    RETRAINING_BASIS = "retraining_basis"
 
 
 class RowKind(StrEnum):

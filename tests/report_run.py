@@ -42,8 +42,9 @@ def _outputs(items, seed: int) -> tuple[list[dict], list[dict]]:
     return api, local
 
 
-def build_report_run(path: Path, *, items: int = 200, seed: int = 0) -> RunFolder:
-    """Build the run folder at ``path / "run"`` (its store and replay files beside it) and return it."""
+def build_report_run(path: Path, *, items: int = 200, seed: int = 0, upkeep: dict | None = None) -> RunFolder:
+    """Build the run folder at ``path / "run"`` (its store and replay files beside it) and return it (``upkeep``:
+    the experiment's ``upkeep:`` key, its defaults when None)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     task = load_task(TASK)
@@ -60,7 +61,8 @@ def build_report_run(path: Path, *, items: int = 200, seed: int = 0) -> RunFolde
             {"name": "SmolLM2", "arm": f"replay:{files['local']}", "runs": "self-hosted", "machine": "box"},
         ],
         "machines": {"box": {"price_per_hour": 0.2, "utilisation": 0.6}},
-        "monthly_volume": 100_000, "latency_target_s": 2.0, "store": str(path / "kit.sqlite")},
+        "monthly_volume": 100_000, "latency_target_s": 2.0, "store": str(path / "kit.sqlite"),
+        **({"upkeep": upkeep} if upkeep is not None else {})},
         source="tests/report_run.py")
     folder = RunFolder(path / "run")
     prepare.prepare_stage(exp, folder)

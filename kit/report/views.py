@@ -23,7 +23,7 @@ from pandas.io.formats.style import Styler
 from kit import __version__
 from kit.columns import Col, RowKind
 from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
-                        show)
+                        show, usd_month)
 from kit.models.hardware import machine_words
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.tasks.types import ComparisonKind
@@ -215,10 +215,33 @@ def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def costs(folder: RunFolder) -> Styler:
-    return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD},
+    return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD,
+                                         Col.LABELLING_COST: USD, Col.RETRAINING_COST: USD},
                 columns={Col.TASK: "task", Col.OPTION: "option", Col.WHERE: "runs", Col.MONTHLY_COST: "USD / month",
-                         "90% band": "90% band", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
+                         "90% band": "90% band", Col.LABELLING_COST: "of which labelling",
+                         Col.RETRAINING_COST: "of which retraining", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
                          Col.BASIS: "how it is priced", Col.MEASURED_ON: "throughput measured on"})
+
+
+def upkeep(folder: RunFolder) -> str:
+    """The cost of staying right, per self-hosted candidate: labelling and retraining a month, what each assumed
+    and where each figure comes from (both are in its USD / month, its break-even volumes and the verdict)."""
+    lines = []
+    for task in folder.tasks():
+        c = folder.table(Table.COSTS, task=task)
+        if c.empty or Col.LABELLING_BASIS not in c.columns:
+            continue
+        for row in c.to_dict("records"):
+            parts = [f"{what} {esc(usd_month(row[cost]))} ({esc(row[basis])})"
+                     for what, cost, basis in (("labelling", Col.LABELLING_COST, Col.LABELLING_BASIS),
+                                               ("retraining", Col.RETRAINING_COST, Col.RETRAINING_BASIS))
+                     if row.get(basis)]
+            if parts:
+                lines.append(f"- *{esc(task)}*, **{esc(row[Col.OPTION])}**: " + "; ".join(parts))
+    if not lines:
+        return "- no self-hosted candidate: nothing to label or retrain after deployment"
+    return ("Included in each option's USD / month, its break-even volumes and the verdict (the experiment's "
+            "`upkeep:` key sets them):\n" + "\n".join(lines))
 
 
 def break_even(folder: RunFolder) -> str:
