@@ -27,7 +27,7 @@ from collections.abc import Collection, Mapping
 from enum import Enum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 import yaml
@@ -300,8 +300,12 @@ class Parameters(_Schema):
     hourly_rate: float = Field(100.0, ge=0, description="USD per engineering hour (setup and ops)")
     horizon_months: float = Field(12.0, gt=0, description="one-time costs (setup, fine-tuning) are spread over "
                                                           "this many months")
-    upkeep: UpkeepSpec = Field(UpkeepSpec(), examples=[{"labels_per_window": 200, "retrain_every_months": 6}],
-                               description="labelling and retraining after deployment, in the monthly cost")
+    windows: Union[Literal["month"], Annotated[int, Field(ge=4)]] | None = Field(
+        None, examples=["month"], description="the report's look at time: each task's test items cut by calendar month "
+                                              "of its time column (`month`) or every N items; null: no windows")
+    upkeep: UpkeepSpec | None = Field(None, examples=[{"labels_per_window": 200, "retrain_every_months": 6}],
+                                      description="labelling and retraining after deployment, in the monthly "
+                                                  "cost; null: the defaults below")
     max_tokens: int = Field(256, ge=1, description="the longest answer, in tokens (a task type may set its own)")
     judge: str | None = Field(None, min_length=1, examples=["API"],
                               description="free-text tasks: the name of the option whose model judges answers; "

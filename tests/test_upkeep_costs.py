@@ -3,6 +3,7 @@ verdict, through the real stages on replayed answers (tests/report_run.py), with
 
 from __future__ import annotations
 
+import html
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def test_default_report_puts_labelling_in_the_monthly_cost(run):
     assert ranking.loc[ranking[Col.OPTION] == "SmolLM2", Col.MONTHLY_COST].iloc[0] == pytest.approx(
         local[Col.MONTHLY_COST])
     # the report says what it assumed and where each figure comes from
-    words = views.upkeep(run)
+    words = html.unescape(views.upkeep(run))  # Markdown-escaped
     assert "SmolLM2" in words and "labelling" in words and "seconds from upkeep.seconds_per_label" in words
     shown = views.costs(run).data
     assert "of which labelling" in shown.columns and "of which retraining" in shown.columns

@@ -34,7 +34,7 @@ from kit.decision import Hybrid, OptionKey
 from kit.economics import CostOption, api_option, break_even, cost_curve, cost_table, local_option, monthly_band
 from kit.economics.upkeep import UpkeepCost, labelling_cost, retraining_cost
 from kit.errors import ConfigError
-from kit.experiment import Experiment, Option
+from kit.experiment import Experiment, Option, UpkeepSpec
 from kit.labels import LabelBook
 from kit.labels.pace import labelling_pace
 from kit.models.ceiling import decode_ceiling
@@ -86,7 +86,7 @@ def labels_per_window(exp: Experiment, scores: pd.DataFrame, option: Option) -> 
     """The fresh labels a window needs to re-test ``option`` against the reference: the experiment's
     ``upkeep.labels_per_window`` when given, else the paired items Nam's (1997) formula needs at the margin
     with 80% power from this run's answers (the plan's method on a pilot), else the items the run compared."""
-    given = exp.upkeep.labels_per_window
+    given = (exp.upkeep or UpkeepSpec()).labels_per_window
     if given is not None:
         return float(given), "upkeep.labels_per_window"
     wide = scores.pivot_table(index=Col.ITEM_ID, columns=Col.OPTION, values=Col.SCORE, aggfunc="mean")
@@ -108,7 +108,7 @@ def upkeep_of(exp: Experiment, option: Option, scores: pd.DataFrame, *, train_se
     (empty for the reference and third-party options)."""
     if not option.self_hosted or option.name == exp.reference.name:
         return {}
-    spec = exp.upkeep
+    spec = exp.upkeep or UpkeepSpec()
     n, n_from = labels_per_window(exp, scores, option)
     seconds, measured, s_from = pace
     label = labelling_cost(labels_per_window=n, seconds_per_label=seconds, hourly_rate=exp.hourly_rate,
@@ -220,7 +220,7 @@ def costs_stage(folder: RunFolder) -> dict[str, dict[str, Any]]:
         goodputs: dict[str, dict[str, Any]] = {}
         unpriced = []
         upkeeps: dict[str, dict[str, UpkeepCost]] = {}
-        pace = label_seconds(folder, task, default=exp.upkeep.seconds_per_label)
+        pace = label_seconds(folder, task, default=(exp.upkeep or UpkeepSpec()).seconds_per_label)
         for o in exp.options_for(name):
             if o.name not in set(scores[Col.OPTION]):
                 continue
