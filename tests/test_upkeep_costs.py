@@ -22,7 +22,7 @@ from kit.report import views
 from kit.run.store import Store
 from kit.stats import sample_size_noninferiority
 from kit.tasks import load_task
-from tests.report_run import TASK, build_report_run
+from report_run import TASK, build_report_run
 
 
 @pytest.fixture(scope="module")
