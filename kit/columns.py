@@ -302,6 +302,11 @@ class Col(StrEnum):
     RETRAINING_COST = "retraining_cost"
     LABELLING_BASIS = "labelling_basis"
     RETRAINING_BASIS = "retraining_basis"
+    # -- time in a task: windows of a report run's test items (kit.monitor.history)
+    REFERENCE_ANSWERS = "reference_answers"
+    LENGTH_P = "length_p"
+    TEXTS_ACCURACY = "texts_accuracy"
+    TEXTS_P = "texts_p"
 
 
 class RowKind(StrEnum):

@@ -24,7 +24,9 @@ from kit import __version__
 from kit.columns import Col, RowKind
 from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
                         show, usd_month)
+from kit.errors import ConfigError
 from kit.models.hardware import machine_words
+from kit.monitor.history import task_history, windows_of
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
@@ -242,6 +244,37 @@ def upkeep(folder: RunFolder) -> str:
         return "- no self-hosted candidate: nothing to label or retrain after deployment"
     return ("Included in each option's USD / month, its break-even volumes and the verdict (the experiment's "
             "`upkeep:` key sets them):\n" + "\n".join(lines))
+
+
+def windows(folder: RunFolder) -> str:
+    """Time in each task (the experiment's ``windows:``): per window the items, each option's quality (against
+    labels, or agreement with the reference — said per figure), the reference's commonest answers, and the input
+    drift against the first window (:mod:`kit.monitor.drift`); nothing when the experiment asks for no windows."""
+    spec = folder.experiment().windows
+    if spec is None:
+        return "- no windows asked for (`windows: month` or `windows: N` items cuts each task's items by time)"
+    lines = []
+    for task in folder.tasks():
+        try:
+            h = task_history(folder, task, windows=windows_of(spec))
+        except ConfigError as exc:
+            lines.append(f"- *{esc(task)}*: no windows: {esc(exc.problem)} ({esc(exc.fix)})")
+            continue
+        lines.append(f"- *{esc(task)}*, cut by {esc(h.cut)}:")
+        for w in h.windows.to_dict("records"):
+            q = h.quality[h.quality[Col.WINDOW] == w[Col.WINDOW]]
+            quality = "; ".join(
+                f"{esc(r[Col.OPTION])} {pct(r[Col.QUALITY]) if r[Col.QUALITY] is not None else 'n/a'} "
+                f"({esc(r[Col.BASIS])}, {r[Col.N_ITEMS]} items" + (f", {r[Col.N_LABELLED]} labels)" if
+                                                                    r[Col.N_LABELLED] else ")")
+                for r in q.to_dict("records"))
+            drift = ("the first window: drift is measured against it" if w[Col.LENGTH_P] is None else
+                     f"drift vs the first window: text length p = {w[Col.LENGTH_P]:.3g}"
+                     + ("" if w[Col.TEXTS_P] is None else
+                        f", texts told apart {pct(w[Col.TEXTS_ACCURACY])} of the time, p = {w[Col.TEXTS_P]:.3g}"))
+            lines.append(f"  - {esc(w[Col.WINDOW])} ({w[Col.N_ITEMS]} items): {quality}. Reference answered "
+                         f"{esc(w[Col.REFERENCE_ANSWERS])}. {drift}.")
+    return "\n".join(lines)
 
 
 def break_even(folder: RunFolder) -> str:
