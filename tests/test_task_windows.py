@@ -99,6 +99,8 @@ def test_the_report_shows_the_windows(run):
         run.save_doc(Doc.EXPERIMENT, recorded)
     assert "cut by every 100 items" in words and "2 (100 items)" in words
     assert "SmolLM2" in words and "(labels, 100 items, 100 labels)" in words and "text length p = " in words
+    assert "1 (100 items)" in words and "the first window: drift is measured against it" in words
+    assert "nan" not in words
 
 
 def _minimal() -> dict:

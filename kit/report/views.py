@@ -260,7 +260,8 @@ def windows(folder: RunFolder) -> str:
         except ConfigError as exc:
             lines.append(f"- *{esc(task)}*: no windows: {esc(exc.problem)} ({esc(exc.fix)})")
             continue
-        lines.append(f"- *{esc(task)}*, cut by {esc(h.cut)}:")
+        lines.append(f"- *{esc(task)}*, cut by {esc(h.cut)} (drift p-values are each window's own, not adjusted "
+                     "for reading several; `kit monitor` carries the error rate across looks):")
         for w in h.windows.to_dict("records"):
             q = h.quality[h.quality[Col.WINDOW] == w[Col.WINDOW]]
             quality = "; ".join(
@@ -268,9 +269,9 @@ def windows(folder: RunFolder) -> str:
                 f"({esc(r[Col.BASIS])}, {r[Col.N_ITEMS]} items" + (f", {r[Col.N_LABELLED]} labels)" if
                                                                     r[Col.N_LABELLED] else ")")
                 for r in q.to_dict("records"))
-            drift = ("the first window: drift is measured against it" if w[Col.LENGTH_P] is None else
+            drift = ("the first window: drift is measured against it" if pd.isna(w[Col.LENGTH_P]) else
                      f"drift vs the first window: text length p = {w[Col.LENGTH_P]:.3g}"
-                     + ("" if w[Col.TEXTS_P] is None else
+                     + ("" if pd.isna(w[Col.TEXTS_P]) else
                         f", texts told apart {pct(w[Col.TEXTS_ACCURACY])} of the time, p = {w[Col.TEXTS_P]:.3g}"))
             lines.append(f"  - {esc(w[Col.WINDOW])} ({w[Col.N_ITEMS]} items): {quality}. Reference answered "
                          f"{esc(w[Col.REFERENCE_ANSWERS])}. {drift}.")
