@@ -306,6 +306,16 @@ class Col(StrEnum):
     WINDOW = "window"
     SHADOW_OUTPUT = "shadow_output"
     ADVICE = "advice"
+    # -- the cost of staying right: labelling and retraining once deployed (kit.economics.upkeep, costs stage)
+    LABELLING_COST = "labelling_cost"
+    RETRAINING_COST = "retraining_cost"
+    LABELLING_BASIS = "labelling_basis"
+    RETRAINING_BASIS = "retraining_basis"
+    # -- time in a task: windows of a report run's test items (kit.monitor.history)
+    REFERENCE_ANSWERS = "reference_answers"
+    LENGTH_P = "length_p"
+    TEXTS_ACCURACY = "texts_accuracy"
+    TEXTS_P = "texts_p"
 
 
 class RowKind(StrEnum):

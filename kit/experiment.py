@@ -27,7 +27,7 @@ from collections.abc import Collection, Mapping
 from enum import Enum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types as at
 import yaml
@@ -42,7 +42,7 @@ from kit.errors import ArmError, ConfigError, KitError
 from kit.tasks.prompts import PromptVariant
 
 __all__ = ["STANDIN_MODEL", "Experiment", "ExperimentFile", "FinetuneSpec", "HostedPrice", "Machine", "MachineSpec",
-           "Option", "OptionSpec", "SweepSpec", "Where", "override_value", "read_experiment_file", "schema_table"]
+           "Option", "OptionSpec", "SweepSpec", "UpkeepSpec", "Where", "override_value", "read_experiment_file", "schema_table"]
 
 EXAMPLE = """
 tasks: {snips-intents: 20}
@@ -178,6 +178,23 @@ class SequentialSpec(_Schema):
                                                    "null: no cap")
 
 
+class UpkeepSpec(_Schema):
+    """The cost of keeping the verdict true once deployed: labelling a fresh sample each window so the monitor can
+    re-test quality, and retraining each fine-tune at a cadence (README, "The cost of staying right")."""
+
+    labels_per_window: int | None = Field(None, ge=0, examples=[200],
+                                          description="fresh labels each window; null: the paired items the "
+                                                      "plan's formula needs at the margin, from the run's answers")
+    seconds_per_label: float = Field(30.0, gt=0, description="seconds one label takes when the store has no timed "
+                                                             "labels of the task (else the labelling loop's pace)")
+    windows_per_month: float = Field(1.0, gt=0, description="labelled windows a month (1: monthly, 4.35: weekly)")
+    retrain_every_months: float | None = Field(3.0, gt=0, examples=[6],
+                                               description="months between retrainings of a fine-tune; null: "
+                                                           "never retrained")
+    retrain_engineer_hours: float = Field(4.0, ge=0, description="engineering hours each retraining takes (data, "
+                                                                 "checks, deployment)")
+
+
 # `machine:` is a key of `machines:` or a machine declared in place
 _BY_NAME, _INLINE = "machine by name", "machine in place"
 MachineRef = Annotated[Union[Annotated[str, Tag(_BY_NAME)], Annotated[MachineSpec, Tag(_INLINE)]],
@@ -283,6 +300,12 @@ class Parameters(_Schema):
     hourly_rate: float = Field(100.0, ge=0, description="USD per engineering hour (setup and ops)")
     horizon_months: float = Field(12.0, gt=0, description="one-time costs (setup, fine-tuning) are spread over "
                                                           "this many months")
+    windows: Union[Literal["month"], Annotated[int, Field(ge=4)]] | None = Field(
+        None, examples=["month"], description="the report's look at time: each task's test items cut by calendar month "
+                                              "of its time column (`month`) or every N items; null: no windows")
+    upkeep: UpkeepSpec | None = Field(None, examples=[{"labels_per_window": 200, "retrain_every_months": 6}],
+                                      description="labelling and retraining after deployment, in the monthly "
+                                                  "cost; null: the defaults below")
     max_tokens: int = Field(256, ge=1, description="the longest answer, in tokens (a task type may set its own)")
     judge: str | None = Field(None, min_length=1, examples=["API"],
                               description="free-text tasks: the name of the option whose model judges answers; "

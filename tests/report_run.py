@@ -5,7 +5,8 @@ The options answer through the ``replay:`` arm — recorded outputs, the kit's r
 properties, so the run takes seconds, not the default report's minutes of llama.cpp: a third-party reference
 ``API`` right on about 85% of the test items, and a self-hosted ``SmolLM2`` that gives the API's answer where
 the API is right (99% of those) and is right on 70% of the rest, with a confidence per answer (0.95 right, 0.45
-wrong) so that the costs stage fits a cascade. The verdict then recommends a self-hosted option.
+wrong) so that the costs stage fits a cascade. At a million items a month — the volume where the local
+option's labelling upkeep is outweighed by the API's tokens — the verdict then recommends a self-hosted option.
 
 >>> folder = build_report_run(Path("/tmp/run"))          # doctest: +SKIP
 """
@@ -42,8 +43,9 @@ def _outputs(items, seed: int) -> tuple[list[dict], list[dict]]:
     return api, local
 
 
-def build_report_run(path: Path, *, items: int = 200, seed: int = 0) -> RunFolder:
-    """Build the run folder at ``path / "run"`` (its store and replay files beside it) and return it."""
+def build_report_run(path: Path, *, items: int = 200, seed: int = 0, upkeep: dict | None = None) -> RunFolder:
+    """Build the run folder at ``path / "run"`` (its store and replay files beside it) and return it (``upkeep``:
+    the experiment's ``upkeep:`` key, its defaults when None)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     task = load_task(TASK)
@@ -60,7 +62,8 @@ def build_report_run(path: Path, *, items: int = 200, seed: int = 0) -> RunFolde
             {"name": "SmolLM2", "arm": f"replay:{files['local']}", "runs": "self-hosted", "machine": "box"},
         ],
         "machines": {"box": {"price_per_hour": 0.2, "utilisation": 0.6}},
-        "monthly_volume": 100_000, "latency_target_s": 2.0, "store": str(path / "kit.sqlite")},
+        "monthly_volume": 1_000_000, "latency_target_s": 2.0, "store": str(path / "kit.sqlite"),
+        **({"upkeep": upkeep} if upkeep is not None else {})},
         source="tests/report_run.py")
     folder = RunFolder(path / "run")
     prepare.prepare_stage(exp, folder)

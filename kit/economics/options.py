@@ -64,7 +64,8 @@ class LocalDeployment:
     instance (as many instances as the volume needs) instead of only the hours the volume needs.
     setup_hours and ops_hours_per_month: people's time at ``hourly_rate``. finetune_gpu_hours: measured
     training time, billed at ``finetune_price_per_hour`` (default: ``price_per_hour``). One-time
-    costs (setup, fine-tuning) are spread over ``horizon_months``.
+    costs (setup, fine-tuning) are spread over ``horizon_months``. ``upkeep_monthly``: the cost of keeping
+    the verdict true once deployed — labelling and retraining (:mod:`kit.economics.upkeep`), USD a month.
     """
 
     price_per_hour: float
@@ -77,10 +78,11 @@ class LocalDeployment:
     finetune_gpu_hours: float = 0.0
     finetune_price_per_hour: float | None = None
     horizon_months: float = 12.0
+    upkeep_monthly: float = 0.0
 
     def __post_init__(self) -> None:
         bad = [n for n in ("price_per_hour", "setup_hours", "ops_hours_per_month", "hourly_rate",
-                           "finetune_gpu_hours") if getattr(self, n) < 0]
+                           "finetune_gpu_hours", "upkeep_monthly") if getattr(self, n) < 0]
         if bad or not 0 < self.utilisation <= 1 or self.horizon_months <= 0 or self.hours_per_month <= 0:
             raise ConfigError(f"invalid LocalDeployment values ({', '.join(bad) or 'utilisation/horizon/hours'})",
                               where="kit.economics.LocalDeployment",
@@ -88,10 +90,11 @@ class LocalDeployment:
 
     @property
     def fixed_monthly(self) -> float:
-        """People's time each month plus one-time costs amortised over the horizon (USD/month)."""
+        """People's time each month, the upkeep (labelling, retraining), and one-time costs amortised over the
+        horizon (USD/month)."""
         ft_price = self.price_per_hour if self.finetune_price_per_hour is None else self.finetune_price_per_hour
         one_time = self.setup_hours * self.hourly_rate + self.finetune_gpu_hours * ft_price
-        return self.ops_hours_per_month * self.hourly_rate + one_time / self.horizon_months
+        return self.ops_hours_per_month * self.hourly_rate + self.upkeep_monthly + one_time / self.horizon_months
 
 
 @dataclass(frozen=True)

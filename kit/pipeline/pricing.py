@@ -49,8 +49,10 @@ def answers_usd(option: Option, answers: pd.DataFrame) -> float:
     return seconds / 3600 / machine.utilisation * machine.price_per_hour if machine is not None else 0.0
 
 
-def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0) -> LocalDeployment:
-    """What running a self-hosted option costs besides its throughput."""
+def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0,
+                  upkeep_monthly: float = 0.0) -> LocalDeployment:
+    """What running a self-hosted option costs besides its throughput (``upkeep_monthly``: labelling and
+    retraining once deployed, USD a month)."""
     m = option.machine
     if m is None:
         raise ConfigError(f"option {option.name!r} has no machine", where="kit.pipeline.costs",
@@ -58,7 +60,7 @@ def deployment_of(option: Option, exp: Experiment, *, train_seconds: float = 0.0
     return LocalDeployment(price_per_hour=m.price_per_hour, utilisation=m.utilisation, always_on=m.always_on,
                            setup_hours=m.setup_hours, ops_hours_per_month=m.ops_hours_per_month,
                            hourly_rate=exp.hourly_rate, finetune_gpu_hours=train_seconds / 3600,
-                           horizon_months=exp.horizon_months)
+                           horizon_months=exp.horizon_months, upkeep_monthly=upkeep_monthly)
 
 
 TEMPLATE_TOKENS = 16  # a chat template's own tokens around each message, at most (role markers, separators)

@@ -23,8 +23,10 @@ from pandas.io.formats.style import Styler
 from kit import __version__
 from kit.columns import Col, RowKind
 from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
-                        show)
+                        show, usd_month)
+from kit.errors import ConfigError
 from kit.models.hardware import machine_words
+from kit.monitor.history import task_history, windows_of
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
@@ -215,10 +217,65 @@ def _costs(folder: RunFolder, task: str) -> pd.DataFrame:
 
 
 def costs(folder: RunFolder) -> Styler:
-    return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD},
+    return show(_stack(folder, _costs), {Col.MONTHLY_COST: USD, Col.COST_PER_1K_CORRECT: USD,
+                                         Col.LABELLING_COST: USD, Col.RETRAINING_COST: USD},
                 columns={Col.TASK: "task", Col.OPTION: "option", Col.WHERE: "runs", Col.MONTHLY_COST: "USD / month",
-                         "90% band": "90% band", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
+                         "90% band": "90% band", Col.LABELLING_COST: "of which labelling",
+                         Col.RETRAINING_COST: "of which retraining", Col.COST_PER_1K_CORRECT: "USD / 1,000 correct",
                          Col.BASIS: "how it is priced", Col.MEASURED_ON: "throughput measured on"})
+
+
+def upkeep(folder: RunFolder) -> str:
+    """The cost of staying right, per self-hosted candidate: labelling and retraining a month, what each assumed
+    and where each figure comes from (both are in its USD / month, its break-even volumes and the verdict)."""
+    lines = []
+    for task in folder.tasks():
+        c = folder.table(Table.COSTS, task=task)
+        if c.empty or Col.LABELLING_BASIS not in c.columns:
+            continue
+        for row in c.to_dict("records"):
+            parts = [f"{what} {esc(usd_month(row[cost]))} ({esc(row[basis])})"
+                     for what, cost, basis in (("labelling", Col.LABELLING_COST, Col.LABELLING_BASIS),
+                                               ("retraining", Col.RETRAINING_COST, Col.RETRAINING_BASIS))
+                     if row.get(basis)]
+            if parts:
+                lines.append(f"- *{esc(task)}*, **{esc(row[Col.OPTION])}**: " + "; ".join(parts))
+    if not lines:
+        return "- no self-hosted candidate: nothing to label or retrain after deployment"
+    return ("Included in each option's USD / month, its break-even volumes and the verdict (the experiment's "
+            "`upkeep:` key sets them):\n" + "\n".join(lines))
+
+
+def windows(folder: RunFolder) -> str:
+    """Time in each task (the experiment's ``windows:``): per window the items, each option's quality (against
+    labels, or agreement with the reference — said per figure), the reference's commonest answers, and the input
+    drift against the first window (:mod:`kit.monitor.drift`); nothing when the experiment asks for no windows."""
+    spec = folder.experiment().windows
+    if spec is None:
+        return "- no windows asked for (`windows: month` or `windows: N` items cuts each task's items by time)"
+    lines = []
+    for task in folder.tasks():
+        try:
+            h = task_history(folder, task, windows=windows_of(spec))
+        except ConfigError as exc:
+            lines.append(f"- *{esc(task)}*: no windows: {esc(exc.problem)} ({esc(exc.fix)})")
+            continue
+        lines.append(f"- *{esc(task)}*, cut by {esc(h.cut)} (drift p-values are each window's own, not adjusted "
+                     "for reading several; `kit monitor` carries the error rate across looks):")
+        for w in h.windows.to_dict("records"):
+            q = h.quality[h.quality[Col.WINDOW] == w[Col.WINDOW]]
+            quality = "; ".join(
+                f"{esc(r[Col.OPTION])} {pct(r[Col.QUALITY]) if r[Col.QUALITY] is not None else 'n/a'} "
+                f"({esc(r[Col.BASIS])}, {r[Col.N_ITEMS]} items" + (f", {r[Col.N_LABELLED]} labels)" if
+                                                                    r[Col.N_LABELLED] else ")")
+                for r in q.to_dict("records"))
+            drift = ("the first window: drift is measured against it" if pd.isna(w[Col.LENGTH_P]) else
+                     f"drift vs the first window: text length p = {w[Col.LENGTH_P]:.3g}"
+                     + ("" if pd.isna(w[Col.TEXTS_P]) else
+                        f", texts told apart {pct(w[Col.TEXTS_ACCURACY])} of the time, p = {w[Col.TEXTS_P]:.3g}"))
+            lines.append(f"  - {esc(w[Col.WINDOW])} ({w[Col.N_ITEMS]} items): {quality}. Reference answered "
+                         f"{esc(w[Col.REFERENCE_ANSWERS])}. {drift}.")
+    return "\n".join(lines)
 
 
 def break_even(folder: RunFolder) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import yaml
 
 from kit.errors import TaskError
@@ -202,6 +203,7 @@ def _build(spec: dict[str, Any], path: Path, *, ignore_labels: bool = False) -> 
     items, skipped = _make_items(rows, ttype, columns, data_path, labelled=labelled,
                                  skip_missing=_skip_missing(spec, where))
     items = _with_clusters(items, spec, rows, columns, data_path, where=where)
+    items = _with_times(items, rows, columns, data_path)
     if not items:
         raise TaskError(f"every row lacks its gold answer ({len(skipped)} left out by `labels_missing: skip`)",
                         where=str(data_path), fix="fill in the gold answers, or run the task without them "
@@ -330,6 +332,30 @@ def _make_items(rows: list, ttype: TaskType, columns: Columns, path: Path, *, la
         gold = ttype.gold(row, columns, where) if labelled else None
         items.append(Item(id=item_id, text=str(text), gold=gold))
     return items, tuple(skipped)
+
+
+def _with_times(items: list[Item], rows: list, columns: Columns, path: Path) -> list[Item]:
+    """The items with when each came in, from the column ``columns: {time: ...}`` names (ISO 8601, normalised to
+    UTC); unchanged when it names none. A missing column or an unreadable time names its row."""
+    name = columns.time
+    if name is None:
+        return items
+    present = sorted({c for _, row in rows for c in row})
+    if name not in present:
+        near = difflib.get_close_matches(name, present, n=1)
+        raise TaskError(f"`columns: {{time: {name}}}` names no column of the data file (it has {present})",
+                        where=str(path), fix=(f"did you mean '{near[0]}'? " if near else "") + "name the column "
+                                                                                             "holding each item's time")
+    by_id = {str(row.get(columns.id, "") or "").strip(): (line, row.get(name)) for line, row in rows}
+    out = []
+    for item in items:
+        line, value = by_id[item.id]
+        stamp = pd.to_datetime(str(value).strip(), errors="coerce", utc=True) if value is not None else pd.NaT
+        if pd.isna(stamp):
+            raise TaskError(f"id '{item.id}' has no readable time in column '{name}' ({value!r})", where=f"{path}:{line}",
+                            fix="write an ISO 8601 time, e.g. 2026-03-01T09:30:00Z")
+        out.append(replace(item, time=stamp.isoformat()))
+    return out
 
 
 def _with_clusters(items: list[Item], spec: dict[str, Any], rows: list, columns: Columns, path: Path, *,

@@ -39,22 +39,26 @@ BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extra
 
 @dataclass(frozen=True)
 class Item:
-    """One data row as a task sees it: its id, its text, its gold answer (None when the task is unlabelled) and its
-    cluster (the task's ``cluster:`` column; None when items are independent)."""
+    """One data row as a task sees it: its id, its text, its gold answer (None when the task is unlabelled), its
+    cluster (the task's ``cluster:`` column; None when items are independent) and when it came in (the task's
+    ``columns: {time: ...}``, an ISO 8601 time in UTC; None when the task names no time column)."""
 
     id: str
     text: str
     gold: Any
     cluster: str | None = None
+    time: str | None = None
 
 
 @dataclass(frozen=True)
 class Columns:
-    """Which data columns hold the id, the text and (for one-label tasks) the gold label."""
+    """Which data columns hold the id, the text, (for one-label tasks) the gold label and (optionally) when each item
+    came in."""
 
     id: str = "id"
     text: str = "text"
     label: str = "label"
+    time: str | None = None
 
 
 @dataclass(frozen=True)
