@@ -1,1 +1,2 @@
-"""Running arms over a task's items: the runner, the response store and spending caps."""
+"""Running arms over a task's items: the runner (every answer stored as it completes), the SQLite response store
+that serves a re-run without calling the model, spending caps, and load sweeps (throughput as it would be served)."""
