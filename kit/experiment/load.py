@@ -1,11 +1,11 @@
 """Reading an experiment file: UTF-8 YAML, a key given twice refused (plain YAML keeps the last), and the
 value of one ``-p KEY VALUE`` as the schema reads it.
 
->>> load_yaml("a: 1\nb: 2", where="x.yaml")
+>>> load_yaml("{a: 1, b: 2}", where="x.yaml")
 {'a': 1, 'b': 2}
->>> load_yaml("a: 1\na: 2", where="x.yaml")  # doctest: +ELLIPSIS
+>>> load_yaml("{a: 1, a: 2}", where="x.yaml")  # doctest: +ELLIPSIS
 Traceback (most recent call last):
-kit.errors.ConfigError: x.yaml: line 2: the key 'a' is given twice in one mapping (first on line 1). Fix: ...
+kit.errors.ConfigError: x.yaml: line 1: the key 'a' is given twice in one mapping (first on line 1). Fix: ...
 """
 
 from __future__ import annotations
