@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from kit.arms.registry import backend_of, check_options
 from kit.arms.standin import STANDIN_MODEL, standin_arm_options
 from kit.errors import ArmError, ConfigError, KitError
-from kit.experiment.load import _plain, read_mapping
+from kit.experiment.load import plain_default, read_mapping
 from kit.experiment.messages import config_error
 from kit.experiment.schema import (AUTO, EXAMPLE, FINETUNE_BACKEND, KEYED_DEFAULTS, STANDIN,  # noqa: F401 (example)
                                    ExperimentFile, FinetuneSpec, HostedPrice, Machine, MachineSpec, OptionSpec,
@@ -138,7 +138,7 @@ def read_experiment_file(path: str | Path, *, overrides: Mapping[str, Any] | Non
     Experiment.from_mapping(data, source=str(path), overridden=tuple(overrides or ()))
     # a key the file leaves out takes the schema's default, never the default experiment's value that the first
     # notebook's parameters cell holds (papermill keeps a cell's value for every key it is not given)
-    defaults = {key: _plain(field.get_default(call_default_factory=True))
+    defaults = {key: plain_default(field.get_default(call_default_factory=True))
                 for key, field in ExperimentFile.model_fields.items() if not field.is_required()}
     return {**defaults, **data}
 

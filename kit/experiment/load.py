@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from kit.errors import ConfigError
-from kit.experiment.messages import _strip
+from kit.experiment.messages import strip_type
 from kit.experiment.schema import ExperimentFile
 
 class _DuplicateKey(yaml.YAMLError):
@@ -74,10 +74,10 @@ def read_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
-def _plain(value: Any) -> Any:
+def plain_default(value: Any) -> Any:
     """A default as the YAML of an experiment file would give it (a list for a tuple), for papermill's parameters.
 
-    >>> _plain(()), _plain((1, 2)), _plain(0.5)
+    >>> plain_default(()), plain_default((1, 2)), plain_default(0.5)
     ([], [1, 2], 0.5)
     """
     return list(value) if isinstance(value, tuple) else value
@@ -97,7 +97,7 @@ def override_value(key: str, text: str) -> Any:
         near = difflib.get_close_matches(key, list(ExperimentFile.model_fields), n=1)
         raise ConfigError(f"unknown key {key!r}", where=f"-p {key}",
                           fix=(f"did you mean {near[0]!r}? " if near else "") + "see README, 'Experiments'")
-    kind = _strip(field.annotation)
+    kind = strip_type(field.annotation)
     if kind is str:
         return None if text.strip() in ("", "null", "~") and not field.is_required() else text
     value = load_yaml(text, where=f"-p {key}")

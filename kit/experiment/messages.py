@@ -77,7 +77,7 @@ def _walk(loc: tuple[Any, ...]) -> tuple[FieldInfo | None, str | None, Any]:
     tp: Any = ExperimentFile
     field = leaf = None
     for part in loc:
-        tp = _strip(tp)
+        tp = strip_type(tp)
         if isinstance(tp, type) and issubclass(tp, BaseModel):
             field, leaf = tp.model_fields.get(str(part)), str(part)
             if field is None:
@@ -87,7 +87,7 @@ def _walk(loc: tuple[Any, ...]) -> tuple[FieldInfo | None, str | None, Any]:
             tp = get_args(tp)[-1] if get_origin(tp) is dict else get_args(tp)[0]
         else:
             break
-    return field, leaf, _strip(tp)
+    return field, leaf, strip_type(tp)
 
 
 def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | None, path: str,
@@ -99,7 +99,7 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
     shown = f"`{path}:`" if path else "it"
     keys = path.split(".")
     parent = ".".join(keys[:len(keys) - 1 - keys[::-1].index(leaf)]) if leaf in keys else ""
-    example = f"{leaf}: {_inline(_example(field))}" + (f" under `{parent}:`" if parent else "") \
+    example = f"{leaf}: {inline_yaml(_example(field))}" + (f" under `{parent}:`" if parent else "") \
         if field is not None and leaf else None
     about = f" — {field.description}" if field is not None and field.description else ""
     fix = f"write e.g. {example}{about}" if example else "see README, 'Experiments'"
@@ -112,7 +112,7 @@ def _explain(error: Mapping[str, Any], field: FieldInfo | None, *, leaf: str | N
     if kind == "finite_number":
         return f"{shown} must be a finite number, got {value!r}", fix
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
-        own, each = _bounds(field) if field is not None else ([], [])
+        own, each = bounds_in_words(field) if field is not None else ([], [])
         words = " and ".join(each if element and each else own) or error["msg"].lower()
         return f"{shown} {value!r} is out of range ({words})", fix
     if kind in ("too_short", "string_too_short"):
@@ -132,14 +132,14 @@ def _example(field: FieldInfo) -> Any:
 
 
 # ------------------------------------------------------------------ the schema's types in words
-def _strip(tp: Any) -> Any:
+def strip_type(tp: Any) -> Any:
     """``X`` from ``Annotated[X, …]`` and ``X | None``; a union of text and a mapping stays a union."""
     while True:
         if get_origin(tp) is Annotated:
             tp = get_args(tp)[0]
         elif get_origin(tp) in (Union, UnionType):
             args = [a for a in get_args(tp) if a is not NoneType]
-            models = [a for a in map(_strip, args) if isinstance(a, type) and issubclass(a, BaseModel)]
+            models = [a for a in map(strip_type, args) if isinstance(a, type) and issubclass(a, BaseModel)]
             if len(args) == 1:
                 tp = args[0]
             elif models:
@@ -151,21 +151,21 @@ def _strip(tp: Any) -> Any:
 
 
 
-def _bounds(field: FieldInfo) -> tuple[list[str], list[str]]:
+def bounds_in_words(field: FieldInfo) -> tuple[list[str], list[str]]:
     """A field's range in words: its own bounds, and those of each of its items."""
-    whole = _strip(field.annotation) is int
+    whole = strip_type(field.annotation) is int
 
     def words(metadata: list[Any], whole: bool) -> list[str]:
         out = []
         for m in metadata:
             if isinstance(m, at.Gt):
-                out.append(f"at least {m.gt + 1}" if whole else f"above {_inline(m.gt)}")
+                out.append(f"at least {m.gt + 1}" if whole else f"above {inline_yaml(m.gt)}")
             elif isinstance(m, at.Ge):
-                out.append(f"at least {_inline(m.ge)}")
+                out.append(f"at least {inline_yaml(m.ge)}")
             elif isinstance(m, at.Lt):
-                out.append(f"at most {m.lt - 1}" if whole else f"below {_inline(m.lt)}")
+                out.append(f"at most {m.lt - 1}" if whole else f"below {inline_yaml(m.lt)}")
             elif isinstance(m, at.Le):
-                out.append(f"at most {_inline(m.le)}")
+                out.append(f"at most {inline_yaml(m.le)}")
             elif isinstance(m, at.MinLen):
                 out.append("not empty")
             elif isinstance(m, at.MaxLen):
@@ -173,17 +173,17 @@ def _bounds(field: FieldInfo) -> tuple[list[str], list[str]]:
         return out
 
     each: list[str] = []
-    container = _strip(field.annotation)
+    container = strip_type(field.annotation)
     if get_origin(container) in (list, tuple, dict):
         item = get_args(container)[-1] if get_origin(container) is dict else get_args(container)[0]
         while get_origin(item) in (Union, UnionType):
             item = next(a for a in get_args(item) if a is not NoneType)
         if get_origin(item) is Annotated:
-            each = words(list(get_args(item)[1:]), _strip(item) is int)
+            each = words(list(get_args(item)[1:]), strip_type(item) is int)
     return words(field.metadata, whole), each
 
 
-def _inline(value: Any) -> str:
+def inline_yaml(value: Any) -> str:
     """A value as one line of YAML: ``0.02``, ``null``, ``[1, 2, 4, 8]``, ``{snips-intents: 100}``."""
     if isinstance(value, float) and value.is_integer():
         value = int(value)

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from kit.experiment.messages import _bounds, _inline
+from kit.experiment.messages import bounds_in_words, inline_yaml
 from kit.experiment.schema import ExperimentFile
 
 def _kind(tp: Any, *, plural: bool = False) -> str:
@@ -43,8 +43,9 @@ def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
         key = f"{prefix}{name}"
-        default = "required" if field.is_required() else f"`{_inline(field.get_default(call_default_factory=True))}`"
-        own, each = _bounds(field)
+        default = "required" if field.is_required() \
+            else f"`{inline_yaml(field.get_default(call_default_factory=True))}`"
+        own, each = bounds_in_words(field)
         ranges = "; ".join(filter(None, [", ".join(own), ("each " + ", ".join(each)) if each else ""]))
         cells = [f"`{key}`", _kind(field.annotation), default, ranges, field.description or ""]
         rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
