@@ -1,5 +1,5 @@
 """The run record: what ran, written once by the prepare stage and read by the report — the experiment as it
-runs (its file and a hash of its keys), the kit's revision, the Python, system and package versions.
+runs (its file and a hash of its keys), the project's git revision, the kit, Python, system and package versions.
 
 The record is typed and versioned (inspect_ai's eval log is the model): a report reads a record of its own
 version or older, and refuses one written by a newer kit with a clear error instead of misreading it.
@@ -44,7 +44,7 @@ class Provenance(BaseModel):
     experiment: str                       # the experiment file's name
     experiment_sha256: str                # of the experiment's keys as they run (``auto`` resolved)
     kit_version: str
-    revision: str                         # the git commit of the kit's checkout, "(with local changes)", or unknown
+    revision: str                         # the project folder's git commit, "(with local changes)", or "unknown"
     python: str
     system: str
     packages: dict[str, str | None]       # kit.models.hardware.PACKAGES; None: not installed
