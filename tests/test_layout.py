@@ -149,6 +149,7 @@ LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in l
 # another stage, and only the drivers (which walk the stages) import them.
 PIPELINE_LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.pipeline.{n}" for n in layer.split()) for layer in (
     "folder",                                       # the run folder, its artefacts and the Stage declaration
+    "provenance",                                   # the run record: what ran, written at prepare, read by the report
     "arming pricing scores looks outputs",          # helpers of several stages
     "selection",                                    # prompt choice, the answer stage's helper
     "prepare answers quality costs verdict",        # the stages: none imports another

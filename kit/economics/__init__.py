@@ -2,7 +2,8 @@
 
 Hosted APIs are priced from measured tokens and list prices (:mod:`kit.economics.prices`); self-hosted
 options from measured throughput and what their machine costs (:mod:`kit.economics.options`); break-even
-volumes come with a Monte Carlo band (:mod:`kit.economics.breakeven`).
+volumes come with a Monte Carlo band (:mod:`kit.economics.breakeven`); the cost of staying right — labelling fresh
+items every window, retraining a fine-tune — is :mod:`kit.economics.upkeep`.
 """
 
 from kit.economics.breakeven import break_even, cost_curve, monthly_band

@@ -1,6 +1,7 @@
 """The labelling loop: label a uniformly random, seeded, recorded sample of a task's test items by hand (the
 ``kit label`` command, the notebook's form, or a CSV/JSONL file from elsewhere), kept in the store with who
-and when — and the labels the estimates use, :func:`sampled_labels`.
+and when — and the labels the estimates use, :func:`sampled_labels`. Which items a design draws (uniform, or
+stratified on the options' disagreements) and with what inclusion probability is :mod:`kit.labels.design`.
 
 >>> from kit.run.store import Store
 >>> from kit.tasks import load_task

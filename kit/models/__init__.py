@@ -1,4 +1,5 @@
-"""Models: the GGUF catalog, verified downloads from the hub, GGUF metadata and the machine's fingerprint, and the
+"""Models: the GGUF catalog, verified downloads from the hub, GGUF metadata, the machine's fingerprint and the
+package versions a run records, the decoding ceiling (memory bandwidth), ``kit doctor``'s checks, and the
 llama.cpp build the kit installs (``llama_build``, ``llama_probe``).
 
 ``make setup`` runs ``python -m kit.cli.llama`` before the kit's dependencies are installed, which imports this

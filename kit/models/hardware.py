@@ -19,12 +19,13 @@ from typing import Any
 from kit.errors import ModelError
 from kit.models.llama_build import setup_command
 
-__all__ = ["fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload", "reinstall_command",
-           "memory_bandwidth", "cpu_memory_bandwidth", "gpu_nominal_bandwidth"]
+__all__ = ["PACKAGES", "package_versions", "fingerprint", "gpus", "cpu_info", "llama_cpp_info", "check_gpu_offload",
+           "reinstall_command", "memory_bandwidth", "cpu_memory_bandwidth", "gpu_nominal_bandwidth"]
 
+# The packages whose versions a run records (its fingerprint and its run record, kit.pipeline.provenance).
 PACKAGES = (
-    "kit", "llama-cpp-python", "huggingface_hub", "gguf", "numpy", "pandas", "scipy", "statsmodels",
-    "openai", "anthropic", "torch", "transformers", "peft", "papermill",
+    "kit", "llama-cpp-python", "huggingface_hub", "gguf", "numpy", "pandas", "scipy", "statsmodels", "papermill",
+    "nbconvert", "openai", "anthropic", "genai-prices", "torch", "transformers", "peft",
 )
 # Through the kit's build (kit.models.llama_build): its own wheel cache keyed by the flags, and the probe after it.
 CUDA_REINSTALL = setup_command("cuda")
@@ -214,7 +215,12 @@ def memory_bandwidth(*, refresh: bool = False) -> dict[str, Any]:
     }
 
 
-def _versions() -> dict[str, str | None]:
+def package_versions() -> dict[str, str | None]:
+    """The installed version of each of :data:`PACKAGES` (None: not installed).
+
+    >>> package_versions()["numpy"] is not None
+    True
+    """
     out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
@@ -240,7 +246,7 @@ def fingerprint() -> dict[str, Any]:
         "gpus": gpus(),
         "llama_cpp": llama_cpp_info(),
         "memory_bandwidth": memory_bandwidth(),
-        "packages": _versions(),
+        "packages": package_versions(),
         "os": {"system": platform.system(), "release": platform.release(), "platform": platform.platform()},
         "python": {"version": platform.python_version(), "implementation": platform.python_implementation(),
                    "executable_prefix": "venv" if sys.prefix != sys.base_prefix else "system"},

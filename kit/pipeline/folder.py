@@ -116,6 +116,7 @@ class Doc(str, Enum):
     SPLITS = "splits"            # per run: each task's train, dev and test ids (disjoint, checked when written)
     EXPERIMENT = "experiment"    # per run: the experiment as it runs (``auto`` resolved)
     RUNS = "runs"                # per run: what each option answered on each task (RunRecord: the store's keys)
+    PROVENANCE = "provenance"    # per run: the versioned run record (kit.pipeline.provenance.Provenance)
 
 
 Artefact = Table | Doc

@@ -20,12 +20,13 @@ from kit.models.gguf import read_gguf_info
 from kit.models.hardware import fingerprint
 from kit.pipeline.arming import models_of
 from kit.pipeline.folder import Doc, RunFolder, Stage, Table
+from kit.pipeline.provenance import provenance_of, save_provenance
 from kit.pipeline.scores import load_tasks
 from kit.tasks import Task
 from kit.tasks.prompts import check_variant
 
 PREPARE = Stage("prepare", "01_prepare.ipynb", reads=frozenset(),
-                writes=frozenset({Doc.EXPERIMENT, Doc.HARDWARE, Table.MODELS, Doc.SPLITS}))
+                writes=frozenset({Doc.EXPERIMENT, Doc.PROVENANCE, Doc.HARDWARE, Table.MODELS, Doc.SPLITS}))
 FINETUNE = Stage("finetune", "02_finetune.ipynb", reads=frozenset({Doc.EXPERIMENT}),
                  writes=frozenset({Doc.FINETUNES}))
 
@@ -76,7 +77,8 @@ def split_ids(tasks: dict[str, Task]) -> dict[str, dict[str, list[str]]]:
 
 def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> pd.DataFrame:
     """Check the experiment, resolve ``arm: auto``, pull hub models, and record the experiment as it will run,
-    the machine's fingerprint and the models with their sha256. Returns the models table."""
+    the run record (revision, versions: :mod:`kit.pipeline.provenance`), the machine's fingerprint and the models
+    with their sha256. Returns the models table."""
     folder = folder.scoped(PREPARE)
     exp = exp.resolved()
     tasks = load_tasks(exp)
@@ -97,6 +99,7 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     table = pd.DataFrame(rows, columns=[Col.MODEL, "used by", Col.QUANTISATION, Col.ARCHITECTURE, Col.PARAMETERS,
                                         Col.CONTEXT_LENGTH, Col.SIZE_MB, Col.SHA256])
     folder.save_experiment(exp)
+    save_provenance(folder, provenance_of(exp))
     folder.save_doc(Doc.HARDWARE, fingerprint())
     folder.save_table(Table.MODELS, table)
     folder.save_doc(Doc.SPLITS, split_ids(tasks))

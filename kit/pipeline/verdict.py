@@ -28,7 +28,7 @@ from kit.tasks.types import ComparisonKind
 STAGE = Stage("verdict", "06_report.ipynb",
               reads=frozenset({Doc.EXPERIMENT, Doc.RUNS, Table.SCORES, Table.METRICS, Table.COMPARE, Table.COSTS, Table.LATENCY,
                                Table.ERRORS, Table.FLOOR, Table.PAIRS, Table.PII, Doc.GOODPUT, Doc.CASCADES,
-                               Doc.JUDGING, Table.JUDGE}),
+                               Doc.JUDGING, Table.JUDGE, Doc.PROVENANCE}),
               writes=frozenset({Doc.DECISION, Table.RANKING, Doc.SUMMARY}))
 
 

@@ -9,18 +9,13 @@ Every string that comes from data (model output, item text, option and task name
 
 from __future__ import annotations
 
-import platform
 import re
-import subprocess
-from importlib import metadata
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from kit import __version__
 from kit.columns import Col, RowKind
 from kit.format import (ITEMS, NUMBER, P_VALUE, PCT, POINTS, SECONDS, USD, esc, esc_statement, interval, pct, pts,
                         show, usd_month)
@@ -30,9 +25,7 @@ from kit.monitor.history import task_history, windows_of
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
-
-PACKAGES = ("llama-cpp-python", "numpy", "pandas", "scipy", "statsmodels", "papermill", "nbconvert", "openai",
-            "anthropic", "huggingface_hub", "genai-prices", "torch", "transformers", "peft")
+from kit.pipeline.provenance import read_provenance
 
 
 # -------------------------------------------------------------------------------------------- the verdict
@@ -390,13 +383,16 @@ def clustered_methods(folder: RunFolder) -> str:
 
 
 def manifest(folder: RunFolder) -> Styler:
-    """What exactly ran: commit, versions, model hashes, parameters, hardware, run ids."""
+    """What exactly ran: commit, versions, model hashes, parameters, hardware, run ids — as the run record
+    (:mod:`kit.pipeline.provenance`) and the machine's fingerprint recorded them when the run was prepared."""
     hw = folder.doc(Doc.HARDWARE)
     exp = folder.experiment()
-    rows: list[tuple[str, Any]] = [("kit version", __version__), ("git commit", _git_commit()),
-                                   ("python", platform.python_version()), ("os", platform.platform()),
-                                   ("experiment", Path(exp.source).name)]
-    rows += [(f"package {p}", _version(p)) for p in PACKAGES]
+    record = read_provenance(folder)
+    rows: list[tuple[str, Any]] = [("kit version", record.kit_version), ("git commit", record.revision),
+                                   ("python", record.python), ("os", record.system),
+                                   ("experiment", record.experiment), ("experiment sha256", record.experiment_sha256),
+                                   ("prepared", record.created), ("run record version", record.version)]
+    rows += [(f"package {p}", v or "not installed") for p, v in record.packages.items()]
     rows += [(f"model {m[Col.MODEL]} sha256", m[Col.SHA256]) for m in folder.table(Table.MODELS).to_dict("records")]
     for option, by_task in folder.doc(Doc.FINETUNES, default={}).items():
         rows += [(f"LoRA adapter {option} · {t} sha256", d["adapter_sha256"]) for t, d in by_task.items()]
@@ -408,26 +404,6 @@ def manifest(folder: RunFolder) -> Styler:
     rows += [(f"run {r.task} · {r.option}", r.run_id) for r in folder.runs()]
     rows.append(("report folder", folder.path.name))
     return show(pd.DataFrame([(k, str(v)) for k, v in rows], columns=["what", Col.VALUE]))
-
-
-def _version(package: str) -> str:
-    try:
-        return metadata.version(package)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _git_commit() -> str:
-    from kit.paths import project_root
-
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project_root(), capture_output=True, text=True,
-                             timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=project_root(),
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return (out.stdout.strip() or "unknown") + (" (with local changes)" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def judge(folder: RunFolder) -> Styler:

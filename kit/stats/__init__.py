@@ -1,4 +1,8 @@
-"""Paired statistics for comparing arms on the same items, as tidy tables.
+"""Statistics for comparing options on the same items, as tidy tables: paired tests against the reference and the
+floor (right/wrong and graded scores), agreement without labels, latency, cluster-robust intervals, prediction-
+powered and stratified design-weighted estimates from a few labels, always-valid confidence sequences for runs and
+labelling that stop when settled, successive halving, and power for planning. One :class:`Conclusion` enum and
+one function finish every comparison table.
 
 Every comparison is paired: the same items went through every arm. Errors and unparseable answers
 count as wrong and are never dropped. Every table carries a ``statement`` column in plain words,

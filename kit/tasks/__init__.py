@@ -1,5 +1,8 @@
 """Tasks: a YAML file in ``datasets/`` next to its data, loaded into items with a type that reads gold
-answers, constrains, parses and scores answers.
+answers, constrains, parses and scores answers. Task types (classification, extraction with typed fields,
+generation) come through one registry (:mod:`kit.tasks.types`); prompts and their variants, scoring, and the
+quality comparison of a task — fully labelled, unlabelled (agreement) or partly labelled (prediction-powered) —
+live here too.
 
 >>> task = load_task("snips-intents")          # doctest: +SKIP
 """
