@@ -3,7 +3,11 @@ agreement, partly labelled), the report's comparison table and the conclusion �
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
+import textwrap
 from math import comb
 
 import numpy as np
@@ -16,6 +20,7 @@ from kit.errors import ConfigError
 from kit.format import P_VALUE, PCT
 from kit.pipeline.folder import Table
 from kit.report import views
+from conftest import ROOT
 from kit.stats import (ComparisonKind, Conclusion, PairedStatistic, PairedValues, compare_agreement, compare_arms,
                        registered)
 from test_ppi_pipeline import _sample, _stages
@@ -57,10 +62,10 @@ def _labelled(wins: int, losses: int, n: int = 200) -> pd.DataFrame:
 
 def test_a_registered_statistic_joins_the_labelled_table_and_can_turn_its_conclusion():
     df = _labelled(wins=2, losses=15)
-    before = compare_arms(df, reference="api", margin=0.2, n_resamples=200)
+    before = compare_arms(df, reference="api", margin=0.2, n_resamples=1000)
     assert before.loc[0, Col.CONCLUSION_ADJUSTED] == "non-inferior" and "share_wins" not in before.columns
     with registered(wins_statistic()):
-        after = compare_arms(df, reference="api", margin=0.2, n_resamples=200)
+        after = compare_arms(df, reference="api", margin=0.2, n_resamples=1000)
     r = after.iloc[0]
     # by hand: 2 wins, 15 losses; P(X >= 15 | n = 17, 1/2) = (C(17,15) + C(17,16) + C(17,17)) / 2^17 = 154 / 131072
     assert r["n_wins"] == 2 and r["share_wins"] == pytest.approx(2 / 200)
@@ -68,10 +73,11 @@ def test_a_registered_statistic_joins_the_labelled_table_and_can_turn_its_conclu
     assert r["p_sign_worse_adj"] == r["p_sign_worse"]  # one candidate: Holm leaves it
     assert r[Col.CONCLUSION] == r[Col.CONCLUSION_ADJUSTED] == "inconclusive" and not r[Col.QUALIFIES]
     assert r[Col.STATEMENT].endswith("Sign test of losses against wins: p = 0.0012.")
-    # the built-in columns stay where they were, the statistic's before the tail
-    assert list(after.columns[:len(before.columns) - 3]) == list(before.columns[:-3])
+    # the built-in columns keep their order, the statistic's come before the tail
+    ours = ["n_wins", "share_wins", "p_sign_worse", "p_sign_worse_adj"]
+    assert [c for c in after.columns if c not in ours] == list(before.columns)
     assert list(after.columns[-3:]) == [Col.N_NEEDED, Col.ENOUGH_ITEMS, Col.STATEMENT]
-    again = compare_arms(df, reference="api", margin=0.2, n_resamples=200)  # unregistered on leaving the block
+    again = compare_arms(df, reference="api", margin=0.2, n_resamples=1000)  # unregistered on leaving the block
     pd.testing.assert_frame_equal(again, before)
 
 
@@ -79,7 +85,7 @@ def test_its_p_value_is_holm_adjusted_with_the_comparisons_own():
     a, b = _labelled(wins=2, losses=15), _labelled(wins=3, losses=12)
     df = pd.concat([a, b[b[Col.OPTION] == "local"].assign(**{Col.OPTION: "other"})], ignore_index=True)
     with registered(wins_statistic()):
-        t = compare_arms(df, reference="api", margin=0.2, n_resamples=200).set_index(Col.OPTION)
+        t = compare_arms(df, reference="api", margin=0.2, n_resamples=1000).set_index(Col.OPTION)
     p = t["p_sign_worse"].to_numpy()
     # Holm for two p-values: the smaller times 2, the larger max(itself, the smaller's adjusted)
     lo, hi = sorted(p)
@@ -136,4 +142,53 @@ def test_a_statistic_is_registered_once_and_must_give_its_columns():
         assert "another name" in err.value.fix
     broken = PairedStatistic("broken", lambda v: {}, kinds=KINDS, columns={"x": "x"})
     with registered(broken), pytest.raises(ConfigError, match=r"'broken' gave no \['x'\]"):
-        compare_arms(_labelled(wins=1, losses=1), reference="api", n_resamples=50)
+        compare_arms(_labelled(wins=1, losses=1), reference="api", n_resamples=1000)
+
+
+def test_free_text_scores_pick_it_up_too_and_other_kinds_leave_it_out():
+    from kit.stats import compare_scores
+
+    n = 40
+    ref = np.linspace(0.2, 0.9, n)
+    df = pd.DataFrame({Col.OPTION: ["api"] * n + ["local"] * n, Col.ITEM_ID: list(range(n)) * 2,
+                       Col.SCORE: np.r_[ref, ref - 0.05]})
+    gap = PairedStatistic("gap", lambda v: {"median_gap": float(np.median(v.candidate - v.reference))},
+                          kinds=frozenset({ComparisonKind.PAIRED_SCORES}), columns={"median_gap": "median gap"})
+    with registered(gap):
+        scores = compare_scores(df, reference="api", n_resamples=1000)
+        labelled = compare_arms(_labelled(wins=1, losses=1), reference="api", n_resamples=1000)
+    assert scores.loc[0, "median_gap"] == pytest.approx(-0.05)  # every item 0.05 lower (numpy.median by hand)
+    assert "median_gap" not in labelled.columns
+
+
+PLUGIN = """
+from kit.stats import ComparisonKind, PairedStatistic
+
+WINS = PairedStatistic("wins", lambda v: {"n_wins": int(((v.candidate == 1) & (v.reference == 0)).sum())},
+                       kinds=frozenset(ComparisonKind), columns={"n_wins": "wins"})
+"""
+
+
+def test_a_statistic_in_its_own_package_reaches_every_process_through_its_entry_point(tmp_path):
+    """What pip leaves in site-packages — the module and its dist-info with the entry point — and a fresh
+    interpreter (as a report notebook's kernel is) reports the statistic: no file of the kit changed."""
+    site = tmp_path / "site"
+    info = site / "kit_wins-0.1.dist-info"
+    info.mkdir(parents=True)
+    (site / "kit_wins.py").write_text(PLUGIN, encoding="utf-8")
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: kit-wins\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[kit.paired_statistics]\nwins = kit_wins:WINS\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    code = textwrap.dedent("""
+        import pandas as pd
+        from kit.stats import compare_arms
+        df = pd.DataFrame({"option": ["api"] * 4 + ["local"] * 4, "item_id": list(range(4)) * 2,
+                           "correct": [1, 0, 0, 1, 1, 1, 1, 0]})
+        print(compare_arms(df, reference="api", n_resamples=1000)["n_wins"].tolist())
+    """)
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "[2]"  # items 1 and 2: the candidate right, the reference wrong
+    (info / "entry_points.txt").write_text("[kit.paired_statistics]\nwins = kit_wins:PluginMissing\n")
+    run = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "the paired statistic 'wins' from the package kit-wins could not be loaded" in run.stderr

@@ -8,7 +8,9 @@ applies to (:class:`ComparisonKind`), the columns it adds and how the report sho
 kind, Holm-adjusts the statistic's p-value columns with the comparison's own, folds ``sway`` into both the
 unadjusted and the adjusted conclusion, and appends the statistic's words to the statement; the report's
 comparison table shows the registered columns (:func:`display`). With nothing registered every table is the
-built-in one.
+built-in one. A statistic shipped as its own package needs no change to the kit: its ``pyproject.toml``
+declares ``[project.entry-points."kit.paired_statistics"] wins = "my_package:WINS"`` (a :class:`PairedStatistic`
+named ``wins``), found in every process — the report's notebooks included.
 
 What each kind passes as the paired values:
 
@@ -29,6 +31,7 @@ What each kind passes as the paired values:
 
 from __future__ import annotations
 
+import importlib.metadata
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -97,7 +100,36 @@ class PairedStatistic:
         return out
 
 
+GROUP = "kit.paired_statistics"  # the entry-point group of statistics shipped in their own packages
 _REGISTRY: dict[str, PairedStatistic] = {}
+_FROM_PACKAGES: list[PairedStatistic] | None = None
+
+
+def _installed() -> list[PairedStatistic]:
+    """The statistics installed packages declare in the ``kit.paired_statistics`` entry-point group (loaded once)."""
+    global _FROM_PACKAGES
+    if _FROM_PACKAGES is None:
+        found = []
+        for point in importlib.metadata.entry_points(group=GROUP):
+            package = point.dist.name if point.dist is not None else point.value.partition(":")[0]
+            try:
+                stat = point.load()
+            except Exception as exc:  # noqa: BLE001 — a plugin's own failure, named with its package
+                raise ConfigError(f"the paired statistic '{point.name}' from the package {package} could not be "
+                                  f"loaded ({type(exc).__name__}: {exc})", where=point.value,
+                                  fix=f"reinstall it (pip install -U {package}) or uninstall it") from None
+            if not isinstance(stat, PairedStatistic) or stat.name != point.name:
+                raise ConfigError(f"the entry point '{point.name}' of {package} does not name a PairedStatistic "
+                                  f"called '{point.name}'", where=point.value,
+                                  fix=f"point the {GROUP} entry point '{point.name}' at a PairedStatistic('{point.name}', ...)")
+            found.append(stat)
+        _FROM_PACKAGES = found
+    return _FROM_PACKAGES
+
+
+def _all() -> list[PairedStatistic]:
+    """Installed packages' statistics, then this process's :func:`register` ones (a name once: the process's wins)."""
+    return [s for s in _installed() if s.name not in _REGISTRY] + list(_REGISTRY.values())
 
 
 def register(statistic: PairedStatistic) -> PairedStatistic:
@@ -132,7 +164,7 @@ def registered(statistic: PairedStatistic) -> Iterator[PairedStatistic]:
 
 def for_kind(kind: ComparisonKind | None) -> tuple[PairedStatistic, ...]:
     """The registered statistics that apply to ``kind``, in registration order."""
-    return () if kind is None else tuple(s for s in _REGISTRY.values() if kind in s.kinds)
+    return () if kind is None else tuple(s for s in _all() if kind in s.kinds)
 
 
 def measure_all(statistics: Sequence[PairedStatistic], rows: Sequence[Mapping[str, object]],
@@ -153,7 +185,7 @@ def display(columns: Sequence[str]) -> tuple[dict[str, str], dict[str, Callable[
     the report."""
     heads: dict[str, str] = {}
     formats: dict[str, Callable[[Any], str]] = {}
-    for s in _REGISTRY.values():
+    for s in _all():
         heads.update({c: h for c, h in s.columns.items() if c in columns})
         formats.update({c: f for c, f in s.formats.items() if c in columns})
     return heads, formats
