@@ -23,6 +23,7 @@ from kit.errors import ConfigError
 from kit.models.hardware import machine_words
 from kit.monitor.history import task_history, windows_of
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
+from kit.stats.paired_stats import display as paired_display
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.pipeline.provenance import read_provenance
@@ -154,11 +155,12 @@ def comparison(folder: RunFolder) -> Styler:
     """Each candidate against the reference: the difference with its interval, the bound, the conclusion (partly
     labelled tasks: the labels-only interval and the effective labels beside the PPI++ one)."""
     frame = ppi_comparison_frame(_stack(folder, _comparison))
-    return show(frame, {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS, **PPI_FORMATS},
+    heads, formats = paired_display(frame.columns)  # the registered paired statistics' columns
+    return show(frame, {Col.DIFFERENCE: POINTS, Col.LOWER_BOUND: POINTS, Col.N_NEEDED: ITEMS, **PPI_FORMATS, **formats},
                 columns={Col.TASK: "task", Col.OPTION: "candidate", Col.N_ITEMS: "items", Col.DIFFERENCE: "difference",
                          "difference CI": "95% CI",
                          **(PPI_COLUMNS if Col.LABELS_ONLY_CI_LOW in frame.columns else {}),
-                         Col.LOWER_BOUND: "lower bound",
+                         Col.LOWER_BOUND: "lower bound", **heads,
                          Col.CONCLUSION_ADJUSTED: "conclusion", Col.N_NEEDED: "items needed"})
 
 

@@ -27,6 +27,7 @@ from kit.stats.intervals import accuracy_ci, wilson_interval
 from kit.stats.latency import latency_summary, latency_test
 from kit.stats.conclusions import Conclusion, finish_comparison, holm
 from kit.stats.paired import mcnemar, non_inferiority, tango_bound, tango_z
+from kit.stats.paired_stats import ComparisonKind, PairedStatistic, PairedValues, register, registered, unregister
 from kit.stats.pairs import beats_baseline, pairwise
 from kit.stats.ppi import ppi_mean, ppi_mean_difference
 from kit.stats.power import (labels_for_agreement, power_difference, power_noninferiority, sample_size_difference,
@@ -39,7 +40,8 @@ __all__ = [
     "Halving", "successive_halving",
     "accuracy_ci", "agreement", "cluster_bootstrap", "cluster_difference", "cluster_interval", "ClusteredMean",
     "clustered_mean", "clusters_for", "item_clusters",
-    "Conclusion", "finish_comparison", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
+    "Conclusion", "finish_comparison", "ComparisonKind", "PairedStatistic", "PairedValues", "register",
+    "registered", "unregister", "agreement_bound", "agreement_test", "beats_baseline", "check_scores",
     "compare_agreement", "compare_arms", "compare_scores", "epoch_variation", "errors_table", "holm",
     "items_needed_agreement", "items_needed_mean", "kappa_se", "labels_for_agreement", "latency_summary", "latency_test", "MACRO_F1",
     "mcnemar", "MEAN", "mean_difference", "Metric", "metric_from_function", "metric_table", "non_inferiority",

@@ -26,6 +26,7 @@ from kit.stats._data import candidates_of, check_level, z_of
 from kit.stats.agreement import agreement
 from kit.stats.clusters import cluster_note, clustered_mean, clusters_for, design_effect, item_clusters, widest
 from kit.stats.conclusions import Conclusion, finish_comparison, holm_words
+from kit.stats.paired_stats import ComparisonKind, PairedValues
 
 
 
@@ -135,7 +136,7 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
     candidates = candidates_of(df, reference, where=where)
     by_item = item_clusters(df, where=where)
     all_items = set(df[Col.ITEM_ID])
-    rows = []
+    rows, paired = [], []
     for arm in candidates:
         mine = df[df[Col.OPTION] == arm]
         gaps = set(df.loc[pd.to_numeric(df[Col.SCORE], errors="coerce").isna(), Col.ITEM_ID])
@@ -151,8 +152,9 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
         groups = clusters_for(list(usable[Col.ITEM_ID]) + absent, by_item)
         kap = agreement(list(usable[Col.ANSWER]) + [None] * len(absent),
                         list(usable[Col.GOLD]) + [ref_gold.get(i) for i in absent], ci=ci, clusters=groups).iloc[0]
+        hits = np.concatenate([usable[Col.CORRECT].astype(bool).to_numpy(float), np.zeros(len(absent))])
+        paired.append(PairedValues(ComparisonKind.AGREEMENT, hits, np.ones(hits.size), clusters=groups, alpha=alpha))
         if groups is not None:
-            hits = np.concatenate([usable[Col.CORRECT].astype(bool).to_numpy(float), np.zeros(len(absent))])
             test = _clustered_test(test, hits, groups, target=target, alpha=alpha, ci=ci)
         rows.append({
             Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: n, Col.N_MISSING_CANDIDATE: len(absent),
@@ -169,6 +171,7 @@ def compare_agreement(scores_df: pd.DataFrame, *, reference: str, target: float 
             **({} if groups is None else {Col.N_CLUSTERS: int(test[Col.N_CLUSTERS])}),
         })
     return finish_comparison(rows, p_columns=("p_meets", "p_below"), holm_adjust=holm_adjust,
+                             kind=ComparisonKind.AGREEMENT, paired=paired,
                              rule=lambda p: _conclude(p[Col.P_MEETS], p[Col.P_BELOW], alpha),
                              words=lambda r, k: _table_words(r, k, alpha=alpha))
 

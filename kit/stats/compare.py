@@ -29,6 +29,7 @@ from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, cluste
 from kit.stats.intervals import mean_ci
 from kit.stats.conclusions import finish_comparison, holm_words
 from kit.stats.paired import conclude, mcnemar, non_inferiority
+from kit.stats.paired_stats import ComparisonKind, PairedValues
 from kit.stats.power import sample_size_noninferiority
 
 P_COLUMNS = (Col.P_NONINFERIORITY, Col.P_SUPERIORITY, Col.P_INFERIORITY, Col.P_EQUIVALENCE, Col.P_ABOVE_MARGIN)
@@ -40,7 +41,7 @@ def _metric_name(values: pd.DataFrame) -> str:
 
 def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any, missing: Missing,
          margin: float, alpha: float, equivalence: bool, ci: float, n_resamples: int, seed: int,
-         power: float, by_item: pd.Series | None = None) -> dict[str, Any]:
+         power: float, by_item: pd.Series | None = None) -> tuple[dict[str, Any], PairedValues]:
     wide = pair_arms(df, arms=[arm, reference], value=value, epochs=epochs, missing=missing)
     if wide.empty:
         raise ConfigError(f"{arm} and {reference} share no items", where="kit.stats.compare_arms",
@@ -74,6 +75,8 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
                 else need["n_required"]}
         need["enough"] = bool(np.isfinite(need["n_required"]) and cand.size >= need["n_required"])
         clustered = {Col.N_CLUSTERS: diff.n_clusters}
+    paired = PairedValues(ComparisonKind.PAIRED_ACCURACY, right[arm].to_numpy(float), right[reference].to_numpy(float),
+                          clusters=groups, alpha=alpha)
     return {
         Col.OPTION: arm, Col.REFERENCE: reference, Col.N_ITEMS: int(cand.size),
         Col.N_MISSING_CANDIDATE: wide.attrs["missing"][arm], Col.N_MISSING_REFERENCE: wide.attrs["missing"][reference],
@@ -84,7 +87,7 @@ def _one(df: pd.DataFrame, arm: str, reference: str, *, value: str, epochs: Any,
         Col.MARGIN: margin, Col.LOWER_BOUND: ni[Col.LOWER_BOUND], Col.UPPER_BOUND: ni[Col.UPPER_BOUND],
         **{c: ni[c] for c in P_COLUMNS}, Col.CONCLUSION: ni[Col.CONCLUSION],
         Col.N_NEEDED: need["n_required"], Col.ENOUGH_ITEMS: need["enough"], **clustered,
-    }
+    }, paired
 
 
 def _statement(r: pd.Series, k: int, *, alpha: float, ci: float, equivalence: bool) -> str:
@@ -163,10 +166,11 @@ def compare_arms(scores_df: pd.DataFrame, *, reference: str, margin: float = 0.0
     df = check_scores(scores_df, where=where)
     candidates = candidates_of(df, reference, where=where)
     by_item = item_clusters(df, where=where)
-    rows = [_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin, alpha=alpha,
+    rows, paired = zip(*[_one(df, a, reference, value=value, epochs=epochs, missing=missing, margin=margin, alpha=alpha,
                  equivalence=equivalence, ci=ci, n_resamples=n_resamples, seed=seed, power=power, by_item=by_item)
-            for a in candidates]
-    return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm,
+                         for a in candidates])
+    return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm, kind=ComparisonKind.PAIRED_ACCURACY,
+                             paired=paired,
                              rule=lambda p: conclude(p, alpha, equivalence=equivalence),
                              words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci, equivalence=equivalence))
 

@@ -32,6 +32,7 @@ from kit.stats.clusters import (cluster_ci, cluster_note, clustered_mean, cluste
                                 widest)
 from kit.stats.compare import P_COLUMNS
 from kit.stats.conclusions import finish_comparison, holm_words
+from kit.stats.paired_stats import ComparisonKind, PairedValues
 from kit.stats.intervals import wilson_interval
 from kit.stats.paired import conclude, non_inferiority
 
@@ -342,9 +343,18 @@ def compare_scores(scores_df: pd.DataFrame, *, reference: str, margin: float = 0
     by_item = item_clusters(df, where=where)
     rows = [_one(df, a, reference, metric=metric, margin=margin, alpha=alpha, ci=ci, n_resamples=n_resamples,
                  seed=seed, power=power, by_item=by_item) for a in candidates]
+    paired = [_paired(df, a, reference, by_item=by_item, alpha=alpha) for a in candidates]
     return finish_comparison(rows, p_columns=P_COLUMNS, holm_adjust=holm_adjust,
+                             kind=ComparisonKind.PAIRED_SCORES, paired=paired,
                              rule=lambda p: conclude(p, alpha, equivalence=False),
                              words=lambda r, k: _statement(r, k, alpha=alpha, ci=ci))
+
+
+def _paired(df: pd.DataFrame, arm: str, reference: str, *, by_item: pd.Series | None, alpha: float) -> PairedValues:
+    """The two arms' per-item scores, for the registered paired statistics."""
+    cand, ref, counts = _pair(df, arm, reference)
+    return PairedValues(ComparisonKind.PAIRED_SCORES, cand, ref, clusters=clusters_for(counts["index"], by_item),
+                        alpha=alpha)
 
 
 __all__ = ["compare_scores", "items_needed_mean", "mean_difference", "sign_test", "t_interval", "t_test_items",

@@ -45,6 +45,7 @@ from kit.format import p_words, pct, pts
 from kit.stats import ppi_mean, ppi_mean_difference
 from kit.stats.conclusions import finish_comparison, holm, holm_words
 from kit.stats.paired import conclude
+from kit.stats.paired_stats import ComparisonKind, PairedValues
 from kit.stats.power import labels_for_agreement, sample_size_noninferiority
 from kit.stats.stratified import combine_designs, stratified_mean
 from kit.tasks.loading import Task
@@ -397,7 +398,7 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, refe
     ``power`` to show non-inferiority (Nam 1997 on the labelled pairs, divided by the proxy's gain)."""
     it = _items(task, scores, labels, reference=reference)
     ref_agree = it.agree[reference].to_numpy()
-    rows = []
+    rows, paired = [], []
     for o in [c for c in it.answers.columns if c != reference]:
         agree = it.agree[o].to_numpy()
         r = _difference(labels, it, it.right[o], it.right[reference], agree, ref_agree, alpha=alpha,
@@ -427,8 +428,11 @@ def ppi_compare(task: Task, scores: pd.DataFrame, labels: SampledLabels, *, refe
                      Col.CONCLUSION: conclude(p, alpha, equivalence=False), **_ppi_columns(r, floor=-1.0),
                      Col.N_OUTSIDE: labels.outside, Col.METHOD: METHOD, Col.N_NEEDED: n_needed,
                      Col.ENOUGH_ITEMS: bool(math.isfinite(n_needed) and r[Col.N_LABELLED] >= n_needed)})
+        paired.append(PairedValues(ComparisonKind.PREDICTION_POWERED, it.right[o].to_numpy(float),
+                                   it.right[reference].to_numpy(float), alpha=alpha,
+                                   clusters=None if it.clusters is None else it.clusters[0]))
     return finish_comparison(rows, p_columns=P_COLUMNS, rule=lambda p: conclude(p, alpha, equivalence=False),
-                             words=lambda r, k: _statement(r, k, alpha=alpha, labels=labels))
+                             kind=ComparisonKind.PREDICTION_POWERED, paired=paired, words=lambda r, k: _statement(r, k, alpha=alpha, labels=labels))
 
 
 def _how(labels: SampledLabels) -> str:

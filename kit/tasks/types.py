@@ -24,7 +24,6 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -32,6 +31,7 @@ import pandas as pd
 from kit import stats
 from kit.columns import Col
 from kit.errors import TaskError
+from kit.stats.paired_stats import ComparisonKind  # noqa: F401  (defined with the paired statistics; re-exported)
 
 # Each module registers its type on import.
 BUILTIN_MODULES: tuple[str, ...] = ("kit.tasks.classification", "kit.tasks.extraction", "kit.tasks.generation")
@@ -90,19 +90,6 @@ class Baseline:
     answer: str
     scores: tuple[ItemScore, ...]
     paired: bool = True
-
-
-class ComparisonKind(StrEnum):
-    """Which comparison a task's quality goes through; only agreement is not about correctness."""
-
-    PAIRED_ACCURACY = "paired accuracy"   # right or wrong against gold answers
-    PAIRED_SCORES = "paired scores"       # scores in [0, 1] (free text)
-    AGREEMENT = "agreement"               # no gold answers: agreement with the reference's answers
-    PREDICTION_POWERED = "prediction-powered accuracy"  # gold on a random sample, the reference's answers as proxy
-
-    @property
-    def correctness(self) -> bool:
-        return self is not ComparisonKind.AGREEMENT
 
 
 @dataclass(frozen=True)
