@@ -226,7 +226,7 @@ def watch(route: dict[str, Any], frame: pd.DataFrame, windows: Windows, *, alpha
     settle an open question (simulations)."""
     expect = _expect(route)
     alpha = float(expect["alpha"] if alpha is None else alpha)
-    rows = frame[frame[Col.TASK].astype(str) == route["task"]] if frame[Col.TASK].notna().any() else frame
+    rows = frame[frame[Col.TASK].astype(str) == route[Col.TASK]] if frame[Col.TASK].notna().any() else frame
     if rows.empty:
         raise ConfigError(f"no request of task {route['task']!r} in the log", where="kit monitor",
                           fix="pass the task the router answered (--task)")
@@ -279,7 +279,7 @@ def watch(route: dict[str, Any], frame: pd.DataFrame, windows: Windows, *, alpha
     notes = (f"alpha {alpha:g} split over {len(questions)} questions; each window's level is its share of it "
              f"(horizon {horizon} windows), so looking every window keeps the chance of any false alarm within "
              f"{alpha:g}.",)
-    return MonitorReport(task=route["task"], windows=windows.describe(), looks=tuple(looks), drift=tuple(drifts),
+    return MonitorReport(task=route[Col.TASK], windows=windows.describe(), looks=tuple(looks), drift=tuple(drifts),
                          advice=tuple(advice), notes=notes)
 
 

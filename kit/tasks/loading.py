@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from kit.columns import Col
 from kit.errors import TaskError
 from kit.paths import datasets_dir
 from kit.records import read_records
@@ -38,6 +39,7 @@ REQUIRED_KEYS = ("name", "type", "data", "instruction")
 KNOWN_KEYS = frozenset({*REQUIRED_KEYS, "description", "system", "columns", "labels", "fields", "shots", "split",
                         "references", "rubric", "judge", "metric", "max_tokens", "labels_missing",
                         "cluster"})
+SPLIT_SEED = "seed"  # the `split:` key that seeds the shuffle
 LABELS_MISSING = ("error", "skip")  # a labelled task's row without its gold answer: stop, or leave the row out
 # The dev split (every choice the kit makes, e.g. a prompt per option) is carved from the non-test items, after
 # the task's own k-shot examples are set aside: DEV_FRACTION of them by default (``split: {dev_fraction: F}``),
@@ -165,7 +167,7 @@ def _split_options(spec: dict[str, Any], where: str) -> tuple[float, int, bool, 
     if not isinstance(split, Mapping):
         raise TaskError(f"`split:` must be a mapping, got {split!r}", where=where,
                         fix="write e.g. split: {test_fraction: 0.5, seed: 13, stratify: true}")
-    unknown = sorted(set(map(str, split)) - {"test_fraction", "seed", "stratify", "dev_fraction"})
+    unknown = sorted(set(map(str, split)) - {"test_fraction", SPLIT_SEED, "stratify", "dev_fraction"})
     if unknown:
         raise TaskError(f"`split:` has unknown keys {unknown}", where=where,
                         fix="use test_fraction, dev_fraction, seed and stratify")
@@ -178,7 +180,7 @@ def _split_options(spec: dict[str, Any], where: str) -> tuple[float, int, bool, 
         raise TaskError(f"split.dev_fraction must be a number in [0, 1), got {dev!r}", where=where,
                         fix=f"write e.g. dev_fraction: {DEV_FRACTION} (the share of the non-test items kept for "
                             "choices such as the prompt; 0: no dev split)")
-    seed = _int(split, "seed", 13, where)
+    seed = _int(split, SPLIT_SEED, 13, where)
     return float(fraction), seed, bool(split.get("stratify", False)), float(dev)
 
 
@@ -473,10 +475,10 @@ def list_tasks(folder: Path | None = None) -> list[dict[str, Any]]:
     for path in task_files(folder):
         try:
             t = load_task(path)
-            rows.append({"task": t.name, "type": t.kind + ("" if t.labelled else " (unlabelled)"),
+            rows.append({Col.TASK: t.name, "type": t.kind + ("" if t.labelled else " (unlabelled)"),
                          "items": len(t.items), "train": len(t.train), "dev": len(t.dev), "test": len(t.test),
                          "skipped": len(t.skipped), "file": path.name, "error": ""})
         except TaskError as exc:
-            rows.append({"task": path.stem, "type": "?", "items": 0, "train": 0, "dev": 0, "test": 0, "skipped": 0,
+            rows.append({Col.TASK: path.stem, "type": "?", "items": 0, "train": 0, "dev": 0, "test": 0, "skipped": 0,
                          "file": path.name, "error": str(exc)})
     return rows
