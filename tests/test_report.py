@@ -1,6 +1,9 @@
 """The report pipeline end to end on a 4-option experiment and a small slice: real papermill, nbconvert,
-llama.cpp (two local models), the stand-in server, a replay file, and the rendered HTML opened in headless
-Chromium (Debian's `chromium`)."""
+llama.cpp (one local model under two names, one of them hostile), the stand-in server, a replay file, and the
+rendered HTML opened in headless Chromium (Debian's `chromium`).
+
+One report run (and its re-run from the store) is shared by every test that reads it: it is the suite's most
+expensive fixture, so it asks for no more than the checks need."""
 
 from __future__ import annotations
 
@@ -38,7 +41,10 @@ def chromium(*args: str, tmp: Path) -> subprocess.CompletedProcess:
 
 
 def slice_experiment(tmp: Path) -> dict:
-    """Four options: the stand-in as reference, two local models (one with a hostile name), recorded outputs."""
+    """Four options: the stand-in as reference, SmolLM2 under two names (one hostile), recorded outputs.
+
+    The hostile-named option is SmolLM2 again (another n_ctx, the same identity), so its answers and its load
+    sweep come from the store and cost no second model's answers: what it checks is how its name is shown."""
     logs = tmp / "vendor_logs.jsonl"
     labels = ["get_weather", "play_music", "book_restaurant"]
     from kit.tasks import load_task
@@ -52,7 +58,7 @@ def slice_experiment(tmp: Path) -> dict:
         "options": [
             {"name": "API", "arm": "auto", "price": {"model": "gpt-4o-mini"}},
             {"name": "SmolLM2", "arm": "llama_cpp:smollm2-135m-instruct", "machine": "cpu-box"},
-            {"name": XSS_NAME, "arm": "llama_cpp:gemma-3-270m", "machine": "cpu-box",
+            {"name": XSS_NAME, "arm": "llama_cpp:smollm2-135m-instruct", "machine": "cpu-box",
              "options": {"n_ctx": 2048}},
             {"name": "Vendor logs", "arm": f"replay:{logs}", "runs": "third-party",
              "price": {"input_per_m": 0.15, "output_per_m": 0.6}},

@@ -137,7 +137,7 @@ def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
         def identity(self):
             return {"model": "oracle"}
 
-    items = snips.test[:8]
+    items = snips.test[:4]  # what the checks need: real confidences and both ends of the sweep
     run_arm(snips, smol_arm, store=store, items=items)
     run_arm(snips, Oracle(), store=store, items=items)
     scores = score_responses(snips, store.responses(task=snips.name))
@@ -150,7 +150,7 @@ def test_sweep_from_real_llama_cpp_responses(smol_arm, snips, store):
     assert sweep.iloc[-1]["accuracy"] == pytest.approx(local_rows["correct"].mean())
     assert (sweep["p95_latency_s"] > 0).all() and sweep["share_local"].is_monotonic_increasing
     choice = choose_threshold(sweep)
-    assert choice.tau is None and choice.conclusion in ("inconclusive", "inferior")  # 8 items prove nothing
+    assert choice.tau is None and choice.conclusion in ("inconclusive", "inferior")  # 4 items prove nothing
 
 
 def test_api_only_row_does_not_stop_the_sequence_when_local_is_better():
