@@ -38,7 +38,7 @@ from kit.columns import Col
 from kit.errors import ConfigError
 from kit.labels.design import StratifiedDesign, designs
 from kit.run.store import Store
-from kit.stats.settle import Look, PairedQuestion, Verdict, look, sentence
+from kit.stats.settle import TIE, Look, PairedQuestion, Verdict, look, sentence
 from kit.tasks.loading import Task
 from kit.tasks.ppi_compare import SampledLabels
 
@@ -102,23 +102,36 @@ def standing(task: Task, design: StratifiedDesign, labels: SampledLabels, answer
         members.setdefault(design.strata[item_id], []).append(item_id)
     split = sorted(h for h, items in members.items() if any(differs(i) for i in items))
     used = sum(1 for i in labels.gold if design.strata.get(i) is not None)
-    if not split:  # the two never disagree here: the difference on these items is 0 exactly
-        now = look(PairedQuestion(disagreements=0, items=n_items, margin=margin, alpha=alpha), [])
-        return Standing(candidate, reference, margin, used, now.estimate, now.low, now.high, now.verdict, ())
+    parts = [(len(members[h]), [_score(task, answers.get(i, {}).get(candidate), labels.gold[i])
+                                - _score(task, answers.get(i, {}).get(reference), labels.gold[i])
+                                for i in members[h] if i in labels.gold]) for h in split]
+    now = combined(parts, items=n_items, margin=margin, alpha=alpha)
+    return Standing(candidate, reference, margin, used, now.estimate, now.low, now.high, now.verdict, tuple(split))
+
+
+def combined(parts: Sequence[tuple[int, Sequence[float]]], *, items: int, margin: float, alpha: float = 0.05,
+             traffic: bool = True) -> Look:
+    """The paired question over several disagreement strata: ``parts`` holds each stratum's size and its labels'
+    paired differences in the stratum's random order. Each stratum gets the settle rule at ``alpha / K``, and
+    the interval is the sum of theirs (Bonferroni: a wrong verdict needs one of the K to miss). One stratum is
+    the settle rule itself.
+
+    >>> now = combined([(20, [1, 1, 1, 1, 0, 1]), (8, [1, 1])], items=200, margin=0.05)
+    >>> now.labels, now.verdict.value
+    (8, 'open')
+    """
+    if not parts:
+        return look(PairedQuestion(disagreements=0, items=items, margin=margin, alpha=alpha, traffic=traffic), [])
     estimate, low, high = 0.0, 0.0, 0.0
-    for h in split:
-        diffs = [_score(task, answers.get(i, {}).get(candidate), labels.gold[i])
-                 - _score(task, answers.get(i, {}).get(reference), labels.gold[i])
-                 for i in members[h] if i in labels.gold]
-        part = look(PairedQuestion(disagreements=len(members[h]), items=n_items, margin=margin,
-                                   alpha=alpha / len(split)), diffs)
-        estimate += part.estimate if diffs else math.nan
+    for size, diffs in parts:
+        part = look(PairedQuestion(disagreements=size, items=items, margin=margin, alpha=alpha / len(parts),
+                                   traffic=traffic), list(diffs))
+        estimate += part.estimate if len(diffs) else math.nan
         low += part.low
         high += part.high
-    verdict = (Verdict.NON_INFERIOR if low > -margin + 1e-9 else Verdict.INFERIOR if high < -margin - 1e-9
+    verdict = (Verdict.NON_INFERIOR if low > -margin + TIE else Verdict.INFERIOR if high < -margin - TIE
                else Verdict.OPEN)
-    return Standing(candidate, reference, margin, used, estimate, max(-1.0, low), min(1.0, high), verdict,
-                    tuple(split))
+    return Look(sum(len(d) for _, d in parts), estimate, max(-1.0, low), min(1.0, high), verdict)
 
 
 def standings(store: Store, task: Task, *, reference: str, candidates: Sequence[str], margin: float,
@@ -187,4 +200,4 @@ def settler(store: Store, task: Task, *, reference: str, candidates: Sequence[st
     return now
 
 
-__all__ = ["Standing", "all_settled", "settler", "standing", "standings"]
+__all__ = ["Standing", "all_settled", "combined", "settler", "standing", "standings"]
