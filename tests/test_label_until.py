@@ -147,7 +147,8 @@ def test_the_form_stops_asking_once_settled(tmp_path, triage):  # noqa: F811
     experiment = tmp_path / "exp.yaml"
     experiment.write_text(json.dumps({
         "tasks": {str(triage.path): None}, "reference": "API", "margin": 0.05,
-        "options": [{"name": "API", "arm": API}, {"name": "Local", "arm": LOCAL}]}), encoding="utf-8")
+        "options": [{"name": "API", "arm": API, "runs": "third-party"},
+                    {"name": "Local", "arm": LOCAL, "machine": {"price_per_hour": 1.0}}]}), encoding="utf-8")
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(ROOT)})
     client = km.client()
