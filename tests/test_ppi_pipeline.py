@@ -339,6 +339,8 @@ def test_the_report_shows_the_stratified_design_its_strata_and_what_its_labels_a
     assert "gold on a **stratified** random sample" in text and "Design-weighted estimates" in text
     for r in labels.stratum_table().to_dict("records"):
         name = views.STRATUM_WORDS.get(r[Col.STRATUM], r[Col.STRATUM])
+        for o in options:  # the report names each arm by its option
+            name = name.replace(o["arm"], o["name"])
         assert f"{name}: {r[Col.STRATUM_SIZE]} items, {r[Col.DRAWN]} drawn, {r[Col.N_LABELLED]} labels used" in text
     compare = folder.table(Table.COMPARE, task="tickets")
     assert set(compare[Col.KIND]) == {"prediction-powered accuracy"}
@@ -364,5 +366,7 @@ def test_fewer_than_ten_design_labels_give_no_point_estimate_and_say_so(audit):
     assert "so this decision is about agreement with the reference" in text  # and it says so: not correctness
     for r in labels.stratum_table().to_dict("records"):
         name = views.STRATUM_WORDS.get(r[Col.STRATUM], r[Col.STRATUM])
+        for o in options:  # the report names each arm by its option
+            name = name.replace(o["arm"], o["name"])
         assert f"{name}: {r[Col.STRATUM_SIZE]} items, {r[Col.N_LABELLED]} labels used" in text
 

@@ -493,7 +493,7 @@ def prediction_powered(folder: RunFolder) -> str:
             sample = sample_labels(folder, task)
             methods.add(sample.design if sample is not None else "random")
             if sample is not None and sample.design == STRATIFIED:
-                lines += _stratified_lines(task, compare, sample)
+                lines += _stratified_lines(task, compare, sample, _arm_names(folder))
             else:
                 lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
                              f"{int(r[Col.N_UNLABELLED])} unlabelled items (the reference's answers as the proxy); "
@@ -521,7 +521,7 @@ def prediction_powered(folder: RunFolder) -> str:
             if sample is not None and sample.order:
                 table = sample.stratum_table()
                 have += (" (strata — " + "; ".join(
-                    f"{esc(STRATUM_WORDS.get(h, h))}: {int(size):,} items, {int(u):,} labels used"
+                    f"{esc(stratum_words(h, _arm_names(folder)))}: {int(size):,} items, {int(u):,} labels used"
                     for h, size, u in zip(table[Col.STRATUM], table[Col.STRATUM_SIZE], table[Col.N_LABELLED]))
                     + (f"; {sample.skipped} skipped, {sample.waiting} held back behind a skip"
                        if sample.skipped or sample.waiting else "") + ")")
@@ -539,12 +539,29 @@ def prediction_powered(folder: RunFolder) -> str:
 STRATUM_WORDS = {"all agree": "every option gave the same answer"}  # kit.labels.design.ALL_AGREE, in the report
 
 
-def _stratified_lines(task: str, compare: pd.DataFrame, sample: SampledLabels) -> list[str]:
+def stratum_words(stratum: str, names: dict[str, str]) -> str:
+    """A stratum of the stratified design in the report's words: its answer pattern with each arm shown as its
+    option's name (``names``: arm -> option name), e.g. ``API | Local=SmolLM2``.
+
+    >>> stratum_words("replay:a.jsonl | llama_cpp:m", {"replay:a.jsonl": "API", "llama_cpp:m": "Local"})
+    'API | Local'
+    """
+    if stratum in STRATUM_WORDS:
+        return STRATUM_WORDS[stratum]
+    return " | ".join("=".join(names.get(arm, arm) for arm in group.split("="))
+                      for group in stratum.split(" | "))
+
+
+def _arm_names(folder: RunFolder) -> dict[str, str]:
+    return {o.arm: o.name for o in folder.experiment().options if o.arm}
+
+
+def _stratified_lines(task: str, compare: pd.DataFrame, sample: SampledLabels, names: dict[str, str]) -> list[str]:
     """A stratified design in the report: its strata (size, drawn, labels used), the labels' worth in random
     labels per candidate (the compare table's effective labels), and how the estimates weigh them."""
     r = compare.iloc[0]
     table = sample.stratum_table()
-    strata = "; ".join(f"{esc(STRATUM_WORDS.get(h, h))}: {int(n):,} items, {int(d):,} drawn, {int(u):,} labels used"
+    strata = "; ".join(f"{esc(stratum_words(h, names))}: {int(n):,} items, {int(d):,} drawn, {int(u):,} labels used"
                        for h, n, d, u in zip(table[Col.STRATUM], table[Col.STRATUM_SIZE], table[Col.DRAWN],
                                              table[Col.N_LABELLED]))
     worth = "; ".join(f"{esc(o)} about {e:,.0f}" for o, e in zip(compare[Col.OPTION], compare[Col.EFFECTIVE_LABELS])
