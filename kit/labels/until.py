@@ -66,8 +66,9 @@ class Standing:
     def sentence(self) -> str:
         """E.g. "enough: SmolLM2 is within 5 points of API after 23 labels (difference ...)"."""
         q = PairedQuestion(disagreements=0, items=1, margin=self.margin)
-        return sentence(q, Look(self.labels, self.estimate, self.low, self.high, self.verdict),
+        line = sentence(q, Look(self.labels, self.estimate, self.low, self.high, self.verdict),
                         candidate=self.candidate, reference=self.reference)
+        return line.replace("difference +nan points, ", "")  # a stratum without labels yet: no point estimate
 
 
 def all_settled(now: Sequence[Standing]) -> bool:
