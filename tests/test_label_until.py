@@ -148,7 +148,10 @@ def test_the_form_stops_asking_once_settled(tmp_path, triage):  # noqa: F811
     experiment.write_text(json.dumps({
         "tasks": {str(triage.path): None}, "reference": "API", "margin": 0.05,
         "options": [{"name": "API", "arm": API, "runs": "third-party"},
-                    {"name": "Local", "arm": LOCAL, "machine": {"price_per_hour": 1.0}}]}), encoding="utf-8")
+                    {"name": "Local", "arm": LOCAL, "machine": {"price_per_hour": 1.0}},
+                    # an option with no stored answers on this task: left out of the questions, not an error
+                    {"name": "Unrun", "arm": "llama_cpp:qwen2.5-0.5b-instruct", "machine": {"price_per_hour": 1.0}}]}),
+        encoding="utf-8")
     km = KernelManager(kernel_name="python3")
     km.start_kernel(cwd=str(tmp_path), env={**os.environ, "PYTHONPATH": str(ROOT)})
     client = km.client()
@@ -168,7 +171,7 @@ def test_the_form_stops_asking_once_settled(tmp_path, triage):  # noqa: F811
             assert item_id in browser.value(header)
             browser.click(by_label[truth(item_id)])
         assert f"enough: Local is within 5 points of API after {stop} labels" in browser.value(settle)
-        assert "Settled" in browser.value(header)
+        assert "Settled" in browser.value(header) and "Unrun" not in browser.value(settle)
         assert all(browser.models[b].get("disabled") for b in browser.children(buttons))
     finally:
         client.stop_channels()

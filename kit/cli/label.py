@@ -115,7 +115,8 @@ def _until(args: argparse.Namespace, book: LabelBook) -> Until | None:
                           fix="pass --reference ARM --candidate ARM, or --experiment FILE")
     ask = settler(book.store, book.task, reference=str(reference), candidates=[str(c) for c in candidates],
                   margin=DEFAULT_MARGIN if margin is None else float(margin),
-                  alpha=DEFAULT_ALPHA if alpha is None else float(alpha), names=names)
+                  alpha=DEFAULT_ALPHA if alpha is None else float(alpha), names=names,
+                  skip_unknown=bool(args.experiment) and not args.candidate)
 
     def now() -> list[str]:
         found = ask()

@@ -155,5 +155,5 @@ def label_form(task: str | Path | Task, *, store: str | Path | Store = "", who: 
         raise ConfigError("a question to settle needs a reference and at least one candidate",
                           fix="set both reference and candidates, or neither")
     until = (settler(opened, loaded, reference=reference, candidates=list(candidates), margin=margin, alpha=alpha,
-                     names=names) if reference else None)
+                     names=names, skip_unknown=names is not None) if reference else None)
     return LabelForm(book, who=who or default_who(), until=until)

@@ -161,11 +161,13 @@ def standings(store: Store, task: Task, *, reference: str, candidates: Sequence[
 
 
 def settler(store: Store, task: Task, *, reference: str, candidates: Sequence[str], margin: float,
-            alpha: float = 0.05, names: Mapping[str, str] | None = None) -> Callable[[], list[Standing]]:
+            alpha: float = 0.05, names: Mapping[str, str] | None = None,
+            skip_unknown: bool = False) -> Callable[[], list[Standing]]:
     """What a labelling loop asks after every label: each candidate's :class:`Standing` on the task's latest
     stratified design, named as the person named them. An option is found among the stored answers' arms by its
     arm, by ``names`` (arm -> option name, an experiment's options) or by the arm's model part; a ConfigError
-    names the arms when one is not found or the task has no stratified design.
+    names the arms when one is not found or the task has no stratified design (``skip_unknown``: a candidate
+    not found is left out instead — an experiment's option with no stored answers on this task).
 
     >>> ask = settler(store, task, reference="API", candidates=["SmolLM2"], margin=0.05,        # doctest: +SKIP
     ...               names={"standin": "API", "llama_cpp:smollm2-135m-instruct": "SmolLM2"})
@@ -189,8 +191,18 @@ def settler(store: Store, task: Task, *, reference: str, candidates: Sequence[st
                               where=store.path, fix="name the arm itself as the reference or candidate")
         return matched[0]
 
+    def found(name: str) -> bool:
+        try:
+            arm_of(name)
+        except ConfigError:
+            return False
+        return True
+
     ref_arm = arm_of(reference)
-    shown = {arm_of(c): c for c in candidates if c != reference}
+    shown = {arm_of(c): c for c in candidates if c != reference and (not skip_unknown or found(c))}
+    if not shown:
+        raise ConfigError(f"none of the candidates {', '.join(candidates)} has stored answers on {task.name}",
+                          where=store.path, fix=f"name one of {', '.join(a for a in arms if a != ref_arm)}")
     shown[ref_arm] = reference
 
     def now() -> list[Standing]:
