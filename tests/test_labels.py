@@ -272,7 +272,7 @@ def test_kit_label_in_a_terminal_is_resumable_and_undoable(tmp_path, support):
 
     store = str(tmp_path / "kit.sqlite")
     task = str(support.path)
-    first = kit_label(task, "--store", store, "--size", "5", "--seed", "3", stdin="2\nbiling\n9\ns\nu\nbilling\nq\n",
+    first = kit_label(task, "--store", store, "--size", "5", "--seed", "3", stdin="2\nbiling\n9\ns\nu\nbilin\ny\nq\n",
                       env={"KIT_LABELLER": "ana"})
     assert first.returncode == 0, first.stderr
     with Store(store) as s:
@@ -284,6 +284,7 @@ def test_kit_label_in_a_terminal_is_resumable_and_undoable(tmp_path, support):
     assert f"{order[0]} → bug" in out
     assert "'biling' is not one of the task's labels — did you mean 'billing'?" in out
     assert "'9' is not one of the task's labels" in out
+    assert "'bilin' is not one of the task's labels — did you mean 'billing'?" in out and "type y to take it" in out
     assert f"skipped {order[1]}" in out and f"undone: the skip for {order[1]}" in out
     assert f"{order[1]} → billing" in out and "stopped: 2 / 5 labelled; run again to go on" in out
 

@@ -302,3 +302,71 @@ def test_a_sequential_run_on_a_partly_labelled_task_tests_correctness(audit):
     compare = folder.table(Table.COMPARE, task="tickets").set_index(Col.OPTION)
     assert "difference in correctness" in compare.loc["Local", Col.STATEMENT]
     assert made.recommended == oracle.recommended == "Local"
+
+
+# ------------------------------------------- issue 25, item 6: the report shows the stratified design it decided on
+def _stratified_labels(tmp_path, exp, size: int, *, labelled: int | None = None, skip: int | None = None):
+    """Draw a stratified design from the stored answers and label its first ``labelled`` items in presentation
+    order (all by default), skipping the one at position ``skip``; the labels the estimates may use."""
+    from kit.labels import LabelBook, Source, draw_stratified, sampled_labels
+    from kit.run.store import Store
+
+    task, gold = load_task("tickets", ignore_labels=True), _gold(tmp_path)
+    with Store(exp.store) as store:
+        order = draw_stratified(store, task, size).design.order
+        book = LabelBook(store, task)
+        for k, item_id in enumerate(order[:labelled]):
+            if k == skip:
+                book.skip(item_id, who="ana", source=Source.CLI)
+            else:
+                book.give(item_id, gold[item_id], who="ana", source=Source.CLI)
+        return sampled_labels(store, task)
+
+
+def _sentences(folder, made) -> list[str]:
+    compare = folder.table(Table.COMPARE, task="tickets")
+    return [made.verdict, *made.reasons, *made.caveats, *made.trade, *compare[Col.STATEMENT]]
+
+
+def test_the_report_shows_the_stratified_design_its_strata_and_what_its_labels_are_worth(audit):
+    tmp_path, options = audit
+    exp = _audit_experiment(tmp_path, options, "strat", ignore_labels=True)
+    _verdict(tmp_path, exp, "first")  # the options answer: the design's strata come from their stored answers
+    labels = _stratified_labels(tmp_path, exp, 30, skip=25)
+    assert labels.design == "stratified" and labels.skipped == 1 and labels.measured
+    folder, made = _verdict(tmp_path, exp, "second")
+    text = views.prediction_powered(folder)
+    assert "gold on a **stratified** random sample" in text and "Design-weighted estimates" in text
+    for r in labels.stratum_table().to_dict("records"):
+        name = views.STRATUM_WORDS.get(r[Col.STRATUM], r[Col.STRATUM])
+        for o in options:  # the report names each arm by its option
+            name = name.replace(o["arm"], o["name"])
+        assert f"{name}: {r[Col.STRATUM_SIZE]} items, {r[Col.DRAWN]} drawn, {r[Col.N_LABELLED]} labels used" in text
+    compare = folder.table(Table.COMPARE, task="tickets")
+    assert set(compare[Col.KIND]) == {"prediction-powered accuracy"}
+    worth = "; ".join(f"{o} about {e:,.0f}" for o, e in zip(compare[Col.OPTION], compare[Col.EFFECTIVE_LABELS])
+                      if pd.notna(e))
+    assert f"this design is worth, for the difference from the reference): {worth}." in text
+    assert f"1 sampled item(s) skipped; {labels.waiting} label(s) after a skipped item held back" in text
+    assert "PPI++ estimates" not in text  # the random design's method text is not this design's
+    # decided on correctness: no sentence of the labels' section or the verdict speaks of agreement
+    for sentence in [text, *_sentences(folder, made)]:
+        assert "agree" not in sentence.lower(), sentence
+
+
+def test_fewer_than_ten_design_labels_give_no_point_estimate_and_say_so(audit):
+    tmp_path, options = audit
+    exp = _audit_experiment(tmp_path, options, "few", ignore_labels=True)
+    _verdict(tmp_path, exp, "first")
+    labels = _stratified_labels(tmp_path, exp, 30, labelled=6)
+    assert len(labels.gold) == 6 and not labels.measured
+    folder, made = _verdict(tmp_path, exp, "second")
+    text = views.prediction_powered(folder)
+    assert "6 labels of the stratified design: fewer than 10, so no point estimate" in text
+    assert "so this decision is about agreement with the reference" in text  # and it says so: not correctness
+    for r in labels.stratum_table().to_dict("records"):
+        name = views.STRATUM_WORDS.get(r[Col.STRATUM], r[Col.STRATUM])
+        for o in options:  # the report names each arm by its option
+            name = name.replace(o["arm"], o["name"])
+        assert f"{name}: {r[Col.STRATUM_SIZE]} items, {r[Col.N_LABELLED]} labels used" in text
+

@@ -7,6 +7,8 @@
     kit label snips-intents --status             # how far the labelling is
     kit label snips-intents --queue disagreements  # read the items the options answered differently
     kit label snips-intents --design stratified --size 40  # once the options answered: label where they disagree
+    kit label snips-intents --reference standin --candidate llama_cpp:smol   # ...and stop once the verdict is settled
+    kit label snips-intents --experiment notebooks/params/default.yaml       # the same, the experiment's questions
 
 Interactively each item shows its text and the numbered labels; answer with a number or a label's name,
 ``s`` to skip, ``u`` to undo your last label, ``q`` to stop (end of input stops too).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import TextIO
 
 from kit.cli.common import whole
@@ -26,6 +29,8 @@ from kit.labels.design import Design
 from kit.tasks.ppi_compare import MIN_LABELS
 
 QUIT, SKIP, UNDO = "q", "s", "u"
+YES = ("y", "yes")  # takes the label a "did you mean" offered
+DEFAULT_MARGIN, DEFAULT_ALPHA = 0.02, 0.05   # the experiment's defaults (kit.experiment.Parameters)
 
 
 def cmd_label(args: argparse.Namespace) -> int:
@@ -64,17 +69,63 @@ def cmd_label(args: argparse.Namespace) -> int:
         if args.export_file:
             rows = export_labels(book, Path(args.export_file))
             print(f"exported {rows} rows to {args.export_file}")
+        until = _until(args, book)
         if args.import_file or args.undo or args.export_file or args.status:
             print(f"{task.name}: {book.progress()}")
             if args.status:
                 _print_design(book)
+            if until is not None:  # an imported file: the same question, asked once
+                for line in until():
+                    print(line)
             return 0
         queue = Queue(args.queue)
         if queue is Queue.SAMPLE and book.sample() is None:
             raise ConfigError(f"no sample of {task.name} is drawn yet", where=store.path,
                               fix=f"draw one: kit label {args.task} --size 50")
-        label_interactively(book, who=who, read=sys.stdin, write=sys.stdout, queue=queue)
+        label_interactively(book, who=who, read=sys.stdin, write=sys.stdout, queue=queue, until=until)
     return 0
+
+
+Until = Callable[[], list[str]]
+
+
+def _until(args: argparse.Namespace, book: LabelBook) -> Until | None:
+    """The open questions to settle after every label (None: none asked). From ``--experiment`` (its reference,
+    candidates, margin and alpha; an option is found in the store by its name or its arm) or the flags; only on
+    a stratified design. The callable returns the lines that say where each question stands, the first starting
+    with ``settled:`` once every question is settled."""
+    from kit.errors import ConfigError
+    from kit.experiment import read_experiment_file
+    from kit.labels.until import all_settled, settler
+
+    names: dict[str, str] = {}
+    reference, candidates = args.reference, list(args.candidate or ())
+    margin, alpha = args.margin, args.alpha
+    if args.experiment:
+        spec = read_experiment_file(args.experiment)
+        options = [o for o in spec.get("options", []) if isinstance(o, dict) and o.get("name")]
+        names = {str(o.get("arm") or o["name"]): str(o["name"]) for o in options}
+        reference = reference or spec.get("reference")
+        candidates = candidates or [str(o["name"]) for o in options if o["name"] != reference]
+        margin = spec.get("margin", DEFAULT_MARGIN) if margin is None else margin
+        alpha = spec.get("alpha", DEFAULT_ALPHA) if alpha is None else alpha
+    if reference is None and not candidates:
+        return None
+    if reference is None or not candidates:
+        raise ConfigError("a question to settle needs a reference and at least one candidate", where="kit label",
+                          fix="pass --reference ARM --candidate ARM, or --experiment FILE")
+    ask = settler(book.store, book.task, reference=str(reference), candidates=[str(c) for c in candidates],
+                  margin=DEFAULT_MARGIN if margin is None else float(margin),
+                  alpha=DEFAULT_ALPHA if alpha is None else float(alpha), names=names,
+                  skip_unknown=bool(args.experiment) and not args.candidate)
+
+    def now() -> list[str]:
+        found = ask()
+        lines = [s.sentence for s in found]
+        return (["settled: every open question is answered; no more labels are needed", *lines]
+                if all_settled(found) else lines)
+
+    return now
 
 
 def _draw(book: LabelBook, design: Design | None, size: int, *, seed: int | None) -> None:
@@ -117,8 +168,9 @@ def _print_design(book: LabelBook) -> None:
 
 
 def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextIO,
-                        queue: Queue = Queue.SAMPLE) -> None:
-    """Present the next unlabelled item of ``queue`` until none is left, ``q`` or the end of ``read``."""
+                        queue: Queue = Queue.SAMPLE, until: Until | None = None) -> None:
+    """Present the next unlabelled item of ``queue`` until none is left, ``q`` or the end of ``read`` — or, with
+    ``until`` (the open questions), until every question is settled: it is asked after every label."""
     def say(text: str = "") -> None:
         write.write(text + "\n")
         write.flush()
@@ -129,6 +181,17 @@ def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextI
         f"{SKIP} skip, {UNDO} undo, {QUIT} quit")
     if queue is Queue.DISAGREEMENTS:
         say("disagreements first: for reading — labels outside the random sample never enter the estimates")
+
+    def settled() -> bool:
+        if until is None or queue is not Queue.SAMPLE:
+            return False
+        lines = until()
+        for line in lines:
+            say(line)
+        return bool(lines) and lines[0].startswith("settled:")
+
+    if settled():
+        return
     while True:
         item = book.next_item(queue)
         if item is None:
@@ -143,6 +206,7 @@ def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextI
         say(f"\n[{where}] {item.id}")
         say(item.text)
         say("  ".join(f"{n}) {label}" for n, label in enumerate(labels, start=1)))
+        suggested: str | None = None  # the label a "did you mean" offered: `y` takes it
         while True:
             write.write("> ")
             write.flush()
@@ -162,16 +226,22 @@ def label_interactively(book: LabelBook, *, who: str, read: TextIO, write: TextI
                 undone = book.undo(who=who)
                 say(f"undone: {_said(undone.label)} for {undone.item_id}" if undone else "nothing of yours to undo")
                 break
+            if suggested is not None and answer.casefold() in YES and answer not in labels:
+                answer = suggested
             label = labels[int(answer) - 1] if answer.isdigit() and 1 <= int(answer) <= len(labels) else answer
             problem = book.label_problem(label)
             if problem:
-                say(f"{problem}; type 1-{len(labels)}, a label, {SKIP}, {UNDO} or {QUIT}")
+                suggested = book.nearest_label(label)
+                say(f"{problem}; type {'y to take it, ' if suggested else ''}1-{len(labels)}, a label, {SKIP}, "
+                    f"{UNDO} or {QUIT}")
                 continue
             book.give(item.id, label, who=who, source=source)
             answers = book.answers(item.id)
             shown = "; ".join(f"{arm} → {value}" for arm, value in answers.items())
             say(f"{item.id} → {label}" + (f"   (the options answered: {shown})" if shown else ""))
             break
+        if until is not None and queue is Queue.SAMPLE and settled():
+            return
 
 
 def _said(label: str | None) -> str:
@@ -204,4 +274,10 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queue", choices=[str(q) for q in Queue], default=str(Queue.SAMPLE),
                    help="sample: the random sample, in order (default; what the estimates use); disagreements: "
                         "items the options answered differently, for reading (not used by the estimates)")
+    p.add_argument("--experiment", metavar="FILE",
+                   help="label until settled: its reference, candidates, margin and alpha are the open questions")
+    p.add_argument("--reference", help="label until settled: the option (arm) every candidate is tested against")
+    p.add_argument("--candidate", action="append", help="label until settled: a candidate option (repeatable)")
+    p.add_argument("--margin", type=float, help=f"the non-inferiority margin as a share (default {DEFAULT_MARGIN})")
+    p.add_argument("--alpha", type=float, help=f"the error rate of a settled verdict (default {DEFAULT_ALPHA})")
     p.set_defaults(func=cmd_label)

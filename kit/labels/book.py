@@ -341,12 +341,17 @@ class LabelBook:
         hint = f" — did you mean '{near[0]}'?" if near else ""
         return f"unknown id '{item_id}': not a test item of task '{self.task.name}'{hint}"
 
+    def nearest_label(self, label: str) -> str | None:
+        """The task's label that ``label`` most likely misspells (the same letters in another case first)."""
+        folded = [known for known in self.labels if known.casefold() == label.casefold()]
+        near = difflib.get_close_matches(label, self.labels, n=1, cutoff=0.5)
+        return (folded or near or [None])[0]
+
     def label_problem(self, label: str) -> str | None:
         if label in self.labels:
             return None
-        near = difflib.get_close_matches(label, self.labels, n=1, cutoff=0.5)
-        folded = [known for known in self.labels if known.casefold() == label.casefold()]
-        hint = f" — did you mean '{(folded or near)[0]}'?" if folded or near else ""
+        nearest = self.nearest_label(label)
+        hint = f" — did you mean '{nearest}'?" if nearest else ""
         return f"'{label}' is not one of the task's labels{hint} (labels: {', '.join(self.labels)})"
 
     # writing ---------------------------------------------------------------------------------------

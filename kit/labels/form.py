@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import html
 from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kit.errors import ConfigError, KitError, MissingDependency
 from kit.labels.book import LabelBook, Source, check_who, default_who
+from kit.labels.until import Standing, all_settled, settler
 from kit.run.store import Store
 from kit.tasks.loading import Task, load_task
 
@@ -38,9 +40,11 @@ class LabelForm:
     labelled and ``message`` what went wrong, if anything.
     """
 
-    def __init__(self, book: LabelBook, *, who: str) -> None:
+    def __init__(self, book: LabelBook, *, who: str, until: Callable[[], list[Standing]] | None = None) -> None:
         w = _widgets()
         self.book = book
+        self.until = until
+        self.settle = w.HTML()
         self.who = check_who(who)
         self.header = w.HTML()
         self.text = w.HTML(layout=w.Layout(border="1px solid #ccc", padding="0.5em"))
@@ -57,8 +61,8 @@ class LabelForm:
         self.answers = w.HTML()
         self.message = w.HTML()
         self.widget = w.VBox([self.header, self.text, w.HBox(list(self.buttons)),
-                              w.HBox([self.skip_button, self.undo_button]), self.progress, self.answers,
-                              self.message])
+                              w.HBox([self.skip_button, self.undo_button]), self.progress, self.settle,
+                              self.answers, self.message])
         self._show()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -99,8 +103,15 @@ class LabelForm:
     def _show(self) -> None:
         item, progress = self.book.next_item(), self.book.progress()
         self.progress.value = html.escape(str(progress))
+        now = self.until() if self.until is not None else []
+        done = all_settled(now)
+        self.settle.value = "<br>".join(html.escape(s.sentence) for s in now)
         for button in (*self.buttons, self.skip_button):
-            button.disabled = item is None
+            button.disabled = item is None or done
+        if done:
+            self.header.value = "<b>Settled: every open question is answered; no more labels are needed.</b>"
+            self.text.value = ""
+            return
         if item is None:
             self.header.value = "<b>Every item of the sample is labelled or skipped.</b>"
             self.text.value = ""
@@ -111,12 +122,16 @@ class LabelForm:
 
 
 def label_form(task: str | Path | Task, *, store: str | Path | Store = "", who: str = "",
-               size: int | None = None, seed: int | None = None, design: str = "") -> LabelForm:
+               size: int | None = None, seed: int | None = None, design: str = "", reference: str = "",
+               candidates: Sequence[str] = (), margin: float = 0.02, alpha: float = 0.05,
+               names: Mapping[str, str] | None = None) -> LabelForm:
     """The form for ``task`` (a name, a YAML path or a loaded task) in ``store`` (default runs/kit.sqlite),
     drawing or extending the sample to ``size`` items first — ``design`` ``"stratified"`` draws where the
     options' stored answers disagree (:mod:`kit.labels.design`); empty keeps the task's design (random for a
     first draw). ``who`` defaults to ``$KIT_LABELLER`` or the user name. The store stays open while the form is
-    used."""
+    used. With ``reference`` and ``candidates`` (on a stratified design) the form labels until settled: after every
+    label it re-tests each candidate against the reference at ``margin`` (:mod:`kit.labels.until`) and stops
+    asking once every verdict is settled; ``names`` maps stored arms to the experiment's option names."""
     from kit.labels.book import DEFAULT_SEED
     from kit.labels.design import Design, draw_stratified
     from kit.paths import default_store
@@ -136,4 +151,9 @@ def label_form(task: str | Path | Task, *, store: str | Path | Store = "", who: 
     elif book.sample() is None:
         raise ConfigError(f"no sample of {loaded.name} is drawn yet", where=opened.path,
                           fix="set size (e.g. size = 50) to draw one")
-    return LabelForm(book, who=who or default_who())
+    if bool(reference) != bool(candidates):
+        raise ConfigError("a question to settle needs a reference and at least one candidate",
+                          fix="set both reference and candidates, or neither")
+    until = (settler(opened, loaded, reference=reference, candidates=list(candidates), margin=margin, alpha=alpha,
+                     names=names, skip_unknown=names is not None) if reference else None)
+    return LabelForm(book, who=who or default_who(), until=until)

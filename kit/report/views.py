@@ -24,6 +24,7 @@ from kit.models.hardware import machine_words
 from kit.monitor.history import task_history, windows_of
 from kit.pipeline.outputs import hybrids_of, sample_labels, stop_of
 from kit.stats.paired_stats import display as paired_display
+from kit.tasks.ppi_compare import MIN_LABELS, STRATIFIED, SampledLabels
 from kit.tasks.types import ComparisonKind
 from kit.pipeline.folder import Doc, RunFolder, Table
 from kit.pipeline.provenance import read_provenance
@@ -486,6 +487,17 @@ PPI_METHODS = (
     "and never used.")
 
 
+STRATIFIED_METHODS = (
+    "**Design-weighted estimates (the stratified design).** Where two options give the same answer their paired "
+    "difference is 0 whatever the gold label, so the kit drew its labels in strata made from the options' stored "
+    "answers, spending them where the answers differ (Neyman allocation), each label recorded with its stratum and "
+    "inclusion probability. Each option's accuracy and the floor are stratified means with the finite-population "
+    "correction for the labelling and the items' own sampling error for the traffic; the difference from the "
+    "reference is the exact share of differing items times their labelled mean difference (stratified PPI: Fisch "
+    "et al., NeurIPS 2024; survey weighting: Cochran, *Sampling Techniques*, 1977). Labels decide correctness; the "
+    "options' answers only made the strata. Each stratum uses its labels up to its first skipped item.")
+
+
 def ppi_quality_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """The quality table's PPI++ columns made readable: the labels-only interval as text."""
     if Col.LABELS_ONLY_CI_LOW not in frame.columns:
@@ -505,20 +517,26 @@ def prediction_powered(folder: RunFolder) -> str:
     """Markdown for the quality section: per task without gold answers, either what its random labels gave
     (labelled / unlabelled items, labels outside the sample, the method and its papers) or — with no labels —
     that the decision is about agreement, and how many random labels would make it one about correctness."""
-    lines, methods = [], False
+    lines: list[str] = []
+    methods: set[str] = set()
     for task in folder.tasks():
         compare = folder.table(Table.COMPARE, task=task)
         if compare.empty or Col.KIND not in compare.columns:
             continue
         if ComparisonKind.PREDICTION_POWERED in set(compare[Col.KIND]):
-            methods = True
             r = compare.iloc[0]
-            lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
-                         f"{int(r[Col.N_UNLABELLED])} unlabelled items (the reference's answers as the proxy); "
-                         f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and the "
-                         "comparisons are PPI++ estimates with the kit's small-sample adjustment; where a comparison "
-                         "is inconclusive, its 'items needed' are random labels.")
             sample = sample_labels(folder, task)
+            methods.add(sample.design if sample is not None else "random")
+            if sample is not None and sample.design == STRATIFIED:
+                lines += _stratified_lines(task, compare, sample, _arm_names(folder))
+            else:
+                lines.append(f"- *{esc(task)}*: gold on a random sample: {int(r[Col.N_LABELLED])} labelled and "
+                             f"{int(r[Col.N_UNLABELLED])} unlabelled items (the reference's answers as the proxy); "
+                             f"{int(r[Col.N_OUTSIDE])} labels outside the random sample, never used. Accuracy and "
+                             "the comparisons are PPI++ estimates with the kit's small-sample adjustment; where a "
+                             "comparison is inconclusive, its 'items needed' are random labels.")
+            if sample is not None:
+                lines += _gap_lines(sample)
             given = len(sample.gold) if sample is not None else 0
             if given > int(r[Col.N_LABELLED]):
                 lines.append(f"  Only {int(r[Col.N_LABELLED])} of the sample's {given} labels lie among the "
@@ -528,15 +546,87 @@ def prediction_powered(folder: RunFolder) -> str:
             needs = [f"{esc(o)} about {n:,.0f}" if pd.notna(n) and n != float("inf") else f"{esc(o)}: none would do"
                      for o, n in zip(compare[Col.OPTION], compare[Col.LABELS_NEEDED])]
             n = int(compare[Col.N_LABELLED].iloc[0]) if Col.N_LABELLED in compare.columns else 0
-            have = ("no random labels" if n == 0 else
+            sample = sample_labels(folder, task)
+            design = sample.design if sample is not None else "random"
+            given = len(sample.gold) if sample is not None else n
+            have = (f"no {design} labels" if given == 0 else
+                    f"{given} labels of the {design} design: fewer than {MIN_LABELS}, so no point estimate"
+                    if sample is not None and not sample.measured else
                     f"{n} random labels on the items asked, too few for an estimate (it needs 2, and one item without)")
+            if sample is not None and sample.order:
+                table = sample.stratum_table()
+                have += (" (strata — " + "; ".join(
+                    f"{esc(stratum_words(h, _arm_names(folder)))}: {int(size):,} items, {int(u):,} labels used"
+                    for h, size, u in zip(table[Col.STRATUM], table[Col.STRATUM_SIZE], table[Col.N_LABELLED]))
+                    + (f"; {sample.skipped} skipped, {sample.waiting} held back behind a skip"
+                       if sample.skipped or sample.waiting else "") + ")")
             lines.append(f"- *{esc(task)}*: {have}, so this decision is about agreement with the reference, "
                          "not correctness. Random gold labels that would make it a correctness decision at the "
                          f"margin, from each candidate's observed agreement: {'; '.join(needs)} "
                          "(`kit label` draws and records the sample).")
-    if methods:
+    if methods - {STRATIFIED}:
         lines += ["", PPI_METHODS]
+    if STRATIFIED in methods:
+        lines += ["", STRATIFIED_METHODS]
     return "\n".join(lines) or "- every task has gold answers: no prediction-powered estimate was needed"
+
+
+STRATUM_WORDS = {"all agree": "every option gave the same answer"}  # kit.labels.design.ALL_AGREE, in the report
+
+
+def stratum_words(stratum: str, names: dict[str, str]) -> str:
+    """A stratum of the stratified design in the report's words: its answer pattern with each arm shown as its
+    option's name (``names``: arm -> option name), e.g. ``API | Local=SmolLM2``.
+
+    >>> stratum_words("replay:a.jsonl | llama_cpp:m", {"replay:a.jsonl": "API", "llama_cpp:m": "Local"})
+    'API | Local'
+    """
+    if stratum in STRATUM_WORDS:
+        return STRATUM_WORDS[stratum]
+    return " | ".join("=".join(names.get(arm, arm) for arm in group.split("="))
+                      for group in stratum.split(" | "))
+
+
+def _arm_names(folder: RunFolder) -> dict[str, str]:
+    return {o.arm: o.name for o in folder.experiment().options if o.arm}
+
+
+def _stratified_lines(task: str, compare: pd.DataFrame, sample: SampledLabels, names: dict[str, str]) -> list[str]:
+    """A stratified design in the report: its strata (size, drawn, labels used), the labels' worth in random
+    labels per candidate (the compare table's effective labels), and how the estimates weigh them."""
+    r = compare.iloc[0]
+    table = sample.stratum_table()
+    strata = "; ".join(f"{esc(stratum_words(h, names))}: {int(n):,} items, {int(d):,} drawn, {int(u):,} labels used"
+                       for h, n, d, u in zip(table[Col.STRATUM], table[Col.STRATUM_SIZE], table[Col.DRAWN],
+                                             table[Col.N_LABELLED]))
+    worth = "; ".join(f"{esc(o)} about {e:,.0f}" for o, e in zip(compare[Col.OPTION], compare[Col.EFFECTIVE_LABELS])
+                      if pd.notna(e))
+    out = [f"- *{esc(task)}*: gold on a **stratified** random sample (strata from the options' stored answers, "
+           f"labels spent where their answers differ): {int(r[Col.N_LABELLED])} labelled and "
+           f"{int(r[Col.N_UNLABELLED])} unlabelled items; {int(r[Col.N_OUTSIDE])} labels outside the design, never "
+           f"used. Strata — {strata}.",
+           f"  Effective labels (the random labels this design is worth, for the difference from the reference): "
+           f"{worth or 'none yet'}. Accuracy and the comparisons are design-weighted: each label weighs 1 / its "
+           "inclusion probability, the paired difference is the share of items where the two answers differ "
+           "(known exactly) times the mean difference on the labelled ones; where a comparison is inconclusive, "
+           "its 'items needed' are labels of this design."]
+    if sample.earlier:
+        out.append(f"  {len(sample.earlier)} earlier design(s) drawn before the stored answers changed: their "
+                   "labels stay valid under their own strata and are combined by inverse variance.")
+    return out
+
+
+def _gap_lines(sample: SampledLabels) -> list[str]:
+    """Skips, labels held back behind them, and the minimum below which no estimate counts as a measurement."""
+    out = []
+    if sample.skipped or sample.waiting:
+        out.append(f"  {sample.skipped} sampled item(s) skipped; {sample.waiting} label(s) after a skipped item held "
+                   "back (each stratum uses only its labels up to the first gap, so a skip cannot bias the estimate; "
+                   "label the skipped item to use them).")
+    if not sample.measured:
+        out.append(f"  **Fewer than {MIN_LABELS} labels in the design ({len(sample.gold)}): no point estimate** — "
+                   "the figures above are not a measurement yet, and the verdict cannot rest on them.")
+    return out
 # -------------------------------------------------------------- runs that stop when the verdict is settled
 def sequential(folder: RunFolder) -> str:
     """For a sequential run (``sequential:``), per task: where the rounds stopped and why, what each option settled,

@@ -457,7 +457,8 @@ def _labels_needed_by_design(r: pd.Series, *, margin: float, alpha: float, power
 def _statement(r: pd.Series, k: int, *, alpha: float, labels: SampledLabels) -> str:
     lvl = f"{100 * (1 - alpha):g}%"
     how = _how(labels)
-    sample = ("labels of a stratified random sample (design-weighted, the known agreement share exact)"
+    sample = ("labels of a stratified random sample (design-weighted; the share of items where the two answers "
+              "differ known exactly)"
               if _designed(labels) else "a random gold label")
     text = (f"{r[Col.OPTION]} against {r[Col.REFERENCE]} on {r[Col.N_ITEMS]} items, {r[Col.N_LABELLED]} of them with "
             f"{sample} and the reference's answers as the proxy on the other {r[Col.N_UNLABELLED]}: accuracy "
@@ -469,7 +470,8 @@ def _statement(r: pd.Series, k: int, *, alpha: float, labels: SampledLabels) -> 
             f"is **{r[Col.CONCLUSION]}**.")
     text += holm_words(r, k)
     if r[Col.CONCLUSION_ADJUSTED] == "inconclusive" and math.isfinite(r[Col.N_NEEDED]):
-        text += (f" About {int(r[Col.N_NEEDED]):,} random labels would be needed to show non-inferiority at this "
+        kind = "labels of this design" if _designed(labels) else "random labels"
+        text += (f" About {int(r[Col.N_NEEDED]):,} {kind} would be needed to show non-inferiority at this "
                  "margin if the observed difference, discordance and proxy hold.")
     if r[Col.N_OUTSIDE]:
         text += (f" {r[Col.N_OUTSIDE]} label(s) given outside the design are not used (items not drawn when "
