@@ -32,7 +32,7 @@ Several processes may use one store at once (``kit run`` in two terminals, a not
 
 >>> with Store(":memory:") as store:
 ...     store.schema_version()
-5
+6
 """
 
 from __future__ import annotations
