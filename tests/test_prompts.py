@@ -228,6 +228,16 @@ def _answer(body) -> str:
     return "ABC"[LABELS.index(label)] if "A) alpha" in last else label
 
 
+def _api_and_local(base_url: str) -> list[dict]:
+    """The API (its own prompt only) and a self-hosted option that chooses among the experiment's variants."""
+    return [{"name": "API", "arm": "openai:fake-api", "runs": "third-party", "prompts": [],
+             "options": {"base_url": base_url, "logprobs": False, "max_attempts": 1},
+             "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
+            {"name": "Local", "arm": "openai:fake-local", "runs": "self-hosted",
+             "options": {"base_url": base_url, "logprobs": False, "max_attempts": 1},
+             "machine": {"price_per_hour": 0.5}}]
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     (tmp_path / "datasets").mkdir()
@@ -248,12 +258,7 @@ def test_test_items_are_asked_with_one_prompt_per_option_chosen_on_dev_items_onl
             "tasks": {"tickets": None}, "reference": "API", "store": str(project / "kit.sqlite"),
             "prompts": [{"name": "0-shot", "shots": 0}, {"name": "4 letters", "shots": 4, "label_style": "letters"},
                         {"name": "4 balanced", "shots": 4, "shot_choice": "balanced"}],
-            "options": [{"name": "API", "arm": "openai:fake-api", "runs": "third-party", "prompts": [],
-                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
-                         "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
-                        {"name": "Local", "arm": "openai:fake-local", "runs": "self-hosted",
-                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
-                         "machine": {"price_per_hour": 0.5}}]}, source="exp.yaml")
+            "options": _api_and_local(server.base_url)}, source="exp.yaml")
         folder = RunFolder(project / "run")
         prepare.prepare_stage(exp, folder)
         answers.answer_stage(folder, progress=False)
@@ -387,12 +392,7 @@ def test_four_variants_are_chosen_by_successive_halving_for_fewer_dev_answers(pr
             "prompts": [{"name": "0-shot", "shots": 0}, {"name": "4 letters", "shots": 4, "label_style": "letters"},
                         {"name": "4 balanced", "shots": 4, "shot_choice": "balanced"},
                         {"name": "2 random", "shots": 2}],
-            "options": [{"name": "API", "arm": "openai:fake-api", "runs": "third-party", "prompts": [],
-                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
-                         "price": {"input_per_m": 0.15, "output_per_m": 0.6}},
-                        {"name": "Local", "arm": "openai:fake-local", "runs": "self-hosted",
-                         "options": {"base_url": server.base_url, "logprobs": False, "max_attempts": 1},
-                         "machine": {"price_per_hour": 0.5}}]}, source="exp.yaml")
+            "options": _api_and_local(server.base_url)}, source="exp.yaml")
         folder = RunFolder(project / "run")
         prepare.prepare_stage(exp, folder)
         answers.answer_stage(folder, progress=False)
