@@ -38,8 +38,11 @@ browser:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "The report test needs Chromium: sudo apt-get install chromium (Debian/Ubuntu)"; fi; }
 
+# one pytest worker per core (at most 4), each kept to its own cores (tests/conftest.py), a module per worker
+WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
 test: setup browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(WORKERS) --dist loadscope
 
 report: setup
 	$(VENV)/bin/kit report

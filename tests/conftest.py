@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -10,6 +11,18 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EMBEDDED = "llama_cpp:smollm2-135m-instruct"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs one worker per core) each worker keeps to its own share of the
+    cores, and so do the servers and notebook kernels it starts: llama.cpp's and torch's threads, sized on the
+    cores a process may use (kit.models.hardware.cpu_threads), then never spin against the other worker's."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker is None or count < 2 or not hasattr(os, "sched_setaffinity"):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    mine = cores[int(worker.removeprefix("gw")) % count::count] if len(cores) >= count else cores
+    os.sched_setaffinity(0, mine)
 
 
 @pytest.fixture(scope="session")

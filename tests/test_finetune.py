@@ -112,6 +112,40 @@ def test_prompt_tokens_match_llama_cpp(hf_base, small_snips, smol_arm):
         assert list(ex.answer) == label
 
 
+def test_the_fine_tune_learns_the_prompt_it_is_asked_with(hf_base, small_snips, smol_arm):
+    """A 0-shot fine-tune trains on exactly the tokens the llama.cpp arm evaluates for the 0-shot variant (far
+    shorter than the task's own 5 shots), and its training data hash, which names the adapter, differs."""
+    from kit.finetune.adapters import training_data_hash
+    from kit.finetune.train import build_examples
+    from kit.tasks.prompts import PromptVariant, build_request
+
+    _, tok, _ = hf_base
+    zero = PromptVariant(name="0-shot", shots=0)
+    own, bare = build_examples(small_snips, tok), build_examples(small_snips, tok, zero)
+    assert [e.answer for e in bare] == [e.answer for e in own]
+    assert all(len(b.prompt) < len(o.prompt) / 2 for o, b in zip(own, bare))
+    for ex, item in list(zip(bare, small_snips.train))[:3]:
+        assert list(ex.prompt) == smol_arm.prompt_tokens(build_request(small_snips, item, variant=zero))
+    assert training_data_hash(small_snips, zero) != training_data_hash(small_snips)
+
+
+def test_the_base_read_from_the_gguf_is_kept_and_reused(hf_base):
+    """The first read of the GGUF (slow in transformers) is kept as a transformers folder; later loads use it."""
+    from kit.finetune.train import dequantised, load_base
+    from kit.models import resolve_model
+
+    path = resolve_model(BASE).path
+    folder = dequantised(path, dtype="float32")
+    weights = sorted(folder.glob("*.safetensors"))
+    assert (folder / "config.json").is_file() and weights and (folder / "tokenizer_config.json").is_file()
+    stamp = [w.stat().st_mtime_ns for w in weights]
+    model, _, _ = load_base(path, device="cpu", quantize="none")
+    assert dequantised(path, dtype="float32") == folder and [w.stat().st_mtime_ns for w in weights] == stamp
+    name, tensor = next(iter(hf_base[0].state_dict().items()))
+    assert (model.state_dict()[name] == tensor).all()
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left behind
+
+
 def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(hf_base, small_snips):
     """A step run as a shared prefix plus passes of a few rows (each freed by its own backward) gives the loss
     and gradients of transformers' own causal-LM loss over the full padded sequences in one pass."""
@@ -298,7 +332,7 @@ def test_finetune_cli_cache_and_lora_arm_in_store(small_snips, snips, tmp_path, 
     assert out.out.strip().splitlines()[-1] == result.adapter_path  # the adapter's path is printed last
     assert "reused" in out.err
 
-    items = list(snips.test[:12])
+    items = list(snips.test[:6])
     with get_arm(result.arm_spec, n_ctx=2048) as tuned, get_arm(f"llama_cpp:{BASE}", n_ctx=2048) as base:
         assert tuned.spec == result.arm_spec
         run_arm(snips, tuned, store=store, items=items)

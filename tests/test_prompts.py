@@ -406,3 +406,55 @@ def test_four_variants_are_chosen_by_successive_halving_for_fewer_dev_answers(pr
         dev_answers = db.execute("SELECT COUNT(*) FROM responses WHERE kind = 'dev'").fetchone()[0]
     assert dev_answers == table["selection_calls"].sum() < 4 * len(dev)  # fewer than asking every variant
     assert {r.option: r.prompt for r in folder.runs()} == {"API": "default", "Local": "2 random"}
+
+
+def test_dev_items_spend_a_seeded_sample_of_the_dev_split_and_zero_skips_selection(project):
+    """``dev_items: {tickets: 8}``: each variant answers the same 8 of the 12 dev items (a seeded sample, the
+    first 8 of one permutation of the dev split); ``0`` skips selection with a note and asks no dev item."""
+    from servers import OpenAIServer
+
+    from kit.pipeline import answers, prepare
+    from kit.pipeline.selection import dev_sample
+
+    task = load_task(project / "datasets" / "tickets.yaml")
+    sample = {i.id for i in dev_sample(task, 8).dev}
+    assert len(sample) == 8 and sample <= {i.id for i in task.dev} and len(task.dev) == 12
+    for limit, folder_name in ((8, "run8"), (0, "run0")):
+        with OpenAIServer(answer=_answer) as server:
+            exp = Experiment.from_mapping({
+                "tasks": {"tickets": None}, "reference": "API", "store": str(project / f"{folder_name}.sqlite"),
+                "dev_items": {"tickets": limit},
+                "prompts": [{"name": "0-shot", "shots": 0}, {"name": "4 balanced", "shots": 4,
+                                                             "shot_choice": "balanced"}],
+                "options": _api_and_local(server.base_url)}, source="exp.yaml")
+            folder = RunFolder(project / folder_name)
+            prepare.prepare_stage(exp, folder)
+            answers.answer_stage(folder, progress=False)
+        table = folder.table(Table.PROMPTS, task="tickets").set_index("variant")
+        with sqlite3.connect(project / f"{folder_name}.sqlite") as db:
+            asked = {r[0] for r in db.execute("SELECT item_id FROM responses WHERE kind = 'dev'")}
+        if limit:
+            assert table["dev_items"].tolist() == [8, 8] and asked == sample
+            assert table.loc["4 balanced", "chosen"]  # right with shots, on the sample too
+        else:
+            assert table["dev_items"].tolist() == [0, 0] and asked == set()
+            assert table["chosen"].tolist() == [True, False]
+            assert "no dev items (`dev_items:`)" in table.loc["0-shot", "note"]
+
+
+def test_dev_items_must_name_tasks_of_the_experiment():
+    with pytest.raises(ConfigError) as err:
+        Experiment.from_mapping({**BASE, "dev_items": {"tickest": 10}}, source="exp.yaml")
+    assert "`dev_items:` names 'tickest'" in str(err.value) and "write one number for every task" in err.value.fix
+    assert Experiment.from_mapping({**BASE, "dev_items": 5}, source="exp.yaml").dev_limit("tickets") == 5
+
+
+def test_a_fine_tune_takes_one_prompt_the_one_it_learns():
+    lora = {"name": "LoRA", "finetune": {"base": "smollm2-135m-instruct"}, "machine": {"price_per_hour": 0.5}}
+    with pytest.raises(ConfigError) as err:
+        Experiment.from_mapping({**BASE, "options": [*BASE["options"], lora],
+                                 "prompts": [{"name": "a", "shots": 0}, {"name": "b"}]}, source="exp.yaml")
+    assert "the fine-tune 'LoRA' is given several prompt variants" in str(err.value) and "one" in err.value.fix
+    exp = Experiment.from_mapping({**BASE, "options": [*BASE["options"], {**lora, "prompts": [
+        {"name": "0-shot", "shots": 0}]}]}, source="exp.yaml")
+    assert [v.name for v in exp.option("LoRA").prompts] == ["0-shot"]

@@ -193,7 +193,8 @@ def test_free_text_slice_is_judged_scored_and_rendered(tmp_path):
     """The judged free-text experiment on two items: the stand-in answers and judges (rubric and both orders),
     chrF scores against the references, the comparison is on scores, and the report renders the judge."""
     html = run_pipeline(experiment=ROOT / "notebooks" / "params" / "freetext.yaml",
-                        overrides={"tasks": {"aclsum-outcomes": 2}, "store": str(tmp_path / "kit.sqlite")},
+                        overrides={"tasks": {"aclsum-outcomes": 2}, "store": str(tmp_path / "kit.sqlite"),
+                                   "max_tokens": 64},  # short answers: the judging is what this test reads
                         run_dir=tmp_path / "run", out_dir=tmp_path)
     folder = RunFolder(tmp_path / "run")
     verdicts = folder.table(Table.VERDICTS, task="aclsum-outcomes")

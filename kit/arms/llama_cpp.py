@@ -32,6 +32,7 @@ from kit.arms.label_walk import LabelWalk
 from kit.arms.options import ArmOptions, Field, parse_options
 from kit.arms.registry import Backend
 from kit.errors import ArmError, MissingDependency
+from kit.models.hardware import llama_threads
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -44,10 +45,10 @@ class LlamaOptions(ArmOptions):
 
     n_ctx: int = Field(4096, ge=1, description="tokens of context: prompt and answer")
     n_threads: int | None = Field(None, ge=1, examples=[4], description="threads for one token at a time; "
-                                                                      "default: llama.cpp's choice")
+                                                                      "default: half the cores this process may use")
     n_threads_batch: int | None = Field(None, ge=1, examples=[4],
                                         description="threads for batches of tokens (prompts, batched steps); "
-                                                    "default all cores")
+                                                    "default: the cores this process may use (CPU affinity, cgroup quota)")
     n_gpu_layers: int = Field(0, ge=-1, description="layers on the GPU; -1: all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama.cpp call")
     seed: int = 0
@@ -89,10 +90,10 @@ class LlamaCppArm(Arm):
         self._llama_cpp = llama_cpp
         # with batch > 1 every answer comes from the batched context: this one only tokenizes, so it stays small
         self._sequential = batch == 1
+        threads, threads_batch = llama_threads(self.options.n_threads, self.options.n_threads_batch)
         try:
             self.llm = llama_cpp.Llama(
-                model_path=str(self.model.path), n_threads=self.options.n_threads,
-                n_threads_batch=self.options.n_threads_batch,
+                model_path=str(self.model.path), n_threads=threads, n_threads_batch=threads_batch,
                 n_ctx=self.options.n_ctx if self._sequential else min(self.options.n_ctx, 256),
                 n_gpu_layers=self.options.n_gpu_layers, n_batch=self.options.n_batch, seed=self.options.seed,
                 lora_path=self.options.lora_path, verbose=False,

@@ -35,6 +35,7 @@ from typing import Any
 
 from kit.errors import ArmError, KitError
 from kit.models.doctor import Check
+from kit.models.hardware import llama_threads
 from kit.util import atomic_write_json
 
 HOST = "127.0.0.1"
@@ -106,9 +107,8 @@ def standin_command(model: str = "gemma-3-270m", *, port: int, n_ctx: int = 2048
     template = _template_config(path)
     if template is not None:
         cmd += ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(template)]
-    if n_threads:
-        cmd += ["--n_threads", str(n_threads)]
-    return cmd
+    threads, threads_batch = llama_threads(n_threads)
+    return cmd + ["--n_threads", str(threads), "--n_threads_batch", str(threads_batch)]
 
 
 def _death_signal() -> Callable[[], None] | None:

@@ -165,6 +165,19 @@ def _checked(spec: ExperimentFile, *, source: str, overridden: Collection[str] =
                           where=at("sweep", "tasks"),
                           fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), add "
                               f"{missing[0]} to `tasks:`, or write sweep: null for no load sweep")
+    stray = sorted(set(spec.dev_items) - set(spec.tasks)) if isinstance(spec.dev_items, dict) else []
+    if stray:
+        raise ConfigError(f"`dev_items:` names {stray[0]!r}, which is not a task of the experiment",
+                          where=at("dev_items", "tasks"),
+                          fix=f"give dev items to some of {list(spec.tasks)} (a task left out uses its whole dev "
+                              "split), or write one number for every task")
+    for o in spec.options:
+        if o.finetune is not None and len(o.prompts if o.prompts is not None else spec.prompts) > 1:
+            raise ConfigError(f"the fine-tune {o.name!r} is given several prompt variants",
+                              where=at("options", "prompts"),
+                              fix="give it one (`prompts: [{name: 0-shot, shots: 0}]`): a fine-tune learns the "
+                                  "prompt it will be asked with, so it is trained and asked in that one form "
+                                  "(`prompts: []`: the task's own)")
     options = tuple(_option(o, spec.machines, where=f"{at('options', 'machines')}: option {o.name!r}")
                     .model_copy(update={"prompts": spec.prompts if o.prompts is None else o.prompts})
                     for o in spec.options)

@@ -58,6 +58,7 @@ class Where(str, Enum):
 # unknown key is an error. Every field carries its meaning (description) and an example for the fixes.
 
 WholeNumber = Annotated[int, Strict(), at.Gt(0)]
+Count = Annotated[int, Strict(), at.Ge(0)]
 
 
 class _Schema(BaseModel):
@@ -235,10 +236,21 @@ class Scope(_Schema):
         min_length=1, examples=[{"snips-intents": 100}],
         description="test items to use per task, or null for the whole test split (a list of names: all items)")
 
+    dev_items: Count | dict[str, Count] | None = Field(
+        None, examples=[40, {"snips-intents": 40, "hhs-breach-triage": 0}],
+        description="dev items prompt selection may spend per task (a number for every task, or task -> number; "
+                    "0: no selection on that task, its first variant answers); null: the task's whole dev split")
+
     @field_validator("tasks", mode="before")
     @classmethod
     def _names_only(cls, value: Any) -> Any:
         return {name: None for name in value} if isinstance(value, list) else value
+
+    def dev_limit(self, task: str) -> int | None:
+        """The dev items prompt selection may spend on ``task`` (None: its whole dev split)."""
+        if isinstance(self.dev_items, dict):
+            return self.dev_items.get(task)
+        return self.dev_items
 
 
 class Choices(Scope):

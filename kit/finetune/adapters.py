@@ -32,6 +32,7 @@ from kit.errors import ConfigError
 from kit.progress import Progress
 from kit.util import atomic_write_json
 from kit.tasks import Task
+from kit.tasks.prompts import DEFAULT_PROMPT, PromptVariant
 
 DEFAULT_BASE = "smollm2-135m-instruct"
 DEFAULT_STEPS = 40
@@ -81,11 +82,13 @@ class FinetuneResult:
         return asdict(self)
 
 
-def training_data_hash(task: Task) -> str:
-    """sha256 of what training sees: every train item's id, chat messages and rendered gold answer."""
-    from kit.tasks.prompts import build_messages
+def training_data_hash(task: Task, prompt: PromptVariant = DEFAULT_PROMPT) -> str:
+    """sha256 of what training sees: every train item's id, chat messages (in the form ``prompt`` gives) and
+    rendered gold answer."""
+    from kit.tasks.prompts import build_messages, render_answer
 
-    rows = [[item.id, list(build_messages(task, item)), task.type.render(item.gold)] for item in task.train]
+    rows = [[item.id, list(build_messages(task, item, prompt)), render_answer(task, item.gold, prompt)]
+            for item in task.train]
     return hashlib.sha256(json.dumps(rows, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
@@ -93,14 +96,16 @@ def finetune(task: Task | str, *, base: str = DEFAULT_BASE, max_steps: int = DEF
              out_dir: str | Path | None = None, lr: float = DEFAULT_LR, rank: int = 8, alpha: float = 16,
              batch_size: int = 8, seed: int = 0, targets: tuple[str, ...] = DEFAULT_TARGETS, device: str = "auto",
              quantize: str = "auto", hf_weights: str | None = None, progress: bool = True,
-             force: bool = False) -> FinetuneResult:
+             force: bool = False, prompt: PromptVariant = DEFAULT_PROMPT) -> FinetuneResult:
     """Train a LoRA on ``task.train`` (never ``task.test``) and export it as a GGUF adapter for llama.cpp.
 
     ``device``: "auto" (CUDA when torch sees it, else CPU), "cpu" or "cuda". ``quantize``: "auto"
     (4-bit on CUDA for bases over 2.5 GB), "none" or "4bit" (QLoRA, bitsandbytes, CUDA only).
     ``hf_weights``: a hub id or folder to read the base weights from instead of dequantising the GGUF
     (e.g. the upstream repo of a 7B model); the GGUF still gives the tokenizer, chat template and
-    architecture. ``force`` retrains even when a cached adapter matches.
+    architecture. ``force`` retrains even when a cached adapter matches. ``prompt``: the form the train items
+    are asked in — the fine-tune learns the prompt it will be asked with (e.g. 0 shots: shorter prompts, faster
+    steps and answers); it names the adapter through the training data's hash.
 
     >>> r = finetune("snips-intents", max_steps=40, progress=False)   # doctest: +SKIP
     >>> r.adapter_path.endswith(".lora.gguf"), len(r.losses)           # doctest: +SKIP
@@ -112,13 +117,13 @@ def finetune(task: Task | str, *, base: str = DEFAULT_BASE, max_steps: int = DEF
     task = load_task(task) if isinstance(task, str) else task
     plan = _plan(task, base=base, max_steps=max_steps, out_dir=out_dir, lr=lr, rank=rank, alpha=alpha,
                  batch_size=batch_size, seed=seed, targets=targets, device=device, quantize=quantize,
-                 hf_weights=hf_weights)
+                 hf_weights=hf_weights, prompt=prompt)
     if not force:
         cached = _cached(plan.adapter, plan.manifest)
         if cached is not None:
             return cached
     result = _train_and_export(task, base=base, model_file=plan.model_file, arch=plan.arch, hyper=plan.hyper,
-                               adapter=plan.adapter, progress=progress)
+                               adapter=plan.adapter, progress=progress, prompt=prompt)
     result.update({"manifest_path": str(plan.manifest),
                    "extra": {**result.get("extra", {}), "data_sha256": plan.data_hash, "cache_key": plan.key}})
     out = FinetuneResult(**result)
@@ -141,7 +146,7 @@ class _Plan:
 
 def _plan(task: Task, *, base: str, max_steps: int, out_dir: str | Path | None, lr: float, rank: int, alpha: float,
           batch_size: int, seed: int, targets: tuple[str, ...], device: str, quantize: str,
-          hf_weights: str | None) -> _Plan:
+          hf_weights: str | None, prompt: PromptVariant = DEFAULT_PROMPT) -> _Plan:
     """Check the options and work out everything that names the adapter: the cache key and the file paths."""
     from kit.models.gguf import read_gguf_info
     from kit.models import resolve_model
@@ -162,7 +167,7 @@ def _plan(task: Task, *, base: str, max_steps: int, out_dir: str | Path | None, 
              "schedule": "linear warm-up (10% of steps, at most 10) then linear decay", "grad_clip": 1.0,
              "loss": "answer tokens only", "hf_weights": hf_weights, "device": dev, "quantize": quant,
              "precision": "float32" if dev == "cpu" else ("nf4 base, bf16 compute" if quant == "4bit" else "bfloat16")}
-    data_hash = training_data_hash(task)
+    data_hash = training_data_hash(task, prompt)
     key = hashlib.sha256(json.dumps({"format": FORMAT, "task": task.name, "data": data_hash,
                                      "base": model_file.sha256, "hyper": hyper}, sort_keys=True).encode()).hexdigest()
     folder = Path(out_dir) if out_dir is not None else runs_dir() / "adapters"
@@ -172,7 +177,7 @@ def _plan(task: Task, *, base: str, max_steps: int, out_dir: str | Path | None, 
 
 
 def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hyper: dict[str, Any], adapter: Path,
-                      progress: bool) -> dict[str, Any]:
+                      progress: bool, prompt: PromptVariant) -> dict[str, Any]:
     from kit import __version__
     from kit.models.hardware import fingerprint
     from kit.finetune.gguf_export import adapter_tensors, write_adapter
@@ -188,7 +193,7 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
     config = peft.LoraConfig(r=hyper["rank"], lora_alpha=hyper["alpha"], lora_dropout=0.0, bias="none",
                              target_modules=hyper["targets"], task_type="CAUSAL_LM")
     model = peft.get_peft_model(model, config)
-    examples = build_examples(task, tokenizer)
+    examples = build_examples(task, tokenizer, prompt)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     bar = Progress(f"LoRA {base} · {task.name}", total=hyper["max_steps"], stage="finetune", unit="step",
                    show=progress)
@@ -214,7 +219,7 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
         "n_train_items": len(examples), "train_item_ids": [e.item_id for e in examples], "hyperparameters": hyper,
         "hardware": fingerprint(), "device": device,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "extra": {"shared_prefix_tokens": run["shared_prefix_tokens"], "threads": run["threads"],
+        "extra": {"prompt": prompt.describe(), "shared_prefix_tokens": run["shared_prefix_tokens"], "threads": run["threads"],
                   "tokens_per_pass": run["tokens_per_pass"], "arch": arch, "tensors": len(tensors),
                   "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))},
     }

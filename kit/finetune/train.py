@@ -10,7 +10,7 @@ same loss as running each sequence in full, at a fraction of the cost. The rows'
 passes of at most 512 tokens, shortest rows together (little padding), each pass's activations freed
 by its own backward: a step's memory is one prefix and one pass, whatever the batch size and however
 long the task's texts (a long-text task once held 8 padded rows of ~1,000 tokens at once, 7.4 GB).
-torch runs on the cores this process may use (:func:`cpu_threads`).
+torch runs on the cores this process may use (:func:`kit.models.hardware.cpu_threads`).
 
 >>> model, tok, info = load_base(model_file, device="cpu", quantize="none")  # doctest: +SKIP
 """
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kit.errors import ConfigError, KitError, MissingDependency
+from kit.models.hardware import cpu_threads
 
 TORCH_PIN = "torch==2.13.0"
 TOKENS_PER_PASS = 512  # a pass's own tokens (rows x padded width): bounds the activations held at once
@@ -62,13 +63,12 @@ class Example:
 def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | None = None) -> tuple[Any, Any, dict]:
     """The base model and tokenizer, read from the GGUF (dequantised) or from ``hf_weights`` (a hub id or folder).
 
-    ``quantize="4bit"`` loads the weights as 4-bit NF4 with bitsandbytes (QLoRA; CUDA only).
+    transformers reads a GGUF slowly (it dequantises every tensor in Python: about 25 s for a 135M model on one
+    core), so the first read is kept as a plain transformers folder (:func:`dequantised`) and later fine-tunes of
+    the same file load that. ``quantize="4bit"`` loads the weights as 4-bit NF4 with bitsandbytes (QLoRA; CUDA
+    only).
     """
     torch, transformers, _ = require_training_stack(quantize=quantize == "4bit")
-    folder, name = str(gguf_path.parent), gguf_path.name
-    source: dict[str, Any] = {"pretrained_model_name_or_path": hf_weights} if hf_weights else \
-        {"pretrained_model_name_or_path": folder, "gguf_file": name}
-    tokenizer = transformers.AutoTokenizer.from_pretrained(folder, gguf_file=name)
     kwargs: dict[str, Any] = {}
     if device == "cpu":
         kwargs["dtype"] = torch.float32
@@ -80,10 +80,10 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
         kwargs["device_map"] = {"": device}
     else:
         kwargs["dtype"] = torch.bfloat16
-    if quantize == "4bit" and not hf_weights:
-        model = _load_gguf_4bit(transformers, torch, folder, name, kwargs)
-    else:
-        model = transformers.AutoModelForCausalLM.from_pretrained(**source, **kwargs)
+    # 4-bit loads from bf16 weights: transformers will not quantise while reading a GGUF
+    folder = hf_weights or str(dequantised(gguf_path, dtype="float32" if device == "cpu" else "bfloat16"))
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+    model = transformers.AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if quantize != "4bit":
         model.to(device)
     cfg = model.config
@@ -93,44 +93,68 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
     return model, tokenizer, info
 
 
-def _load_gguf_4bit(transformers: Any, torch: Any, folder: str, name: str, kwargs: dict[str, Any]) -> Any:
-    """transformers will not quantise while reading a GGUF: dequantise it to bf16, save it as safetensors
-    in a scratch folder (``$KIT_HOME/tmp``, removed afterwards), and load that in 4-bit."""
+def dequantised(gguf_path: Any, *, dtype: str) -> Any:
+    """A transformers folder (safetensors weights, config, tokenizer) of the GGUF's weights dequantised to
+    ``dtype``, made once per file and dtype in ``$KIT_HOME/dequantised/<sha256[:16]>-<dtype>/`` (about 4 bytes a
+    parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. Written in a
+    scratch folder and renamed into place, so a run cut off halfway, or two at once, leave no half folder."""
     import gc
+    import os
+    import shutil
     import tempfile
+    from pathlib import Path
 
+    from kit.models import file_sha256
     from kit.paths import kit_home
 
-    scratch = kit_home() / "tmp"
-    scratch.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="gguf-bf16-", dir=scratch) as tmp:
-        plain = transformers.AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.bfloat16)
+    torch, transformers, _ = require_training_stack()
+    path = Path(gguf_path)
+    home = kit_home() / "dequantised"
+    target = home / f"{file_sha256(path)[:16]}-{dtype}"
+    if (target / "config.json").is_file():
+        return target
+    home.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=home))
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        plain = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
+                                                                  dtype=getattr(torch, dtype))
         plain.hf_quantizer = None  # the weights are plain tensors now; the GGUF marker only blocks saving
         if hasattr(plain.config, "quantization_config"):
             del plain.config.quantization_config
-        plain.save_pretrained(tmp)
+        plain.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
         del plain
         gc.collect()
-        return transformers.AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
+        try:
+            os.rename(scratch, target)
+        except OSError:  # another process put it there first: theirs is the same
+            if not (target / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target
 
 
-def build_examples(task: Any, tokenizer: Any) -> list[Example]:
-    """Token ids of every train item: the chat-formatted prompt and the answer (never the test items)."""
-    from kit.tasks.prompts import build_messages
+def build_examples(task: Any, tokenizer: Any, prompt: Any = None) -> list[Example]:
+    """Token ids of every train item: the chat-formatted prompt in the form ``prompt`` gives (a
+    :class:`kit.tasks.prompts.PromptVariant`; None: the task's own) and the answer (never the test items)."""
+    from kit.tasks.prompts import DEFAULT_PROMPT, build_messages, render_answer
 
+    prompt = prompt or DEFAULT_PROMPT
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("the tokenizer read from the GGUF has no end-of-sequence token", where="finetune",
                           fix="use a GGUF with tokenizer.ggml.eos_token_id")
     out = []
     for item in task.train:
-        text = tokenizer.apply_chat_template(list(build_messages(task, item)), add_generation_prompt=True,
+        text = tokenizer.apply_chat_template(list(build_messages(task, item, prompt)), add_generation_prompt=True,
                                              tokenize=False)
         bos = tokenizer.bos_token
         special = not (bos and text.startswith(bos))
-        prompt = tokenizer(text, add_special_tokens=special)["input_ids"]
-        answer = tokenizer(task.type.render(item.gold), add_special_tokens=False)["input_ids"] + [eos]
-        out.append(Example(item.id, tuple(prompt), tuple(answer)))
+        ids = tokenizer(text, add_special_tokens=special)["input_ids"]
+        answer = tokenizer(render_answer(task, item.gold, prompt), add_special_tokens=False)["input_ids"] + [eos]
+        out.append(Example(item.id, tuple(ids), tuple(answer)))
     return out
 
 
@@ -261,7 +285,7 @@ def train(model: Any, examples: Sequence[Example], *, steps: int, batch_size: in
     """Run ``steps`` AdamW steps over seeded shuffles of ``examples``; return losses and timing.
 
     ``threads``: torch's CPU threads for the run (default: the cores this process may use, see
-    :func:`cpu_threads`); restored afterwards.
+    :func:`kit.models.hardware.cpu_threads`); restored afterwards.
     """
     import numpy as np
     import torch
@@ -305,23 +329,3 @@ def train(model: Any, examples: Sequence[Example], *, steps: int, batch_size: in
         model.eval()
     return {"losses": losses, "train_seconds": time.perf_counter() - start, "shared_prefix_tokens": len(prefix),
             "threads": n_threads, "tokens_per_pass": tokens_per_pass}
-
-
-def cpu_threads() -> int:
-    """The cores this process may run on — its CPU affinity, and a container's cgroup CPU quota — not every
-    core the machine shows: more torch threads than that only wait on each other.
-
-    >>> cpu_threads() >= 1
-    True
-    """
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
-            quota, period = f.read().split()[:2]
-        if quota != "max":
-            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
-    except (OSError, ValueError):
-        pass
-    return max(1, cores)

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -30,6 +31,38 @@ PACKAGES = (
 # Through the kit's build (kit.models.llama_build): its own wheel cache keyed by the flags, and the probe after it.
 CUDA_REINSTALL = setup_command("cuda")
 METAL_REINSTALL = setup_command("metal")
+
+
+def cpu_threads() -> int:
+    """The cores this process may run on — its CPU affinity, and a container's cgroup CPU quota — not every
+    core the machine shows: more threads than that only wait on each other (torch's, llama.cpp's).
+
+    >>> cpu_threads() >= 1
+    True
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def llama_threads(n_threads: int | None = None, n_threads_batch: int | None = None) -> tuple[int, int]:
+    """llama.cpp's threads for one token at a time and for batches: the given ones, else llama-cpp-python's
+    own defaults (half the cores, all the cores) counted on :func:`cpu_threads`, not on every core the machine
+    shows (a container limited to 2 of 64 cores would otherwise start 32 and 64 threads).
+
+    >>> llama_threads(3, 5)
+    (3, 5)
+    >>> llama_threads()[1] == cpu_threads()
+    True
+    """
+    cores = cpu_threads()
+    return n_threads or max(cores // 2, 1), n_threads_batch or cores
 
 
 def cpu_info() -> dict[str, Any]:

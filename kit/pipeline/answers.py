@@ -92,7 +92,8 @@ class Answering:
         if key not in self._picks:
             self._picks[key] = select_prompt(task, option, self.arm(option, task.name), store=self.store,
                                              withhold=withhold_for(self.exp, option, task), progress=self.progress,
-                                             max_tokens=self.max_tokens(task))
+                                             max_tokens=self.max_tokens(task),
+                                             dev_items=self.exp.dev_limit(task.name))
         return self._picks[key]
 
     def answer(self, task: Task, option: Option, *, items: Sequence[Item] | None = None, limit: int | None = None,

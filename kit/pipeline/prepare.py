@@ -21,6 +21,7 @@ from kit.models.hardware import fingerprint
 from kit.pipeline.arming import models_of
 from kit.pipeline.folder import Doc, RunFolder, Stage, Table
 from kit.pipeline.provenance import provenance_of, save_provenance
+from kit.tasks.prompts import DEFAULT_PROMPT
 from kit.pipeline.scores import load_tasks
 from kit.tasks import Task
 from kit.tasks.prompts import check_variant
@@ -121,7 +122,7 @@ def finetune_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
             continue
         for name in (o.finetune.tasks or tuple(tasks)):
             result = finetune(tasks[name], base=o.finetune.base, max_steps=o.finetune.steps, rank=o.finetune.rank,
-                              progress=progress)
+                              progress=progress, prompt=o.prompts[0] if o.prompts else DEFAULT_PROMPT)
             data = {**result.to_dict(), "arm_spec": result.arm_spec}
             data.pop("train_item_ids", None)
             trained.setdefault(o.name, {})[name] = data

@@ -13,7 +13,8 @@ and USD.
 
 Selection is skipped — the first variant listed answers the test split, and the table says why — for a task
 without gold answers, a free-text task (its scores need a judge), or a task too small for a dev split
-(:data:`kit.tasks.loading.DEV_MIN`).
+(:data:`kit.tasks.loading.DEV_MIN`) or given no dev items by the experiment (``dev_items: 0``). ``dev_items: N``
+spends a seeded sample of N dev items (:func:`dev_sample`) where the whole dev split would cost too much.
 
 >>> pick = select_prompt(task, option, arm, store=store, max_tokens=256)     # doctest: +SKIP
 >>> pick.chosen.name, pick.table[["variant", "dev_quality", "chosen"]]        # doctest: +SKIP
@@ -22,7 +23,7 @@ without gold answers, a free-text task (its scores need a judge), or a task too 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -56,8 +57,28 @@ class Selection:
     dev_keys: dict[str, str] = field(default_factory=dict)
 
 
-def skip_reason(task: Task) -> str | None:
-    """Why prompt variants cannot be compared on ``task``'s dev split (None: they can)."""
+def dev_sample(task: Task, limit: int | None) -> Task:
+    """``task`` with its dev split cut to ``limit`` items (None: all): a seeded random sample, in the order of
+    one permutation of the dev split, so a larger limit keeps every item a smaller one drew (and its stored
+    answers).
+
+    >>> from kit.tasks import load_task
+    >>> task = load_task("snips-intents")
+    >>> small, large = dev_sample(task, 5).dev, dev_sample(task, 20).dev
+    >>> len(small), small == large[:5], set(small) <= set(task.dev), dev_sample(task, None) is task
+    (5, True, True, True)
+    """
+    if limit is None or limit >= len(task.dev):
+        return task
+    order = np.random.default_rng(task.split_seed + 5).permutation(len(task.dev))[:limit]
+    return replace(task, dev=tuple(task.dev[j] for j in order))
+
+
+def skip_reason(task: Task, limit: int | None = None) -> str | None:
+    """Why prompt variants cannot be compared on ``task``'s dev split (None: they can); ``limit``: the dev items
+    the experiment gives the task (``dev_items:``)."""
+    if limit == 0:
+        return "the experiment gives this task no dev items (`dev_items:`)"
     if not task.labelled:
         return "the task has no gold answers to score the variants on"
     if task.type.judged:
@@ -68,13 +89,16 @@ def skip_reason(task: Task) -> str | None:
 
 
 def select_prompt(task: Task, option: Option, arm: Arm, *, store: Store, max_tokens: int,
-                  withhold: Withhold | None = None, progress: bool = False) -> Selection:
-    """The variant of ``option``'s prompts that answers ``task``'s test split: the best on the dev split."""
+                  withhold: Withhold | None = None, progress: bool = False,
+                  dev_items: int | None = None) -> Selection:
+    """The variant of ``option``'s prompts that answers ``task``'s test split: the best on the dev split (on
+    ``dev_items`` of its items, a seeded sample: :func:`dev_sample`; None: all of them)."""
     variants = option.prompts or (DEFAULT_PROMPT,)
     if len(variants) == 1:
         return Selection(variants[0], pd.DataFrame())
     base = {Col.TASK: task.name, Col.OPTION: option.name}
-    reason = skip_reason(task)
+    reason = skip_reason(task, dev_items)
+    task = dev_sample(task, dev_items)
     if reason is not None:
         note = f"not selected: {reason}; the first variant answers the test items"
         rows = [{**base, Col.VARIANT: v.name, Col.PROMPT: v.describe(), Col.DEV_ITEMS: 0, Col.DEV_QUALITY: math.nan,
