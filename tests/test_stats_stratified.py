@@ -135,3 +135,17 @@ def test_a_stratum_without_a_label_gives_no_estimate_and_bad_input_is_refused():
         stratified_mean([1.0, 0.0], strata=["a"], labelled=[True, True])
     with pytest.raises(ConfigError, match="have no value"):
         stratified_mean([np.nan, 0.0], strata=["a", "a"], labelled=[True, True])
+
+
+def test_a_share_whose_labels_are_all_right_keeps_its_interval_inside_0_to_1():
+    """Every labelled answer right (a share at 1, where Korn-Graubard has no effective sample size): the interval
+    is a share's, [low, 1], never past 100% as a symmetric t interval would give it."""
+    import numpy as np
+
+    from kit.stats.stratified import stratified_mean
+
+    values = np.r_[np.ones(15), np.full(331, np.nan)]
+    strata = np.r_[["agree"] * 2, ["differ"] * 13, ["agree"] * 52, ["differ"] * 279]
+    r = stratified_mean(values, strata=strata, labelled=np.isfinite(values)).iloc[0]
+    assert r["estimate"] == 1.0 and 0.0 <= r["ci_low"] < 1.0 and r["ci_high"] == 1.0
+    assert "to 1.000" in r["statement"]

@@ -244,6 +244,8 @@ def _estimate(y: np.ndarray, s: np.ndarray, lab: np.ndarray, kn: np.ndarray, f: 
     low, high = estimate - q * se, estimate + q * se
     if support == GRIDS[0] and 0 < estimate < 1 and variance > 0 and n_lab > 1:
         low, high = _korn_graubard(estimate, variance, df=df, n=n_lab, alpha=alpha)
+    elif support == GRIDS[0]:  # a share at 0 or 1 (every label the same): its interval stays a share's
+        low, high = max(low, 0.0), min(high, 1.0)
     effective = s2 / (v_lab + s2 / big_n) if (v_lab + s2 / big_n) > 0 else float(n_lab)
     lam = float(np.sum(weights * np.array([p.lam for p in parts])))
     return {Col.ESTIMATE: estimate, Col.CI_LOW: low, Col.CI_HIGH: high,
