@@ -165,12 +165,14 @@ def _checked(spec: ExperimentFile, *, source: str, overridden: Collection[str] =
                           where=at("sweep", "tasks"),
                           fix=f"sweep some of {list(spec.tasks)} (sweep.tasks: null sweeps them all), add "
                               f"{missing[0]} to `tasks:`, or write sweep: null for no load sweep")
-    stray = sorted(set(spec.dev_items) - set(spec.tasks)) if isinstance(spec.dev_items, dict) else []
-    if stray:
-        raise ConfigError(f"`dev_items:` names {stray[0]!r}, which is not a task of the experiment",
-                          where=at("dev_items", "tasks"),
-                          fix=f"give dev items to some of {list(spec.tasks)} (a task left out uses its whole dev "
-                              "split), or write one number for every task")
+    # dev items for a task the experiment does not run are moot (a file's mapping still serves `-p tasks`), but a
+    # name one typo away from a task's is a mistake: that task would spend its whole dev split
+    for name in sorted(set(spec.dev_items) - set(spec.tasks)) if isinstance(spec.dev_items, dict) else ():
+        near = difflib.get_close_matches(name, list(spec.tasks), n=1)
+        if near:
+            raise ConfigError(f"`dev_items:` names {name!r}, which is not a task of the experiment",
+                              where=at("dev_items", "tasks"),
+                              fix=f"did you mean {near[0]!r}? (a task left out spends its whole dev split)")
     for o in spec.options:
         if o.finetune is not None and len(o.prompts if o.prompts is not None else spec.prompts) > 1:
             raise ConfigError(f"the fine-tune {o.name!r} is given several prompt variants",

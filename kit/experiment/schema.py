@@ -238,8 +238,9 @@ class Scope(_Schema):
 
     dev_items: Count | dict[str, Count] | None = Field(
         None, examples=[40, {"snips-intents": 40, "hhs-breach-triage": 0}],
-        description="dev items prompt selection may spend per task (a number for every task, or task -> number; "
-                    "0: no selection on that task, its first variant answers); null: the task's whole dev split")
+        description="dev items prompt selection may spend per task (a number for every task, or task -> number, "
+                    "tasks not run ignored; 0: no selection on that task, its first variant answers); null: the "
+                    "task's whole dev split")
 
     @field_validator("tasks", mode="before")
     @classmethod
