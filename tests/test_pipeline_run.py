@@ -185,3 +185,24 @@ def test_a_reports_folder_that_cannot_be_written_fails_before_any_notebook(tmp_p
                              run_dir=tmp_path / "run2", out_dir=locked, check_llama=False)
         finally:
             subprocess.run(["chattr", "-i", str(locked)], check=True)
+
+
+def test_a_project_folder_without_notebooks_runs_the_kits(tmp_path, monkeypatch):
+    """A team's folder holds its datasets, logs and experiment files, not a copy of the kit's notebooks:
+    ``kit report`` runs the kit's own (a project's own ``notebooks/`` would win)."""
+    from kit.report.render import NOTEBOOKS, notebooks_dir
+
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'team'\n")
+    rows = [{"id": f"r{i}", "text": f"request number {i}", "label": "yes" if i % 2 else "no"} for i in range(12)]
+    (tmp_path / "datasets" / "mini.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "datasets" / "mini.yaml").write_text(
+        "name: mini\ntype: classification\ndata: mini.jsonl\nlabels: ['yes', 'no']\n"
+        "instruction: 'Answer yes or no: {text}'\nsplit: {test_fraction: 0.5, seed: 1}\n")
+    monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
+    assert notebooks_dir() == ROOT / "notebooks"
+    run_pipeline(overrides={"tasks": {"mini": 4}, "reference": "Local", "sweep": None, "store": str(tmp_path / "s.db"),
+                            "options": [{"name": "Local", "arm": "llama_cpp:smollm2-135m-instruct",
+                                         "machine": "cpu-box"}]},
+                 run_dir=tmp_path / "run", out_dir=tmp_path, notebooks=NOTEBOOKS[:1])
+    assert (tmp_path / "run" / NOTEBOOKS[0]).is_file() and (tmp_path / "run" / "splits.json").is_file()

@@ -44,7 +44,12 @@ REPORT_NOTEBOOK = NOTEBOOKS[-1]
 
 
 def notebooks_dir() -> Path:
-    return project_root() / "notebooks"
+    """The pipeline's notebooks: the project's own ``notebooks/`` when it holds them, else the kit's — so a project
+    folder with only its ``datasets/``, logs and experiment files runs ``kit report`` as it is."""
+    own = project_root() / "notebooks"
+    if (own / NOTEBOOKS[0]).is_file():
+        return own
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def default_experiment_file() -> Path:
