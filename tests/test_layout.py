@@ -131,7 +131,7 @@ def _kit_imports() -> dict[str, set[str]]:
 # The kit's layers, lowest first: a package imports only from layers below its own (and from itself).
 LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(f"kit.{name}" for name in layer.split()) for layer in (
     "errors columns",                               # the kit's errors and column names: import nothing of the kit
-    "paths util format records progress",           # small helpers every layer may use
+    "paths util format records progress plugins",   # small helpers every layer may use
     "stats economics models",                       # statistics, money, model files and hardware
     "arms",                                         # the ways of answering (the stand-in server too)
     "tasks",                                        # task types, loading, prompts, scoring

@@ -30,6 +30,7 @@ from typing import Any
 from kit.arms.base import Arm
 from kit.arms.options import CLI_STYLE, ArmOptions, NoOptions, parse_options
 from kit.errors import ArmError
+from kit.plugins import load_entry_point
 
 GROUP = "kit.arms"
 """The entry-point group arm backends are declared in."""
@@ -117,16 +118,7 @@ def _load(name: str) -> Backend | None:
     point = _entry_points().get(name)
     if point is None:
         return None
-    package = point.dist.name if point.dist is not None else point.value.partition(":")[0]
-    try:
-        record = point.load()
-    except Exception as exc:  # noqa: BLE001 — a plugin's own failure, named with its package
-        raise ArmError(f"the arm backend '{name}' from the package {package} could not be loaded "
-                       f"({type(exc).__name__}: {exc})", where=point.value,
-                       fix=f"reinstall it (pip install -U {package}) or uninstall it") from None
-    if not isinstance(record, Backend) or record.name != name:
-        raise ArmError(f"the entry point '{name}' of {package} does not name a kit.arms Backend called '{name}'",
-                       where=point.value, fix=f"point the {GROUP} entry point '{name}' at a Backend('{name}', ...)")
+    record = load_entry_point(point, record=Backend, what="arm backend", group=GROUP, error=ArmError)
     _LOADED[name] = record
     return record
 

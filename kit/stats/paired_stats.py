@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from kit.errors import ConfigError
+from kit.plugins import load_entry_point
 
 
 class ComparisonKind(StrEnum):
@@ -109,21 +110,9 @@ def _installed() -> list[PairedStatistic]:
     """The statistics installed packages declare in the ``kit.paired_statistics`` entry-point group (loaded once)."""
     global _FROM_PACKAGES
     if _FROM_PACKAGES is None:
-        found = []
-        for point in importlib.metadata.entry_points(group=GROUP):
-            package = point.dist.name if point.dist is not None else point.value.partition(":")[0]
-            try:
-                stat = point.load()
-            except Exception as exc:  # noqa: BLE001 — a plugin's own failure, named with its package
-                raise ConfigError(f"the paired statistic '{point.name}' from the package {package} could not be "
-                                  f"loaded ({type(exc).__name__}: {exc})", where=point.value,
-                                  fix=f"reinstall it (pip install -U {package}) or uninstall it") from None
-            if not isinstance(stat, PairedStatistic) or stat.name != point.name:
-                raise ConfigError(f"the entry point '{point.name}' of {package} does not name a PairedStatistic "
-                                  f"called '{point.name}'", where=point.value,
-                                  fix=f"point the {GROUP} entry point '{point.name}' at a PairedStatistic('{point.name}', ...)")
-            found.append(stat)
-        _FROM_PACKAGES = found
+        _FROM_PACKAGES = [load_entry_point(point, record=PairedStatistic, what="paired statistic", group=GROUP,
+                                           error=ConfigError)
+                          for point in importlib.metadata.entry_points(group=GROUP)]
     return _FROM_PACKAGES
 
 
