@@ -204,21 +204,14 @@ def test_labels_given_in_the_store_reach_the_report_through_the_run_folder(proje
 def audit(tmp_path, monkeypatch):
     """The audit's setting: a cheap API right on about 70% of the items, a dearer local model right on almost all
     of them; 60 test items of a three-label task. Returns the project folder and the experiment's options."""
-    from test_report_stages import write_tickets
+    from test_report_stages import write_replay, write_tickets
 
     rng = np.random.default_rng(25)
     gold = rng.choice(["a", "b", "c"], size=120)
     write_tickets(tmp_path, gold, monkeypatch)
 
     def replay(name: str, right: float) -> str:
-        rows = []
-        for i, g in enumerate(gold):
-            answer = g if rng.random() < right else [x for x in "abc" if x != g][i % 2]
-            rows.append({"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, 0.05)),
-                         "prompt_tokens": 40, "completion_tokens": 2})
-        path = tmp_path / f"{name}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        return str(path)
+        return write_replay(tmp_path, name, gold, right, rng)
 
     options = [{"name": "API", "arm": f"replay:{replay('api', 0.72)}", "runs": "third-party",
                 "price": {"input_per_m": 0.15, "output_per_m": 0.6}},

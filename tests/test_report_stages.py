@@ -32,6 +32,19 @@ def write_tickets(tmp_path, gold, monkeypatch) -> None:
     monkeypatch.setenv("KIT_PROJECT", str(tmp_path))
 
 
+def write_replay(folder, name: str, gold, right: float, rng) -> str:
+    """A replay file ``folder/name.jsonl`` of recorded answers to the tickets: right on about ``right`` of the items
+    (a draw of ``rng`` per item), else another label; fast latencies. Returns its path."""
+    rows = []
+    for i, g in enumerate(gold):
+        answer = g if rng.random() < right else [x for x in "abc" if x != g][i % 2]
+        rows.append({"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, 0.05)),
+                     "prompt_tokens": 40, "completion_tokens": 2})
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch):
     """A project with one three-label task (label 'a' is the majority) and recorded outputs of four systems."""

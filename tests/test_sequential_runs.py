@@ -16,7 +16,7 @@ from kit.pipeline.looks import Question, Questions, round_looks, settled_options
 from kit.report import views
 from kit.stats.sequential import METHOD
 from kit.tasks import load_task
-from test_report_stages import run_all, write_tickets
+from test_report_stages import run_all, write_replay, write_tickets
 
 N = 400  # 201 test items
 
@@ -29,17 +29,8 @@ def project(tmp_path, monkeypatch):
     gold = rng.choice(["a", "b", "c"], size=N)
     write_tickets(tmp_path, gold, monkeypatch)
 
-    def replay(name: str, right: float) -> str:
-        out = []
-        for i, g in enumerate(gold):
-            answer = g if rng.random() < right else [x for x in "abc" if x != g][i % 2]
-            out.append({"item_id": f"t{i}", "output": answer, "latency_s": float(rng.gamma(4, 0.05)),
-                        "prompt_tokens": 40, "completion_tokens": 2})
-        path = tmp_path / f"{name}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in out))
-        return str(path)
-
-    return tmp_path, {"api": replay("api", 0.80), "good": replay("good", 0.97)}
+    return tmp_path, {"api": write_replay(tmp_path, "api", gold, 0.80, rng),
+                      "good": write_replay(tmp_path, "good", gold, 0.97, rng)}
 
 
 def experiment(tmp_path, files, **changes) -> Experiment:
