@@ -4,7 +4,6 @@ stage decides on the confidence sequences."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pytest
