@@ -3,10 +3,12 @@
 
 >>> from kit.errors import ConfigError
 >>> point = EntryPoint("json", "json:JSONDecoder", "kit.example")
->>> load_entry_point(point, record=type, what="example", group="kit.example", error=ConfigError)
-Traceback (most recent call last):
-...
-kit.errors.ConfigError: json:JSONDecoder: the entry point 'json' of json does not name a type called 'json'. Fix: point the kit.example entry point 'json' at a type('json', ...)
+>>> try:
+...     load_entry_point(point, record=type, what="example", group="kit.example", error=ConfigError)
+... except ConfigError as exc:
+...     print(exc.problem)
+the entry point 'json' of json does not name a type called 'json'
+
 """
 
 from __future__ import annotations

@@ -48,7 +48,7 @@ class LlamaOptions(ArmOptions):
                                                                       "default: half the cores this process may use")
     n_threads_batch: int | None = Field(None, ge=1, examples=[4],
                                         description="threads for batches of tokens (prompts, batched steps); "
-                                                    "default: the cores this process may use (CPU affinity, cgroup quota)")
+                                                    "default: the cores this process may use")
     n_gpu_layers: int = Field(0, ge=-1, description="layers on the GPU; -1: all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per llama.cpp call")
     seed: int = 0

@@ -219,8 +219,8 @@ def _train_and_export(task: Task, *, base: str, model_file: Any, arch: str, hype
         "n_train_items": len(examples), "train_item_ids": [e.item_id for e in examples], "hyperparameters": hyper,
         "hardware": fingerprint(), "device": device,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "extra": {"prompt": prompt.describe(), "shared_prefix_tokens": run["shared_prefix_tokens"], "threads": run["threads"],
-                  "tokens_per_pass": run["tokens_per_pass"], "arch": arch, "tensors": len(tensors),
+        "extra": {"prompt": prompt.describe(), "shared_prefix_tokens": run["shared_prefix_tokens"],
+                  "threads": run["threads"], "tokens_per_pass": run["tokens_per_pass"], "arch": arch, "tensors": len(tensors),
                   "trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad))},
     }
 

@@ -21,10 +21,12 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kit.errors import ConfigError, KitError, MissingDependency
 from kit.models.hardware import cpu_threads
+from kit.tasks.prompts import DEFAULT_PROMPT, PromptVariant, build_messages, render_answer
 
 TORCH_PIN = "torch==2.13.0"
 TOKENS_PER_PASS = 512  # a pass's own tokens (rows x padded width): bounds the activations held at once
@@ -93,7 +95,7 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
     return model, tokenizer, info
 
 
-def dequantised(gguf_path: Any, *, dtype: str) -> Any:
+def dequantised(gguf_path: str | Path, *, dtype: str) -> Path:
     """A transformers folder (safetensors weights, config, tokenizer) of the GGUF's weights dequantised to
     ``dtype``, made once per file and dtype in ``$KIT_HOME/dequantised/<sha256[:16]>-<dtype>/`` (about 4 bytes a
     parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. Written in a
@@ -102,7 +104,6 @@ def dequantised(gguf_path: Any, *, dtype: str) -> Any:
     import os
     import shutil
     import tempfile
-    from pathlib import Path
 
     from kit.models import file_sha256
     from kit.paths import kit_home
@@ -136,12 +137,9 @@ def dequantised(gguf_path: Any, *, dtype: str) -> Any:
     return target
 
 
-def build_examples(task: Any, tokenizer: Any, prompt: Any = None) -> list[Example]:
-    """Token ids of every train item: the chat-formatted prompt in the form ``prompt`` gives (a
-    :class:`kit.tasks.prompts.PromptVariant`; None: the task's own) and the answer (never the test items)."""
-    from kit.tasks.prompts import DEFAULT_PROMPT, build_messages, render_answer
-
-    prompt = prompt or DEFAULT_PROMPT
+def build_examples(task: Any, tokenizer: Any, prompt: PromptVariant = DEFAULT_PROMPT) -> list[Example]:
+    """Token ids of every train item: the chat-formatted prompt in the form ``prompt`` gives (default: the task's
+    own) and the answer (never the test items)."""
     eos = tokenizer.eos_token_id
     if eos is None:
         raise ConfigError("the tokenizer read from the GGUF has no end-of-sequence token", where="finetune",
