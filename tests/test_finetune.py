@@ -131,6 +131,8 @@ def test_the_fine_tune_learns_the_prompt_it_is_asked_with(hf_base, small_snips, 
 
 def test_the_base_read_from_the_gguf_is_kept_and_reused(hf_base):
     """The first read of the GGUF (slow in transformers) is kept as a transformers folder; later loads use it."""
+    import torch
+
     from kit.finetune.train import dequantised, load_base
     from kit.models import resolve_model
 
@@ -144,6 +146,10 @@ def test_the_base_read_from_the_gguf_is_kept_and_reused(hf_base):
     name, tensor = next(iter(hf_base[0].state_dict().items()))
     assert (model.state_dict()[name] == tensor).all()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left behind
+    # bfloat16 (precision auto on a CPU with native bfloat16) is cast from the float32 folder: the same values
+    half, _, _ = load_base(path, device="cpu", quantize="none", dtype="bfloat16")
+    assert dequantised(path, dtype="bfloat16").name.endswith("-bfloat16")
+    assert half.dtype == torch.bfloat16 and torch.equal(half.state_dict()[name], tensor.to(torch.bfloat16))
 
 
 def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(hf_base, small_snips):
@@ -192,6 +198,43 @@ def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(
             assert float((g - g_ref).norm() / g_ref.norm()) < 1e-3
     finally:
         lora.unload()
+        model.model.layers, model.config.num_hidden_layers = layers, depth
+
+
+def test_a_bfloat16_base_gives_the_float32_step_within_rounding(hf_base, small_snips):
+    """Trained in bfloat16 (``precision: auto`` on a CPU with native bfloat16), a step's loss and gradients are
+    the float32 step's up to bfloat16 rounding: the loss within 2%, the gradient pointing the same way."""
+    import copy
+
+    import torch
+
+    from kit.finetune.train import Example, accumulate_step, build_examples, shared_prefix
+
+    model, tok, _ = hf_base
+    layers, depth = model.model.layers, model.config.num_hidden_layers
+    model.model.layers, model.config.num_hidden_layers = layers[:4], 4
+    try:
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        examples = build_examples(small_snips, tok)
+        prefix = shared_prefix(examples)
+        rows = [Example(e.item_id, e.prompt[len(prefix):], e.answer) for e in examples]
+        out = []
+        for base in (model, half):
+            lora = _peft(base, ("q_proj", "v_proj", "down_proj"))
+            try:
+                for name, p in lora.named_parameters():
+                    if "lora_B" in name:
+                        torch.manual_seed(1)
+                        torch.nn.init.normal_(p, std=0.02)
+                assert {p.dtype for p in lora.parameters() if p.requires_grad} == {torch.float32}  # LoRA stays fp32
+                loss = accumulate_step(lora, rows, prefix=prefix, device="cpu", pad_id=tok.eos_token_id)
+                out.append((loss, torch.cat([p.grad.flatten() for p in lora.parameters() if p.grad is not None])))
+            finally:
+                lora.unload()
+        (l32, g32), (l16, g16) = out
+        assert l16 == pytest.approx(l32, rel=0.02)
+        assert float(g32 @ g16 / (g32.norm() * g16.norm())) > 0.99
+    finally:
         model.model.layers, model.config.num_hidden_layers = layers, depth
 
 
@@ -269,12 +312,15 @@ def test_option_errors(snips, tmp_path):
         finetune(snips, targets=("lm_head",), out_dir=tmp_path)
     with pytest.raises(ConfigError, match="max_steps"):
         finetune(snips, max_steps=0, out_dir=tmp_path)
+    with pytest.raises(ConfigError, match="precision: auto, float32, bfloat16"):
+        finetune(snips, precision="fp16", out_dir=tmp_path)
     with pytest.raises(ConfigError, match="no train items"):
         finetune(dataclasses.replace(snips, train=()), out_dir=tmp_path)
 
 
 def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_snips, tmp_path):
     from kit.finetune.adapters import DEFAULT_TARGETS, _plan
+    from kit.models.hardware import cpu_bf16
 
     def plan(task=snips, **change):
         options = {"base": BASE, "max_steps": 40, "out_dir": tmp_path, "lr": 1e-3, "rank": 8, "alpha": 16,
@@ -284,9 +330,12 @@ def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_sn
 
     first = plan()
     assert plan().adapter == first.adapter and first.adapter.parent == tmp_path  # same inputs, same adapter
-    assert first.hyper["quantize"] == "none" and first.hyper["precision"] == "float32"
-    others = [plan(seed=1), plan(max_steps=41), plan(lr=2e-3), plan(rank=4), plan(task=small_snips)]
-    assert len({first.adapter, *(o.adapter for o in others)}) == 6
+    native = "bfloat16" if cpu_bf16() else "float32"  # precision auto: what this CPU multiplies natively
+    assert first.hyper["quantize"] == "none" and first.hyper["precision"] == native
+    assert plan(precision=native).adapter == first.adapter
+    others = [plan(seed=1), plan(max_steps=41), plan(lr=2e-3), plan(rank=4), plan(task=small_snips),
+              plan(precision="bfloat16" if native == "float32" else "float32")]
+    assert len({first.adapter, *(o.adapter for o in others)}) == 7
     assert first.adapter.name.startswith("snips-intents.smollm2-135m-instruct.")
 
 

@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from kit.finetune import DEFAULT_BASE, DEFAULT_LR, DEFAULT_STEPS, finetune
+from kit.finetune import Precision
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
     result = finetune(args.task, base=args.base, max_steps=args.max_steps, out_dir=args.out, lr=args.lr,
                       rank=args.rank, alpha=args.alpha, batch_size=args.batch_size, seed=args.seed,
                       device=args.device, quantize=args.quantize, hf_weights=args.hf_weights, progress=not args.quiet,
-                      force=args.force)
+                      force=args.force, precision=args.precision)
     how = "reused the cached adapter (trained" if result.reused else "trained"
     print(f"{how} {result.steps} steps in {result.train_seconds:.1f} s on {result.device}"
           f"{')' if result.reused else ''}; final loss {result.final_loss:.4f}; "
@@ -36,6 +37,9 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--quantize", default="auto", choices=("auto", "none", "4bit"),
                    help="4bit = QLoRA with bitsandbytes (CUDA); auto picks it for large bases on a GPU")
+    p.add_argument("--precision", default="auto", choices=[p.value for p in Precision],
+                   help="the base weights' number format: auto (bfloat16 where the CPU or GPU multiplies it "
+                        "natively, else float32)")
     p.add_argument("--hf-weights", dest="hf_weights", help="hub id or folder to read the base weights from instead "
                    "of dequantising the GGUF (e.g. the upstream repo of a 7B model on a GPU)")
     p.add_argument("--force", action="store_true", help="train again even if a matching adapter is cached")

@@ -21,6 +21,7 @@ import annotated_types as at
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, Tag, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from kit.finetune import Precision
 from kit.tasks.prompts import PromptVariant
 
 EXAMPLE = """
@@ -126,6 +127,10 @@ class FinetuneSpec(_Schema):
                       description="the model to fine-tune (a catalog id or a GGUF file)")
     steps: int = Field(40, ge=1, description="training steps per task")
     rank: int = Field(8, ge=1, description="the LoRA rank")
+    precision: Precision = Field(Precision.AUTO, strict=False, examples=["float32"],
+                                 description="the base weights' number format in training: `auto` (bfloat16 where "
+                                             "the CPU or GPU multiplies it natively, else float32), `float32` or "
+                                             "`bfloat16`")
     tasks: tuple[str, ...] | None = Field(None, strict=False, min_length=1, examples=[["snips-intents"]],
                                           description="the tasks to train for; null: every task with a train split")
 

@@ -5,7 +5,7 @@
 """
 
 from kit.finetune.adapters import (DEFAULT_BASE, DEFAULT_LR, DEFAULT_STEPS, DEFAULT_TARGETS, FinetuneResult,
-                                   finetune, load_result, training_data_hash)
+                                   Precision, finetune, load_result, training_data_hash)
 
-__all__ = ["DEFAULT_BASE", "DEFAULT_LR", "DEFAULT_STEPS", "DEFAULT_TARGETS", "FinetuneResult", "finetune",
+__all__ = ["DEFAULT_BASE", "DEFAULT_LR", "DEFAULT_STEPS", "DEFAULT_TARGETS", "FinetuneResult", "Precision", "finetune",
            "load_result", "training_data_hash"]

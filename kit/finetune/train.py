@@ -62,8 +62,10 @@ class Example:
     answer: tuple[int, ...]  # answer tokens then the end-of-turn token
 
 
-def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | None = None) -> tuple[Any, Any, dict]:
-    """The base model and tokenizer, read from the GGUF (dequantised) or from ``hf_weights`` (a hub id or folder).
+def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | None = None,
+              dtype: str | None = None) -> tuple[Any, Any, dict]:
+    """The base model and tokenizer, read from the GGUF (dequantised) or from ``hf_weights`` (a hub id or folder),
+    in ``dtype`` ("float32" or "bfloat16"; default: float32 on the CPU, bfloat16 on a GPU).
 
     transformers reads a GGUF slowly (it dequantises every tensor in Python: about 25 s for a 135M model on one
     core), so the first read is kept as a plain transformers folder (:func:`dequantised`) and later fine-tunes of
@@ -72,18 +74,17 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
     """
     torch, transformers, _ = require_training_stack(quantize=quantize == "4bit")
     kwargs: dict[str, Any] = {}
-    if device == "cpu":
-        kwargs["dtype"] = torch.float32
-    elif quantize == "4bit":
+    dtype = dtype or ("float32" if device == "cpu" else "bfloat16")
+    if quantize == "4bit":
         kwargs["quantization_config"] = transformers.BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch.bfloat16)
         kwargs["dtype"] = torch.bfloat16
         kwargs["device_map"] = {"": device}
+        dtype = "bfloat16"  # 4-bit loads from bf16 weights: transformers will not quantise while reading a GGUF
     else:
-        kwargs["dtype"] = torch.bfloat16
-    # 4-bit loads from bf16 weights: transformers will not quantise while reading a GGUF
-    folder = hf_weights or str(dequantised(gguf_path, dtype="float32" if device == "cpu" else "bfloat16"))
+        kwargs["dtype"] = getattr(torch, dtype)
+    folder = hf_weights or str(dequantised(gguf_path, dtype=dtype))
     tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
     model = transformers.AutoModelForCausalLM.from_pretrained(folder, **kwargs)
     if quantize != "4bit":
@@ -98,8 +99,10 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
 def dequantised(gguf_path: str | Path, *, dtype: str) -> Path:
     """A transformers folder (safetensors weights, config, tokenizer) of the GGUF's weights dequantised to
     ``dtype``, made once per file and dtype in ``$KIT_HOME/dequantised/<sha256[:16]>-<dtype>/`` (about 4 bytes a
-    parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. Written in a
-    scratch folder and renamed into place, so a run cut off halfway, or two at once, leave no half folder."""
+    parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. A second dtype
+    is cast from the first's folder (the same values: transformers dequantises a GGUF to float32 first), not read
+    from the GGUF again. Written in a scratch folder and renamed into place, so a run cut off halfway, or two at
+    once, leave no half folder."""
     import gc
     import os
     import shutil
@@ -115,11 +118,13 @@ def dequantised(gguf_path: str | Path, *, dtype: str) -> Path:
     if (target / "config.json").is_file():
         return target
     home.mkdir(parents=True, exist_ok=True)
+    made = [f for f in sorted(home.glob(f"{target.name.rsplit('-', 1)[0]}-*")) if (f / "config.json").is_file()]
+    source = {"pretrained_model_name_or_path": str(made[0])} if made else \
+        {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=home))
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-        plain = transformers.AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name,
-                                                                  dtype=getattr(torch, dtype))
+        tokenizer = transformers.AutoTokenizer.from_pretrained(**source)
+        plain = transformers.AutoModelForCausalLM.from_pretrained(**source, dtype=getattr(torch, dtype))
         plain.hf_quantizer = None  # the weights are plain tensors now; the GGUF marker only blocks saving
         if hasattr(plain.config, "quantization_config"):
             del plain.config.quantization_config
