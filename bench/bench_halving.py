@@ -44,6 +44,7 @@ import pandas as pd
 
 from kit.arms import get_arm
 from kit.columns import Col
+from kit.pipeline.selection import dev_sample
 from kit.run.runner import run_arm
 from kit.run.store import Store
 from kit.stats.halving import BUDGET, rank, successive_halving
@@ -92,7 +93,7 @@ def score_items(task, arm, store, variant: PromptVariant, items: Sequence[Item],
 
 def answer_all(name: str, arm, store, *, dev: int | None, leave_out: Sequence[str] = ()) -> Answered:
     task = load_task(name)
-    items = task.dev[:dev] if dev else task.dev
+    items = dev_sample(task, dev).dev  # as `dev_items: N` samples them (all: the whole dev split)
     variants = [v for v in variants_for(task) if v.name not in leave_out]
     max_tokens = task.type.max_tokens or 32
     scores, tokens, seconds, chars, wall = [], [], [], [], []
@@ -192,7 +193,8 @@ def simulation_table(*, reps: int, budget: float) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated task names or task files")
-    parser.add_argument("--dev", type=int, default=None, help="dev items per task (default: the whole dev split)")
+    parser.add_argument("--dev", type=int, default=None, help="dev items per task, a seeded sample as `dev_items:` "
+                                                              "draws it (default: the whole dev split)")
     parser.add_argument("--seeds", type=int, default=10, help="seeded dev orders per task and option")
     parser.add_argument("--budget", type=float, default=BUDGET, help="halving's share of exhaustive's dev answers")
     parser.add_argument("--boot", type=int, default=2000, help="resamples of the real score matrices")

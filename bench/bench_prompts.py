@@ -4,7 +4,8 @@
 
 For each task (``--tasks``; by default SNIPS and the task files of a topic and a binary classification), the
 local option ``llama_cpp:smollm2-135m-instruct`` (in process) answers the task's dev items (the first ``--dev``)
-with every prompt variant — the task's own prompt, zero-shot, 5 random, 5 balanced and 3 similar shots (their prompts share no prefix: the slowest), and
+with every prompt variant — the task's own prompt, zero-shot, 5 random, 5 balanced and 3 similar shots (their prompts share no prefix: the slowest),
+3 similar shots with the instruction given once (``shot_format: compact``: a third of the tokens), and
 the task's own shots with letters for labels — through the kit's selection (:func:`kit.pipeline.selection.
 select_prompt`: the runner, a fresh store, the task type's scores; the best dev quality wins, a tie goes to
 the shorter prompt). Then the chosen variant and the task's own prompt answer the first ``--test`` test items.
@@ -50,7 +51,8 @@ def variants_for(task) -> list[dict]:
     if task.shots != 5:
         out.append({"name": "5 random", "shots": 5})
     out += [{"name": "5 balanced", "shots": 5, "shot_choice": "balanced"},
-            {"name": "3 similar", "shots": 3, "shot_choice": "similar"}]
+            {"name": "3 similar", "shots": 3, "shot_choice": "similar"},
+            {"name": "3 similar compact", "shots": 3, "shot_choice": "similar", "shot_format": "compact"}]
     if task.type.constraint().choices:
         out.append({"name": "letters", "label_style": "letters"})
     return out

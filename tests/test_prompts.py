@@ -182,6 +182,31 @@ def test_an_own_instruction_replaces_the_tasks(tickets):
         f"Text: {tickets.test[0].text}\nLabel (alpha, beta, gamma)?"
 
 
+def test_a_compact_variant_gives_the_instruction_once_and_each_shot_its_last_paragraph(snips, tickets):
+    from kit.tasks.prompts import build_messages, prompt_hash
+
+    item = snips.test[0]
+    turns = PromptVariant(name="t", shots=3, shot_choice="similar")
+    compact = PromptVariant(name="c", shots=3, shot_choice="similar", shot_format="compact")
+    full, short = build_messages(snips, item, turns), build_messages(snips, item, compact)
+    users = [m["content"] for m in short if m["role"] == "user"]
+    assert len(short) == len(full) == 8 and [m["role"] for m in short] == [m["role"] for m in full]
+    assert users[0] == full[1]["content"]  # the first turn is the whole instruction with the first shot
+    assert users[0].startswith("Classify the request") and users[0].endswith("Request: " + shots_for(snips, item, turns)[0].text)
+    assert users[1:] == [f"Request: {s.text}" for s in shots_for(snips, item, turns)[1:]] + [f"Request: {item.text}"]
+    assert [m["content"] for m in short if m["role"] == "assistant"] == \
+        [m["content"] for m in full if m["role"] == "assistant"]
+    assert sum(len(u) for u in users) < sum(len(m["content"]) for m in full if m["role"] == "user") / 2
+    assert compact.describe() == "3 similar shots, instruction once"
+    # without shots there is nothing to repeat: the zero-shot prompt itself, the same cache key
+    zero, zero_compact = PromptVariant(name="z", shots=0), PromptVariant(name="z", shots=0, shot_format="compact")
+    assert prompt_hash(build_request(snips, item, variant=zero)) == \
+        prompt_hash(build_request(snips, item, variant=zero_compact))
+    # an instruction whose first paragraph holds {text} has no lead to give once: refused before any call
+    with pytest.raises(TaskError, match="shot_format: turns"):
+        check_variant(tickets, PromptVariant(name="c", shot_format="compact"), where="x")
+
+
 def test_letters_need_a_label_set(hhs):
     with pytest.raises(TaskError, match="letters need a label set, and task 'hhs-breach-triage' is extraction"):
         check_variant(hhs, PromptVariant(name="L", label_style="letters"), where="exp.yaml")

@@ -44,6 +44,13 @@ class ShotChoice(StrEnum):
     SIMILAR = "similar"    # the train items most similar to the item (TF-IDF cosine), the closest last
 
 
+class ShotFormat(StrEnum):
+    """How a variant's k-shot turns carry the instruction."""
+
+    TURNS = "turns"      # every shot's user turn is the whole instruction with the shot's text (the task's own)
+    COMPACT = "compact"  # the instruction once, in the first turn; the later turns only its last paragraph ({text})
+
+
 class LabelStyle(StrEnum):
     """How a classification prompt lists its labels and how an answer names one."""
 
@@ -64,6 +71,11 @@ class PromptVariant(BaseModel):
     shot_choice: ShotChoice = Field(ShotChoice.RANDOM, strict=False, examples=["similar"],
                                     description="how the shots are chosen: `random`, `balanced` (in turn from "
                                                 "each label) or `similar` (the train items most like the item)")
+    shot_format: ShotFormat = Field(ShotFormat.TURNS, strict=False, examples=["compact"],
+                                    description="`turns`: each shot repeats the whole instruction; `compact`: "
+                                                "the instruction once, then each shot and the item give only its "
+                                                "last paragraph (`Request: {text}`): shorter prompts whose shared "
+                                                "start the KV cache keeps")
     instruction: str | None = Field(None, min_length=1, examples=["Intent of: {text}\nOne of {labels}."],
                                     description="replaces the task's instruction (with `{text}`, and the task "
                                                 "type's placeholders such as `{labels}`); null: the task's")
@@ -97,6 +109,8 @@ class PromptVariant(BaseModel):
         else:
             count = "the task's number of" if self.shots is None else str(self.shots)
             parts = [f"{count} {self.shot_choice.value} shots"]
+        if self.shot_format is ShotFormat.COMPACT and self.shots != 0:
+            parts.append("instruction once")
         if self.instruction is not None:
             parts.append("own instruction")
         if not self.system:
@@ -121,6 +135,12 @@ def check_variant(task: Task, variant: PromptVariant, *, where: str) -> None:
                         f"{len(task.train)} train items to draw them from", where=where,
                         fix=f"give the variant shots: {len(task.train)} or fewer (or give it only to options of "
                             "tasks with a larger train split)")
+    if variant.shot_format is ShotFormat.COMPACT and not split_instruction(_template(task, variant))[0]:
+        raise TaskError(f"prompt {variant.name!r}: `shot_format: compact` gives the instruction's lead once and "
+                        f"repeats its paragraph with {{text}}, and task {task.name!r}'s instruction has nothing "
+                        "before that paragraph", where=where,
+                        fix="start the instruction with its guidance, then a blank line, then the line with "
+                            "{text} (e.g. `Request: {text}`); or use shot_format: turns")
     if variant.label_style is LabelStyle.LETTERS:
         choices = task.type.constraint().choices
         if not choices:
@@ -142,6 +162,11 @@ def render_instruction(task: Task, text: str, variant: PromptVariant = DEFAULT_P
     """The instruction with ``{text}`` and the type's placeholders (``{labels}``, ``{fields}``) filled in. With
     letters, ``{labels}`` lists each letter with its label; an instruction without ``{labels}`` gets that list
     in a last line (a letter means nothing unless the prompt says which label it stands for)."""
+    return _template(task, variant).replace("{text}", text).strip()
+
+
+def _template(task: Task, variant: PromptVariant) -> str:
+    """The variant's instruction with every placeholder but ``{text}`` filled in."""
     out = variant.instruction if variant.instruction is not None else task.instruction
     values = task.type.prompt_vars()
     if variant.label_style is LabelStyle.LETTERS:
@@ -150,7 +175,21 @@ def render_instruction(task: Task, text: str, variant: PromptVariant = DEFAULT_P
             out = out.rstrip() + "\n\nAnswer with the letter of one of: {labels}."
     for key, value in values.items():
         out = out.replace("{" + key + "}", value)
-    return out.replace("{text}", text).strip()
+    return out.strip()
+
+
+def split_instruction(template: str) -> tuple[str, str]:
+    """An instruction's lead (every paragraph before the one holding ``{text}``) and that paragraph to the end
+    (the part a compact shot repeats); the lead is empty when ``{text}`` is in the first paragraph.
+
+    >>> split_instruction("Classify the request.\nName only.\n\nRequest: {text}")
+    ('Classify the request.\nName only.', 'Request: {text}')
+    """
+    at = template.index("{text}")
+    cut = template.rfind("\n\n", 0, at)
+    if cut < 0:
+        return "", template.strip()
+    return template[:cut].strip(), template[cut:].strip()
 
 
 def render_answer(task: Task, gold: Any, variant: PromptVariant = DEFAULT_PROMPT) -> str:
@@ -261,13 +300,22 @@ def _similar_shots(task: Task, item: Item, k: int) -> tuple[Item, ...]:
 
 
 def build_messages(task: Task, item: Item, variant: PromptVariant = DEFAULT_PROMPT) -> tuple[dict[str, str], ...]:
+    """The chat messages for ``item``: the system message, the shots' user and assistant turns, the item's turn.
+    With ``shot_format: compact`` the first user turn carries the instruction's lead once and every turn only its
+    last paragraph, so a zero-shot compact prompt is the zero-shot prompt itself."""
     messages: list[dict[str, str]] = []
     if task.system and variant.system:
         messages.append({"role": "system", "content": str(task.system).strip()})
-    for shot in shots_for(task, item, variant):
-        messages.append({"role": "user", "content": render_instruction(task, shot.text, variant)})
-        messages.append({"role": "assistant", "content": render_answer(task, shot.gold, variant)})
-    messages.append({"role": "user", "content": render_instruction(task, item.text, variant)})
+    shots = shots_for(task, item, variant)
+    template = _template(task, variant)
+    lead, line = split_instruction(template) if variant.shot_format is ShotFormat.COMPACT else ("", template)
+    for n, case in enumerate((*shots, item)):
+        content = line.replace("{text}", case.text).strip()
+        if n == 0 and lead:
+            content = f"{lead}\n\n{content}"
+        messages.append({"role": "user", "content": content})
+        if n < len(shots):
+            messages.append({"role": "assistant", "content": render_answer(task, case.gold, variant)})
     return tuple(messages)
 
 
