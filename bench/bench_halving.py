@@ -231,7 +231,7 @@ def main() -> None:
                                   "wall_per_item": a.wall_per_item})
             print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             sets = {"all": list(range(len(names))), "default": [names.index(n) for n in DEFAULT_SET if n in names]}
-            if sets["default"] == sets["all"]:  # variants left out: the two sets are one
+            if sorted(sets["default"]) == sets["all"]:  # variants left out: the two sets are one
                 del sets["default"]
             task_row = {"task": a.task.name, "dev_items": len(a.task.dev), "variants": table.to_dict("records")}
             for option, subset in sets.items():
