@@ -6,22 +6,21 @@ set is its own: ``ru_maxrss``) on the same train items of a task, tokenised the 
 chat-formatted prompts, loss on the answer tokens), the same seeded batches of 8, the same LoRA (rank 8,
 alpha 16, q/k/v/o/gate/up/down), AdamW lr 1e-3 with the kit's schedule:
 
-- ``kit``: :func:`kit.finetune.train.train` of this checkout, in the precision ``finetune`` picks here
-  (``auto``: bfloat16 base weights on a CPU that multiplies bfloat16 natively, else float32);
-- ``kit-fp32``: the same in float32;
-- ``reinit``: ``kit-fp32`` with another seed for the LoRA's initial weights (same batches): the yardstick of
+- ``kit``: :func:`kit.finetune.train.train` of this checkout, float32 (``precision: auto`` on the CPU);
+- ``kit-bf16``: the same with the base weights in bfloat16 (``precision: bfloat16``);
+- ``reinit``: ``kit`` with another seed for the LoRA's initial weights (same batches): the yardstick of
   "equal within noise" — how far a loss curve moves when nothing but the random start changes;
 - ``before``: the function of the checkout given with ``--before`` (e.g. an older main), float32;
 - ``plain``: what a peft tutorial writes, float32 — each batch padded to its longest sequence, ``labels`` with
   -100 on the prompt, ``model(**batch, labels=labels).loss.backward()``.
 
 It prints, per task and loop: peak RSS after loading the model, peak RSS at the end, seconds per step,
-steps/s, the first and last losses, the largest and the mean loss difference from ``kit-fp32`` (``plain`` and
-``before`` should agree with it to float rounding; ``kit`` in bfloat16 should stay within ``reinit``'s
-distance), then the ratios against ``before`` and ``plain``.
+steps/s, the first and last losses, the largest and the mean loss difference from ``kit`` (``plain`` and
+``before`` should agree with it to float rounding; how far ``kit-bf16`` strays is read against ``reinit``'s
+distance), then the ratios of ``kit`` and ``kit-bf16`` against ``before`` and ``plain``.
 
     .venv/bin/python bench/bench_finetune.py --loops --tasks snips-intents,nace-activities --steps 30 \
-        --which kit,kit-fp32,reinit,before --before ../old-main
+        --which kit-bf16,kit,reinit,before --before ../old-main
 
 **Accuracy (default).** Fine-tunes on the task's train split, then runs the base model and the fine-tuned
 model through llama.cpp on the same held-out test items (the first ``--limit`` of the seeded test order)
@@ -65,7 +64,7 @@ def worker(loop: str, task_name: str, steps: int, seed: int) -> dict:
     from kit.tasks import load_task
 
     task = load_task(task_name, folder=ROOT / "datasets")
-    dtype = {"kit": _auto_dtype()}.get(loop, "float32")
+    dtype = "bfloat16" if loop == "kit-bf16" else "float32"
     kwargs = {"dtype": dtype} if "dtype" in inspect.signature(load_base).parameters else {}  # an older checkout
     model, tok, _ = load_base(resolve_model(BASE).path, device="cpu", quantize="none", **kwargs)
     loaded_rss = _rss_mb()
@@ -87,14 +86,6 @@ def worker(loop: str, task_name: str, steps: int, seed: int) -> dict:
             "mean_tokens": sum(tokens) / len(tokens), "max_tokens": max(tokens),
             "prefix_tokens": run.get("shared_prefix_tokens", 0), "dtype": kwargs.get("dtype", "float32")}
 
-
-def _auto_dtype() -> str:
-    """What ``finetune(precision="auto")`` trains in on this CPU (float32 in a checkout without the choice)."""
-    try:
-        from kit.finetune.adapters import Precision, _dtype
-    except ImportError:
-        return "float32"
-    return _dtype(Precision.AUTO, "cpu")
 
 
 def plain_loop(model, examples, *, steps: int, seed: int, pad_id: int, batch_size: int = 8, lr: float = 1e-3) -> dict:
@@ -235,28 +226,27 @@ def compare_loops(args: argparse.Namespace) -> int:
     print(f"{cpu['model']}, {cpu['usable_cores']} usable cores, native bfloat16: {cpu['bf16']}; {args.steps} steps of "
           "8 items, rank 8\n")
     print("| task | loop | base dtype | items (mean / max tokens) | RSS after load | peak RSS | s/step | steps/s | "
-          "threads | loss first → last | loss diff vs kit-fp32: max / mean |")
+          "threads | loss first → last | loss diff vs kit: max / mean |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     loops = [lp for lp in args.which.split(",") if lp != "before" or args.before]
     for task in args.tasks.split(","):
         rows = {}
         for loop in loops:
             checkout = Path(args.before).resolve() if loop == "before" else ROOT
-            rows[loop] = _spawn("kit-fp32" if loop == "before" else loop, task, args.steps, args.seed, checkout)
-        ref = rows.get("kit-fp32", {}).get("losses")
+            rows[loop] = _spawn("kit" if loop == "before" else loop, task, args.steps, args.seed, checkout)
+        ref = rows.get("kit", {}).get("losses")
         for loop, r in rows.items():
             gaps = [abs(a - b) for a, b in zip(r["losses"], ref)] if ref else [float("nan")]
             print(f"| {task} | {loop} | {r['dtype']} | {r['items']} ({r['mean_tokens']:.0f} / {r['max_tokens']}) | "
                   f"{r['loaded_rss_mb'] / 1024:.2f} GB | {r['peak_rss_mb'] / 1024:.2f} GB | "
                   f"{r['train_s'] / r['steps']:.2f} | {r['steps'] / r['train_s']:.3f} | {r['threads']} | "
                   f"{r['losses'][0]:.4f} → {r['losses'][-1]:.4f} | {max(gaps):.2g} / {sum(gaps) / len(gaps):.2g} |")
-        if "kit" in rows:
-            kit = rows["kit"]
+        for mine in ("kit", "kit-bf16"):
             for other in ("before", "plain"):
-                if other in rows:
-                    o = rows[other]
-                    print(f"| {task} | kit vs {other} | | | | {o['peak_rss_mb'] / kit['peak_rss_mb']:.2f}x less memory | "
-                          f"| {(o['train_s']) / kit['train_s']:.2f}x steps/s | | | |")
+                if mine in rows and other in rows:
+                    m, o = rows[mine], rows[other]
+                    print(f"| {task} | {mine} vs {other} | | | | {o['peak_rss_mb'] / m['peak_rss_mb']:.2f}x less memory "
+                          f"| | {o['train_s'] / m['train_s']:.2f}x steps/s | | | |")
         sys.stdout.flush()
     return 0
 

@@ -146,7 +146,7 @@ def test_the_base_read_from_the_gguf_is_kept_and_reused(hf_base):
     name, tensor = next(iter(hf_base[0].state_dict().items()))
     assert (model.state_dict()[name] == tensor).all()
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no scratch folder left behind
-    # bfloat16 (precision auto on a CPU with native bfloat16) is cast from the float32 folder: the same values
+    # bfloat16 (precision: bfloat16) is cast from the float32 folder: the same values
     half, _, _ = load_base(path, device="cpu", quantize="none", dtype="bfloat16")
     assert dequantised(path, dtype="bfloat16").name.endswith("-bfloat16")
     assert half.dtype == torch.bfloat16 and torch.equal(half.state_dict()[name], tensor.to(torch.bfloat16))
@@ -202,7 +202,7 @@ def test_shared_prefix_and_passes_give_the_loss_and_gradients_of_one_plain_pass(
 
 
 def test_a_bfloat16_base_gives_the_float32_step_within_rounding(hf_base, small_snips):
-    """Trained in bfloat16 (``precision: auto`` on a CPU with native bfloat16), a step's loss and gradients are
+    """Trained in bfloat16 (``precision: bfloat16``), a step's loss and gradients are
     the float32 step's up to bfloat16 rounding: the loss within 2%, the gradient pointing the same way."""
     import copy
 
@@ -320,7 +320,6 @@ def test_option_errors(snips, tmp_path):
 
 def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_snips, tmp_path):
     from kit.finetune.adapters import DEFAULT_TARGETS, _plan
-    from kit.models.hardware import cpu_bf16
 
     def plan(task=snips, **change):
         options = {"base": BASE, "max_steps": 40, "out_dir": tmp_path, "lr": 1e-3, "rank": 8, "alpha": 16,
@@ -330,11 +329,10 @@ def test_adapter_name_follows_data_base_hyperparameters_and_seed(snips, small_sn
 
     first = plan()
     assert plan().adapter == first.adapter and first.adapter.parent == tmp_path  # same inputs, same adapter
-    native = "bfloat16" if cpu_bf16() else "float32"  # precision auto: what this CPU multiplies natively
-    assert first.hyper["quantize"] == "none" and first.hyper["precision"] == native
-    assert plan(precision=native).adapter == first.adapter
+    assert first.hyper["quantize"] == "none" and first.hyper["precision"] == "float32"  # auto: float32 on the CPU
+    assert plan(precision="float32").adapter == first.adapter
     others = [plan(seed=1), plan(max_steps=41), plan(lr=2e-3), plan(rank=4), plan(task=small_snips),
-              plan(precision="bfloat16" if native == "float32" else "float32")]
+              plan(precision="bfloat16")]
     assert len({first.adapter, *(o.adapter for o in others)}) == 7
     assert first.adapter.name.startswith("snips-intents.smollm2-135m-instruct.")
 

@@ -38,8 +38,8 @@ def register_cli(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", default="auto", choices=("auto", "none", "4bit"),
                    help="4bit = QLoRA with bitsandbytes (CUDA); auto picks it for large bases on a GPU")
     p.add_argument("--precision", default="auto", choices=[p.value for p in Precision],
-                   help="the base weights' number format: auto (bfloat16 where the CPU or GPU multiplies it "
-                        "natively, else float32)")
+                   help="the base weights' number format: auto (float32 on the CPU, bfloat16 on a GPU); bfloat16 "
+                        "on a CPU with AVX512-BF16/AMX trains 1.15-1.4x faster")
     p.add_argument("--hf-weights", dest="hf_weights", help="hub id or folder to read the base weights from instead "
                    "of dequantising the GGUF (e.g. the upstream repo of a 7B model on a GPU)")
     p.add_argument("--force", action="store_true", help="train again even if a matching adapter is cached")

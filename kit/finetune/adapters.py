@@ -5,8 +5,8 @@ The train split is disjoint from the test items every arm is evaluated on (``Tas
 (dequantised), peft trains a LoRA on the attention and MLP projections, and the adapter is written as a
 GGUF LoRA (:mod:`kit.finetune.gguf_export`) with its sha256. A ``lora:BASE+ADAPTER`` arm then runs it on llama.cpp.
 
-On the CPU this suits small models such as the embedded SmolLM2-135M: in bfloat16 where the CPU multiplies it
-natively (AVX512-BF16 or AMX: 2-3x the float32 matrix speed, half the memory), else in float32. With CUDA and a large
+On the CPU (float32; ``precision="bfloat16"`` on a CPU that multiplies it natively trains 1.15-1.4x faster, its
+loss curve a little off float32's) this suits small models such as the embedded SmolLM2-135M. With CUDA and a large
 base (7B/8B), the weights are loaded in 4-bit NF4 with bitsandbytes (QLoRA) automatically, or when
 ``quantize="4bit"`` is asked for.
 
@@ -48,9 +48,9 @@ class Precision(StrEnum):
     """The number format the base model's weights and activations are trained in (the LoRA's own weights and
     the optimizer stay float32)."""
 
-    AUTO = "auto"          # bfloat16 where the hardware multiplies it natively (CUDA, AVX512-BF16/AMX CPUs), else float32
+    AUTO = "auto"          # float32 on the CPU (the exact loss curve), bfloat16 on CUDA
     FLOAT32 = "float32"
-    BFLOAT16 = "bfloat16"  # on a CPU without native bfloat16 it is emulated: slower than float32
+    BFLOAT16 = "bfloat16"  # on a CPU: 1.15-1.4x the steps/s where it is native (AVX512-BF16/AMX), slower elsewhere
 
 
 @dataclass
@@ -264,11 +264,10 @@ def _cached(adapter: Path, manifest: Path) -> FinetuneResult | None:
 
 
 def _dtype(precision: Precision, device: str) -> str:
-    """The dtype the base model is trained in: ``auto`` is bfloat16 on CUDA and on CPUs that multiply it natively."""
-    from kit.models.hardware import cpu_bf16
-
+    """The dtype the base model is trained in: ``auto`` is bfloat16 on CUDA, float32 on the CPU (bench/README.md:
+    bfloat16 there moves the loss curve 0.02-0.03 a step from float32's for a 1.15-1.4x speed-up)."""
     if precision is Precision.AUTO:
-        return "bfloat16" if device == "cuda" or cpu_bf16() else "float32"
+        return "bfloat16" if device == "cuda" else "float32"
     return precision.value
 
 

@@ -182,8 +182,8 @@ def split_instruction(template: str) -> tuple[str, str]:
     """An instruction's lead (every paragraph before the one holding ``{text}``) and that paragraph to the end
     (the part a compact shot repeats); the lead is empty when ``{text}`` is in the first paragraph.
 
-    >>> split_instruction("Classify the request.\nName only.\n\nRequest: {text}")
-    ('Classify the request.\nName only.', 'Request: {text}')
+    >>> split_instruction("Classify the request.\\nName only.\\n\\nRequest: {text}")
+    ('Classify the request.\\nName only.', 'Request: {text}')
     """
     at = template.index("{text}")
     cut = template.rfind("\n\n", 0, at)
