@@ -207,15 +207,21 @@ def test_a_run_cut_off_mid_call_is_taken_over_and_its_calls_in_flight_are_counte
     def answer(body):
         asked.append(1)
         if len(asked) > 1:  # the first answer comes (an arm asks alone until the endpoint answered as the API) ...
-            opened.wait(20)  # ... then the first run's questions hang until it is cut off
+            opened.wait(120)  # ... then hang until the first run is cut off (on a loaded machine many seconds later)
         return parity_answer(body)
 
     def claims() -> list[tuple[str, int]]:
-        try:
-            with sqlite3.connect(store) as db:
-                return db.execute("SELECT run_id, pid FROM claims").fetchall()
-        except sqlite3.OperationalError:
-            return []
+        for attempt in range(50):  # a lock held for a moment by a run's write is waited out, not read as "none"
+            try:
+                with sqlite3.connect(store, timeout=5) as db:
+                    return db.execute("SELECT run_id, pid FROM claims").fetchall()
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc) or not store.exists():  # the run has not made the store yet
+                    return []
+                if attempt == 49:
+                    raise
+                time.sleep(0.1)
+        return []
 
     with OpenAIServer(answer=answer) as srv:
         first = _run(task, srv.base_url, store, "--concurrency", "3")
