@@ -192,7 +192,8 @@ def test_a_compact_variant_gives_the_instruction_once_and_each_shot_its_last_par
     users = [m["content"] for m in short if m["role"] == "user"]
     assert len(short) == len(full) == 8 and [m["role"] for m in short] == [m["role"] for m in full]
     assert users[0] == full[1]["content"]  # the first turn is the whole instruction with the first shot
-    assert users[0].startswith("Classify the request") and users[0].endswith("Request: " + shots_for(snips, item, turns)[0].text)
+    first_shot = shots_for(snips, item, turns)[0]
+    assert users[0].startswith("Classify the request") and users[0].endswith(f"Request: {first_shot.text}")
     assert users[1:] == [f"Request: {s.text}" for s in shots_for(snips, item, turns)[1:]] + [f"Request: {item.text}"]
     assert [m["content"] for m in short if m["role"] == "assistant"] == \
         [m["content"] for m in full if m["role"] == "assistant"]
