@@ -34,8 +34,14 @@ def _env() -> dict[str, str]:
     return {**os.environ, "KIT_PROJECT": str(ROOT), "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}
 
 
+# `kit run` as a terminal starts it: Ctrl-C raises KeyboardInterrupt even where the test process was started with
+# SIGINT ignored (a disposition a child inherits, and then Python keeps), as a test worker may be
+CLI = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+       "sys.argv[0] = 'kit'; runpy.run_module('kit.cli', run_name='__main__')")
+
+
 def _run(task: Path, url: str, store: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "kit.cli", "run", "--task", str(task), "--arm", "openai:fake", "--base-url", url,
+    cmd = [sys.executable, "-c", CLI, "run", "--task", str(task), "--arm", "openai:fake", "--base-url", url,
            "--store", str(store), "--json", *extra]
     return subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
