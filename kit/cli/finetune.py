@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from kit.finetune import DEFAULT_BASE, DEFAULT_LR, DEFAULT_STEPS, finetune
-from kit.finetune import Precision
+from kit.finetune import DEFAULT_BASE, DEFAULT_LR, DEFAULT_STEPS, Precision, finetune
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:

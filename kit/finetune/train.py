@@ -99,9 +99,9 @@ def load_base(gguf_path: Any, *, device: str, quantize: str, hf_weights: str | N
 def dequantised(gguf_path: str | Path, *, dtype: str) -> Path:
     """A transformers folder (safetensors weights, config, tokenizer) of the GGUF's weights dequantised to
     ``dtype``, made once per file and dtype in ``$KIT_HOME/dequantised/<sha256[:16]>-<dtype>/`` (about 4 bytes a
-    parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. A second dtype
-    is cast from the first's folder (the same values: transformers dequantises a GGUF to float32 first), not read
-    from the GGUF again. Written in a scratch folder and renamed into place, so a run cut off halfway, or two at
+    parameter for float32: 540 MB for SmolLM2-135M; remove the folder to free it) and reused after. Another dtype
+    is cast from the float32 folder when there is one (the same values: transformers dequantises a GGUF to float32
+    first), not read from the GGUF again. Written in a scratch folder and renamed into place, so a run cut off halfway, or two at
     once, leave no half folder."""
     import gc
     import os
@@ -118,8 +118,8 @@ def dequantised(gguf_path: str | Path, *, dtype: str) -> Path:
     if (target / "config.json").is_file():
         return target
     home.mkdir(parents=True, exist_ok=True)
-    made = [f for f in sorted(home.glob(f"{target.name.rsplit('-', 1)[0]}-*")) if (f / "config.json").is_file()]
-    source = {"pretrained_model_name_or_path": str(made[0])} if made else \
+    exact = home / f"{target.name.rsplit('-', 1)[0]}-float32"  # cast from float32: lossless (from bf16 it is not)
+    source = {"pretrained_model_name_or_path": str(exact)} if (exact / "config.json").is_file() else \
         {"pretrained_model_name_or_path": str(path.parent), "gguf_file": path.name}
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=home))
     try:

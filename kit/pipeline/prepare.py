@@ -122,7 +122,8 @@ def finetune_stage(folder: RunFolder, *, progress: bool = True) -> pd.DataFrame:
             continue
         for name in (o.finetune.tasks or tuple(tasks)):
             result = finetune(tasks[name], base=o.finetune.base, max_steps=o.finetune.steps, rank=o.finetune.rank,
-                              precision=o.finetune.precision, progress=progress, prompt=o.prompts[0] if o.prompts else DEFAULT_PROMPT)
+                              precision=o.finetune.precision, progress=progress,
+                              prompt=o.prompts[0] if o.prompts else DEFAULT_PROMPT)
             data = {**result.to_dict(), "arm_spec": result.arm_spec}
             data.pop("train_item_ids", None)
             trained.setdefault(o.name, {})[name] = data
