@@ -73,8 +73,8 @@ class LoraArm(LlamaCppArm):
         return ident
 
     def describe(self) -> str:
-        quant = f" {self.model.quant}" if self.model.quant else ""
-        return (f"{self.model.id}{quant} + LoRA adapter {Path(str(self.options.lora_path)).name} on llama.cpp "
+        return (f"{self.model.id}{self.weights_words()} + LoRA adapter {Path(str(self.options.lora_path)).name} "
+                f"on llama.cpp "
                 f"(local, fine-tuned; adapter sha256 {str(self.options.lora_sha256)[:12]}…)")
 
 
