@@ -32,7 +32,7 @@ from kit.arms.label_walk import LabelWalk
 from kit.arms.options import ArmOptions, Field, parse_options
 from kit.arms.registry import Backend
 from kit.errors import ArmError, MissingDependency
-from kit.models.convert import WeightType, converted
+from kit.models.convert import WeightType, converted, resolve_weights
 from kit.models.hardware import llama_threads
 
 CHATML = (
@@ -63,7 +63,8 @@ class LlamaOptions(ArmOptions):
     weights: WeightType = Field(WeightType.NATIVE, strict=False, examples=["q8_0"],
                                 description="the weights llama.cpp runs: `native` (the file as it is), or a copy "
                                             "converted once to `q8_0` (2x faster prompts than Q4_1 on a CPU), "
-                                            "`bf16` or `f32` (kit.models.convert)")
+                                            "`bf16`, `f32`, or `auto` (bf16 where the CPU has AVX512-BF16, else "
+                                            "q8_0; native on a GPU): kit.models.convert")
 
 
 class LlamaCppArm(Arm):
@@ -90,7 +91,7 @@ class LlamaCppArm(Arm):
         batch = _check_batch(self.options.batch, where=self.spec)
         check_gpu_offload(self.options.n_gpu_layers)
         self.source = resolve_model(model)  # the file named; self.model: the weights that run
-        self.model = converted(self.source, self.options.weights)
+        self.model = converted(self.source, resolve_weights(self.options.weights, gpu=self.options.n_gpu_layers != 0))
         context = _Context.of(self.model.path, n_ctx=self.options.n_ctx, gpu=self.options.n_gpu_layers != 0)
         context.check(where=self.spec)
         self._llama_cpp = llama_cpp

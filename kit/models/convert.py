@@ -36,6 +36,7 @@ from kit.models.catalog import ModelFile, file_sha256
 class WeightType(StrEnum):
     """The weights a llama.cpp arm runs: the file as it is, or a copy converted to one type."""
 
+    AUTO = "auto"      # bf16 where llama.cpp multiplies bfloat16 natively, else q8_0; native on a GPU
     NATIVE = "native"  # the GGUF as shipped
     Q8_0 = "q8_0"      # 8-bit blocks of 32: llama.cpp's int8 prompt kernels (AVX2/AVX512-VNNI, NEON)
     BF16 = "bf16"      # bfloat16: fast prompts where the CPU has AVX512-BF16; slower decoding than 8 bits
@@ -44,7 +45,35 @@ class WeightType(StrEnum):
     @property
     def ftype_name(self) -> str:
         """The name of llama.cpp's file type (``LLAMA_FTYPE_<name>``) the copy is written as."""
-        return {"q8_0": "MOSTLY_Q8_0", "bf16": "MOSTLY_BF16", "f32": "ALL_F32"}[self.value]
+        return {"q8_0": "MOSTLY_Q8_0", "bf16": "MOSTLY_BF16", "f32": "ALL_F32"}[self.value]  # auto: resolve first
+
+
+def resolve_weights(weights: WeightType | str, *, gpu: bool = False) -> WeightType:
+    """The type ``auto`` stands for here: the file as it is when layers run on a GPU (its kernels take the
+    quantised types as they are); on a CPU, ``bf16`` where this llama.cpp build multiplies bfloat16 natively
+    (AVX512-BF16: the fastest prompts, and the closest to the exact weights), else ``q8_0`` (int8 kernels on any
+    x86-64 or ARM CPU). Any other type stands for itself.
+
+    >>> resolve_weights("auto", gpu=True), resolve_weights("q8_0")
+    (<WeightType.NATIVE: 'native'>, <WeightType.Q8_0: 'q8_0'>)
+    """
+    weights = WeightType(weights)
+    if weights is not WeightType.AUTO:
+        return weights
+    if gpu:
+        return WeightType.NATIVE
+    return WeightType.BF16 if llama_bf16() else WeightType.Q8_0
+
+
+def llama_bf16() -> bool:
+    """Whether the installed llama.cpp has bfloat16 kernels for this CPU (its system info reads AVX512_BF16 = 1)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    info = llama_cpp.llama_print_system_info()
+    text = info.decode("utf-8", "replace") if isinstance(info, bytes) else str(info)
+    return "AVX512_BF16 = 1" in text
 
 
 def converted_dir() -> Path:
@@ -58,7 +87,7 @@ def converted(model: ModelFile, weights: WeightType, *, progress: bool = True) -
     type), else a copy made once in ``$KIT_HOME/converted/<sha256[:16]>-<type>.gguf`` and reused after. The
     copy is written under a scratch name and renamed into place, so a conversion cut off halfway, or two at
     once, leave no half file. Its ``id`` stays the model's; ``sha256`` and ``quant`` are the copy's."""
-    weights = WeightType(weights)
+    weights = resolve_weights(weights)
     if weights is WeightType.NATIVE or (model.quant or "").lower() == weights.value:
         return model
     target = converted_dir() / f"{model.sha256[:16]}-{weights.value}.gguf"
@@ -76,8 +105,12 @@ def _convert(model: ModelFile, weights: WeightType, target: Path, *, progress: b
     from kit.models.gguf import _quiet_llama
     from kit.models.hardware import cpu_threads
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".gguf", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, scratch = tempfile.mkstemp(prefix=f".{target.stem}-", suffix=".gguf", dir=target.parent)
+    except OSError as exc:
+        raise ModelError(f"cannot write the converted weights ({exc.strerror})", where=str(target.parent),
+                         fix="set KIT_HOME to a writable folder, or run with weights: native") from None
     os.close(fd)
     if progress:
         print(f"converting {model.id} ({model.quant}) to {weights.value} once, for llama.cpp's faster kernels "
