@@ -16,6 +16,7 @@ from kit.errors import ConfigError, KitError, TaskError
 from kit.experiment import Experiment
 from kit.finetune import finetune
 from kit.models import resolve_model
+from kit.models.convert import WeightType, converted, resolve_weights
 from kit.models.gguf import read_gguf_info
 from kit.models.hardware import fingerprint
 from kit.pipeline.arming import models_of
@@ -85,15 +86,19 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     tasks = load_tasks(exp)
     check_finetunes(exp, tasks)
     check_prompts(exp, tasks)
-    used: dict[str, list[str]] = {}
+    used: dict[tuple[str, WeightType], list[str]] = {}  # a model and the weights it runs as (kit.models.convert)
     for o in exp.options:
+        weights = resolve_weights(o.arm_options.get("weights", WeightType.NATIVE),
+                                  gpu=int(o.arm_options.get("n_gpu_layers", 0)) != 0)
         for model in models_of(o):
-            used.setdefault(model, []).append(o.name)
+            used.setdefault((model, weights), []).append(o.name)
     rows = []
-    for model, names in used.items():
-        mf = resolve_model(model, pull=pull)
+    for (model, weights), names in used.items():
+        source = resolve_model(model, pull=pull)
+        mf = converted(source, weights)  # made here, once, so the answer stage finds it
         info = read_gguf_info(mf.path)
-        rows.append({Col.MODEL: mf.id, "used by": ", ".join(names), Col.QUANTISATION: mf.quant or info.quant,
+        quant = (mf.quant or info.quant or "") + (f" (converted from {source.quant})" if mf is not source else "")
+        rows.append({Col.MODEL: mf.id, "used by": ", ".join(names), Col.QUANTISATION: quant,
                      Col.ARCHITECTURE: info.architecture, Col.PARAMETERS: info.parameter_count,
                      Col.CONTEXT_LENGTH: info.context_length, Col.SIZE_MB: round(mf.size / 1e6, 1),
                      Col.SHA256: mf.sha256})
