@@ -76,3 +76,25 @@ machines: {cpu: {price_per_hour: 1.0}}
     local = _SERVING["llama_cpp"](exp.option("SmolLM2"), "llama_cpp:smollm2-135m-instruct", {}, 8082)
     [copy] = (tmp_path / "converted").iterdir()
     assert f"--model {copy} " in local.serve
+
+
+def test_the_prepare_stage_makes_the_copy_and_lists_the_file_that_answers(tmp_path, monkeypatch):
+    from kit.columns import Col
+    from kit.experiment import Experiment
+    from kit.pipeline import prepare
+    from kit.pipeline.folder import RunFolder, Table
+
+    monkeypatch.setenv("KIT_HOME", str(tmp_path / "home"))
+    exp = Experiment.from_mapping(yaml.safe_load("""
+tasks: {snips-intents: 20}
+reference: Q4_1
+options:
+  - {name: Q4_1, arm: "llama_cpp:smollm2-135m-instruct", machine: cpu}
+  - {name: Q8_0, arm: "llama_cpp:smollm2-135m-instruct", options: {weights: q8_0}, machine: cpu}
+machines: {cpu: {price_per_hour: 1.0}}
+"""), source="test")
+    models = prepare.prepare_stage(exp, RunFolder(tmp_path / "run")).set_index("used by")
+    [copy] = (tmp_path / "home" / "converted").iterdir()
+    assert models.loc["Q8_0", Col.QUANTISATION] == "Q8_0 (converted from Q4_1)"
+    assert models.loc["Q8_0", Col.SHA256] == file_sha256(copy) and models.loc["Q4_1", Col.QUANTISATION] == "Q4_1"
+    assert models.loc["Q4_1", Col.SHA256] == resolve_model("smollm2-135m-instruct").sha256

@@ -26,6 +26,7 @@ from kit.experiment.messages import config_error
 from kit.experiment.schema import (AUTO, EXAMPLE, FINETUNE_BACKEND, KEYED_DEFAULTS, STANDIN,  # noqa: F401 (example)
                                    ExperimentFile, FinetuneSpec, HostedPrice, Machine, MachineSpec, OptionSpec,
                                    Parameters, Scope, Where)
+from kit.models.convert import WeightType, resolve_weights
 from kit.tasks.prompts import PromptVariant
 
 
@@ -48,6 +49,13 @@ class Option(BaseModel):
     @property
     def self_hosted(self) -> bool:
         return self.where is Where.SELF_HOSTED
+
+    @property
+    def weights(self) -> WeightType:
+        """The weights its llama.cpp model runs as here: the arm option ``weights`` with ``auto`` resolved
+        (:func:`kit.models.convert.resolve_weights`); ``native`` for every other arm."""
+        return resolve_weights(self.arm_options.get("weights", WeightType.NATIVE),
+                               gpu=int(self.arm_options.get("n_gpu_layers", 0)) != 0)
 
     def applies_to(self, task: str) -> bool:
         """Whether the option answers ``task`` (a fine-tune answers the tasks it was trained for)."""

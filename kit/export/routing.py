@@ -150,15 +150,13 @@ def _llama(option: Option, spec: str, identity: dict[str, Any], port: int) -> En
     server on 127.0.0.1, with logprobs (``logits_all``) so the cascade's confidence can be read."""
     from kit.arms.lora import parse_lora_spec
     from kit.models import resolve_model
-    from kit.models.convert import WeightType, converted, resolve_weights
+    from kit.models.convert import converted
 
     name = spec.partition(":")[2]
     adapter = None
     if "+" in name and spec.startswith("lora:"):
         name, adapter = parse_lora_spec(name)
-    weights = resolve_weights(option.arm_options.get("weights", WeightType.NATIVE),  # the weights the report measured
-                              gpu=int(option.arm_options.get("n_gpu_layers", 0)) != 0)
-    path = converted(resolve_model(str(name)), weights).path
+    path = converted(resolve_model(str(name)), option.weights).path  # the weights the report measured
     n_ctx = int(option.arm_options.get("n_ctx", 4096))
     command = (f"python -m llama_cpp.server --model {path} --host 127.0.0.1 --port {port} --n_ctx {n_ctx} "
                f"--logits_all true --model_alias {name}" + (f" --lora_path {adapter}" if adapter else ""))

@@ -37,7 +37,9 @@ from kit.errors import ConfigError
 from kit.experiment import Experiment, Option, UpkeepSpec
 from kit.labels import LabelBook
 from kit.labels.pace import labelling_pace
+from kit.models import resolve_model
 from kit.models.ceiling import decode_ceiling
+from kit.models.convert import converted
 from kit.models.hardware import machine_words
 from kit.pipeline.arming import models_of
 from kit.pipeline.folder import Doc, RunFolder, Stage, Table
@@ -159,7 +161,8 @@ def _ceiling(option: Option) -> str:
     if not models:
         return ""
     try:
-        return decode_ceiling(models[0], n_gpu_layers=int(option.arm_options.get("n_gpu_layers", 0))).statement
+        model = converted(resolve_model(models[0]), option.weights).path  # the file that answered
+        return decode_ceiling(model, n_gpu_layers=int(option.arm_options.get("n_gpu_layers", 0))).statement
     except ConfigError as exc:
         return f"no ceiling: {exc.problem}"
 

@@ -16,7 +16,7 @@ from kit.errors import ConfigError, KitError, TaskError
 from kit.experiment import Experiment
 from kit.finetune import finetune
 from kit.models import resolve_model
-from kit.models.convert import WeightType, converted, resolve_weights
+from kit.models.convert import WeightType, converted
 from kit.models.gguf import read_gguf_info
 from kit.models.hardware import fingerprint
 from kit.pipeline.arming import models_of
@@ -88,10 +88,8 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
     check_prompts(exp, tasks)
     used: dict[tuple[str, WeightType], list[str]] = {}  # a model and the weights it runs as (kit.models.convert)
     for o in exp.options:
-        weights = resolve_weights(o.arm_options.get("weights", WeightType.NATIVE),
-                                  gpu=int(o.arm_options.get("n_gpu_layers", 0)) != 0)
         for model in models_of(o):
-            used.setdefault((model, weights), []).append(o.name)
+            used.setdefault((model, o.weights), []).append(o.name)
     rows = []
     for (model, weights), names in used.items():
         source = resolve_model(model, pull=pull)
