@@ -22,6 +22,12 @@ distance), then the ratios of ``kit`` and ``kit-bf16`` against ``before`` and ``
     .venv/bin/python bench/bench_finetune.py --loops --tasks snips-intents,nace-activities --steps 30 \
         --which kit-bf16,kit,reinit,before --before ../old-main
 
+**The most an exact float32 step could gain (``--bound``).** The kit's step on each task (batch 8, the task's
+own prompts) timed, its matrix products' FLOPs counted (forward and backward), and their time at this CPU's
+float32 matmul peak: the ratio bounds any speed-up that keeps the same arithmetic (the same loss curve).
+
+    .venv/bin/python bench/bench_finetune.py --bound --tasks snips-intents,nace-activities
+
 **Accuracy (default).** Fine-tunes on the task's train split, then runs the base model and the fine-tuned
 model through llama.cpp on the same held-out test items (the first ``--limit`` of the seeded test order)
 and compares them with the paired tests of kit.stats (exact McNemar, paired bootstrap of the accuracy
@@ -151,8 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tasks", default="snips-intents,nace-activities", help="--loops: the tasks")
     p.add_argument("--before", help="--loops: another checkout of the kit whose loop to run too (e.g. main)")
     p.add_argument("--which", default="kit,plain,before", help="--loops: which loops, in this order")
+    p.add_argument("--bound", action="store_true",
+                   help="how much faster the float32 step could be at all: its matmul FLOPs at this CPU's peak")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    if args.bound:
+        return flop_bound(args.tasks.split(","), seed=args.seed)
     if args.worker:
         print(json.dumps(worker(args.worker, args.tasks, args.steps, args.seed)))
         return 0
@@ -211,6 +221,66 @@ def main(argv: list[str] | None = None) -> int:
           f"{Path(result.adapter_path).stat().st_size / 1e6:.1f} MB")
     return 0
 
+
+
+def flop_bound(tasks: list[str], *, seed: int, steps: int = 3) -> int:
+    """For each task, the kit's float32 step (the task's own prompts, batch 8, rank 8 on every projection) against
+    the most its matrix products allow: their FLOPs (torch's FlopCounterMode: every mm/bmm/attention product of
+    forward and backward) over this CPU's float32 matmul peak (a 2048x2048 product, best of 10). The ratio is an
+    upper bound on any exact float32 speed-up: it assumes every product at the large-matrix peak and no other work.
+    """
+    import numpy as np
+    import peft
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from kit.finetune.train import Example, accumulate_step, build_examples, load_base, shared_prefix
+    from kit.models import resolve_model
+    from kit.models.hardware import cpu_threads
+    from kit.tasks import load_task
+
+    torch.set_num_threads(cpu_threads())
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    for _ in range(3):
+        a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(10))
+    peak = 2 * 2048 ** 3 / best / 1e9
+    print(f"float32 matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    model, tok, _ = load_base(resolve_model(BASE).path, device="cpu", quantize="none", dtype="float32")
+    model = peft.get_peft_model(model, peft.LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, bias="none",
+                                                       target_modules=TARGETS, task_type="CAUSAL_LM"))
+    model.train()
+    for name in tasks:
+        examples = build_examples(load_task(name, folder=ROOT / "datasets"), tok)
+        prefix = shared_prefix(examples)
+        own = [Example(e.item_id, e.prompt[len(prefix):], e.answer) for e in examples]
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        rng = np.random.default_rng(seed)
+        batches = [[own[i] for i in rng.choice(len(own), 8, replace=False)] for _ in range(steps)]
+
+        def step(batch):
+            model.zero_grad(set_to_none=True)
+            accumulate_step(model, batch, prefix=prefix, device="cpu", pad_id=pad)
+
+        step(batches[0])  # warm-up
+        seconds = [_timed(lambda b=b: step(b)) for b in batches]
+        flops = []
+        for batch in batches:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                step(batch)
+            flops.append(counter.get_total_flops() / 1e9)
+        mean_s, mean_f = float(np.mean(seconds)), float(np.mean(flops))
+        print(f"{name}: prefix {len(prefix)} tokens; a step {mean_s:.2f} s ({steps} steps), {mean_f:.0f} GFLOP of "
+              f"matrix products = {mean_f / mean_s:.0f} GFLOP/s ({mean_f / mean_s / peak:.0%} of peak); at peak with "
+              f"no other work {mean_f / peak:.2f} s: at most {mean_s / (mean_f / peak):.2f}x faster")
+    return 0
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
 
 
 def compare_loops(args: argparse.Namespace) -> int:
