@@ -32,7 +32,7 @@ from kit.arms.label_walk import LabelWalk
 from kit.arms.options import ArmOptions, Field, parse_options
 from kit.arms.registry import Backend
 from kit.errors import ArmError, MissingDependency
-from kit.models.convert import WeightType, converted, resolve_weights
+from kit.models.convert import WeightType, converted, resolve_weights, weights_words
 from kit.models.hardware import llama_threads
 
 CHATML = (
@@ -138,10 +138,8 @@ class LlamaCppArm(Arm):
 
     def weights_words(self) -> str:
         """`` Q4_1``, or `` Q8_0 (converted from Q4_1)`` when the arm runs a converted copy; empty when unknown."""
-        quant = f" {self.model.quant}" if self.model.quant else ""
-        if self.model is not self.source:
-            quant += f" (converted from {self.source.quant or 'the original'})"
-        return quant
+        words = weights_words(self.model, self.source)
+        return f" {words}" if words else ""
 
     def _make_formatter(self) -> Any:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter

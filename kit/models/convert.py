@@ -97,6 +97,20 @@ def converted(model: ModelFile, weights: WeightType, *, progress: bool = True) -
                      quant=weights.value.upper())
 
 
+def weights_words(model: ModelFile, source: ModelFile) -> str:
+    """What runs, in words: ``Q4_1``, or ``BF16 (converted from Q4_1)`` when ``model`` is :func:`converted` from
+    ``source``; empty when the file names no type.
+
+    >>> q41 = ModelFile(id="m", path=Path("m.gguf"), sha256="0" * 64, size=1, quant="Q4_1")
+    >>> weights_words(q41, q41), weights_words(ModelFile("m", Path("c.gguf"), "1" * 64, 2, "BF16"), q41)
+    ('Q4_1', 'BF16 (converted from Q4_1)')
+    """
+    words = model.quant or ""
+    if model is not source:
+        words += f" (converted from {source.quant or 'the original'})"
+    return words
+
+
 def _convert(model: ModelFile, weights: WeightType, target: Path, *, progress: bool) -> None:
     try:
         import llama_cpp

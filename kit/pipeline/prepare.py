@@ -16,7 +16,7 @@ from kit.errors import ConfigError, KitError, TaskError
 from kit.experiment import Experiment
 from kit.finetune import finetune
 from kit.models import resolve_model
-from kit.models.convert import WeightType, converted
+from kit.models.convert import WeightType, converted, weights_words
 from kit.models.gguf import read_gguf_info
 from kit.models.hardware import fingerprint
 from kit.pipeline.arming import models_of
@@ -95,8 +95,8 @@ def prepare_stage(exp: Experiment, folder: RunFolder, *, pull: bool = True) -> p
         source = resolve_model(model, pull=pull)
         mf = converted(source, weights)  # made here, once, so the answer stage finds it
         info = read_gguf_info(mf.path)
-        quant = (mf.quant or info.quant or "") + (f" (converted from {source.quant})" if mf is not source else "")
-        rows.append({Col.MODEL: mf.id, "used by": ", ".join(names), Col.QUANTISATION: quant,
+        rows.append({Col.MODEL: mf.id, "used by": ", ".join(names),
+                     Col.QUANTISATION: weights_words(mf, source) or info.quant,
                      Col.ARCHITECTURE: info.architecture, Col.PARAMETERS: info.parameter_count,
                      Col.CONTEXT_LENGTH: info.context_length, Col.SIZE_MB: round(mf.size / 1e6, 1),
                      Col.SHA256: mf.sha256})
